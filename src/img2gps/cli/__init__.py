@@ -1,0 +1,54 @@
+"""The `img2gps` command: one typer app; each command group lives in its own module."""
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from ..errors import Img2GPSError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Locate campus photos: build a dataset, fit a model, benchmark it, predict, serve.")
+
+
+def _register() -> None:
+    # Importing each module attaches its commands to `app` (data, fit/bench/eval, predict/serve/export, demo, analyze).
+    from . import analyze, data, demo, modelling, use  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user-facing errors become one line on stderr and exit code 2; never a traceback."""
+    _register()
+    debug = os.environ.get("IMG2GPS_DEBUG") == "1"
+    try:
+        app(args=argv, standalone_mode=False)
+        return 0
+    except Img2GPSError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (typer.Exit, SystemExit) as e:
+        code = getattr(e, "exit_code", getattr(e, "code", 0))
+        return int(code or 0)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # click usage errors and anything unexpected: still one line
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            return e.exit_code
+        if debug:
+            raise
+        print(f"error: unexpected {type(e).__name__}: {e} (set IMG2GPS_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+def run() -> None:  # pragma: no cover - console script shim
+    sys.exit(main())

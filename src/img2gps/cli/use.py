@@ -1,0 +1,2 @@
+"""placeholder: commands are added by the module owner."""
+from . import app  # noqa: F401

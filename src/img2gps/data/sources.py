@@ -1,0 +1,242 @@
+"""One dataset type over every source: a folder with labels.csv, or a Hugging Face style parquet file."""
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ..errors import DataError, PhotoError
+from ..photos import open_image, read_bytes
+
+# Accepted spellings of the label columns (case-insensitive) -> canonical name.
+COLUMN_ALIASES = {
+    "image": ("image", "image_file", "file_name", "filename", "file", "path", "image_path", "name"),
+    "Latitude": ("latitude", "lat"),
+    "Longitude": ("longitude", "lon", "lng", "long"),
+    "time": ("time", "datetime", "timestamp", "date_time"),
+    "device": ("device", "camera", "model"),
+}
+
+
+def normalise_columns(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Rename accepted spellings to image/Latitude/Longitude[/time/device]; clear error if any is missing."""
+    lower = {str(c).strip().lower(): c for c in df.columns}
+    ren = {}
+    for canon, names in COLUMN_ALIASES.items():
+        for n in names:
+            if n in lower and lower[n] not in ren:
+                ren[lower[n]] = canon
+                break
+    df = df.rename(columns=ren)
+    missing = [c for c in ("image", "Latitude", "Longitude") if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{source}: missing column(s) {', '.join(missing)} (found: {', '.join(map(str, lower.values())) or 'none'}; "
+            "expected image,Latitude,Longitude)"
+        )
+    return df
+
+
+def validate_coordinates(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Drop rows with missing/NaN/inf/out-of-range/(0,0) coordinates or duplicate names; return (clean, skipped)."""
+    skipped: list[tuple[str, str]] = []
+    keep = []
+    seen: set[str] = set()
+    for i, row in df.iterrows():
+        name = str(row["image"]) if not pd.isna(row["image"]) else ""
+        lat = pd.to_numeric(pd.Series([row["Latitude"]]), errors="coerce").iloc[0]
+        lon = pd.to_numeric(pd.Series([row["Longitude"]]), errors="coerce").iloc[0]
+        where = f"{source} row {i + 2}" + (f" ({name})" if name else "")
+        if not name:
+            skipped.append((where, "empty image name"))
+        elif not (math.isfinite(lat) and math.isfinite(lon)):
+            skipped.append((where, "latitude/longitude missing or not a finite number"))
+        elif abs(lat) > 90 or abs(lon) > 180:
+            skipped.append((where, f"coordinates out of range ({lat}, {lon})"))
+        elif lat == 0 and lon == 0:
+            skipped.append((where, "coordinates are (0, 0), a placeholder"))
+        elif name in seen:
+            skipped.append((where, "duplicate image name; first row kept"))
+        else:
+            seen.add(name)
+            keep.append(i)
+            continue
+    out = df.loc[keep].copy()
+    out["Latitude"] = pd.to_numeric(out["Latitude"]).astype(float)
+    out["Longitude"] = pd.to_numeric(out["Longitude"]).astype(float)
+    out["image"] = out["image"].astype(str)
+    return out.reset_index(drop=True), skipped
+
+
+def read_labels_csv(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise DataError(f"{path}: labels file not found")
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty CSV") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
+    return normalise_columns(df, str(path))
+
+
+@dataclass
+class GeoDataset:
+    """Rows of (image id, latitude, longitude[, time, device]) plus a way to read each image's bytes.
+
+    `table` always has columns image, Latitude, Longitude (and time/device when known). Slicing returns a
+    GeoDataset that shares the reader, so folds cost nothing.
+    """
+
+    table: pd.DataFrame
+    reader: Callable[[str], bytes]
+    name: str = "dataset"
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def ids(self) -> list[str]:
+        return self.table["image"].tolist()
+
+    @property
+    def lat(self) -> np.ndarray:
+        return self.table["Latitude"].to_numpy(float)
+
+    @property
+    def lon(self) -> np.ndarray:
+        return self.table["Longitude"].to_numpy(float)
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> "GeoDataset":
+        return GeoDataset(self.table.iloc[list(idx)].reset_index(drop=True), self.reader, self.name)
+
+    def select_ids(self, ids: Sequence[str]) -> "GeoDataset":
+        pos = {n: i for i, n in enumerate(self.ids)}
+        missing = [n for n in ids if n not in pos]
+        if missing:
+            raise DataError(f"{self.name}: {len(missing)} image(s) not in the dataset, e.g. {missing[0]}")
+        return self.subset([pos[n] for n in ids])
+
+    def exclude_ids(self, ids: Sequence[str]) -> "GeoDataset":
+        drop = set(ids)
+        return self.subset([i for i, n in enumerate(self.ids) if n not in drop])
+
+    def read(self, i: int) -> bytes:
+        return self.reader(self.ids[i])
+
+    def open(self, i: int, max_side: int | None = None) -> Image.Image:
+        return open_image(self.read(i), max_side=max_side)
+
+    def content_key(self, i: int) -> str:
+        """Hash of the image bytes: the key of every per-photo cache (embeddings, keypoints)."""
+        return hashlib.sha1(self.read(i)).hexdigest()
+
+    def fingerprint(self) -> str:
+        """Hash of the gallery table (names + coordinates): identifies what a model was fitted on."""
+        t = self.table[["image", "Latitude", "Longitude"]].to_csv(index=False, float_format="%.8f")
+        return hashlib.sha1(t.encode()).hexdigest()[:16]
+
+
+def _folder_reader(image_dir: Path) -> Callable[[str], bytes]:
+    root = image_dir.resolve()
+
+    def read(name: str) -> bytes:
+        p = (image_dir / name)
+        # A labels row must not point outside the dataset (../../etc/passwd).
+        if root not in p.resolve().parents and p.resolve() != root:
+            raise PhotoError(name, "path leaves the dataset folder")
+        return read_bytes(p)
+
+    return read
+
+
+def from_folder(folder: str | Path, labels: str | Path | None = None, check_files: bool = True) -> GeoDataset:
+    folder = Path(folder)
+    if not folder.exists():
+        raise DataError(f"{folder}: dataset folder not found")
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder")
+    csv = Path(labels) if labels else folder / "labels.csv"
+    image_dir = folder / "images" if (folder / "images").is_dir() else folder
+    df, skipped = validate_coordinates(read_labels_csv(csv), str(csv))
+    if check_files:
+        exists = df["image"].map(lambda n: (image_dir / n).is_file())
+        skipped += [(f"{csv} ({n})", "image file not found") for n in df.loc[~exists, "image"]]
+        df = df[exists].reset_index(drop=True)
+    if len(df) == 0:
+        raise DataError(f"{folder}: no usable labelled photos" + (f" ({len(skipped)} rows skipped)" if skipped else ""))
+    return GeoDataset(df, _folder_reader(image_dir), name=str(folder), skipped=skipped)
+
+
+def from_parquet(path: str) -> GeoDataset:
+    """Hugging Face Image-feature parquet: columns image{bytes,path}, Latitude, Longitude.
+
+    `path` may be a local file/folder of .parquet files or `hf://datasets/OWNER/NAME` (needs network + huggingface_hub).
+    """
+    files: list[str]
+    if path.startswith("hf://"):
+        try:
+            from huggingface_hub import HfFileSystem
+        except ImportError:
+            raise DataError("reading hf:// datasets needs `pip install huggingface_hub` and a network") from None
+        fs = HfFileSystem()
+        files = [f"hf://{f}" for f in fs.glob(path.rstrip("/") + "/**/*.parquet")]
+        if not files:
+            raise DataError(f"{path}: no parquet files found")
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise DataError(f"{path}: not found")
+        files = [str(f) for f in sorted(p.rglob("*.parquet"))] if p.is_dir() else [str(p)]
+        if not files:
+            raise DataError(f"{path}: no .parquet files")
+    try:
+        df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    except Exception as e:  # pyarrow raises several unrelated types
+        raise DataError(f"{path}: not a readable parquet file ({str(e).splitlines()[0]})") from None
+    df = df.rename(columns={c: c for c in df.columns})
+    if "image" not in df.columns:
+        raise DataError(f"{path}: no 'image' column")
+    blobs: dict[str, bytes] = {}
+    names = []
+    for i, img in enumerate(df["image"]):
+        data = img.get("bytes") if isinstance(img, dict) else img if isinstance(img, (bytes, bytearray)) else None
+        stem = (img.get("path") if isinstance(img, dict) else None) or f"row{i:06d}.jpg"
+        name = f"{i:06d}_{Path(str(stem)).name}"
+        names.append(name)
+        if data:
+            blobs[name] = bytes(data)
+    table = normalise_columns(df.drop(columns=["image"]).assign(image=names), path)
+    table, skipped = validate_coordinates(table, path)
+    missing = ~table["image"].isin(list(blobs))
+    skipped += [(f"{path} ({n})", "row has no image bytes") for n in table.loc[missing, "image"]]
+    table = table[~missing].reset_index(drop=True)
+
+    def read(name: str) -> bytes:
+        try:
+            return blobs[name]
+        except KeyError:
+            raise PhotoError(name, "not in this parquet dataset") from None
+
+    if len(table) == 0:
+        raise DataError(f"{path}: no usable labelled photos")
+    return GeoDataset(table, read, name=path, skipped=skipped)
+
+
+def load_dataset(source: str | Path, labels: str | Path | None = None) -> GeoDataset:
+    """Folder (images/ + labels.csv), a .parquet file/folder of them, or hf://datasets/..."""
+    s = str(source)
+    if s.startswith("hf://") or s.endswith(".parquet"):
+        return from_parquet(s)
+    p = Path(s)
+    if p.is_dir() and not (p / "labels.csv").exists() and labels is None and any(p.rglob("*.parquet")):
+        return from_parquet(s)
+    return from_folder(p, labels)

@@ -1,0 +1,20 @@
+"""One exception family: the CLI prints these as a single line, never a traceback."""
+from __future__ import annotations
+
+
+class Img2GPSError(Exception):
+    """A problem the user can act on; str() is the whole message."""
+
+
+class PhotoError(Img2GPSError):
+    def __init__(self, source: str, problem: str):
+        self.source, self.problem = source, problem
+        super().__init__(f"{source}: {problem}")
+
+
+class DataError(Img2GPSError):
+    pass
+
+
+class ModelError(Img2GPSError):
+    pass

@@ -1,0 +1,70 @@
+"""Per-photo feature cache on disk, keyed by the photo's content hash, under the user cache dir."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..data.sources import GeoDataset
+from ..photos import PhotoError
+
+
+def user_cache_dir() -> Path:
+    """$IMG2GPS_CACHE, else $XDG_CACHE_HOME/img2gps, else ~/.cache/img2gps (never beside the data)."""
+    env = os.environ.get("IMG2GPS_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "img2gps"
+
+
+class FeatureCache:
+    def __init__(self, kind: str, root: Path | None = None):
+        self.dir = (root or user_cache_dir()) / "features" / kind
+
+    def _path(self, key: str) -> Path:
+        return self.dir / key[:2] / f"{key}.npy"
+
+    def get(self, key: str) -> np.ndarray | None:
+        p = self._path(key)
+        if p.is_file():
+            try:
+                return np.load(p, allow_pickle=False)
+            except (ValueError, OSError):  # a torn write from an interrupted run: recompute
+                return None
+        return None
+
+    def put(self, key: str, value: np.ndarray) -> None:
+        p = self._path(key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(tmp, value)
+        os.replace(tmp, p)
+
+
+def embed_dataset(encoder, ds: GeoDataset, desc: str | None = None, batch: int = 16) -> np.ndarray:
+    """(N, D) float32 embeddings of every photo, computing only those not cached yet."""
+    cache = FeatureCache(f"embed-{encoder.name}")
+    keys = [ds.content_key(i) for i in range(len(ds))]
+    out: list[np.ndarray | None] = [cache.get(k) for k in keys]
+    todo = [i for i, v in enumerate(out) if v is None]
+    if todo:
+        bar = tqdm(total=len(todo), desc=desc or f"embedding ({encoder.name})", unit="photo", leave=False,
+                   disable=len(todo) < 8)
+        for s in range(0, len(todo), batch):
+            idx = todo[s:s + batch]
+            imgs = []
+            for i in idx:
+                try:
+                    imgs.append(ds.open(i, max_side=encoder.load_side))
+                except PhotoError as e:
+                    raise PhotoError(e.source, f"{e.problem} (gallery photo {ds.ids[i]})") from None
+            vecs = encoder.embed(imgs)
+            for i, v in zip(idx, vecs):
+                cache.put(keys[i], v.astype(np.float32))
+                out[i] = v.astype(np.float32)
+            bar.update(len(idx))
+        bar.close()
+    return np.stack(out).astype(np.float32)

@@ -1,0 +1,233 @@
+"""Open any photo safely: format checks, orientation, EXIF GPS/time/device, and metadata stripping."""
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import PhotoError
+
+try:  # HEIC/HEIF support; registering an opener is idempotent.
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+except ImportError:  # pragma: no cover - declared dependency
+    pillow_heif = None
+
+ImageInput = Union[str, Path, bytes, Image.Image, np.ndarray]
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp", ".tif", ".tiff"}
+MAX_PIXELS = 120_000_000  # ~ a 108 MP phone photo; above that we refuse instead of exhausting memory
+MAX_BYTES = 60 * 1024 * 1024
+
+_GPS_IFD = 0x8825
+_EXIF_IFD = 0x8769
+
+
+@dataclass
+class PhotoMeta:
+    latitude: float | None = None
+    longitude: float | None = None
+    time: str | None = None  # ISO 8601, camera local time (EXIF has no zone unless OffsetTime is set)
+    device: str | None = None
+    width: int = 0
+    height: int = 0  # after orientation
+    gps_problem: str | None = None  # why there is no position, when there is none
+
+    @property
+    def has_gps(self) -> bool:
+        return self.latitude is not None and self.longitude is not None
+
+
+def describe(src: ImageInput) -> str:
+    if isinstance(src, (str, Path)):
+        return str(src)
+    if isinstance(src, bytes):
+        return f"<{len(src)} bytes>"
+    if isinstance(src, np.ndarray):
+        return f"<array {src.shape}>"
+    return "<image>"
+
+
+def read_bytes(path: str | Path) -> bytes:
+    p = Path(path)
+    if not p.exists():
+        raise PhotoError(str(p), "file not found")
+    if p.is_dir():
+        raise PhotoError(str(p), "is a folder, not a photo")
+    size = p.stat().st_size
+    if size == 0:
+        raise PhotoError(str(p), "empty file (0 bytes)")
+    if size > MAX_BYTES:
+        raise PhotoError(str(p), f"file too large ({size / 2**20:.0f} MiB > {MAX_BYTES / 2**20:.0f} MiB)")
+    try:
+        return p.read_bytes()
+    except OSError as e:
+        raise PhotoError(str(p), f"cannot read file ({e.strerror or e})") from None
+
+
+def _open_pil(data: bytes, name: str) -> Image.Image:
+    """Open and fully decode, mapping every PIL failure to a one-line PhotoError."""
+    if not data:
+        raise PhotoError(name, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            if im.width * im.height > MAX_PIXELS:
+                raise PhotoError(name, f"image too large ({im.width}x{im.height} pixels; limit {MAX_PIXELS:,})")
+            im.load()
+    except PhotoError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise PhotoError(name, "image too large (decompression bomb guard)") from None
+    except UnidentifiedImageError:
+        raise PhotoError(name, "unknown or unsupported image format") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise PhotoError(name, f"corrupt or truncated image ({e})") from None
+    if im.width < 1 or im.height < 1:
+        raise PhotoError(name, "image has no pixels")
+    return im
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Upright RGB with no metadata attached (so nothing downstream can read the EXIF GPS)."""
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # a broken orientation tag should not lose the photo
+        pass
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, im)
+    elif im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        hi = arr.max() or 1.0
+        im = Image.fromarray((arr / hi * 255).astype(np.uint8))
+    rgb = im.convert("RGB")
+    return strip_metadata(rgb)
+
+
+def strip_metadata(im: Image.Image) -> Image.Image:
+    """A pixel-identical copy with no EXIF/XMP/ICC info: a predictor must never see the query's GPS."""
+    clean = Image.frombytes(im.mode, im.size, im.tobytes())
+    return clean
+
+
+def open_image(src: ImageInput, max_side: int | None = None) -> Image.Image:
+    """Any supported input -> upright RGB PIL image without metadata, optionally downscaled."""
+    name = describe(src)
+    if isinstance(src, (str, Path)):
+        im = _open_pil(read_bytes(src), name)
+    elif isinstance(src, (bytes, bytearray)):
+        im = _open_pil(bytes(src), name)
+    elif isinstance(src, Image.Image):
+        im = src
+    elif isinstance(src, np.ndarray):
+        arr = src
+        if arr.ndim not in (2, 3) or arr.size == 0:
+            raise PhotoError(name, "array must be HxW or HxWxC and non-empty")
+        if arr.dtype != np.uint8:
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
+        im = Image.fromarray(arr[..., :3] if arr.ndim == 3 else arr)
+    else:
+        raise PhotoError(name, f"unsupported input type {type(src).__name__}")
+    out = _to_rgb(im)
+    if max_side and max(out.size) > max_side:
+        out.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return out
+
+
+def _ratio(x) -> float:
+    try:
+        if isinstance(x, tuple) and len(x) == 2:
+            num, den = x
+            return float(num) / float(den) if float(den) != 0 else math.nan
+        return float(x)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return math.nan
+
+
+def _dms(value, ref, pos: str, neg: str, limit: float) -> float:
+    if value is None:
+        raise ValueError("missing")
+    parts = list(value) if isinstance(value, (tuple, list)) else [value]
+    parts = [_ratio(p) for p in parts] + [0.0, 0.0]
+    deg = parts[0] + parts[1] / 60 + parts[2] / 3600
+    if not math.isfinite(deg):
+        raise ValueError("zero denominator or non-numeric value")
+    ref = (ref.decode(errors="ignore") if isinstance(ref, bytes) else str(ref or "")).strip("\x00 ").upper()
+    if ref not in (pos, neg):
+        raise ValueError(f"missing or invalid reference {ref!r}")
+    if ref == neg:
+        deg = -deg
+    if abs(deg) > limit:
+        raise ValueError(f"out of range ({deg})")
+    return deg
+
+
+def _clean_str(v) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, bytes):
+        v = v.decode(errors="ignore")
+    v = str(v).replace("\x00", "").strip()
+    return v or None
+
+
+def read_meta(src: str | Path | bytes) -> PhotoMeta:
+    """EXIF GPS (DMS rationals, N/S/E/W refs; altitude ignored), capture time, device, oriented size."""
+    name = describe(src)
+    data = read_bytes(src) if isinstance(src, (str, Path)) else src
+    im = _open_pil(data, name)
+    meta = PhotoMeta()
+    try:
+        exif = im.getexif()
+    except Exception:
+        exif = None
+    w, h = im.size
+    if exif is not None and exif.get(0x0112) in (5, 6, 7, 8):
+        w, h = h, w
+    meta.width, meta.height = w, h
+    if not exif:
+        meta.gps_problem = "no EXIF metadata (no GPS position)"
+        return meta
+    make, model = _clean_str(exif.get(0x010F)), _clean_str(exif.get(0x0110))
+    # "Apple" + "iPhone 13" -> "Apple iPhone 13"; "samsung" + "SM-A315F" likewise; no doubled make.
+    meta.device = model if (make and model and model.lower().startswith(make.lower())) else (
+        " ".join(x for x in (make, model) if x) or None)
+    try:
+        sub = exif.get_ifd(_EXIF_IFD)
+    except Exception:
+        sub = {}
+    t = _clean_str(sub.get(0x9003) or exif.get(0x0132))
+    if t:
+        try:
+            meta.time = datetime.strptime(t[:19], "%Y:%m:%d %H:%M:%S").isoformat()
+        except ValueError:
+            meta.time = None
+    try:
+        gps = exif.get_ifd(_GPS_IFD)
+    except Exception:
+        gps = {}
+    if not gps:
+        meta.gps_problem = "no GPS position in EXIF"
+        return meta
+    try:
+        lat = _dms(gps.get(2), gps.get(1), "N", "S", 90.0)
+        lon = _dms(gps.get(4), gps.get(3), "E", "W", 180.0)
+    except ValueError as e:
+        meta.gps_problem = f"invalid EXIF GPS ({e})"
+        return meta
+    if lat == 0.0 and lon == 0.0:
+        meta.gps_problem = "EXIF GPS is (0, 0), a placeholder, not a position"
+        return meta
+    meta.latitude, meta.longitude = lat, lon
+    return meta

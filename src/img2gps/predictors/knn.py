@@ -1,0 +1,122 @@
+"""k-NN retrieval over global embeddings (cosine, faiss) with a similarity-weighted position."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..calibration import RadiusModel
+from ..errors import ModelError
+from ..features.backbones import ENCODERS, get_encoder
+from ..features.cache import embed_dataset
+from ..geo import LocalFrame
+from ..retrieval import CosineIndex, aggregate
+from .base import BasePredictor, Prediction
+
+
+@dataclass
+class KNNConfig:
+    embed: str = "lite0"  # an encoder name (features/backbones.py) or "regression" (a trained model's 256-d layer)
+    k: int = 3
+    agg: str = "mean"  # mean (the paper's weighted mean) | softmax | median
+    coverage: float = 0.8
+    regression_spec: str = "regression"  # used when embed=regression
+
+
+class KNNPredictor(BasePredictor):
+    name = "knn"
+    Config = KNNConfig
+
+    def __init__(self, config=None, spec=None):
+        super().__init__(config, spec)
+        if self.config.k < 1:
+            raise ModelError(f"{self.spec}: k must be >= 1")
+        if self.config.agg not in ("mean", "softmax", "median"):
+            raise ModelError(f"{self.spec}: agg must be mean, softmax or median")
+        if self.config.embed != "regression" and self.config.embed not in ENCODERS:
+            raise ModelError(f"{self.spec}: unknown embed {self.config.embed!r}; known: {', '.join(ENCODERS)}, regression")
+        self._encoder = None
+        self._embedder = None  # a fitted predictor exposing embed_images(), when embed=regression
+
+    # -- embeddings ---------------------------------------------------------------------------------------
+    def _embed_gallery(self, train) -> np.ndarray:
+        if self.config.embed == "regression":
+            from .registry import make_predictor
+
+            self._embedder = make_predictor(self.config.regression_spec)
+            self._embedder.fit(train)
+            return self._embedder.embed_dataset(train)
+        self._encoder = get_encoder(self.config.embed)
+        return embed_dataset(self._encoder, train)
+
+    def _embed_query(self, image) -> np.ndarray:
+        if self._embedder is not None:
+            return self._embedder.embed_images([image])
+        return self._encoder.embed([image])
+
+    # -- fit / predict ------------------------------------------------------------------------------------
+    def _fit(self, train) -> None:
+        self.vectors = self._embed_gallery(train)
+        self._build()
+        self._calibrate()
+
+    def _build(self):
+        self.index = CosineIndex(self.vectors)
+        self.frame = LocalFrame.around(self.gallery["Latitude"], self.gallery["Longitude"])
+        self.en = self.frame.to_en(self.gallery["Latitude"], self.gallery["Longitude"])
+
+    def _calibrate(self):
+        """Leave-one-out inside the gallery: errors and spreads of held-out predictions set the radius."""
+        n = len(self.vectors)
+        if n < 3:
+            self.radius_model = RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0)
+            return
+        sims, idx = self.index.search_excluding_self(self.config.k)
+        errs, spreads = [], []
+        for r in range(n):
+            c, s = aggregate(self.en[idx[r]], sims[r], self.config.agg)
+            errs.append(np.linalg.norm(c - self.en[r]))
+            spreads.append(s)
+        centre_err = np.linalg.norm(self.en - self.en.mean(0), axis=1)
+        area = float(np.quantile(centre_err, self.config.coverage))
+        self.radius_model = RadiusModel.fit(errs, spreads, coverage=self.config.coverage, area_m=area)
+
+    def locate(self, q: np.ndarray, top_k: int):
+        """Query vector -> (position en, spread, neighbour idx, sims) with max(k, top_k) neighbours searched."""
+        sims, idx = self.index.search(q.reshape(1, -1), max(self.config.k, top_k))
+        sims, idx = sims[0], idx[0]
+        k = min(self.config.k, len(idx))
+        c, spread = aggregate(self.en[idx[:k]], sims[:k], self.config.agg)
+        return c, spread, idx, sims
+
+    def _predict_one(self, image, top_k: int) -> Prediction:
+        q = self._embed_query(image)
+        c, spread, idx, sims = self.locate(q, top_k)
+        lat, lon = self.frame.to_latlon(c)
+        r = self.radius_model.radius(spread)
+        return Prediction(float(lat), float(lon), r, self.radius_model.confidence(r), False, self.spec,
+                          self.neighbours(idx, sims, top_k))
+
+    # -- persistence --------------------------------------------------------------------------------------
+    def _save_files(self, d: Path) -> None:
+        import faiss
+
+        np.save(d / "embeddings.npy", self.vectors)
+        faiss.write_index(self.index.index, str(d / "index.faiss"))
+        if self._embedder is not None:
+            self._embedder.save(d / "embedder", thumbnails=False)
+
+    def _state(self):
+        return {"radius_model": self.radius_model.to_dict(), "dim": int(self.vectors.shape[1])}
+
+    def _load_files(self, d: Path, state):
+        self.vectors = np.load(d / "embeddings.npy")
+        self._build()
+        self.radius_model = RadiusModel.from_dict(state.get("radius_model"))
+        if self.config.embed == "regression":
+            from .registry import load_model
+
+            self._embedder = load_model(d / "embedder")
+        else:
+            self._encoder = get_encoder(self.config.embed)
