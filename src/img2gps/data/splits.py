@@ -1,0 +1,118 @@
+"""Train/validation splits and bench protocols. Every split is seeded; location-aware ones use a metric buffer."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ..geo import LocalFrame, pairwise_m, spatial_clusters
+
+SEED = 42
+
+
+@dataclass
+class Fold:
+    train: np.ndarray  # indices into the dataset
+    val: np.ndarray
+    dropped: int = 0  # training photos removed by the spatial buffer
+
+
+def _en(lat, lon) -> np.ndarray:
+    return LocalFrame.around(lat, lon).to_en(lat, lon)
+
+
+def buffer_train(train: np.ndarray, val: np.ndarray, en: np.ndarray, radius_m: float) -> tuple[np.ndarray, int]:
+    """Drop every training photo within radius_m of any validation photo (location-disjoint with a buffer)."""
+    if radius_m <= 0 or len(val) == 0 or len(train) == 0:
+        return train, 0
+    d = pairwise_m(en[train], en[val]).min(axis=1)
+    keep = train[d > radius_m]
+    return keep, int(len(train) - len(keep))
+
+
+def loo_folds(n: int) -> list[Fold]:
+    idx = np.arange(n)
+    return [Fold(np.delete(idx, i), np.array([i])) for i in range(n)]
+
+
+def kfold_folds(n: int, k: int, seed: int = SEED) -> list[Fold]:
+    if k < 2 or k > n:
+        raise DataError(f"kfold:{k} needs 2 <= K <= number of photos ({n})")
+    perm = np.random.default_rng(seed).permutation(n)
+    parts = np.array_split(perm, k)
+    return [Fold(np.sort(np.concatenate(parts[:i] + parts[i + 1:])), np.sort(parts[i])) for i in range(k)]
+
+
+def kfold_geo_folds(lat, lon, k: int, radius_m: float = 10.0, seed: int = SEED) -> list[Fold]:
+    """K spatial folds (k-means on east/north metres) with a buffer of radius_m around each validation fold."""
+    n = len(lat)
+    if k < 2 or k > n:
+        raise DataError(f"kfold-geo:{k} needs 2 <= K <= number of photos ({n})")
+    en = _en(lat, lon)
+    labels = spatial_clusters(en, k, seed)
+    folds = []
+    for c in range(k):
+        val = np.flatnonzero(labels == c)
+        train, dropped = buffer_train(np.flatnonzero(labels != c), val, en, radius_m)
+        folds.append(Fold(train, val, dropped))
+    return folds
+
+
+def random_split(n: int, val_frac: float = 0.2, seed: int = SEED) -> Fold:
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * val_frac)))
+    return Fold(np.sort(perm[n_val:]), np.sort(perm[:n_val]))
+
+
+def location_disjoint_split(lat, lon, val_frac: float = 0.2, radius_m: float = 10.0, seed: int = SEED,
+                            n_clusters: int | None = None) -> Fold:
+    """Whole spatial clusters go to validation until ~val_frac of photos are there; then buffer the train side."""
+    n = len(lat)
+    en = _en(lat, lon)
+    k = n_clusters or max(5, min(n // 4, 25))
+    labels = spatial_clusters(en, k, seed)
+    order = np.random.default_rng(seed).permutation(np.unique(labels))
+    val_mask = np.zeros(n, bool)
+    for c in order:
+        if val_mask.sum() >= val_frac * n:
+            break
+        val_mask |= labels == c
+    val = np.flatnonzero(val_mask)
+    train, dropped = buffer_train(np.flatnonzero(~val_mask), val, en, radius_m)
+    return Fold(train, val, dropped)
+
+
+def folds_for_protocol(protocol: str, ds) -> list[Fold]:
+    """'loo' | 'kfold:K' | 'kfold-geo:K[:R]' | 'split:DIR' (DIR/train.csv + DIR/val.csv naming images of ds)."""
+    name, *args = protocol.split(":")
+    n = len(ds)
+    try:
+        if name == "loo" and not args:
+            return loo_folds(n)
+        if name == "kfold" and len(args) == 1:
+            return kfold_folds(n, int(args[0]))
+        if name == "kfold-geo" and len(args) in (1, 2):
+            return kfold_geo_folds(ds.lat, ds.lon, int(args[0]), float(args[1]) if len(args) == 2 else 10.0)
+    except ValueError:
+        raise DataError(f"protocol {protocol!r}: K and R must be numbers") from None
+    if name == "split" and args:
+        return [split_from_dir(Path(":".join(args)), ds)]
+    raise DataError(f"unknown protocol {protocol!r}; use loo, kfold:K, kfold-geo:K[:R] or split:DIR")
+
+
+def split_from_dir(d: Path, ds) -> Fold:
+    from .sources import read_labels_csv
+
+    pos = {name: i for i, name in enumerate(ds.ids)}
+    parts = []
+    for part in ("train", "val"):
+        names = read_labels_csv(d / f"{part}.csv")["image"].astype(str).tolist()
+        missing = [x for x in names if x not in pos]
+        if missing:
+            raise DataError(f"{d / (part + '.csv')}: {len(missing)} image(s) not in {ds.name}, e.g. {missing[0]}")
+        parts.append(np.array([pos[x] for x in names], int))
+    if set(parts[0]) & set(parts[1]):
+        raise DataError(f"{d}: train.csv and val.csv share images")
+    return Fold(parts[0], parts[1])
