@@ -73,8 +73,10 @@ def read_bytes(path: str | Path) -> bytes:
         raise PhotoError(str(p), f"cannot read file ({e.strerror or e})") from None
 
 
-def _open_pil(data: bytes, name: str) -> Image.Image:
-    """Open and fully decode, mapping every PIL failure to a one-line PhotoError."""
+def _open_pil(data: bytes, name: str, max_side: int | None = None) -> Image.Image:
+    """Open and fully decode, mapping every PIL failure to a one-line PhotoError.
+
+    With max_side, JPEGs are decoded at a reduced DCT scale (PIL draft): 4-8x faster for a 12 MP photo."""
     if not data:
         raise PhotoError(name, "empty file (0 bytes)")
     try:
@@ -83,6 +85,8 @@ def _open_pil(data: bytes, name: str) -> Image.Image:
             im = Image.open(io.BytesIO(data))
             if im.width * im.height > MAX_PIXELS:
                 raise PhotoError(name, f"image too large ({im.width}x{im.height} pixels; limit {MAX_PIXELS:,})")
+            if max_side and im.format == "JPEG":
+                im.draft("RGB", (max_side, max_side))
             im.load()
     except PhotoError:
         raise
@@ -125,9 +129,9 @@ def open_image(src: ImageInput, max_side: int | None = None) -> Image.Image:
     """Any supported input -> upright RGB PIL image without metadata, optionally downscaled."""
     name = describe(src)
     if isinstance(src, (str, Path)):
-        im = _open_pil(read_bytes(src), name)
+        im = _open_pil(read_bytes(src), name, max_side)
     elif isinstance(src, (bytes, bytearray)):
-        im = _open_pil(bytes(src), name)
+        im = _open_pil(bytes(src), name, max_side)
     elif isinstance(src, Image.Image):
         im = src
     elif isinstance(src, np.ndarray):
@@ -160,7 +164,8 @@ def _dms(value, ref, pos: str, neg: str, limit: float) -> float:
         raise ValueError("missing")
     parts = list(value) if isinstance(value, (tuple, list)) else [value]
     parts = [_ratio(p) for p in parts] + [0.0, 0.0]
-    deg = parts[0] + parts[1] / 60 + parts[2] / 3600
+    # EXIF rationals are unsigned, but some writers store signed parts; the ref alone decides the hemisphere.
+    deg = abs(parts[0]) + abs(parts[1]) / 60 + abs(parts[2]) / 3600
     if not math.isfinite(deg):
         raise ValueError("zero denominator or non-numeric value")
     ref = (ref.decode(errors="ignore") if isinstance(ref, bytes) else str(ref or "")).strip("\x00 ").upper()

@@ -22,8 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     debug = os.environ.get("IMG2GPS_DEBUG") == "1"
     try:
-        app(args=argv, standalone_mode=False)
-        return 0
+        # standalone_mode=False makes click *return* a typer.Exit code instead of raising it
+        rc = app(args=argv, standalone_mode=False)
+        return rc if isinstance(rc, int) else 0
     except Img2GPSError as e:
         if debug:
             raise

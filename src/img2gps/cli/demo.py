@@ -1,2 +1,129 @@
-"""placeholder: commands are added by the module owner."""
-from . import app  # noqa: F401
+"""`img2gps demo`: the main job. Default gallery, seeded held-out queries, cached default model, table + map."""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+from . import app
+from ..errors import DataError, ModelError
+
+DOWNLOAD_HINT = (
+    "no default gallery found. Pass --data DIR (a folder with images/ + labels.csv), set IMG2GPS_DATA, or make one "
+    "from your own geotagged photos with `img2gps data build PHOTOS OUT`. A public campus set: "
+    "`--data hf://datasets/rwxyzgao/IMG2GPS_ALL` (needs a network and `pip install huggingface_hub`)."
+)
+
+
+def default_data() -> Path:
+    """$IMG2GPS_DATA, else ../shared/data/penn91 (from the current folder or from the source checkout)."""
+    env = os.environ.get("IMG2GPS_DATA")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[3]
+    for cand in (Path.cwd() / ".." / "shared" / "data" / "penn91", Path.cwd() / "shared" / "data" / "penn91",
+                 repo / ".." / "shared" / "data" / "penn91"):
+        if (cand / "labels.csv").is_file():
+            return cand.resolve()
+    raise DataError(DOWNLOAD_HINT)
+
+
+def holdout_ids(ids: list[str], fraction: float, seed: int) -> list[str]:
+    n = len(ids)
+    k = max(1, math.ceil(fraction * n))
+    if k >= n:
+        raise DataError(f"--holdout {fraction} leaves no gallery ({n} photos)")
+    pick = np.random.default_rng(seed).choice(n, size=k, replace=False)
+    return [ids[i] for i in sorted(pick)]
+
+
+def cached_model(gallery, spec: str, refit: bool = False):
+    """Fit once per (gallery fingerprint, spec) and keep it under the user cache dir."""
+    from ..features.cache import user_cache_dir
+    from ..predictors.registry import load_model, make_predictor
+
+    key = f"{gallery.fingerprint()}-{hashlib.sha1(spec.encode()).hexdigest()[:10]}"
+    mdir = user_cache_dir() / "models" / key
+    if not refit and (mdir / "model.json").exists():
+        try:
+            return load_model(mdir), mdir, True
+        except ModelError as e:  # a damaged cache entry is rebuilt, not fatal
+            typer.echo(f"note: cached model unusable ({e}); refitting", err=True)
+    p = make_predictor(spec)
+    p.fit(gallery)
+    p.save(mdir)
+    return p, mdir, False
+
+
+@app.command()
+def demo(
+    data: Optional[str] = typer.Option(None, "--data", help="Gallery (default: $IMG2GPS_DATA or ../shared/data/penn91)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Method spec (default: the best method in the bench)."),
+    holdout: float = typer.Option(0.1, "--holdout", help="Fraction of photos held out of the gallery as queries."),
+    seed: int = typer.Option(42, "--seed"),
+    out: Path = typer.Option(Path("img2gps-demo"), "--out", help="Folder for the map and the predictions CSV."),
+    refit: bool = typer.Option(False, "--refit", help="Ignore the cached model and fit again."),
+):
+    """Hold out photos, fit the default method on the rest (cached), locate the held-out photos, print and map."""
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..data import load_dataset
+    from ..geo import haversine_m, weighted_centre
+    from ..plots import error_lines_map
+    from ..predictors.registry import DEFAULT_METHOD
+
+    spec = method or DEFAULT_METHOD
+    src = data or str(default_data())
+    ds = load_dataset(src)
+    if len(ds) < 3:
+        raise DataError(f"{src}: a demo needs at least 3 labelled photos (found {len(ds)})")
+    queries = holdout_ids(ds.ids, holdout, seed)
+    gallery = ds.exclude_ids(queries)
+    con = Console() if Console().is_terminal else Console(width=150)
+    con.print(f"gallery [bold]{src}[/]: {len(gallery)} photos; {len(queries)} held-out queries (seed {seed}, "
+              f"never in the gallery); method [bold]{spec}[/]")
+    model, mdir, cached = cached_model(gallery, spec, refit)
+    con.print(f"model: {'cached' if cached else 'fitted and saved'} at {mdir}")
+    qds = ds.select_ids(queries)
+    preds = model.predict([qds.read(i) for i in range(len(qds))], top_k=3)
+    t = Table(title=f"held-out photos located by {spec}")
+    for c in ("photo", "true lat, lon", "predicted lat, lon", "error m", "radius m", "inside", "recognised"):
+        t.add_column(c, justify="left" if c == "photo" else "right")
+    rows = []
+    for i, p in enumerate(preds):
+        err = float(haversine_m(qds.lat[i], qds.lon[i], p.latitude, p.longitude))
+        rows.append({"image": qds.ids[i], "true_lat": qds.lat[i], "true_lon": qds.lon[i], "pred_lat": p.latitude,
+                     "pred_lon": p.longitude, "error_m": err, "radius_m": p.radius_m, "confidence": p.confidence,
+                     "recognised": p.recognised})
+        t.add_row(qds.ids[i][-38:], f"{qds.lat[i]:.6f}, {qds.lon[i]:.6f}", f"{p.latitude:.6f}, {p.longitude:.6f}",
+                  f"{err:.1f}", f"{p.radius_m:.0f}", "yes" if err <= p.radius_m else "no",
+                  "yes" if p.recognised else "no")
+    con.print(t)
+    df = pd.DataFrame(rows)
+    c = weighted_centre(gallery.lat, gallery.lon)
+    base = haversine_m(qds.lat, qds.lon, c[0], c[1])
+    con.print(f"mean error {df.error_m.mean():.1f} m, median {df.error_m.median():.1f} m; "
+              f"predicting the gallery centre: mean {base.mean():.1f} m, median {np.median(base):.1f} m; "
+              f"{(df.error_m <= df.radius_m).sum()}/{len(df)} truths inside the radius")
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "demo_predictions.csv", index=False, float_format="%.7f")
+    png = error_lines_map(out / "demo_map.png", df.true_lat, df.true_lon, df.pred_lat, df.pred_lon,
+                          f"img2gps demo — {spec}", gallery.lat, gallery.lon)
+    written = [out / "demo_predictions.csv", png]
+    try:
+        from ..maps import write_map_html
+    except ImportError:
+        write_map_html = None
+    if write_map_html is not None:
+        html = write_map_html(out / "demo_map.html", preds, gallery=gallery.table,
+                              truths=list(zip(qds.lat, qds.lon)), labels=qds.ids, title=f"img2gps demo — {spec}")
+        written.append(Path(html) if html else out / "demo_map.html")
+    for w in written:
+        con.print(f"wrote {w}")

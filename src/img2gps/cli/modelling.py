@@ -1,2 +1,204 @@
-"""placeholder: commands are added by the module owner."""
-from . import app  # noqa: F401
+"""fit, bench and eval: the commands that train and score methods."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console as _RichConsole
+
+from . import app
+
+
+def Console():  # noqa: N802 - tables stay readable when output is piped (rich assumes 80 columns then)
+    c = _RichConsole()
+    return c if c.is_terminal else _RichConsole(width=160)
+from ..errors import DataError, ModelError
+
+
+def read_name_list(value: str | None) -> list[str]:
+    """--exclude: a comma-separated list, or a file with one name per line (or a CSV with an image column)."""
+    if not value:
+        return []
+    p = Path(value)
+    if p.is_file():
+        if p.suffix.lower() == ".csv":
+            from ..data.sources import read_labels_csv
+            import pandas as pd
+
+            try:
+                return read_labels_csv(p)["image"].astype(str).tolist()
+            except DataError:
+                return pd.read_csv(p).iloc[:, 0].astype(str).tolist()
+        return [ln.strip() for ln in p.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    return [x.strip() for x in value.split(",") if x.strip()]
+
+
+def _refuse_existing(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()):
+        if not (out / "model.json").exists():
+            raise DataError(f"{out}: folder is not empty and is not an img2gps model; choose another --out")
+        if not overwrite:
+            raise DataError(f"{out}: a model already exists there; pass --overwrite to replace it")
+
+
+@app.command()
+def fit(
+    data: str = typer.Option(..., "--data", help="Dataset: folder with images/ + labels.csv, or a .parquet / hf:// path."),
+    method: str = typer.Option(None, "--method", help="Method spec, e.g. knn:embed=lite0:k=3 (default: the best method)."),
+    out: Path = typer.Option(..., "--out", help="Model directory to write."),
+    exclude: Optional[str] = typer.Option(None, "--exclude", help="Images to leave out of the gallery: a,b,c or a file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model at --out."),
+):
+    """Fit a method on a dataset and save the model directory (model.json + the method's files + thumbnails)."""
+    from ..data import load_dataset
+    from ..predictors.registry import DEFAULT_METHOD, make_predictor
+
+    spec = method or DEFAULT_METHOD
+    _refuse_existing(out, overwrite)
+    predictor = make_predictor(spec)  # validate the spec before any slow work
+    ds = load_dataset(data)
+    _report_skipped(ds)
+    names = read_name_list(exclude)
+    if names:
+        unknown = [n for n in names if n not in set(ds.ids)]
+        if unknown:
+            typer.echo(f"warning: {len(unknown)} --exclude name(s) not in the dataset, e.g. {unknown[0]}", err=True)
+        ds = ds.exclude_ids(names)
+    t0 = time.perf_counter()
+    predictor.fit(ds)
+    fit_s = time.perf_counter() - t0
+    predictor.metrics = dict(predictor.metrics, fit_s=round(fit_s, 2), excluded=len(names))
+    predictor.save(out)
+    typer.echo(f"fitted {spec} on {len(ds)} photos in {fit_s:.1f} s -> {out}")
+
+
+def _report_skipped(ds) -> None:
+    for where, why in ds.skipped[:20]:
+        typer.echo(f"skipped {where}: {why}", err=True)
+    if len(ds.skipped) > 20:
+        typer.echo(f"... and {len(ds.skipped) - 20} more skipped rows", err=True)
+
+
+def _parse_fractions(value: str | None) -> list[float] | None:
+    if not value:
+        return None
+    try:
+        fr = [float(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise DataError(f"--fractions {value!r}: give numbers like 0.25,0.5,1.0") from None
+    if not fr or any(not (0 < f <= 1) for f in fr):
+        raise DataError("--fractions must be in (0, 1]")
+    return fr
+
+
+@app.command()
+def bench(
+    data: str = typer.Option(..., "--data", help="Labelled dataset (folder, .parquet or hf://)."),
+    protocol: str = typer.Option("loo", "--protocol", help="loo | kfold:K | kfold-geo:K[:R] | split:DIR"),
+    methods: str = typer.Option("knn", "--methods", help="Comma-separated method specs; mean-coordinate is always added."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the bench JSON (+ .predictions.csv and plots)."),
+    fractions: Optional[str] = typer.Option(None, "--fractions", help="Gallery fractions for a learning curve, e.g. 0.25,0.5,1.0"),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write CDF and error-line maps beside the JSON."),
+):
+    """Fit each method on the training part of every fold and score it on the held-out photos."""
+    from ..data import load_dataset
+    from ..evaluate import results_table, run_bench, write_outputs
+    from ..predictors.registry import make_predictor
+
+    specs = [s.strip() for s in methods.split(",") if s.strip()]
+    for s in specs:
+        make_predictor(s)  # fail fast on a bad spec
+    fr = _parse_fractions(fractions)
+    ds = load_dataset(data)
+    _report_skipped(ds)
+    result, preds = run_bench(ds, protocol, specs, fractions=fr)
+    result["command"] = "img2gps bench " + " ".join(_quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
+    con = Console()
+    if fr:
+        for f, block in result["by_fraction"].items():
+            con.print(results_table(block["results"], f"{ds.name} — {protocol} — gallery fraction {f}"))
+    else:
+        con.print(results_table(result["results"], f"{ds.name} — {protocol} — n={result['n']}"))
+    if json_out:
+        for p in write_outputs(json_out, result, preds, plots=plots):
+            con.print(f"wrote {p}")
+
+
+def _quote(a: str) -> str:
+    import shlex
+
+    return shlex.quote(a)
+
+
+@app.command("eval")
+def eval_(
+    model: Path = typer.Option(..., "--model", help="A model directory written by `img2gps fit`."),
+    data: str = typer.Option(..., "--data", help="Labelled photos to score (those in the model's gallery are skipped)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write metrics JSON (+ predictions CSV and plots)."),
+    save_metrics: bool = typer.Option(True, "--save-metrics/--no-save-metrics", help="Record the metrics in model.json."),
+):
+    """Score a saved model on a labelled set, beside the mean-coordinate baseline of the model's gallery."""
+    import numpy as np
+    import pandas as pd
+
+    from ..data import load_dataset
+    from ..evaluate import metrics, results_table, write_outputs
+    from ..geo import haversine_m, weighted_centre
+    from ..predictors.registry import load_model
+
+    p = load_model(model)
+    ds = load_dataset(data)
+    _report_skipped(ds)
+    in_gallery = set(p.gallery["image"].astype(str))
+    held = [i for i, n in enumerate(ds.ids) if n not in in_gallery]
+    if len(held) < len(ds):
+        typer.echo(f"note: {len(ds) - len(held)} photo(s) are in the model's gallery and are skipped "
+                   "(a gallery photo locates trivially)", err=True)
+    if not held:
+        raise DataError(f"{data}: every photo is in the model's gallery; nothing held out to evaluate")
+    glat, glon = p.gallery["Latitude"].to_numpy(float), p.gallery["Longitude"].to_numpy(float)
+    c = weighted_centre(glat, glon)
+    sd = (max(glat.std(), 1e-9), max(glon.std(), 1e-9))
+    rows, base = [], []
+    from tqdm.auto import tqdm
+
+    for i in tqdm(held, desc="eval", unit="photo", disable=len(held) < 5):
+        t0 = time.perf_counter()
+        pr = p.predict([ds.read(i)])[0]
+        ms = (time.perf_counter() - t0) * 1000
+        t = (ds.lat[i], ds.lon[i])
+        rows.append({"spec": p.spec, "image": ds.ids[i], "true_lat": t[0], "true_lon": t[1], "pred_lat": pr.latitude,
+                     "pred_lon": pr.longitude, "error_m": float(haversine_m(*t, pr.latitude, pr.longitude)),
+                     "radius_m": pr.radius_m, "confidence": pr.confidence, "recognised": pr.recognised,
+                     "z2": ((pr.latitude - t[0]) / sd[0]) ** 2 + ((pr.longitude - t[1]) / sd[1]) ** 2,
+                     "predict_ms": ms, "fraction": 1.0})
+        base.append({"spec": "mean-coordinate (gallery centre)", "image": ds.ids[i], "true_lat": t[0], "true_lon": t[1],
+                     "pred_lat": c[0], "pred_lon": c[1], "error_m": float(haversine_m(*t, *c)), "radius_m": np.nan,
+                     "confidence": 0.0, "recognised": False,
+                     "z2": ((c[0] - t[0]) / sd[0]) ** 2 + ((c[1] - t[1]) / sd[1]) ** 2, "predict_ms": 0.0,
+                     "fraction": 1.0})
+    preds = pd.DataFrame(base + rows)
+    res = {s: metrics(g) for s, g in preds.groupby("spec", sort=False)}
+    Console().print(results_table(res, f"{model} on {ds.name} — {len(held)} held-out photos"))
+    result = {"data": ds.name, "protocol": f"model:{model}", "n": len(held), "results": res}
+    if save_metrics:
+        _record_metrics(model, ds.name, res[p.spec])
+    if json_out:
+        write_outputs(json_out, result, preds)
+
+
+def _record_metrics(model_dir: Path, data: str, m: dict) -> None:
+    """Add eval metrics to model.json (atomic rewrite; model.json itself is not checksummed)."""
+    mp = Path(model_dir) / "model.json"
+    man = json.loads(mp.read_text())
+    man.setdefault("metrics", {})[f"eval:{data}"] = m
+    tmp = mp.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(man, indent=2))
+    os.replace(tmp, mp)

@@ -121,6 +121,8 @@ class BasePredictor:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type]
+    # Largest side a query photo is decoded at (None = full size). Methods needing detail raise it.
+    query_max_side: ClassVar[int | None] = 640
 
     def __init__(self, config=None, spec: str | None = None):
         self.config = config if config is not None else self.Config()
@@ -147,7 +149,7 @@ class BasePredictor:
         if self.gallery is None:
             raise ModelError(f"{self.spec}: predict called before fit/load")
         # open_image returns upright RGB pixels with all metadata dropped: no method can read EXIF GPS.
-        return [self._predict_one(open_image(im), top_k) for im in images]
+        return [self._predict_one(open_image(im, max_side=self.query_max_side), top_k) for im in images]
 
     def _predict_one(self, image, top_k: int) -> Prediction:
         raise NotImplementedError

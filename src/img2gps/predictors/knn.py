@@ -50,6 +50,17 @@ class KNNPredictor(BasePredictor):
         self._encoder = get_encoder(self.config.embed)
         return embed_dataset(self._encoder, train)
 
+    @property
+    def query_encoder(self):
+        """The frozen encoder that embeds queries (None when embed=regression); read by ONNX export."""
+        return self._encoder if self._embedder is None else None
+
+    def use_query_encoder(self, encoder) -> None:
+        """Embed queries with another runtime of the same network (e.g. export.OnnxEncoder); same embed() contract."""
+        if self._embedder is not None or self._encoder is None:
+            raise ModelError(f"{self.spec}: queries are not embedded by a swappable encoder")
+        self._encoder = encoder
+
     def _embed_query(self, image) -> np.ndarray:
         if self._embedder is not None:
             return self._embedder.embed_images([image])

@@ -1,0 +1,125 @@
+"""The library entry point: `Img2GPS.load(model_dir).predict(photo, top_k=5)` -> Prediction.
+
+Loading reads the saved gallery embeddings and index (nothing is re-embedded); the encoder's weights load on the
+first prediction (or `warmup()`). The query's own EXIF position is read here, after the predictor has answered,
+and only for display: predictors get pixels with all metadata stripped (BasePredictor.predict -> open_image).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .errors import ModelError, PhotoError
+from .geo import haversine_m
+from .photos import ImageInput, describe, read_bytes, read_meta
+from .predictors.base import Prediction, read_manifest, thumb_name
+from .predictors.registry import load_model
+
+RUNTIMES = ("torch", "onnx")
+
+
+def exif_position(data: bytes) -> tuple[float, float] | None:
+    """The photo's own EXIF GPS position, or None when it has none (or its EXIF is unreadable)."""
+    try:
+        meta = read_meta(data)
+    except PhotoError:
+        return None
+    return (float(meta.latitude), float(meta.longitude)) if meta.has_gps else None
+
+
+def exif_distance_m(pred: Prediction) -> float | None:
+    """Metres between the prediction and the photo's own EXIF position, when it has one."""
+    if not pred.photo_exif_position:
+        return None
+    lat, lon = pred.photo_exif_position
+    return float(haversine_m(pred.latitude, pred.longitude, lat, lon))
+
+
+@dataclass
+class Img2GPS:
+    predictor: object
+    model_dir: Path
+    manifest: dict
+    runtime: str = "torch"
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, runtime: str = "torch", onnx_path: str | Path | None = None) -> "Img2GPS":
+        """Open a model directory. runtime='onnx' embeds queries with onnxruntime: from `onnx_path`, else
+        MODEL_DIR/encoder.onnx, else an export made once and cached under the user cache dir."""
+        model_dir = Path(model_dir)
+        if runtime not in RUNTIMES:
+            raise ModelError(f"unknown runtime {runtime!r}; choose {' or '.join(RUNTIMES)}")
+        predictor = load_model(model_dir)  # checks every file's checksum, names what is missing or corrupted
+        manifest = read_manifest(model_dir, verify=False)
+        obj = cls(predictor, model_dir, manifest, runtime)
+        if runtime == "onnx":
+            obj._use_onnx(onnx_path)
+        return obj
+
+    def _use_onnx(self, onnx_path) -> None:
+        from .export import OnnxEncoder, cached_onnx_path, export_onnx, query_encoder_of
+
+        base = query_encoder_of(self.predictor)
+        path = Path(onnx_path) if onnx_path else self.model_dir / "encoder.onnx"
+        if onnx_path is None and not path.is_file():
+            path = cached_onnx_path(self.model_dir, self.manifest)
+            if not path.is_file():
+                print(f"exporting the encoder to ONNX once: {path}", file=sys.stderr)
+                export_onnx(self.predictor, path, model_dir=self.model_dir)
+        self.predictor.use_query_encoder(OnnxEncoder(path, base))
+
+    # -- facts about the model -----------------------------------------------------------------------------
+    @property
+    def spec(self) -> str:
+        return self.predictor.spec
+
+    @property
+    def gallery(self) -> pd.DataFrame:
+        """image, Latitude, Longitude of every gallery photo."""
+        return self.predictor.gallery
+
+    def thumbnail_path(self, image_id: str) -> Path | None:
+        """The saved thumbnail of a gallery photo, or None. Only ids in the gallery are ever mapped to a file."""
+        if image_id not in set(self.gallery["image"].astype(str)):
+            return None
+        p = self.model_dir / "thumbs" / thumb_name(image_id)
+        return p if p.is_file() else None
+
+    def warmup(self) -> None:
+        """Load the encoder weights now (a server does this once at start, not on the first request)."""
+        self.predict(np.full((32, 32, 3), 128, np.uint8), top_k=1)
+
+    # -- prediction ------------------------------------------------------------------------------------------
+    def predict(self, image: ImageInput, top_k: int = 5) -> Prediction:
+        """One photo (path, bytes, PIL image or HxWx3 uint8 array) -> Prediction."""
+        if not isinstance(top_k, (int, np.integer)) or top_k < 1:
+            raise ModelError(f"top_k must be a positive integer, not {top_k!r}")
+        name = describe(image)
+        data = read_bytes(image) if isinstance(image, (str, Path)) else image
+        if isinstance(data, bytearray):
+            data = bytes(data)
+        if not isinstance(data, (bytes, Image.Image, np.ndarray)):
+            raise PhotoError(name, f"unsupported input type {type(image).__name__} (path, bytes, PIL image or array)")
+        try:
+            with self._lock:  # one query at a time: 2 cores gain nothing from parallel embeddings
+                pred = self.predictor.predict([data], top_k=int(top_k))[0]
+        except PhotoError as e:
+            raise PhotoError(name, e.problem) from None  # name the file, not "<12345 bytes>"
+        if isinstance(data, bytes):
+            pred.photo_exif_position = exif_position(data)
+        return pred
+
+    def predict_many(self, images: Sequence[ImageInput], top_k: int = 5) -> list[Prediction]:
+        """A list of photos -> a list of Predictions in the same order (the first bad photo raises PhotoError)."""
+        if isinstance(images, (str, Path, bytes, Image.Image, np.ndarray)):
+            raise ModelError("predict_many takes a list of photos; use predict() for one")
+        return [self.predict(im, top_k) for im in images]
+

@@ -1,0 +1,210 @@
+"""Metrics and the bench protocol: fit each method per fold, predict held-out photos one at a time, score."""
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .data.sources import GeoDataset
+from .data.splits import Fold, folds_for_protocol
+from .geo import LocalFrame, haversine_m, spatial_clusters
+from .predictors.registry import make_predictor
+
+BASELINE = "mean-coordinate"
+METRIC_KEYS = ("mean_m", "median_m", "p90_m", "acc_10m", "acc_25m", "acc_50m", "mse_norm", "fit_s",
+               "predict_ms_p50", "predict_ms_p95", "radius_coverage", "recognised_frac", "recognised_median_m")
+
+
+def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
+    """rows: one per query with error_m, radius_m, recognised, z2 (squared z-error summed over lat/lon), ms."""
+    e = rows["error_m"].to_numpy(float)
+    if len(e) == 0:
+        return {k: float("nan") for k in METRIC_KEYS} | {"n": 0}
+    rec = rows["recognised"].to_numpy(bool)
+    ms = rows["predict_ms"].to_numpy(float)
+    return {
+        "n": int(len(e)),
+        "mean_m": float(e.mean()),
+        "median_m": float(np.median(e)),
+        "p90_m": float(np.quantile(e, 0.9)),
+        "acc_10m": float(np.mean(e <= 10)),
+        "acc_25m": float(np.mean(e <= 25)),
+        "acc_50m": float(np.mean(e <= 50)),
+        "mse_norm": float(rows["z2"].mean() / 2),  # mean over both coordinates, as in the paper
+        "fit_s": float(fit_s),
+        "predict_ms_p50": float(np.median(ms)),
+        "predict_ms_p95": float(np.quantile(ms, 0.95)),
+        "radius_coverage": float(np.mean(e <= rows["radius_m"].to_numpy(float))),
+        "recognised_frac": float(rec.mean()),
+        "recognised_median_m": float(np.median(e[rec])) if rec.any() else None,
+    }
+
+
+def subsample_spatial(train: np.ndarray, lat, lon, fraction: float, seed: int = 42) -> np.ndarray:
+    """Keep ~fraction of the training photos, stratified over spatial cells so every fraction covers the area."""
+    if fraction >= 1.0:
+        return train
+    en = LocalFrame.around(lat[train], lon[train]).to_en(lat[train], lon[train])
+    n_cells = max(1, min(len(train) // 4, 20))
+    labels = spatial_clusters(en, n_cells, seed)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        members = train[labels == c]
+        m = max(1, int(round(fraction * len(members))))
+        keep.extend(rng.choice(members, size=min(m, len(members)), replace=False))
+    return np.sort(np.array(keep, int))
+
+
+@dataclass
+class MethodRun:
+    spec: str
+    rows: list[dict] = field(default_factory=list)
+    fit_s: float = 0.0
+
+
+def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, top_k: int = 5) -> None:
+    train = ds.subset(fold.train)
+    p = make_predictor(spec)
+    t0 = time.perf_counter()
+    p.fit(train)
+    run.fit_s += time.perf_counter() - t0
+    lat_mu, lat_sd = train.lat.mean(), max(train.lat.std(), 1e-9)
+    lon_mu, lon_sd = train.lon.mean(), max(train.lon.std(), 1e-9)
+    if warm and len(fold.val):  # one untimed query so lazy loading is not counted as latency
+        p.predict([ds.read(int(fold.val[0]))], top_k=top_k)
+    for i in fold.val:
+        data = ds.read(int(i))  # bytes: decoding is part of the timed query, as for a user
+        t0 = time.perf_counter()
+        pred = p.predict([data], top_k=top_k)[0]
+        ms = (time.perf_counter() - t0) * 1000
+        tlat, tlon = ds.lat[i], ds.lon[i]
+        run.rows.append({
+            "spec": spec, "image": ds.ids[i], "true_lat": tlat, "true_lon": tlon,
+            "pred_lat": pred.latitude, "pred_lon": pred.longitude,
+            "error_m": float(haversine_m(tlat, tlon, pred.latitude, pred.longitude)),
+            "radius_m": pred.radius_m, "confidence": pred.confidence, "recognised": bool(pred.recognised),
+            "z2": ((pred.latitude - tlat) / lat_sd) ** 2 + ((pred.longitude - tlon) / lon_sd) ** 2,
+            "predict_ms": ms,
+        })
+
+
+def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[float] | None = None,
+              top_k: int = 5, progress: bool = True) -> tuple[dict, pd.DataFrame]:
+    """Returns (the bench JSON dict of DESIGN.md, per-photo predictions)."""
+    specs = list(dict.fromkeys([BASELINE] + [s for s in specs if s]))  # baseline always first, no duplicates
+    folds = folds_for_protocol(protocol, ds)
+    fracs = sorted(set(fractions or [])) or [1.0]
+    all_rows = []
+    out: dict = {
+        "data": ds.name, "protocol": protocol, "n": int(sum(len(f.val) for f in folds)),
+        "n_folds": len(folds), "train_dropped_by_buffer": int(sum(f.dropped for f in folds)),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": "img2gps " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("img2gps") else None,
+        "machine": {"python": platform.python_version(), "cpus": _cpu_count(), "platform": platform.platform()},
+        "units": {"*_m": "metres", "acc_*": "fraction 0..1", "fit_s": "seconds, total over folds",
+                  "predict_ms_*": "milliseconds per photo, batch 1"},
+        "results": {},
+    }
+    by_fraction: dict = {}
+    total = len(specs) * len(folds) * len(fracs)
+    bar = tqdm(total=total, desc="bench", unit="fit", disable=not progress)
+    for frac in fracs:
+        for spec in specs:
+            run = MethodRun(spec)
+            for fi, fold in enumerate(folds):
+                bar.set_postfix_str(f"{spec} f={frac:g} fold {fi + 1}/{len(folds)}")
+                f = fold if frac >= 1.0 else Fold(subsample_spatial(fold.train, ds.lat, ds.lon, frac), fold.val)
+                run_fold(spec, ds, f, run, warm=(fi == 0), top_k=top_k)
+                bar.update(1)
+            rows = pd.DataFrame(run.rows)
+            rows["fraction"] = frac
+            all_rows.append(rows)
+            m = metrics(rows, run.fit_s)
+            if frac >= 1.0:
+                out["results"][spec] = m
+            by_fraction.setdefault(f"{frac:g}", {"results": {}})["results"][spec] = m
+    bar.close()
+    if fractions:
+        out["by_fraction"] = by_fraction
+        if not out["results"]:
+            out["results"] = by_fraction[f"{max(fracs):g}"]["results"]
+    preds = pd.concat(all_rows, ignore_index=True) if all_rows else pd.DataFrame()
+    return out, preds
+
+
+def _cpu_count() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        return os.cpu_count() or 1
+
+
+def results_table(results: dict, title: str = "") -> "rich.table.Table":  # noqa: F821
+    from rich.table import Table
+
+    t = Table(title=title or None)
+    cols = [("method", None), ("mean m", "mean_m"), ("median m", "median_m"), ("P90 m", "p90_m"),
+            ("<=10m", "acc_10m"), ("<=25m", "acc_25m"), ("<=50m", "acc_50m"), ("nMSE", "mse_norm"),
+            ("radius cov.", "radius_coverage"), ("recog.", "recognised_frac"), ("fit s", "fit_s"),
+            ("ms/img p50", "predict_ms_p50")]
+    for c, _ in cols:
+        t.add_column(c, justify="left" if c == "method" else "right")
+    for spec, m in results.items():
+        cells = [spec]
+        for _, k in cols[1:]:
+            v = m.get(k)
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                cells.append("-")
+            elif k.startswith("acc") or k in ("radius_coverage", "recognised_frac"):
+                cells.append(f"{100 * v:.0f}%")
+            elif k == "mse_norm":
+                cells.append(f"{v:.3f}")
+            else:
+                cells.append(f"{v:.1f}")
+        t.add_row(*cells)
+    return t
+
+
+def _safe(spec: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
+
+
+def write_outputs(json_path, result: dict, preds: pd.DataFrame, plots: bool = True) -> list:
+    """OUT.json, OUT.predictions.csv, OUT.cdf.png and one error-line map per method (at full gallery size)."""
+    import json
+    import os
+    from pathlib import Path
+
+    json_path = Path(json_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    stem = json_path.with_suffix("")
+    written = []
+    tmp = json_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+    os.replace(tmp, json_path)
+    written.append(json_path)
+    if len(preds):
+        cols = ["spec", "image", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_m", "radius_m",
+                "confidence", "recognised", "predict_ms", "fraction"]
+        p = Path(f"{stem}.predictions.csv")
+        preds[[c for c in cols if c in preds.columns]].to_csv(p, index=False, float_format="%.7f")
+        written.append(p)
+    if plots and len(preds):
+        from .plots import error_cdf, error_lines_map
+
+        full = preds[preds["fraction"] >= preds["fraction"].max()]
+        errs = {s: g["error_m"].to_numpy() for s, g in full.groupby("spec", sort=False)}
+        written.append(error_cdf(Path(f"{stem}.cdf.png"), errs, f"Error CDF — {result['protocol']}"))
+        for s, g in full.groupby("spec", sort=False):
+            written.append(error_lines_map(Path(f"{stem}.{_safe(s)}.map.png"), g["true_lat"], g["true_lon"],
+                                           g["pred_lat"], g["pred_lon"], f"{s} — {result['protocol']}"))
+    return written

@@ -1,0 +1,80 @@
+"""Figures: predictions vs truth with error lines (paper Fig. 4), error CDF, loss curves. Headless (Agg)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .geo import LocalFrame  # noqa: E402
+
+
+def error_lines_map(out: Path, true_lat, true_lon, pred_lat, pred_lon, title: str = "",
+                    gallery_lat=None, gallery_lon=None) -> Path:
+    """Truth (green) -> prediction (red) lines in east/north metres around the data's centre."""
+    lat_all = np.concatenate([np.asarray(true_lat, float), np.asarray(pred_lat, float)])
+    lon_all = np.concatenate([np.asarray(true_lon, float), np.asarray(pred_lon, float)])
+    frame = LocalFrame.around(lat_all, lon_all)
+    t = frame.to_en(true_lat, true_lon)
+    p = frame.to_en(pred_lat, pred_lon)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5), dpi=110)
+    if gallery_lat is not None:
+        g = frame.to_en(gallery_lat, gallery_lon)
+        ax.scatter(g[:, 0], g[:, 1], s=8, c="#bbbbbb", label="gallery", zorder=1)
+    for (x0, y0), (x1, y1) in zip(t, p):
+        ax.plot([x0, x1], [y0, y1], c="#d62728", lw=0.8, alpha=0.6, zorder=2)
+    ax.scatter(t[:, 0], t[:, 1], s=16, c="#2ca02c", label="truth", zorder=3)
+    ax.scatter(p[:, 0], p[:, 1], s=16, c="#d62728", marker="x", label="prediction", zorder=4)
+    err = np.linalg.norm(t - p, axis=1)
+    ax.set_title(f"{title}\nmean {err.mean():.1f} m, median {np.median(err):.1f} m (n={len(err)})", fontsize=10)
+    ax.set_xlabel("east (m)")
+    ax.set_ylabel("north (m)")
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return Path(out)
+
+
+def error_cdf(out: Path, errors_by_method: dict[str, np.ndarray], title: str = "Error CDF") -> Path:
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=110)
+    for name, e in errors_by_method.items():
+        e = np.sort(np.asarray(e, float))
+        if len(e):
+            ax.step(e, np.arange(1, len(e) + 1) / len(e), where="post", label=name)
+    for x in (10, 25, 50):
+        ax.axvline(x, c="#999", lw=0.6, ls=":")
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlabel("error (m)")
+    ax.set_ylabel("fraction of photos")
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return Path(out)
+
+
+def loss_curves(out: Path, train_loss, val_loss=None, title: str = "Loss", ylabel: str = "loss") -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    ax.plot(np.arange(1, len(train_loss) + 1), train_loss, label="train")
+    if val_loss is not None and len(val_loss):
+        ax.plot(np.arange(1, len(val_loss) + 1), val_loss, label="validation")
+        best = int(np.nanargmin(val_loss))
+        ax.axvline(best + 1, c="#999", ls=":", lw=0.8, label=f"best epoch {best + 1}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return Path(out)

@@ -1,0 +1,166 @@
+"""contrastive: k-NN retrieval over an embedding trained with the reference paper's geographic contrastive loss
+
+    L = 1/(B(B-1)) * sum_{i != j} (f_i . f_j - exp(-Hav(i, j) / tau))^2     (f L2-normalised, tau in metres)
+
+so photos taken close together get similar embeddings whatever their content. A projection head (and optionally
+the backbone's last blocks) is trained on the frozen EfficientNet; prediction is the paper's cosine top-k with a
+similarity-weighted mean of the neighbours' positions.
+
+Calibration: the gallery's embeddings are in-sample for the trained head (it has seen those photos), so leave-one-out
+inside the gallery would be optimistic. Instead each inner fold trains its own head without that fold, embeds its
+gallery with it (in-sample, as at run time) and queries the held-out photos (out-of-sample, as at run time).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import ModelError
+from ..features.trainable import AttentionPool, MeanPool
+from ..geo import haversine_m
+from ..retrieval import CosineIndex, aggregate
+from .base import Prediction
+from .trunk_head import TrunkHeadConfig, TrunkHeadPredictor, _chunked
+
+
+@dataclass
+class ContrastiveConfig(TrunkHeadConfig):
+    tau_m: float = 25.0  # similarity target exp(-distance / tau): 0.37 at tau metres, ~0 beyond 4 tau
+    dim: int = 128
+    hidden: int = 512
+    pool: str = "attention"  # attention (4 heads, as the regression model) | mean
+    heads: int = 4
+    k: int = 3
+    agg: str = "mean"  # mean (the paper) | softmax | median
+
+
+class ProjectionHead(nn.Module):
+    def __init__(self, channels: int, pool: str, heads: int, hidden: int, dim: int):
+        super().__init__()
+        self.pool = AttentionPool(channels, heads) if pool == "attention" else MeanPool()
+        width = channels * heads if pool == "attention" else channels
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+
+    def forward(self, x):
+        return F.normalize(self.mlp(self.pool(x)), dim=1)
+
+    embed = forward
+
+
+def geo_contrastive_loss(f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The paper's loss for L2-normalised f (B, D) and target similarities exp(-Hav/tau) (B, B); mean over i != j."""
+    b = f.shape[0]
+    if b < 2:
+        return f.sum() * 0.0  # no pairs in a batch of one
+    off = ~torch.eye(b, dtype=torch.bool, device=f.device)
+    return ((f @ f.T - target) ** 2)[off].sum() / (b * (b - 1))
+
+
+def similarity_targets(lat, lon, tau_m: float) -> np.ndarray:
+    d = haversine_m(np.asarray(lat)[:, None], np.asarray(lon)[:, None], np.asarray(lat)[None, :], np.asarray(lon)[None, :])
+    return np.exp(-d / tau_m).astype(np.float32)
+
+
+class ContrastivePredictor(TrunkHeadPredictor):
+    name = "contrastive"
+    Config = ContrastiveConfig
+    loss_label = "contrastive loss"
+
+    def __init__(self, config=None, spec=None):
+        super().__init__(config, spec)
+        c = self.config
+        if c.tau_m <= 0 or c.k < 1 or c.dim < 2 or c.hidden < 1:
+            raise ModelError(f"{self.spec}: tau_m must be > 0, k >= 1, dim >= 2, hidden >= 1")
+        if c.pool not in ("attention", "mean"):
+            raise ModelError(f"{self.spec}: pool must be attention or mean")
+        if c.agg not in ("mean", "softmax", "median"):
+            raise ModelError(f"{self.spec}: agg must be mean, softmax or median")
+
+    def _head(self, channels: int) -> nn.Module:
+        c = self.config
+        return ProjectionHead(channels, c.pool, c.heads, c.hidden, c.dim)
+
+    def _prepare_targets(self, lat, lon) -> None:
+        # pairwise targets of the whole training set, indexed per batch (photos, not views: views of one photo
+        # are at distance 0, target 1 -- the positive pairs)
+        self._target = torch.from_numpy(similarity_targets(lat, lon, self.config.tau_m))
+
+    def _loss(self, out: torch.Tensor, photos) -> torch.Tensor:
+        p = torch.as_tensor(np.asarray(photos))
+        return geo_contrastive_loss(out, self._target[p][:, p].to(out.device))
+
+    # -- retrieval ----------------------------------------------------------------------------------------
+    def _embed_photos(self, net, data, photos) -> np.ndarray:
+        return _chunked(lambda ph: net(data.clean(ph).to(self.device)), photos).detach().cpu().numpy()
+
+    def _knn_errors(self, gallery_vecs, gallery_idx, query_vecs, query_idx) -> tuple[np.ndarray, np.ndarray]:
+        index = CosineIndex(gallery_vecs)
+        sims, nn_idx = index.search(query_vecs, self.config.k)
+        g_en = self._en[gallery_idx]
+        errs, spreads = [], []
+        for r, q in enumerate(query_idx):
+            c, s = aggregate(g_en[nn_idx[r]], sims[r], self.config.agg)
+            errs.append(float(np.linalg.norm(c - self._en[q])))
+            spreads.append(s)
+        return np.array(errs), np.array(spreads)
+
+    def _val_extra(self, net, data, tr, va, out) -> dict:
+        if self.full:  # embedding the whole gallery every epoch costs a full forward pass: skip on the GPU path
+            return {}
+        e, _ = self._knn_errors(self._embed_photos(net, data, tr), tr, out.detach().cpu().numpy(), va)
+        return {"val_knn_mean_m": float(e.mean())}
+
+    def _heldout(self, net, data, tr, va):
+        with torch.no_grad():
+            return self._knn_errors(self._embed_photos(net, data, tr), tr, self._embed_photos(net, data, va), va)
+
+    def _finish(self, data) -> None:
+        with torch.no_grad():
+            self.vectors = self._embed_photos(self.net, data, np.arange(len(self.gallery))).astype(np.float32)
+        self._build_index()
+
+    def _build_index(self, positions: np.ndarray | None = None) -> None:
+        # exact float64 positions (gallery.csv rounds to 1e-9 degrees): a reloaded model predicts identically
+        self.positions = (np.stack([self.gallery["Latitude"], self.gallery["Longitude"]], 1).astype(np.float64)
+                          if positions is None else positions)
+        self.index = CosineIndex(self.vectors)
+        self.g_en = self.frame.to_en(self.positions[:, 0], self.positions[:, 1])
+
+    def _restore(self, state) -> None:
+        pass
+
+    def _predict_one(self, image, top_k: int) -> Prediction:
+        with torch.inference_mode():
+            q = self.net(self._inputs([image])).cpu().numpy()
+        sims, idx = self.index.search(q, max(self.config.k, top_k))
+        sims, idx = sims[0], idx[0]
+        k = min(self.config.k, len(idx))
+        c, spread = aggregate(self.g_en[idx[:k]], sims[:k], self.config.agg)
+        lat, lon = self.frame.to_latlon(c)
+        r = self.radius_model.radius(spread)
+        return Prediction(float(lat), float(lon), r, self.radius_model.confidence(r), False, self.spec,
+                          self.neighbours(idx, sims, top_k))
+
+    # -- persistence --------------------------------------------------------------------------------------
+    def _save_files(self, d) -> None:
+        super()._save_files(d)
+        np.save(d / "embeddings.npy", self.vectors)
+        np.save(d / "positions.npy", self.positions)
+
+    def _load_files(self, d, state) -> None:
+        super()._load_files(d, state)
+        self.vectors = np.load(d / "embeddings.npy")
+        self._build_index(np.load(d / "positions.npy"))
+
+    def embed_images(self, images) -> np.ndarray:
+        """(N, dim) L2-normalised embeddings of images (metadata stripped on opening)."""
+        from ..photos import open_image
+
+        ims = [open_image(im) for im in images]
+        with torch.inference_mode():
+            return np.concatenate([self.net(self._inputs(ims[s:s + 32])).cpu().numpy()
+                                   for s in range(0, len(ims), 32)]) if ims else np.zeros((0, self.config.dim), np.float32)

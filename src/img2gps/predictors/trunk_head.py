@@ -1,0 +1,317 @@
+"""Shared plumbing for the methods that train a head on a pretrained EfficientNet (regression, contrastive).
+
+CPU mode (`mode=cached`, the default on `device=cpu`): the frozen part of the backbone is run once per photo and
+view (clean + `views` augmented) and cached on disk; the head (and the last `train_blocks` blocks) trains on those
+feature maps. GPU mode (`mode=full`, the default on `device=cuda`): the whole backbone is fine-tuned with a fresh
+augmentation of every photo in every epoch. Both share the validation split, the inner folds that calibrate the
+radius, and the model directory's weights.pt, train.log and loss_curves.png.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..calibration import RadiusModel
+from ..data.splits import kfold_folds, location_disjoint_split
+from ..errors import ModelError
+from ..features.trainable import AugmentConfig, Trunk, augment, cached_views, resolve_backbone
+from ..geo import LocalFrame
+from ..train import History, TrainConfig, TrainLog, plot_history, train_model
+from .base import BasePredictor
+
+WEIGHTS = "weights.pt"
+MIN_FOR_VALIDATION = 8  # fewer training photos than this: no validation split (the training loss picks the epoch)
+
+
+@dataclass
+class TrunkHeadConfig:
+    backbone: str = "lite0"  # lite0 | lite1 | lite2 (offline weights) | b0..b3 (torchvision, needs a network)
+    fallback: bool = False  # b0..b3 unavailable: use the same family's offline model instead of failing
+    lr: float = 1e-3
+    batch: int = 128
+    epochs: int = 100
+    patience: int = 10
+    weight_decay: float = 0.0
+    val_frac: float = 0.2  # validation photos carved from the training part, whole spatial clusters at a time
+    val_buffer_m: float = 10.0  # training photos this close to a validation photo are left out of that run
+    views: int = 6  # augmented views per photo cached on disk (plus the clean view)
+    aug_seed: int = 42
+    crop_scale_min: float = 0.4
+    train_blocks: int = 0  # also train the backbone's last N blocks (on cached inputs to them)
+    tail_lr_mult: float = 0.1  # learning-rate factor for backbone weights being trained
+    input_size: int = 0  # 0 = the backbone's native size (224 for lite0)
+    device: str = "cpu"
+    mode: str = "auto"  # cached | full | auto (full fine-tuning on a GPU, cached features on the CPU)
+    calib_folds: int = 3  # inner folds whose held-out predictions calibrate the radius
+    coverage: float = 0.8
+    seed: int = 42
+
+
+class CachedData:
+    """Training inputs from cached frozen-part feature maps: sample = (photo, view), every view once per epoch."""
+
+    def __init__(self, feats: np.ndarray):
+        self.feats = torch.from_numpy(feats)  # (N, V+1, C, H, W) float16; kept compact, cast per batch
+
+    def samples(self, photos: np.ndarray) -> np.ndarray:
+        v = self.feats.shape[1]
+        return np.stack([np.repeat(photos, v), np.tile(np.arange(v), len(photos))], 1)
+
+    def batch(self, pairs: np.ndarray) -> torch.Tensor:
+        return self.feats[torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1])].float()
+
+    def clean(self, photos: np.ndarray) -> torch.Tensor:
+        return self.feats[torch.from_numpy(np.asarray(photos)), 0].float()
+
+
+class LiveData:
+    """Training inputs as images, a fresh random augmentation each time a photo is drawn (full fine-tuning)."""
+
+    def __init__(self, trunk: Trunk, images: list, aug: AugmentConfig, seed: int):
+        self.trunk, self.images, self.aug = trunk, images, aug
+        self.rng = np.random.default_rng(seed)
+
+    def samples(self, photos: np.ndarray) -> np.ndarray:
+        return np.stack([photos, np.ones_like(photos)], 1)
+
+    def batch(self, pairs: np.ndarray) -> torch.Tensor:
+        return self.trunk.preprocess([augment(self.images[p], self.rng, self.aug) if v else self.images[p]
+                                      for p, v in pairs])
+
+    def clean(self, photos: np.ndarray) -> torch.Tensor:
+        return self.trunk.preprocess([self.images[p] for p in photos])
+
+
+class TrunkHeadPredictor(BasePredictor):
+    """Subclasses implement: _head(channels) -> nn.Module (with .embed), _prepare_targets(lat, lon),
+    _loss(net_output, photo_indices) -> scalar, _val_extra(net, data, tr, va, val_output) -> dict,
+    _heldout(net, data, tr, va) -> (errors_m, spreads_m), _finish(data), _restore(state) (load side)."""
+
+    loss_label = "loss"
+
+    def __init__(self, config=None, spec=None):
+        super().__init__(config, spec)
+        c = self.config
+        if c.mode not in ("auto", "cached", "full"):
+            raise ModelError(f"{self.spec}: mode must be auto, cached or full")
+        if c.views < 0 or c.train_blocks < 0 or c.batch < 1 or c.epochs < 1 or c.patience < 1:
+            raise ModelError(f"{self.spec}: views/train_blocks must be >= 0, batch/epochs/patience >= 1")
+        if not 0 <= c.val_frac < 1:
+            raise ModelError(f"{self.spec}: val_frac must be in [0, 1)")
+        self.trunk: Trunk | None = None
+        self.net: nn.Module | None = None
+        self.history: History | None = None
+        self.log = TrainLog()
+        self.backbone_used = c.backbone
+        self.backbone_note = ""
+        self.calibration: dict[str, Any] = {}
+
+    # -- set-up -------------------------------------------------------------------------------------------
+    @property
+    def full(self) -> bool:
+        return self.config.mode == "full" or (self.config.mode == "auto" and self.config.device != "cpu")
+
+    @property
+    def device(self) -> torch.device:
+        d = self.config.device
+        if d.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelError(f"{self.spec}: device={d} asked for, but this torch has no usable CUDA GPU; use device=cpu")
+        try:
+            return torch.device(d)
+        except RuntimeError:
+            raise ModelError(f"{self.spec}: unknown device {d!r} (cpu, cuda, cuda:N)") from None
+
+    def _setup_trunk(self) -> None:
+        if self.trunk is None:
+            enc, note = resolve_backbone(self.config.backbone, self.config.fallback)
+            self.trunk = Trunk(enc, self.config.train_blocks, self.config.input_size)
+            self.backbone_used, self.backbone_note = enc.name, note
+
+    def _aug(self) -> AugmentConfig:
+        return AugmentConfig(crop_scale_min=self.config.crop_scale_min)
+
+    def _train_config(self) -> TrainConfig:
+        c = self.config
+        return TrainConfig(lr=c.lr, batch_size=c.batch, max_epochs=c.epochs, patience=c.patience,
+                           weight_decay=c.weight_decay, seed=c.seed)
+
+    def _data(self, train):
+        c = self.config
+        if self.full:
+            images = [train.open(i, max_side=self.trunk.encoder.load_side) for i in range(len(train))]
+            return LiveData(self.trunk, images, self._aug(), c.aug_seed)
+        feats = cached_views(self.trunk, train, c.views, c.aug_seed, self._aug())
+        return CachedData(feats)
+
+    def _build_net(self) -> nn.Module:
+        """A fresh trainable net: [frozen part, when fine-tuning all] + tail copy + this method's head."""
+        t = self.trunk
+        if self.full:
+            frozen = copy.deepcopy(t.frozen)
+            for p in frozen.parameters():
+                p.requires_grad_(True)
+            body = nn.Sequential(frozen, copy.deepcopy(t.tail))
+        else:
+            body = copy.deepcopy(t.tail)
+            for p in body.parameters():
+                p.requires_grad_(True)
+        return HeadNet(body, self._head(t.out_channels), freeze_body_bn=not self.full).to(self.device)
+
+    def _param_groups(self, net: "HeadNet") -> list:
+        body = [p for p in net.body.parameters() if p.requires_grad]
+        head = [p for p in net.head.parameters() if p.requires_grad]
+        groups = [{"params": head, "lr": self.config.lr}]
+        if body:
+            groups.append({"params": body, "lr": self.config.lr * self.config.tail_lr_mult})
+        return groups
+
+    def _carve(self, idx: np.ndarray, lat, lon) -> tuple[np.ndarray, np.ndarray]:
+        """Location-aware validation: whole spatial clusters held out, nearby training photos buffered away."""
+        c = self.config
+        if len(idx) < MIN_FOR_VALIDATION or c.val_frac <= 0:
+            return idx, idx[:0]
+        f = location_disjoint_split(lat[idx], lon[idx], c.val_frac, c.val_buffer_m, c.seed)
+        if len(f.train) < 2 or len(f.val) == 0:
+            return idx, idx[:0]
+        return idx[f.train], idx[f.val]
+
+    # -- training -----------------------------------------------------------------------------------------
+    def _train_on(self, data, idx: np.ndarray, name: str) -> tuple[nn.Module, History]:
+        tr, va = self._carve(idx, self._lat, self._lon)
+        self.log(f"{name}: {len(tr)} training photos, {len(va)} validation photos, "
+                 f"{len(idx) - len(tr) - len(va)} left out by the {self.config.val_buffer_m:g} m buffer")
+        pairs = data.samples(tr)
+        dev = self.device
+
+        def step(net, b):
+            p = pairs[b]
+            return self._loss(net(data.batch(p).to(dev)), p[:, 0])
+
+        def val(net):
+            out = _chunked(lambda ph: net(data.clean(ph).to(dev)), va)
+            return float(self._loss(out, va)), self._val_extra(net, data, tr, va, out)
+
+        return train_model(self._build_net, step, len(pairs), val if len(va) else None, self._train_config(),
+                           self.log, self._param_groups, name=name)
+
+    def _fit(self, train) -> None:
+        self._setup_trunk()
+        self.log = TrainLog()
+        c = self.config
+        self.log(f"{self.spec}: backbone {self.trunk.encoder.description}, input {self.trunk.size}px, "
+                 f"{'full fine-tuning, live augmentation' if self.full else f'cached features, {c.views} augmented views'}"
+                 f", train_blocks {c.train_blocks}, device {c.device}")
+        if self.backbone_note:
+            self.log(self.backbone_note)
+        self._lat, self._lon = train.lat, train.lon
+        self.frame = LocalFrame.around(self._lat, self._lon)
+        self._en = self.frame.to_en(self._lat, self._lon)
+        self._prepare_targets(self._lat, self._lon)
+        data = self._data(train)
+        n = len(train)
+        self.net, self.history = self._train_on(data, np.arange(n), "final")
+        self._calibrate(data, n)
+        self._finish(data)
+
+    def _calibrate(self, data, n: int) -> None:
+        """Radius from inner folds: a model trained without each fold predicts it, exactly as a real query."""
+        c = self.config
+        k = min(c.calib_folds, n // 2)
+        centre_err = np.linalg.norm(self._en - self._en.mean(0), axis=1)
+        area = float(np.quantile(centre_err, c.coverage)) if n else 100.0
+        if k < 2:
+            self.radius_model = RadiusModel(scale=1.0, offset_m=max(area, 10.0), floor_m=25.0, area_m=max(area, 25.0))
+            self.calibration = {"folds": 0, "note": "too few photos for inner folds: radius = area size"}
+            self.log(self.calibration["note"])
+            return
+        errs, spreads = [], []
+        for fi, fold in enumerate(kfold_folds(n, k, c.seed)):
+            net, _ = self._train_on(data, fold.train, f"calibration fold {fi + 1}/{k}")
+            e, s = self._heldout(net, data, fold.train, fold.val)
+            errs.append(e)
+            spreads.append(s)
+        errs, spreads = np.concatenate(errs), np.concatenate(spreads)
+        self.radius_model = RadiusModel.fit(errs, spreads, coverage=c.coverage, area_m=area)
+        rho = float(np.corrcoef(errs, spreads)[0, 1]) if np.std(spreads) > 0 and np.std(errs) > 0 else float("nan")
+        self.calibration = {"folds": k, "n": int(len(errs)), "heldout_mean_m": float(errs.mean()),
+                            "heldout_median_m": float(np.median(errs)), "spread_error_corr": rho}
+        self.log(f"calibration on {k} inner folds: held-out mean {errs.mean():.1f} m, median {np.median(errs):.1f} m, "
+                 f"corr(spread, error) {rho:.2f}, radius scale {self.radius_model.scale:.3g}")
+
+    # -- inference helpers --------------------------------------------------------------------------------
+    def _inputs(self, images: list) -> torch.Tensor:
+        """Query images -> the net's input: frozen-part features (cached mode) or pixels (full fine-tuning)."""
+        x = self.trunk.preprocess(images) if self.full else self.trunk.frozen_features(images)
+        return x.to(self.device)
+
+    # -- persistence --------------------------------------------------------------------------------------
+    def _save_files(self, d: Path) -> None:
+        torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, d / WEIGHTS)
+        self.log.write(d / "train.log")
+        if self.history is not None and self.history.train_loss:
+            plot_history(self.history, d / "loss_curves.png", f"{self.spec} ({self.backbone_used})", self.loss_label)
+
+    def _state(self) -> dict[str, Any]:
+        h = self.history
+        return {
+            "backbone_used": self.backbone_used, "backbone_note": self.backbone_note,
+            "backbone_description": self.trunk.encoder.description if self.trunk else None,
+            "input_size": self.trunk.size if self.trunk else None,
+            "frame": [self.frame.lat0, self.frame.lon0],
+            "radius_model": self.radius_model.to_dict(), "calibration": self.calibration,
+            "history": None if h is None else {**h.summary(), "val_extra": h.val_extra},
+        }
+
+    def _load_files(self, d: Path, state: dict[str, Any]) -> None:
+        if state.get("backbone_used") and state["backbone_used"] != self.config.backbone:
+            self.config.backbone, self.config.fallback = state["backbone_used"], False  # load what was trained
+        self._setup_trunk()
+        self.frame = LocalFrame(*state["frame"])
+        self.radius_model = RadiusModel.from_dict(state.get("radius_model"))
+        self.calibration = state.get("calibration", {})
+        self.backbone_note = state.get("backbone_note", "")
+        h = state.get("history")
+        if h:
+            self.history = History(h["train_loss"], h["val_loss"], h.get("val_extra", []), h["best_epoch"],
+                                   h["best_val"], h["stopped_early"], h["seconds"])
+        log = d / "train.log"
+        self.log = TrainLog(log.read_text().splitlines() if log.is_file() else [])
+        self._restore(state)
+        net = self._build_net()
+        try:
+            sd = torch.load(d / WEIGHTS, map_location=self.device, weights_only=True)
+            net.load_state_dict(sd)
+        except (OSError, RuntimeError, KeyError) as e:
+            raise ModelError(f"{d / WEIGHTS}: cannot load weights ({str(e).splitlines()[0]})") from None
+        self.net = net.eval()
+
+
+class HeadNet(nn.Module):
+    """body (trainable backbone tail, or the whole backbone) -> method head. `embed` is the head's feature layer."""
+
+    def __init__(self, body: nn.Module, head: nn.Module, freeze_body_bn: bool):
+        super().__init__()
+        self.body, self.head, self.freeze_body_bn = body, head, freeze_body_bn
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze_body_bn:
+            # few photos, small batches: keep the pretrained BN statistics (and no drop-connect) in the backbone
+            self.body.eval()
+        return self
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+    def embed(self, x):
+        return self.head.embed(self.body(x))
+
+
+def _chunked(fn, photos: np.ndarray, chunk: int = 64) -> torch.Tensor:
+    return torch.cat([fn(photos[s:s + chunk]) for s in range(0, len(photos), chunk)])

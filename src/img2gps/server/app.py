@@ -1,0 +1,213 @@
+"""FastAPI app: POST /predict (photo upload -> Prediction JSON), GET /health, /model, /gallery, /gallery/{id}
+thumbnails, the web page at /, and OpenAPI docs at /docs served from installed packages (no CDN).
+
+The model is loaded once, when the app is created; uploads are checked (bytes, pixels, content type) before any
+decoding work, with 413 / 415 / 422 answers that say what was wrong.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, Field
+
+from .. import __version__
+from ..api import Img2GPS, exif_distance_m
+from ..errors import PhotoError
+from ..geo import haversine_m
+from ..maps import TILES_ATTRIBUTION, TILES_URL, leaflet_dir
+from ..photos import PHOTO_SUFFIXES
+
+STATIC = Path(__file__).parent / "static"
+ACCEPTED_TYPES = ("image/", "application/octet-stream")  # browsers often send HEIC as octet-stream or nothing
+
+
+@dataclass
+class UploadLimits:
+    max_bytes: int = 25 * 1024 * 1024
+    max_pixels: int = 64_000_000  # a 48 MP phone photo fits; decompression bombs do not
+    max_top_k: int = 50
+
+
+class NeighbourOut(BaseModel):
+    image_id: str
+    latitude: float
+    longitude: float
+    score: float = Field(description="similarity of this gallery photo to the query (method-specific)")
+    thumbnail: Optional[str] = Field(None, description="URL of the gallery thumbnail, if the model has one")
+    distance_m: float = Field(description="metres from the predicted position")
+
+
+class PredictionOut(BaseModel):
+    photo: str = Field(description="uploaded file name")
+    latitude: float
+    longitude: float
+    radius_m: float = Field(description="error radius in metres, calibrated to hold for ~80% of photos")
+    confidence: float = Field(ge=0, le=1)
+    recognised: bool = Field(description="true only when verified visual evidence backs the answer")
+    method: str
+    neighbours: list[NeighbourOut]
+    photo_exif_position: Optional[list[float]] = Field(
+        None, description="the photo's own EXIF GPS (lat, lon), for display only: never an input to the method")
+    exif_distance_m: Optional[float] = Field(None, description="metres between the prediction and the EXIF position")
+    elapsed_ms: float
+
+
+class _EarlySizeLimit:
+    """Refuse a too-large upload from its Content-Length before the body is read and spooled to disk."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("method") == "POST":
+            for k, v in scope.get("headers", []):
+                if k == b"content-length" and v.isdigit() and int(v) > self.max_bytes + 64 * 1024:
+                    resp = JSONResponse({"detail": _too_big(int(v), self.max_bytes)}, status_code=413)
+                    await resp(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def _too_big(n: int, limit: int) -> str:
+    return f"upload too large ({n / 2**20:.1f} MiB; limit {limit / 2**20:.0f} MiB)"
+
+
+def _docs_assets() -> Path | None:
+    spec = importlib.util.find_spec("fastapi_offline")  # Swagger UI files shipped in a pip package
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    d = Path(list(spec.submodule_search_locations)[0]) / "static"
+    return d if (d / "swagger-ui-bundle.js").is_file() else None
+
+
+def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None = None, tiles: bool = True,
+               runtime: str = "torch", onnx_path: str | Path | None = None, model: Img2GPS | None = None,
+               warmup: bool = True) -> FastAPI:
+    """Build the app around one loaded model (from `model_dir`, or an already loaded `model`)."""
+    if model is None:
+        if model_dir is None:
+            raise ValueError("create_app needs model_dir or model")
+        model = Img2GPS.load(model_dir, runtime=runtime, onnx_path=onnx_path)
+    if warmup:
+        model.warmup()  # encoder weights load now, not on the first upload
+    limits = limits or UploadLimits()
+    gallery_ids = set(model.gallery["image"].astype(str))
+
+    app = FastAPI(title="img2gps", version=__version__, docs_url=None, redoc_url=None,
+                  description="Locate a photo within the model's gallery area: position, error radius, confidence "
+                              "and the gallery photos that support it.")
+    app.state.model, app.state.limits = model, limits
+    app.add_middleware(_EarlySizeLimit, max_bytes=limits.max_bytes)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/vendor/leaflet", StaticFiles(directory=leaflet_dir()), name="leaflet")
+    docs = _docs_assets()
+    if docs is not None:
+        app.mount("/vendor/docs", StaticFiles(directory=docs), name="docs-assets")
+
+    def thumb_url(image_id: str) -> str | None:
+        from urllib.parse import quote
+
+        return f"gallery/{quote(image_id, safe='')}" if model.thumbnail_path(image_id) else None
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger():
+        if docs is None:
+            return HTMLResponse("<p>Interactive docs need <code>pip install fastapi-offline</code>; "
+                                "the schema is at <a href='openapi.json'>openapi.json</a>.</p>")
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(openapi_url="openapi.json", title="img2gps API",
+                                   swagger_js_url="vendor/docs/swagger-ui-bundle.js",
+                                   swagger_css_url="vendor/docs/swagger-ui.css",
+                                   swagger_favicon_url="vendor/docs/favicon.png")
+
+    @app.get("/health", summary="Liveness and what model is loaded")
+    def health():
+        return {"status": "ok", "version": __version__, "spec": model.spec, "gallery_size": int(len(model.gallery)),
+                "runtime": model.runtime}
+
+    @app.get("/model", summary="The loaded model, upload limits and map settings")
+    def model_info():
+        m = model.manifest
+        return {"spec": model.spec, "method": m.get("method"), "created": m.get("created"),
+                "data_fingerprint": m.get("data_fingerprint"), "gallery_size": int(len(model.gallery)),
+                "runtime": model.runtime, "limits": asdict(limits),
+                "accepted_suffixes": sorted(PHOTO_SUFFIXES),
+                "tiles": {"url": TILES_URL, "attribution": TILES_ATTRIBUTION} if tiles else None}
+
+    @app.get("/gallery", summary="Every gallery photo: id, position, thumbnail URL")
+    def gallery():
+        return [{"id": str(r.image), "latitude": float(r.Latitude), "longitude": float(r.Longitude),
+                 "thumbnail": thumb_url(str(r.image))}
+                for r in model.gallery[["image", "Latitude", "Longitude"]].itertuples(index=False)]
+
+    @app.get("/gallery/{image_id:path}", summary="Thumbnail of one gallery photo",
+             responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "not a gallery photo"}})
+    def gallery_thumb(image_id: str):
+        # Only ids that are in the gallery table map to a file, via a hash name: no path from the URL is opened.
+        p = model.thumbnail_path(image_id) if image_id in gallery_ids else None
+        if p is None:
+            raise HTTPException(404, f"no thumbnail for {image_id!r}")
+        return FileResponse(p, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    @app.post("/predict", response_model=PredictionOut, summary="Locate one uploaded photo",
+              responses={413: {"description": "file or image too large"},
+                         415: {"description": "not an image / unsupported format"},
+                         422: {"description": "missing, empty or corrupt upload, or a bad top_k"}})
+    def predict(file: UploadFile = File(..., description="the photo (JPEG, PNG, HEIC, WebP, TIFF)"),
+                top_k: int = Query(5, ge=1, description="how many supporting gallery photos to return")):
+        name = file.filename or "upload"
+        if top_k > limits.max_top_k:
+            raise HTTPException(422, f"top_k must be at most {limits.max_top_k}")
+        ctype = (file.content_type or "").split(";")[0].strip().lower()
+        if ctype and not ctype.startswith(ACCEPTED_TYPES):
+            raise HTTPException(415, f"{name}: content type {ctype} is not an image")
+        data = file.file.read(limits.max_bytes + 1)
+        if len(data) > limits.max_bytes:
+            raise HTTPException(413, f"{name}: {_too_big(len(data), limits.max_bytes)}")
+        if not data:
+            raise HTTPException(422, f"{name}: empty file (0 bytes)")
+        try:  # header only: the size is known before any pixel is decoded
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(io.BytesIO(data)) as im:
+                    w, h = im.size
+        except UnidentifiedImageError:
+            raise HTTPException(415, f"{name}: not a supported image format (JPEG, PNG, HEIC, WebP, TIFF)") from None
+        except Exception as e:
+            raise HTTPException(422, f"{name}: unreadable image header ({type(e).__name__})") from None
+        if w * h > limits.max_pixels:
+            raise HTTPException(413, f"{name}: image too large ({w}x{h} = {w * h / 1e6:.0f} MP; "
+                                     f"limit {limits.max_pixels / 1e6:.0f} MP)")
+        t0 = time.perf_counter()
+        try:
+            pred = model.predict(data, top_k=top_k)
+        except PhotoError as e:
+            raise HTTPException(422, f"{name}: {e.problem}") from None
+        out = pred.to_dict()
+        for n in out["neighbours"]:
+            n["thumbnail"] = thumb_url(n["image_id"])
+            n["distance_m"] = float(haversine_m(pred.latitude, pred.longitude, n["latitude"], n["longitude"]))
+        out.update(photo=name, exif_distance_m=exif_distance_m(pred),
+                   elapsed_ms=round((time.perf_counter() - t0) * 1000, 1))
+        return out
+
+    @app.exception_handler(PhotoError)
+    async def photo_error(request: Request, exc: PhotoError):
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    return app

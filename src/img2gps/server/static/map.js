@@ -1,0 +1,180 @@
+/* img2gps map drawing, shared by the web page (server/static/index.html) and the offline HTML maps (maps.py).
+ * Needs Leaflet (served from an installed pip package, never a CDN). Tiles are optional decoration: when they
+ * cannot load (no network) the points stay on a plain background with a local grid in metres, and we say so. */
+(function () {
+  "use strict";
+  var COLORS = {pred: "#d62728", truth: "#2ca02c", exif: "#9467bd", gallery: "#7f7f7f", neighbour: "#ff7f0e"};
+  var R = 6371008.8;
+
+  function esc(s) {
+    return String(s).replace(/[&<>"']/g, function (c) {
+      return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c];
+    });
+  }
+
+  function distanceM(a, b) { // haversine, metres; a, b = [lat, lon]
+    var p1 = a[0] * Math.PI / 180, p2 = b[0] * Math.PI / 180;
+    var dp = p2 - p1, dl = (b[1] - a[1]) * Math.PI / 180;
+    var h = Math.sin(dp / 2) * Math.sin(dp / 2) + Math.cos(p1) * Math.cos(p2) * Math.sin(dl / 2) * Math.sin(dl / 2);
+    return 2 * R * Math.asin(Math.sqrt(Math.min(1, Math.max(0, h))));
+  }
+
+  function fmtM(m) { return m < 1000 ? Math.round(m) + " m" : (m / 1000).toFixed(2) + " km"; }
+
+  function niceStep(extent) { // grid spacing giving roughly 4-10 lines across the area
+    var steps = [5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000, 20000, 50000];
+    for (var i = 0; i < steps.length; i++) if (extent / steps[i] <= 8) return steps[i];
+    return steps[steps.length - 1];
+  }
+
+  function create(el, opts) {
+    opts = opts || {};
+    var map = L.map(el, {zoomControl: true, attributionControl: true, zoomSnap: 0.25, maxZoom: 21});
+    L.control.scale({metric: true, imperial: false}).addTo(map);
+    map.setView([0, 0], 2);
+    var view = {
+      map: map, notice: opts.noticeEl || null, gallery: L.layerGroup().addTo(map),
+      results: L.layerGroup().addTo(map), grid: L.layerGroup(), galleryMarkers: {}, plain: false, tiles: null,
+      points: [], galleryPoints: [], neighbourMarkers: {}
+    };
+    if (view.notice) view.notice.hidden = false;
+
+    function say(text, state) {
+      if (!view.notice) return;
+      view.notice.textContent = text;
+      view.notice.setAttribute("data-tiles", state);
+    }
+
+    function goPlain(why) {
+      if (view.plain) return;
+      view.plain = true;
+      if (view.tiles) { map.removeLayer(view.tiles); view.tiles = null; }
+      el.classList.add("img2gps-plain");
+      view.grid.addTo(map);
+      drawGrid();
+      say(why + " Points are drawn on a plain background; grid lines every " + fmtM(view.gridStep || 0) +
+          " (local metres).", "unavailable");
+    }
+    view.goPlain = goPlain;
+
+    if (opts.tilesUrl) {
+      var loaded = false;
+      view.tiles = L.tileLayer(opts.tilesUrl, {maxZoom: 21, maxNativeZoom: 19,
+        attribution: opts.tilesAttribution || ""});
+      view.tiles.on("tileload", function () {
+        if (!loaded) { loaded = true; say("Map tiles: " + (opts.tilesAttribution || "loaded"), "loaded"); }
+      });
+      view.tiles.on("tileerror", function () { if (!loaded) goPlain("Map tiles unavailable (no network?)."); });
+      view.tiles.addTo(map);
+      say("Loading map tiles...", "loading");
+      setTimeout(function () { if (!loaded) goPlain("Map tiles unavailable (none loaded within 5 s)."); }, 5000);
+    } else {
+      goPlain("Map tiles are off.");
+    }
+
+    function drawGrid() {
+      view.grid.clearLayers();
+      var pts = view.points.length ? view.points : [[0, 0]];
+      var b = L.latLngBounds(pts);
+      var c = b.getCenter();
+      var mLat = Math.PI / 180 * R, mLon = mLat * Math.cos(c.lat * Math.PI / 180);
+      var ext = Math.max(distanceM([b.getSouth(), c.lng], [b.getNorth(), c.lng]),
+                         distanceM([c.lat, b.getWest()], [c.lat, b.getEast()]), 50);
+      var step = niceStep(ext);
+      view.gridStep = step;
+      var half = Math.ceil(ext * 1.5 / step) * step;
+      var style = {color: "#b9b9b0", weight: 1, interactive: false};
+      for (var d = -half; d <= half + 1e-9; d += step) {
+        var s = (Math.abs(d) < 1e-9) ? {color: "#8f8f86", weight: 1.5, interactive: false} : style;
+        view.grid.addLayer(L.polyline([[c.lat + d / mLat, c.lng - half / mLon], [c.lat + d / mLat, c.lng + half / mLon]], s));
+        view.grid.addLayer(L.polyline([[c.lat - half / mLat, c.lng + d / mLon], [c.lat + half / mLat, c.lng + d / mLon]], s));
+      }
+      if (view.notice && view.plain) {
+        view.notice.textContent = view.notice.textContent.replace(/every [^(]* \(/, "every " + fmtM(step) + " (");
+      }
+    }
+
+    view.setGallery = function (items) {
+      view.gallery.clearLayers();
+      view.galleryMarkers = {};
+      view.galleryPoints = [];
+      (items || []).forEach(function (g) {
+        var m = L.circleMarker([g.lat, g.lon], {radius: 3, color: COLORS.gallery, weight: 1, fillOpacity: 0.6,
+          className: "img2gps-gallery"});
+        m.bindTooltip(esc(g.id));
+        view.gallery.addLayer(m);
+        view.galleryMarkers[g.id] = m;
+        view.galleryPoints.push([g.lat, g.lon]);
+      });
+      view.points = view.galleryPoints.slice();
+      if (view.plain) drawGrid();
+    };
+
+    /* items: [{label, prediction (Prediction JSON), truth: [lat, lon] | null}] */
+    view.showPredictions = function (items, showNeighbours) {
+      view.results.clearLayers();
+      view.neighbourMarkers = {};
+      var bounds = [];
+      items.forEach(function (it, i) {
+        var p = it.prediction, at = [p.latitude, p.longitude];
+        var label = it.label ? esc(it.label) + "<br>" : "";
+        var info = label + "prediction " + p.latitude.toFixed(6) + ", " + p.longitude.toFixed(6) +
+          "<br>radius " + fmtM(p.radius_m) + ", confidence " + p.confidence.toFixed(2) + "<br>" + esc(p.method);
+        var circle = L.circle(at, {radius: p.radius_m, color: COLORS.pred, weight: 1.5, fillOpacity: 0.12,
+          className: "img2gps-radius"});
+        view.results.addLayer(circle);
+        var mk = L.circleMarker(at, {radius: 7, color: "#fff", weight: 2, fillColor: COLORS.pred, fillOpacity: 1,
+          className: "img2gps-prediction"}).bindPopup(info);
+        if (it.label) mk.bindTooltip(esc(it.label));
+        if (showNeighbours) {
+          (p.neighbours || []).forEach(function (n, k) {
+            var np = [n.latitude, n.longitude];
+            view.results.addLayer(L.polyline([at, np], {color: COLORS.neighbour, weight: 1, opacity: 0.7,
+              dashArray: "3 4", interactive: false}));
+            var nm = L.circleMarker(np, {radius: 6, color: "#fff", weight: 1.5, fillColor: COLORS.neighbour,
+              fillOpacity: 0.95, className: "img2gps-neighbour"});
+            nm.bindTooltip("#" + (k + 1) + " " + esc(n.image_id) + " (score " + n.score.toFixed(3) + ")");
+            view.results.addLayer(nm);
+            view.neighbourMarkers[n.image_id] = nm;
+            bounds.push(np);
+          });
+        }
+        var others = [["truth", it.truth, COLORS.truth, "true position"],
+                      ["exif", p.photo_exif_position, COLORS.exif, "photo's own EXIF position"]];
+        others.forEach(function (o) {
+          if (!o[1]) return;
+          var d = distanceM(at, o[1]);
+          view.results.addLayer(L.polyline([at, o[1]], {color: o[2], weight: 2, dashArray: o[0] === "exif" ? "6 4" : null,
+            className: "img2gps-" + o[0] + "-line"}).bindTooltip(fmtM(d)));
+          view.results.addLayer(L.circleMarker(o[1], {radius: 6, color: "#fff", weight: 2, fillColor: o[2],
+            fillOpacity: 1, className: "img2gps-" + o[0]}).bindTooltip(label + o[3] + ": " + fmtM(d) + " from the prediction"));
+          bounds.push(o[1]);
+        });
+        view.results.addLayer(mk);
+        bounds.push(at);
+      });
+      view.points = view.galleryPoints.concat(bounds);
+      if (view.plain) drawGrid();
+      var b = L.latLngBounds(bounds.length ? bounds : view.points);
+      items.forEach(function (it) { // make every error circle fit
+        var p = it.prediction, dLat = p.radius_m / (Math.PI / 180 * R);
+        var dLon = dLat / Math.max(0.01, Math.cos(p.latitude * Math.PI / 180));
+        b.extend([p.latitude - dLat, p.longitude - dLon]);
+        b.extend([p.latitude + dLat, p.longitude + dLon]);
+      });
+      if (b.isValid()) map.fitBounds(b.pad(0.1));
+    };
+
+    view.highlight = function (id, on) {
+      var m = view.neighbourMarkers[id];
+      if (m) { m.setStyle({radius: on ? 10 : 6}); if (on) m.openTooltip(); else m.closeTooltip(); }
+    };
+
+    view.fitGallery = function () {
+      if (view.points.length) map.fitBounds(L.latLngBounds(view.points).pad(0.1));
+    };
+    return view;
+  }
+
+  window.Img2GPSMap = {create: create, distanceM: distanceM, fmtM: fmtM, esc: esc, COLORS: COLORS};
+})();

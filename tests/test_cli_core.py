@@ -1,0 +1,33 @@
+import json
+
+from img2gps.cli import main
+
+
+def test_fit_bench_eval_demo_cli(gallery_dir, tmp_path, capsys):
+    model = tmp_path / "model"
+    assert main(["fit", "--data", str(gallery_dir), "--method", "knn:k=1", "--out", str(model),
+                 "--exclude", "place00_view2.jpg,place01_view2.jpg"]) == 0
+    assert main(["fit", "--data", str(gallery_dir), "--method", "knn:k=1", "--out", str(model)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    out = tmp_path / "r.json"
+    assert main(["bench", "--data", str(gallery_dir), "--protocol", "kfold-geo:3:5", "--methods", "knn:k=1",
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["protocol"] == "kfold-geo:3:5" and "knn:k=1" in res["results"]
+    assert (tmp_path / "r.predictions.csv").exists() and (tmp_path / "r.cdf.png").exists()
+    assert main(["eval", "--model", str(model), "--data", str(gallery_dir)]) == 0
+    man = json.loads((model / "model.json").read_text())
+    assert any(k.startswith("eval:") for k in man["metrics"])
+    assert main(["demo", "--data", str(gallery_dir), "--method", "knn:k=1", "--out", str(tmp_path / "demo")]) == 0
+    text = capsys.readouterr().out
+    assert "held-out" in text and (tmp_path / "demo" / "demo_map.png").exists()
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["bench", "--data", str(tmp_path / "nope"), "--methods", "knn"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "not found" in err and "\n" not in err
+    assert main(["fit", "--data", str(tmp_path), "--method", "knn:q=1", "--out", str(tmp_path / "m")]) == 2
+    assert "unknown option" in capsys.readouterr().err
+    (tmp_path / "labels.csv").write_text("image,Latitude,Longitude\n")
+    assert main(["bench", "--data", str(tmp_path), "--protocol", "bogus"]) == 2

@@ -1,0 +1,76 @@
+import json
+
+import numpy as np
+import pytest
+
+from img2gps.data import load_dataset
+from img2gps.evaluate import run_bench
+from img2gps.geo import haversine_m
+from img2gps.predictors import load_model, make_predictor
+from img2gps.predictors.base import parse_spec
+from img2gps.errors import ModelError
+from synth import scene, view, write_jpeg
+
+
+def test_spec_parsing_and_validation():
+    assert parse_spec("knn:embed=lite0:k=3") == ("knn", {"embed": "lite0", "k": "3"})
+    assert make_predictor("knn:k=5").config.k == 5
+    with pytest.raises(ModelError, match="unknown option"):
+        make_predictor("knn:kk=5")
+    with pytest.raises(ModelError, match="not a valid int"):
+        make_predictor("knn:k=three")
+    with pytest.raises(ModelError, match="unknown method"):
+        make_predictor("nope")
+
+
+def test_knn_finds_the_matching_scene_and_round_trips(gallery_dir, tmp_path):
+    ds = load_dataset(gallery_dir)
+    held = [i for i, n in enumerate(ds.ids) if n.endswith("view2.jpg")]
+    gallery = ds.exclude_ids([ds.ids[i] for i in held])
+    p = make_predictor("knn:k=1")
+    p.fit(gallery)
+    preds = p.predict([ds.read(i) for i in held])
+    errs = [haversine_m(ds.lat[i], ds.lon[i], q.latitude, q.longitude) for i, q in zip(held, preds)]
+    assert np.median(errs) < 10  # same scene, ~1 m GPS jitter; places are 40 m apart
+    assert all(q.radius_m > 0 and 0 <= q.confidence <= 1 and not q.recognised for q in preds)
+    p.save(tmp_path / "m")
+    q = load_model(tmp_path / "m")
+    again = q.predict([ds.read(i) for i in held])
+    assert [(a.latitude, a.longitude, a.radius_m) for a in preds] == [(b.latitude, b.longitude, b.radius_m) for b in again]
+    man = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert man["spec"] == "knn:k=1" and man["data_fingerprint"] == gallery.fingerprint()
+    assert (tmp_path / "m" / "thumbs").is_dir()
+
+
+def test_query_exif_gps_never_changes_the_prediction(gallery_dir, tmp_path):
+    ds = load_dataset(gallery_dir)
+    p = make_predictor("knn:k=3")
+    p.fit(ds.subset(range(1, len(ds))))
+    im = view(scene(1000), 99)
+    plain = write_jpeg(tmp_path / "plain.jpg", im)
+    true_gps = write_jpeg(tmp_path / "true.jpg", im, ds.lat[0], ds.lon[0])
+    fake_gps = write_jpeg(tmp_path / "fake.jpg", im, -10.0, 100.0)
+    a, b, c = p.predict([plain, true_gps, fake_gps])
+    assert (a.latitude, a.longitude) == (b.latitude, b.longitude) == (c.latitude, c.longitude)
+
+
+def test_bench_json_fields_and_baseline(gallery_dir):
+    ds = load_dataset(gallery_dir)
+    res, preds = run_bench(ds, "kfold:3", ["knn:k=1"], progress=False)
+    assert list(res["results"]) == ["mean-coordinate", "knn:k=1"]
+    m = res["results"]["knn:k=1"]
+    for k in ("mean_m", "median_m", "p90_m", "acc_10m", "acc_25m", "acc_50m", "mse_norm", "fit_s",
+              "predict_ms_p50", "predict_ms_p95", "radius_coverage", "recognised_frac", "recognised_median_m"):
+        assert k in m
+    assert res["n"] == len(ds) == len(preds) / 2
+    # k-NN over the same scenes must beat predicting the centre on this toy set
+    assert m["mean_m"] < res["results"]["mean-coordinate"]["mean_m"]
+    errs = preds[preds.spec == "knn:k=1"].error_m
+    assert abs(errs.mean() - m["mean_m"]) < 1e-9 and 0 <= m["acc_10m"] <= 1
+
+
+def test_learning_curve_fractions(gallery_dir):
+    ds = load_dataset(gallery_dir)
+    res, preds = run_bench(ds, "kfold:3", [], fractions=[0.5, 1.0], progress=False)
+    assert set(res["by_fraction"]) == {"0.5", "1"}
+    assert set(preds.fraction) == {0.5, 1.0}
