@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +18,13 @@ from img2gps.data import build as build_mod
 from img2gps.data import cleaning as cl
 from img2gps.errors import DataError
 from img2gps.geo import LocalFrame
-from img2gps.photos import read_meta
+from img2gps.photos import _dms as exif_dms, read_meta
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 BASE = (39.9515, -75.1915)  # somewhere on a campus; every synthetic position is a metre offset from here
 
 
-def _dms(x: float):
+def dms_rationals(x: float):
     x = abs(x)
     d = int(x)
     m = int((x - d) * 60)
@@ -42,8 +44,8 @@ def exif_bytes(lat=None, lon=None, orientation=None, time=None, make=None, model
         ex.get_ifd(0x8769)[0x9003] = time
     if lat is not None:
         g = ex.get_ifd(0x8825)  # the GPS IFD: refs + degree/minute/second rationals
-        g[1], g[2] = ("N" if lat >= 0 else "S"), _dms(lat)
-        g[3], g[4] = ("E" if lon >= 0 else "W"), _dms(lon)
+        g[1], g[2] = ("N" if lat >= 0 else "S"), dms_rationals(lat)
+        g[3], g[4] = ("E" if lon >= 0 else "W"), dms_rationals(lon)
     return ex.tobytes()
 
 
@@ -58,6 +60,16 @@ def photo(path: Path, lat=None, lon=None, seed=0, size=(64, 48), fmt="JPEG", **e
     im = pattern(seed, size)
     im.save(path, fmt, exif=exif_bytes(lat, lon, **exif), **({"quality": 95} if fmt == "JPEG" else {}))
     return path
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims a huge size (a decompression bomb), with a valid header CRC."""
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, "PNG")
+    b = bytearray(buf.getvalue())
+    b[16:24] = struct.pack(">II", width, height)  # IHDR data starts at byte 16
+    b[29:33] = struct.pack(">I", zlib.crc32(bytes(b[12:29])))
+    return bytes(b)
 
 
 def at(east_m: float, north_m: float) -> tuple[float, float]:
@@ -92,6 +104,7 @@ def test_formats_exif_and_bad_files(tmp_path, capsys):
     good = io.BytesIO()
     pattern(5, (200, 150)).save(good, "JPEG", exif=exif_bytes(39.95, -75.19))
     (src / "truncated.jpg").write_bytes(good.getvalue()[:300])
+    (src / "bomb.png").write_bytes(png_claiming(20000, 20000))
     (src / "notes.txt").write_text("ignored")
     (src / "._north_west.jpg").write_bytes(b"\0\5\26\7")  # macOS resource fork: hidden, ignored
     before = sorted((p.name, p.stat().st_mtime_ns) for p in src.rglob("*"))
@@ -110,7 +123,8 @@ def test_formats_exif_and_bad_files(tmp_path, capsys):
     assert list(pd.read_csv(out / "labels.csv").columns) == ["image", "Latitude", "Longitude", "time", "device"]
     r = report(out)
     reasons = {s["file"]: s["reason"] for s in r["skipped"]}
-    assert set(reasons) == {"nogps.png", "zero.jpg", "text.jpg", "truncated.jpg"}
+    assert set(reasons) == {"nogps.png", "zero.jpg", "text.jpg", "truncated.jpg", "bomb.png"}
+    assert "too large" in reasons["bomb.png"]
     assert "0 bytes" in reasons["zero.jpg"]
     assert "unknown or unsupported image format" in reasons["text.jpg"]
     assert "corrupt or truncated" in reasons["truncated.jpg"]
@@ -383,6 +397,15 @@ def test_cleaning_that_drops_everything_is_an_error(tmp_path, capsys):
     assert run(src, tmp_path / "out", "--drop-singletons", 10) == 2
     assert "dropped all 2 photos" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_signed_gps_parts_follow_the_ref():
+    # EXIF rationals are unsigned, but some writers store signed parts; the N/S/E/W ref decides the sign.
+    assert exif_dms((-33.0, 30.0, 0.0), "S", "N", "S", 90) == -33.5
+    assert exif_dms((33.0, 30.0, 0.0), "S", "N", "S", 90) == -33.5
+    assert exif_dms((-75.5,), "W", "E", "W", 180) == -75.5
+    with pytest.raises(ValueError, match="reference"):
+        exif_dms((10.0, 0.0, 0.0), "", "N", "S", 90)
 
 
 # --------------------------------------------------------------------------- real photos (skipped when absent)

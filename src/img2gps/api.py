@@ -49,6 +49,7 @@ class Img2GPS:
     manifest: dict
     runtime: str = "torch"
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _ids: frozenset | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, model_dir: str | Path, runtime: str = "torch", onnx_path: str | Path | None = None) -> "Img2GPS":
@@ -88,7 +89,9 @@ class Img2GPS:
 
     def thumbnail_path(self, image_id: str) -> Path | None:
         """The saved thumbnail of a gallery photo, or None. Only ids in the gallery are ever mapped to a file."""
-        if image_id not in set(self.gallery["image"].astype(str)):
+        if self._ids is None:
+            self._ids = frozenset(self.gallery["image"].astype(str))
+        if image_id not in self._ids:
             return None
         p = self.model_dir / "thumbs" / thumb_name(image_id)
         return p if p.is_file() else None

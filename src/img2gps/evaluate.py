@@ -100,6 +100,11 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
     """Returns (the bench JSON dict of DESIGN.md, per-photo predictions)."""
     specs = list(dict.fromkeys([BASELINE] + [s for s in specs if s]))  # baseline always first, no duplicates
     folds = folds_for_protocol(protocol, ds)
+    if any(len(f.train) == 0 for f in folds) or not folds:
+        from .errors import DataError
+
+        raise DataError(f"{ds.name}: protocol {protocol} leaves a fold with no training photos "
+                        f"({len(ds)} photo(s) in the dataset; the spatial buffer may remove them all)")
     fracs = sorted(set(fractions or [])) or [1.0]
     all_rows = []
     out: dict = {
@@ -113,6 +118,7 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
         "results": {},
     }
     by_fraction: dict = {}
+    gallery_n: dict = {}  # fraction -> {fold: training-gallery size}
     total = len(specs) * len(folds) * len(fracs)
     bar = tqdm(total=total, desc="bench", unit="fit", disable=not progress)
     for frac in fracs:
@@ -122,6 +128,7 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
                 bar.set_postfix_str(f"{spec} f={frac:g} fold {fi + 1}/{len(folds)}")
                 f = fold if frac >= 1.0 else Fold(subsample_spatial(fold.train, ds.lat, ds.lon, frac), fold.val)
                 run_fold(spec, ds, f, run, warm=(fi == 0), top_k=top_k)
+                gallery_n.setdefault(frac, {})[fi] = len(f.train)  # the learning curve's x axis
                 bar.update(1)
             rows = pd.DataFrame(run.rows)
             rows["fraction"] = frac
@@ -130,6 +137,7 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
             if frac >= 1.0:
                 out["results"][spec] = m
             by_fraction.setdefault(f"{frac:g}", {"results": {}})["results"][spec] = m
+            by_fraction[f"{frac:g}"]["gallery_n_mean"] = float(np.mean(list(gallery_n[frac].values())))
     bar.close()
     if fractions:
         out["by_fraction"] = by_fraction

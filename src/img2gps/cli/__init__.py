@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import typer
@@ -21,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: user-facing errors become one line on stderr and exit code 2; never a traceback."""
     _register()
     debug = os.environ.get("IMG2GPS_DEBUG") == "1"
+    # SIGTERM behaves like Ctrl-C so atomic writers clean their temp dirs and never leave half-written output.
+    try:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not the main thread (e.g. called from a server worker)
+        pass
     try:
         # standalone_mode=False makes click *return* a typer.Exit code instead of raising it
         rc = app(args=argv, standalone_mode=False)
@@ -40,15 +46,29 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # click usage errors and anything unexpected: still one line
-        import click
-
-        if isinstance(e, click.ClickException):
+        click_exc = _click_exception_types()
+        if isinstance(e, click_exc):
             e.show()
             return e.exit_code
         if debug:
             raise
         print(f"error: unexpected {type(e).__name__}: {e} (set IMG2GPS_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+
+
+def _click_exception_types() -> tuple[type, ...]:
+    """Usage errors: typer >= 0.20 vendors its own click, older ones use the click package."""
+    types: list[type] = []
+    for mod in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            types.append(__import__(mod, fromlist=["ClickException"]).ClickException)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(types)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def run() -> None:  # pragma: no cover - console script shim

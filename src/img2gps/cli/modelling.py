@@ -129,6 +129,13 @@ def bench(
     if json_out:
         for p in write_outputs(json_out, result, preds, plots=plots):
             con.print(f"wrote {p}")
+        if fr and plots and len(fr) >= 2:  # error vs gallery size, with the extrapolation the data support
+            from ..analysis.learning_curve import bench_learning_curve
+
+            png, verdicts = bench_learning_curve(json_out, result, preds)
+            con.print(f"wrote {png}")
+            for v in verdicts:
+                con.print(v)
 
 
 def _quote(a: str) -> str:

@@ -67,7 +67,8 @@ def find_photos(src: Path) -> tuple[list[Path], Counter]:
     """Photo files under src (sorted, so runs are reproducible) and a count of ignored files by suffix."""
     photos, ignored = [], Counter()
     for p in sorted(src.rglob("*")):
-        if not p.is_file():
+        # A broken symlink or a folder named like a photo is kept here so that it is reported, not silently lost.
+        if not p.is_file() and p.suffix.lower() not in PHOTO_SUFFIXES:
             continue
         rel = p.relative_to(src)
         # Hidden files (macOS '._IMG.jpg' resource forks, .DS_Store) are never photos.

@@ -146,14 +146,13 @@ class GeoDataset:
 
 
 def _folder_reader(image_dir: Path) -> Callable[[str], bytes]:
-    root = image_dir.resolve()
-
     def read(name: str) -> bytes:
-        p = (image_dir / name)
-        # A labels row must not point outside the dataset (../../etc/passwd).
-        if root not in p.resolve().parents and p.resolve() != root:
+        # A labels row must not point outside the dataset (../../etc/passwd, /etc/passwd); symlinks placed
+        # inside the dataset by its owner are fine, so the check is on the name, not the resolved path.
+        rel = Path(name)
+        if rel.is_absolute() or ".." in rel.parts:
             raise PhotoError(name, "path leaves the dataset folder")
-        return read_bytes(p)
+        return read_bytes(image_dir / rel)
 
     return read
 

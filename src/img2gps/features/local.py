@@ -164,7 +164,7 @@ def mutual_matches(da: np.ndarray, db: np.ndarray, ratio: float = 0.8, mutual: b
 
 def fundamental_inliers(pa: np.ndarray, pb: np.ndarray, vcfg: VerifyConfig = VerifyConfig()) -> int:
     """Inliers of a MAGSAC fundamental-matrix fit (0 when too few points to try)."""
-    if len(pa) < max(8, vcfg.min_inliers):
+    if len(pa) < 8:
         return 0
     try:
         F, mask = cv2.findFundamentalMat(pa.astype(np.float64), pb.astype(np.float64), cv2.USAC_MAGSAC,
@@ -178,10 +178,58 @@ def fundamental_inliers(pa: np.ndarray, pb: np.ndarray, vcfg: VerifyConfig = Ver
 
 def verify_pair(a: Keypoints, b: Keypoints, vcfg: VerifyConfig = VerifyConfig(), root: bool = True,
                 da: np.ndarray | None = None, db: np.ndarray | None = None) -> int:
-    """Inlier count between two photos (0 = nothing in common). Pass cached unit descriptors to skip recomputing."""
+    """Raw inlier count between two photos (verified when >= vcfg.min_inliers; the count itself does not depend
+    on min_inliers, so cached counts stay valid when the threshold changes). Pass unit descriptors to reuse them."""
     da = a.unit_desc(root) if da is None else da
     db = b.unit_desc(root) if db is None else db
     m = mutual_matches(da, db, vcfg.ratio, vcfg.mutual)
-    if len(m) < vcfg.min_inliers:
-        return 0
     return fundamental_inliers(a.xy[m[:, 0]], b.xy[m[:, 1]], vcfg)
+
+
+def verify_key(fcfg: FeatureConfig, vcfg: VerifyConfig) -> str:
+    """Everything an inlier count depends on (min_inliers is applied later, so it is not part of the key)."""
+    return f"{fcfg.key}-r{vcfg.ratio:g}-m{int(vcfg.mutual)}-px{vcfg.ransac_px:g}-it{vcfg.max_iters}"
+
+
+class PairCache:
+    """Inlier counts of gallery photo pairs (ordered: the first photo plays the query), keyed by content hashes.
+
+    One small .npz per feature/verification setting under <cache>/pairs/. Re-fitting on a subset of a gallery
+    (leave-one-out, k-fold) then costs no matching at all: every pair it needs was counted before.
+    """
+
+    def __init__(self, fcfg: FeatureConfig, vcfg: VerifyConfig, root: Path | None = None):
+        self.path = Path(root or user_cache_dir()) / "pairs" / f"{verify_key(fcfg, vcfg)}.npz"
+        self._d = self._load(self.path)
+        self._dirty = False
+
+    def get(self, a: str, b: str) -> int | None:
+        return self._d.get((a, b))
+
+    def put(self, a: str, b: str, n: int) -> None:
+        self._d[(a, b)] = int(n)
+        self._dirty = True
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        # Merge with what another process may have written meanwhile, then replace atomically.
+        merged = self._load(self.path)
+        merged.update(self._d)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.stem}.tmp{os.getpid()}.npz")
+        keys = list(merged)
+        np.savez(tmp, a=np.array([k[0] for k in keys], dtype="U64"), b=np.array([k[1] for k in keys], dtype="U64"),
+                 n=np.array([merged[k] for k in keys], np.int32))
+        os.replace(tmp, self.path)
+        self._d, self._dirty = merged, False
+
+    @staticmethod
+    def _load(path: Path) -> dict[tuple[str, str], int]:
+        if not path.is_file():
+            return {}
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {(a, b): int(c) for a, b, c in zip(z["a"].tolist(), z["b"].tolist(), z["n"].tolist())}
+        except (ValueError, OSError, KeyError):  # torn or foreign file: start afresh
+            return {}

@@ -261,6 +261,7 @@ class TrunkHeadPredictor(BasePredictor):
         h = self.history
         return {
             "backbone_used": self.backbone_used, "backbone_note": self.backbone_note,
+            "mode_used": "full" if self.full else "cached",
             "backbone_description": self.trunk.encoder.description if self.trunk else None,
             "input_size": self.trunk.size if self.trunk else None,
             "frame": [self.frame.lat0, self.frame.lon0],
@@ -271,6 +272,10 @@ class TrunkHeadPredictor(BasePredictor):
     def _load_files(self, d: Path, state: dict[str, Any]) -> None:
         if state.get("backbone_used") and state["backbone_used"] != self.config.backbone:
             self.config.backbone, self.config.fallback = state["backbone_used"], False  # load what was trained
+        # the net's layout follows how it was trained; a GPU-trained model still predicts on a CPU-only machine
+        self.config.mode = state.get("mode_used", self.config.mode)
+        if self.config.device != "cpu" and not torch.cuda.is_available():
+            self.config.device = "cpu"
         self._setup_trunk()
         self.frame = LocalFrame(*state["frame"])
         self.radius_model = RadiusModel.from_dict(state.get("radius_model"))
