@@ -187,3 +187,19 @@ def test_sigterm_during_fit_keeps_previous_model(model_dir, gallery_dir, tmp_pat
     m = load_model(target)  # checksums verified: either the old model or a complete new one
     assert m.spec in ("knn:k=1", "knn:embed=lite1:k=1")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model.")]  # temp dirs cleaned up
+
+
+def test_short_load_test_has_no_5xx(model_dir, gallery_dir, tmp_path):
+    """A short version of bench/load_test.py: concurrent good and bad uploads against a real server process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("load_test", Path(__file__).parents[1] / "bench" / "load_test.py")
+    lt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lt)
+    from corpus import build_photo_corpus
+
+    good = [(p.name, p.read_bytes()) for p in sorted((gallery_dir / "images").glob("*.jpg"))[:3]]
+    bad = [(n, p.read_bytes()) for n, p, _ in build_photo_corpus(tmp_path / "c") if p.is_file()][:12]
+    stats = lt.run(model_dir, good + bad, n=60, concurrency=6)
+    assert stats["requests"] == 60 and stats["status_5xx"] == 0
+    assert stats["status_2xx"] > 0 and stats["status_4xx"] > 0

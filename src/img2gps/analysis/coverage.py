@@ -169,29 +169,34 @@ def protocol_gap(photos: pd.DataFrame, cells: pd.DataFrame, hull_area: float, cf
 
 
 def collect_next(cells: pd.DataFrame, frame: LocalFrame, cfg: CoverageConfig) -> list[dict]:
-    """Cells inside the hull where a query would fail: gaps (metres to the nearest photo) and cells whose photos
-    are located badly (mean error); one ranking in metres, spots kept min_separation_cells apart."""
-    hull = cells[cells["in_hull"]].copy()
-    gap = hull["photos"] == 0
-    bad = (hull["photos"] > 0) & (hull["error_m"] > cfg.bad_error_m)
-    hull["score_m"] = np.where(gap, hull["gap_m"], np.where(bad, hull["error_m"], 0.0))
-    cand = hull[(gap & (hull["gap_m"] >= cfg.cell_m / 2)) | bad].sort_values("score_m", ascending=False)
+    """Cells inside the hull where a query would fail, two kinds taken in turn: cells whose photos are located
+    badly (highest mean error first) and gaps (farthest from any photo first); spots kept min_separation_cells
+    apart. A gap deep inside the hull may be a building: the advice is then the nearest walkable spot."""
+    hull = cells[cells["in_hull"]]
+    bad = hull[(hull["photos"] > 0) & (hull["error_m"] > cfg.bad_error_m)].sort_values("error_m", ascending=False)
+    gaps = hull[(hull["photos"] == 0) & (hull["gap_m"] >= cfg.cell_m / 2)].sort_values("gap_m", ascending=False)
+    queues = [list(bad.itertuples()), list(gaps.itertuples())]
     chosen: list[dict] = []
-    for _, c in cand.iterrows():
-        if len(chosen) >= cfg.n_spots:
-            break
-        if any(np.hypot(c["ce"] - o["_e"], c["cn"] - o["_n"]) < cfg.min_separation_cells * cfg.cell_m for o in chosen):
-            continue
-        lat, lon = frame.to_latlon(np.array([c["ce"], c["cn"]]))
-        if c["photos"] == 0:
-            why = f"no photo within {c['gap_m']:.0f} m"
+    turn = 0
+    while len(chosen) < cfg.n_spots and any(queues):
+        q = queues[turn % 2] or queues[(turn + 1) % 2]
+        turn += 1
+        while q:
+            c = q.pop(0)
+            if all(np.hypot(c.ce - o["east_m"], c.cn - o["north_m"]) >= cfg.min_separation_cells * cfg.cell_m
+                   for o in chosen):
+                break
         else:
-            dirs = f", {int(c['sectors'])}/8 directions" if c["with_heading"] else ""
-            why = f"{int(c['photos'])} photo(s){dirs} located {c['error_m']:.0f} m off on average"
-        chosen.append({"spot": len(chosen) + 1, "latitude": round(float(lat), 6), "longitude": round(float(lon), 6),
-                       "east_m": round(float(c["ce"]), 1), "north_m": round(float(c["cn"]), 1),
-                       "why": why, "score_m": round(float(c["score_m"]), 1), "_e": c["ce"], "_n": c["cn"]})
-    return [{k: v for k, v in s.items() if not k.startswith("_")} for s in chosen]
+            continue
+        lat, lon = frame.to_latlon(np.array([c.ce, c.cn]))
+        if c.photos == 0:
+            why = f"gap: no photo within {c.gap_m:.0f} m"
+        else:
+            dirs = f", {int(c.sectors)}/8 directions" if c.with_heading else ""
+            why = f"fails: {int(c.photos)} photo(s){dirs}, located {c.error_m:.0f} m off on average"
+        chosen.append({"spot": len(chosen) + 1, "position": f"{float(lat):.6f}, {float(lon):.6f}",
+                       "east_m": round(float(c.ce), 1), "north_m": round(float(c.cn), 1), "why": why})
+    return chosen
 
 
 def plot_coverage(out: Path, photos: pd.DataFrame, cells: pd.DataFrame, spots: list[dict], cfg: CoverageConfig,
@@ -281,10 +286,11 @@ def write_coverage(out_dir: Path, ds, cfg: CoverageConfig = CoverageConfig(), pr
     notes = [
         f"Inside the convex hull of the photos ({g['hull_area_m2']:.0f} m2): {g['occupied_hull_cells']} of "
         f"{g['hull_cells']} {cfg.cell_m:g} m cells hold at least one photo ({100 * g['occupied_fraction']:.0f}%); "
-        f"the paper's protocol (a point every {lo:g}-{hi:g} m) fills every cell.",
+        f"the paper's protocol (a point every {lo:g}-{hi:g} m) fills every cell it can reach (cells inside "
+        f"buildings cannot be filled, so the reachable share is higher than this bound suggests).",
         f"Photos per occupied cell: median {g['photos_per_occupied_cell_median']:.0f}, mean "
         f"{g['photos_per_occupied_cell_mean']:.1f} (protocol: >= {PROTOCOL_PHOTOS_PER_POINT}, one point x 8 directions); "
-        f"{g['cells_with_8_or_more_photos']} cells reach 8. Photos per capture point (distinct GPS value): median "
+        f"cells with 8 or more: {g['cells_with_8_or_more_photos']}. Photos per capture point (distinct GPS value): median "
         f"{g['photos_per_capture_point_median']:.0f}.",
         f"Spacing from each capture point to the nearest other: median {g['capture_point_spacing_median_m']:.1f} m, "
         f"P90 {g['capture_point_spacing_p90_m']:.1f} m.",
@@ -302,8 +308,9 @@ def write_coverage(out_dir: Path, ds, cfg: CoverageConfig = CoverageConfig(), pr
                      f"{g['gps_error_reported_median_m']:.1f} m, P90 {g['gps_error_reported_p90_m']:.1f} m.")
     if r["error_source"]:
         notes.append(f"Cell errors: {r['error_source']}.")
-    notes.append("Collect here next: " + ("; ".join(f"{s['spot']}. ({s['latitude']}, {s['longitude']}) {s['why']}"
-                                                    for s in r["spots"]) or "nothing stands out"))
+    notes.append("Collect here next (table above): cells whose photos fail (more photos there, facing other ways) "
+                 "and gaps (a gap deep inside the hull may be a building: photograph it from the nearest path)."
+                 if r["spots"] else "Collect here next: nothing stands out.")
     return [png, *write_report(out_dir, "coverage", title, r["spots"], notes, images=[png],
                                extra={"data": str(ds.name), "protocol_gap": g, "error_source": r["error_source"]}),
             out_dir / "coverage_cells.csv"]

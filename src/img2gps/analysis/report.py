@@ -21,8 +21,8 @@ def command_line() -> str | None:
 def _cell(v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 1 else f"{v:.1f}"
+    if isinstance(v, float):  # values already rounded by the caller keep their digits; others get 3 significant
+        return r if len(r := repr(v)) <= 10 else (f"{v:.3g}" if abs(v) < 1 else f"{v:.1f}")
     return str(v)
 
 
