@@ -48,7 +48,7 @@ def main() -> None:
         p.fit(ds.exclude_ids(held))
         p.save(model_dir)
         rep = export_onnx(p, model_dir / "encoder.onnx", model_dir=model_dir)
-        out = {"data": a.data, "gallery": len(ds) - len(held), "queries": len(held), "repeat": a.repeat,
+        out = {"command": " ".join(["python"] + sys.argv), "date": time.strftime("%Y-%m-%d %H:%M"), "data": a.data, "gallery": len(ds) - len(held), "queries": len(held), "repeat": a.repeat,
                "torch_threads": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "cpus": os.cpu_count(), "onnx_max_abs_diff": rep.max_abs_diff,
                "load_avg_before": os.getloadavg()[0]}
         for runtime in ("torch", "onnx"):
@@ -64,6 +64,22 @@ def main() -> None:
                     times.append((time.perf_counter() - t) * 1000)
             out[runtime] = {"load_ms": round(load_ms, 1), "p50_ms": round(float(np.median(times)), 1),
                             "p95_ms": round(float(np.percentile(times, 95)), 1), "mean_ms": round(float(np.mean(times)), 1)}
+        # Where one query's time goes (torch runtime): decode, the display-only EXIF read, the embedding.
+        from img2gps.photos import open_image, read_bytes, read_meta
+
+        enc = Img2GPS.load(model_dir).predictor.query_encoder
+        blobs = [read_bytes(image_dir / n) for n in held]
+        enc.embed([open_image(blobs[0])])
+        parts = {"decode_ms": lambda b: open_image(b), "exif_read_ms": lambda b: read_meta(b),
+                 "embed_ms": lambda b, im=open_image(blobs[0]): enc.embed([im])}
+        out["breakdown_p50"] = {}
+        for key, fn in parts.items():
+            ts = []
+            for b in blobs:
+                t = time.perf_counter()
+                fn(b)
+                ts.append((time.perf_counter() - t) * 1000)
+            out["breakdown_p50"][key] = round(float(np.median(ts)), 1)
         t = time.perf_counter()
         exe = shutil.which("img2gps") or str(Path(sys.executable).parent / "img2gps")
         subprocess.run([exe, "predict", str(image_dir / held[0]), "--model", str(model_dir)], check=True,

@@ -226,6 +226,9 @@ def test_coverage_errors_from_a_predictions_csv_and_the_cli(tmp_path):
     r = cov.analyse(ds, cov.CoverageConfig(), predictions=pp)
     assert "knn" in r["error_source"] and any("80 m off" in s["why"] for s in r["spots"])
     assert r["gap"]["photos_with_heading"] == 0
+    by = r["by_neighbour"]  # every photo's nearest other is 0 m (the corner pair) or 10 m away
+    assert {x["nearest other photo"] for x in by} == {"any direction"} and sum(x["photos"] for x in by) == len(ds)
+    assert by[0]["distance"] == "0-5 m" and by[0]["photos"] == 2 and by[0]["mean error m"] == 2.0
     out = tmp_path / "cov"
     assert main(["analyze", "coverage", "--data", str(root), "--out", str(out), "--predictions", str(pp),
                  "--cell", "15"]) == 0

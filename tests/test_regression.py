@@ -186,3 +186,16 @@ def test_knn_over_regression_features_end_to_end(grid, tmp_path):
     b = load_model(tmp_path / "knn").predict([grid.read(2)])[0]
     assert (a.latitude, a.longitude) == pytest.approx((b.latitude, b.longitude), abs=1e-8)
     assert a.neighbours[0].image_id == "p02.jpg"  # a gallery photo finds itself first
+
+
+def test_train_blocks_fine_tunes_the_last_block_on_cached_inputs(grid, tmp_path):
+    p = make_predictor(FAST + ":epochs=2:calib_folds=0:train_blocks=1")
+    p.fit(grid)
+    tail = p.net.body  # the copied last MBConv block + conv head, trained; the trunk's own copy stays pretrained
+    trained = dict(tail.named_parameters())
+    pretrained = dict(p.trunk.tail.named_parameters())
+    assert trained and any(not torch.equal(trained[k], pretrained[k]) for k in trained)
+    a = p.predict([grid.read(1)])[0]
+    p.save(tmp_path / "tb")
+    b = load_model(tmp_path / "tb").predict([grid.read(1)])[0]
+    assert (a.latitude, a.longitude) == (b.latitude, b.longitude)

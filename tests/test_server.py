@@ -68,6 +68,11 @@ def test_other_image_formats_and_octet_stream(client):
     r = upload(client, buf.getvalue(), name="x.png", ctype="application/octet-stream", top_k=1)
     assert r.status_code == 200 and r.json()["neighbours"][0]["image_id"].startswith("place3_")
     assert r.json()["photo_exif_position"] is None and r.json()["exif_distance_m"] is None
+    buf = io.BytesIO()
+    Image.fromarray(place_image(1, seed=9)).save(buf, "HEIF")  # phones' default format (pillow-heif)
+    r = upload(client, buf.getvalue(), name="IMG_0001.HEIC", ctype="image/heic", top_k=1)
+    assert r.status_code == 200, r.text
+    assert r.json()["neighbours"][0]["image_id"].startswith("place1_")
 
 
 @pytest.mark.parametrize("case,status,message", [

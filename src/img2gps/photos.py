@@ -73,7 +73,7 @@ def read_bytes(path: str | Path) -> bytes:
         raise PhotoError(str(p), f"cannot read file ({e.strerror or e})") from None
 
 
-def _open_pil(data: bytes, name: str, max_side: int | None = None) -> Image.Image:
+def _open_pil(data: bytes, name: str, max_side: int | None = None, decode: bool = True) -> Image.Image:
     """Open and fully decode, mapping every PIL failure to a one-line PhotoError.
 
     With max_side, JPEGs are decoded at a reduced DCT scale (PIL draft): 4-8x faster for a 12 MP photo."""
@@ -87,7 +87,8 @@ def _open_pil(data: bytes, name: str, max_side: int | None = None) -> Image.Imag
                 raise PhotoError(name, f"image too large ({im.width}x{im.height} pixels; limit {MAX_PIXELS:,})")
             if max_side and im.format == "JPEG":
                 im.draft("RGB", (max_side, max_side))
-            im.load()
+            if decode:
+                im.load()
     except PhotoError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -191,7 +192,7 @@ def read_meta(src: str | Path | bytes) -> PhotoMeta:
     """EXIF GPS (DMS rationals, N/S/E/W refs; altitude ignored), capture time, device, oriented size."""
     name = describe(src)
     data = read_bytes(src) if isinstance(src, (str, Path)) else src
-    im = _open_pil(data, name)
+    im = _open_pil(data, name, decode=False)  # header and EXIF only: pixels are checked when the photo is opened
     meta = PhotoMeta()
     try:
         exif = im.getexif()

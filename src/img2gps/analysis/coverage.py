@@ -168,6 +168,33 @@ def protocol_gap(photos: pd.DataFrame, cells: pd.DataFrame, hull_area: float, cf
     }
 
 
+def error_by_neighbour(photos: pd.DataFrame, edges=(0, 5, 10, 20, 40)) -> list[dict]:
+    """Per-photo error against the distance to the nearest other photo: any photo, and (for photos with a heading)
+    the nearest one facing within 45 degrees. Says how close a similar view must be for a query to find it."""
+    if photos["error_m"].isna().all() or len(photos) < 2:
+        return []
+    en = photos[["e", "n"]].to_numpy(float)
+    d = np.linalg.norm(en[:, None] - en[None], axis=-1) if len(en) <= 2500 else None
+    if d is None:  # large galleries: skip rather than build a huge matrix
+        return []
+    np.fill_diagonal(d, np.inf)
+    h = photos["heading"].to_numpy(float)
+    dh = np.abs((h[:, None] - h[None] + 180) % 360 - 180)  # NaN where either heading is unknown
+    same = np.where(dh <= 45, d, np.inf)
+    rows = []
+    bins = list(edges) + [np.inf]
+    for label, near, mask in (("any direction", d.min(1), np.ones(len(en), bool)),
+                              ("same direction (+-45 deg)", same.min(1), ~np.isnan(h))):
+        for lo, hi in zip(bins[:-1], bins[1:]):
+            sel = mask & (near >= lo) & (near < hi) & photos["error_m"].notna().to_numpy()
+            if sel.any():
+                e = photos["error_m"].to_numpy(float)[sel]
+                rows.append({"nearest other photo": label, "distance": f"{lo:g}-{hi:g} m" if np.isfinite(hi) else
+                             f">= {lo:g} m or none", "photos": int(sel.sum()), "mean error m": round(float(e.mean()), 1),
+                             "median error m": round(float(np.median(e)), 1)})
+    return rows
+
+
 def collect_next(cells: pd.DataFrame, frame: LocalFrame, cfg: CoverageConfig) -> list[dict]:
     """Cells inside the hull where a query would fail, two kinds taken in turn: cells whose photos are located
     badly (highest mean error first) and gaps (farthest from any photo first); spots kept min_separation_cells
@@ -268,7 +295,7 @@ def analyse(ds, cfg: CoverageConfig = CoverageConfig(), predictions: Path | None
         photos["error_m"] = np.nan
     cells, area = grid_cells(photos, cfg)
     return {"photos": photos, "cells": cells, "frame": frame, "gap": protocol_gap(photos, cells, area, cfg),
-            "spots": collect_next(cells, frame, cfg), "error_source": source}
+            "spots": collect_next(cells, frame, cfg), "error_source": source, "by_neighbour": error_by_neighbour(photos)}
 
 
 def write_coverage(out_dir: Path, ds, cfg: CoverageConfig = CoverageConfig(), predictions: Path | None = None) -> list[Path]:
@@ -287,7 +314,7 @@ def write_coverage(out_dir: Path, ds, cfg: CoverageConfig = CoverageConfig(), pr
         f"Inside the convex hull of the photos ({g['hull_area_m2']:.0f} m2): {g['occupied_hull_cells']} of "
         f"{g['hull_cells']} {cfg.cell_m:g} m cells hold at least one photo ({100 * g['occupied_fraction']:.0f}%); "
         f"the paper's protocol (a point every {lo:g}-{hi:g} m) fills every cell it can reach (cells inside "
-        f"buildings cannot be filled, so the reachable share is higher than this bound suggests).",
+        f"buildings cannot be reached, so this share understates coverage of the walkable ground).",
         f"Photos per occupied cell: median {g['photos_per_occupied_cell_median']:.0f}, mean "
         f"{g['photos_per_occupied_cell_mean']:.1f} (protocol: >= {PROTOCOL_PHOTOS_PER_POINT}, one point x 8 directions); "
         f"cells with 8 or more: {g['cells_with_8_or_more_photos']}. Photos per capture point (distinct GPS value): median "
@@ -308,9 +335,13 @@ def write_coverage(out_dir: Path, ds, cfg: CoverageConfig = CoverageConfig(), pr
                      f"{g['gps_error_reported_median_m']:.1f} m, P90 {g['gps_error_reported_p90_m']:.1f} m.")
     if r["error_source"]:
         notes.append(f"Cell errors: {r['error_source']}.")
+
     notes.append("Collect here next (table above): cells whose photos fail (more photos there, facing other ways) "
                  "and gaps (a gap deep inside the hull may be a building: photograph it from the nearest path)."
                  if r["spots"] else "Collect here next: nothing stands out.")
     return [png, *write_report(out_dir, "coverage", title, r["spots"], notes, images=[png],
-                               extra={"data": str(ds.name), "protocol_gap": g, "error_source": r["error_source"]}),
+                               extra={"data": str(ds.name), "protocol_gap": g, "error_source": r["error_source"],
+                                      "by_neighbour": r["by_neighbour"]},
+                               tables={"Error against the nearest other photo (any direction, or facing within 45 "
+                                       "degrees of the photo's heading)": r["by_neighbour"]} if r["by_neighbour"] else None),
             out_dir / "coverage_cells.csv"]

@@ -44,8 +44,10 @@ def _json_default(o):
 
 
 def write_report(out_dir: Path, stem: str, title: str, rows: list[dict], notes: list[str] | None = None,
-                 extra: dict | None = None, images: list[Path] | None = None) -> list[Path]:
-    """out_dir/stem.md and out_dir/stem.json; `extra` adds keys to the JSON (never overriding the bench keys)."""
+                 extra: dict | None = None, images: list[Path] | None = None,
+                 tables: dict[str, list[dict]] | None = None) -> list[Path]:
+    """out_dir/stem.md and out_dir/stem.json; `extra` adds keys to the JSON (never overriding the bench keys);
+    `tables` adds titled tables to the markdown after the notes."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     date = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -59,6 +61,8 @@ def write_report(out_dir: Path, stem: str, title: str, rows: list[dict], notes: 
     md += [f"![{p.stem}]({p.name})" for p in images or []] + ([""] if images else [])
     md += markdown_table(rows) + [""]
     md += [f"- {n}" for n in notes or []]
+    for name, t in (tables or {}).items():
+        md += ["", f"## {name}", ""] + markdown_table(t)
     mp = out_dir / f"{stem}.md"
     mp.write_text("\n".join(md).rstrip() + "\n")
     return [jp, mp]

@@ -255,7 +255,8 @@ class TrunkHeadPredictor(BasePredictor):
         torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, d / WEIGHTS)
         self.log.write(d / "train.log")
         if self.history is not None and self.history.train_loss:
-            plot_history(self.history, d / "loss_curves.png", f"{self.spec} ({self.backbone_used})", self.loss_label)
+            plot_history(self.history, d / "loss_curves.png", f"{self.spec} (efficientnet-{self.backbone_used})",
+                         self.loss_label)
 
     def _state(self) -> dict[str, Any]:
         h = self.history

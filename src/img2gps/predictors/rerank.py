@@ -1,0 +1,301 @@
+"""rerank: global retrieval, then geometric verification of the shortlist, then spatial consensus.
+
+Query path: global embedding (lite0 by default) + VLAD over the query's RootSIFT -> gallery photos ranked by the
+sum of both z-scored similarities -> verify the top candidates in order (mutual ratio-test matches, MAGSAC
+fundamental matrix); once one verifies, the gallery photos standing near it (same spot, other directions or a
+few steps away) are verified next -> the densest cluster of verified photos, weighted by inliers, is the answer
+(recognised=True). When nothing verifies the answer is the global k-NN estimate with its own, much wider,
+calibrated radius (recognised=False).
+
+Fit path: gallery keypoints are extracted once (cached on disk by content hash) and the same query procedure is
+run leave-one-out over the gallery to calibrate two radius models (recognised / not recognised). Gallery pair
+inlier counts go to a pair cache, so re-fitting on a subset of a gallery (leave-one-out bench folds) matches
+nothing new.
+"""
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..calibration import RadiusModel
+from ..consensus import consensus
+from ..errors import ModelError
+from ..features.backbones import ENCODERS
+from ..features.local import (FeatureConfig, Keypoints, PairCache, VerifyConfig, extract, extract_dataset,
+                              fundamental_inliers, mutual_matches)
+from ..features.vlad import VladCodebook
+from ..geo import pairwise_m, weighted_median_en
+from ..retrieval import aggregate
+from .base import BasePredictor, Neighbour, Prediction
+from .knn import KNNConfig, KNNPredictor
+
+
+@dataclass
+class RerankConfig:
+    embed: str = "lite0"  # global encoder for the shortlist (features/backbones.py)
+    vlad: int = 64  # VLAD codebook size for the local-feature half of the shortlist score (0 = embedding only)
+    topn: int = 10  # shortlist length: candidates verified in retrieval order
+    near_m: float = 10.0  # after a photo verifies, also verify gallery photos within this distance of it
+    near_max: int = 4  # ... at most this many per verified photo, nearest first
+    max_verify: int = 16  # hard cap on verifications per query (bounds latency)
+    stop_inliers: int = 60  # a photo verified this strongly ends the shortlist (its neighbours are still checked)
+    max_side: int = 1024  # photos are resized to this long side before SIFT
+    features: int = 2000  # strongest keypoints per photo
+    ratio: float = 0.8  # Lowe's ratio test
+    ransac_px: float = 1.0  # MAGSAC fundamental-matrix threshold (pixels at max_side)
+    min_inliers: int = 15  # verified when a pair has at least this many inliers
+    cluster_m: float = 15.0  # verified photos this close vote together in the consensus
+    fallback: str = "median"  # not recognised: "median" of the shortlist (below) or plain "knn" on the embedding
+    fallback_k: int = 10  # shortlist photos in the fallback's weighted geometric median
+    fallback_t: float = 0.5  # softmax temperature on the shortlist score (z units) for those weights
+    k: int = 3  # neighbours of the plain k-NN fallback
+    coverage: float = 0.8  # target fraction of true positions inside the radius
+    calib: int = 300  # at most this many gallery photos are held out in turn for calibration
+
+
+@dataclass
+class Outcome:
+    en: np.ndarray  # east/north metres
+    recognised: bool
+    spread_m: float
+    checked: dict[int, int]  # gallery index -> inliers, every candidate verified
+    support: list[int]  # gallery indices of the winning cluster (recognised) or k-NN neighbours
+
+
+def verify_candidates(order: Sequence[int], verify: Callable[[int], int], near: Sequence[Sequence[int]],
+                      cfg: RerankConfig, skip: int | None = None) -> dict[int, int]:
+    """Verify shortlist candidates in order; each verified photo queues its untested spatial neighbours first.
+
+    `skip` is a gallery index that must never be tested (the held-out photo during calibration).
+    """
+    checked: dict[int, int] = {}
+    shortlist = [int(j) for j in order if j != skip][: cfg.topn]
+    priority: list[int] = []
+    stop = False
+    while len(checked) < cfg.max_verify:
+        if priority:
+            j = priority.pop(0)
+        elif shortlist and not stop:
+            j = shortlist.pop(0)
+        else:
+            break
+        if j in checked or j == skip:
+            continue
+        n = verify(j)
+        checked[j] = n
+        if n >= cfg.min_inliers:
+            priority += [int(g) for g in near[j] if g not in checked and g != skip and g not in priority]
+            stop |= n >= cfg.stop_inliers
+    return checked
+
+
+def shortlist_median(score: np.ndarray, gallery_en: np.ndarray, k: int, temperature: float):
+    """Fallback when nothing verifies: weighted geometric median of the top-k shortlist (softmax weights).
+
+    A median lands where several look-alike candidates agree instead of between two far places, and the
+    softmax keeps the best-ranked ones in charge; on penn91 leave-one-out this cut the error of unrecognised
+    photos from ~70 m (3-NN mean) to ~59 m.
+    """
+    idx = np.argsort(-score)[:k]
+    idx = idx[np.isfinite(score[idx])]
+    w = np.exp((score[idx] - score[idx].max()) / temperature)
+    pos = weighted_median_en(gallery_en[idx], w)
+    spread = float(np.sqrt((w * ((gallery_en[idx] - pos) ** 2).sum(1)).sum() / w.sum()))
+    return pos, spread, idx
+
+
+def resolve(checked: dict[int, int], gallery_en: np.ndarray, cfg: RerankConfig) -> tuple[np.ndarray, float, list[int]] | None:
+    """Verified candidates -> (position, spread, supporting gallery indices), or None when none verified."""
+    ver = [(j, n) for j, n in checked.items() if n >= cfg.min_inliers]
+    if not ver:
+        return None
+    idx = np.array([j for j, _ in ver])
+    w = np.array([n for _, n in ver], float)
+    c = consensus(gallery_en[idx], w, cfg.cluster_m)
+    support = idx[c.support][np.argsort(-w[c.support])]
+    return c.en, c.spread_m, [int(j) for j in support]
+
+
+class RerankPredictor(BasePredictor):
+    name = "rerank"
+    Config = RerankConfig
+
+    def __init__(self, config=None, spec=None):
+        super().__init__(config, spec)
+        c = self.config
+        if c.embed not in ENCODERS:
+            raise ModelError(f"{self.spec}: unknown embed {c.embed!r}; known: {', '.join(ENCODERS)}")
+        for key in ("topn", "max_verify", "max_side", "features", "min_inliers", "k"):
+            if getattr(c, key) < 1:
+                raise ModelError(f"{self.spec}: {key} must be >= 1")
+        if c.fallback not in ("median", "knn"):
+            raise ModelError(f"{self.spec}: fallback must be median or knn")
+        if not 0 < c.ratio <= 1 or c.ransac_px <= 0 or not 0 < c.coverage < 1:
+            raise ModelError(f"{self.spec}: need 0 < ratio <= 1, ransac_px > 0 and 0 < coverage < 1")
+        self.fcfg = FeatureConfig(c.max_side, c.features, True)
+        self.vcfg = VerifyConfig(c.ratio, True, c.ransac_px, c.min_inliers)
+        self.knn: KNNPredictor | None = None
+        self.codebook: VladCodebook | None = None
+
+    # -- fit ----------------------------------------------------------------------------------------------
+    def _fit(self, train) -> None:
+        c = self.config
+        self.knn = KNNPredictor(KNNConfig(embed=c.embed, k=c.k, coverage=c.coverage), spec=f"knn:embed={c.embed}:k={c.k}")
+        self.knn.fit(train)
+        keys = [train.content_key(i) for i in range(len(train))]
+        self.kps = extract_dataset(train, self.fcfg, keys)
+        self._build()
+        self._calibrate(keys)
+
+    def _build(self) -> None:
+        """Everything derived from the stored gallery: unit descriptors, VLAD, neighbour lists, score scales."""
+        c = self.config
+        self.en = self.knn.en
+        self.desc = [k.unit_desc(True) for k in self.kps]
+        if c.vlad and self.codebook is None and sum(len(d) for d in self.desc) >= 4 * c.vlad:
+            self.codebook = VladCodebook.train(self.desc, c.vlad)
+        self.vlad_vecs = np.stack([self.codebook.encode(d) for d in self.desc]) if self.codebook else None
+        d = pairwise_m(self.en, self.en)
+        np.fill_diagonal(d, np.inf)
+        self.near = [[int(j) for j in np.argsort(row)[: c.near_max] if row[j] <= c.near_m] for row in d]
+        # z-score each similarity over gallery-gallery pairs so the two halves of the score weigh the same
+        self.zstats = [self._zstat(self.knn.index.vectors)]
+        if self.vlad_vecs is not None:
+            self.zstats.append(self._zstat(self.vlad_vecs))
+
+    @staticmethod
+    def _zstat(v: np.ndarray) -> tuple[float, float]:
+        s = v @ v.T
+        off = s[~np.eye(len(s), dtype=bool)]
+        return (float(off.mean()), float(off.std() + 1e-6)) if len(off) else (0.0, 1.0)
+
+    def _scores(self, g_sims: np.ndarray, v_sims: np.ndarray | None) -> np.ndarray:
+        s = (g_sims - self.zstats[0][0]) / self.zstats[0][1]
+        if v_sims is not None:
+            s = s + (v_sims - self.zstats[1][0]) / self.zstats[1][1]
+        return s
+
+    def _calibrate(self, keys: list[str]) -> None:
+        """Leave-one-out over (a seeded subset of) the gallery with the exact query procedure."""
+        c = self.config
+        n = len(self.kps)
+        area = float(np.quantile(np.linalg.norm(self.en - self.en.mean(0), axis=1), c.coverage)) if n > 1 else 100.0
+        self.calib_summary = {"n": 0, "recognised": 0}
+        if n < 3:
+            self.rec_radius = self.unrec_radius = RadiusModel(scale=1.0, floor_m=25.0, area_m=max(area, 25.0))
+            return
+        # Deterministic subset by content hash: bench folds of one dataset then share (and cache) the same pairs.
+        order = sorted(range(n), key=lambda i: hashlib.sha1(keys[i].encode()).hexdigest())[: c.calib]
+        pairs = PairCache(self.fcfg, self.vcfg)
+        g_all = self.knn.index.vectors @ self.knn.index.vectors.T
+        v_all = self.vlad_vecs @ self.vlad_vecs.T if self.vlad_vecs is not None else None
+        knn_s, knn_i = self.knn.index.search_excluding_self(c.k)
+        rec_e, rec_u, unrec_e, unrec_u = [], [], [], []
+        for q in order:
+            def verify(j: int, q=q) -> int:
+                got = pairs.get(keys[q], keys[j])
+                if got is None:
+                    got = self._verify(self.kps[q], self.desc[q], j)
+                    pairs.put(keys[q], keys[j], got)
+                return got
+
+            score = self._scores(g_all[q], None if v_all is None else v_all[q])
+            score[q] = -np.inf
+            checked = verify_candidates(np.argsort(-score), verify, self.near, c, skip=q)
+            res = resolve(checked, self.en, c)
+            if res is not None:
+                rec_e.append(float(np.linalg.norm(res[0] - self.en[q])))
+                rec_u.append(res[1])
+            else:
+                if c.fallback == "knn":
+                    pos, spread = aggregate(self.en[knn_i[q]], knn_s[q], self.knn.config.agg)
+                else:
+                    pos, spread, _ = shortlist_median(score, self.en, c.fallback_k, c.fallback_t)
+                unrec_e.append(float(np.linalg.norm(pos - self.en[q])))
+                unrec_u.append(spread)
+        pairs.save()
+        self.unrec_radius = RadiusModel.fit(unrec_e or [area], unrec_u or None, coverage=c.coverage, area_m=area)
+        # Verified answers are metre-level: a small offset keeps their radius from being inflated by the model.
+        self.rec_radius = (RadiusModel.fit(rec_e, rec_u, coverage=c.coverage, offset_m=5.0, floor_m=3.0, area_m=area)
+                           if rec_e else self.unrec_radius)
+        self.calib_summary = {
+            "n": len(order), "recognised": len(rec_e),
+            "recognised_median_m": float(np.median(rec_e)) if rec_e else None,
+            "unrecognised_median_m": float(np.median(unrec_e)) if unrec_e else None,
+        }
+
+    def _verify(self, kq: Keypoints, dq: np.ndarray, j: int) -> int:
+        m = mutual_matches(dq, self.desc[j], self.vcfg.ratio, self.vcfg.mutual)
+        return fundamental_inliers(kq.xy[m[:, 0]], self.kps[j].xy[m[:, 1]], self.vcfg) if len(m) >= 8 else 0
+
+    # -- predict ------------------------------------------------------------------------------------------
+    def _predict_one(self, image, top_k: int) -> Prediction:
+        c = self.config
+        # SIFT (OpenCV, releases the GIL) runs beside the global embedding (torch) on the second core.
+        with ThreadPoolExecutor(1) as ex:
+            fut = ex.submit(extract, image, self.fcfg)
+            q = self.knn._embed_query(image)
+            kq = fut.result()
+        dq = kq.unit_desc(True)
+        g_sims = (self.knn.index.vectors @ (q.ravel() / max(float(np.linalg.norm(q)), 1e-12))).astype(float)
+        v_sims = self.vlad_vecs @ self.codebook.encode(dq) if self.vlad_vecs is not None else None
+        score = self._scores(g_sims, v_sims)
+        checked = verify_candidates(np.argsort(-score), lambda j: self._verify(kq, dq, j), self.near, c)
+        res = resolve(checked, self.en, c)
+        if res is not None:
+            pos, spread, support = res
+            r = self.rec_radius.radius(spread)
+            conf = self.rec_radius.confidence(r)
+            neigh = [Neighbour(*self._row(j), float(checked[j])) for j in support]
+            others = sorted((j for j in checked if checked[j] >= c.min_inliers and j not in support),
+                            key=lambda j: -checked[j])
+            neigh += [Neighbour(*self._row(j), float(checked[j])) for j in others]
+            lat, lon = self.knn.frame.to_latlon(pos)
+            return Prediction(float(lat), float(lon), r, conf, True, self.spec, neigh[:top_k])
+        if c.fallback == "knn":
+            pos, spread, idx, sims = self.knn.locate(q, top_k)
+        else:
+            pos, spread, idx = shortlist_median(score, self.en, c.fallback_k, c.fallback_t)
+            sims = g_sims[idx]
+        r = self.unrec_radius.radius(spread)
+        lat, lon = self.knn.frame.to_latlon(pos)
+        return Prediction(float(lat), float(lon), r, self.unrec_radius.confidence(r), False, self.spec,
+                          self.neighbours(idx, sims, top_k))
+
+    def _row(self, j: int) -> tuple[str, float, float]:
+        g = self.gallery
+        return str(g.at[j, "image"]), float(g.at[j, "Latitude"]), float(g.at[j, "Longitude"])
+
+    # -- persistence --------------------------------------------------------------------------------------
+    def _save_files(self, d: Path) -> None:
+        self.knn.save(d / "knn", thumbnails=False)
+        sizes = np.array([len(k) for k in self.kps], np.int64)
+        np.savez(d / "keypoints.npz", xy=np.concatenate([k.xy for k in self.kps]),
+                 desc=np.concatenate([k.desc for k in self.kps]), counts=sizes,
+                 image_size=np.array([k.size for k in self.kps], np.int32))
+        if self.codebook is not None:
+            np.save(d / "vlad_codebook.npy", self.codebook.centroids)
+
+    def _state(self):
+        return {"rec_radius": self.rec_radius.to_dict(), "unrec_radius": self.unrec_radius.to_dict(),
+                "calibration": self.calib_summary, "features": self.fcfg.key}
+
+    def _load_files(self, d: Path, state) -> None:
+        self.knn = KNNPredictor.load(d / "knn")
+        with np.load(d / "keypoints.npz", allow_pickle=False) as z:
+            xy, desc, counts, sizes = z["xy"], z["desc"], z["counts"], z["image_size"]
+        if len(counts) != len(self.gallery):
+            raise ModelError(f"{d}: keypoints.npz holds {len(counts)} photos, gallery.csv {len(self.gallery)}")
+        cuts = np.concatenate([[0], np.cumsum(counts)])
+        self.kps = [Keypoints(xy[a:b], desc[a:b], (int(s[0]), int(s[1]))) for a, b, s in zip(cuts[:-1], cuts[1:], sizes)]
+        if (d / "vlad_codebook.npy").is_file():
+            self.codebook = VladCodebook(np.load(d / "vlad_codebook.npy"))
+        self._build()
+        self.rec_radius = RadiusModel.from_dict(state.get("rec_radius"))
+        self.unrec_radius = RadiusModel.from_dict(state.get("unrec_radius"))
+        self.calib_summary = state.get("calibration", {})
