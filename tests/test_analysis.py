@@ -15,7 +15,7 @@ from img2gps.analysis.shaping import ShapingConfig, change, paired
 from img2gps.cli import main
 from img2gps.data import load_dataset
 from img2gps.errors import DataError, ModelError
-from synth import make_gallery, offset, scene, write_jpeg
+from synth import offset, scene, write_jpeg
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -237,4 +237,5 @@ def test_coverage_errors_from_a_predictions_csv_and_the_cli(tmp_path):
     assert json.loads((out / "coverage.json").read_text())["protocol_gap"]["cell_m"] == 15
     assert (out / "coverage.png").stat().st_size < 300_000 and (out / "coverage_cells.csv").exists()
     assert main(["analyze", "coverage", "--data", str(root), "--out", str(out), "--cell", "0"]) == 2
-    assert main(["analyze", "coverage", "--data", str(root), "--out", str(out), "--predictions", str(tmp_path / "x.csv")]) == 2
+    missing = str(tmp_path / "x.csv")
+    assert main(["analyze", "coverage", "--data", str(root), "--out", str(out), "--predictions", missing]) == 2

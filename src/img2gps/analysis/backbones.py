@@ -90,23 +90,44 @@ def run_backbones(ds, cfg: BackboneConfig = BackboneConfig(), progress: bool = T
                    "input_px": enc.size, "dim": enc.dim, "embed_ms_per_photo": embed_ms(enc, ds, cfg.timing_photos)}
     result, preds = run_bench(ds, cfg.protocol, [s for _, _, s in combos], progress=progress)
     rows = []
+    first = {}  # method name -> spec of its first backbone: the paired reference for the others
     for b, name, spec in combos:
         m = result["results"][spec]
+        ref = first.setdefault(name, spec)
         rows.append({"backbone": b, "method": spec, "params (M)": round(info[b]["params_M"], 2),
                      "feature params (M)": round(info[b]["feature_params_M"], 2), "input px": info[b]["input_px"],
                      "dim": info[b]["dim"], "embed ms/photo": round(info[b]["embed_ms_per_photo"], 1),
                      "fit s": round(m["fit_s"], 1), "query ms p50": round(m["predict_ms_p50"], 1),
-                     "mean m": round(m["mean_m"], 1), "median m": round(m["median_m"], 1),
-                     "<=25 m": round(m["acc_25m"], 3), "n": m["n"]})
+                     "mean m": round(m["mean_m"], 1), "mean 90% CI": "{:.1f}-{:.1f}".format(*mean_ci(preds, spec)),
+                     "median m": round(m["median_m"], 1), "<=25 m %": round(100 * m["acc_25m"], 1), "n": m["n"],
+                     "mean change vs first (90% CI)": _versus(preds, ref, spec)})
     base = result["results"].get("mean-coordinate")
     if base:
         rows.append({"backbone": "-", "method": "mean-coordinate", "mean m": round(base["mean_m"], 1),
-                     "median m": round(base["median_m"], 1), "<=25 m": round(base["acc_25m"], 3), "n": base["n"]})
+                     "median m": round(base["median_m"], 1), "<=25 m %": round(100 * base["acc_25m"], 1),
+                     "n": base["n"]})
     return rows, result, preds
+
+
+def mean_ci(preds, spec: str, level: float = 0.9, n_boot: int = 2000, seed: int = 42) -> tuple[float, float]:
+    e = preds.loc[preds["spec"] == spec, "error_m"].to_numpy(float)
+    boot = e[np.random.default_rng(seed).integers(0, len(e), (n_boot, len(e)))].mean(1)
+    return tuple(float(x) for x in np.quantile(boot, [(1 - level) / 2, (1 + level) / 2]))
+
+
+def _versus(preds, ref: str, spec: str) -> str:
+    """Paired change in mean error of spec against ref on the same photos, with a bootstrap interval."""
+    if spec == ref:
+        return "reference"
+    from .shaping import ShapingConfig, change, paired
+
+    c = change(paired(preds, ref, spec), ShapingConfig())
+    return f"{c['mean_change_m']:+.1f} ({c['mean_change_ci'][0]:+.1f} to {c['mean_change_ci'][1]:+.1f})"
 
 
 def plot_scaling(out: Path, rows: list[dict], title: str) -> Path:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -117,15 +138,25 @@ def plot_scaling(out: Path, rows: list[dict], title: str) -> Path:
                              (axes[1], "embed ms/photo", "embedding cost (ms/photo, batch 16, this CPU)")):
         for i, meth in enumerate(methods):
             rs = [r for r in rows if r["backbone"] != "-" and r["method"].split(":")[0] == meth]
-            ax.plot([r[xkey] for r in rs], [r["mean m"] for r in rs], "o", c=f"C{i}", label=meth)
-            for r in rs:
-                ax.annotate(r["backbone"], (r[xkey], r["mean m"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            y = np.array([r["mean m"] for r in rs])
+            ci = np.array([[float(v) for v in r["mean 90% CI"].split("-")] for r in rs]).reshape(-1, 2)
+            dodge = 1 + 0.03 * (i - (len(methods) - 1) / 2)  # methods side by side at one backbone (log axis)
+            ax.errorbar([r[xkey] * dodge for r in rs], y, yerr=[y - ci[:, 0], ci[:, 1] - y], fmt="o", c=f"C{i}",
+                        capsize=3, label=f"{meth} (90% CI over photos)")
+            if i == 0:
+                for r in rs:
+                    ax.annotate(r["backbone"], (r[xkey], 2), fontsize=7, rotation=90, ha="center", va="bottom")
         base = [r for r in rows if r["backbone"] == "-"]
         if base:
             ax.axhline(base[0]["mean m"], c="#999", ls=":", lw=1, label="mean-coordinate")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks(sorted({r[xkey] for r in rows if r["backbone"] != "-"}))
+        ax.tick_params(axis="x", labelsize=7)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.grid(alpha=0.3)
+    axes[0].set_ylim(0, None)  # from zero: differences between backbones are read against the error itself
     axes[0].set_ylabel("mean error (m)")
     axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
@@ -140,7 +171,8 @@ def write_backbones(out_dir: Path, ds, cfg: BackboneConfig = BackboneConfig(), p
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows, result, _ = run_backbones(ds, cfg, progress)
+    rows, result, preds = run_backbones(ds, cfg, progress)
+    preds.to_csv(out_dir / "backbones.predictions.csv", index=False, float_format="%.7f")
     title = f"Backbone scaling — {Path(str(ds.name)).name} — {cfg.protocol}"
     png = plot_scaling(out_dir / "backbones.png", rows, title)
     notes = ["params: the whole pretrained network; feature params: without EfficientNet's unused 1000-class layer "
@@ -150,8 +182,10 @@ def write_backbones(out_dir: Path, ds, cfg: BackboneConfig = BackboneConfig(), p
              "fit s: total over folds; k-NN gallery embeddings and trunk features are cached on disk by photo "
              "content, so fit time after the first fold (or a previous run) mostly measures index building or "
              "head training, not embedding.",
+             "mean change vs first: the paired difference in mean error from the same method on the first "
+             "backbone listed, over the same held-out photos (90% bootstrap interval over photos).",
              "The paper's Table 2 used torchvision EfficientNet-B0..B3, which cannot be downloaded here; "
              "Lite0..2 are smaller mobile variants (no squeeze-excitation, ReLU6), not the same networks."]
     return [png, *write_report(out_dir, "backbones", title, rows, notes,
                                extra={"data": result["data"], "protocol": cfg.protocol, "n": result["n"]},
-                               images=[png])]
+                               images=[png]), out_dir / "backbones.predictions.csv"]

@@ -19,6 +19,7 @@ from ..geo import LocalFrame
 
 PROTOCOL_PHOTOS_PER_POINT = 8  # the paper: 8 directions at every capture point
 PROTOCOL_SPACING_M = (5.0, 10.0)
+NEIGHBOUR_TABLE = "Error against the nearest other photo (any direction, or facing within 45 degrees of its heading)"
 
 
 @dataclass
@@ -94,7 +95,7 @@ def errors_from_predictions(path: Path, ids: list[str], spec: str | None) -> tup
 
 
 def hull_path(en: np.ndarray):
-    """matplotlib Path of the convex hull of the photo positions (None when they are collinear or too few)."""
+    """(matplotlib Path of the convex hull of the photo positions, its area in m2); None when collinear or too few."""
     from matplotlib.path import Path as MPath
     from scipy.spatial import ConvexHull, QhullError
 
@@ -129,7 +130,8 @@ def grid_cells(photos: pd.DataFrame, cfg: CoverageConfig) -> tuple[pd.DataFrame,
         "error_m": g["error_m"].mean(),
     }).reset_index()
     cells = cells.merge(stats, on=["ix", "iy"], how="left")
-    cells[["photos", "points", "with_heading", "sectors"]] = cells[["photos", "points", "with_heading", "sectors"]].fillna(0).astype(int)
+    counts = ["photos", "points", "with_heading", "sectors"]
+    cells[counts] = cells[counts].fillna(0).astype(int)
     en = photos[["e", "n"]].to_numpy(float)
     hp = hull_path(en)
     centres = cells[["ce", "cn"]].to_numpy(float)
@@ -150,6 +152,7 @@ def protocol_gap(photos: pd.DataFrame, cells: pd.DataFrame, hull_area: float, cf
     nn = cKDTree(pts).query(pts, k=2)[0][:, 1] if len(pts) > 1 else np.array([np.nan])
     with_h = occ[occ["with_heading"] > 0]
     per_point = photos.groupby(["lat", "lon"]).size()
+    acc = photos["gps_error_m"].dropna()  # the phone's own accuracy estimate, where it wrote one
     return {
         "cell_m": cfg.cell_m, "photos": int(len(photos)), "capture_points": int(len(pts)),
         "hull_area_m2": round(hull_area, 1), "hull_cells": int(len(hull)), "occupied_hull_cells": int(len(occ)),
@@ -158,12 +161,14 @@ def protocol_gap(photos: pd.DataFrame, cells: pd.DataFrame, hull_area: float, cf
         "photos_per_occupied_cell_mean": float(occ["photos"].mean()) if len(occ) else 0.0,
         "cells_with_8_or_more_photos": int((occ["photos"] >= PROTOCOL_PHOTOS_PER_POINT).sum()),
         "photos_per_capture_point_median": float(per_point.median()),
+        "points_with_several_photos": int((per_point >= 2).sum()),
+        "photos_at_shared_points": int(per_point[per_point >= 2].sum()),
         "capture_point_spacing_median_m": float(np.nanmedian(nn)),
         "capture_point_spacing_p90_m": float(np.nanquantile(nn, 0.9)),
         "photos_with_heading": int((photos["sector"] >= 0).sum()),
         "sectors_per_cell_median": float(with_h["sectors"].median()) if len(with_h) else None,
-        "gps_error_reported_median_m": float(photos["gps_error_m"].median()) if photos["gps_error_m"].notna().any() else None,
-        "gps_error_reported_p90_m": float(photos["gps_error_m"].quantile(0.9)) if photos["gps_error_m"].notna().any() else None,
+        "gps_error_reported_median_m": float(acc.median()) if len(acc) else None,
+        "gps_error_reported_p90_m": float(acc.quantile(0.9)) if len(acc) else None,
         "protocol_photos_needed": int(len(hull) * PROTOCOL_PHOTOS_PER_POINT),
     }
 
@@ -254,7 +259,8 @@ def plot_coverage(out: Path, photos: pd.DataFrame, cells: pd.DataFrame, spots: l
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.4), dpi=90, sharey=True, squeeze=False)
     for ax, (key, label, cmap) in zip(axes[0], panels):
         vals = np.where(cells["photos"] > 0, cells[key].astype(float), np.nan)
-        vmax = {"photos": max(8.0, np.nanmax(vals)), "sectors": 8.0}.get(key, np.nanmax(vals) if np.isfinite(vals).any() else 1.0)
+        top = float(np.nanmax(vals)) if np.isfinite(vals).any() else 1.0
+        vmax = {"photos": max(8.0, top), "sectors": 8.0}.get(key, top)
         m = ax.pcolormesh(x_edges, y_edges, grid(vals), cmap=cmap, vmin=0, vmax=vmax)
         ax.pcolormesh(x_edges, y_edges, empty, cmap="Greys", vmin=0, vmax=5, alpha=0.6)
         fig.colorbar(m, ax=ax, shrink=0.7)
@@ -298,7 +304,8 @@ def analyse(ds, cfg: CoverageConfig = CoverageConfig(), predictions: Path | None
             "spots": collect_next(cells, frame, cfg), "error_source": source, "by_neighbour": error_by_neighbour(photos)}
 
 
-def write_coverage(out_dir: Path, ds, cfg: CoverageConfig = CoverageConfig(), predictions: Path | None = None) -> list[Path]:
+def write_coverage(out_dir: Path, ds, cfg: CoverageConfig = CoverageConfig(),
+                   predictions: Path | None = None) -> list[Path]:
     from .report import write_report
 
     out_dir = Path(out_dir)
@@ -318,7 +325,8 @@ def write_coverage(out_dir: Path, ds, cfg: CoverageConfig = CoverageConfig(), pr
         f"Photos per occupied cell: median {g['photos_per_occupied_cell_median']:.0f}, mean "
         f"{g['photos_per_occupied_cell_mean']:.1f} (protocol: >= {PROTOCOL_PHOTOS_PER_POINT}, one point x 8 directions); "
         f"cells with 8 or more: {g['cells_with_8_or_more_photos']}. Photos per capture point (distinct GPS value): median "
-        f"{g['photos_per_capture_point_median']:.0f}.",
+        f"{g['photos_per_capture_point_median']:.0f}; {g['points_with_several_photos']} points hold "
+        f"{g['photos_at_shared_points']} photos between them.",
         f"Spacing from each capture point to the nearest other: median {g['capture_point_spacing_median_m']:.1f} m, "
         f"P90 {g['capture_point_spacing_p90_m']:.1f} m.",
         f"The protocol would take about {g['protocol_photos_needed']} photos over this hull at {cfg.cell_m:g} m "
@@ -342,6 +350,5 @@ def write_coverage(out_dir: Path, ds, cfg: CoverageConfig = CoverageConfig(), pr
     return [png, *write_report(out_dir, "coverage", title, r["spots"], notes, images=[png],
                                extra={"data": str(ds.name), "protocol_gap": g, "error_source": r["error_source"],
                                       "by_neighbour": r["by_neighbour"]},
-                               tables={"Error against the nearest other photo (any direction, or facing within 45 "
-                                       "degrees of the photo's heading)": r["by_neighbour"]} if r["by_neighbour"] else None),
+                               tables={NEIGHBOUR_TABLE: r["by_neighbour"]} if r["by_neighbour"] else None),
             out_dir / "coverage_cells.csv"]

@@ -179,7 +179,8 @@ def table_rows(fit: dict) -> list[dict]:
         pd_ci = m.get("per_doubling_ci")
         r["per doubling (m)"] = f"{m['per_doubling_m']:+.1f}" + (f" ({pd_ci[0]:+.1f} to {pd_ci[1]:+.1f})" if pd_ci else "")
         p_ci = m.get("predicted_ci")
-        r[f"fit at n={fit['target_n']:.0f}"] = f"{m['predicted_m']:.1f}" + (f" ({p_ci[0]:.1f} to {p_ci[1]:.1f})" if p_ci else "")
+        r[f"fit at n={fit['target_n']:.0f}"] = (f"{m['predicted_m']:.1f}"
+                                               + (f" ({p_ci[0]:.1f} to {p_ci[1]:.1f})" if p_ci else ""))
         rows.append(r)
     return rows
 

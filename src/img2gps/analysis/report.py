@@ -43,6 +43,13 @@ def _json_default(o):
     return str(o)
 
 
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # pragma: no cover - not on every platform
+        return None
+
+
 def write_report(out_dir: Path, stem: str, title: str, rows: list[dict], notes: list[str] | None = None,
                  extra: dict | None = None, images: list[Path] | None = None,
                  tables: dict[str, list[dict]] | None = None) -> list[Path]:
@@ -53,16 +60,20 @@ def write_report(out_dir: Path, stem: str, title: str, rows: list[dict], notes: 
     date = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     cmd = command_line()
     doc = {**(extra or {}), "title": title, "command": cmd, "date": date, "table": rows}
-    jp = out_dir / f"{stem}.json"
-    tmp = jp.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=_json_default))
-    os.replace(tmp, jp)
-    md = [f"# {title}", "", f"Run {date}" + (f": `{cmd}`" if cmd else "") + ".", ""]
+    load = _load_average()
+    doc.setdefault("machine", {"cpus": os.cpu_count(), "load_avg_1min_at_end": load})
+    md = [f"# {title}", "", f"Run {date}" + (f": `{cmd}`" if cmd else "") + "."
+          + (f" Machine: {os.cpu_count()} CPUs, 1-minute load average {load:.1f} at the end (timings scale with "
+             "it)." if load is not None else ""), ""]
     md += [f"![{p.stem}]({p.name})" for p in images or []] + ([""] if images else [])
     md += markdown_table(rows) + [""]
     md += [f"- {n}" for n in notes or []]
     for name, t in (tables or {}).items():
         md += ["", f"## {name}", ""] + markdown_table(t)
+    jp = out_dir / f"{stem}.json"
+    tmp = jp.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=_json_default))
+    os.replace(tmp, jp)
     mp = out_dir / f"{stem}.md"
     mp.write_text("\n".join(md).rstrip() + "\n")
     return [jp, mp]

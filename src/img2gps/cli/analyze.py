@@ -15,9 +15,19 @@ analyze_app = typer.Typer(no_args_is_help=True, help="Learning curve, backbone s
 app.add_typer(analyze_app, name="analyze")
 
 
-def _done(paths) -> None:
+JSON_HELP = "Also write the JSON table here (bench format, e.g. bench/results/NAME.json)."
+
+
+def _done(paths, json_copy: Optional[Path] = None) -> None:
     for p in paths:
         typer.echo(f"wrote {p}")
+    if json_copy is not None:  # the same file, so the command recorded inside it re-creates both
+        import shutil
+
+        src = next(p for p in paths if str(p).endswith(".json"))
+        Path(json_copy).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, json_copy)
+        typer.echo(f"wrote {json_copy}")
 
 
 def _load(data: str):
@@ -36,6 +46,7 @@ def _csv(value: str) -> tuple[str, ...]:
 @analyze_app.command("learning-curve")
 def learning_curve(
     out: Path = typer.Option(..., "--out", help="Folder for learning_curve.png/.md/.json."),
+    json_copy: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
     bench: Optional[Path] = typer.Option(None, "--bench", help="A bench JSON made with --fractions (its .predictions.csv "
                                          "beside it gives the bootstrap interval)."),
     data: Optional[str] = typer.Option(None, "--data", help="Or run the bench now on this dataset."),
@@ -70,13 +81,14 @@ def learning_curve(
         result, preds = run_bench(ds, protocol, list(_csv(methods)), fractions=_parse_fractions(fractions))
         out.mkdir(parents=True, exist_ok=True)
         _done(write_outputs(out / "bench.json", result, preds, plots=False))
-    _done(write_learning_curve(out, result, preds, cfg))
+    _done(write_learning_curve(out, result, preds, cfg), json_copy)
 
 
 @analyze_app.command("backbones")
 def backbones(
     data: str = typer.Option(..., "--data", help="Labelled dataset."),
     out: Path = typer.Option(..., "--out", help="Folder for backbones.png/.md/.json."),
+    json_copy: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
     backbones_: str = typer.Option("lite0,lite1,lite2,dinov2s-imgfocus", "--backbones", help="Encoder names."),
     methods: str = typer.Option("knn", "--methods", help="knn, regression, contrastive, or spec templates with {b}."),
     protocol: str = typer.Option("kfold:5", "--protocol", help="loo | kfold:K | kfold-geo:K[:R] | split:DIR"),
@@ -86,13 +98,14 @@ def backbones(
 
     cfg = BackboneConfig(backbones=_csv(backbones_), methods=_csv(methods), protocol=protocol)
     specs_for(cfg)  # a bad name fails before any slow work
-    _done(write_backbones(out, _load(data), cfg))
+    _done(write_backbones(out, _load(data), cfg), json_copy)
 
 
 @analyze_app.command("shaping")
 def shaping(
     data: str = typer.Option(..., "--data", help="Labelled dataset."),
     out: Path = typer.Option(..., "--out", help="Folder for shaping.png/.md/.json."),
+    json_copy: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
     before: str = typer.Option("knn:embed=lite0:k=1", "--before", help="Method on the frozen features."),
     after: str = typer.Option("contrastive:backbone=lite0:k=1", "--after", help="Method on the trained features."),
     protocol: str = typer.Option("kfold:5", "--protocol", help="loo | kfold:K | kfold-geo:K[:R] | split:DIR"),
@@ -103,13 +116,14 @@ def shaping(
 
     for s in (before, after):
         make_predictor(s)
-    _done(write_shaping(out, _load(data), ShapingConfig(before=before, after=after, protocol=protocol)))
+    _done(write_shaping(out, _load(data), ShapingConfig(before=before, after=after, protocol=protocol)), json_copy)
 
 
 @analyze_app.command("coverage")
 def coverage(
     data: str = typer.Option(..., "--data", help="The gallery (labelled dataset)."),
     out: Path = typer.Option(..., "--out", help="Folder for coverage.png/.md/.json and coverage_cells.csv."),
+    json_copy: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
     cell: float = typer.Option(10.0, "--cell", help="Cell size in metres."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="A bench .predictions.csv for cell errors."),
     spec: Optional[str] = typer.Option(None, "--spec", help="Which method's rows of --predictions (default: first)."),
@@ -123,4 +137,4 @@ def coverage(
     if predictions is not None and not Path(predictions).is_file():
         raise DataError(f"{predictions}: predictions CSV not found")
     cfg = CoverageConfig(cell_m=cell, error=error, embed=embed, spec=spec, n_spots=spots)
-    _done(write_coverage(out, _load(data), cfg, predictions))
+    _done(write_coverage(out, _load(data), cfg, predictions), json_copy)

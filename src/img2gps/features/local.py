@@ -8,8 +8,9 @@ mutual nearest neighbours that also pass Lowe's ratio test, and a 1 px MAGSAC fu
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -24,7 +25,7 @@ from .cache import user_cache_dir
 @dataclass(frozen=True)
 class FeatureConfig:
     max_side: int = 640  # long side the photo is resized to before detection (pixels)
-    n_features: int = 1000  # strongest keypoints kept per photo
+    n_features: int = 1000  # strongest keypoints kept per photo (OpenCV may keep a few more at ties)
     root: bool = True  # RootSIFT (Hellinger kernel): better matching than raw SIFT at no cost
 
     @property
@@ -48,16 +49,24 @@ class Keypoints:
     xy: np.ndarray
     desc: np.ndarray
     size: tuple[int, int]
+    _unit: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.xy)
 
     def unit_desc(self, root: bool = True) -> np.ndarray:
-        """L2-unit float32 descriptors (RootSIFT when root), so squared distance = 2 - 2 * dot product."""
-        d = self.desc.astype(np.float32)
-        if root:
-            d = np.sqrt(d / np.maximum(d.sum(1, keepdims=True), 1e-7))
-        return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-7)
+        """L2-unit float32 descriptors (RootSIFT when root), so squared distance = 2 - 2 * dot product.
+        Computed once per object: cached gallery keypoints are shared across bench folds."""
+        if root not in self._unit:
+            d = self.desc.astype(np.float32)
+            if root:
+                d = np.sqrt(d / np.maximum(d.sum(1, keepdims=True), 1e-7))
+            self._unit[root] = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-7)
+        return self._unit[root]
+
+    @property
+    def nbytes(self) -> int:
+        return self.xy.nbytes + self.desc.nbytes + sum(u.nbytes for u in self._unit.values())
 
 
 def _gray(image: Image.Image, max_side: int) -> np.ndarray:
@@ -82,8 +91,34 @@ def extract(image: Image.Image, cfg: FeatureConfig = FeatureConfig()) -> Keypoin
 
 
 # -- on-disk cache ---------------------------------------------------------------------------------------------
+class _Memory:
+    """Process-wide LRU of loaded keypoints (with their unit descriptors), bounded in bytes: the folds of a
+    bench refit on overlapping galleries and should not reload and renormalise the same photos every time."""
+
+    def __init__(self, max_bytes: int = 400 * 2**20):
+        self.max_bytes = max_bytes
+        self._d: OrderedDict[tuple[str, str], Keypoints] = OrderedDict()
+
+    def get(self, k: tuple[str, str]) -> Keypoints | None:
+        kp = self._d.get(k)
+        if kp is not None:
+            self._d.move_to_end(k)
+        return kp
+
+    def put(self, k: tuple[str, str], kp: Keypoints) -> None:
+        self._d[k] = kp
+        self._d.move_to_end(k)
+        total = sum(v.nbytes for v in self._d.values())
+        while len(self._d) > 1 and total > self.max_bytes:
+            total -= self._d.popitem(last=False)[1].nbytes
+
+
+_MEMORY = _Memory()
+
+
 class KeypointCache:
-    """Per-photo .npz files under <cache>/keypoints/<settings>/, keyed by the photo's content hash."""
+    """Per-photo .npz files under <cache>/keypoints/<settings>/, keyed by the photo's content hash
+    (with an in-memory LRU in front)."""
 
     def __init__(self, cfg: FeatureConfig, root: Path | None = None):
         self.cfg = cfg
@@ -94,13 +129,18 @@ class KeypointCache:
 
     def get(self, key: str) -> Keypoints | None:
         p = self._path(key)
+        kp = _MEMORY.get((str(p), key))
+        if kp is not None:
+            return kp
         if not p.is_file():
             return None
         try:
             with np.load(p, allow_pickle=False) as z:
-                return Keypoints(z["xy"], z["desc"], (int(z["size"][0]), int(z["size"][1])))
+                kp = Keypoints(z["xy"], z["desc"], (int(z["size"][0]), int(z["size"][1])))
         except (ValueError, OSError, KeyError):  # a torn write from an interrupted run: recompute
             return None
+        _MEMORY.put((str(p), key), kp)
+        return kp
 
     def put(self, key: str, kp: Keypoints) -> None:
         p = self._path(key)
@@ -108,6 +148,7 @@ class KeypointCache:
         tmp = p.with_name(f"{p.stem}.tmp{os.getpid()}.npz")
         np.savez(tmp, xy=kp.xy, desc=kp.desc, size=np.array(kp.size, np.int32))
         os.replace(tmp, p)
+        _MEMORY.put((str(p), key), kp)
 
 
 def extract_dataset(ds, cfg: FeatureConfig = FeatureConfig(), keys: Sequence[str] | None = None,

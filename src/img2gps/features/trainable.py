@@ -79,13 +79,15 @@ def resolve_backbone(name: str, fallback: bool = False) -> tuple[object, str]:
     asked for `fallback`, which then uses the same family's offline model and says so (never random weights)."""
     enc = get_encoder(name)
     if enc.family not in ("effnet-lite", "torchvision-effnet"):
-        raise ModelError(f"backbone {name!r} is not an EfficientNet; use lite0/lite1/lite2 (offline) or b0..b3 (online)")
+        raise ModelError(f"backbone {name!r} is not an EfficientNet; "
+                         "use lite0/lite1/lite2 (offline) or b0..b3 (online)")
     try:
         enc.torch_module()
         return enc, ""
     except ModelError as e:
         if not fallback or name not in OFFLINE_FALLBACK:
-            raise ModelError(f"{e} (or pass fallback=true to use {OFFLINE_FALLBACK.get(name, 'an offline backbone')})") from None
+            alt = OFFLINE_FALLBACK.get(name, "an offline backbone")
+            raise ModelError(f"{e} (or pass fallback=true to use {alt})") from None
         alt = get_encoder(OFFLINE_FALLBACK[name])
         alt.torch_module()
         return alt, f"backbone {name} unavailable ({e}); fell back to {alt.name} as asked (fallback=true)"

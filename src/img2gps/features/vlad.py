@@ -17,7 +17,7 @@ class VladCodebook:
     centroids: np.ndarray  # (K, D) float32
 
     @classmethod
-    def train(cls, descriptors: list[np.ndarray], k: int = 64, sample: int = 30000, seed: int = 0) -> "VladCodebook":
+    def train(cls, descriptors: list[np.ndarray], k: int = 64, sample: int = 20000, seed: int = 0) -> "VladCodebook":
         import faiss
 
         pool = np.concatenate([d for d in descriptors if len(d)]).astype(np.float32)
@@ -26,7 +26,7 @@ class VladCodebook:
         rng = np.random.default_rng(seed)
         if len(pool) > sample:
             pool = pool[rng.choice(len(pool), sample, replace=False)]
-        km = faiss.Kmeans(pool.shape[1], k, niter=15, seed=seed, verbose=False, spherical=True)
+        km = faiss.Kmeans(pool.shape[1], k, niter=10, seed=seed, verbose=False, spherical=True)
         km.train(pool)
         return cls(np.ascontiguousarray(km.centroids, np.float32))
 

@@ -61,7 +61,8 @@ def geo_contrastive_loss(f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def similarity_targets(lat, lon, tau_m: float) -> np.ndarray:
-    d = haversine_m(np.asarray(lat)[:, None], np.asarray(lon)[:, None], np.asarray(lat)[None, :], np.asarray(lon)[None, :])
+    lat, lon = np.asarray(lat, float), np.asarray(lon, float)
+    d = haversine_m(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
     return np.exp(-d / tau_m).astype(np.float32)
 
 
@@ -161,6 +162,7 @@ class ContrastivePredictor(TrunkHeadPredictor):
         from ..photos import open_image
 
         ims = [open_image(im) for im in images]
+        if not ims:
+            return np.zeros((0, self.config.dim), np.float32)
         with torch.inference_mode():
-            return np.concatenate([self.net(self._inputs(ims[s:s + 32])).cpu().numpy()
-                                   for s in range(0, len(ims), 32)]) if ims else np.zeros((0, self.config.dim), np.float32)
+            return np.concatenate([self.net(self._inputs(ims[s:s + 32])).cpu().numpy() for s in range(0, len(ims), 32)])

@@ -106,8 +106,8 @@ class RegressionPredictor(TrunkHeadPredictor):
         self._mean = torch.tensor([n["lat_mean"], n["lon_mean"]], dtype=torch.float64)
         self._std = torch.tensor([n["lat_std"], n["lon_std"]], dtype=torch.float64)
         # metres per z unit, north and east, at the training data's latitude
-        self._scale_m = torch.tensor([n["lat_std"] * m_per_deg,
-                                      n["lon_std"] * m_per_deg * np.cos(np.radians(n["lat_mean"]))], dtype=torch.float64)
+        east_m_per_deg = m_per_deg * np.cos(np.radians(n["lat_mean"]))
+        self._scale_m = torch.tensor([n["lat_std"] * m_per_deg, n["lon_std"] * east_m_per_deg], dtype=torch.float64)
 
     def _loss(self, out: torch.Tensor, photos) -> torch.Tensor:
         target = self._z[torch.as_tensor(np.asarray(photos))].to(out.device)

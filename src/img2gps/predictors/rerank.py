@@ -2,10 +2,10 @@
 
 Query path: global embedding (lite0 by default) + VLAD over the query's RootSIFT -> gallery photos ranked by the
 sum of both z-scored similarities -> verify the top candidates in order (mutual ratio-test matches, MAGSAC
-fundamental matrix); once one verifies, the gallery photos standing near it (same spot, other directions or a
-few steps away) are verified next -> the densest cluster of verified photos, weighted by inliers, is the answer
-(recognised=True). When nothing verifies the answer is the global k-NN estimate with its own, much wider,
-calibrated radius (recognised=False).
+fundamental matrix), stopping early after a very strong match; with near_m > 0 the gallery photos standing near a
+verified one are verified next (on penn91 this changed no answer, so it is off by default) -> the densest cluster
+of verified photos, weighted by inliers, is the answer (recognised=True). When nothing verifies, the answer is
+the weighted geometric median of the shortlist, with its own, much wider, calibrated radius (recognised=False).
 
 Fit path: gallery keypoints are extracted once (cached on disk by content hash) and the same query procedure is
 run leave-one-out over the gallery to calibrate two radius models (recognised / not recognised). Gallery pair
@@ -14,13 +14,14 @@ nothing new.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from ..calibration import RadiusModel
 from ..consensus import consensus
@@ -40,7 +41,7 @@ class RerankConfig:
     embed: str = "lite0"  # global encoder for the shortlist (features/backbones.py)
     vlad: int = 64  # VLAD codebook size for the local-feature half of the shortlist score (0 = embedding only)
     topn: int = 10  # shortlist length: candidates verified in retrieval order
-    near_m: float = 10.0  # after a photo verifies, also verify gallery photos within this distance of it
+    near_m: float = 0.0  # > 0: after a photo verifies, also verify gallery photos within this distance of it
     near_max: int = 4  # ... at most this many per verified photo, nearest first
     max_verify: int = 16  # hard cap on verifications per query (bounds latency)
     stop_inliers: int = 60  # a photo verified this strongly ends the shortlist (its neighbours are still checked)
@@ -58,13 +59,24 @@ class RerankConfig:
     calib: int = 300  # at most this many gallery photos are held out in turn for calibration
 
 
-@dataclass
-class Outcome:
-    en: np.ndarray  # east/north metres
-    recognised: bool
-    spread_m: float
-    checked: dict[int, int]  # gallery index -> inliers, every candidate verified
-    support: list[int]  # gallery indices of the winning cluster (recognised) or k-NN neighbours
+@contextlib.contextmanager
+def single_threaded():
+    """One BLAS and one torch thread for the small matrix products of a query.
+
+    Measured on the shared 2-core machine under load: a 2000x2000 descriptor product and a Lite0 forward pass
+    ran 15-50x slower with two threads than with one (threads spin while the other core is busy), and on an
+    idle machine these products are too small to gain much from a second thread.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):  # BLAS and OpenMP (faiss k-means)
+            yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def verify_candidates(order: Sequence[int], verify: Callable[[int], int], near: Sequence[Sequence[int]],
@@ -121,9 +133,20 @@ def resolve(checked: dict[int, int], gallery_en: np.ndarray, cfg: RerankConfig) 
     return c.en, c.spread_m, [int(j) for j in support]
 
 
+def _downscaled(image, side: int | None):
+    if not side or max(image.size) <= side:
+        return image
+    small = image.copy()
+    small.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return small
+
+
 class RerankPredictor(BasePredictor):
     name = "rerank"
     Config = RerankConfig
+    # Queries are decoded at full size: SIFT must see the same pixels (INTER_AREA to max_side) as the gallery
+    # did at fit time; a 640 px query against a 1024 px gallery loses most verifications.
+    query_max_side = None
 
     def __init__(self, config=None, spec=None):
         super().__init__(config, spec)
@@ -144,6 +167,10 @@ class RerankPredictor(BasePredictor):
 
     # -- fit ----------------------------------------------------------------------------------------------
     def _fit(self, train) -> None:
+        with single_threaded():
+            self._fit_single(train)
+
+    def _fit_single(self, train) -> None:
         c = self.config
         self.knn = KNNPredictor(KNNConfig(embed=c.embed, k=c.k, coverage=c.coverage), spec=f"knn:embed={c.embed}:k={c.k}")
         self.knn.fit(train)
@@ -236,11 +263,13 @@ class RerankPredictor(BasePredictor):
     # -- predict ------------------------------------------------------------------------------------------
     def _predict_one(self, image, top_k: int) -> Prediction:
         c = self.config
-        # SIFT (OpenCV, releases the GIL) runs beside the global embedding (torch) on the second core.
-        with ThreadPoolExecutor(1) as ex:
-            fut = ex.submit(extract, image, self.fcfg)
-            q = self.knn._embed_query(image)
-            kq = fut.result()
+        with single_threaded():
+            return self._predict_single(image, top_k)
+
+    def _predict_single(self, image, top_k: int) -> Prediction:
+        c = self.config
+        q = self.knn._embed_query(_downscaled(image, KNNPredictor.query_max_side))  # what plain knn would see
+        kq = extract(image, self.fcfg)
         dq = kq.unit_desc(True)
         g_sims = (self.knn.index.vectors @ (q.ravel() / max(float(np.linalg.norm(q)), 1e-12))).astype(float)
         v_sims = self.vlad_vecs @ self.codebook.encode(dq) if self.vlad_vecs is not None else None

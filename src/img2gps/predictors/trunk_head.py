@@ -121,7 +121,8 @@ class TrunkHeadPredictor(BasePredictor):
     def device(self) -> torch.device:
         d = self.config.device
         if d.startswith("cuda") and not torch.cuda.is_available():
-            raise ModelError(f"{self.spec}: device={d} asked for, but this torch has no usable CUDA GPU; use device=cpu")
+            raise ModelError(f"{self.spec}: device={d} asked for, but this torch has no usable CUDA GPU; "
+                             "use device=cpu")
         try:
             return torch.device(d)
         except RuntimeError:
@@ -204,9 +205,9 @@ class TrunkHeadPredictor(BasePredictor):
         self._setup_trunk()
         self.log = TrainLog()
         c = self.config
-        self.log(f"{self.spec}: backbone {self.trunk.encoder.description}, input {self.trunk.size}px, "
-                 f"{'full fine-tuning, live augmentation' if self.full else f'cached features, {c.views} augmented views'}"
-                 f", train_blocks {c.train_blocks}, device {c.device}")
+        how = "full fine-tuning, live augmentation" if self.full else f"cached features, {c.views} augmented views"
+        self.log(f"{self.spec}: backbone {self.trunk.encoder.description}, input {self.trunk.size}px, {how}, "
+                 f"train_blocks {c.train_blocks}, device {c.device}")
         if self.backbone_note:
             self.log(self.backbone_note)
         self._lat, self._lon = train.lat, train.lon

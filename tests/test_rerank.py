@@ -1,0 +1,169 @@
+"""rerank end to end on a tiny synthetic gallery with known positions, plus radius calibration on synthetic errors."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from img2gps.calibration import RadiusModel, coverage
+from img2gps.data import load_dataset
+from img2gps.errors import ModelError
+from img2gps.geo import haversine_m
+from img2gps.predictors import load_model, make_predictor
+from img2gps.predictors.rerank import RerankConfig, resolve, shortlist_median, verify_candidates
+from rerank_synth import perspective, pil, textured
+from synth import offset
+
+SPEC = "rerank:max_side=400:features=600:vlad=8:topn=4:max_verify=6"
+N_SCENES = 8
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory):
+    """8 scenes 40 m apart, 3 perspective views of each within ~1 m of the scene's position."""
+    root = tmp_path_factory.mktemp("rerank-gallery")
+    (root / "images").mkdir()
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(N_SCENES):
+        base = textured(100 + s)
+        for v in range(3):
+            img = base if v == 0 else perspective(base, 1000 * s + v)
+            name = f"scene{s}_view{v}.jpg"
+            pil(img).save(root / "images" / name, quality=92)
+            lat, lon = offset(40.0 * s + rng.normal(0, 0.7), rng.normal(0, 0.7))
+            rows.append((name, lat, lon))
+    pd.DataFrame(rows, columns=["image", "Latitude", "Longitude"]).to_csv(root / "labels.csv", index=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def fitted(gallery):
+    ds = load_dataset(gallery)
+    held = [i for i, n in enumerate(ds.ids) if n.endswith("view2.jpg")]
+    p = make_predictor(SPEC)
+    p.fit(ds.exclude_ids([ds.ids[i] for i in held]))
+    return ds, held, p
+
+
+def test_rerank_recognises_other_views_to_metres(fitted):
+    ds, held, p = fitted
+    preds = p.predict([ds.read(i) for i in held], top_k=3)
+    errs = np.array([haversine_m(ds.lat[i], ds.lon[i], q.latitude, q.longitude) for i, q in zip(held, preds)])
+    assert all(q.recognised for q in preds)
+    assert errs.max() < 5  # the verified views stand within ~2 m; scenes are 40 m apart
+    for i, q in zip(held, preds):
+        assert q.method == SPEC and 0 <= q.confidence <= 1 and q.radius_m > 0
+        scene = ds.ids[i].split("_")[0]
+        assert q.neighbours and all(n.image_id.startswith(scene) for n in q.neighbours)
+        assert q.neighbours[0].score >= p.config.min_inliers  # neighbours carry inlier counts
+    # leave-one-out calibration inside the gallery recognised the scenes too
+    assert p.calib_summary["n"] == 16 and p.calib_summary["recognised"] >= 14
+
+
+def test_queries_are_decoded_at_full_size(fitted):
+    """SIFT must see the query at the gallery's resolution: a 640 px default decode lost most verifications."""
+    assert fitted[2].query_max_side is None
+
+
+def test_an_unknown_scene_is_not_recognised_and_gets_a_wider_radius(fitted):
+    ds, held, p = fitted
+    known = p.predict([ds.read(held[0])])[0]
+    unknown = p.predict([pil(textured(999))])[0]
+    assert not unknown.recognised
+    assert unknown.radius_m > known.radius_m and unknown.confidence < known.confidence
+
+
+def test_save_load_round_trip_without_the_photo_folder(fitted, tmp_path):
+    ds, held, p = fitted
+    p.save(tmp_path / "m")
+    man = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert man["method"] == "rerank" and "keypoints.npz" in man["checksums"]
+    assert man["state"]["calibration"]["n"] == 16
+    q = load_model(tmp_path / "m")
+    queries = [ds.read(i) for i in held[:3]]
+    a, b = p.predict(queries), q.predict(queries)
+    for x, y in zip(a, b):  # gallery.csv keeps 9 decimals: positions agree to well under a centimetre
+        assert haversine_m(x.latitude, x.longitude, y.latitude, y.longitude) < 0.01
+        assert (x.radius_m, x.recognised, [n.image_id for n in x.neighbours]) == \
+               (y.radius_m, y.recognised, [n.image_id for n in y.neighbours])
+
+
+def test_refit_on_a_subset_reuses_cached_features(gallery, monkeypatch, tmp_path):
+    """A second fit (a bench fold) must not run SIFT again and must reuse the pair counts of the first fit:
+    only the few pairs its slightly different shortlists reach are matched anew."""
+    import img2gps.features.local as local
+    import img2gps.predictors.rerank as rerank
+
+    monkeypatch.setenv("IMG2GPS_CACHE", str(tmp_path))  # a cold cache: the first fit matches everything
+    ds = load_dataset(gallery)
+    calls = {"n": 0}
+    real = rerank.mutual_matches
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(rerank, "mutual_matches", counting)
+    make_predictor(SPEC).fit(ds)
+    first = calls["n"]
+    assert first > 0
+
+    def boom(*a, **k):
+        raise AssertionError("SIFT ran again")
+
+    monkeypatch.setattr(local, "extract", boom)
+    calls["n"] = 0
+    p = make_predictor(SPEC)
+    p.fit(ds.subset(range(1, len(ds))))
+    assert p.calib_summary["n"] == len(ds) - 1
+    assert calls["n"] <= first // 2  # only pairs that the smaller gallery's shortlists newly reach
+
+
+def test_spec_validation():
+    with pytest.raises(ModelError, match="unknown embed"):
+        make_predictor("rerank:embed=nope")
+    with pytest.raises(ModelError, match="topn"):
+        make_predictor("rerank:topn=0")
+    with pytest.raises(ModelError, match="fallback"):
+        make_predictor("rerank:fallback=mean")
+
+
+# -- the query procedure on hand-made verification results ------------------------------------------------
+def test_verification_order_neighbours_and_early_stop():
+    en = np.array([[0, 0], [100, 0], [3, 0], [200, 0], [300, 0]], float)
+    near = [[2], [], [0], [], []]
+    inliers = {0: 10, 1: 80, 2: 25, 3: 5, 4: 5}
+    cfg = RerankConfig(topn=5, max_verify=10, stop_inliers=60)
+    seen = []
+
+    def verify(j):
+        seen.append(j)
+        return inliers[j]
+
+    checked = verify_candidates([1, 0, 3, 4, 2], verify, near, cfg)
+    assert seen == [1]  # 1 verified strongly and has no neighbours: the shortlist stops there
+    seen.clear()
+    checked = verify_candidates([0, 2, 3, 1, 4], verify, near, cfg, skip=4)
+    assert 4 not in seen and seen[:2] == [0, 2]
+    pos, spread, support = resolve(checked, en, cfg)
+    assert support[0] == 1  # 80 inliers at (100, 0) outweigh 25 at (3, 0)
+    assert np.allclose(pos, [100, 0])
+    assert resolve({3: 5}, en, cfg) is None
+
+
+def test_shortlist_median_resists_one_far_candidate():
+    en = np.array([[0, 0], [2, 1], [1, -2], [150, 0]], float)
+    score = np.array([1.0, 0.9, 0.8, 1.1])  # the far one ranks first, but alone
+    pos, spread, idx = shortlist_median(score, en, k=4, temperature=1.0)
+    assert np.linalg.norm(pos) < 5 and spread > 0 and idx[0] == 3
+
+
+def test_radius_calibration_covers_the_target_fraction_on_synthetic_errors():
+    rng = np.random.default_rng(3)
+    spread = rng.uniform(2, 30, 3000)
+    errors = spread * rng.exponential(1.0, 3000)  # error grows with the method's own spread
+    rm = RadiusModel.fit(errors[:1500], spread[:1500], coverage=0.8)
+    got = coverage(errors[1500:], [rm.radius(u) for u in spread[1500:]])
+    assert abs(got - 0.8) < 0.04
+    assert rm.radius(30) > rm.radius(2)
