@@ -72,6 +72,8 @@ def test_an_unknown_scene_is_not_recognised_and_gets_a_wider_radius(fitted):
     unknown = p.predict([pil(textured(999))])[0]
     assert not unknown.recognised
     assert unknown.radius_m > known.radius_m and unknown.confidence < known.confidence
+    blank = p.predict([np.full((300, 400, 3), 128, np.uint8)])[0]  # no keypoints at all: a fallback, no crash
+    assert not blank.recognised and np.isfinite([blank.latitude, blank.longitude, blank.radius_m]).all()
 
 
 def test_save_load_round_trip_without_the_photo_folder(fitted, tmp_path):

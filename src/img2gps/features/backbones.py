@@ -154,8 +154,15 @@ class Encoder:
         return net
 
     # ----- inference ----------------------------------------------------------------------------------------
+    def _shrink(self, im: Image.Image) -> Image.Image:
+        """Queries and gallery photos take the same path: Lanczos to load_side, then the square resize."""
+        if max(im.size) > self.load_side:
+            im = im.copy()
+            im.thumbnail((self.load_side, self.load_side), Image.Resampling.LANCZOS)
+        return im
+
     def preprocess(self, images: list[Image.Image]) -> np.ndarray:
-        x = np.stack([resize_square(im, self.size) for im in images]) / 255.0  # N,H,W,3
+        x = np.stack([resize_square(self._shrink(im), self.size) for im in images]) / 255.0  # N,H,W,3
         if self.family == "effnet-lite":
             x = (x - 0.5) / 0.5
         else:  # ImageNet mean/std

@@ -36,6 +36,8 @@ class KNNPredictor(BasePredictor):
             raise ModelError(f"{self.spec}: agg must be mean, softmax or median")
         if self.config.embed != "regression" and self.config.embed not in ENCODERS:
             raise ModelError(f"{self.spec}: unknown embed {self.config.embed!r}; known: {', '.join(ENCODERS)}, regression")
+        if self.config.embed in ENCODERS:  # decode queries exactly as large as gallery photos are decoded
+            self.query_max_side = get_encoder(self.config.embed).load_side
         self._encoder = None
         self._embedder = None  # a fitted predictor exposing embed_images(), when embed=regression
 

@@ -9,8 +9,8 @@ the weighted geometric median of the shortlist, with its own, much wider, calibr
 
 Fit path: gallery keypoints are extracted once (cached on disk by content hash) and the same query procedure is
 run leave-one-out over the gallery to calibrate two radius models (recognised / not recognised). Gallery pair
-inlier counts go to a pair cache, so re-fitting on a subset of a gallery (leave-one-out bench folds) matches
-nothing new.
+inlier counts go to a pair cache, so re-fitting on a subset of a gallery (leave-one-out bench folds) runs no
+SIFT and matches only the few pairs its slightly different shortlists newly reach.
 """
 from __future__ import annotations
 
@@ -121,7 +121,8 @@ def shortlist_median(score: np.ndarray, gallery_en: np.ndarray, k: int, temperat
     return pos, spread, idx
 
 
-def resolve(checked: dict[int, int], gallery_en: np.ndarray, cfg: RerankConfig) -> tuple[np.ndarray, float, list[int]] | None:
+def resolve(checked: dict[int, int], gallery_en: np.ndarray,
+            cfg: RerankConfig) -> tuple[np.ndarray, float, list[int]] | None:
     """Verified candidates -> (position, spread, supporting gallery indices), or None when none verified."""
     ver = [(j, n) for j, n in checked.items() if n >= cfg.min_inliers]
     if not ver:
@@ -172,21 +173,26 @@ class RerankPredictor(BasePredictor):
 
     def _fit_single(self, train) -> None:
         c = self.config
-        self.knn = KNNPredictor(KNNConfig(embed=c.embed, k=c.k, coverage=c.coverage), spec=f"knn:embed={c.embed}:k={c.k}")
+        self.knn = KNNPredictor(KNNConfig(embed=c.embed, k=c.k, coverage=c.coverage),
+                                spec=f"knn:embed={c.embed}:k={c.k}")
         self.knn.fit(train)
         keys = [train.content_key(i) for i in range(len(train))]
         self.kps = extract_dataset(train, self.fcfg, keys)
+        descs = [k.unit_desc(True) for k in self.kps]
+        self.codebook = None
+        if c.vlad and sum(len(d) for d in descs) >= 4 * c.vlad:  # learnt from the gallery only
+            self.codebook = VladCodebook.train(descs, c.vlad)
         self._build()
         self._calibrate(keys)
 
-    def _build(self) -> None:
+    def _build(self, vlad_vecs: np.ndarray | None = None) -> None:
         """Everything derived from the stored gallery: unit descriptors, VLAD, neighbour lists, score scales."""
         c = self.config
         self.en = self.knn.en
         self.desc = [k.unit_desc(True) for k in self.kps]
-        if c.vlad and self.codebook is None and sum(len(d) for d in self.desc) >= 4 * c.vlad:
-            self.codebook = VladCodebook.train(self.desc, c.vlad)
-        self.vlad_vecs = np.stack([self.codebook.encode(d) for d in self.desc]) if self.codebook else None
+        if vlad_vecs is None and self.codebook is not None:
+            vlad_vecs = np.stack([self.codebook.encode(d) for d in self.desc])
+        self.vlad_vecs = vlad_vecs if self.codebook is not None else None
         d = pairwise_m(self.en, self.en)
         np.fill_diagonal(d, np.inf)
         self.near = [[int(j) for j in np.argsort(row)[: c.near_max] if row[j] <= c.near_m] for row in d]
@@ -262,7 +268,6 @@ class RerankPredictor(BasePredictor):
 
     # -- predict ------------------------------------------------------------------------------------------
     def _predict_one(self, image, top_k: int) -> Prediction:
-        c = self.config
         with single_threaded():
             return self._predict_single(image, top_k)
 
@@ -309,6 +314,7 @@ class RerankPredictor(BasePredictor):
                  image_size=np.array([k.size for k in self.kps], np.int32))
         if self.codebook is not None:
             np.save(d / "vlad_codebook.npy", self.codebook.centroids)
+            np.save(d / "vlad_gallery.npy", self.vlad_vecs)
 
     def _state(self):
         return {"rec_radius": self.rec_radius.to_dict(), "unrec_radius": self.unrec_radius.to_dict(),
@@ -321,10 +327,13 @@ class RerankPredictor(BasePredictor):
         if len(counts) != len(self.gallery):
             raise ModelError(f"{d}: keypoints.npz holds {len(counts)} photos, gallery.csv {len(self.gallery)}")
         cuts = np.concatenate([[0], np.cumsum(counts)])
-        self.kps = [Keypoints(xy[a:b], desc[a:b], (int(s[0]), int(s[1]))) for a, b, s in zip(cuts[:-1], cuts[1:], sizes)]
+        self.kps = [Keypoints(xy[a:b], desc[a:b], (int(s[0]), int(s[1])))
+                    for a, b, s in zip(cuts[:-1], cuts[1:], sizes)]
+        vlad, self.codebook = None, None
         if (d / "vlad_codebook.npy").is_file():
             self.codebook = VladCodebook(np.load(d / "vlad_codebook.npy"))
-        self._build()
+            vlad = np.load(d / "vlad_gallery.npy") if (d / "vlad_gallery.npy").is_file() else None
+        self._build(vlad)
         self.rec_radius = RadiusModel.from_dict(state.get("rec_radius"))
         self.unrec_radius = RadiusModel.from_dict(state.get("unrec_radius"))
         self.calib_summary = state.get("calibration", {})
