@@ -8,6 +8,7 @@ mutual nearest neighbours that also pass Lowe's ratio test, and a 1 px MAGSAC fu
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -98,19 +99,22 @@ class _Memory:
     def __init__(self, max_bytes: int = 400 * 2**20):
         self.max_bytes = max_bytes
         self._d: OrderedDict[tuple[str, str], Keypoints] = OrderedDict()
+        self._lock = threading.Lock()  # extraction threads insert concurrently
 
     def get(self, k: tuple[str, str]) -> Keypoints | None:
-        kp = self._d.get(k)
-        if kp is not None:
-            self._d.move_to_end(k)
-        return kp
+        with self._lock:
+            kp = self._d.get(k)
+            if kp is not None:
+                self._d.move_to_end(k)
+            return kp
 
     def put(self, k: tuple[str, str], kp: Keypoints) -> None:
-        self._d[k] = kp
-        self._d.move_to_end(k)
-        total = sum(v.nbytes for v in self._d.values())
-        while len(self._d) > 1 and total > self.max_bytes:
-            total -= self._d.popitem(last=False)[1].nbytes
+        with self._lock:
+            self._d[k] = kp
+            self._d.move_to_end(k)
+            total = sum(v.nbytes for v in self._d.values())
+            while len(self._d) > 1 and total > self.max_bytes:
+                total -= self._d.popitem(last=False)[1].nbytes
 
 
 _MEMORY = _Memory()

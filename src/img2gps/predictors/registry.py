@@ -8,7 +8,7 @@ from ..errors import ModelError
 from .base import BasePredictor, config_from_params, parse_spec, read_manifest
 
 # The default method: the best one in the bench (see bench/results.md). Change it here only.
-DEFAULT_METHOD = "knn"
+DEFAULT_METHOD = "rerank"
 
 _REGISTRY = {
     "mean-coordinate": "img2gps.predictors.baseline:MeanCoordinate",

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image
 
 from ..calibration import RadiusModel
 from ..consensus import consensus
@@ -134,14 +134,6 @@ def resolve(checked: dict[int, int], gallery_en: np.ndarray,
     return c.en, c.spread_m, [int(j) for j in support]
 
 
-def _downscaled(image, side: int | None):
-    if not side or max(image.size) <= side:
-        return image
-    small = image.copy()
-    small.thumbnail((side, side), Image.Resampling.LANCZOS)
-    return small
-
-
 class RerankPredictor(BasePredictor):
     name = "rerank"
     Config = RerankConfig
@@ -229,8 +221,8 @@ class RerankPredictor(BasePredictor):
         v_all = self.vlad_vecs @ self.vlad_vecs.T if self.vlad_vecs is not None else None
         knn_s, knn_i = self.knn.index.search_excluding_self(c.k)
         rec_e, rec_u, unrec_e, unrec_u = [], [], [], []
-        for q in order:
-            def verify(j: int, q=q) -> int:
+        def held_out(q: int) -> tuple[bool, float, float]:
+            def verify(j: int) -> int:
                 got = pairs.get(keys[q], keys[j])
                 if got is None:
                     got = self._verify(self.kps[q], self.desc[q], j)
@@ -239,18 +231,21 @@ class RerankPredictor(BasePredictor):
 
             score = self._scores(g_all[q], None if v_all is None else v_all[q])
             score[q] = -np.inf
-            checked = verify_candidates(np.argsort(-score), verify, self.near, c, skip=q)
-            res = resolve(checked, self.en, c)
+            res = resolve(verify_candidates(np.argsort(-score), verify, self.near, c, skip=q), self.en, c)
             if res is not None:
-                rec_e.append(float(np.linalg.norm(res[0] - self.en[q])))
-                rec_u.append(res[1])
+                return True, float(np.linalg.norm(res[0] - self.en[q])), res[1]
+            if c.fallback == "knn":
+                pos, spread = aggregate(self.en[knn_i[q]], knn_s[q], self.knn.config.agg)
             else:
-                if c.fallback == "knn":
-                    pos, spread = aggregate(self.en[knn_i[q]], knn_s[q], self.knn.config.agg)
-                else:
-                    pos, spread, _ = shortlist_median(score, self.en, c.fallback_k, c.fallback_t)
-                unrec_e.append(float(np.linalg.norm(pos - self.en[q])))
-                unrec_u.append(spread)
+                pos, spread, _ = shortlist_median(score, self.en, c.fallback_k, c.fallback_t)
+            return False, float(np.linalg.norm(pos - self.en[q])), spread
+
+        # Held-out photos are independent: two threads use both cores (numpy and OpenCV release the GIL while
+        # each keeps one BLAS thread); map keeps the order, so the result does not depend on timing.
+        with ThreadPoolExecutor(2) as ex:
+            for rec, err, spread in ex.map(held_out, order):
+                (rec_e if rec else unrec_e).append(err)
+                (rec_u if rec else unrec_u).append(spread)
         pairs.save()
         self.unrec_radius = RadiusModel.fit(unrec_e or [area], unrec_u or None, coverage=c.coverage, area_m=area)
         # Verified answers are metre-level: a small offset keeps their radius from being inflated by the model.
@@ -273,7 +268,7 @@ class RerankPredictor(BasePredictor):
 
     def _predict_single(self, image, top_k: int) -> Prediction:
         c = self.config
-        q = self.knn._embed_query(_downscaled(image, KNNPredictor.query_max_side))  # what plain knn would see
+        q = self.knn._embed_query(image)  # the encoder shrinks it exactly as it shrank the gallery photos
         kq = extract(image, self.fcfg)
         dq = kq.unit_desc(True)
         g_sims = (self.knn.index.vectors @ (q.ravel() / max(float(np.linalg.norm(q)), 1e-12))).astype(float)
