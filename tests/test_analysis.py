@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from img2gps.analysis import coverage as cov
 from img2gps.analysis.backbones import BackboneConfig, count_parameters, onnx_parameters, specs_for
@@ -16,15 +15,6 @@ from img2gps.cli import main
 from img2gps.data import load_dataset
 from img2gps.errors import DataError, ModelError
 from synth import offset, scene, write_jpeg
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny batches on a shared 2-core machine: a second OpenMP thread only spins
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # ----- learning curve ----------------------------------------------------------------------------------------

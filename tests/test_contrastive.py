@@ -15,15 +15,6 @@ from trainable_data import make_grid_dataset
 FAST = "contrastive:input_size=64:views=1:calib_folds=2:tau_m=40:dim=32:hidden=128"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny tensors: a second OpenMP thread only spins (and on a shared 2-core machine costs 4x the CPU time)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     mp = pytest.MonkeyPatch()

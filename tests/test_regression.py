@@ -20,15 +20,6 @@ from trainable_data import make_grid_dataset
 FAST = "regression:input_size=64:views=1:calib_folds=2"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny tensors: a second OpenMP thread only spins (and on a shared 2-core machine costs 4x the CPU time)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     d = tmp_path_factory.mktemp("cache")

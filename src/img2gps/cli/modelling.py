@@ -17,7 +17,7 @@ from . import app
 def Console():  # noqa: N802 - tables stay readable when output is piped (rich assumes 80 columns then)
     c = _RichConsole()
     return c if c.is_terminal else _RichConsole(width=160)
-from ..errors import DataError, ModelError
+from ..errors import DataError
 
 
 def read_name_list(value: str | None) -> list[str]:
