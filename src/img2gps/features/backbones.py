@@ -4,6 +4,7 @@ error (never silent random weights) when they cannot be had."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import io
 import threading
@@ -188,7 +189,9 @@ class Encoder:
         return f.numpy().astype(np.float32)
 
 
+@functools.lru_cache(maxsize=8)
 def get_encoder(name: str) -> Encoder:
+    """One shared, lazily loaded encoder per name: frozen weights are loaded once per process, not once per fit."""
     if name not in ENCODERS:
         raise ModelError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}")
     fam, var, size, dim = ENCODERS[name]

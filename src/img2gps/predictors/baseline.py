@@ -18,6 +18,7 @@ class MeanCoordinateConfig:
 class MeanCoordinate(BasePredictor):
     name = "mean-coordinate"
     Config = MeanCoordinateConfig
+    query_max_side = 256  # the pixels are only checked to be a readable photo, never looked at
 
     def _fit(self, train) -> None:
         lat, lon = train.lat, train.lon
