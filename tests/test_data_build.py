@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from PIL.TiffImagePlugin import IFDRational
 
 from img2gps.cli import main
 from img2gps.data import build as build_mod
@@ -19,34 +18,14 @@ from img2gps.data import cleaning as cl
 from img2gps.errors import DataError
 from img2gps.geo import LocalFrame
 from img2gps.photos import _dms as exif_dms, read_meta
+from synth import gps_exif
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 BASE = (39.9515, -75.1915)  # somewhere on a campus; every synthetic position is a metre offset from here
 
 
-def dms_rationals(x: float):
-    x = abs(x)
-    d = int(x)
-    m = int((x - d) * 60)
-    s = (x - d - m / 60) * 3600
-    return (IFDRational(d, 1), IFDRational(m, 1), IFDRational(round(s * 1_000_000), 1_000_000))
-
-
 def exif_bytes(lat=None, lon=None, orientation=None, time=None, make=None, model=None) -> bytes:
-    ex = Image.Exif()
-    if orientation:
-        ex[0x0112] = orientation
-    if make:
-        ex[0x010F] = make
-    if model:
-        ex[0x0110] = model
-    if time:
-        ex.get_ifd(0x8769)[0x9003] = time
-    if lat is not None:
-        g = ex.get_ifd(0x8825)  # the GPS IFD: refs + degree/minute/second rationals
-        g[1], g[2] = ("N" if lat >= 0 else "S"), dms_rationals(lat)
-        g[3], g[4] = ("E" if lon >= 0 else "W"), dms_rationals(lon)
-    return ex.tobytes()
+    return gps_exif(lat, lon, orientation=orientation, when=time, make=make, model=model).tobytes()
 
 
 def pattern(seed: int, size=(64, 48)) -> Image.Image:
