@@ -16,10 +16,15 @@ import img2gps.export.harness as harness
 
 
 def write_split(src: Path, out: Path, n_train: int, n_val: int, seed: int = 7) -> tuple[Path, Path]:
-    """out/train (images/ links + labels.csv) and out/val (+ val.csv in the course format: image_path column)."""
-    labels = pd.read_csv(src / "labels.csv")
-    order = np.random.default_rng(seed).permutation(len(labels))
-    parts = {"train": labels.iloc[order[:n_train]], "val": labels.iloc[order[n_train:n_train + n_val]]}
+    """out/train (images/ links + labels.csv) and out/val (+ val.csv in the course format: image_path column),
+    from a seeded run of consecutive photos of `src`, the held-out ones spread evenly through it."""
+    labels = pd.read_csv(src / "labels.csv").sort_values("image").reset_index(drop=True)
+    n = n_train + n_val  # a run of consecutive photos (bursts: held-out photos have verifiable neighbours)
+    start = int(np.random.default_rng(seed).integers(0, len(labels) - n + 1))
+    block = np.arange(start, start + n)
+    is_val = np.zeros(n, bool)
+    is_val[np.linspace(1, n - 2, n_val).round().astype(int)] = True
+    parts = {"train": labels.iloc[block[~is_val]], "val": labels.iloc[block[is_val]]}
     for name, df in parts.items():
         (out / name / "images").mkdir(parents=True, exist_ok=True)
         for img in df["image"]:
@@ -58,7 +63,7 @@ def run_protocol(export_dir: Path, csv: Path, site: Path, workdir: Path, timeout
     out = workdir / "protocol.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "IMG2GPS"))}
     env["OMP_NUM_THREADS"] = "1"
-    cmd = [sys.executable, "-I", "-S", harness.__file__, "--site", str(site), "--model", str(export_dir / "model.py"),
+    cmd = [sys.executable, "-I", "-S", "-B", harness.__file__, "--site", str(site), "--model", str(export_dir / "model.py"),
            "--preprocess", str(export_dir / "preprocess.py"), "--weights", str(weights), "--csv", str(csv),
            "--json", str(out)]
     r = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)

@@ -62,29 +62,30 @@ def _import(path: str, name: str):
 
 
 def instantiate(mod):
+    """(model, how it was made), in the evaluator's order of attempts."""
     if hasattr(mod, "Model"):
         try:
-            return mod.Model(weights_path="__no_weights__.pth")
+            return mod.Model(weights_path="__no_weights__.pth"), 'Model(weights_path="__no_weights__.pth")'
         except TypeError:
-            return mod.Model()
+            return mod.Model(), "Model()"
         except Exception:
             if callable(getattr(mod, "get_model", None)):
-                return mod.get_model()
+                return mod.get_model(), "get_model()"
             raise
     if callable(getattr(mod, "get_model", None)):
         try:
-            return mod.get_model()
+            return mod.get_model(), "get_model()"
         except Exception:
             for name in ("IMG2GPS", "Model"):
                 if hasattr(mod, name):
                     try:
-                        return getattr(mod, name)()
+                        return getattr(mod, name)(), f"{name}()"
                     except Exception:
                         continue
             raise
     for name in ("Model", "IMG2GPS"):
         if hasattr(mod, name):
-            return getattr(mod, name)()
+            return getattr(mod, name)(), f"{name}()"
     raise AttributeError("model.py defines neither Model, get_model nor IMG2GPS")
 
 
@@ -145,7 +146,7 @@ def evaluate(model_py: str, preprocess_py: str, weights: str | None, csv: str, b
 
     model_mod = _import(model_py, "student_model_a")
     pre_mod = _import(preprocess_py, "student_preproc_a")
-    model = instantiate(model_mod)
+    model, made = instantiate(model_mod)
     load = load_weights(model, weights) if weights else {"loaded": 0, "skipped": [], "not_loaded": []}
     if hasattr(model, "eval"):
         model.eval()
@@ -173,7 +174,7 @@ def evaluate(model_py: str, preprocess_py: str, weights: str | None, csv: str, b
     dists = [haversine(pairs[i], truth[i]) for i in range(n)]
     return {"n": n, "mean_m": float(np.mean(dists)) if dists else float("nan"), "errors_m": dists,
             "predictions": pairs[:n].tolist(), "ms_per_example": 1000.0 * total / max(len(X), 1),
-            "total_s": total, **load, "modules": sorted(m.split(".")[0] for m in sys.modules if "." not in m)}
+            "total_s": total, "instantiated_with": made, **load, "modules": sorted(m.split(".")[0] for m in sys.modules if "." not in m)}
 
 
 def main(argv=None) -> int:
@@ -183,10 +184,10 @@ def main(argv=None) -> int:
     ap.add_argument("--weights")
     ap.add_argument("--csv", required=True)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--site", action="append", default=[], help="folder to put on sys.path first (see build_site)")
+    ap.add_argument("--site", action="append", default=[], help="folder to add to sys.path (see build_site)")
     ap.add_argument("--json", help="write the result here")
     a = ap.parse_args(argv)
-    sys.path[:0] = a.site
+    sys.path.extend(a.site)  # after the standard library, as site-packages would be (cv2 inserts at index 1)
     res = evaluate(a.model, a.preprocess, a.weights, a.csv, a.batch_size)
     res["img2gps_importable"] = importlib.util.find_spec("img2gps") is not None
     res["sys_path"] = list(sys.path)

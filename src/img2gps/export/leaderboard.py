@@ -201,7 +201,11 @@ def import_model_py(path: Path, name: str = "img2gps_leaderboard_model"):
     """Import an exported model.py by path (as the evaluator does)."""
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    keep, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ inside the submission
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.dont_write_bytecode = keep
     return mod
 
 
@@ -238,7 +242,7 @@ def export_leaderboard(predictor, out: str | Path, model_dir: str | Path | None 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ModelError(f"{out}: exists and is not a folder; --out names the folder to write the three files to")
-    if out.is_dir() and any(p.name not in FILES for p in out.iterdir()):
+    if out.is_dir() and any(p.name not in (*FILES, "__pycache__") for p in out.iterdir()):
         raise ModelError(f"{out}: folder holds other files; give an empty or new folder")
     cfg, state = leaderboard_contents(predictor)
     out.parent.mkdir(parents=True, exist_ok=True)
