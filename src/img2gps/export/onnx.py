@@ -24,11 +24,9 @@ DEFAULT_TOLERANCE = 1e-3  # max abs difference on embeddings whose entries are O
 
 
 def query_encoder_of(predictor):
-    """The frozen encoder a predictor embeds queries with (knn, and rerank's shortlist), or a clear error for methods
-    that have none."""
+    """The frozen encoder a predictor embeds queries with (knn, rerank's shortlist), or a clear error for methods that
+    have none."""
     enc = getattr(predictor, "query_encoder", None)
-    if enc is None and getattr(predictor, "knn", None) is not None:  # rerank shortlists with a public k-NN model
-        enc = getattr(predictor.knn, "query_encoder", None)
     if enc is None:
         raise ModelError(f"{predictor.spec}: ONNX export needs a method that embeds queries with a global encoder "
                          "(e.g. knn:embed=lite0); this model has none")
