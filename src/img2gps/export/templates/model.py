@@ -344,7 +344,7 @@ class _OneThread:
     def __exit__(self, *exc):
         torch.set_num_threads(self.n)
         if self.limit is not None:
-            self.limit.unregister()
+            self.limit.__exit__(*exc)
 
 
 # ----- the model ----------------------------------------------------------------------------------------------
