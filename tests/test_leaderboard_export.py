@@ -148,3 +148,19 @@ def test_prepare_data_column_aliases_and_path_resolution(tmp_path, monkeypatch):
     pd.DataFrame({"photo": ["a"], "Latitude": [1], "Longitude": [2]}).to_csv(csv, index=False)
     with pytest.raises(ValueError, match="no image column"):
         pre.prepare_data(str(csv))
+
+
+def test_an_option_the_export_does_not_reproduce_is_refused(tmp_path):
+    import dataclasses
+
+    from img2gps.predictors.registry import load_model
+
+    md = build_model(tmp_path, "knn:k=2")
+    p = load_model(md)
+    Extra = dataclasses.make_dataclass("Extra", [("pose", str, "off")], bases=(type(p.config),))
+    p.config = Extra(**dataclasses.asdict(p.config), pose="on")
+    with pytest.raises(ModelError, match="option.s. pose are not reproduced"):
+        leaderboard_contents(p)
+    p.config.pose = "off"  # at its default it changes nothing: exported
+    cfg, state = leaderboard_contents(p)
+    assert cfg["method"] == "knn" and state["gallery_vectors"].shape[0] == len(p.gallery)

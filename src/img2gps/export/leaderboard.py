@@ -118,6 +118,27 @@ def _gallery(vectors, en) -> dict:
     return {"gallery_vectors": _t(vectors, np.float32), "gallery_en": _t(en, np.float64)}
 
 
+# Options whose effect the exported model.py reproduces (or that only shape the radius / the fit). Any other option
+# set away from its default (e.g. one added to the method later) is refused rather than silently dropped.
+HANDLED = {
+    "knn": {"embed", "k", "agg", "coverage", "regression_spec"},
+    "rerank": {"embed", "vlad", "topn", "near_m", "near_max", "max_verify", "stop_inliers", "max_side", "features",
+               "ratio", "ransac_px", "min_inliers", "cluster_m", "fallback", "fallback_k", "fallback_t", "k",
+               "coverage", "calib"},
+}
+
+
+def _check_options(p) -> None:
+    import dataclasses
+
+    fresh = type(p.config)()
+    extra = [f.name for f in dataclasses.fields(p.config) if f.name not in HANDLED[p.name]
+             and getattr(p.config, f.name) != getattr(fresh, f.name)]
+    if extra:
+        raise ModelError(f"{p.spec}: option(s) {', '.join(extra)} are not reproduced by the leaderboard export; "
+                         "fit without them to export")
+
+
 def _mean_coordinate(p) -> tuple[dict, dict]:
     return {"method": "mean-coordinate"}, {"centre": _t(p.centre, np.float64)}
 
@@ -138,6 +159,7 @@ def _contrastive(p) -> tuple[dict, dict]:
 
 
 def _knn(p) -> tuple[dict, dict]:
+    _check_options(p)
     cfg = {"method": "knn", "decode_side": p.query_max_side, "knn": {"k": p.config.k, "agg": p.config.agg},
            "frame": [p.frame.lat0, p.frame.lon0]}
     if p.embedder is not None:  # embed=regression: the trained model's 256-d layer
@@ -150,6 +172,7 @@ def _knn(p) -> tuple[dict, dict]:
 
 
 def _rerank(p) -> tuple[dict, dict]:
+    _check_options(p)
     c = p.config
     if not p.fcfg.root or not p.vcfg.mutual:
         raise ModelError(f"{p.spec}: the leaderboard export verifies with RootSIFT and mutual matches only")
