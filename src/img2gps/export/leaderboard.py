@@ -235,6 +235,7 @@ def import_model_py(path: Path, name: str = "img2gps_leaderboard_model"):
 def _readme(predictor, cfg: dict, size: int) -> str:
     fp = predictor.gallery_fingerprint or "?"
     n = len(predictor.gallery) if predictor.gallery is not None else 0
+    parts = (["network weights"] if "encoder" in cfg else []) + sorted(cfg["buffers"])
     return f"""# img2gps leaderboard submission: `{predictor.spec}`
 
 Exported by `img2gps export --format leaderboard` from a model fitted on {n} gallery photos
@@ -244,7 +245,7 @@ Exported by `img2gps export --format leaderboard` from a model fitted on {n} gal
 |---|---|
 | `model.py` | `Model`: the network(s) and the method ({cfg['method']}), defined in the file itself; `predict(batch)` returns [latitude, longitude] in degrees |
 | `preprocess.py` | `prepare_data(csv_path)` -> (list of image paths, labels) |
-| `model.pt` | state dict, {size / 2**20:.1f} MiB: every tensor `Model` needs (weights{', gallery' if 'buffers' in cfg and cfg['buffers'] else ''}) |
+| `model.pt` | state dict, {size / 2**20:.1f} MiB: every tensor `Model` needs ({', '.join(parts)}) |
 
 Needs numpy, pandas, torch, Pillow{', opencv-python' if cfg['method'] == 'rerank' else ''}; no internet, no img2gps.
 Check locally as the leaderboard does (a CSV with an image column and Latitude/Longitude):
