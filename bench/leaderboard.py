@@ -44,13 +44,7 @@ def _cli(args: list[str]) -> str:
 
 
 def run(data: Path, methods: list[str], val_frac: float, seed: int, work: Path) -> list[dict]:
-    import torch
-
     import img2gps.export.harness as harness
-
-    # One torch thread for fits, img2gps eval and the protocol alike: on the shared 2-core machine two spinning
-    # threads made single-photo inference 10x slower at random moments (see docs/use.md's latency table).
-    torch.set_num_threads(1)
 
     split = work / "split"
     _cli(["data", "split", str(data), "--out", str(split), "--kind", "random", "--val-frac", str(val_frac),
@@ -71,7 +65,6 @@ def run(data: Path, methods: list[str], val_frac: float, seed: int, work: Path) 
         _cli(["export", "--model", str(md), "--format", "leaderboard", "--out", str(ex)])
         out = work / f"protocol-{safe}.json"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "IMG2GPS"))}
-        env["OMP_NUM_THREADS"] = "1"  # one thread on both sides (see below): comparable times on a shared machine
         subprocess.run([sys.executable, "-I", "-S", "-B", harness.__file__, "--site", str(site), "--model",
                         str(ex / "model.py"), "--preprocess", str(ex / "preprocess.py"), "--weights",
                         str(ex / "model.pt"), "--csv", str(course_csv), "--json", str(out)],
@@ -101,8 +94,7 @@ def markdown(out: Path) -> None:
              "photos: by the leaderboard's protocol (`img2gps.export.harness` in `python -I -S` with only numpy, pandas,",
              "torch, Pillow, scikit-learn and opencv on sys.path, batches of 32, haversine with R = 6,371,000 m) and by",
              "`img2gps eval` on the same model. ms/photo: the protocol's total predict time / photos; img2gps's: the",
-             "mean of `eval`'s per-photo times (decode + predict, one photo at a time); one torch thread on both",
-             "sides, on a 2-core machine shared with other jobs (so times are rough; the errors are exact).", ""]
+             "mean of `eval`'s per-photo times (decode + predict, one photo at a time). Shared 2-core machine.", ""]
     for p in sorted((HERE / "results").glob("leaderboard-*.json")):
         d = json.loads(p.read_text())
         lines += [f"## {d['data']} ({d['n']} held-out photos)", "", f"Run {d['date']}: `{d['command']}`", ""]
@@ -141,7 +133,7 @@ def main() -> int:
              "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
              "command": "python bench/leaderboard.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]),
              "machine": {"python": platform.python_version(), "cpus": len(os.sched_getaffinity(0)),
-                         "platform": platform.platform(), "torch_threads": 1}, "table": rows}
+                         "platform": platform.platform()}, "table": rows}
         a.json.parent.mkdir(parents=True, exist_ok=True)
         tmp = a.json.with_suffix(".tmp")
         tmp.write_text(json.dumps(d, indent=2))
