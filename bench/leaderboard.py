@@ -108,6 +108,9 @@ def markdown(out: Path) -> None:
                              f"{v:.1f}" if isinstance(v, float) else str(v))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        notes = p.with_suffix(".notes.md")
+        if notes.exists():
+            lines += [notes.read_text().strip(), ""]
     tmp = out.with_suffix(".tmp")
     tmp.write_text("\n".join(lines).rstrip() + "\n")
     os.replace(tmp, out)
