@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from .data.sources import GeoDataset
 from .data.splits import Fold, folds_for_protocol
-from .geo import LocalFrame, haversine_m, spatial_clusters
+from .geo import LocalFrame, haversine_m, latlon_sd, spatial_clusters, z2_error
 from .predictors.registry import make_predictor
 
 BASELINE = "mean-coordinate"
@@ -76,7 +76,7 @@ def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, 
     p.fit(train)
     run.fit_s += time.perf_counter() - t0
     # z-scores use the training fold's spread (the paper's normalised MSE); the mean cancels in the difference
-    lat_sd, lon_sd = max(train.lat.std(), 1e-9), max(train.lon.std(), 1e-9)
+    sd = latlon_sd(train.lat, train.lon)
     if warm and len(fold.val):  # one untimed query so lazy loading is not counted as latency
         p.predict([ds.read(int(fold.val[0]))], top_k=top_k)
     for i in fold.val:
@@ -90,7 +90,7 @@ def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, 
             "pred_lat": pred.latitude, "pred_lon": pred.longitude,
             "error_m": float(haversine_m(tlat, tlon, pred.latitude, pred.longitude)),
             "radius_m": pred.radius_m, "confidence": pred.confidence, "recognised": bool(pred.recognised),
-            "z2": ((pred.latitude - tlat) / lat_sd) ** 2 + ((pred.longitude - tlon) / lon_sd) ** 2,
+            "z2": z2_error(pred.latitude, pred.longitude, tlat, tlon, sd),
             "predict_ms": ms,
         })
 

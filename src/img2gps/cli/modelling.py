@@ -157,7 +157,7 @@ def eval_(
 
     from ..data import load_dataset
     from ..evaluate import metrics, results_table, write_outputs
-    from ..geo import haversine_m, weighted_centre
+    from ..geo import haversine_m, latlon_sd, weighted_centre, z2_error
     from ..predictors.registry import load_model
 
     p = load_model(model)
@@ -172,7 +172,7 @@ def eval_(
         raise DataError(f"{data}: every photo is in the model's gallery; nothing held out to evaluate")
     glat, glon = p.gallery["Latitude"].to_numpy(float), p.gallery["Longitude"].to_numpy(float)
     c = weighted_centre(glat, glon)
-    sd = (max(glat.std(), 1e-9), max(glon.std(), 1e-9))
+    sd = latlon_sd(glat, glon)
     rows, base = [], []
     from tqdm.auto import tqdm
 
@@ -184,12 +184,12 @@ def eval_(
         rows.append({"spec": p.spec, "image": ds.ids[i], "true_lat": t[0], "true_lon": t[1], "pred_lat": pr.latitude,
                      "pred_lon": pr.longitude, "error_m": float(haversine_m(*t, pr.latitude, pr.longitude)),
                      "radius_m": pr.radius_m, "confidence": pr.confidence, "recognised": pr.recognised,
-                     "z2": ((pr.latitude - t[0]) / sd[0]) ** 2 + ((pr.longitude - t[1]) / sd[1]) ** 2,
+                     "z2": z2_error(pr.latitude, pr.longitude, *t, sd),
                      "predict_ms": ms, "fraction": 1.0})
         base.append({"spec": "mean-coordinate (gallery centre)", "image": ds.ids[i], "true_lat": t[0], "true_lon": t[1],
                      "pred_lat": c[0], "pred_lon": c[1], "error_m": float(haversine_m(*t, *c)), "radius_m": np.nan,
                      "confidence": 0.0, "recognised": False,
-                     "z2": ((c[0] - t[0]) / sd[0]) ** 2 + ((c[1] - t[1]) / sd[1]) ** 2, "predict_ms": 0.0,
+                     "z2": z2_error(c[0], c[1], *t, sd), "predict_ms": 0.0,
                      "fraction": 1.0})
     preds = pd.DataFrame(base + rows)
     res = {s: metrics(g) for s, g in preds.groupby("spec", sort=False)}
