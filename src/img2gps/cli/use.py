@@ -12,8 +12,9 @@ from typing import List, Optional
 
 import typer
 
-from . import app
+from . import app, megapixels_option
 from ..errors import DataError, PhotoError
+from ..photos import MAX_PIXELS
 
 
 class Format(str, Enum):
@@ -110,6 +111,8 @@ def predict(
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="ONNX file for --runtime onnx (default: "
                                         "MODEL/encoder.onnx, else an export cached once in the user cache dir)."),
     tiles: bool = typer.Option(True, "--tiles/--no-tiles", help="Let the HTML map try to load map tiles (network)."),
+    max_megapixels: Optional[float] = typer.Option(None, "--max-megapixels", metavar="MP",
+                                                   help=f"Refuse photos larger than this [default: {MAX_PIXELS / 1e6:g}]."),
 ):
     """Locate photos: position, error radius, confidence and the gallery photos that support it.
 
@@ -124,7 +127,7 @@ def predict(
         typer.echo(f"skipped {a}: {why}", err=True)
     if not paths:
         raise DataError("no photos to locate")
-    m = Img2GPS.load(model, runtime=runtime.value, onnx_path=onnx)
+    m = Img2GPS.load(model, runtime=runtime.value, onnx_path=onnx, max_pixels=megapixels_option(max_megapixels))
     records, preds, failed = [], [], len(problems)
     bar = tqdm(paths, desc="locating", unit="photo", disable=len(paths) < 2, file=sys.stderr, leave=False)
     for p in bar:
@@ -162,7 +165,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 to open it to the network)."),
     port: int = typer.Option(8000, "--port", help="Port."),
     max_upload_mb: float = typer.Option(25.0, "--max-upload-mb", help="Largest accepted upload, MiB."),
-    max_megapixels: float = typer.Option(64.0, "--max-megapixels", help="Largest accepted image, megapixels."),
+    max_megapixels: Optional[float] = typer.Option(None, "--max-megapixels", metavar="MP",
+                                                   help=f"Refuse larger images with 413 [default: {MAX_PIXELS / 1e6:g}]."),
     tiles: bool = typer.Option(True, "--tiles/--no-tiles", help="Let the page try to load map tiles (needs a network)."),
     runtime: Runtime = typer.Option(Runtime.torch, "--runtime", help="Run the query encoder with torch or onnx."),
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="ONNX file for --runtime onnx."),
@@ -172,7 +176,7 @@ def serve(
 
     from ..server import UploadLimits, create_app
 
-    limits = UploadLimits(max_bytes=int(max_upload_mb * 2**20), max_pixels=int(max_megapixels * 1e6))
+    limits = UploadLimits(max_bytes=int(max_upload_mb * 2**20), max_pixels=megapixels_option(max_megapixels))
     application = create_app(model, limits=limits, tiles=tiles, runtime=runtime.value, onnx_path=onnx)
     typer.echo(f"img2gps: serving {application.state.model.spec} on http://{host}:{port}/  (API docs: /docs)", err=True)
     uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..errors import DataError, PhotoError
-from ..photos import PHOTO_SUFFIXES, open_image, read_bytes, read_meta
+from ..photos import MAX_PIXELS, PHOTO_SUFFIXES, open_image, read_bytes, read_meta
 from . import cleaning as cl
 from .outdir import atomic_dir, check_out
 from .report import write_reports
@@ -33,6 +33,7 @@ STEPS = ("bbox", "drift_dates", "singletons", "near_duplicates")  # applied in t
 class BuildConfig:
     max_side: int = 1200  # long side of the written JPEGs; 0 keeps the original size
     quality: int = 90
+    max_pixels: int = MAX_PIXELS  # larger photos are refused (photos.MAX_PIXELS: the one default limit)
     labels: Path | None = None  # CSV whose positions override EXIF
     bbox: str | None = None  # None = off; "auto" or "LAT_MIN,LON_MIN,LAT_MAX,LON_MAX"
     drop_singletons_m: float | None = None  # None = off; else radius that makes photos one "point"
@@ -156,7 +157,7 @@ def read_one(path: Path, rel: str, name: str, labels: LabelOverride | None, cfg:
              images_dir: Path) -> Item:
     """One photo -> Item, writing its JPEG; PhotoError with a one-line reason when it cannot be used."""
     data = read_bytes(path)
-    meta = read_meta(data)
+    meta = read_meta(data, max_pixels=cfg.max_pixels)
     row, bad = labels.lookup(rel) if labels else (None, None)
     if bad:
         raise PhotoError(rel, bad)
@@ -167,7 +168,7 @@ def read_one(path: Path, rel: str, name: str, labels: LabelOverride | None, cfg:
     else:
         extra = " and not in the --labels CSV" if labels else ""
         raise PhotoError(rel, f"{meta.gps_problem or 'no GPS position'}{extra}")
-    im = open_image(data, max_side=cfg.max_side or None)  # JPEGs decode at a reduced DCT scale: fast on 12 MP
+    im = open_image(data, max_side=cfg.max_side or None, max_pixels=cfg.max_pixels)  # JPEGs decode at a reduced DCT scale: fast on 12 MP
     im.save(images_dir / name, "JPEG", quality=cfg.quality)
     return Item(source=rel, image=name, latitude=lat, longitude=lon, label_source=source,
                 time=meta.time or (_text(row.get("time")) if row else None),
