@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,9 +50,21 @@ class PhotoMeta:
         return self.latitude is not None and self.longitude is not None
 
 
+def readable_name(name: str) -> str:
+    """A file name as text that can be written to CSV/JSON. Names that are not UTF-8 on disk (old cameras, zip
+    files from Windows) arrive with undecodable bytes as surrogates; they are read as Windows-1252 instead."""
+    raw = os.fsencode(str(name))
+    for enc in ("utf-8", "cp1252"):
+        try:
+            return raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1")
+
+
 def describe(src: ImageInput) -> str:
     if isinstance(src, (str, Path)):
-        return str(src)
+        return readable_name(str(src))
     if isinstance(src, bytes):
         return f"<{len(src)} bytes>"
     if isinstance(src, np.ndarray):
@@ -130,7 +143,7 @@ def _open_pil(data: bytes, name: str, max_side: int | None = None, decode: bool 
         with library_warnings_to(reasons):
             im = Image.open(io.BytesIO(data))
             check_pixels(im.width, im.height, name, max_pixels)
-            if max_side and im.format == "JPEG":
+            if max_side and im.format in ("JPEG", "MPO"):  # MPO: a phone's multi-picture JPEG
                 im.draft("RGB", (max_side, max_side))
             if decode:
                 im.load()
@@ -220,7 +233,9 @@ def _dms(value, ref, pos: str, neg: str, limit: float) -> float:
         raise ValueError("zero denominator or non-numeric value")
     ref = (ref.decode(errors="ignore") if isinstance(ref, bytes) else str(ref or "")).strip("\x00 ").upper()
     if ref not in (pos, neg):
-        raise ValueError(f"missing or invalid reference {ref!r}")
+        what = "latitude" if pos == "N" else "longitude"
+        raise ValueError(f"{what} reference {pos}/{neg} missing" if not ref else
+                         f"{what} reference {ref!r} is not {pos} or {neg}")
     if ref == neg:
         deg = -deg
     if abs(deg) > limit:
@@ -286,8 +301,8 @@ def _read_exif(im: Image.Image, reasons: list[str]) -> PhotoMeta:
         # a GPS pointer that leads nowhere, or a block Pillow could only read in part
         meta.gps_problem = "EXIF GPS block is corrupt"
         return meta
-    if not gps:
-        meta.gps_problem = "no GPS position in EXIF"
+    if not gps or (gps.get(2) is None and gps.get(4) is None):
+        meta.gps_problem = "no GPS position in EXIF" + (" (its GPS block holds no latitude/longitude)" if gps else "")
         return meta
     try:
         lat = _dms(gps.get(2), gps.get(1), "N", "S", 90.0)

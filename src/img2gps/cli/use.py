@@ -62,22 +62,33 @@ def expand_photos(args: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
 def _record(photo: str, pred) -> dict:
     from ..api import exif_distance_m
 
-    d = {"photo": photo}
+    from ..photos import readable_name
+
+    d = {"photo": readable_name(photo)}
     d.update(pred.to_dict())
     d["exif_distance_m"] = exif_distance_m(pred)
     return d
 
 
 def _text(rec: dict) -> str:
+    """One prediction as text: the answer, whether it was recognised (in words), then the supporting gallery
+    photos best first, each score labelled with what it is (inliers of a verified match, else cosine similarity)."""
     lines = [rec["photo"]]
-    flag = "  recognised" if rec["recognised"] else ""
+    status = ("recognised: verified against gallery photos" if rec["recognised"]
+              else "not recognised: a wide estimate")
     lines.append(f"  prediction  {rec['latitude']:.6f}, {rec['longitude']:.6f}   radius {rec['radius_m']:.0f} m   "
-                 f"confidence {rec['confidence']:.2f}   {rec['method']}{flag}")
+                 f"confidence {rec['confidence']:.2f}   {rec['method']}")
+    lines.append(f"  {status}")
     if rec["photo_exif_position"]:
         la, lo = rec["photo_exif_position"]
         lines.append(f"  photo EXIF  {la:.6f}, {lo:.6f}   {rec['exif_distance_m']:.0f} m from the prediction")
-    for i, n in enumerate(rec["neighbours"], 1):
-        lines.append(f"  {i:>2}. {n['latitude']:.6f}, {n['longitude']:.6f}  score {n['score']:.3f}  {n['image_id']}")
+    neighbours = sorted(rec["neighbours"], key=lambda n: -n["score"])
+    if neighbours:
+        lines.append("  supporting gallery photos (" + ("inliers of the verified match" if rec["recognised"]
+                                                        else "cosine similarity of the embeddings") + "):")
+    for i, n in enumerate(neighbours, 1):
+        score = (f"inliers {n['score']:.0f}" if rec["recognised"] else f"cosine similarity {n['score']:.3f}")
+        lines.append(f"  {i:>2}. {n['latitude']:.6f}, {n['longitude']:.6f}  {score}  {n['image_id']}")
     return "\n".join(lines)
 
 

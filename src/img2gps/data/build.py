@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..errors import DataError, PhotoError
-from ..photos import MAX_PIXELS, PHOTO_SUFFIXES, open_image, read_bytes, read_meta
+from ..photos import MAX_PIXELS, PHOTO_SUFFIXES, open_image, read_bytes, read_meta, readable_name
 from . import cleaning as cl
 from .outdir import atomic_dir, check_out
 from .labelcheck import LabelCheckConfig, LabelRow, check_labels, refuse_if_mostly_swapped
@@ -272,7 +272,7 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
     photos, ignored = find_photos(src)
     if not photos:
         raise DataError(f"{src}: no photos found (looked recursively for {', '.join(sorted(PHOTO_SUFFIXES))})")
-    rels = [p.relative_to(src).as_posix() for p in photos]
+    rels = [readable_name(p.relative_to(src).as_posix()) for p in photos]
     names = output_names(rels)
 
     with atomic_dir(out) as tmp:

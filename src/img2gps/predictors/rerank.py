@@ -280,7 +280,7 @@ class RerankPredictor(BasePredictor):
             pos, spread, support = res
             r = self.rec_radius.radius(spread)
             conf = self.rec_radius.confidence(r)
-            neigh = [Neighbour(*self._row(j), float(checked[j])) for j in support]
+            neigh = [Neighbour(*self._row(j), float(checked[j])) for j in sorted(support, key=lambda j: -checked[j])]
             others = sorted((j for j in checked if checked[j] >= c.min_inliers and j not in support),
                             key=lambda j: -checked[j])
             neigh += [Neighbour(*self._row(j), float(checked[j])) for j in others]
