@@ -43,7 +43,9 @@ def expand_photos(args: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     for a in args:
         p = Path(a)
         if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in PHOTO_SUFFIXES)
+            # a broken link named like a photo is kept, so that it is reported rather than silently lost
+            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in PHOTO_SUFFIXES
+                           and (f.is_file() or (f.is_symlink() and not f.exists())))
             if not found:
                 problems.append((a, "folder has no photos (" + ", ".join(sorted(PHOTO_SUFFIXES)) + ")"))
             for f in found:
