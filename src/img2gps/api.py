@@ -104,8 +104,12 @@ class Img2GPS:
         self.predict(np.full((32, 32, 3), 128, np.uint8), top_k=1)
 
     # -- prediction ------------------------------------------------------------------------------------------
-    def predict(self, image: ImageInput, top_k: int = 5) -> Prediction:
-        """One photo (path, bytes, PIL image or HxWx3 uint8 array) -> Prediction."""
+    def predict(self, image: ImageInput, top_k: int = 5, max_pixels: int | None = None) -> Prediction:
+        """One photo (path, bytes, PIL image or HxWx3 uint8 array) -> Prediction.
+
+        A file or bytes with more than max_pixels (default: this object's max_pixels) raise errors.ImageTooLarge;
+        other unusable photos raise PhotoError, both with a one-line reason naming the photo."""
+        max_pixels = self.max_pixels if max_pixels is None else int(max_pixels)
         if not isinstance(top_k, (int, np.integer)) or top_k < 1:
             raise ModelError(f"top_k must be a positive integer, not {top_k!r}")
         name = describe(image)
@@ -117,13 +121,13 @@ class Img2GPS:
         try:
             # decoded here, under this object's pixel limit; the predictor gets bare pixels (no EXIF)
             pixels = open_image(data, max_side=getattr(self.predictor, "query_max_side", None),
-                                max_pixels=self.max_pixels) if isinstance(data, bytes) else data
+                                max_pixels=max_pixels) if isinstance(data, bytes) else data
             with self._lock:  # one query at a time: 2 cores gain nothing from parallel embeddings
                 pred = self.predictor.predict([pixels], top_k=int(top_k))[0]
         except PhotoError as e:
             raise type(e)(name, e.problem) from None  # name the file, not "<12345 bytes>"
         if isinstance(data, bytes):
-            pred.photo_exif_position = exif_position(data, self.max_pixels)
+            pred.photo_exif_position = exif_position(data, max_pixels)
         return pred
 
     def predict_many(self, images: Sequence[ImageInput], top_k: int = 5) -> list[Prediction]:

@@ -30,6 +30,7 @@ PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp", ".tif", ".
 # photo. Pillow's own decompression-bomb guard (a warning above ~89 MP) is silenced so it cannot refuse first.
 MAX_PIXELS = 120_000_000
 MAX_BYTES = 60 * 1024 * 1024
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif"}
 
 _GPS_IFD = 0x8825
 _EXIF_IFD = 0x8769
@@ -153,6 +154,8 @@ def _open_pil(data: bytes, name: str, max_side: int | None = None, decode: bool 
         raise ImageTooLarge(name, f"image too large (more than {pillow_hard_limit() / 1e6:.0f} MP; "
                                   f"limit {max_pixels / 1e6:.0f} MP)") from None
     except UnidentifiedImageError:
+        if pillow_heif is None and data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+            raise PhotoError(name, "HEIC/HEIF photo, but pillow-heif is not installed (pip install pillow-heif)") from None
         raise PhotoError(name, "unknown or unsupported image format") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise PhotoError(name, f"corrupt or truncated image ({' '.join(str(e).split())})") from None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
@@ -100,7 +101,6 @@ def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None 
     if warmup:
         model.warmup()  # encoder weights load now, not on the first upload
     limits = limits or UploadLimits()
-    model.max_pixels = limits.max_pixels  # one limit for the header check and the decode
     gallery_ids = set(model.gallery["image"].astype(str))
 
     app = FastAPI(title="img2gps", version=__version__, docs_url=None, redoc_url=None,
@@ -194,7 +194,7 @@ def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None 
         t0 = time.perf_counter()
         try:
             check_pixels(w, h, name, limits.max_pixels)
-            pred = model.predict(data, top_k=top_k)
+            pred = model.predict(data, top_k=top_k, max_pixels=limits.max_pixels)  # one limit, header and decode
         except ImageTooLarge as e:
             raise HTTPException(413, f"{name}: {e.problem}") from None
         except PhotoError as e:
@@ -206,6 +206,19 @@ def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None 
         out.update(photo=name, exif_distance_m=exif_distance_m(pred),
                    elapsed_ms=round((time.perf_counter() - t0) * 1000, 1))
         return out
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError):
+        """Every 4xx answer is {"detail": one line}; a missing or misnamed upload field names the field `file`."""
+        parts = []
+        for e in exc.errors():
+            loc = [str(x) for x in e.get("loc", ()) if x not in ("body", "query")]
+            field = ".".join(loc) or "request"
+            if field == "file" and e.get("type") == "missing":
+                parts.append("missing form field 'file': send the photo as multipart/form-data field named file")
+            else:
+                parts.append(f"{field}: {e.get('msg', 'invalid')}")
+        return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
 
     @app.exception_handler(PhotoError)
     async def photo_error(request: Request, exc: PhotoError):
