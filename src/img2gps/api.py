@@ -18,8 +18,9 @@ from PIL import Image
 
 from .errors import ModelError, PhotoError
 from .geo import haversine_m
+from .modeldir import read_manifest, thumb_name
 from .photos import MAX_PIXELS, ImageInput, describe, open_image, read_bytes, read_meta
-from .predictors.base import Prediction, read_manifest, thumb_name
+from .predictors.base import Prediction
 from .predictors.registry import load_model
 
 RUNTIMES = ("torch", "onnx")

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..calibration import RadiusModel
+from ..localization.calibration import RadiusModel
 from ..geo import LocalFrame, weighted_centre
 from .base import BasePredictor, Prediction
 

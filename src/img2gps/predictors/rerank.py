@@ -23,15 +23,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..calibration import RadiusModel
-from ..consensus import consensus
+from ..localization.calibration import RadiusModel
+from ..localization.consensus import consensus
 from ..errors import ModelError
-from ..features.backbones import ENCODERS
-from ..features.local import (FeatureConfig, Keypoints, PairCache, VerifyConfig, extract, extract_dataset,
+from ..retrieval.encoders import ENCODERS
+from ..verification.local import (FeatureConfig, Keypoints, PairCache, VerifyConfig, extract, extract_dataset,
                               fundamental_inliers, mutual_matches)
-from ..features.vlad import VladCodebook
+from ..retrieval.vlad import VladCodebook
 from ..geo import pairwise_m, weighted_median_en
-from ..retrieval import aggregate
+from ..retrieval.database import aggregate
 from .base import BasePredictor, Neighbour, Prediction
 from .knn import KNNConfig, KNNPredictor
 
@@ -134,6 +134,17 @@ def resolve(checked: dict[int, int], gallery_en: np.ndarray,
     return c.en, c.spread_m, [int(j) for j in support]
 
 
+@dataclass
+class Located:
+    """One query's answer in the gallery's metric frame (what calibration and prediction both consume)."""
+    recognised: bool
+    pos: np.ndarray  # (2,) east/north metres
+    spread: float  # metres, input to the radius model
+    idx: np.ndarray  # supporting gallery indices (verified, best first) or the fallback's neighbours
+    sims: np.ndarray  # their scores (inliers when recognised)
+    checked: dict[int, int]  # every verified candidate -> inliers
+
+
 class RerankPredictor(BasePredictor):
     name = "rerank"
     Config = RerankConfig
@@ -219,7 +230,7 @@ class RerankPredictor(BasePredictor):
         pairs = PairCache(self.fcfg, self.vcfg)
         g_all = self.knn.index.vectors @ self.knn.index.vectors.T
         v_all = self.vlad_vecs @ self.vlad_vecs.T if self.vlad_vecs is not None else None
-        knn_s, knn_i = self.knn.index.search_excluding_self(c.k)
+        knn_s, knn_i = self.knn.index.search_excluding(c.k)
         rec_e, rec_u, unrec_e, unrec_u = [], [], [], []
         def held_out(q: int) -> tuple[bool, float, float]:
             def verify(j: int) -> int:
@@ -229,16 +240,14 @@ class RerankPredictor(BasePredictor):
                     pairs.put(keys[q], keys[j], got)
                 return got
 
+            def knn_fallback():
+                pos, spread = aggregate(self.en[knn_i[q]], knn_s[q], self.knn.config.agg)
+                return pos, spread, knn_i[q], knn_s[q]
+
             score = self._scores(g_all[q], None if v_all is None else v_all[q])
             score[q] = -np.inf
-            res = resolve(verify_candidates(np.argsort(-score), verify, self.near, c, skip=q), self.en, c)
-            if res is not None:
-                return True, float(np.linalg.norm(res[0] - self.en[q])), res[1]
-            if c.fallback == "knn":
-                pos, spread = aggregate(self.en[knn_i[q]], knn_s[q], self.knn.config.agg)
-            else:
-                pos, spread, _ = shortlist_median(score, self.en, c.fallback_k, c.fallback_t)
-            return False, float(np.linalg.norm(pos - self.en[q])), spread
+            loc = self._locate(score, g_all[q], verify, knn_fallback, skip=q)
+            return loc.recognised, float(np.linalg.norm(loc.pos - self.en[q])), loc.spread
 
         # Held-out photos are independent: two threads use both cores (numpy and OpenCV release the GIL while
         # each keeps one BLAS thread); map keeps the order, so the result does not depend on timing.
@@ -262,39 +271,68 @@ class RerankPredictor(BasePredictor):
         return fundamental_inliers(kq.xy[m[:, 0]], self.kps[j].xy[m[:, 1]], self.vcfg) if len(m) >= 8 else 0
 
     # -- predict ------------------------------------------------------------------------------------------
-    def _predict_one(self, image, top_k: int) -> Prediction:
+    def _predict_ranked_one(self, image, top_k: int, n: int):
         with single_threaded():
-            return self._predict_single(image, top_k)
+            return self._predict_single(image, top_k, n)
 
-    def _predict_single(self, image, top_k: int) -> Prediction:
+    def _locate(self, score: np.ndarray, g_sims: np.ndarray, verify: Callable[[int], int],
+                knn_fallback: Callable[[], tuple], skip: int | None = None) -> Located:
+        """The query procedure shared by calibration (held-out gallery photo) and prediction.
+
+        score: (N,) shortlist score over the gallery; g_sims: (N,) global similarities (fallback neighbour
+        scores); verify(j) -> inliers with gallery photo j; knn_fallback() -> (pos, spread, idx, sims).
+        """
         c = self.config
-        q = self.knn._embed_query(image)  # the encoder shrinks it exactly as it shrank the gallery photos
-        kq = extract(image, self.fcfg)
-        dq = kq.unit_desc(True)
-        g_sims = (self.knn.index.vectors @ (q.ravel() / max(float(np.linalg.norm(q)), 1e-12))).astype(float)
-        v_sims = self.vlad_vecs @ self.codebook.encode(dq) if self.vlad_vecs is not None else None
-        score = self._scores(g_sims, v_sims)
-        checked = verify_candidates(np.argsort(-score), lambda j: self._verify(kq, dq, j), self.near, c)
+        checked = verify_candidates(np.argsort(-score), verify, self.near, c, skip=skip)
         res = resolve(checked, self.en, c)
         if res is not None:
             pos, spread, support = res
-            r = self.rec_radius.radius(spread)
-            conf = self.rec_radius.confidence(r)
-            neigh = [Neighbour(*self._row(j), float(checked[j])) for j in sorted(support, key=lambda j: -checked[j])]
-            others = sorted((j for j in checked if checked[j] >= c.min_inliers and j not in support),
-                            key=lambda j: -checked[j])
-            neigh += [Neighbour(*self._row(j), float(checked[j])) for j in others]
-            lat, lon = self.knn.frame.to_latlon(pos)
-            return Prediction(float(lat), float(lon), r, conf, True, self.spec, neigh[:top_k])
+            return Located(True, pos, spread, np.array(support, int),
+                           np.array([checked[j] for j in support], float), checked)
         if c.fallback == "knn":
-            pos, spread, idx, sims = self.knn.locate(q, top_k)
+            pos, spread, idx, sims = knn_fallback()
         else:
             pos, spread, idx = shortlist_median(score, self.en, c.fallback_k, c.fallback_t)
             sims = g_sims[idx]
-        r = self.unrec_radius.radius(spread)
-        lat, lon = self.knn.frame.to_latlon(pos)
-        return Prediction(float(lat), float(lon), r, self.unrec_radius.confidence(r), False, self.spec,
-                          self.neighbours(idx, sims, top_k))
+        return Located(False, pos, spread, idx, sims, checked)
+
+    @property
+    def query_encoder(self):
+        """The frozen global encoder of the shortlist (read by ONNX export); see KNNPredictor.query_encoder."""
+        return self.knn.query_encoder if self.knn is not None else None
+
+    def use_query_encoder(self, encoder) -> None:
+        """Embed queries with another runtime of the same network (e.g. export.OnnxEncoder)."""
+        self.knn.use_query_encoder(encoder)
+
+    def _predict_single(self, image, top_k: int, n: int = 0) -> tuple[Prediction, np.ndarray]:
+        c = self.config
+        q = self.knn.embed([image])  # the encoder shrinks it exactly as it shrank the gallery photos
+        kq = extract(image, self.fcfg)
+        dq = kq.unit_desc(True)
+        g_sims = self.knn.index.similarities(q)
+        v_sims = self.vlad_vecs @ self.codebook.encode(dq) if self.vlad_vecs is not None else None
+        score = self._scores(g_sims, v_sims)
+
+        def knn_fallback():
+            return self.knn.locate(q, top_k)
+
+        loc = self._locate(score, g_sims, lambda j: self._verify(kq, dq, j), knn_fallback)
+        ranked = np.argsort(-score)[:n]  # the retrieval stage's order, before verification
+        lat, lon = self.knn.frame.to_latlon(loc.pos)
+        if loc.recognised:
+            checked = loc.checked
+            r = self.rec_radius.radius(loc.spread)
+            conf = self.rec_radius.confidence(r)
+            support = [int(j) for j in loc.idx]
+            neigh = [Neighbour(*self._row(j), float(checked[j])) for j in support]
+            others = sorted((j for j in checked if checked[j] >= c.min_inliers and j not in support),
+                            key=lambda j: -checked[j])
+            neigh += [Neighbour(*self._row(j), float(checked[j])) for j in others]
+            return Prediction(float(lat), float(lon), r, conf, True, self.spec, neigh[:top_k]), ranked
+        r = self.unrec_radius.radius(loc.spread)
+        return (Prediction(float(lat), float(lon), r, self.unrec_radius.confidence(r), False, self.spec,
+                           self.neighbours(loc.idx, loc.sims, top_k)), ranked)
 
     def _row(self, j: int) -> tuple[str, float, float]:
         g = self.gallery
