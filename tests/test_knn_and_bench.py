@@ -10,6 +10,7 @@ from img2gps.predictors import load_model, make_predictor
 from img2gps.predictors.base import parse_spec
 from img2gps.errors import ModelError
 from synth import scene, view, write_jpeg
+from synth import assert_same_prediction
 
 
 def test_spec_parsing_and_validation():
@@ -51,7 +52,8 @@ def test_query_exif_gps_never_changes_the_prediction(gallery_dir, tmp_path):
     true_gps = write_jpeg(tmp_path / "true.jpg", im, ds.lat[0], ds.lon[0])
     fake_gps = write_jpeg(tmp_path / "fake.jpg", im, -10.0, 100.0)
     a, b, c = p.predict([plain, true_gps, fake_gps])
-    assert (a.latitude, a.longitude) == (b.latitude, b.longitude) == (c.latitude, c.longitude)
+    assert_same_prediction(a, b, abs_tol=0.0)
+    assert_same_prediction(a, c, abs_tol=0.0)
 
 
 def test_bench_json_fields_and_baseline(gallery_dir):

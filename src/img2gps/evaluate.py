@@ -181,9 +181,12 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
             by_fraction.setdefault(f"{frac:g}", {"results": {}})["results"][spec] = m
             by_fraction[f"{frac:g}"]["gallery_n_mean"] = float(np.mean(list(gallery_n[frac].values())))
     bar.close()
+    out["results_fraction"] = 1.0
     if fractions:
         out["by_fraction"] = by_fraction
         if not out["results"]:
+            # no silent fallback: the headline results are those of the largest fraction, and the JSON says so
+            out["results_fraction"] = max(fracs)
             out["results"] = by_fraction[f"{max(fracs):g}"]["results"]
     preds = pd.concat(all_rows, ignore_index=True) if all_rows else pd.DataFrame()
     return out, preds
@@ -235,8 +238,11 @@ def write_outputs(json_path, result: dict, preds: pd.DataFrame, plots: bool = Tr
     import os
     from pathlib import Path
 
+    from .provenance import code_revision
+
     json_path = Path(json_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
+    result = {**result, "code": result.get("code") or code_revision()}  # git revision + dirty flag
     stem = json_path.with_suffix("")
     written = []
     tmp = json_path.with_suffix(".json.tmp")

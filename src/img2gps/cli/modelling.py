@@ -123,6 +123,9 @@ def bench(
     result, preds = run_bench(ds, protocol, specs, fractions=fr)
     result["command"] = "img2gps bench " + " ".join(_quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
     con = Console()
+    if fr and result["results_fraction"] != 1.0:
+        typer.echo(f"note: --fractions has no 1.0, so the headline results are those of fraction "
+                   f"{result['results_fraction']:g} (recorded as results_fraction in the JSON)", err=True)
     if fr:
         for f, block in result["by_fraction"].items():
             con.print(results_table(block["results"], f"{ds.name} — {protocol} — gallery fraction {f}"))
