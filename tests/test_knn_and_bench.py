@@ -102,3 +102,21 @@ def test_learning_curve_fractions(gallery_dir):
     res, preds = run_bench(ds, "kfold:3", [], fractions=[0.5, 1.0], progress=False)
     assert set(res["by_fraction"]) == {"0.5", "1"}
     assert set(preds.fraction) == {0.5, 1.0}
+
+
+def test_bench_json_records_its_code_revision_and_fraction(gallery_dir, tmp_path):
+    import json
+    import re
+
+    from img2gps.evaluate import write_outputs
+
+    ds = load_dataset(gallery_dir)
+    res, preds = run_bench(ds, "kfold:2", ["mean-coordinate"], fractions=[0.5], progress=False)
+    assert res["results_fraction"] == 0.5  # no silent fallback: the JSON says which fraction the headline is
+    write_outputs(tmp_path / "r.json", res, preds, plots=False)
+    code = json.loads((tmp_path / "r.json").read_text())["code"]
+    assert set(code) == {"version", "git_revision", "git_dirty"}
+    if code["git_revision"] is not None:  # a git checkout (as in CI): 40 hex digits and a boolean dirty flag
+        assert re.fullmatch(r"[0-9a-f]{40}", code["git_revision"]) and isinstance(code["git_dirty"], bool)
+    full, _ = run_bench(ds, "kfold:2", ["mean-coordinate"], progress=False)
+    assert full["results_fraction"] == 1.0
