@@ -34,7 +34,7 @@ def error_lines_map(out: Path, true_lat, true_lon, pred_lat, pred_lon, title: st
         for (x, y), r in zip(p, np.asarray(radius_m, float)):
             ax.add_patch(Circle((x, y), r, fill=True, facecolor="#d62728", alpha=0.06, edgecolor="#d62728", lw=0.8,
                                 zorder=1.5))
-        ax.plot([], [], c="#d62728", lw=0.8, alpha=0.5, label="error radius (~80% hold)")
+
     for (x0, y0), (x1, y1) in zip(t, p):
         ax.plot([x0, x1], [y0, y1], c="#d62728", lw=0.8, alpha=0.6, zorder=2)
     ax.plot([], [], c="#d62728", lw=0.8, alpha=0.6, label="truth -> prediction")
@@ -47,9 +47,15 @@ def error_lines_map(out: Path, true_lat, true_lon, pred_lat, pred_lon, title: st
     ax.set_aspect("equal", adjustable="datalim")
     ax.autoscale_view()
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    handles, labels = ax.get_legend_handles_labels()
+    if radius_m is not None:
+        from matplotlib.patches import Patch
+
+        handles.append(Patch(facecolor="#d62728", alpha=0.15, edgecolor="#d62728"))
+        labels.append("error radius (~80% hold)")
+    ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
-    fig.savefig(out)
+    fig.savefig(out, bbox_inches="tight")
     plt.close(fig)
     return Path(out)
 
