@@ -69,7 +69,18 @@ def _record(photo: str, pred) -> dict:
     d = {"photo": readable_name(photo)}
     d.update(pred.to_dict())
     d["exif_distance_m"] = exif_distance_m(pred)
+    d["exif_problem"] = None if pred.photo_exif_position else _exif_problem(photo)
     return d
+
+
+def _exif_problem(photo: str) -> str | None:
+    """Why the photo shows no EXIF position (display only, e.g. "EXIF GPS block is corrupt")."""
+    from ..photos import read_meta
+
+    try:
+        return read_meta(photo).gps_problem
+    except PhotoError as e:
+        return e.problem
 
 
 def _text(rec: dict) -> str:
@@ -84,6 +95,8 @@ def _text(rec: dict) -> str:
     if rec["photo_exif_position"]:
         la, lo = rec["photo_exif_position"]
         lines.append(f"  photo EXIF  {la:.6f}, {lo:.6f}   {rec['exif_distance_m']:.0f} m from the prediction")
+    elif rec.get("exif_problem"):
+        lines.append(f"  photo EXIF  no position ({rec['exif_problem']})")
     neighbours = sorted(rec["neighbours"], key=lambda n: -n["score"])
     if neighbours:
         lines.append("  supporting gallery photos (" + ("inliers of the verified match" if rec["recognised"]
