@@ -22,6 +22,7 @@ class KNNConfig:
     agg: str = "mean"  # mean (the paper's weighted mean) | softmax | median
     coverage: float = 0.8
     regression_spec: str = "regression"  # used when embed=regression
+    calib: int = 2000  # at most this many gallery photos (seeded sample) are held out for radius calibration
 
 
 class KNNPredictor(BasePredictor):
@@ -30,8 +31,8 @@ class KNNPredictor(BasePredictor):
 
     def __init__(self, config=None, spec=None):
         super().__init__(config, spec)
-        if self.config.k < 1:
-            raise ModelError(f"{self.spec}: k must be >= 1")
+        if self.config.k < 1 or self.config.calib < 1:
+            raise ModelError(f"{self.spec}: k and calib must be >= 1")
         if self.config.agg not in ("mean", "softmax", "median"):
             raise ModelError(f"{self.spec}: agg must be mean, softmax or median")
         if self.config.embed != "regression" and self.config.embed not in ENCODERS:
@@ -89,11 +90,13 @@ class KNNPredictor(BasePredictor):
         if n < 3:
             self.radius_model = RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0)
             return
-        sims, idx = self.index.search_excluding(self.config.k)
+        rows = np.arange(n) if n <= self.config.calib else np.sort(
+            np.random.default_rng(0).choice(n, self.config.calib, replace=False))  # bounded, not quadratic
+        sims, idx = self.index.search_excluding(self.config.k, rows)
         errs, spreads = [], []
-        for r in range(n):
+        for r, g in enumerate(rows):
             c, s = aggregate(self.en[idx[r]], sims[r], self.config.agg)
-            errs.append(np.linalg.norm(c - self.en[r]))
+            errs.append(np.linalg.norm(c - self.en[g]))
             spreads.append(s)
         centre_err = np.linalg.norm(self.en - self.en.mean(0), axis=1)
         area = float(np.quantile(centre_err, self.config.coverage))

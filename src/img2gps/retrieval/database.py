@@ -52,12 +52,14 @@ class CosineIndex:
         sims, idx = self.index.search(l2_normalise(queries), k)
         return sims, idx
 
-    def search_excluding(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each stored vector's k nearest *other* stored vectors (leave-one-out calibration): (N, k) sims, idx."""
-        sims, idx = self.search(self.vectors, min(k + 1, len(self)))
+    def search_excluding(self, k: int, rows=None) -> tuple[np.ndarray, np.ndarray]:
+        """Stored vectors' k nearest *other* stored vectors (leave-one-out calibration): (R, k) sims, idx for
+        `rows` (gallery indices; default all N, in order)."""
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows, np.int64)
+        sims, idx = self.search(self.vectors[rows], min(k + 1, len(self)))
         out_s, out_i = [], []
-        for r in range(len(idx)):
-            keep = idx[r] != r
+        for r, g in enumerate(rows):
+            keep = idx[r] != g
             out_s.append(sims[r][keep][:k])
             out_i.append(idx[r][keep][:k])
         return np.array(out_s), np.array(out_i)
@@ -73,6 +75,53 @@ class CosineIndex:
     def load(cls, d: Path) -> "CosineIndex":
         """Rebuild from d/embeddings.npy (exact index: rebuilding is as fast as reading index.faiss)."""
         return cls(np.load(d / "embeddings.npy"))
+
+
+def pair_stats(v: np.ndarray, max_rows: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Mean and standard deviation (+1e-6) of dot products between distinct rows of (N, D) v.
+
+    Exact over all N(N-1) ordered pairs when N <= max_rows; otherwise over a seeded max_rows x max_rows sample
+    of row pairs (diagonal pairs dropped), so the cost is bounded, not quadratic in N.
+    """
+    n = len(v)
+    if n < 2:
+        return 0.0, 1.0
+    if n <= max_rows:
+        s = v @ v.T
+        off = s[~np.eye(n, dtype=bool)]
+    else:
+        rng = np.random.default_rng(seed)
+        a = rng.choice(n, max_rows, replace=False)
+        b = rng.choice(n, max_rows, replace=False)
+        s = v[a] @ v[b].T
+        off = s[a[:, None] != b[None, :]]
+    return float(off.mean()), float(off.std() + 1e-6)
+
+
+def neighbours_within(en: np.ndarray, radius_m: float, max_n: int) -> list[list[int]]:
+    """For each (N, 2) east/north point, up to max_n *other* points within radius_m metres (inclusive),
+    nearest first. A faiss range search: memory linear in N (no N x N matrix)."""
+    import faiss
+
+    en = np.asarray(en, np.float64)
+    n = len(en)
+    if n == 0 or max_n < 1 or radius_m < 0:
+        return [[] for _ in range(n)]
+    centre = en.mean(0)
+    x = np.ascontiguousarray(en - centre, np.float32)
+    index = faiss.IndexFlatL2(2)
+    index.add(x)
+    # a little slack for float32 rounding; candidates are re-checked in float64 below
+    lims, _, ids = index.range_search(x, float((radius_m + 1e-3) ** 2 + 1e-6))
+    out = []
+    for i in range(n):
+        cand = ids[lims[i]:lims[i + 1]]
+        cand = cand[cand != i]
+        d = np.linalg.norm(en[cand] - en[i], axis=1)
+        keep = d <= radius_m
+        cand, d = cand[keep], d[keep]
+        out.append([int(j) for j in cand[np.argsort(d, kind="stable")][:max_n]])
+    return out
 
 
 def aggregate(en: np.ndarray, sims: np.ndarray, how: str = "mean", temperature: float = 0.05) -> tuple[np.ndarray, float]:
