@@ -90,3 +90,52 @@ def test_streaming_codebook_equals_the_in_memory_one():
         assert np.array_equal(a.centroids, b.centroids)
         assert 1 not in reads  # an empty photo is never read
     assert len(pool) == 1050
+
+
+def _clustered(n, dim=64, seed=5):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(max(n // 20, 2), dim))
+    v = centres[rng.integers(0, len(centres), n)] + 0.3 * rng.normal(size=(n, dim))
+    return v.astype(np.float32)
+
+
+def test_index_factory_by_size_and_approximate_recall(tmp_path, monkeypatch):
+    from img2gps.retrieval import database
+    from img2gps.retrieval.database import CosineIndex, resolve_kind
+
+    assert resolve_kind("auto", 100_000) == "flat" and resolve_kind("auto", 100_001) == "ivfpq"
+    with pytest.raises(ValueError, match="unknown index kind"):
+        resolve_kind("lsh", 10)
+    v = _clustered(3000)
+    exact = CosineIndex(v, "flat")
+    assert exact.kind == "flat" and exact.recall_vs_exact() == 1.0
+    monkeypatch.setattr(database, "EXACT_MAX", 1000)  # a small gallery standing in for a large one
+    auto = CosineIndex(v)
+    assert auto.kind == "ivfpq"
+    for index in (auto, CosineIndex(v, "hnsw")):
+        r = index.recall_vs_exact(10, sample=100)
+        assert 0.8 <= r <= 1.0, (index.kind, r)
+        s, i = index.search(v[:5], 10)
+        es, ei = exact.search(v[:5], 10)
+        assert (i[:, 0] == ei[:, 0]).all() and np.allclose(s[:, 0], es[:, 0], atol=1e-5)  # own vector first, exact cosine
+        index.save(tmp_path)
+        again = CosineIndex.load(tmp_path, index.kind)
+        assert again.kind == index.kind and np.array_equal(again.search(v[:5], 10)[1], i)
+
+
+def test_knn_spec_index_option_reaches_the_model(gallery_dir, tmp_path):
+    import json
+
+    from img2gps.data import load_dataset
+    from img2gps.errors import ModelError
+    from img2gps.predictors import load_model, make_predictor
+
+    with pytest.raises(ModelError, match="index must be one of"):
+        make_predictor("knn:index=lsh")
+    p = make_predictor("knn:k=1:index=hnsw")
+    p.fit(load_dataset(gallery_dir))
+    rep = p.fit_report()["index"]
+    assert rep["kind"] == "hnsw" and 0.0 <= rep["recall_at_10_vs_exact"] <= 1.0
+    p.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["state"]["index"]["kind"] == "hnsw"
+    assert load_model(tmp_path / "m").index.kind == "hnsw"

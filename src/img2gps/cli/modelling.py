@@ -77,6 +77,10 @@ def fit(
     predictor.metrics = dict(predictor.metrics, fit_s=round(fit_s, 2), excluded=len(names))
     predictor.save(out)
     typer.echo(f"fitted {spec} on {len(ds)} photos in {fit_s:.1f} s -> {out}")
+    index = predictor.fit_report().get("index")
+    if index:
+        typer.echo(f"retrieval index: {index['kind']} over {index['n']} vectors, recall@10 vs exact search "
+                   f"{index['recall_at_10_vs_exact']:.3f} (sampled)")
 
 
 def report_skipped(ds) -> None:

@@ -58,6 +58,7 @@ class RerankConfig:
     k: int = 3  # neighbours of the plain k-NN fallback
     coverage: float = 0.8  # target fraction of true positions inside the radius
     calib: int = 300  # at most this many gallery photos are held out in turn for calibration
+    index: str = "auto"  # faiss index of the global embeddings (see knn): auto | flat | hnsw | ivfpq
     cache_mb: int = 256  # bound on gallery keypoints (with their RootSIFT form) kept in memory
 
 
@@ -178,7 +179,7 @@ class RerankPredictor(BasePredictor):
 
     def _fit_single(self, train) -> None:
         c = self.config
-        self.knn = KNNPredictor(KNNConfig(embed=c.embed, k=c.k, coverage=c.coverage),
+        self.knn = KNNPredictor(KNNConfig(embed=c.embed, k=c.k, coverage=c.coverage, index=c.index),
                                 spec=f"knn:embed={c.embed}:k={c.k}")
         self.knn.fit(train)
         keys = [train.content_key(i) for i in range(len(train))]
@@ -346,6 +347,9 @@ class RerankPredictor(BasePredictor):
         g = self.gallery
         return str(g.at[j, "image"]), float(g.at[j, "Latitude"]), float(g.at[j, "Longitude"])
 
+    def fit_report(self):
+        return {"index": self.knn.index_report, "calibration": self.calib_summary}
+
     # -- persistence --------------------------------------------------------------------------------------
     def _save_files(self, d: Path) -> None:
         self.knn.save(d / "knn", thumbnails=False)
@@ -356,7 +360,7 @@ class RerankPredictor(BasePredictor):
 
     def _state(self):
         return {"rec_radius": self.rec_radius.to_dict(), "unrec_radius": self.unrec_radius.to_dict(),
-                "calibration": self.calib_summary, "features": self.fcfg.key}
+                "calibration": self.calib_summary, "features": self.fcfg.key, "index": self.knn.index_report}
 
     def _load_files(self, d: Path, state) -> None:
         self.knn = KNNPredictor.load(d / "knn")
