@@ -139,3 +139,33 @@ def test_knn_spec_index_option_reaches_the_model(gallery_dir, tmp_path):
     p.save(tmp_path / "m")
     assert json.loads((tmp_path / "m" / "model.json").read_text())["state"]["index"]["kind"] == "hnsw"
     assert load_model(tmp_path / "m").index.kind == "hnsw"
+
+
+def test_load_hashes_small_files_and_verify_hashes_everything(tmp_path, monkeypatch, capsys):
+    from img2gps import modeldir
+    from img2gps.cli import main
+
+    def files(d):
+        (d / "small.bin").write_bytes(b"s" * 10)
+        (d / "big.bin").write_bytes(b"b" * 1000)
+
+    modeldir.write_model_dir(tmp_path / "m", {"spec": "x", "method": "x"}, files)
+    man = modeldir.read_manifest(tmp_path / "m", verify="full")
+    assert man["sizes"] == {"small.bin": 10, "big.bin": 1000}
+    monkeypatch.setattr(modeldir, "QUICK_HASH_MAX", 100)
+    (tmp_path / "m" / "big.bin").write_bytes(b"B" * 1000)  # same size, different bytes
+    modeldir.read_manifest(tmp_path / "m")  # quick: the big file is only size-checked
+    with pytest.raises(ModelError, match="big.bin is corrupted \\(checksum mismatch\\)"):
+        modeldir.read_manifest(tmp_path / "m", verify="full")
+    assert main(["verify", "--model", str(tmp_path / "m")]) != 0
+    assert "big.bin is corrupted" in capsys.readouterr().err
+    (tmp_path / "m" / "big.bin").write_bytes(b"b" * 999)
+    with pytest.raises(ModelError, match="big.bin is corrupted \\(size 999, expected 1000\\)"):
+        modeldir.read_manifest(tmp_path / "m")
+    (tmp_path / "m" / "small.bin").write_bytes(b"t" * 10)
+    (tmp_path / "m" / "big.bin").write_bytes(b"b" * 1000)
+    with pytest.raises(ModelError, match="small.bin is corrupted \\(checksum mismatch\\)"):
+        modeldir.read_manifest(tmp_path / "m")
+    (tmp_path / "m" / "small.bin").write_bytes(b"s" * 10)
+    assert main(["verify", "--model", str(tmp_path / "m")]) == 0
+    assert "ok:" in capsys.readouterr().out

@@ -83,6 +83,17 @@ def fit(
                    f"{index['recall_at_10_vs_exact']:.3f} (sampled)")
 
 
+@app.command()
+def verify(model: Path = typer.Option(..., "--model", help="Model directory to check.")):
+    """Hash every file of a model directory against model.json (loading hashes only the small files)."""
+    from ..modeldir import read_manifest
+
+    man = read_manifest(model, verify="full")
+    total = sum(man.get("sizes", {}).values())
+    typer.echo(f"ok: {model}: {len(man.get('checksums', {}))} files match model.json"
+               + (f" ({total / 2**20:.1f} MiB hashed)" if total else ""))
+
+
 def report_skipped(ds) -> None:
     """Print (stderr) the dataset's skipped photos with their one-line reasons, at most 20."""
     for where, why in ds.skipped[:20]:
