@@ -92,7 +92,7 @@ def test_save_load_round_trip_without_the_photo_folder(fitted, tmp_path):
     ds, held, p = fitted
     p.save(tmp_path / "m")
     man = json.loads((tmp_path / "m" / "model.json").read_text())
-    assert man["method"] == "rerank" and "keypoints.npz" in man["checksums"]
+    assert man["method"] == "rerank" and "keypoints.h5" in man["checksums"]
     assert man["state"]["calibration"]["n"] == 16
     q = load_model(tmp_path / "m")
     queries = [ds.read(i) for i in held[:3]]

@@ -78,6 +78,21 @@ def fit(
     predictor.metrics = dict(predictor.metrics, fit_s=round(fit_s, 2), excluded=len(names))
     predictor.save(out)
     typer.echo(f"fitted {spec} on {len(ds)} photos in {fit_s:.1f} s -> {out}")
+    index = predictor.fit_report().get("index")
+    if index:
+        typer.echo(f"retrieval index: {index['kind']} over {index['n']} vectors, recall@10 vs exact search "
+                   f"{index['recall_at_10_vs_exact']:.3f} (sampled)")
+
+
+@app.command()
+def verify(model: Path = typer.Option(..., "--model", help="Model directory to check.")):
+    """Hash every file of a model directory against model.json (loading hashes only the small files)."""
+    from ..modeldir import read_manifest
+
+    man = read_manifest(model, verify="full")
+    total = sum(man.get("sizes", {}).values())
+    typer.echo(f"ok: {model}: {len(man.get('checksums', {}))} files match model.json"
+               + (f" ({total / 2**20:.1f} MiB hashed)" if total else ""))
 
 
 def report_skipped(ds) -> None:
