@@ -77,3 +77,20 @@ def test_photo_errors_are_one_line():
     with pytest.raises(PhotoError) as e:
         open_image(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00")
     assert "\n" not in str(e.value)
+
+
+def test_predict_names_a_corrupt_exif_gps_block(gallery_dir, tmp_path, capsys):
+    from corpus import corrupt_gps_pointer
+    from synth import scene
+
+    photo = tmp_path / "broken-gps.jpg"
+    photo.write_bytes(corrupt_gps_pointer(scene(3, 96), 40))
+    model = tmp_path / "m"
+    assert main(["fit", "--data", str(gallery_dir), "--method", "mean-coordinate", "--out", str(model)]) == 0
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["predict", str(photo), "--model", str(model)]) == 0
+    cap = capsys.readouterr()
+    assert "photo EXIF  no position (EXIF GPS block is corrupt)" in cap.out
+    assert "Warning" not in cap.err and "site-packages" not in cap.err

@@ -127,8 +127,13 @@ def test_server_over_corpus(corpus, model_dir):
 
     from img2gps.server.app import create_app
 
+    import warnings
+
     src, entries = corpus
     client = TestClient(create_app(model_dir))
+    caught = warnings.catch_warnings(record=True)
+    seen = caught.__enter__()
+    warnings.simplefilter("always")
     for name, path, expect in entries:
         if path.is_dir() or not path.exists():
             continue
@@ -141,6 +146,9 @@ def test_server_over_corpus(corpus, model_dir):
             assert r.status_code == 200, (name, r.text)
         if expect == "skip":
             assert 400 <= r.status_code < 500, name
+    caught.__exit__(None, None, None)
+    pil = [str(w.message) for w in seen if "PIL" in w.filename or "pillow" in w.filename.lower()]
+    assert not pil, pil  # Pillow's warnings (corrupt EXIF, bomb guard) never escape as warnings
     for bad in ("../../etc/passwd", "..%2F..%2Fmodel.json", "/etc/passwd", "model.json"):
         assert client.get(f"/gallery/{bad}").status_code in (400, 404)
 

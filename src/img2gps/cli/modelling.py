@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 from rich.console import Console as _RichConsole
 
+from ..predictors.registry import DEFAULT_METHOD
 from . import app
 
 
@@ -50,9 +51,9 @@ def _refuse_existing(out: Path, overwrite: bool) -> None:
 
 @app.command()
 def fit(
-    data: str = typer.Option(..., "--data", help="Dataset: folder with images/ + labels.csv, or a .parquet / hf:// path."),
-    method: str = typer.Option(None, "--method", help="Method spec, e.g. knn:embed=lite0:k=3 (default: the best method)."),
-    out: Path = typer.Option(..., "--out", help="Model directory to write."),
+    data: str = typer.Option(..., "--data", metavar="DATASET", help="Dataset: folder with images/ + labels.csv, or a .parquet / hf:// path."),
+    method: str = typer.Option(DEFAULT_METHOD, "--method", metavar="SPEC", help="Method spec, e.g. knn:embed=lite0:k=3."),
+    out: Path = typer.Option(..., "--out", metavar="MODEL_DIR", help="Model directory to write."),
     exclude: Optional[str] = typer.Option(None, "--exclude", help="Images to leave out of the gallery: a,b,c or a file."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model at --out."),
 ):
@@ -117,7 +118,7 @@ def parse_fractions(value: str | None) -> list[float] | None:
 
 @app.command()
 def bench(
-    data: str = typer.Option(..., "--data", help="Labelled dataset (folder, .parquet or hf://)."),
+    data: str = typer.Option(..., "--data", metavar="DATASET", help="Labelled dataset (folder, .parquet or hf://)."),
     protocol: str = typer.Option("loo", "--protocol", help="loo | kfold:K | kfold-geo:K[:R] | split:DIR"),
     methods: str = typer.Option("knn", "--methods", help="Comma-separated method specs; mean-coordinate is always added."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the bench JSON (+ .predictions.csv and plots)."),
@@ -166,8 +167,8 @@ def _quote(a: str) -> str:
 
 @app.command("eval")
 def eval_(
-    model: Path = typer.Option(..., "--model", help="A model directory written by `img2gps fit`."),
-    data: str = typer.Option(..., "--data", help="Labelled photos to score (those in the model's gallery are skipped)."),
+    model: Path = typer.Option(..., "--model", metavar="MODEL_DIR", help="A model directory written by `img2gps fit`."),
+    data: str = typer.Option(..., "--data", metavar="DATASET", help="Labelled photos to score (those in the model's gallery are skipped)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write metrics JSON (+ predictions CSV and plots)."),
     save_metrics: bool = typer.Option(True, "--save-metrics/--no-save-metrics", help="Record the metrics in model.json."),
 ):

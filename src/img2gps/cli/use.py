@@ -69,7 +69,18 @@ def _record(photo: str, pred) -> dict:
     d = {"photo": readable_name(photo)}
     d.update(pred.to_dict())
     d["exif_distance_m"] = exif_distance_m(pred)
+    d["exif_problem"] = None if pred.photo_exif_position else _exif_problem(photo)
     return d
+
+
+def _exif_problem(photo: str) -> str | None:
+    """Why the photo shows no EXIF position (display only, e.g. "EXIF GPS block is corrupt")."""
+    from ..photos import read_meta
+
+    try:
+        return read_meta(photo).gps_problem
+    except PhotoError as e:
+        return e.problem
 
 
 def _text(rec: dict) -> str:
@@ -84,6 +95,8 @@ def _text(rec: dict) -> str:
     if rec["photo_exif_position"]:
         la, lo = rec["photo_exif_position"]
         lines.append(f"  photo EXIF  {la:.6f}, {lo:.6f}   {rec['exif_distance_m']:.0f} m from the prediction")
+    elif rec.get("exif_problem"):
+        lines.append(f"  photo EXIF  no position ({rec['exif_problem']})")
     neighbours = sorted(rec["neighbours"], key=lambda n: -n["score"])
     if neighbours:
         lines.append("  supporting gallery photos (" + ("inliers of the verified match" if rec["recognised"]
@@ -115,8 +128,8 @@ def _csv(records: list[dict], top_k: int) -> str:
 
 @app.command()
 def predict(
-    photos: List[str] = typer.Argument(..., help="Photos, folders (searched recursively) or glob patterns."),
-    model: Path = typer.Option(..., "--model", "-m", help="Model directory written by `img2gps fit`."),
+    photos: List[str] = typer.Argument(..., metavar="PHOTO", help="Photos, folders (searched recursively) or glob patterns."),
+    model: Path = typer.Option(..., "--model", "-m", metavar="MODEL_DIR", help="Model directory written by `img2gps fit`."),
     top_k: int = typer.Option(5, "--top-k", min=1, help="Supporting gallery photos to list per photo."),
     fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output on stdout: text, json or csv."),
     map_out: Optional[Path] = typer.Option(None, "--map", help="Also write an offline HTML map of the predictions."),
@@ -174,7 +187,7 @@ def predict(
 
 @app.command()
 def serve(
-    model: Path = typer.Option(..., "--model", "-m", help="Model directory written by `img2gps fit`."),
+    model: Path = typer.Option(..., "--model", "-m", metavar="MODEL_DIR", help="Model directory written by `img2gps fit`."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 to open it to the network)."),
     port: int = typer.Option(8000, "--port", help="Port."),
     max_upload_mb: float = typer.Option(25.0, "--max-upload-mb", help="Largest accepted upload, MiB."),
@@ -197,7 +210,7 @@ def serve(
 
 @app.command()
 def export(
-    model: Path = typer.Option(..., "--model", "-m", help="Model directory written by `img2gps fit`."),
+    model: Path = typer.Option(..., "--model", "-m", metavar="MODEL_DIR", help="Model directory written by `img2gps fit`."),
     onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write (MODEL/encoder.onnx is used by "
                               "`predict --runtime onnx` without --onnx)."),
     check: int = typer.Option(8, "--check-images", min=1, help="Gallery thumbnails to compare PyTorch and ONNX on."),
