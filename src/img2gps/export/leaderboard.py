@@ -121,15 +121,20 @@ def _gallery(vectors, en) -> dict:
 # Options whose effect the exported model.py reproduces (or that only shape the radius / the fit). Any other option
 # set away from its default (e.g. one added to the method later) is refused rather than silently dropped.
 HANDLED = {
-    "knn": {"embed", "k", "agg", "coverage", "regression_spec"},
+    "knn": {"embed", "k", "agg", "coverage", "regression_spec", "index"},
     "rerank": {"embed", "vlad", "topn", "near_m", "near_max", "max_verify", "stop_inliers", "max_side", "features",
                "ratio", "ransac_px", "min_inliers", "cluster_m", "fallback", "fallback_k", "fallback_t", "k",
-               "coverage", "calib"},
+               "coverage", "calib", "index", "cache_mb"},
 }
 
 
-def _check_options(p) -> None:
+def _check_options(p, index) -> None:
     import dataclasses
+
+    kind = getattr(index, "kind", "flat")
+    if kind != "flat":
+        raise ModelError(f"{p.spec}: its {kind} faiss index is approximate and the exported model searches exactly; "
+                         "refit with index=flat to export")
 
     fresh = type(p.config)()
     extra = [f.name for f in dataclasses.fields(p.config) if f.name not in HANDLED[p.name]
@@ -159,7 +164,7 @@ def _contrastive(p) -> tuple[dict, dict]:
 
 
 def _knn(p) -> tuple[dict, dict]:
-    _check_options(p)
+    _check_options(p, p.index)
     cfg = {"method": "knn", "decode_side": p.query_max_side, "knn": {"k": p.config.k, "agg": p.config.agg},
            "frame": [p.frame.lat0, p.frame.lon0]}
     if p.embedder is not None:  # embed=regression: the trained model's 256-d layer
@@ -172,15 +177,16 @@ def _knn(p) -> tuple[dict, dict]:
 
 
 def _rerank(p) -> tuple[dict, dict]:
-    _check_options(p)
+    _check_options(p, p.knn.index)
     c = p.config
     if not p.fcfg.root or not p.vcfg.mutual:
         raise ModelError(f"{p.spec}: the leaderboard export verifies with RootSIFT and mutual matches only")
     enc, state = _frozen_encoder(p.knn.query_encoder, p.spec)
     state.update(_gallery(p.knn.vectors, p.en))
-    state.update({"kp_xy": _t(np.concatenate([k.xy for k in p.kps]), np.float32),
-                  "kp_desc": _t(np.concatenate([k.desc for k in p.kps]), np.uint8),
-                  "kp_counts": _t([len(k) for k in p.kps], np.int64)})
+    kps = list(p.store)  # the gallery's keypoints, streamed from the model's keypoint store
+    state.update({"kp_xy": _t(np.concatenate([k.xy for k in kps]), np.float32),
+                  "kp_desc": _t(np.concatenate([k.desc for k in kps]), np.uint8),
+                  "kp_counts": _t([len(k) for k in kps], np.int64)})
     if p.codebook is not None:
         state.update({"vlad_centroids": _t(p.codebook.centroids, np.float32),
                       "vlad_gallery": _t(p.vlad_vecs, np.float32)})
