@@ -140,4 +140,5 @@ def next_steps(model_dir: Path, exportable: bool) -> list[str]:
              f"  img2gps serve --model {m}          # then open http://127.0.0.1:8000/"]
     if exportable:
         lines.append(f"  img2gps export --model {m} --onnx {shlex.quote(str(Path(model_dir) / 'encoder.onnx'))}")
+    lines.append(f"  img2gps export --model {m} --format leaderboard --out submission   # course leaderboard")
     return lines

@@ -208,18 +208,46 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+    leaderboard = "leaderboard"
+
+
 @app.command()
 def export(
     model: Path = typer.Option(..., "--model", "-m", metavar="MODEL_DIR", help="Model directory written by `img2gps fit`."),
-    onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write (MODEL/encoder.onnx is used by "
-                              "`predict --runtime onnx` without --onnx)."),
+    fmt: Optional[ExportFormat] = typer.Option(None, "--format", help="onnx: the query encoder as one .onnx file; "
+                                               "leaderboard: model.py + preprocess.py + model.pt for the course "
+                                               "leaderboard (a folder)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="File (onnx) or folder (leaderboard) to write."),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="Same as --format onnx --out PATH (MODEL/encoder.onnx "
+                                        "is used by `predict --runtime onnx` without --onnx)."),
+    max_mb: Optional[float] = typer.Option(None, "--max-mb", help="Warn when the written model.pt / .onnx is larger "
+                                           "than this many MiB (e.g. the leaderboard's upload limit)."),
     check: int = typer.Option(8, "--check-images", min=1, help="Gallery thumbnails to compare PyTorch and ONNX on."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
 ):
-    """Export the model's query-embedding network (with its pooling) to ONNX and check it against PyTorch."""
-    from ..export import export_onnx
+    """Export a fitted model: its query-embedding network to ONNX (checked against PyTorch), or the course
+    leaderboard's model.py + preprocess.py + model.pt (self-contained: numpy/pandas/torch/Pillow/opencv only)."""
     from ..predictors.registry import load_model
 
-    predictor = load_model(model)
-    report = export_onnx(predictor, onnx, model_dir=model, n_check=check, opset=opset)
+    if onnx is not None:
+        if fmt == ExportFormat.leaderboard or (out is not None and out != onnx):
+            raise DataError("--onnx PATH means --format onnx --out PATH; do not combine it with another format/--out")
+        fmt, out = ExportFormat.onnx, onnx
+    if fmt is None or out is None:
+        raise DataError("give --format onnx|leaderboard and --out PATH (or --onnx PATH)")
+    if fmt == ExportFormat.leaderboard:
+        from ..export.leaderboard import export_leaderboard
+
+        predictor = load_model(model)  # refuses unexportable methods before writing anything
+        report = export_leaderboard(predictor, out, model_dir=model)
+    else:
+        from ..export import export_onnx
+
+        predictor = load_model(model)
+        report = export_onnx(predictor, out, model_dir=model, n_check=check, opset=opset)
     typer.echo(report.line())
+    if max_mb is not None and report.size_bytes > max_mb * 2**20:
+        typer.echo(f"warning: {report.weights_path} is {report.size_bytes / 2**20:.1f} MiB, over --max-mb {max_mb:g}",
+                   err=True)

@@ -61,6 +61,11 @@ class KNNPredictor(BasePredictor):
         """The frozen encoder that embeds queries (None when embed=regression); read by ONNX export."""
         return self._encoder if self._embedder is None else None
 
+    @property
+    def embedder(self):
+        """The fitted predictor whose 256-d layer embeds queries (embed=regression), else None; read by export."""
+        return self._embedder
+
     def use_query_encoder(self, encoder) -> None:
         """Embed queries with another runtime of the same network (e.g. export.OnnxEncoder); same embed() contract."""
         if self._embedder is not None or self._encoder is None:

@@ -16,15 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
-from .features.cache import user_cache_dir
+from ..errors import ModelError
+from ..features.cache import user_cache_dir
 
 ONNX_INPUT, ONNX_OUTPUT = "input", "embedding"
 DEFAULT_TOLERANCE = 1e-3  # max abs difference on embeddings whose entries are O(1); float32 noise is ~1e-5
 
 
 def query_encoder_of(predictor):
-    """The frozen encoder a predictor embeds queries with, or a clear error for methods that have none."""
+    """The frozen encoder a predictor embeds queries with (knn, rerank's shortlist), or a clear error for methods that
+    have none."""
     enc = getattr(predictor, "query_encoder", None)
     if enc is None:
         raise ModelError(f"{predictor.spec}: ONNX export needs a method that embeds queries with a global encoder "
@@ -64,6 +65,10 @@ class ExportReport:
     n_checked: int
     max_abs_diff: float
     size_bytes: int
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path
 
     def line(self) -> str:
         return (f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MiB, encoder {self.encoder}, dim {self.dim}); "

@@ -1,0 +1,327 @@
+"""Export a fitted model in the course leaderboard's format: model.py + preprocess.py + model.pt (+ README.md).
+
+The backend imports model.py alone (numpy, pandas, torch, torchvision, scikit-learn, opencv; no internet), builds
+`Model(weights_path="__no_weights__.pth")`, loads model.pt keeping only tensors whose key and shape match the fresh
+module, and scores `predict(batch)` by mean haversine distance. So model.py (templates/model.py with a CONFIG
+literal written here) defines every network itself, every tensor's shape is fixed in CONFIG, and all the method's
+numbers (gallery embeddings, keypoints, positions, trained weights) travel in model.pt.
+
+Exportable: mean-coordinate, knn (embed lite0/lite1/lite2 or regression), regression, contrastive, rerank.
+Refused with a one-line reason: ONNX-only encoders (dinov2s-imgfocus: the backend has no onnxruntime), online
+torchvision backbones (b0..b3), and methods that need packages the backend lacks (sfm: pycolmap).
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import pprint
+import shutil
+import sys
+import tempfile
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+
+TEMPLATES = Path(__file__).parent / "templates"
+FILES = ("model.py", "preprocess.py", "model.pt", "README.md")
+CONFIG_MARK = "CONFIG = {}  # @CONFIG@ (written by img2gps export)"
+NEAREST = {"sfm": "it needs pycolmap, which the leaderboard backend lacks; fit `rerank` (retrieval + OpenCV "
+                  "geometric verification, its nearest exportable form) and export that"}
+
+
+@dataclass
+class LeaderboardReport:
+    path: Path  # the folder written
+    spec: str
+    n_tensors: int
+    size_bytes: int  # model.pt
+    check_n: int = 0  # gallery thumbnails located by both img2gps and the exported model.py
+    check_max_m: float = float("nan")  # largest distance between their answers, metres
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / "model.pt"
+
+    def line(self) -> str:
+        check = (f"; model.py vs img2gps on {self.check_n} gallery thumbnails: max {self.check_max_m:.3g} m apart"
+                 if self.check_n else "")
+        return (f"wrote {self.path}/ (model.py, preprocess.py, model.pt {self.size_bytes / 2**20:.1f} MiB with "
+                f"{self.n_tensors} tensors, README.md) for {self.spec}{check}")
+
+
+# ----- per-method contents ----------------------------------------------------------------------------------------
+def _t(a, dtype=None):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(a, dtype=dtype)))
+
+
+def _check_lite(encoder, spec: str) -> None:
+    if encoder.family == "dinov2-onnx":
+        raise ModelError(f"{spec}: encoder {encoder.name} is ONNX-only and the leaderboard backend has no "
+                         "onnxruntime; fit with embed=lite0 (or lite1/lite2) to export for the leaderboard")
+    if encoder.family != "effnet-lite":
+        raise ModelError(f"{spec}: encoder {encoder.name} loads torchvision weights online; the leaderboard export "
+                         "defines EfficientNet-Lite only (use lite0/lite1/lite2)")
+
+
+def _lite_weights(net) -> dict:
+    return {f"encoder.{k}": v.detach().cpu().clone() for k, v in net.state_dict().items() if not k.startswith("_fc.")}
+
+
+def _frozen_encoder(encoder, spec: str) -> tuple[dict, dict]:
+    """A pretrained encoder as used by knn/rerank: pooled features of the whole network, no rounding."""
+    _check_lite(encoder, spec)
+    cfg = {"variant": int(encoder.variant), "input_size": int(encoder.size), "shrink_side": int(encoder.load_side),
+           "norm": "lite", "round_after": None}
+    return cfg, _lite_weights(encoder.torch_module())
+
+
+def _trained_network(p) -> tuple[dict, dict]:
+    """regression / contrastive: pretrained EfficientNet with the trained blocks put back, plus the head."""
+    import torch.nn as nn
+
+    from ..features.trainable import Trunk
+
+    trunk = p.trunk
+    enc = trunk.encoder
+    _check_lite(enc, p.spec)
+    net = copy.deepcopy(enc.torch_module())
+    view = types.SimpleNamespace(name=enc.name, family=enc.family, size=enc.size, dim=enc.dim,
+                                 load_side=enc.load_side, torch_module=lambda: net)
+    mirror = Trunk(view, trunk.train_blocks, trunk.size)  # its frozen/tail modules are `net`'s own modules
+    body = nn.Sequential(mirror.frozen, mirror.tail) if p.full else mirror.tail
+    body.load_state_dict(p.net.body.state_dict())  # trained tail (or whole fine-tuned backbone) into `net`
+    n = len(net._blocks)
+    round_after = None if p.full else (n + 1 if trunk.train_blocks == 0 else n - trunk.train_blocks)
+    cfg = {"variant": int(enc.variant), "input_size": int(trunk.size), "shrink_side": int(enc.load_side),
+           "norm": "lite", "round_after": round_after}
+    state = _lite_weights(net)
+    state.update({f"head.{k}": v.detach().cpu().clone() for k, v in p.net.head.state_dict().items()})
+    return cfg, state
+
+
+def _head_config(p) -> dict:
+    c = p.config
+    if p.name == "regression":
+        return {"kind": "regression", "channels": int(p.trunk.out_channels), "heads": c.heads, "hidden": c.hidden}
+    return {"kind": "projection", "channels": int(p.trunk.out_channels), "pool": c.pool, "heads": c.heads,
+            "hidden": c.hidden, "dim": c.dim}
+
+
+def _gallery(vectors, en) -> dict:
+    return {"gallery_vectors": _t(vectors, np.float32), "gallery_en": _t(en, np.float64)}
+
+
+# Options whose effect the exported model.py reproduces (or that only shape the radius / the fit). Any other option
+# set away from its default (e.g. one added to the method later) is refused rather than silently dropped.
+HANDLED = {
+    "knn": {"embed", "k", "agg", "coverage", "regression_spec", "index"},
+    "rerank": {"embed", "vlad", "topn", "near_m", "near_max", "max_verify", "stop_inliers", "max_side", "features",
+               "ratio", "ransac_px", "min_inliers", "cluster_m", "fallback", "fallback_k", "fallback_t", "k",
+               "coverage", "calib", "index", "cache_mb"},
+}
+
+
+def _check_options(p, index) -> None:
+    import dataclasses
+
+    kind = getattr(index, "kind", "flat")
+    if kind != "flat":
+        raise ModelError(f"{p.spec}: its {kind} faiss index is approximate and the exported model searches exactly; "
+                         "refit with index=flat to export")
+
+    fresh = type(p.config)()
+    extra = [f.name for f in dataclasses.fields(p.config) if f.name not in HANDLED[p.name]
+             and getattr(p.config, f.name) != getattr(fresh, f.name)]
+    if extra:
+        raise ModelError(f"{p.spec}: option(s) {', '.join(extra)} are not reproduced by the leaderboard export; "
+                         "fit without them to export")
+
+
+def _mean_coordinate(p) -> tuple[dict, dict]:
+    return {"method": "mean-coordinate"}, {"centre": _t(p.centre, np.float64)}
+
+
+def _regression(p) -> tuple[dict, dict]:
+    enc, state = _trained_network(p)
+    cfg = {"method": "regression", "decode_side": p.query_max_side, "encoder": enc, "head": _head_config(p),
+           "norm": {k: float(v) for k, v in p.norm.items()}}
+    return cfg, state
+
+
+def _contrastive(p) -> tuple[dict, dict]:
+    enc, state = _trained_network(p)
+    state.update(_gallery(p.vectors, p.g_en))
+    cfg = {"method": "knn", "decode_side": p.query_max_side, "encoder": enc, "head": _head_config(p),
+           "knn": {"k": p.config.k, "agg": p.config.agg}, "frame": [p.frame.lat0, p.frame.lon0]}
+    return cfg, state
+
+
+def _knn(p) -> tuple[dict, dict]:
+    _check_options(p, p.index)
+    cfg = {"method": "knn", "decode_side": p.query_max_side, "knn": {"k": p.config.k, "agg": p.config.agg},
+           "frame": [p.frame.lat0, p.frame.lon0]}
+    if p.embedder is not None:  # embed=regression: the trained model's 256-d layer
+        cfg["encoder"], state = _trained_network(p.embedder)
+        cfg["head"] = _head_config(p.embedder)
+    else:
+        cfg["encoder"], state = _frozen_encoder(p.query_encoder, p.spec)
+    state.update(_gallery(p.vectors, p.en))
+    return cfg, state
+
+
+def _rerank(p) -> tuple[dict, dict]:
+    _check_options(p, p.knn.index)
+    c = p.config
+    if not p.fcfg.root or not p.vcfg.mutual:
+        raise ModelError(f"{p.spec}: the leaderboard export verifies with RootSIFT and mutual matches only")
+    enc, state = _frozen_encoder(p.knn.query_encoder, p.spec)
+    state.update(_gallery(p.knn.vectors, p.en))
+    kps = list(p.store)  # the gallery's keypoints, streamed from the model's keypoint store
+    state.update({"kp_xy": _t(np.concatenate([k.xy for k in kps]), np.float32),
+                  "kp_desc": _t(np.concatenate([k.desc for k in kps]), np.uint8),
+                  "kp_counts": _t([len(k) for k in kps], np.int64)})
+    if p.codebook is not None:
+        state.update({"vlad_centroids": _t(p.codebook.centroids, np.float32),
+                      "vlad_gallery": _t(p.vlad_vecs, np.float32)})
+    keys = ("topn", "near_m", "near_max", "max_verify", "stop_inliers", "max_side", "features", "ratio", "ransac_px",
+            "min_inliers", "cluster_m", "fallback", "fallback_k", "fallback_t", "k")
+    r = {k: getattr(c, k) for k in keys}
+    r.update(max_iters=int(p.vcfg.max_iters), z=[[float(m), float(s)] for m, s in p.zstats])
+    cfg = {"method": "rerank", "decode_side": p.query_max_side, "encoder": enc, "rerank": r,
+           "frame": [p.knn.frame.lat0, p.knn.frame.lon0]}
+    return cfg, state
+
+
+BUILDERS = {"mean-coordinate": _mean_coordinate, "knn": _knn, "regression": _regression,
+            "contrastive": _contrastive, "rerank": _rerank}
+
+
+def leaderboard_contents(predictor) -> tuple[dict, dict]:
+    """(CONFIG for model.py, state dict for model.pt) of a fitted predictor, or a one-line ModelError."""
+    name = predictor.name
+    if name in NEAREST:
+        raise ModelError(f"{predictor.spec}: cannot export {name} for the leaderboard: {NEAREST[name]}")
+    if name not in BUILDERS:
+        raise ModelError(f"{predictor.spec}: method {name} has no leaderboard export (exportable: "
+                         f"{', '.join(BUILDERS)})")
+    cfg, state = BUILDERS[name](predictor)
+    cfg = {"spec": predictor.spec, **cfg}
+    cfg["buffers"] = {k: [list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in state.items()
+                      if not k.startswith(("encoder.", "head."))}
+    return cfg, state
+
+
+# ----- writing ------------------------------------------------------------------------------------------------------
+def render_model_py(cfg: dict) -> str:
+    text = (TEMPLATES / "model.py").read_text()
+    if CONFIG_MARK not in text:
+        raise ModelError(f"{TEMPLATES / 'model.py'}: template lacks its CONFIG line")
+    return text.replace(CONFIG_MARK, "CONFIG = " + pprint.pformat(cfg, width=110, sort_dicts=False))
+
+
+def import_model_py(path: Path, name: str = "img2gps_leaderboard_model"):
+    """Import an exported model.py by path (as the evaluator does)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    keep, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ inside the submission
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.dont_write_bytecode = keep
+    return mod
+
+
+def _readme(predictor, cfg: dict, size: int) -> str:
+    fp = predictor.gallery_fingerprint or "?"
+    n = len(predictor.gallery) if predictor.gallery is not None else 0
+    parts = (["network weights"] if "encoder" in cfg else []) + sorted(cfg["buffers"])
+    return f"""# img2gps leaderboard submission: `{predictor.spec}`
+
+Exported by `img2gps export --format leaderboard` from a model fitted on {n} gallery photos
+(data fingerprint `{fp}`). Upload these three files:
+
+| file | what |
+|---|---|
+| `model.py` | `Model`: the network(s) and the method ({cfg['method']}), defined in the file itself; `predict(batch)` returns [latitude, longitude] in degrees |
+| `preprocess.py` | `prepare_data(csv_path)` -> (list of image paths, labels) |
+| `model.pt` | state dict, {size / 2**20:.1f} MiB: every tensor `Model` needs ({', '.join(parts)}) |
+
+Needs numpy, pandas, torch, Pillow{', opencv-python' if cfg['method'] == 'rerank' else ''}; no internet, no img2gps.
+Check locally as the leaderboard does (a CSV with an image column and Latitude/Longitude):
+
+    python -m img2gps.export.harness --model model.py --preprocess preprocess.py --weights model.pt --csv val.csv
+"""
+
+
+def export_leaderboard(predictor, out: str | Path, model_dir: str | Path | None = None,
+                       n_check: int = 3) -> LeaderboardReport:
+    """Write OUT/{model.py, preprocess.py, model.pt, README.md} atomically for a fitted predictor.
+
+    After writing, the exported Model is built and loaded from the files (every tensor must load) and, when the
+    model directory has thumbnails, compared with img2gps's own answer on `n_check` of them.
+    Raises ModelError (one line) for methods that cannot be exported and for an unusable OUT."""
+    import torch
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ModelError(f"{out}: exists and is not a folder; --out names the folder to write the three files to")
+    if out.is_dir() and any(p.name not in (*FILES, "__pycache__") for p in out.iterdir()):
+        raise ModelError(f"{out}: folder holds other files; give an empty or new folder")
+    cfg, state = leaderboard_contents(predictor)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        (tmp / "model.py").write_text(render_model_py(cfg))
+        shutil.copyfile(TEMPLATES / "preprocess.py", tmp / "preprocess.py")
+        torch.save(state, tmp / "model.pt")
+        size = (tmp / "model.pt").stat().st_size
+        (tmp / "README.md").write_text(_readme(predictor, cfg, size))
+        model = _load_exported(tmp, state)
+        n, worst = _compare(predictor, model, Path(model_dir) if model_dir else None, n_check)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return LeaderboardReport(out, predictor.spec, len(state), size, n, worst)
+
+
+def _load_exported(folder: Path, state: dict):
+    """Build Model from the written files and load model.pt strictly: every tensor must be there, shape-exact."""
+    import torch
+
+    mod = import_model_py(folder / "model.py", f"img2gps_export_check_{os.getpid()}")
+    try:
+        model = mod.Model(weights_path="__no_weights__.pth")
+        fresh = model.state_dict()
+        bad = [k for k, v in state.items() if k not in fresh or tuple(fresh[k].shape) != tuple(v.shape)]
+        missing = [k for k in fresh if k not in state]
+        if bad or missing:
+            raise ModelError(f"{folder / 'model.py'}: exported tensors do not fit the model "
+                             f"({len(bad)} mismatched, e.g. {bad[:2]}; {len(missing)} missing, e.g. {missing[:2]})")
+        model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu"), strict=True)
+    finally:
+        sys.modules.pop(mod.__name__, None)
+    return model.eval()
+
+
+def _compare(predictor, model, model_dir: Path | None, n: int) -> tuple[int, float]:
+    from ..geo import haversine_m
+
+    if model_dir is None or n <= 0 or not (model_dir / "thumbs").is_dir():
+        return 0, float("nan")
+    paths = sorted((model_dir / "thumbs").glob("*.jpg"))[:n]
+    if not paths:
+        return 0, float("nan")
+    ours = predictor.predict([p.read_bytes() for p in paths], top_k=1)
+    theirs = model.predict([str(p) for p in paths])
+    d = [float(haversine_m(a.latitude, a.longitude, b[0], b[1])) for a, b in zip(ours, theirs)]
+    return len(d), max(d)
