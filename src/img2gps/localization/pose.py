@@ -104,7 +104,7 @@ def relative_pose(pts_gallery: np.ndarray, pts_query: np.ndarray, K_gallery: np.
     thr = cfg.ransac_px / (0.5 * (K_gallery[0, 0] + K_query[0, 0]))
     cv2.setRNGSeed(seed)
     try:
-        E, mask = cv2.findEssentialMat(ng, nq, np.eye(3), method=cv2.RANSAC, prob=0.999, threshold=thr)
+        E, mask = cv2.findEssentialMat(ng, nq, np.eye(3), method=cv2.USAC_ACCURATE, prob=0.999, threshold=thr)
     except cv2.error:
         return None
     if E is None or mask is None or E.shape != (3, 3):  # several stacked solutions: degenerate input

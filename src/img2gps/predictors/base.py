@@ -31,6 +31,11 @@ class Neighbour:
     score: float
 
 
+# Prediction.source values: a camera pose from relative geometry, a structure-from-motion pose, the consensus of
+# verified gallery photos, a fallback when nothing verified, or a method's own model output (k-NN, regression).
+SOURCES = ("pose", "sfm", "consensus", "fallback", "model")
+
+
 @dataclass
 class Prediction:
     latitude: float
@@ -41,6 +46,9 @@ class Prediction:
     method: str
     neighbours: list[Neighbour] = field(default_factory=list)
     photo_exif_position: tuple[float, float] | None = None  # display only; never an input to any method
+    heading_deg: float | None = None  # compass bearing of the camera's optical axis: 0 = north, clockwise
+    heading_radius_deg: float | None = None  # calibrated (~80%) half-width of the heading's error; None = unknown
+    source: str = "model"  # what the answer rests on: one of SOURCES
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
