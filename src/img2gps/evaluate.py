@@ -19,6 +19,30 @@ from .predictors.registry import make_predictor
 BASELINE = "mean-coordinate"
 METRIC_KEYS = ("mean_m", "median_m", "p90_m", "acc_10m", "acc_25m", "acc_50m", "mse_norm", "fit_s",
                "predict_ms_p50", "predict_ms_p95", "radius_coverage", "recognised_frac", "recognised_median_m")
+HEADING_KEYS = ("heading_n", "heading_truth_n", "heading_median_deg", "heading_acc_15deg", "heading_acc_30deg",
+                "heading_radius_coverage")
+COPY_HEADING = "copy-heading"  # baseline: the heading of the best verified gallery photo, copied
+
+
+def heading_metrics(true_deg, pred_deg, radius_deg=None) -> dict:
+    """Compass-heading errors over photos whose truth has a heading and that got one (NaN = none).
+
+    heading_n counts those photos, heading_truth_n the photos with a true heading at all; acc_* are fractions
+    of heading_n; heading_radius_coverage: fraction whose error is inside heading_radius_deg (where given)."""
+    t = np.asarray(true_deg, float)
+    p = np.asarray(pred_deg, float)
+    r = np.full_like(t, np.nan) if radius_deg is None else np.asarray(radius_deg, float)
+    ok = np.isfinite(t) & np.isfinite(p)
+    d = (p[ok] - t[ok]) % 360.0
+    err = np.minimum(d, 360.0 - d)
+    rok = np.isfinite(r[ok])
+    out = {"heading_n": int(ok.sum()), "heading_truth_n": int(np.isfinite(t).sum())}
+    if not ok.any():
+        return out | {"heading_median_deg": None, "heading_acc_15deg": None, "heading_acc_30deg": None,
+                      "heading_radius_coverage": None}
+    return out | {"heading_median_deg": float(np.median(err)), "heading_acc_15deg": float(np.mean(err <= 15)),
+                  "heading_acc_30deg": float(np.mean(err <= 30)),
+                  "heading_radius_coverage": float(np.mean(err[rok] <= r[ok][rok])) if rok.any() else None}
 
 
 def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
@@ -43,7 +67,9 @@ def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
         "radius_coverage": float(np.mean(e <= rows["radius_m"].to_numpy(float))),
         "recognised_frac": float(rec.mean()),
         "recognised_median_m": float(np.median(e[rec])) if rec.any() else None,
-    }
+        "sources": {str(k): int(v) for k, v in rows["source"].value_counts().items()} if "source" in rows else {},
+    } | (heading_metrics(rows["true_heading"], rows["heading_deg"], rows["heading_radius_deg"])
+         if "true_heading" in rows else {})
 
 
 def subsample_spatial(train: np.ndarray, lat, lon, fraction: float, seed: int = 42) -> np.ndarray:
@@ -77,6 +103,7 @@ def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, 
     run.fit_s += time.perf_counter() - t0
     # z-scores use the training fold's spread (the paper's normalised MSE); the mean cancels in the difference
     lat_sd, lon_sd = max(train.lat.std(), 1e-9), max(train.lon.std(), 1e-9)
+    gal_heading = dict(zip(train.ids, train.table["heading"])) if "heading" in train.table else {}
     if warm and len(fold.val):  # one untimed query so lazy loading is not counted as latency
         p.predict([ds.read(int(fold.val[0]))], top_k=top_k)
     for i in fold.val:
@@ -85,13 +112,18 @@ def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, 
         pred = p.predict([data], top_k=top_k)[0]
         ms = (time.perf_counter() - t0) * 1000
         tlat, tlon = ds.lat[i], ds.lon[i]
+        best = pred.neighbours[0].image_id if pred.recognised and pred.neighbours else None
         run.rows.append({
             "spec": spec, "image": ds.ids[i], "true_lat": tlat, "true_lon": tlon,
             "pred_lat": pred.latitude, "pred_lon": pred.longitude,
             "error_m": float(haversine_m(tlat, tlon, pred.latitude, pred.longitude)),
             "radius_m": pred.radius_m, "confidence": pred.confidence, "recognised": bool(pred.recognised),
             "z2": ((pred.latitude - tlat) / lat_sd) ** 2 + ((pred.longitude - tlon) / lon_sd) ** 2,
-            "predict_ms": ms,
+            "predict_ms": ms, "source": pred.source,
+            "true_heading": float(ds.table.at[int(i), "heading"]) if "heading" in ds.table else np.nan,
+            "heading_deg": np.nan if pred.heading_deg is None else float(pred.heading_deg),
+            "heading_radius_deg": np.nan if pred.heading_radius_deg is None else float(pred.heading_radius_deg),
+            "copy_heading": float(gal_heading.get(best, np.nan)) if best is not None else np.nan,
         })
 
 
@@ -99,6 +131,7 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
               top_k: int = 5, progress: bool = True) -> tuple[dict, pd.DataFrame]:
     """Returns (the bench JSON dict of DESIGN.md, per-photo predictions)."""
     specs = list(dict.fromkeys([BASELINE] + [s for s in specs if s]))  # baseline always first, no duplicates
+    ds = ds.with_camera_meta()  # true headings for scoring (and gallery headings for methods that use them)
     folds = folds_for_protocol(protocol, ds)
     if any(len(f.train) == 0 for f in folds) or not folds:
         from .errors import DataError
@@ -136,6 +169,10 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
             m = metrics(rows, run.fit_s)
             if frac >= 1.0:
                 out["results"][spec] = m
+                if COPY_HEADING not in out["results"] and rows["recognised"].any():
+                    # the first method with verified answers: copy its best verified photo's heading
+                    out["results"][COPY_HEADING] = {"based_on": spec, "n": int(len(rows))} | heading_metrics(
+                        rows["true_heading"], rows["copy_heading"])
             by_fraction.setdefault(f"{frac:g}", {"results": {}})["results"][spec] = m
             by_fraction[f"{frac:g}"]["gallery_n_mean"] = float(np.mean(list(gallery_n[frac].values())))
     bar.close()
@@ -163,7 +200,8 @@ def results_table(results: dict, title: str = "") -> "rich.table.Table":  # noqa
     cols = [("method", None), ("mean m", "mean_m"), ("median m", "median_m"), ("P90 m", "p90_m"),
             ("<=10m", "acc_10m"), ("<=25m", "acc_25m"), ("<=50m", "acc_50m"), ("nMSE", "mse_norm"),
             ("radius cov.", "radius_coverage"), ("recog.", "recognised_frac"), ("fit s", "fit_s"),
-            ("ms/img p50", "predict_ms_p50")]
+            ("ms/img p50", "predict_ms_p50"), ("heading n", "heading_n"), ("heading° p50", "heading_median_deg"),
+            ("<=15°", "heading_acc_15deg")]
     for c, _ in cols:
         t.add_column(c, justify="left" if c == "method" else "right")
     for spec, m in results.items():
@@ -172,7 +210,9 @@ def results_table(results: dict, title: str = "") -> "rich.table.Table":  # noqa
             v = m.get(k)
             if v is None or (isinstance(v, float) and np.isnan(v)):
                 cells.append("-")
-            elif k.startswith("acc") or k in ("radius_coverage", "recognised_frac"):
+            elif k == "heading_n":
+                cells.append(str(v))
+            elif k.startswith("acc") or k in ("radius_coverage", "recognised_frac", "heading_acc_15deg"):
                 cells.append(f"{100 * v:.0f}%")
             elif k == "mse_norm":
                 cells.append(f"{v:.3f}")
@@ -202,7 +242,8 @@ def write_outputs(json_path, result: dict, preds: pd.DataFrame, plots: bool = Tr
     written.append(json_path)
     if len(preds):
         cols = ["spec", "image", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_m", "radius_m",
-                "confidence", "recognised", "predict_ms", "fraction"]
+                "confidence", "recognised", "source", "true_heading", "heading_deg", "heading_radius_deg",
+                "copy_heading", "predict_ms", "fraction"]
         p = Path(f"{stem}.predictions.csv")
         preds[[c for c in cols if c in preds.columns]].to_csv(p, index=False, float_format="%.7f")
         written.append(p)

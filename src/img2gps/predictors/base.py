@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..data.sources import GeoDataset
 from ..errors import ModelError
-from ..photos import ImageInput, open_image
+from ..photos import ImageInput, open_image, read_focal35
 
 FORMAT_VERSION = 1
 MANIFEST = "model.json"
@@ -131,6 +131,9 @@ class BasePredictor:
     Config: ClassVar[type]
     # Largest side a query photo is decoded at (None = full size). Methods needing detail raise it.
     query_max_side: ClassVar[int | None] = 640
+    # True for methods that use the query's EXIF focal length (the only query metadata any method may read):
+    # predict then calls _predict_one(image, top_k, focal35=...) with it (None when the photo has none).
+    uses_focal_length: ClassVar[bool] = False
 
     def __init__(self, config=None, spec: str | None = None):
         self.config = config if config is not None else self.Config()
@@ -156,8 +159,12 @@ class BasePredictor:
     def predict(self, images: Sequence[ImageInput], top_k: int = 5) -> list[Prediction]:
         if self.gallery is None:
             raise ModelError(f"{self.spec}: predict called before fit/load")
-        # open_image returns upright RGB pixels with all metadata dropped: no method can read EXIF GPS.
-        return [self._predict_one(open_image(im, max_side=self.query_max_side), top_k) for im in images]
+        # open_image returns upright RGB pixels with all metadata dropped: no method can read EXIF GPS or
+        # direction. The focal length alone is read from the header, for methods that model the camera.
+        if not self.uses_focal_length:
+            return [self._predict_one(open_image(im, max_side=self.query_max_side), top_k) for im in images]
+        return [self._predict_one(open_image(im, max_side=self.query_max_side), top_k, focal35=read_focal35(im))
+                for im in images]
 
     def _predict_one(self, image, top_k: int) -> Prediction:
         raise NotImplementedError
