@@ -11,6 +11,7 @@ from ..errors import ModelError
 from ..features.backbones import ENCODERS, get_encoder
 from ..features.cache import embed_dataset
 from ..geo import LocalFrame
+from ..localization.holdout import excluded_rows, same_spot_radius_m
 from ..retrieval import CosineIndex, aggregate
 from .base import BasePredictor, Prediction
 
@@ -80,17 +81,27 @@ class KNNPredictor(BasePredictor):
         self.en = self.frame.to_en(self.gallery["Latitude"], self.gallery["Longitude"])
 
     def _calibrate(self):
-        """Leave-one-out inside the gallery: errors and spreads of held-out predictions set the radius."""
+        """Held-out gallery photos, each with its same-spot siblings left out (localization/holdout.py):
+        errors and spreads of their predictions set the radius."""
         n = len(self.vectors)
         if n < 3:
             self.radius_model = RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0)
             return
-        sims, idx = self.index.search_excluding_self(self.config.k)
+        spot = same_spot_radius_m(self.en)
+        v = self.index.vectors
         errs, spreads = [], []
-        for r in range(n):
-            c, s = aggregate(self.en[idx[r]], sims[r], self.config.agg)
-            errs.append(np.linalg.norm(c - self.en[r]))
-            spreads.append(s)
+        for a in range(0, n, 512):  # blocks keep memory O(512 x n)
+            rows = np.arange(a, min(n, a + 512))
+            sim = v[rows] @ v.T
+            sim[excluded_rows(self.en, rows, spot)] = -np.inf
+            for r, srow in zip(rows, sim):
+                idx = np.argsort(-srow)[: self.config.k]
+                idx = idx[np.isfinite(srow[idx])]
+                if not len(idx):  # every other photo stands at this spot
+                    continue
+                c, s = aggregate(self.en[idx], srow[idx], self.config.agg)
+                errs.append(np.linalg.norm(c - self.en[r]))
+                spreads.append(s)
         centre_err = np.linalg.norm(self.en - self.en.mean(0), axis=1)
         area = float(np.quantile(centre_err, self.config.coverage))
         self.radius_model = RadiusModel.fit(errs, spreads, coverage=self.config.coverage, area_m=area)
