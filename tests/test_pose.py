@@ -139,3 +139,14 @@ def test_georegistration_refuses_collinear_or_too_few_points():
         robust_similarity(line[:2], line[:2])
     exact = umeyama(line[:5] + [[0, 1, 0]] * np.arange(5)[:, None] ** 2, 2 * (line[:5] + [[0, 1, 0]] * np.arange(5)[:, None] ** 2))
     assert exact.scale == pytest.approx(2.0)
+
+
+def test_bench_heading_metrics_wrap_around_north():
+    from img2gps.evaluate import heading_metrics
+
+    m = heading_metrics([359.0, 10.0, 90.0, np.nan, 200.0], [2.0, 40.0, np.nan, 5.0, 170.0], [5.0, 20.0, 9, 9, 31])
+    assert m["heading_truth_n"] == 4 and m["heading_n"] == 3  # truth and an estimate: photos 0, 1 and 4
+    assert m["heading_median_deg"] == pytest.approx(30.0)  # errors 3, 30, 30
+    assert m["heading_acc_15deg"] == pytest.approx(1 / 3) and m["heading_acc_30deg"] == pytest.approx(1.0)
+    assert m["heading_radius_coverage"] == pytest.approx(2 / 3)
+    assert heading_metrics([np.nan], [1.0])["heading_median_deg"] is None
