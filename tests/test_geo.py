@@ -1,6 +1,6 @@
 import numpy as np
 
-from img2gps.calibration import RadiusModel, coverage
+from img2gps.localization.calibration import RadiusModel, coverage
 from img2gps.geo import LocalFrame, haversine_m, weighted_centre, weighted_median_en
 
 

@@ -67,6 +67,32 @@ def test_bench_json_fields_and_baseline(gallery_dir):
     assert m["mean_m"] < res["results"]["mean-coordinate"]["mean_m"]
     errs = preds[preds.spec == "knn:k=1"].error_m
     assert abs(errs.mean() - m["mean_m"]) < 1e-9 and 0 <= m["acc_10m"] <= 1
+    # k=1 predicts the top-1 retrieved photo's position, so recall@1 is the fraction within 25 m
+    assert m["recall_at_1"] == pytest.approx(float(np.mean(errs <= 25)))
+    assert 0 < m["recall_at_1"] <= m["recall_at_5"] <= m["recall_at_10"] <= 1
+    assert res["results"]["mean-coordinate"]["recall_at_1"] is None  # no retrieval stage
+
+
+def test_recall_at_n_on_a_hand_built_ranking():
+    import pandas as pd
+    from img2gps.evaluate import metrics, retrieval_hits
+
+    # gallery: photo 0 at the truth's spot + 10 m north, the rest ~111 m+ away (0.001 deg latitude steps)
+    glat = np.array([0.0, 0.00009, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008, 0.009, 0.010])
+    glon = np.zeros(12)
+    far_first = [2, 3, 4, 5, 6, 7, 1, 8, 9, 10]  # the 10 m photo is 7th
+    assert retrieval_hits(far_first, 0.0, 0.0, glat, glon) == {"hit_1": 0.0, "hit_5": 0.0, "hit_10": 1.0}
+    assert retrieval_hits([1, 2], 0.0, 0.0, glat, glon) == {"hit_1": 1.0, "hit_5": 1.0, "hit_10": 1.0}
+    assert retrieval_hits([3, 4, 5, 6, 7], 0.0, 0.0, glat, glon)["hit_10"] == 0.0  # 222 m+: never a positive
+    # 26 m away is not a positive (25 m convention), 24 m is
+    assert retrieval_hits([0], 0.000234, 0.0, glat, glon)["hit_1"] == 0.0
+    assert retrieval_hits([0], 0.000216, 0.0, glat, glon)["hit_1"] == 1.0
+    nan = retrieval_hits(None, 0.0, 0.0, glat, glon)
+    assert all(np.isnan(v) for v in nan.values())
+    rows = pd.DataFrame([{"error_m": 1.0, "radius_m": 5.0, "recognised": False, "z2": 0.0, "predict_ms": 1.0,
+                          **retrieval_hits(r, 0.0, 0.0, glat, glon)} for r in ([1], far_first, [3, 4], [0, 2])])
+    m = metrics(rows)
+    assert (m["recall_at_1"], m["recall_at_5"], m["recall_at_10"]) == (0.5, 0.5, 0.75)
 
 
 def test_learning_curve_fractions(gallery_dir):

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from img2gps.consensus import consensus
-from img2gps.features.local import (FeatureConfig, KeypointCache, PairCache, VerifyConfig, extract, extract_dataset,
+from img2gps.localization.consensus import consensus
+from img2gps.verification.local import (FeatureConfig, KeypointCache, PairCache, VerifyConfig, extract, extract_dataset,
                                     mutual_matches, verify_pair)
-from img2gps.features.vlad import VladCodebook
+from img2gps.retrieval.vlad import VladCodebook
 from rerank_synth import perspective, pil, textured
 
 CFG = FeatureConfig(max_side=400, n_features=600)
@@ -78,7 +78,7 @@ def test_keypoint_cache_round_trip_and_extract_dataset_uses_it(tmp_path):
         assert np.array_equal(x.xy, y.xy) and np.array_equal(x.desc, y.desc) and x.size == y.size
     # other settings live elsewhere; a torn file is recomputed, not trusted
     assert KeypointCache(FeatureConfig(max_side=200), root=tmp_path).get("k1") is None
-    import img2gps.features.local as local
+    import img2gps.verification.local as local
 
     local._MEMORY._d.clear()  # the in-memory copy would still answer; test the disk
     cache._path("k1").write_bytes(b"torn")

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from img2gps.calibration import RadiusModel, coverage
+from img2gps.localization.calibration import RadiusModel, coverage
 from img2gps.data import load_dataset
 from img2gps.errors import ModelError
 from img2gps.geo import haversine_m
@@ -63,6 +63,17 @@ def test_rerank_recognises_other_views_to_metres(fitted):
     assert p.calib_summary["recognised"] == 0
 
 
+def test_rerank_exposes_its_query_encoder_and_retrieval_order(fitted):
+    ds, held, p = fitted
+    enc = p.query_encoder
+    assert enc is not None and enc is p.knn.query_encoder and enc.name == p.config.embed  # what ONNX export reads
+    (pred, ranked), = p.predict_ranked([ds.read(held[0])], top_k=3, n=5)
+    assert len(ranked) == 5 and len(set(ranked.tolist())) == 5
+    scene = ds.ids[held[0]].split("_")[0]
+    assert p.gallery.at[int(ranked[0]), "image"].startswith(scene)  # the other view is retrieved first
+    assert (pred.latitude, pred.longitude) == (lambda q: (q.latitude, q.longitude))(p.predict([ds.read(held[0])])[0])
+
+
 def test_queries_are_decoded_at_full_size(fitted):
     """SIFT must see the query at the gallery's resolution: a 640 px default decode lost most verifications."""
     assert fitted[2].query_max_side is None
@@ -97,7 +108,7 @@ def test_save_load_round_trip_without_the_photo_folder(fitted, tmp_path):
 def test_refit_on_a_subset_reuses_cached_features(gallery, monkeypatch, tmp_path):
     """A second fit (a bench fold) must not run SIFT again and must reuse the pair counts of the first fit:
     only the few pairs its slightly different shortlists reach are matched anew."""
-    import img2gps.features.local as local
+    import img2gps.verification.local as local
     import img2gps.predictors.rerank as rerank
 
     monkeypatch.setenv("IMG2GPS_CACHE", str(tmp_path))  # a cold cache: the first fit matches everything

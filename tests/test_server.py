@@ -131,7 +131,7 @@ def test_gallery_thumbnails_have_no_path_traversal(client, path):
 
 
 def test_thumbnail_file_names_are_not_urls(client, loaded):
-    from img2gps.predictors.base import thumb_name
+    from img2gps.modeldir import thumb_name
 
     name = thumb_name(loaded.gallery["image"][0])
     assert client.get(f"/gallery/{name}").status_code == 404

@@ -19,7 +19,8 @@ from PIL import Image
 from .errors import ModelError, PhotoError
 from .geo import haversine_m
 from .photos import ImageInput, describe, read_bytes, read_meta
-from .predictors.base import Prediction, read_manifest, thumb_name
+from .modeldir import read_manifest, thumb_name
+from .predictors.base import Prediction
 from .predictors.registry import load_model
 
 RUNTIMES = ("torch", "onnx")

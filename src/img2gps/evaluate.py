@@ -18,7 +18,10 @@ from .predictors.registry import make_predictor
 
 BASELINE = "mean-coordinate"
 METRIC_KEYS = ("mean_m", "median_m", "p90_m", "acc_10m", "acc_25m", "acc_50m", "mse_norm", "fit_s",
-               "predict_ms_p50", "predict_ms_p95", "radius_coverage", "recognised_frac", "recognised_median_m")
+               "predict_ms_p50", "predict_ms_p95", "radius_coverage", "recognised_frac", "recognised_median_m",
+               "recall_at_1", "recall_at_5", "recall_at_10")
+RECALL_N = (1, 5, 10)
+RECALL_M = 25.0  # VPR convention: a retrieved gallery photo within 25 m of the truth is a positive
 HEADING_KEYS = ("heading_n", "heading_truth_n", "heading_median_deg", "heading_acc_15deg", "heading_acc_30deg",
                 "heading_radius_coverage")
 COPY_HEADING = "copy-heading"  # baseline: the heading of the best verified gallery photo, copied
@@ -67,9 +70,65 @@ def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
         "radius_coverage": float(np.mean(e <= rows["radius_m"].to_numpy(float))),
         "recognised_frac": float(rec.mean()),
         "recognised_median_m": float(np.median(e[rec])) if rec.any() else None,
+        **{f"recall_at_{n}": _recall(rows, n) for n in RECALL_N},
         "sources": {str(k): int(v) for k, v in rows["source"].value_counts().items()} if "source" in rows else {},
     } | (heading_metrics(rows["true_heading"], rows["heading_deg"], rows["heading_radius_deg"])
          if "true_heading" in rows else {})
+
+
+def _recall(rows: pd.DataFrame, n: int) -> float | None:
+    """Fraction of queries with a positive in the retrieval top n; None for methods without retrieval."""
+    col = f"hit_{n}"
+    if col not in rows.columns:
+        return None
+    h = pd.to_numeric(rows[col], errors="coerce").dropna()
+    return float(h.mean()) if len(h) else None
+
+
+def retrieval_hits(ranked: np.ndarray | None, true_lat: float, true_lon: float, gallery_lat: np.ndarray,
+                   gallery_lon: np.ndarray, ns=RECALL_N, radius_m: float = RECALL_M) -> dict[str, float]:
+    """{'hit_N': 1.0/0.0} for each N: is a gallery photo within radius_m (metres) of the truth among the first N
+    retrieved (`ranked`: gallery row indices, best first)? NaN for every N when ranked is None."""
+    if ranked is None:
+        return {f"hit_{n}": float("nan") for n in ns}
+    ranked = np.asarray(ranked, int)
+    close = haversine_m(true_lat, true_lon, gallery_lat[ranked], gallery_lon[ranked]) <= radius_m
+    return {f"hit_{n}": float(close[:n].any()) for n in ns}
+
+
+def score_queries(p, ds: GeoDataset, indices, lat_sd: float = 1.0, lon_sd: float = 1.0, top_k: int = 5,
+                  progress: bool = False, predictions: list | None = None) -> list[dict]:
+    """The one scoring path (bench, eval, demo): predict each query photo alone, timed from its bytes.
+
+    Returns one row per query: spec, image, true/pred lat/lon, error_m, radius_m, confidence, recognised,
+    z2 (squared z-error over lat/lon with the given standard deviations in degrees), predict_ms, hit_1/5/10.
+    `predictions`, when given, receives each Prediction in order.
+    """
+    glat = p.gallery["Latitude"].to_numpy(float)
+    glon = p.gallery["Longitude"].to_numpy(float)
+    rows = []
+    for i in tqdm(list(indices), desc="eval", unit="photo", disable=not progress):
+        data = ds.read(int(i))  # bytes: decoding is part of the timed query, as for a user
+        t0 = time.perf_counter()
+        pred, ranked = p.predict_ranked([data], top_k=top_k, n=max(RECALL_N))[0]
+        ms = (time.perf_counter() - t0) * 1000
+        if predictions is not None:
+            predictions.append(pred)
+        tlat, tlon = ds.lat[i], ds.lon[i]
+        rows.append({
+            "spec": p.spec, "image": ds.ids[i], "true_lat": tlat, "true_lon": tlon,
+            "pred_lat": pred.latitude, "pred_lon": pred.longitude,
+            "error_m": float(haversine_m(tlat, tlon, pred.latitude, pred.longitude)),
+            "radius_m": pred.radius_m, "confidence": pred.confidence, "recognised": bool(pred.recognised),
+            "z2": ((pred.latitude - tlat) / lat_sd) ** 2 + ((pred.longitude - tlon) / lon_sd) ** 2,
+            "predict_ms": ms, **retrieval_hits(ranked, tlat, tlon, glat, glon),
+            "source": pred.source,
+            "true_heading": float(ds.table.at[int(i), "heading"]) if "heading" in ds.table else np.nan,
+            "heading_deg": np.nan if pred.heading_deg is None else float(pred.heading_deg),
+            "heading_radius_deg": np.nan if pred.heading_radius_deg is None else float(pred.heading_radius_deg),
+            "best_verified": pred.neighbours[0].image_id if pred.recognised and pred.neighbours else None,
+        })
+    return rows
 
 
 def subsample_spatial(train: np.ndarray, lat, lon, fraction: float, seed: int = 42) -> np.ndarray:
@@ -106,25 +165,10 @@ def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, 
     gal_heading = dict(zip(train.ids, train.table["heading"])) if "heading" in train.table else {}
     if warm and len(fold.val):  # one untimed query so lazy loading is not counted as latency
         p.predict([ds.read(int(fold.val[0]))], top_k=top_k)
-    for i in fold.val:
-        data = ds.read(int(i))  # bytes: decoding is part of the timed query, as for a user
-        t0 = time.perf_counter()
-        pred = p.predict([data], top_k=top_k)[0]
-        ms = (time.perf_counter() - t0) * 1000
-        tlat, tlon = ds.lat[i], ds.lon[i]
-        best = pred.neighbours[0].image_id if pred.recognised and pred.neighbours else None
-        run.rows.append({
-            "spec": spec, "image": ds.ids[i], "true_lat": tlat, "true_lon": tlon,
-            "pred_lat": pred.latitude, "pred_lon": pred.longitude,
-            "error_m": float(haversine_m(tlat, tlon, pred.latitude, pred.longitude)),
-            "radius_m": pred.radius_m, "confidence": pred.confidence, "recognised": bool(pred.recognised),
-            "z2": ((pred.latitude - tlat) / lat_sd) ** 2 + ((pred.longitude - tlon) / lon_sd) ** 2,
-            "predict_ms": ms, "source": pred.source,
-            "true_heading": float(ds.table.at[int(i), "heading"]) if "heading" in ds.table else np.nan,
-            "heading_deg": np.nan if pred.heading_deg is None else float(pred.heading_deg),
-            "heading_radius_deg": np.nan if pred.heading_radius_deg is None else float(pred.heading_radius_deg),
-            "copy_heading": float(gal_heading.get(best, np.nan)) if best is not None else np.nan,
-        })
+    rows = score_queries(p, ds, fold.val, lat_sd, lon_sd, top_k)
+    for row in rows:  # the copy-heading baseline: the heading of the best verified gallery photo
+        row["copy_heading"] = float(gal_heading.get(row["best_verified"], np.nan))
+    run.rows.extend(rows)
 
 
 def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[float] | None = None,
@@ -199,7 +243,8 @@ def results_table(results: dict, title: str = "") -> "rich.table.Table":  # noqa
     t = Table(title=title or None)
     cols = [("method", None), ("mean m", "mean_m"), ("median m", "median_m"), ("P90 m", "p90_m"),
             ("<=10m", "acc_10m"), ("<=25m", "acc_25m"), ("<=50m", "acc_50m"), ("nMSE", "mse_norm"),
-            ("radius cov.", "radius_coverage"), ("recog.", "recognised_frac"), ("fit s", "fit_s"),
+            ("radius cov.", "radius_coverage"), ("recog.", "recognised_frac"), ("R@1", "recall_at_1"),
+            ("R@10", "recall_at_10"), ("fit s", "fit_s"),
             ("ms/img p50", "predict_ms_p50"), ("heading n", "heading_n"), ("heading° p50", "heading_median_deg"),
             ("<=15°", "heading_acc_15deg")]
     for c, _ in cols:
@@ -212,7 +257,8 @@ def results_table(results: dict, title: str = "") -> "rich.table.Table":  # noqa
                 cells.append("-")
             elif k == "heading_n":
                 cells.append(str(v))
-            elif k.startswith("acc") or k in ("radius_coverage", "recognised_frac", "heading_acc_15deg"):
+            elif k.startswith("acc") or k.startswith("recall") or k in ("radius_coverage", "recognised_frac",
+                                                                         "heading_acc_15deg"):
                 cells.append(f"{100 * v:.0f}%")
             elif k == "mse_norm":
                 cells.append(f"{v:.3f}")

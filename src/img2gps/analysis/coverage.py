@@ -69,13 +69,13 @@ def photo_table(ds) -> tuple[pd.DataFrame, LocalFrame]:
 
 def loo_knn_errors(ds, embed: str, k: int) -> np.ndarray:
     """Leave-one-out k-NN error of every gallery photo (cached embeddings, the paper's weighted mean)."""
-    from ..features.backbones import get_encoder
+    from ..retrieval.encoders import get_encoder
     from ..features.cache import embed_dataset
-    from ..retrieval import CosineIndex, aggregate
+    from ..retrieval.database import CosineIndex, aggregate
 
     vecs = embed_dataset(get_encoder(embed), ds)
     en = LocalFrame.around(ds.lat, ds.lon).to_en(ds.lat, ds.lon)
-    sims, idx = CosineIndex(vecs).search_excluding_self(k)
+    sims, idx = CosineIndex(vecs).search_excluding(k)
     return np.array([np.linalg.norm(aggregate(en[idx[r]], sims[r])[0] - en[r]) for r in range(len(ds))])
 
 

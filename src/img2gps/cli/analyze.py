@@ -32,10 +32,10 @@ def _done(paths, json_copy: Optional[Path] = None) -> None:
 
 def _load(data: str):
     from ..data import load_dataset
-    from .modelling import _report_skipped
+    from .modelling import report_skipped
 
     ds = load_dataset(data)
-    _report_skipped(ds)
+    report_skipped(ds)
     return ds
 
 
@@ -75,10 +75,10 @@ def learning_curve(
             typer.echo(f"note: {pp} not found: no bootstrap interval", err=True)
     else:
         from ..evaluate import run_bench, write_outputs
-        from .modelling import _parse_fractions
+        from .modelling import parse_fractions
 
         ds = _load(data)
-        result, preds = run_bench(ds, protocol, list(_csv(methods)), fractions=_parse_fractions(fractions))
+        result, preds = run_bench(ds, protocol, list(_csv(methods)), fractions=parse_fractions(fractions))
         out.mkdir(parents=True, exist_ok=True)
         _done(write_outputs(out / "bench.json", result, preds, plots=False))
     _done(write_learning_curve(out, result, preds, cfg), json_copy)

@@ -75,6 +75,7 @@ def demo(
     from rich.table import Table
 
     from ..data import load_dataset
+    from ..evaluate import score_queries
     from ..geo import haversine_m, weighted_centre
     from ..plots import error_lines_map
     from ..predictors.registry import DEFAULT_METHOD
@@ -92,16 +93,16 @@ def demo(
     model, mdir, cached = cached_model(gallery, spec, refit)
     con.print(f"model: {'cached' if cached else 'fitted and saved'} at {mdir}")
     qds = ds.select_ids(queries)
-    preds = model.predict([qds.read(i) for i in range(len(qds))], top_k=3)
+    preds: list = []
+    scored = score_queries(model, qds, range(len(qds)), top_k=3, predictions=preds)
     t = Table(title=f"held-out photos located by {spec}")
     for c in ("photo", "true lat, lon", "predicted lat, lon", "error m", "radius m", "inside", "recognised"):
         t.add_column(c, justify="left" if c == "photo" else "right")
     rows = []
-    for i, p in enumerate(preds):
-        err = float(haversine_m(qds.lat[i], qds.lon[i], p.latitude, p.longitude))
-        rows.append({"image": qds.ids[i], "true_lat": qds.lat[i], "true_lon": qds.lon[i], "pred_lat": p.latitude,
-                     "pred_lon": p.longitude, "error_m": err, "radius_m": p.radius_m, "confidence": p.confidence,
-                     "recognised": p.recognised})
+    for i, (p, row) in enumerate(zip(preds, scored)):
+        err = row["error_m"]
+        rows.append({k: row[k] for k in ("image", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_m",
+                                         "radius_m", "confidence", "recognised")})
         t.add_row(qds.ids[i][-38:], f"{qds.lat[i]:.6f}, {qds.lon[i]:.6f}", f"{p.latitude:.6f}, {p.longitude:.6f}",
                   f"{err:.1f}", f"{p.radius_m:.0f}", "yes" if err <= p.radius_m else "no",
                   "yes" if p.recognised else "no")

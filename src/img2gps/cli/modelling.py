@@ -64,7 +64,7 @@ def fit(
     _refuse_existing(out, overwrite)
     predictor = make_predictor(spec)  # validate the spec before any slow work
     ds = load_dataset(data)
-    _report_skipped(ds)
+    report_skipped(ds)
     names = read_name_list(exclude)
     if names:
         unknown = [n for n in names if n not in set(ds.ids)]
@@ -79,14 +79,16 @@ def fit(
     typer.echo(f"fitted {spec} on {len(ds)} photos in {fit_s:.1f} s -> {out}")
 
 
-def _report_skipped(ds) -> None:
+def report_skipped(ds) -> None:
+    """Print (stderr) the dataset's skipped photos with their one-line reasons, at most 20."""
     for where, why in ds.skipped[:20]:
         typer.echo(f"skipped {where}: {why}", err=True)
     if len(ds.skipped) > 20:
         typer.echo(f"... and {len(ds.skipped) - 20} more skipped rows", err=True)
 
 
-def _parse_fractions(value: str | None) -> list[float] | None:
+def parse_fractions(value: str | None) -> list[float] | None:
+    """'0.25,0.5,1' -> [0.25, 0.5, 1.0] (None when empty); a bad value is a one-line error."""
     if not value:
         return None
     try:
@@ -115,9 +117,9 @@ def bench(
     specs = [s.strip() for s in methods.split(",") if s.strip()]
     for s in specs:
         make_predictor(s)  # fail fast on a bad spec
-    fr = _parse_fractions(fractions)
+    fr = parse_fractions(fractions)
     ds = load_dataset(data)
-    _report_skipped(ds)
+    report_skipped(ds)
     result, preds = run_bench(ds, protocol, specs, fractions=fr)
     result["command"] = "img2gps bench " + " ".join(_quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
     con = Console()
@@ -156,13 +158,13 @@ def eval_(
     import pandas as pd
 
     from ..data import load_dataset
-    from ..evaluate import metrics, results_table, write_outputs
+    from ..evaluate import metrics, results_table, score_queries, write_outputs
     from ..geo import haversine_m, weighted_centre
     from ..predictors.registry import load_model
 
     p = load_model(model)
     ds = load_dataset(data)
-    _report_skipped(ds)
+    report_skipped(ds)
     in_gallery = set(p.gallery["image"].astype(str))
     held = [i for i, n in enumerate(ds.ids) if n not in in_gallery]
     if len(held) < len(ds):
@@ -173,19 +175,12 @@ def eval_(
     glat, glon = p.gallery["Latitude"].to_numpy(float), p.gallery["Longitude"].to_numpy(float)
     c = weighted_centre(glat, glon)
     sd = (max(glat.std(), 1e-9), max(glon.std(), 1e-9))
-    rows, base = [], []
-    from tqdm.auto import tqdm
-
-    for i in tqdm(held, desc="eval", unit="photo", disable=len(held) < 5):
-        t0 = time.perf_counter()
-        pr = p.predict([ds.read(i)])[0]
-        ms = (time.perf_counter() - t0) * 1000
+    rows = score_queries(p, ds, held, *sd, progress=len(held) >= 5)
+    for r in rows:
+        r["fraction"] = 1.0
+    base = []
+    for i in held:
         t = (ds.lat[i], ds.lon[i])
-        rows.append({"spec": p.spec, "image": ds.ids[i], "true_lat": t[0], "true_lon": t[1], "pred_lat": pr.latitude,
-                     "pred_lon": pr.longitude, "error_m": float(haversine_m(*t, pr.latitude, pr.longitude)),
-                     "radius_m": pr.radius_m, "confidence": pr.confidence, "recognised": pr.recognised,
-                     "z2": ((pr.latitude - t[0]) / sd[0]) ** 2 + ((pr.longitude - t[1]) / sd[1]) ** 2,
-                     "predict_ms": ms, "fraction": 1.0})
         base.append({"spec": "mean-coordinate (gallery centre)", "image": ds.ids[i], "true_lat": t[0], "true_lon": t[1],
                      "pred_lat": c[0], "pred_lon": c[1], "error_m": float(haversine_m(*t, *c)), "radius_m": np.nan,
                      "confidence": 0.0, "recognised": False,

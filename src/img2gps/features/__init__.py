@@ -1,1 +1,2 @@
-"""Feature stage: global image encoders (backbones.py), per-photo caches (cache.py), local features (local.py)."""
+"""Per-photo feature caches on disk (cache.py) and the trainable trunk + augmentation used by the trained methods
+(trainable.py). Global encoders live in retrieval/, local features in verification/."""

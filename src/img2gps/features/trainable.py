@@ -18,7 +18,7 @@ from PIL import Image, ImageEnhance
 from tqdm.auto import tqdm
 
 from ..errors import ModelError, PhotoError
-from .backbones import OFFLINE_FALLBACK, get_encoder, resize_square
+from ..retrieval.encoders import OFFLINE_FALLBACK, get_encoder, resize_square
 from .cache import FeatureCache
 
 

@@ -1,13 +1,8 @@
-"""The predictor contract every method implements, plus the shared model-directory plumbing."""
+"""The predictor contract every method implements: spec parsing, Prediction, and BasePredictor (model-directory
+I/O is delegated to img2gps.modeldir)."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import os
-import shutil
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
@@ -17,11 +12,8 @@ import pandas as pd
 
 from ..data.sources import GeoDataset
 from ..errors import ModelError
+from ..modeldir import read_manifest, write_model_dir, write_thumbnails
 from ..photos import ImageInput, open_image, read_focal35
-
-FORMAT_VERSION = 1
-MANIFEST = "model.json"
-
 
 @dataclass
 class Neighbour:
@@ -104,26 +96,6 @@ def config_from_params(config_cls: type, params: dict[str, str], spec: str):
     return config_cls(**kw)
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for p in ("img2gps", "torch", "numpy", "faiss-cpu", "opencv-python-headless", "onnxruntime", "pillow"):
-        try:
-            out[p] = version(p)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
 class BasePredictor:
     """Shared plumbing: spec/config, opening query images (metadata stripped), gallery table, save/load."""
 
@@ -132,7 +104,8 @@ class BasePredictor:
     # Largest side a query photo is decoded at (None = full size). Methods needing detail raise it.
     query_max_side: ClassVar[int | None] = 640
     # True for methods that use the query's EXIF focal length (the only query metadata any method may read):
-    # predict then calls _predict_one(image, top_k, focal35=...) with it (None when the photo has none).
+    # predict/predict_ranked then pass focal35=... (mm, None when the photo has none) to _predict_one /
+    # _predict_ranked_one.
     uses_focal_length: ClassVar[bool] = False
 
     def __init__(self, config=None, spec: str | None = None):
@@ -159,15 +132,32 @@ class BasePredictor:
     def predict(self, images: Sequence[ImageInput], top_k: int = 5) -> list[Prediction]:
         if self.gallery is None:
             raise ModelError(f"{self.spec}: predict called before fit/load")
-        # open_image returns upright RGB pixels with all metadata dropped: no method can read EXIF GPS or
-        # direction. The focal length alone is read from the header, for methods that model the camera.
-        if not self.uses_focal_length:
-            return [self._predict_one(open_image(im, max_side=self.query_max_side), top_k) for im in images]
-        return [self._predict_one(open_image(im, max_side=self.query_max_side), top_k, focal35=read_focal35(im))
-                for im in images]
+        return [self._predict_one(*q, top_k, **kw) for q, kw in map(self._query_kw, images)]
 
-    def _predict_one(self, image, top_k: int) -> Prediction:
-        raise NotImplementedError
+    def _query_kw(self, im: ImageInput) -> tuple[tuple, dict]:
+        """(decoded query image,), extra keyword arguments for the method.
+
+        open_image returns upright RGB pixels with all metadata dropped: no method can read EXIF GPS or
+        direction. The focal length alone is read from the header, for methods that model the camera."""
+        kw = {"focal35": read_focal35(im)} if self.uses_focal_length else {}
+        return (open_image(im, max_side=self.query_max_side),), kw
+
+    def predict_ranked(self, images: Sequence[ImageInput], top_k: int = 5,
+                       n: int = 10) -> list[tuple[Prediction, np.ndarray | None]]:
+        """Predictions, each with the retrieval stage's top-n gallery row indices ((<=n,) int, best first;
+        before any verification) for retrieval methods, None for the others. Used by the bench's recall@N."""
+        if self.gallery is None:
+            raise ModelError(f"{self.spec}: predict called before fit/load")
+        return [self._predict_ranked_one(*q, top_k, n, **kw) for q, kw in map(self._query_kw, images)]
+
+    def _predict_one(self, image, top_k: int, **kw) -> Prediction:
+        return self._predict_ranked_one(image, top_k, 0, **kw)[0]
+
+    def _predict_ranked_one(self, image, top_k: int, n: int, **kw) -> tuple[Prediction, np.ndarray | None]:
+        """Methods override either this (retrieval methods: also return their ranking) or _predict_one."""
+        if type(self)._predict_one is BasePredictor._predict_one:
+            raise NotImplementedError
+        return self._predict_one(image, top_k, **kw), None
 
     def neighbours(self, idx: Sequence[int], scores: Sequence[float], top_k: int) -> list[Neighbour]:
         g = self.gallery
@@ -178,42 +168,20 @@ class BasePredictor:
 
     # -- persistence -------------------------------------------------------------------------------------
     def save(self, model_dir: Path, thumbnails: bool = True) -> None:
-        """Write atomically: a temp dir beside the target, then rename; an old model is replaced only at the end."""
-        model_dir = Path(model_dir)
+        """Write atomically (modeldir.write_model_dir): an old model is replaced only at the end."""
         if self.gallery is None:
             raise ModelError("cannot save a model that was not fitted")
-        model_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.tmp-", dir=model_dir.parent))
-        try:
+
+        def write_files(tmp: Path) -> None:
             self.gallery.to_csv(tmp / "gallery.csv", index=False, float_format="%.9f")
             self._save_files(tmp)
             if thumbnails and self._train is not None:
                 write_thumbnails(self._train, tmp / "thumbs")
-            files = sorted(p for p in tmp.rglob("*") if p.is_file())
-            manifest = {
-                "format_version": FORMAT_VERSION,
-                "spec": self.spec,
-                "method": self.name,
-                "config": dataclasses.asdict(self.config),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "data_fingerprint": self.gallery_fingerprint,
-                "gallery_size": int(len(self.gallery)),
-                "package_versions": package_versions(),
-                "metrics": self.metrics,
-                "state": self._state(),
-                "checksums": {str(p.relative_to(tmp)): file_sha256(p) for p in files},
-            }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default))
-            old = None
-            if model_dir.exists():
-                old = model_dir.parent / f".{model_dir.name}.old-{os.getpid()}"
-                os.replace(model_dir, old)
-            os.replace(tmp, model_dir)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+        write_model_dir(Path(model_dir), {
+            "spec": self.spec, "method": self.name, "config": dataclasses.asdict(self.config),
+            "data_fingerprint": self.gallery_fingerprint, "gallery_size": int(len(self.gallery)),
+            "metrics": self.metrics, "state": self._state()}, write_files)
 
     def _save_files(self, d: Path) -> None:
         pass
@@ -224,13 +192,13 @@ class BasePredictor:
 
     @classmethod
     def load(cls, model_dir: Path):
+        """Load a model of this class (registry.load_model picks the class from the manifest)."""
+        if cls is BasePredictor:
+            raise ModelError("BasePredictor.load needs a concrete method class; use img2gps.predictors.load_model")
         model_dir = Path(model_dir)
         manifest = read_manifest(model_dir)
-        from .registry import predictor_class
-
-        if cls is BasePredictor:
-            cls = predictor_class(manifest["method"])
-        name, params = parse_spec(manifest["spec"])
+        if manifest["method"] != cls.name:
+            raise ModelError(f"{model_dir}: a {manifest['method']!r} model, not {cls.name!r}")
         fields = {f.name for f in dataclasses.fields(cls.Config)}
         cfg = cls.Config(**{k: v for k, v in manifest.get("config", {}).items() if k in fields})
         obj = cls(cfg, spec=manifest["spec"])
@@ -243,57 +211,3 @@ class BasePredictor:
 
     def _load_files(self, d: Path, state: dict[str, Any]) -> None:
         pass
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def read_manifest(model_dir: Path, verify: bool = True) -> dict[str, Any]:
-    """Read model.json and check every listed file's checksum; name exactly what is wrong."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise ModelError(f"{model_dir}: model directory not found")
-    mpath = model_dir / MANIFEST
-    if not mpath.is_file():
-        raise ModelError(f"{model_dir}: no {MANIFEST} (not an img2gps model directory)")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{mpath}: corrupted manifest ({e})") from None
-    if not isinstance(manifest, dict) or "spec" not in manifest or "method" not in manifest:
-        raise ModelError(f"{mpath}: manifest lacks spec/method")
-    fv = manifest.get("format_version")
-    if fv != FORMAT_VERSION:
-        raise ModelError(f"{mpath}: model format version {fv} is not supported by this img2gps (expects {FORMAT_VERSION}); re-fit the model")
-    if verify:
-        for rel, digest in manifest.get("checksums", {}).items():
-            p = model_dir / rel
-            if not p.is_file():
-                raise ModelError(f"{model_dir}: missing file {rel}")
-            if file_sha256(p) != digest:
-                raise ModelError(f"{model_dir}: file {rel} is corrupted (checksum mismatch)")
-    return manifest
-
-
-def write_thumbnails(ds: GeoDataset, out: Path, side: int = 320) -> None:
-    """Small JPEGs of the gallery so a model works without the original photo folder."""
-    from ..photos import PhotoError
-
-    out.mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(ds.ids):
-        try:
-            im = ds.open(i, max_side=side)
-        except PhotoError:
-            continue
-        im.save(out / thumb_name(name), "JPEG", quality=80)
-
-
-def thumb_name(image_id: str) -> str:
-    return hashlib.sha1(image_id.encode()).hexdigest()[:20] + ".jpg"

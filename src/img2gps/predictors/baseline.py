@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..calibration import RadiusModel
+from ..localization.calibration import RadiusModel
 from ..geo import LocalFrame, weighted_centre
 from ..localization.holdout import excluded_rows, same_spot_radius_m
 from .base import BasePredictor, Prediction

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from ..errors import ModelError
 from ..features.trainable import AttentionPool, MeanPool
 from ..geo import haversine_m
-from ..retrieval import CosineIndex, aggregate
+from ..retrieval.database import CosineIndex, aggregate
 from .base import Prediction
-from .trunk_head import TrunkHeadConfig, TrunkHeadPredictor, _chunked
+from .trunk_head import TrunkHeadConfig, TrunkHeadPredictor, chunked
 
 
 @dataclass
@@ -96,7 +96,7 @@ class ContrastivePredictor(TrunkHeadPredictor):
 
     # -- retrieval ----------------------------------------------------------------------------------------
     def _embed_photos(self, net, data, photos) -> np.ndarray:
-        return _chunked(lambda ph: net(data.clean(ph).to(self.device)), photos).detach().cpu().numpy()
+        return chunked(lambda ph: net(data.clean(ph).to(self.device)), photos).detach().cpu().numpy()
 
     def _knn_errors(self, gallery_vecs, gallery_idx, query_vecs, query_idx) -> tuple[np.ndarray, np.ndarray]:
         index = CosineIndex(gallery_vecs)
@@ -134,17 +134,17 @@ class ContrastivePredictor(TrunkHeadPredictor):
     def _restore(self, state) -> None:
         pass
 
-    def _predict_one(self, image, top_k: int) -> Prediction:
+    def _predict_ranked_one(self, image, top_k: int, n: int):
         with torch.inference_mode():
             q = self.net(self._inputs([image])).cpu().numpy()
-        sims, idx = self.index.search(q, max(self.config.k, top_k))
+        sims, idx = self.index.search(q, max(self.config.k, top_k, n))
         sims, idx = sims[0], idx[0]
         k = min(self.config.k, len(idx))
         c, spread = aggregate(self.g_en[idx[:k]], sims[:k], self.config.agg)
         lat, lon = self.frame.to_latlon(c)
         r = self.radius_model.radius(spread)
-        return Prediction(float(lat), float(lon), r, self.radius_model.confidence(r), False, self.spec,
-                          self.neighbours(idx, sims, top_k))
+        return (Prediction(float(lat), float(lon), r, self.radius_model.confidence(r), False, self.spec,
+                           self.neighbours(idx, sims, top_k)), idx[:n])
 
     # -- persistence --------------------------------------------------------------------------------------
     def _save_files(self, d) -> None:

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..calibration import RadiusModel
+from ..localization.calibration import RadiusModel
 from ..errors import ModelError
-from ..features.backbones import ENCODERS, get_encoder
+from ..retrieval.encoders import ENCODERS, get_encoder
 from ..features.cache import embed_dataset
 from ..geo import LocalFrame
 from ..localization.holdout import excluded_rows, same_spot_radius_m
-from ..retrieval import CosineIndex, aggregate
+from ..retrieval.database import CosineIndex, aggregate
 from .base import BasePredictor, Prediction
 
 
@@ -64,10 +64,14 @@ class KNNPredictor(BasePredictor):
             raise ModelError(f"{self.spec}: queries are not embedded by a swappable encoder")
         self._encoder = encoder
 
-    def _embed_query(self, image) -> np.ndarray:
+    def embed(self, images) -> np.ndarray:
+        """Query photos (decoded PIL images) -> (N, D) float32 embeddings, exactly as the gallery was embedded.
+
+        The one query-embedding path: knn's predict and rerank's shortlist both call it.
+        """
         if self._embedder is not None:
-            return self._embedder.embed_images([image])
-        return self._encoder.embed([image])
+            return np.asarray(self._embedder.embed_images(list(images)), np.float32)
+        return np.asarray(self._encoder.embed(list(images)), np.float32)
 
     # -- fit / predict ------------------------------------------------------------------------------------
     def _fit(self, train) -> None:
@@ -75,8 +79,8 @@ class KNNPredictor(BasePredictor):
         self._build()
         self._calibrate()
 
-    def _build(self):
-        self.index = CosineIndex(self.vectors)
+    def _build(self, index: CosineIndex | None = None):
+        self.index = index if index is not None else CosineIndex(self.vectors)
         self.frame = LocalFrame.around(self.gallery["Latitude"], self.gallery["Longitude"])
         self.en = self.frame.to_en(self.gallery["Latitude"], self.gallery["Longitude"])
 
@@ -114,20 +118,17 @@ class KNNPredictor(BasePredictor):
         c, spread = aggregate(self.en[idx[:k]], sims[:k], self.config.agg)
         return c, spread, idx, sims
 
-    def _predict_one(self, image, top_k: int) -> Prediction:
-        q = self._embed_query(image)
-        c, spread, idx, sims = self.locate(q, top_k)
+    def _predict_ranked_one(self, image, top_k: int, n: int):
+        q = self.embed([image])
+        c, spread, idx, sims = self.locate(q, max(top_k, n))
         lat, lon = self.frame.to_latlon(c)
         r = self.radius_model.radius(spread)
-        return Prediction(float(lat), float(lon), r, self.radius_model.confidence(r), False, self.spec,
-                          self.neighbours(idx, sims, top_k))
+        return (Prediction(float(lat), float(lon), r, self.radius_model.confidence(r), False, self.spec,
+                           self.neighbours(idx, sims, top_k)), idx[:n])
 
     # -- persistence --------------------------------------------------------------------------------------
     def _save_files(self, d: Path) -> None:
-        import faiss
-
-        np.save(d / "embeddings.npy", self.vectors)
-        faiss.write_index(self.index.index, str(d / "index.faiss"))
+        self.index.save(d)
         if self._embedder is not None:
             self._embedder.save(d / "embedder", thumbnails=False)
 
@@ -135,8 +136,9 @@ class KNNPredictor(BasePredictor):
         return {"radius_model": self.radius_model.to_dict(), "dim": int(self.vectors.shape[1])}
 
     def _load_files(self, d: Path, state):
-        self.vectors = np.load(d / "embeddings.npy")
-        self._build()
+        self.index = CosineIndex.load(d)
+        self.vectors = self.index.vectors
+        self._build(self.index)
         self.radius_model = RadiusModel.from_dict(state.get("radius_model"))
         if self.config.embed == "regression":
             from .registry import load_model

@@ -5,24 +5,24 @@ import importlib
 from pathlib import Path
 
 from ..errors import ModelError
-from .base import BasePredictor, config_from_params, parse_spec, read_manifest
+from ..modeldir import read_manifest
+from .base import BasePredictor, config_from_params, parse_spec
 
 # The default method: the best one in the bench (see bench/results.md). Change it here only.
 DEFAULT_METHOD = "rerank"
 
-_REGISTRY = {
+REGISTRY = {
     "mean-coordinate": "img2gps.predictors.baseline:MeanCoordinate",
     "knn": "img2gps.predictors.knn:KNNPredictor",
     "regression": "img2gps.predictors.regression:RegressionPredictor",
     "contrastive": "img2gps.predictors.contrastive:ContrastivePredictor",
     "rerank": "img2gps.predictors.rerank:RerankPredictor",
-    "sfm": "img2gps.predictors.sfm:SfMPredictor",
 }
 
 
 def available_methods() -> list[str]:
     out = []
-    for name, target in _REGISTRY.items():
+    for name, target in REGISTRY.items():
         mod = target.split(":")[0]
         if importlib.util.find_spec(mod) is not None:
             out.append(name)
@@ -30,9 +30,9 @@ def available_methods() -> list[str]:
 
 
 def predictor_class(name: str) -> type[BasePredictor]:
-    if name not in _REGISTRY:
+    if name not in REGISTRY:
         raise ModelError(f"unknown method {name!r}; known: {', '.join(available_methods())}")
-    mod, cls = _REGISTRY[name].split(":")
+    mod, cls = REGISTRY[name].split(":")
     try:
         module = importlib.import_module(mod)
     except ModuleNotFoundError as e:

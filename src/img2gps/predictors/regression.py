@@ -19,7 +19,7 @@ from ..geo import EARTH_RADIUS_M, haversine_m
 from ..errors import ModelError
 from ..photos import open_image
 from .base import Prediction
-from .trunk_head import TrunkHeadConfig, TrunkHeadPredictor, _chunked
+from .trunk_head import TrunkHeadConfig, TrunkHeadPredictor, chunked
 
 LOSSES = ("mse", "metres", "haversine")
 
@@ -136,7 +136,7 @@ class RegressionPredictor(TrunkHeadPredictor):
         return {"val_mean_m": float(haversine_m(self._lat[va], self._lon[va], lat, lon).mean())}
 
     def _heldout(self, net, data, tr, va):
-        z, spread = self._predict_z(net, _chunked(lambda ph: data.clean(ph), va).to(self.device))
+        z, spread = self._predict_z(net, chunked(lambda ph: data.clean(ph), va).to(self.device))
         lat, lon = self._latlon(z)
         return haversine_m(self._lat[va], self._lon[va], lat, lon), spread
 

@@ -32,18 +32,18 @@ from typing import Callable, Container, Sequence
 
 import numpy as np
 
-from ..calibration import RadiusModel
-from ..consensus import consensus
+from ..localization.calibration import RadiusModel
+from ..localization.consensus import consensus
 from ..errors import ModelError
-from ..features.backbones import ENCODERS
-from ..features.local import (FeatureConfig, Keypoints, PairCache, VerifyConfig, extract, extract_dataset,
+from ..retrieval.encoders import ENCODERS
+from ..verification.local import (FeatureConfig, Keypoints, PairCache, VerifyConfig, extract, extract_dataset,
                               fundamental_inliers, mutual_matches)
-from ..features.vlad import VladCodebook
+from ..retrieval.vlad import VladCodebook
 from ..geo import pairwise_m, weighted_median_en
 from ..localization.camera import CameraEstimate, CameraLocator, GalleryCameras, LocatorConfig, PoseCache
 from ..localization.holdout import excluded_rows, same_spot_radius_m
 from ..localization.pose import angle_diff_deg
-from ..retrieval import aggregate
+from ..retrieval.database import aggregate
 from .base import BasePredictor, Neighbour, Prediction
 from .knn import KNNConfig, KNNPredictor
 
@@ -155,6 +155,18 @@ def resolve(checked: dict[int, int], gallery_en: np.ndarray,
     c = consensus(gallery_en[idx], w, cfg.cluster_m)
     support = idx[c.support][np.argsort(-w[c.support])]
     return c.en, c.spread_m, [int(j) for j in support]
+
+
+@dataclass
+class Located:
+    """One query's answer in the gallery's metric frame (what calibration and prediction both consume)."""
+    recognised: bool
+    pos: np.ndarray  # (2,) east/north metres
+    spread: float  # metres, input to the radius model
+    idx: np.ndarray  # supporting gallery indices (verified, best first) or the fallback's neighbours
+    sims: np.ndarray  # their scores (inliers when recognised)
+    checked: dict[int, int]  # every verified candidate -> inliers
+    camera: CameraEstimate | None = None  # the query camera from the verified photos (recognised answers only)
 
 
 class RerankPredictor(BasePredictor):
@@ -276,20 +288,20 @@ class RerankPredictor(BasePredictor):
                     pairs.put(keys[q], keys[j], got)
                 return got
 
+            def knn_fallback():
+                idx = np.array([j for j in np.argsort(-g_all[r]) if j not in skip][: c.k], int)
+                pos, spread = aggregate(self.en[idx], g_all[r][idx], self.knn.config.agg)
+                return pos, spread, idx, g_all[r][idx]
+
+            def camera(checked: dict[int, int]):
+                return self._camera(self.kps[q], self.desc[q], self.cameras.focal35[q], checked, matched,
+                                    poses, keys[q])
+
             score = self._scores(g_all[r], None if v_all is None else v_all[r])
             score[list(skip)] = -np.inf
-            checked = verify_candidates(np.argsort(-score), verify, self.near, c, skip=skip)
-            res = resolve(checked, self.en, c)
-            if res is None:
-                if c.fallback == "knn":
-                    idx = [j for j in np.argsort(-g_all[r]) if j not in skip][: c.k]
-                    pos, spread = aggregate(self.en[idx], g_all[r][idx], self.knn.config.agg)
-                else:
-                    pos, spread, _ = shortlist_median(score, self.en, c.fallback_k, c.fallback_t)
-                return {"rec": False, "err": float(np.linalg.norm(pos - self.en[q])), "spread": spread}
-            out = {"rec": True, "err": float(np.linalg.norm(res[0] - self.en[q])), "spread": res[1]}
-            est = self._camera(self.kps[q], self.desc[q], self.cameras.focal35[q], checked, matched,
-                               poses, keys[q])
+            loc = self._locate(score, g_all[r], verify, knn_fallback, skip=skip, camera=camera)
+            out = {"rec": loc.recognised, "err": float(np.linalg.norm(loc.pos - self.en[q])), "spread": loc.spread}
+            est = loc.camera
             if est is not None and est.heading_deg is not None and np.isfinite(self.cameras.heading[q]):
                 out["heading_err"] = float(angle_diff_deg(est.heading_deg, self.cameras.heading[q]))
             if est is not None and est.fix is not None:
@@ -362,52 +374,88 @@ class RerankPredictor(BasePredictor):
         return self.locator.locate(match, kq.size, f, ver, cache, key, self.keys)
 
     # -- predict ------------------------------------------------------------------------------------------
-    def _predict_one(self, image, top_k: int, focal35: float | None = None) -> Prediction:
+    def _predict_ranked_one(self, image, top_k: int, n: int, focal35: float | None = None):
         with single_threaded():
-            return self._predict_single(image, top_k, focal35)
+            return self._predict_single(image, top_k, n, focal35)
 
-    def _predict_single(self, image, top_k: int, focal35: float | None = None) -> Prediction:
+    def _locate(self, score: np.ndarray, g_sims: np.ndarray, verify: Callable[[int], int],
+                knn_fallback: Callable[[], tuple], skip: int | Container[int] | None = None,
+                camera: Callable[[dict[int, int]], CameraEstimate | None] | None = None) -> Located:
+        """The query procedure shared by calibration (held-out gallery photo) and prediction.
+
+        score: (N,) shortlist score over the gallery; g_sims: (N,) global similarities (fallback neighbour
+        scores); verify(j) -> inliers with gallery photo j; knn_fallback() -> (pos, spread, idx, sims);
+        camera(checked) -> the query camera from the verified photos (recognised answers only).
+        """
         c = self.config
-        q = self.knn._embed_query(image)  # the encoder shrinks it exactly as it shrank the gallery photos
-        kq = extract(image, self.fcfg)
-        dq = kq.unit_desc(True)
-        g_sims = (self.knn.index.vectors @ (q.ravel() / max(float(np.linalg.norm(q)), 1e-12))).astype(float)
-        v_sims = self.vlad_vecs @ self.codebook.encode(dq) if self.vlad_vecs is not None else None
-        score = self._scores(g_sims, v_sims)
-        matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        checked = verify_candidates(np.argsort(-score), lambda j: self._verify(kq, dq, j, matched), self.near, c)
+        checked = verify_candidates(np.argsort(-score), verify, self.near, c, skip=skip)
         res = resolve(checked, self.en, c)
         if res is not None:
             pos, spread, support = res
-            r = self.rec_radius.radius(spread)
+            return Located(True, pos, spread, np.array(support, int),
+                           np.array([checked[j] for j in support], float), checked,
+                           camera(checked) if camera is not None else None)
+        if c.fallback == "knn":
+            pos, spread, idx, sims = knn_fallback()
+        else:
+            pos, spread, idx = shortlist_median(score, self.en, c.fallback_k, c.fallback_t)
+            sims = g_sims[idx]
+        return Located(False, pos, spread, idx, sims, checked)
+
+    @property
+    def query_encoder(self):
+        """The frozen global encoder of the shortlist (read by ONNX export); see KNNPredictor.query_encoder."""
+        return self.knn.query_encoder if self.knn is not None else None
+
+    def use_query_encoder(self, encoder) -> None:
+        """Embed queries with another runtime of the same network (e.g. export.OnnxEncoder)."""
+        self.knn.use_query_encoder(encoder)
+
+    def _predict_single(self, image, top_k: int, n: int = 0,
+                        focal35: float | None = None) -> tuple[Prediction, np.ndarray]:
+        c = self.config
+        q = self.knn.embed([image])  # the encoder shrinks it exactly as it shrank the gallery photos
+        kq = extract(image, self.fcfg)
+        dq = kq.unit_desc(True)
+        g_sims = self.knn.index.similarities(q)
+        v_sims = self.vlad_vecs @ self.codebook.encode(dq) if self.vlad_vecs is not None else None
+        score = self._scores(g_sims, v_sims)
+
+        def knn_fallback():
+            return self.knn.locate(q, top_k)
+
+        matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        loc = self._locate(score, g_sims, lambda j: self._verify(kq, dq, j, matched), knn_fallback,
+                           camera=lambda checked: self._camera(kq, dq, focal35, checked, matched))
+        ranked = np.argsort(-score)[:n]  # the retrieval stage's order, before verification
+        lat, lon = self.knn.frame.to_latlon(loc.pos)
+        if loc.recognised:
+            checked = loc.checked
+            r = self.rec_radius.radius(loc.spread)
             conf = self.rec_radius.confidence(r)
+            support = [int(j) for j in loc.idx]
             source, recognised = "consensus", True
-            est = self._camera(kq, dq, focal35, checked, matched)  # the heading is reported even with pose=off
+            est = loc.camera  # the heading is reported even with pose=off
             heading = est.heading_deg if est is not None else None
             if est is not None and est.fix is not None and self.use_pose:
                 pos = est.fix.en
+                lat, lon = self.knn.frame.to_latlon(pos)
                 model = self.pose_radius or self.rec_radius
                 r = model.radius(est.fix.spread_m)
                 conf = model.confidence(r)
                 source, recognised = "pose", self.pose_recognised
-                support = list(dict.fromkeys(est.views + list(support)))
+                support = list(dict.fromkeys(est.views + support))
             neigh = [Neighbour(*self._row(j), float(checked[j])) for j in support]
             others = sorted((j for j in checked if checked[j] >= c.min_inliers and j not in support),
                             key=lambda j: -checked[j])
             neigh += [Neighbour(*self._row(j), float(checked[j])) for j in others]
-            lat, lon = self.knn.frame.to_latlon(pos)
             return Prediction(float(lat), float(lon), r, conf, recognised, self.spec, neigh[:top_k],
-                              heading_deg=heading, heading_radius_deg=self.heading_radius if heading is not None else None,
-                              source=source)
-        if c.fallback == "knn":
-            pos, spread, idx, sims = self.knn.locate(q, top_k)
-        else:
-            pos, spread, idx = shortlist_median(score, self.en, c.fallback_k, c.fallback_t)
-            sims = g_sims[idx]
-        r = self.unrec_radius.radius(spread)
-        lat, lon = self.knn.frame.to_latlon(pos)
-        return Prediction(float(lat), float(lon), r, self.unrec_radius.confidence(r), False, self.spec,
-                          self.neighbours(idx, sims, top_k), source="fallback")
+                              heading_deg=heading,
+                              heading_radius_deg=self.heading_radius if heading is not None else None,
+                              source=source), ranked
+        r = self.unrec_radius.radius(loc.spread)
+        return (Prediction(float(lat), float(lon), r, self.unrec_radius.confidence(r), False, self.spec,
+                           self.neighbours(loc.idx, loc.sims, top_k), source="fallback"), ranked)
 
     def _row(self, j: int) -> tuple[str, float, float]:
         g = self.gallery

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..calibration import RadiusModel
+from ..localization.calibration import RadiusModel
 from ..data.splits import kfold_folds, location_disjoint_split
 from ..errors import ModelError
 from ..features.trainable import AugmentConfig, Trunk, augment, cached_views, resolve_backbone
@@ -195,7 +195,7 @@ class TrunkHeadPredictor(BasePredictor):
             return self._loss(net(data.batch(p).to(dev)), p[:, 0])
 
         def val(net):
-            out = _chunked(lambda ph: net(data.clean(ph).to(dev)), va)
+            out = chunked(lambda ph: net(data.clean(ph).to(dev)), va)
             return float(self._loss(out, va)), self._val_extra(net, data, tr, va, out)
 
         return train_model(self._build_net, step, len(pairs), val if len(va) else None, self._train_config(),
@@ -320,5 +320,6 @@ class HeadNet(nn.Module):
         return self.head.embed(self.body(x))
 
 
-def _chunked(fn, photos: np.ndarray, chunk: int = 64) -> torch.Tensor:
+def chunked(fn, photos: np.ndarray, chunk: int = 64) -> torch.Tensor:
+    """fn over photos in chunks of `chunk`, outputs concatenated along dim 0 (bounds peak memory)."""
     return torch.cat([fn(photos[s:s + chunk]) for s in range(0, len(photos), chunk)])

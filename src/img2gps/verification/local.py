@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import PhotoError
-from .cache import user_cache_dir
+from ..features.cache import user_cache_dir
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,134 @@
+"""The model directory: the model.json manifest, file checksums and atomic writes.
+
+This is the only module that reads or writes a model directory's manifest; predictors hand it their files
+(through a callback) and their small JSON state. Layout: `model.json` + `gallery.csv` + `thumbs/` + the
+method's own files. Every file is checksummed (SHA-256) into the manifest at save time and verified by
+`read_manifest(verify=True)`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import ModelError, PhotoError
+
+FORMAT_VERSION = 1
+MANIFEST = "model.json"
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a model's numbers depend on (missing ones left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for p in ("img2gps", "torch", "numpy", "faiss-cpu", "opencv-python-headless", "onnxruntime", "pillow"):
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def json_default(o):
+    """json.dumps default= for numpy scalars/arrays and paths."""
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_model_dir(model_dir: Path, manifest: dict[str, Any], write_files: Callable[[Path], None]) -> None:
+    """Write a model directory atomically.
+
+    `write_files(tmp)` writes the method's files into a temp dir beside the target; then every file is
+    checksummed into `manifest` (format_version, created, package_versions and checksums are filled in here),
+    model.json is written, and the temp dir replaces `model_dir` by rename (an old model is replaced only at
+    the very end; on any error nothing changes).
+    """
+    model_dir = Path(model_dir)
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.tmp-", dir=model_dir.parent))
+    try:
+        write_files(tmp)
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        full = {"format_version": FORMAT_VERSION, **manifest,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "package_versions": package_versions(),
+                "checksums": {str(p.relative_to(tmp)): file_sha256(p) for p in files}}
+        (tmp / MANIFEST).write_text(json.dumps(full, indent=2, default=json_default))
+        old = None
+        if model_dir.exists():
+            old = model_dir.parent / f".{model_dir.name}.old-{os.getpid()}"
+            os.replace(model_dir, old)
+        os.replace(tmp, model_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_manifest(model_dir: Path, verify: bool = True) -> dict[str, Any]:
+    """Read model.json and (verify=True) check every listed file's checksum; name exactly what is wrong.
+
+    Raises ModelError (missing dir/manifest, corrupt JSON, unsupported format version, missing or corrupted file).
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelError(f"{model_dir}: model directory not found")
+    mpath = model_dir / MANIFEST
+    if not mpath.is_file():
+        raise ModelError(f"{model_dir}: no {MANIFEST} (not an img2gps model directory)")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{mpath}: corrupted manifest ({e})") from None
+    if not isinstance(manifest, dict) or "spec" not in manifest or "method" not in manifest:
+        raise ModelError(f"{mpath}: manifest lacks spec/method")
+    fv = manifest.get("format_version")
+    if fv != FORMAT_VERSION:
+        raise ModelError(f"{mpath}: model format version {fv} is not supported by this img2gps (expects {FORMAT_VERSION}); re-fit the model")
+    if verify:
+        for rel, digest in manifest.get("checksums", {}).items():
+            p = model_dir / rel
+            if not p.is_file():
+                raise ModelError(f"{model_dir}: missing file {rel}")
+            if file_sha256(p) != digest:
+                raise ModelError(f"{model_dir}: file {rel} is corrupted (checksum mismatch)")
+    return manifest
+
+
+def write_thumbnails(ds, out: Path, side: int = 320) -> None:
+    """Small JPEGs (long side `side` px) of a GeoDataset's photos, so a model works without the photo folder."""
+    out.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(ds.ids):
+        try:
+            im = ds.open(i, max_side=side)
+        except PhotoError:
+            continue
+        im.save(out / thumb_name(name), "JPEG", quality=80)
+
+
+def thumb_name(image_id: str) -> str:
+    """File name of a gallery photo's thumbnail under thumbs/."""
+    return hashlib.sha1(image_id.encode()).hexdigest()[:20] + ".jpg"

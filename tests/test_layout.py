@@ -1,0 +1,115 @@
+"""The stage layout's rules (DESIGN.md "Layout"), checked on the source: registry entries resolve, no private
+names cross modules, stages never import predictors, no import cycle between predictors/base and registry."""
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+import img2gps
+from img2gps.predictors import registry
+
+SRC = Path(img2gps.__file__).parent
+STAGES = ("retrieval", "verification", "localization")
+
+
+def _modules():
+    for f in sorted(SRC.rglob("*.py")):
+        rel = f.relative_to(SRC.parent).with_suffix("")
+        # a package's __init__ keeps its name part, so relative imports resolve like any module's
+        yield f, ".".join(rel.parts), ast.parse(f.read_text(), str(f))
+
+
+def _imported(module: str, node: ast.ImportFrom) -> str:
+    """Absolute module name of a (possibly relative) `from X import ...` inside `module`."""
+    if node.level == 0:
+        return node.module or ""
+    pkg = module.split(".")
+    base = pkg[: len(pkg) - node.level]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def test_every_registry_entry_resolves_to_a_module_and_class():
+    assert registry.DEFAULT_METHOD in registry.REGISTRY
+    for name, target in registry.REGISTRY.items():
+        mod, cls = target.split(":")
+        module = importlib.import_module(mod)  # raises if the file behind the entry is missing
+        klass = getattr(module, cls)
+        assert klass.name == name, f"{target} registers as {klass.name!r}, not {name!r}"
+        assert registry.predictor_class(name) is klass
+    assert sorted(registry.available_methods()) == sorted(registry.REGISTRY)
+
+
+def test_no_module_imports_or_reads_another_modules_private_names():
+    bad = []
+    for f, module, tree in _modules():
+        own_modules = set()  # names bound to img2gps modules by `import img2gps.x as y` / `from . import x`
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                src = _imported(module, node)
+                for a in node.names:
+                    if _private(a.name) and src.startswith("img2gps"):
+                        bad.append(f"{f.name}:{node.lineno} imports {src}.{a.name}")
+                    if src.startswith("img2gps"):
+                        own_modules.add(a.asname or a.name)
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.startswith("img2gps"):
+                        own_modules.add(a.asname or a.name.split(".")[0])
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and _private(node.attr)):
+                continue
+            v = node.value
+            # self.other._x: a private name of another object this one holds (e.g. a composed predictor)
+            held = isinstance(v, ast.Attribute) and isinstance(v.value, ast.Name) and v.value.id in ("self", "cls")
+            module_private = isinstance(v, ast.Name) and v.id in own_modules
+            if held or module_private:
+                bad.append(f"{f.name}:{node.lineno} reads {ast.unparse(node)}")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_private_name_check_catches_what_it_should(tmp_path):
+    code = "from .knn import _embed\nclass R:\n    def f(self):\n        return self.knn._embed_query(1)\n"
+    tree = ast.parse(code)
+    node = tree.body[0]
+    assert _private(node.names[0].name) and _imported("img2gps.predictors.rerank", node) == "img2gps.predictors.knn"
+    attr = tree.body[1].body[0].body[0].value.func
+    assert isinstance(attr.value, ast.Attribute) and attr.value.value.id == "self" and _private(attr.attr)
+
+
+def test_stages_never_import_predictors_or_the_cli():
+    bad = []
+    for f, module, tree in _modules():
+        if module.split(".")[1:2] and module.split(".")[1] in STAGES:
+            for node in ast.walk(tree):
+                names = ([_imported(module, node)] if isinstance(node, ast.ImportFrom)
+                         else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+                bad += [f"{module} imports {n}" for n in names
+                        if n.startswith(("img2gps.predictors", "img2gps.cli", "img2gps.evaluate"))]
+    assert not bad, "\n".join(bad)
+
+
+def test_predictor_base_does_not_import_the_registry():
+    tree = ast.parse((SRC / "predictors" / "base.py").read_text())
+    names = [_imported("img2gps.predictors.base", n) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert "img2gps.predictors.registry" not in names
+
+
+def test_only_modeldir_writes_the_manifest():
+    writers = [f.relative_to(SRC).as_posix() for f in SRC.rglob("*.py")
+               if "format_version" in f.read_text() and f.name != "modeldir.py"]
+    assert not writers, writers
+
+
+def test_base_predictor_load_refuses_without_a_concrete_class(tmp_path):
+    from img2gps.errors import ModelError
+    from img2gps.predictors.base import BasePredictor
+
+    with pytest.raises(ModelError, match="load_model"):
+        BasePredictor.load(tmp_path)
