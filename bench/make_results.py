@@ -70,6 +70,10 @@ TITLES = {
     "rerank-loo": "rerank, leave-one-out (method notes and trade-offs)",
     "rerank-kfold-geo5": "rerank, location-disjoint 5-fold",
     "learning_curve_knn_loo": "Learning curve: k-NN against gallery size, leave-one-out",
+    "pose-targets": "Issue 12 targets: camera pose, heading and same-spot-aware radius (measured vs target)",
+    "pose-loo": "Camera pose and heading (rerank:pose=...), penn91 leave-one-out",
+    "pose-bgu-kfoldgeo5": "Same-spot-aware radius, bgu-west location-disjoint 5-fold (10 m buffer)",
+    "pose-bgu-kfold5": "Same-spot-aware radius, bgu-west random 5-fold",
 }
 
 
