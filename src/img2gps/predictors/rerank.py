@@ -476,7 +476,7 @@ class RerankPredictor(BasePredictor):
         return {"rec_radius": self.rec_radius.to_dict(), "unrec_radius": self.unrec_radius.to_dict(),
                 "pose_radius": self.pose_radius.to_dict() if self.pose_radius else None,
                 "use_pose": bool(self.use_pose), "pose_recognised": bool(self.pose_recognised),
-                "heading_radius_deg": self.heading_radius, "keys": self.keys,
+                "heading_radius_deg": self.heading_radius,
                 "calibration": self.calib_summary, "features": self.fcfg.key}
 
     def _load_files(self, d: Path, state) -> None:
@@ -500,4 +500,4 @@ class RerankPredictor(BasePredictor):
         self.use_pose = bool(state.get("use_pose", self.config.pose == "on"))
         self.pose_recognised = bool(state.get("pose_recognised", True))
         self.heading_radius = state.get("heading_radius_deg")
-        self.keys = state.get("keys")
+        self.keys = None  # content keys serve the fit-time pose cache only
