@@ -45,3 +45,14 @@ def test_mean_coordinate_radius_is_calibrated_without_siblings(tmp_path):
     errs = [np.linalg.norm(xy[i] - xy[keep[i]].mean(0)) for i in range(len(xy))]
     r = p.predict([ds.read(0)])[0].radius_m
     assert np.mean(np.array(errs) <= r) >= 0.8
+
+
+def test_buffered_inner_fold_drops_the_validation_photos_siblings():
+    from img2gps.localization.holdout import buffered_train
+
+    en = spots()  # 8 spots x 3 photos, 40 m apart
+    val = np.array([0, 3])  # one photo of spot 0 and one of spot 1
+    train = np.setdiff1d(np.arange(len(en)), val)
+    kept = buffered_train(train, val, en, 10.0)
+    assert set(kept) == set(range(6, 24))  # spots 0 and 1 are gone entirely, the rest stays
+    assert len(buffered_train(np.array([1, 2]), np.array([0]), en, 10.0)) == 2  # never emptied

@@ -45,3 +45,16 @@ def excluded_rows(en: np.ndarray, rows, radius_m: float) -> np.ndarray:
 def excluded_mask(en: np.ndarray, radius_m: float) -> np.ndarray:
     """(N, N) bool: excluded_rows for every photo (small galleries; use excluded_rows in blocks otherwise)."""
     return excluded_rows(en, np.arange(len(np.asarray(en).reshape(-1, 2))), radius_m)
+
+
+def buffered_train(train_idx, val_idx, en: np.ndarray, radius_m: float) -> np.ndarray:
+    """Training indices of an inner calibration fold without every photo within radius_m of a validation photo
+    (their same-spot siblings), computed in blocks. Returns train_idx unchanged if the buffer would empty it."""
+    en = np.asarray(en, float).reshape(-1, 2)
+    tr, va = np.asarray(train_idx, int), np.asarray(val_idx, int)
+    if not len(tr) or not len(va):
+        return tr
+    near = np.zeros(len(tr), bool)
+    for a in range(0, len(tr), BLOCK):
+        near[a:a + BLOCK] = (pairwise_m(en[tr[a:a + BLOCK]], en[va]) <= radius_m).any(1)
+    return tr[~near] if (~near).sum() >= 2 else tr
