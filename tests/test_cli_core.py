@@ -21,6 +21,14 @@ def test_fit_bench_eval_demo_cli(gallery_dir, tmp_path, capsys):
     assert main(["demo", "--data", str(gallery_dir), "--method", "knn:k=1", "--out", str(tmp_path / "demo")]) == 0
     text = capsys.readouterr().out
     assert "held-out" in text and (tmp_path / "demo" / "demo_map.png").exists()
+    # the demo prints how to use its model, with the real path: the printed predict command works as printed
+    import shlex
+
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith("img2gps predict"))
+    argv = shlex.split(line.strip())[1:]
+    argv[argv.index("PHOTO.jpg")] = str(gallery_dir / "images" / "place01_view2.jpg")
+    assert main(argv) == 0
+    assert "img2gps serve --model" in text
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
@@ -31,3 +39,27 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "unknown option" in capsys.readouterr().err
     (tmp_path / "labels.csv").write_text("image,Latitude,Longitude\n")
     assert main(["bench", "--data", str(tmp_path), "--protocol", "bogus"]) == 2
+
+
+def test_version_and_clean_help_texts(capsys):
+    import re
+
+    from img2gps import __version__
+    from img2gps.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"img2gps {__version__}"
+    commands = [["data", "build"], ["data", "split"], ["fit"], ["bench"], ["eval"], ["predict"], ["serve"],
+                ["export"], ["demo"], ["analyze", "coverage"], []]
+    for cmd in commands:
+        assert main(cmd + ["--help"]) == 0
+        out = capsys.readouterr().out
+        for bad in ("<bool>", "<list", "<str>", "<path>", "<int>"):
+            assert bad not in out, (cmd, bad)
+        usage = out.splitlines()[0]
+        assert not re.search(r"\{\w+\}", usage), usage
+    main(["predict", "--help"])
+    out = capsys.readouterr().out
+    assert "PHOTO..." in out.splitlines()[0] and "MODEL_DIR" in out and "[default: 120]" in out
+    main(["fit", "--help"])
+    assert "[default: rerank]" in capsys.readouterr().out  # the default named, not "the best method"

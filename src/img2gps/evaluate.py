@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from .data.sources import GeoDataset
 from .data.splits import Fold, folds_for_protocol
-from .geo import LocalFrame, haversine_m, spatial_clusters
+from .geo import LocalFrame, haversine_m, latlon_sd, spatial_clusters, z2_error
 from .predictors.registry import make_predictor
 
 BASELINE = "mean-coordinate"
@@ -71,8 +71,8 @@ def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
         "recognised_frac": float(rec.mean()),
         "recognised_median_m": float(np.median(e[rec])) if rec.any() else None,
         **{f"recall_at_{n}": _recall(rows, n) for n in RECALL_N},
-        "sources": {str(k): int(v) for k, v in rows["source"].value_counts().items()} if "source" in rows else {},
-    } | (heading_metrics(rows["true_heading"], rows["heading_deg"], rows["heading_radius_deg"])
+    } | ({"sources": {str(k): int(v) for k, v in rows["source"].value_counts().items()}} if "source" in rows else {}
+         ) | (heading_metrics(rows["true_heading"], rows["heading_deg"], rows["heading_radius_deg"])
          if "true_heading" in rows else {})
 
 
@@ -101,7 +101,8 @@ def score_queries(p, ds: GeoDataset, indices, lat_sd: float = 1.0, lon_sd: float
     """The one scoring path (bench, eval, demo): predict each query photo alone, timed from its bytes.
 
     Returns one row per query: spec, image, true/pred lat/lon, error_m, radius_m, confidence, recognised,
-    z2 (squared z-error over lat/lon with the given standard deviations in degrees), predict_ms, hit_1/5/10.
+    z2 (squared z-error over lat/lon with the given standard deviations in degrees, geo.latlon_sd; wrap-aware),
+    predict_ms, hit_1/5/10.
     `predictions`, when given, receives each Prediction in order.
     """
     glat = p.gallery["Latitude"].to_numpy(float)
@@ -120,7 +121,7 @@ def score_queries(p, ds: GeoDataset, indices, lat_sd: float = 1.0, lon_sd: float
             "pred_lat": pred.latitude, "pred_lon": pred.longitude,
             "error_m": float(haversine_m(tlat, tlon, pred.latitude, pred.longitude)),
             "radius_m": pred.radius_m, "confidence": pred.confidence, "recognised": bool(pred.recognised),
-            "z2": ((pred.latitude - tlat) / lat_sd) ** 2 + ((pred.longitude - tlon) / lon_sd) ** 2,
+            "z2": z2_error(pred.latitude, pred.longitude, tlat, tlon, (lat_sd, lon_sd)),
             "predict_ms": ms, **retrieval_hits(ranked, tlat, tlon, glat, glon),
             "source": pred.source,
             "true_heading": float(ds.table.at[int(i), "heading"]) if "heading" in ds.table else np.nan,
@@ -161,11 +162,11 @@ def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, 
     p.fit(train)
     run.fit_s += time.perf_counter() - t0
     # z-scores use the training fold's spread (the paper's normalised MSE); the mean cancels in the difference
-    lat_sd, lon_sd = max(train.lat.std(), 1e-9), max(train.lon.std(), 1e-9)
+    sd = latlon_sd(train.lat, train.lon)
     gal_heading = dict(zip(train.ids, train.table["heading"])) if "heading" in train.table else {}
     if warm and len(fold.val):  # one untimed query so lazy loading is not counted as latency
         p.predict([ds.read(int(fold.val[0]))], top_k=top_k)
-    rows = score_queries(p, ds, fold.val, lat_sd, lon_sd, top_k)
+    rows = score_queries(p, ds, fold.val, *sd, top_k)
     for row in rows:  # the copy-heading baseline: the heading of the best verified gallery photo
         row["copy_heading"] = float(gal_heading.get(row["best_verified"], np.nan))
     run.rows.extend(rows)
@@ -220,9 +221,12 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
             by_fraction.setdefault(f"{frac:g}", {"results": {}})["results"][spec] = m
             by_fraction[f"{frac:g}"]["gallery_n_mean"] = float(np.mean(list(gallery_n[frac].values())))
     bar.close()
+    out["results_fraction"] = 1.0
     if fractions:
         out["by_fraction"] = by_fraction
         if not out["results"]:
+            # no silent fallback: the headline results are those of the largest fraction, and the JSON says so
+            out["results_fraction"] = max(fracs)
             out["results"] = by_fraction[f"{max(fracs):g}"]["results"]
     preds = pd.concat(all_rows, ignore_index=True) if all_rows else pd.DataFrame()
     return out, preds
@@ -278,8 +282,11 @@ def write_outputs(json_path, result: dict, preds: pd.DataFrame, plots: bool = Tr
     import os
     from pathlib import Path
 
+    from .provenance import code_revision
+
     json_path = Path(json_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
+    result = {**result, "code": result.get("code") or code_revision()}  # git revision + dirty flag
     stem = json_path.with_suffix("")
     written = []
     tmp = json_path.with_suffix(".json.tmp")

@@ -3,7 +3,10 @@
 This is the only module that reads or writes a model directory's manifest; predictors hand it their files
 (through a callback) and their small JSON state. Layout: `model.json` + `gallery.csv` + `thumbs/` + the
 method's own files. Every file is checksummed (SHA-256) into the manifest at save time and verified by
-`read_manifest(verify=True)`.
+`read_manifest`. What is checked when: loading a model (`read_manifest(verify=True)`, i.e. "quick") hashes every
+file up to QUICK_HASH_MAX bytes and checks the size of larger ones (a 20,000-photo keypoint store is GBs; hashing
+it would dominate the load time); `read_manifest(verify="full")` (the `img2gps verify --model DIR` command)
+hashes every file.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from .errors import ModelError, PhotoError
 
 FORMAT_VERSION = 1
 MANIFEST = "model.json"
+QUICK_HASH_MAX = 64 * 2**20  # bytes: larger files are size-checked at load and hashed by verify="full"
 
 
 def file_sha256(path: Path) -> str:
@@ -74,7 +78,8 @@ def write_model_dir(model_dir: Path, manifest: dict[str, Any], write_files: Call
         full = {"format_version": FORMAT_VERSION, **manifest,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "package_versions": package_versions(),
-                "checksums": {str(p.relative_to(tmp)): file_sha256(p) for p in files}}
+                "checksums": {str(p.relative_to(tmp)): file_sha256(p) for p in files},
+                "sizes": {str(p.relative_to(tmp)): p.stat().st_size for p in files}}
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, default=json_default))
         old = None
         if model_dir.exists():
@@ -88,10 +93,13 @@ def write_model_dir(model_dir: Path, manifest: dict[str, Any], write_files: Call
         raise
 
 
-def read_manifest(model_dir: Path, verify: bool = True) -> dict[str, Any]:
-    """Read model.json and (verify=True) check every listed file's checksum; name exactly what is wrong.
+def read_manifest(model_dir: Path, verify: bool | str = True) -> dict[str, Any]:
+    """Read model.json and check the files it lists; name exactly what is wrong.
 
-    Raises ModelError (missing dir/manifest, corrupt JSON, unsupported format version, missing or corrupted file).
+    verify: True or "quick" (hash files up to QUICK_HASH_MAX bytes, size-check larger ones; a manifest
+    without sizes hashes everything), "full" (hash every file), False (no file checks).
+    Raises ModelError (missing dir/manifest, corrupt JSON, unsupported format version, missing, truncated or
+    corrupted file).
     """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -108,13 +116,20 @@ def read_manifest(model_dir: Path, verify: bool = True) -> dict[str, Any]:
     fv = manifest.get("format_version")
     if fv != FORMAT_VERSION:
         raise ModelError(f"{mpath}: model format version {fv} is not supported by this img2gps (expects {FORMAT_VERSION}); re-fit the model")
+    if verify not in (True, False, "quick", "full"):
+        raise ValueError(f"verify must be True, False, 'quick' or 'full', not {verify!r}")
     if verify:
+        sizes = manifest.get("sizes", {})
         for rel, digest in manifest.get("checksums", {}).items():
             p = model_dir / rel
             if not p.is_file():
                 raise ModelError(f"{model_dir}: missing file {rel}")
-            if file_sha256(p) != digest:
-                raise ModelError(f"{model_dir}: file {rel} is corrupted (checksum mismatch)")
+            size = sizes.get(rel)
+            if size is not None and p.stat().st_size != size:
+                raise ModelError(f"{model_dir}: file {rel} is corrupted (size {p.stat().st_size}, expected {size})")
+            if verify == "full" or size is None or size <= QUICK_HASH_MAX:
+                if file_sha256(p) != digest:
+                    raise ModelError(f"{model_dir}: file {rel} is corrupted (checksum mismatch)")
     return manifest
 
 

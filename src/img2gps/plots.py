@@ -13,30 +13,49 @@ from .geo import LocalFrame  # noqa: E402
 
 
 def error_lines_map(out: Path, true_lat, true_lon, pred_lat, pred_lon, title: str = "",
-                    gallery_lat=None, gallery_lon=None) -> Path:
-    """Truth (green) -> prediction (red) lines in east/north metres around the data's centre."""
+                    gallery_lat=None, gallery_lon=None, radius_m=None) -> Path:
+    """Truth (green) -> prediction (red) lines in east/north metres around the data's centre (wrap-aware frame).
+
+    radius_m (metres, one per prediction): each prediction's error circle, as on the HTML map. Truths are hollow
+    rings drawn under the prediction crosses, so a prediction on top of its truth stays visible; the legend sits
+    outside the axes and names every mark (it never hides a point)."""
     lat_all = np.concatenate([np.asarray(true_lat, float), np.asarray(pred_lat, float)])
     lon_all = np.concatenate([np.asarray(true_lon, float), np.asarray(pred_lon, float)])
     frame = LocalFrame.around(lat_all, lon_all)
     t = frame.to_en(true_lat, true_lon)
     p = frame.to_en(pred_lat, pred_lon)
-    fig, ax = plt.subplots(figsize=(6.5, 5.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(7.5, 5.5), dpi=110)
     if gallery_lat is not None:
         g = frame.to_en(gallery_lat, gallery_lon)
-        ax.scatter(g[:, 0], g[:, 1], s=8, c="#bbbbbb", label="gallery", zorder=1)
+        ax.scatter(g[:, 0], g[:, 1], s=8, c="#bbbbbb", label="gallery photo", zorder=1)
+    if radius_m is not None:
+        from matplotlib.patches import Circle
+
+        for (x, y), r in zip(p, np.asarray(radius_m, float)):
+            ax.add_patch(Circle((x, y), r, fill=True, facecolor="#d62728", alpha=0.06, edgecolor="#d62728", lw=0.8,
+                                zorder=1.5))
+
     for (x0, y0), (x1, y1) in zip(t, p):
         ax.plot([x0, x1], [y0, y1], c="#d62728", lw=0.8, alpha=0.6, zorder=2)
-    ax.scatter(t[:, 0], t[:, 1], s=16, c="#2ca02c", label="truth", zorder=3)
-    ax.scatter(p[:, 0], p[:, 1], s=16, c="#d62728", marker="x", label="prediction", zorder=4)
+    ax.plot([], [], c="#d62728", lw=0.8, alpha=0.6, label="truth -> prediction")
+    ax.scatter(t[:, 0], t[:, 1], s=46, facecolors="none", edgecolors="#2ca02c", linewidths=1.5, label="truth", zorder=3)
+    ax.scatter(p[:, 0], p[:, 1], s=22, c="#d62728", marker="x", label="prediction", zorder=4)
     err = np.linalg.norm(t - p, axis=1)
     ax.set_title(f"{title}\nmean {err.mean():.1f} m, median {np.median(err):.1f} m (n={len(err)})", fontsize=10)
     ax.set_xlabel("east (m)")
     ax.set_ylabel("north (m)")
-    ax.set_aspect("equal")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.autoscale_view()
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    handles, labels = ax.get_legend_handles_labels()
+    if radius_m is not None:
+        from matplotlib.patches import Patch
+
+        handles.append(Patch(facecolor="#d62728", alpha=0.15, edgecolor="#d62728"))
+        labels.append("error radius (~80% hold)")
+    ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
-    fig.savefig(out)
+    fig.savefig(out, bbox_inches="tight")
     plt.close(fig)
     return Path(out)
 

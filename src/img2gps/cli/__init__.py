@@ -2,15 +2,71 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
+from .. import __version__
 from ..errors import Img2GPSError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Locate campus photos: build a dataset, fit a model, benchmark it, predict, serve.")
+# Help text a user reads: no "<bool>" on flags, no "<list[str]>" or "{photos}": the metavar names (PHOTO...,
+# MODEL_DIR) and plain words for the remaining types. Typer >= 0.20 prints those type labels; they are rewritten here.
+_TYPE_WORDS = {"int": "N", "float": "NUMBER", "str": "TEXT", "path": "PATH", "file": "FILE", "directory": "DIR",
+               "int range": "N", "float range": "NUMBER"}
+
+
+def clean_help(text: str) -> str:
+    """One help line -> the same line without typer's type labels (padded to the same width, so columns align)."""
+    def pad(new: str):
+        return lambda m: new(m).ljust(len(m.group(0)))
+
+    text = re.sub(r" ?<bool>", pad(lambda m: ""), text)
+    text = re.sub(r" ?<list\[[^\]]*\]>", pad(lambda m: ""), text)
+    text = re.sub(r"\{([A-Z_]+)\}\.\.\.", r"\1...", text)  # usage: {PHOTO}... -> PHOTO...
+    if text.lstrip().startswith("Usage:"):
+        text = re.sub(r"\{([A-Z_]+)\}", r"\1", text)  # usage: {DATASET} -> DATASET
+    return re.sub(r"<([a-z ]+)>", pad(lambda m: _TYPE_WORDS.get(m.group(1), m.group(1).upper())), text)
+
+
+class HelpCommand(TyperCommand):
+    def format_help(self, ctx, formatter) -> None:
+        super().format_help(ctx, formatter)
+        formatter.buffer[:] = [clean_help(s) for s in formatter.buffer]
+
+
+class HelpGroup(TyperGroup):
+    def format_help(self, ctx, formatter) -> None:
+        super().format_help(ctx, formatter)
+        formatter.buffer[:] = [clean_help(s) for s in formatter.buffer]
+
+
+class App(typer.Typer):
+    """typer.Typer whose commands print plain, cleaned help (see clean_help)."""
+
+    def __init__(self, **kw):
+        super().__init__(cls=HelpGroup, rich_markup_mode=None, **kw)
+
+    def command(self, *args, cls=None, **kw):
+        return super().command(*args, cls=cls or HelpCommand, **kw)
+
+
+app = App(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+          help="Locate campus photos: build a dataset, fit a model, benchmark it, predict, serve.")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"img2gps {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="Show the version and exit.")) -> None:
+    pass
 
 
 def _register() -> None:
@@ -54,6 +110,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: unexpected {type(e).__name__}: {e} (set IMG2GPS_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+
+
+def megapixels_option(value: float | None) -> int:
+    """--max-megapixels (None = photos.MAX_PIXELS) -> pixels, or a one-line DataError."""
+    from ..errors import DataError
+    from ..photos import pixel_limit
+
+    try:
+        return pixel_limit(value)
+    except ValueError as e:
+        raise DataError(str(e)) from None
 
 
 def _click_exception_types() -> tuple[type, ...]:

@@ -9,9 +9,9 @@ from typing import Optional
 import typer
 
 from ..errors import DataError
-from . import app
+from . import App, app
 
-analyze_app = typer.Typer(no_args_is_help=True, help="Learning curve, backbone scaling, feature shaping, coverage map.")
+analyze_app = App(no_args_is_help=True, help="Learning curve, backbone scaling, feature shaping, coverage map.")
 app.add_typer(analyze_app, name="analyze")
 
 

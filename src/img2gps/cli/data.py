@@ -6,25 +6,28 @@ from typing import Optional
 
 import typer
 
-from . import app
+from ..photos import MAX_PIXELS
+from . import App, app, megapixels_option
 
-data_app = typer.Typer(no_args_is_help=True, help="Build a clean dataset from a photo folder; split it.")
+data_app = App(no_args_is_help=True, help="Build a clean dataset from a photo folder; split it.")
 app.add_typer(data_app, name="data")
 
 
 @data_app.command("build")
 def build(
-    src: Path = typer.Argument(..., help="Folder of photos (searched recursively; JPEG, HEIC/HEIF, PNG). Never written to."),
-    out: Path = typer.Argument(..., help="New dataset folder: images/, labels.csv, report.json, report.md, points.png."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="CSV (image,Latitude,Longitude) whose positions override EXIF GPS."),
+    src: Path = typer.Argument(..., metavar="PHOTOS_DIR", help="Folder of photos (searched recursively; JPEG, HEIC/HEIF, PNG). Never written to."),
+    out: Path = typer.Argument(..., metavar="DATASET", help="New dataset folder: images/, labels.csv, report.json, report.md, points.png."),
+    labels: Optional[Path] = typer.Option(None, "--labels", metavar="CSV", help="CSV (image,Latitude,Longitude) whose positions override EXIF GPS [default: none, EXIF only]."),
     max_side: int = typer.Option(1200, "--max-side", help="Long side of the written JPEGs in pixels (0 = keep size)."),
-    bbox: Optional[str] = typer.Option(None, "--bbox", help="Drop photos outside 'auto' (robust box from the data) or LAT_MIN,LON_MIN,LAT_MAX,LON_MAX."),
+    bbox: Optional[str] = typer.Option(None, "--bbox", metavar="BOX", help="Drop photos outside 'auto' (robust box from the data) or LAT_MIN,LON_MIN,LAT_MAX,LON_MAX (LON_MIN > LON_MAX: across the 180 meridian) [default: off]."),
     drop_singletons: Optional[float] = typer.Option(None, "--drop-singletons", metavar="RADIUS_M",
                                                     help="Drop photos with no other photo within RADIUS_M metres."),
     drop_dates: Optional[str] = typer.Option(None, "--drop-dates", metavar="D1,D2", help="Drop photos taken on these dates (YYYY-MM-DD)."),
     drop_drift_dates: bool = typer.Option(False, "--drop-drift-dates", help="Drop dates flagged for GPS drift (impossible walking speed)."),
     dedup: bool = typer.Option(False, "--dedup", help="Drop near-duplicate photos (perceptual hash), keeping the first."),
     dedup_hamming: int = typer.Option(4, "--dedup-hamming", help="phash distance (0-64) that counts as a duplicate."),
+    max_megapixels: Optional[float] = typer.Option(None, "--max-megapixels", metavar="MP",
+                                                   help=f"Refuse photos larger than this [default: {MAX_PIXELS / 1e6:g}]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it holds an earlier build."),
 ) -> None:
     """Read geotagged photos, orient and resize them, clean (opt-in steps) and write a dataset with a report."""
@@ -32,7 +35,8 @@ def build(
 
     cfg = BuildConfig(max_side=max_side, labels=labels, bbox=bbox, drop_singletons_m=drop_singletons,
                       drop_dates=tuple((drop_dates or "").split(",")) if drop_dates else (),
-                      drop_drift_dates=drop_drift_dates, dedup=dedup, dedup_hamming=dedup_hamming, overwrite=overwrite)
+                      drop_drift_dates=drop_drift_dates, dedup=dedup, dedup_hamming=dedup_hamming, overwrite=overwrite,
+                      max_pixels=megapixels_option(max_megapixels))
     r = build_dataset(src, out, cfg)
     c, sp = r["counts"], r["area"]["nearest_other_photo_m"]
     typer.echo(f"{out}: kept {c['kept']} of {c['photo_files']} photo files "
@@ -46,7 +50,7 @@ def build(
 
 @data_app.command("split")
 def split(
-    dataset: str = typer.Argument(..., help="Dataset folder (images/ + labels.csv) or a parquet file."),
+    dataset: str = typer.Argument(..., metavar="DATASET", help="Dataset folder (images/ + labels.csv) or a parquet file."),
     out: Path = typer.Option(..., "--out", help="Output folder (outside the dataset)."),
     kind: str = typer.Option("both", "--kind", help="both | random | geo (location-disjoint)."),
     val_frac: float = typer.Option(0.2, "--val-frac", help="Fraction of photos for validation."),

@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from ..predictors.registry import DEFAULT_METHOD
 from . import app
 from ..errors import DataError, ModelError
 
@@ -62,8 +63,8 @@ def cached_model(gallery, spec: str, refit: bool = False):
 
 @app.command()
 def demo(
-    data: Optional[str] = typer.Option(None, "--data", help="Gallery (default: $IMG2GPS_DATA or ../shared/data/penn91)."),
-    method: Optional[str] = typer.Option(None, "--method", help="Method spec (default: the best method in the bench)."),
+    data: Optional[str] = typer.Option(None, "--data", metavar="DATASET", help="Gallery (default: $IMG2GPS_DATA or ../shared/data/penn91)."),
+    method: str = typer.Option(DEFAULT_METHOD, "--method", metavar="SPEC", help="Method spec (the default is the best method in the bench)."),
     holdout: float = typer.Option(0.1, "--holdout", help="Fraction of photos held out of the gallery as queries."),
     seed: int = typer.Option(42, "--seed"),
     out: Path = typer.Option(Path("img2gps-demo"), "--out", help="Folder for the map and the predictions CSV."),
@@ -78,8 +79,6 @@ def demo(
     from ..evaluate import score_queries
     from ..geo import haversine_m, weighted_centre
     from ..plots import error_lines_map
-    from ..predictors.registry import DEFAULT_METHOD
-
     spec = method or DEFAULT_METHOD
     src = data or str(default_data())
     ds = load_dataset(src)
@@ -116,7 +115,7 @@ def demo(
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "demo_predictions.csv", index=False, float_format="%.7f")
     png = error_lines_map(out / "demo_map.png", df.true_lat, df.true_lon, df.pred_lat, df.pred_lon,
-                          f"img2gps demo — {spec}", gallery.lat, gallery.lon)
+                          f"img2gps demo — {spec}", gallery.lat, gallery.lon, radius_m=df.radius_m)
     written = [out / "demo_predictions.csv", png]
     try:
         from ..maps import write_map_html
@@ -128,3 +127,17 @@ def demo(
         written.append(Path(html) if html else out / "demo_map.html")
     for w in written:
         con.print(f"wrote {w}")
+    for line in next_steps(mdir, getattr(model, "query_encoder", None) is not None):
+        con.print(line, highlight=False, soft_wrap=True)
+
+
+def next_steps(model_dir: Path, exportable: bool) -> list[str]:
+    """The commands that use the demo's model, with its real path (quoted for a POSIX shell)."""
+    import shlex
+
+    m = shlex.quote(str(model_dir))
+    lines = ["", "use this model:", f"  img2gps predict PHOTO.jpg --model {m}",
+             f"  img2gps serve --model {m}          # then open http://127.0.0.1:8000/"]
+    if exportable:
+        lines.append(f"  img2gps export --model {m} --onnx {shlex.quote(str(Path(model_dir) / 'encoder.onnx'))}")
+    return lines

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 from rich.console import Console as _RichConsole
 
+from ..predictors.registry import DEFAULT_METHOD
 from . import app
 
 
@@ -50,9 +51,9 @@ def _refuse_existing(out: Path, overwrite: bool) -> None:
 
 @app.command()
 def fit(
-    data: str = typer.Option(..., "--data", help="Dataset: folder with images/ + labels.csv, or a .parquet / hf:// path."),
-    method: str = typer.Option(None, "--method", help="Method spec, e.g. knn:embed=lite0:k=3 (default: the best method)."),
-    out: Path = typer.Option(..., "--out", help="Model directory to write."),
+    data: str = typer.Option(..., "--data", metavar="DATASET", help="Dataset: folder with images/ + labels.csv, or a .parquet / hf:// path."),
+    method: str = typer.Option(DEFAULT_METHOD, "--method", metavar="SPEC", help="Method spec, e.g. knn:embed=lite0:k=3."),
+    out: Path = typer.Option(..., "--out", metavar="MODEL_DIR", help="Model directory to write."),
     exclude: Optional[str] = typer.Option(None, "--exclude", help="Images to leave out of the gallery: a,b,c or a file."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model at --out."),
 ):
@@ -77,6 +78,21 @@ def fit(
     predictor.metrics = dict(predictor.metrics, fit_s=round(fit_s, 2), excluded=len(names))
     predictor.save(out)
     typer.echo(f"fitted {spec} on {len(ds)} photos in {fit_s:.1f} s -> {out}")
+    index = predictor.fit_report().get("index")
+    if index:
+        typer.echo(f"retrieval index: {index['kind']} over {index['n']} vectors, recall@10 vs exact search "
+                   f"{index['recall_at_10_vs_exact']:.3f} (sampled)")
+
+
+@app.command()
+def verify(model: Path = typer.Option(..., "--model", help="Model directory to check.")):
+    """Hash every file of a model directory against model.json (loading hashes only the small files)."""
+    from ..modeldir import read_manifest
+
+    man = read_manifest(model, verify="full")
+    total = sum(man.get("sizes", {}).values())
+    typer.echo(f"ok: {model}: {len(man.get('checksums', {}))} files match model.json"
+               + (f" ({total / 2**20:.1f} MiB hashed)" if total else ""))
 
 
 def report_skipped(ds) -> None:
@@ -102,7 +118,7 @@ def parse_fractions(value: str | None) -> list[float] | None:
 
 @app.command()
 def bench(
-    data: str = typer.Option(..., "--data", help="Labelled dataset (folder, .parquet or hf://)."),
+    data: str = typer.Option(..., "--data", metavar="DATASET", help="Labelled dataset (folder, .parquet or hf://)."),
     protocol: str = typer.Option("loo", "--protocol", help="loo | kfold:K | kfold-geo:K[:R] | split:DIR"),
     methods: str = typer.Option("knn", "--methods", help="Comma-separated method specs; mean-coordinate is always added."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the bench JSON (+ .predictions.csv and plots)."),
@@ -123,6 +139,9 @@ def bench(
     result, preds = run_bench(ds, protocol, specs, fractions=fr)
     result["command"] = "img2gps bench " + " ".join(_quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
     con = Console()
+    if fr and result["results_fraction"] != 1.0:
+        typer.echo(f"note: --fractions has no 1.0, so the headline results are those of fraction "
+                   f"{result['results_fraction']:g} (recorded as results_fraction in the JSON)", err=True)
     if fr:
         for f, block in result["by_fraction"].items():
             con.print(results_table(block["results"], f"{ds.name} — {protocol} — gallery fraction {f}"))
@@ -148,8 +167,8 @@ def _quote(a: str) -> str:
 
 @app.command("eval")
 def eval_(
-    model: Path = typer.Option(..., "--model", help="A model directory written by `img2gps fit`."),
-    data: str = typer.Option(..., "--data", help="Labelled photos to score (those in the model's gallery are skipped)."),
+    model: Path = typer.Option(..., "--model", metavar="MODEL_DIR", help="A model directory written by `img2gps fit`."),
+    data: str = typer.Option(..., "--data", metavar="DATASET", help="Labelled photos to score (those in the model's gallery are skipped)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write metrics JSON (+ predictions CSV and plots)."),
     save_metrics: bool = typer.Option(True, "--save-metrics/--no-save-metrics", help="Record the metrics in model.json."),
 ):
@@ -159,7 +178,7 @@ def eval_(
 
     from ..data import load_dataset
     from ..evaluate import metrics, results_table, score_queries, write_outputs
-    from ..geo import haversine_m, weighted_centre
+    from ..geo import haversine_m, latlon_sd, weighted_centre, z2_error
     from ..predictors.registry import load_model
 
     p = load_model(model)
@@ -174,7 +193,7 @@ def eval_(
         raise DataError(f"{data}: every photo is in the model's gallery; nothing held out to evaluate")
     glat, glon = p.gallery["Latitude"].to_numpy(float), p.gallery["Longitude"].to_numpy(float)
     c = weighted_centre(glat, glon)
-    sd = (max(glat.std(), 1e-9), max(glon.std(), 1e-9))
+    sd = latlon_sd(glat, glon)
     rows = score_queries(p, ds, held, *sd, progress=len(held) >= 5)
     for r in rows:
         r["fraction"] = 1.0
@@ -184,7 +203,7 @@ def eval_(
         base.append({"spec": "mean-coordinate (gallery centre)", "image": ds.ids[i], "true_lat": t[0], "true_lon": t[1],
                      "pred_lat": c[0], "pred_lon": c[1], "error_m": float(haversine_m(*t, *c)), "radius_m": np.nan,
                      "confidence": 0.0, "recognised": False,
-                     "z2": ((c[0] - t[0]) / sd[0]) ** 2 + ((c[1] - t[1]) / sd[1]) ** 2, "predict_ms": 0.0,
+                     "z2": z2_error(c[0], c[1], *t, sd), "predict_ms": 0.0,
                      "fraction": 1.0})
     preds = pd.DataFrame(base + rows)
     res = {s: metrics(g) for s, g in preds.groupby("spec", sort=False)}

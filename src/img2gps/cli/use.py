@@ -12,8 +12,9 @@ from typing import List, Optional
 
 import typer
 
-from . import app
+from . import app, megapixels_option
 from ..errors import DataError, PhotoError
+from ..photos import MAX_PIXELS
 
 
 class Format(str, Enum):
@@ -42,7 +43,9 @@ def expand_photos(args: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     for a in args:
         p = Path(a)
         if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in PHOTO_SUFFIXES)
+            # a broken link named like a photo is kept, so that it is reported rather than silently lost
+            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in PHOTO_SUFFIXES
+                           and (f.is_file() or (f.is_symlink() and not f.exists())))
             if not found:
                 problems.append((a, "folder has no photos (" + ", ".join(sorted(PHOTO_SUFFIXES)) + ")"))
             for f in found:
@@ -61,25 +64,49 @@ def expand_photos(args: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
 def _record(photo: str, pred) -> dict:
     from ..api import exif_distance_m
 
-    d = {"photo": photo}
+    from ..photos import readable_name
+
+    d = {"photo": readable_name(photo)}
     d.update(pred.to_dict())
     d["exif_distance_m"] = exif_distance_m(pred)
+    d["exif_problem"] = None if pred.photo_exif_position else _exif_problem(photo)
     return d
 
 
+def _exif_problem(photo: str) -> str | None:
+    """Why the photo shows no EXIF position (display only, e.g. "EXIF GPS block is corrupt")."""
+    from ..photos import read_meta
+
+    try:
+        return read_meta(photo).gps_problem
+    except PhotoError as e:
+        return e.problem
+
+
 def _text(rec: dict) -> str:
+    """One prediction as text: the answer, whether it was recognised (in words), then the supporting gallery
+    photos best first, each score labelled with what it is (inliers of a verified match, else cosine similarity)."""
     lines = [rec["photo"]]
-    flag = "  recognised" if rec["recognised"] else ""
+    status = ("recognised: verified against gallery photos" if rec["recognised"]
+              else "not recognised: a wide estimate")
     lines.append(f"  prediction  {rec['latitude']:.6f}, {rec['longitude']:.6f}   radius {rec['radius_m']:.0f} m   "
-                 f"confidence {rec['confidence']:.2f}   {rec['method']}{flag}   source {rec['source']}")
+                 f"confidence {rec['confidence']:.2f}   {rec['method']}   source {rec['source']}")
+    lines.append(f"  {status}")
     if rec.get("heading_deg") is not None:
         hr = rec.get("heading_radius_deg")
         lines.append(f"  heading     {rec['heading_deg']:.0f} deg from north" + (f" +/- {hr:.0f} deg" if hr else ""))
     if rec["photo_exif_position"]:
         la, lo = rec["photo_exif_position"]
         lines.append(f"  photo EXIF  {la:.6f}, {lo:.6f}   {rec['exif_distance_m']:.0f} m from the prediction")
-    for i, n in enumerate(rec["neighbours"], 1):
-        lines.append(f"  {i:>2}. {n['latitude']:.6f}, {n['longitude']:.6f}  score {n['score']:.3f}  {n['image_id']}")
+    elif rec.get("exif_problem"):
+        lines.append(f"  photo EXIF  no position ({rec['exif_problem']})")
+    neighbours = sorted(rec["neighbours"], key=lambda n: -n["score"])
+    if neighbours:
+        lines.append("  supporting gallery photos (" + ("inliers of the verified match" if rec["recognised"]
+                                                        else "cosine similarity of the embeddings") + "):")
+    for i, n in enumerate(neighbours, 1):
+        score = (f"inliers {n['score']:.0f}" if rec["recognised"] else f"cosine similarity {n['score']:.3f}")
+        lines.append(f"  {i:>2}. {n['latitude']:.6f}, {n['longitude']:.6f}  {score}  {n['image_id']}")
     return "\n".join(lines)
 
 
@@ -104,8 +131,8 @@ def _csv(records: list[dict], top_k: int) -> str:
 
 @app.command()
 def predict(
-    photos: List[str] = typer.Argument(..., help="Photos, folders (searched recursively) or glob patterns."),
-    model: Path = typer.Option(..., "--model", "-m", help="Model directory written by `img2gps fit`."),
+    photos: List[str] = typer.Argument(..., metavar="PHOTO", help="Photos, folders (searched recursively) or glob patterns."),
+    model: Path = typer.Option(..., "--model", "-m", metavar="MODEL_DIR", help="Model directory written by `img2gps fit`."),
     top_k: int = typer.Option(5, "--top-k", min=1, help="Supporting gallery photos to list per photo."),
     fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output on stdout: text, json or csv."),
     map_out: Optional[Path] = typer.Option(None, "--map", help="Also write an offline HTML map of the predictions."),
@@ -113,6 +140,8 @@ def predict(
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="ONNX file for --runtime onnx (default: "
                                         "MODEL/encoder.onnx, else an export cached once in the user cache dir)."),
     tiles: bool = typer.Option(True, "--tiles/--no-tiles", help="Let the HTML map try to load map tiles (network)."),
+    max_megapixels: Optional[float] = typer.Option(None, "--max-megapixels", metavar="MP",
+                                                   help=f"Refuse photos larger than this [default: {MAX_PIXELS / 1e6:g}]."),
 ):
     """Locate photos: position, error radius, confidence and the gallery photos that support it.
 
@@ -127,7 +156,7 @@ def predict(
         typer.echo(f"skipped {a}: {why}", err=True)
     if not paths:
         raise DataError("no photos to locate")
-    m = Img2GPS.load(model, runtime=runtime.value, onnx_path=onnx)
+    m = Img2GPS.load(model, runtime=runtime.value, onnx_path=onnx, max_pixels=megapixels_option(max_megapixels))
     records, preds, failed = [], [], len(problems)
     bar = tqdm(paths, desc="locating", unit="photo", disable=len(paths) < 2, file=sys.stderr, leave=False)
     for p in bar:
@@ -161,11 +190,12 @@ def predict(
 
 @app.command()
 def serve(
-    model: Path = typer.Option(..., "--model", "-m", help="Model directory written by `img2gps fit`."),
+    model: Path = typer.Option(..., "--model", "-m", metavar="MODEL_DIR", help="Model directory written by `img2gps fit`."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 to open it to the network)."),
     port: int = typer.Option(8000, "--port", help="Port."),
     max_upload_mb: float = typer.Option(25.0, "--max-upload-mb", help="Largest accepted upload, MiB."),
-    max_megapixels: float = typer.Option(64.0, "--max-megapixels", help="Largest accepted image, megapixels."),
+    max_megapixels: Optional[float] = typer.Option(None, "--max-megapixels", metavar="MP",
+                                                   help=f"Refuse larger images with 413 [default: {MAX_PIXELS / 1e6:g}]."),
     tiles: bool = typer.Option(True, "--tiles/--no-tiles", help="Let the page try to load map tiles (needs a network)."),
     runtime: Runtime = typer.Option(Runtime.torch, "--runtime", help="Run the query encoder with torch or onnx."),
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="ONNX file for --runtime onnx."),
@@ -175,7 +205,7 @@ def serve(
 
     from ..server import UploadLimits, create_app
 
-    limits = UploadLimits(max_bytes=int(max_upload_mb * 2**20), max_pixels=int(max_megapixels * 1e6))
+    limits = UploadLimits(max_bytes=int(max_upload_mb * 2**20), max_pixels=megapixels_option(max_megapixels))
     application = create_app(model, limits=limits, tiles=tiles, runtime=runtime.value, onnx_path=onnx)
     typer.echo(f"img2gps: serving {application.state.model.spec} on http://{host}:{port}/  (API docs: /docs)", err=True)
     uvicorn.run(application, host=host, port=port, log_level="warning")
@@ -183,7 +213,7 @@ def serve(
 
 @app.command()
 def export(
-    model: Path = typer.Option(..., "--model", "-m", help="Model directory written by `img2gps fit`."),
+    model: Path = typer.Option(..., "--model", "-m", metavar="MODEL_DIR", help="Model directory written by `img2gps fit`."),
     onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write (MODEL/encoder.onnx is used by "
                               "`predict --runtime onnx` without --onnx)."),
     check: int = typer.Option(8, "--check-images", min=1, help="Gallery thumbnails to compare PyTorch and ONNX on."),

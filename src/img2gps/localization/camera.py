@@ -23,16 +23,16 @@ from .pose import (PoseConfig, PoseFix, RelativePose, ViewConstraint, combine_he
 @dataclass
 class GalleryCameras:
     """Per gallery photo: east/north metres (N, 2), heading in degrees (N,) and 35 mm-equivalent focal length
-    in mm (N,), NaN where unknown, and the (width, height) its keypoints were measured at."""
+    in mm (N,), NaN where unknown; size(j) -> the (width, height) photo j's keypoints were measured at."""
 
     en: np.ndarray
     heading: np.ndarray
     focal35: np.ndarray
-    sizes: Sequence[tuple[int, int]]
+    size: Callable[[int], tuple[int, int]]
 
     def K(self, j: int) -> np.ndarray:
         f = float(self.focal35[j])
-        return intrinsics(*self.sizes[j], f if np.isfinite(f) else None)
+        return intrinsics(*self.size(j), f if np.isfinite(f) else None)
 
     @property
     def n_with_heading(self) -> int:

@@ -183,6 +183,10 @@ class BasePredictor:
             "data_fingerprint": self.gallery_fingerprint, "gallery_size": int(len(self.gallery)),
             "metrics": self.metrics, "state": self._state()}, write_files)
 
+    def fit_report(self) -> dict[str, Any]:
+        """What fit found worth telling the user (e.g. the retrieval index and its recall vs exact); {} if nothing."""
+        return {}
+
     def _save_files(self, d: Path) -> None:
         pass
 

@@ -12,7 +12,7 @@ from ..retrieval.encoders import ENCODERS, get_encoder
 from ..features.cache import embed_dataset
 from ..geo import LocalFrame
 from ..localization.holdout import excluded_rows, same_spot_radius_m
-from ..retrieval.database import CosineIndex, aggregate
+from ..retrieval.database import INDEX_KINDS, CosineIndex, aggregate
 from .base import BasePredictor, Prediction
 
 
@@ -23,6 +23,8 @@ class KNNConfig:
     agg: str = "mean"  # mean (the paper's weighted mean) | softmax | median
     coverage: float = 0.8
     regression_spec: str = "regression"  # used when embed=regression
+    index: str = "auto"  # faiss index: auto (exact up to 100k vectors, then IVF-PQ) | flat | hnsw | ivfpq
+    calib: int = 2000  # at most this many gallery photos (seeded sample) are held out for radius calibration
 
 
 class KNNPredictor(BasePredictor):
@@ -31,8 +33,10 @@ class KNNPredictor(BasePredictor):
 
     def __init__(self, config=None, spec=None):
         super().__init__(config, spec)
-        if self.config.k < 1:
-            raise ModelError(f"{self.spec}: k must be >= 1")
+        if self.config.k < 1 or self.config.calib < 1:
+            raise ModelError(f"{self.spec}: k and calib must be >= 1")
+        if self.config.index not in INDEX_KINDS:
+            raise ModelError(f"{self.spec}: index must be one of {', '.join(INDEX_KINDS)}")
         if self.config.agg not in ("mean", "softmax", "median"):
             raise ModelError(f"{self.spec}: agg must be mean, softmax or median")
         if self.config.embed != "regression" and self.config.embed not in ENCODERS:
@@ -77,10 +81,12 @@ class KNNPredictor(BasePredictor):
     def _fit(self, train) -> None:
         self.vectors = self._embed_gallery(train)
         self._build()
+        self.index_report = {"kind": self.index.kind, "n": len(self.index),
+                             "recall_at_10_vs_exact": self.index.recall_vs_exact(10)}
         self._calibrate()
 
     def _build(self, index: CosineIndex | None = None):
-        self.index = index if index is not None else CosineIndex(self.vectors)
+        self.index = index if index is not None else CosineIndex(self.vectors, self.config.index)
         self.frame = LocalFrame.around(self.gallery["Latitude"], self.gallery["Longitude"])
         self.en = self.frame.to_en(self.gallery["Latitude"], self.gallery["Longitude"])
 
@@ -91,11 +97,15 @@ class KNNPredictor(BasePredictor):
         if n < 3:
             self.radius_model = RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0)
             return
+        # A bounded seeded subset of held-out photos, each with its same-spot siblings left out
+        # (localization/holdout.py); memory stays O(rows x n) per block.
+        rows_all = np.arange(n) if n <= self.config.calib else np.sort(
+            np.random.default_rng(0).choice(n, self.config.calib, replace=False))
         spot = same_spot_radius_m(self.en)
         v = self.index.vectors
         errs, spreads = [], []
-        for a in range(0, n, 512):  # blocks keep memory O(512 x n)
-            rows = np.arange(a, min(n, a + 512))
+        for a in range(0, len(rows_all), 512):
+            rows = rows_all[a:a + 512]
             sim = v[rows] @ v.T
             sim[excluded_rows(self.en, rows, spot)] = -np.inf
             for r, srow in zip(rows, sim):
@@ -126,6 +136,9 @@ class KNNPredictor(BasePredictor):
         return (Prediction(float(lat), float(lon), r, self.radius_model.confidence(r), False, self.spec,
                            self.neighbours(idx, sims, top_k)), idx[:n])
 
+    def fit_report(self):
+        return {"index": self.index_report}
+
     # -- persistence --------------------------------------------------------------------------------------
     def _save_files(self, d: Path) -> None:
         self.index.save(d)
@@ -133,10 +146,12 @@ class KNNPredictor(BasePredictor):
             self._embedder.save(d / "embedder", thumbnails=False)
 
     def _state(self):
-        return {"radius_model": self.radius_model.to_dict(), "dim": int(self.vectors.shape[1])}
+        return {"radius_model": self.radius_model.to_dict(), "dim": int(self.vectors.shape[1]),
+                "index": self.index_report}
 
     def _load_files(self, d: Path, state):
-        self.index = CosineIndex.load(d)
+        self.index = CosineIndex.load(d, self.config.index)
+        self.index_report = state.get("index", {})
         self.vectors = self.index.vectors
         self._build(self.index)
         self.radius_model = RadiusModel.from_dict(state.get("radius_model"))

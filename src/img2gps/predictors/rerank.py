@@ -36,14 +36,15 @@ from ..localization.calibration import RadiusModel
 from ..localization.consensus import consensus
 from ..errors import ModelError
 from ..retrieval.encoders import ENCODERS
-from ..verification.local import (FeatureConfig, Keypoints, PairCache, VerifyConfig, extract, extract_dataset,
-                              fundamental_inliers, mutual_matches)
+from ..verification.local import (FeatureConfig, KeypointCache, Keypoints, PairCache, VerifyConfig, extract,
+                                  extract_dataset, fundamental_inliers, mutual_matches)
+from ..verification.store import FILE as STORE_FILE, KeypointStore, write_store
 from ..retrieval.vlad import VladCodebook
-from ..geo import pairwise_m, weighted_median_en
+from ..geo import weighted_median_en
 from ..localization.camera import CameraEstimate, CameraLocator, GalleryCameras, LocatorConfig, PoseCache
 from ..localization.holdout import excluded_rows, same_spot_radius_m
 from ..localization.pose import angle_diff_deg
-from ..retrieval.database import aggregate
+from ..retrieval.database import aggregate, neighbours_within, pair_stats
 from .base import BasePredictor, Neighbour, Prediction
 from .knn import KNNConfig, KNNPredictor
 
@@ -72,6 +73,8 @@ class RerankConfig:
     k: int = 3  # neighbours of the plain k-NN fallback
     coverage: float = 0.8  # target fraction of true positions inside the radius
     calib: int = 300  # at most this many gallery photos are held out in turn for calibration
+    index: str = "auto"  # faiss index of the global embeddings (see knn): auto | flat | hnsw | ivfpq
+    cache_mb: int = 256  # bound on gallery keypoints (with their RootSIFT form) kept in memory
     pose: str = "auto"  # camera position from relative pose: auto (where calibration shows it better) | on | off
     pose_views: int = 4  # relative poses per query (strongest verified photos with a known heading)
     coarse_m: float = 15.0  # pose answers whose calibrated median error exceeds this are not `recognised`
@@ -205,7 +208,7 @@ class RerankPredictor(BasePredictor):
 
     def _fit_single(self, train) -> None:
         c = self.config
-        self.knn = KNNPredictor(KNNConfig(embed=c.embed, k=c.k, coverage=c.coverage),
+        self.knn = KNNPredictor(KNNConfig(embed=c.embed, k=c.k, coverage=c.coverage, index=c.index),
                                 spec=f"knn:embed={c.embed}:k={c.k}")
         self.knn.fit(train)
         keys = [train.content_key(i) for i in range(len(train))]
@@ -213,41 +216,41 @@ class RerankPredictor(BasePredictor):
         cam = train.with_camera_meta().table  # gallery headings / focal lengths: labels.csv, else the EXIF
         self.gallery["heading"] = cam["heading"].to_numpy(float)
         self.gallery["focal35"] = cam["focal35"].to_numpy(float)
-        self.kps = extract_dataset(train, self.fcfg, keys)
-        descs = [k.unit_desc(True) for k in self.kps]
+        cache = KeypointCache(self.fcfg)
+        extract_dataset(train, self.fcfg, keys, cache=cache, keep=False)
+
+        def read(i: int) -> Keypoints:
+            kp = cache.get(keys[i])
+            if kp is None:  # removed from the cache while fitting: extract again
+                kp = extract(train.open(i), self.fcfg)
+            return kp
+
+        self.store = KeypointStore(len(keys), read, c.cache_mb * 2**20)
         self.codebook = None
-        if c.vlad and sum(len(d) for d in descs) >= 4 * c.vlad:  # learnt from the gallery only
-            self.codebook = VladCodebook.train(descs, c.vlad)
+        counts = [len(self.store.get(i)) for i in range(len(keys))] if c.vlad else []
+        if c.vlad and sum(counts) >= 4 * c.vlad:  # learnt from the gallery only, on a bounded sample
+            self.codebook = VladCodebook.train_from(counts, self.store.unit_desc, c.vlad)
         self._build()
         self._calibrate(keys)
 
     def _build(self, vlad_vecs: np.ndarray | None = None) -> None:
-        """Everything derived from the stored gallery: unit descriptors, VLAD, neighbour lists, score scales."""
+        """Everything derived from the stored gallery: VLAD, neighbour lists, score scales (none quadratic)."""
         c = self.config
         self.en = self.knn.en
-        self.desc = [k.unit_desc(True) for k in self.kps]
         g = self.gallery
         nan = np.full(len(g), np.nan)
         self.cameras = GalleryCameras(self.en, g["heading"].to_numpy(float) if "heading" in g else nan,
                                       g["focal35"].to_numpy(float) if "focal35" in g else nan,
-                                      [k.size for k in self.kps])
+                                      lambda j: self.store.get(j).size)
         self.locator = CameraLocator(self.cameras, LocatorConfig(max_views=c.pose_views))
         if vlad_vecs is None and self.codebook is not None:
-            vlad_vecs = np.stack([self.codebook.encode(d) for d in self.desc])
+            vlad_vecs = np.stack([self.codebook.encode(self.store.unit_desc(i)) for i in range(len(self.store))])
         self.vlad_vecs = vlad_vecs if self.codebook is not None else None
-        d = pairwise_m(self.en, self.en)
-        np.fill_diagonal(d, np.inf)
-        self.near = [[int(j) for j in np.argsort(row)[: c.near_max] if row[j] <= c.near_m] for row in d]
+        self.near = neighbours_within(self.en, c.near_m, c.near_max)
         # z-score each similarity over gallery-gallery pairs so the two halves of the score weigh the same
-        self.zstats = [self._zstat(self.knn.index.vectors)]
+        self.zstats = [pair_stats(self.knn.index.vectors)]
         if self.vlad_vecs is not None:
-            self.zstats.append(self._zstat(self.vlad_vecs))
-
-    @staticmethod
-    def _zstat(v: np.ndarray) -> tuple[float, float]:
-        s = v @ v.T
-        off = s[~np.eye(len(s), dtype=bool)]
-        return (float(off.mean()), float(off.std() + 1e-6)) if len(off) else (0.0, 1.0)
+            self.zstats.append(pair_stats(self.vlad_vecs))
 
     def _scores(self, g_sims: np.ndarray, v_sims: np.ndarray | None) -> np.ndarray:
         s = (g_sims - self.zstats[0][0]) / self.zstats[0][1]
@@ -259,7 +262,7 @@ class RerankPredictor(BasePredictor):
         """Held-out gallery photos (a seeded subset), each with its same-spot siblings left out, go through the
         exact query procedure: their errors calibrate the radii, the heading radius and the pose choice."""
         c = self.config
-        n = len(self.kps)
+        n = len(self.store)
         area = float(np.quantile(np.linalg.norm(self.en - self.en.mean(0), axis=1), c.coverage)) if n > 1 else 100.0
         self.calib_summary = {"n": 0, "recognised": 0}
         self.heading_radius = None
@@ -273,33 +276,35 @@ class RerankPredictor(BasePredictor):
         excluded = excluded_rows(self.en, order, spot_m)
         pairs = PairCache(self.fcfg, self.vcfg)
         poses = PoseCache(self.locator.setting_key(self.fcfg.key))
-        g_all = self.knn.index.vectors[order] @ self.knn.index.vectors.T
-        v_all = self.vlad_vecs[order] @ self.vlad_vecs.T if self.vlad_vecs is not None else None
 
         def held_out(r: int, siblings_out: bool = True) -> dict:
+            # The held-out photo queries with its stored embedding and VLAD vector: one row of similarities
+            # each, never a gallery x gallery matrix.
             q = order[r]
             skip = set(np.flatnonzero(excluded[r]).tolist()) if siblings_out else {q}
             matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            kq, dq = self.store.get(q), self.store.unit_desc(q)
 
             def verify(j: int) -> int:
                 got = pairs.get(keys[q], keys[j])
                 if got is None:
-                    got = self._verify(self.kps[q], self.desc[q], j, matched)
+                    got = self._verify(kq, dq, j, matched)
                     pairs.put(keys[q], keys[j], got)
                 return got
 
             def knn_fallback():
-                idx = np.array([j for j in np.argsort(-g_all[r]) if j not in skip][: c.k], int)
-                pos, spread = aggregate(self.en[idx], g_all[r][idx], self.knn.config.agg)
-                return pos, spread, idx, g_all[r][idx]
+                idx = np.array([j for j in np.argsort(-g) if j not in skip][: c.k], int)
+                pos, spread = aggregate(self.en[idx], g[idx], self.knn.config.agg)
+                return pos, spread, idx, g[idx]
 
             def camera(checked: dict[int, int]):
-                return self._camera(self.kps[q], self.desc[q], self.cameras.focal35[q], checked, matched,
-                                    poses, keys[q])
+                return self._camera(kq, dq, self.cameras.focal35[q], checked, matched, poses, keys[q])
 
-            score = self._scores(g_all[r], None if v_all is None else v_all[r])
+            g = self.knn.index.vectors @ self.knn.index.vectors[q]
+            v = self.vlad_vecs @ self.vlad_vecs[q] if self.vlad_vecs is not None else None
+            score = self._scores(g, v)
             score[list(skip)] = -np.inf
-            loc = self._locate(score, g_all[r], verify, knn_fallback, skip=skip, camera=camera)
+            loc = self._locate(score, g, verify, knn_fallback, skip=skip, camera=camera)
             out = {"rec": loc.recognised, "err": float(np.linalg.norm(loc.pos - self.en[q])), "spread": loc.spread}
             est = loc.camera
             if est is not None and est.heading_deg is not None and np.isfinite(self.cameras.heading[q]):
@@ -349,12 +354,13 @@ class RerankPredictor(BasePredictor):
         }
 
     def _verify(self, kq: Keypoints, dq: np.ndarray, j: int, keep: dict | None = None) -> int:
-        """Inlier count of the query against gallery photo j; with `keep`, a verified pair's matched points
-        (query xy, gallery xy) are stored there for the pose stage, so it matches nothing again."""
-        m = mutual_matches(dq, self.desc[j], self.vcfg.ratio, self.vcfg.mutual)
-        n = fundamental_inliers(kq.xy[m[:, 0]], self.kps[j].xy[m[:, 1]], self.vcfg) if len(m) >= 8 else 0
+        """Inliers between a query (keypoints, unit descriptors) and gallery photo j, read from the store; with
+        `keep`, a verified pair's matched points (query xy, gallery xy) are stored there for the pose stage."""
+        kj = self.store.get(j)
+        m = mutual_matches(dq, self.store.unit_desc(j), self.vcfg.ratio, self.vcfg.mutual)
+        n = fundamental_inliers(kq.xy[m[:, 0]], kj.xy[m[:, 1]], self.vcfg) if len(m) >= 8 else 0
         if keep is not None and n >= self.vcfg.min_inliers:
-            keep[j] = (kq.xy[m[:, 0]], self.kps[j].xy[m[:, 1]])
+            keep[j] = (kq.xy[m[:, 0]], kj.xy[m[:, 1]])
         return n
 
     def _camera(self, kq: Keypoints, dq: np.ndarray, focal35, checked: dict[int, int], matched: dict,
@@ -366,8 +372,8 @@ class RerankPredictor(BasePredictor):
 
         def match(j: int):
             if j not in matched:
-                m = mutual_matches(dq, self.desc[j], self.vcfg.ratio, self.vcfg.mutual)
-                matched[j] = (kq.xy[m[:, 0]], self.kps[j].xy[m[:, 1]])
+                m = mutual_matches(dq, self.store.unit_desc(j), self.vcfg.ratio, self.vcfg.mutual)
+                matched[j] = (kq.xy[m[:, 0]], self.store.get(j).xy[m[:, 1]])
             return matched[j]
 
         f = float(focal35) if focal35 is not None and np.isfinite(focal35) else None
@@ -461,13 +467,13 @@ class RerankPredictor(BasePredictor):
         g = self.gallery
         return str(g.at[j, "image"]), float(g.at[j, "Latitude"]), float(g.at[j, "Longitude"])
 
+    def fit_report(self):
+        return {"index": self.knn.index_report, "calibration": self.calib_summary}
+
     # -- persistence --------------------------------------------------------------------------------------
     def _save_files(self, d: Path) -> None:
         self.knn.save(d / "knn", thumbnails=False)
-        sizes = np.array([len(k) for k in self.kps], np.int64)
-        np.savez(d / "keypoints.npz", xy=np.concatenate([k.xy for k in self.kps]),
-                 desc=np.concatenate([k.desc for k in self.kps]), counts=sizes,
-                 image_size=np.array([k.size for k in self.kps], np.int32))
+        write_store(d / STORE_FILE, iter(self.store), len(self.store), self.fcfg.key)
         if self.codebook is not None:
             np.save(d / "vlad_codebook.npy", self.codebook.centroids)
             np.save(d / "vlad_gallery.npy", self.vlad_vecs)
@@ -477,17 +483,13 @@ class RerankPredictor(BasePredictor):
                 "pose_radius": self.pose_radius.to_dict() if self.pose_radius else None,
                 "use_pose": bool(self.use_pose), "pose_recognised": bool(self.pose_recognised),
                 "heading_radius_deg": self.heading_radius,
-                "calibration": self.calib_summary, "features": self.fcfg.key}
+                "calibration": self.calib_summary, "features": self.fcfg.key, "index": self.knn.index_report}
 
     def _load_files(self, d: Path, state) -> None:
         self.knn = KNNPredictor.load(d / "knn")
-        with np.load(d / "keypoints.npz", allow_pickle=False) as z:
-            xy, desc, counts, sizes = z["xy"], z["desc"], z["counts"], z["image_size"]
-        if len(counts) != len(self.gallery):
-            raise ModelError(f"{d}: keypoints.npz holds {len(counts)} photos, gallery.csv {len(self.gallery)}")
-        cuts = np.concatenate([[0], np.cumsum(counts)])
-        self.kps = [Keypoints(xy[a:b], desc[a:b], (int(s[0]), int(s[1])))
-                    for a, b, s in zip(cuts[:-1], cuts[1:], sizes)]
+        if not (d / STORE_FILE).is_file() and (d / "keypoints.npz").is_file():
+            raise ModelError(f"{d}: keypoints.npz is the old keypoint format; re-fit the model")
+        self.store = KeypointStore.open(d / STORE_FILE, len(self.gallery), self.fcfg.key, self.config.cache_mb * 2**20)
         vlad, self.codebook = None, None
         if (d / "vlad_codebook.npy").is_file():
             self.codebook = VladCodebook(np.load(d / "vlad_codebook.npy"))

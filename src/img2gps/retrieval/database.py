@@ -14,18 +14,56 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-class CosineIndex:
-    """Exact inner-product (cosine) search over L2-normalised float32 vectors (faiss IndexFlatIP).
+EXACT_MAX = 100_000  # "auto" keeps exact search up to this many vectors, then switches to IVF-PQ
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivfpq")
 
-    `vectors`: (N, D) float32 unit rows, in insertion order (row i = gallery photo i).
+
+def resolve_kind(kind: str, n: int) -> str:
+    """'auto' -> 'flat' up to EXACT_MAX vectors, else 'ivfpq'; other kinds pass through (ValueError if unknown)."""
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"unknown index kind {kind!r}; known: {', '.join(INDEX_KINDS)}")
+    return kind if kind != "auto" else ("flat" if n <= EXACT_MAX else "ivfpq")
+
+
+def _make_faiss(kind: str, dim: int, train: np.ndarray):
+    """A faiss inner-product index of `kind` ('flat', 'hnsw', 'ivfpq'), trained on `train` when it needs it."""
+    import faiss
+
+    if kind == "flat":
+        return faiss.IndexFlatIP(dim)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = 128
+        return index
+    # IVF-PQ: nlist ~ 4 sqrt(N) coarse cells, dim/8-byte codes (8 dims per sub-quantizer when it divides)
+    nlist = int(max(16, min(65536, 4 * np.sqrt(max(len(train), 1)))))
+    nlist = min(nlist, max(1, len(train) // 39))  # faiss wants ~39 training points per centroid
+    m = next(m for m in (dim // 8, dim // 4, dim // 2, dim, 1) if m >= 1 and dim % m == 0)
+    index = faiss.index_factory(dim, f"IVF{nlist},PQ{m}", faiss.METRIC_INNER_PRODUCT)
+    index.train(np.ascontiguousarray(train))
+    index.nprobe = min(nlist, 32)
+    return index
+
+
+class CosineIndex:
+    """Cosine search over L2-normalised float32 vectors with a faiss index chosen by size.
+
+    `vectors`: (N, D) float32 unit rows, in insertion order (row i = gallery photo i), kept for exact
+    similarities and for re-scoring approximate candidates. `kind`: 'auto' (exact IndexFlatIP up to
+    EXACT_MAX vectors, else IVF-PQ), 'flat', 'hnsw' or 'ivfpq'. Approximate kinds fetch `refine` x k candidates
+    and re-rank them exactly, so their similarities are exact cosines.
     """
 
-    def __init__(self, vectors: np.ndarray):
-        import faiss
-
-        v = np.asarray(vectors, np.float32)
+    def __init__(self, vectors: np.ndarray, kind: str = "auto", refine: int = 4, train_max: int = 100_000,
+                 seed: int = 0):
+        v = l2_normalise(vectors)
+        self.kind = resolve_kind(kind, len(v))
+        self.refine = refine
+        rng = np.random.default_rng(seed)
+        train = v if len(v) <= train_max else v[np.sort(rng.choice(len(v), train_max, replace=False))]
         self.vectors = np.zeros((0, v.shape[1]), np.float32)
-        self.index = faiss.IndexFlatIP(v.shape[1])
+        self.index = _make_faiss(self.kind, v.shape[1], train)
         self.add(v)
 
     def __len__(self) -> int:
@@ -49,30 +87,121 @@ class CosineIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(Q, D) queries -> (sims (Q, k'), idx (Q, k')) best first, k' = min(k, len(self))."""
         k = min(k, len(self))
-        sims, idx = self.index.search(l2_normalise(queries), k)
+        q = l2_normalise(queries)
+        if self.kind == "flat":
+            return self.index.search(q, k)
+        _, cand = self.index.search(q, min(len(self), max(k * self.refine, k + 10)))
+        sims = np.full((len(q), k), -np.inf, np.float32)
+        idx = np.full((len(q), k), -1, np.int64)
+        for r in range(len(q)):
+            c = cand[r][cand[r] >= 0]
+            s = self.vectors[c] @ q[r]
+            top = np.argsort(-s, kind="stable")[:k]
+            sims[r, :len(top)], idx[r, :len(top)] = s[top], c[top]
         return sims, idx
 
-    def search_excluding(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each stored vector's k nearest *other* stored vectors (leave-one-out calibration): (N, k) sims, idx."""
-        sims, idx = self.search(self.vectors, min(k + 1, len(self)))
+    def recall_vs_exact(self, k: int = 10, sample: int = 200, seed: int = 0) -> float:
+        """Approximate search's recall@k against exact search, with `sample` stored vectors as queries
+        (each query's own row excluded from both). 1.0 for the exact index."""
+        if self.kind == "flat" or len(self) <= k + 1:
+            return 1.0
+        rng = np.random.default_rng(seed)
+        rows = rng.choice(len(self), min(sample, len(self)), replace=False)
+        _, got = self.search_excluding(k, rows)
+        hits = 0
+        for r, g in enumerate(rows):
+            s = self.vectors @ self.vectors[g]
+            s[g] = -np.inf
+            exact = np.argpartition(-s, k)[:k]
+            hits += len(set(exact.tolist()) & set(got[r].tolist()))
+        return hits / (len(rows) * k)
+
+    def search_excluding(self, k: int, rows=None) -> tuple[np.ndarray, np.ndarray]:
+        """Stored vectors' k nearest *other* stored vectors (leave-one-out calibration): (R, k) sims, idx for
+        `rows` (gallery indices; default all N, in order)."""
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows, np.int64)
+        sims, idx = self.search(self.vectors[rows], min(k + 1, len(self)))
         out_s, out_i = [], []
-        for r in range(len(idx)):
-            keep = idx[r] != r
+        for r, g in enumerate(rows):
+            keep = idx[r] != g
             out_s.append(sims[r][keep][:k])
             out_i.append(idx[r][keep][:k])
         return np.array(out_s), np.array(out_i)
 
     def save(self, d: Path) -> None:
-        """Write embeddings.npy (the vectors) and index.faiss into directory d."""
+        """Write embeddings.npy (the unit vectors) and index.faiss into directory d."""
         import faiss
 
         np.save(d / "embeddings.npy", self.vectors)
         faiss.write_index(self.index, str(d / "index.faiss"))
 
     @classmethod
-    def load(cls, d: Path) -> "CosineIndex":
-        """Rebuild from d/embeddings.npy (exact index: rebuilding is as fast as reading index.faiss)."""
-        return cls(np.load(d / "embeddings.npy"))
+    def load(cls, d: Path, kind: str = "auto") -> "CosineIndex":
+        """From d/embeddings.npy; the exact index is rebuilt (as fast as reading it), an approximate one read
+        from d/index.faiss (no retraining)."""
+        import faiss
+
+        v = np.load(d / "embeddings.npy")
+        if resolve_kind(kind, len(v)) == "flat":
+            return cls(v, "flat")
+        obj = cls.__new__(cls)
+        obj.kind, obj.refine = resolve_kind(kind, len(v)), 4
+        obj.vectors = l2_normalise(v)
+        obj.index = faiss.read_index(str(d / "index.faiss"))
+        if obj.index.ntotal != len(v):
+            from ..errors import ModelError
+
+            raise ModelError(f"{d}: index.faiss holds {obj.index.ntotal} vectors, embeddings.npy {len(v)}")
+        if hasattr(obj.index, "nprobe"):
+            obj.index.nprobe = min(obj.index.nlist, 32)
+        return obj
+
+
+def pair_stats(v: np.ndarray, max_rows: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Mean and standard deviation (+1e-6) of dot products between distinct rows of (N, D) v.
+
+    Exact over all N(N-1) ordered pairs when N <= max_rows; otherwise over a seeded max_rows x max_rows sample
+    of row pairs (diagonal pairs dropped), so the cost is bounded, not quadratic in N.
+    """
+    n = len(v)
+    if n < 2:
+        return 0.0, 1.0
+    if n <= max_rows:
+        s = v @ v.T
+        off = s[~np.eye(n, dtype=bool)]
+    else:
+        rng = np.random.default_rng(seed)
+        a = rng.choice(n, max_rows, replace=False)
+        b = rng.choice(n, max_rows, replace=False)
+        s = v[a] @ v[b].T
+        off = s[a[:, None] != b[None, :]]
+    return float(off.mean()), float(off.std() + 1e-6)
+
+
+def neighbours_within(en: np.ndarray, radius_m: float, max_n: int) -> list[list[int]]:
+    """For each (N, 2) east/north point, up to max_n *other* points within radius_m metres (inclusive),
+    nearest first. A faiss range search: memory linear in N (no N x N matrix)."""
+    import faiss
+
+    en = np.asarray(en, np.float64)
+    n = len(en)
+    if n == 0 or max_n < 1 or radius_m < 0:
+        return [[] for _ in range(n)]
+    centre = en.mean(0)
+    x = np.ascontiguousarray(en - centre, np.float32)
+    index = faiss.IndexFlatL2(2)
+    index.add(x)
+    # a little slack for float32 rounding; candidates are re-checked in float64 below
+    lims, _, ids = index.range_search(x, float((radius_m + 1e-3) ** 2 + 1e-6))
+    out = []
+    for i in range(n):
+        cand = ids[lims[i]:lims[i + 1]]
+        cand = cand[cand != i]
+        d = np.linalg.norm(en[cand] - en[i], axis=1)
+        keep = d <= radius_m
+        cand, d = cand[keep], d[keep]
+        out.append([int(j) for j in cand[np.argsort(d, kind="stable")][:max_n]])
+    return out
 
 
 def aggregate(en: np.ndarray, sims: np.ndarray, how: str = "mean", temperature: float = 0.05) -> tuple[np.ndarray, float]:

@@ -18,14 +18,33 @@ class VladCodebook:
 
     @classmethod
     def train(cls, descriptors: list[np.ndarray], k: int = 64, sample: int = 20000, seed: int = 0) -> "VladCodebook":
+        """k-means (spherical, seeded) on a sample of `sample` rows of the (N_i, D) unit descriptor arrays."""
+        return cls.train_from([len(d) for d in descriptors], descriptors.__getitem__, k, sample, seed)
+
+    @classmethod
+    def train_from(cls, counts, get, k: int = 64, sample: int = 20000, seed: int = 0) -> "VladCodebook":
+        """As train, reading photo i's descriptors through get(i) only when the sample needs rows of it.
+
+        counts: (N,) descriptors per photo. Memory is bounded by the sample (sample x D float32), not the gallery;
+        the sample equals the one train() draws from the concatenation of all descriptors.
+        """
         import faiss
 
-        pool = np.concatenate([d for d in descriptors if len(d)]).astype(np.float32)
-        if len(pool) < k:
-            raise ValueError(f"VLAD needs at least {k} descriptors, got {len(pool)}")
+        counts = np.asarray(counts, np.int64)
+        cum = np.concatenate([[0], np.cumsum(counts)])
+        total = int(cum[-1])
+        if total < k:
+            raise ValueError(f"VLAD needs at least {k} descriptors, got {total}")
         rng = np.random.default_rng(seed)
-        if len(pool) > sample:
-            pool = pool[rng.choice(len(pool), sample, replace=False)]
+        idx = rng.choice(total, sample, replace=False) if total > sample else np.arange(total)
+        photo = np.searchsorted(cum, idx, side="right") - 1
+        pool = None
+        for p in np.unique(photo):
+            sel = np.flatnonzero(photo == p)
+            d = np.asarray(get(int(p)), np.float32)
+            if pool is None:
+                pool = np.empty((len(idx), d.shape[1]), np.float32)
+            pool[sel] = d[idx[sel] - cum[p]]
         km = faiss.Kmeans(pool.shape[1], k, niter=10, seed=seed, verbose=False, spherical=True)
         km.train(pool)
         return cls(np.ascontiguousarray(km.centroids, np.float32))

@@ -131,6 +131,10 @@ class KeypointCache:
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.npz"
 
+    def has(self, key: str) -> bool:
+        """Whether the photo's keypoints are cached on disk (a torn file is found out by get)."""
+        return self._path(key).is_file()
+
     def get(self, key: str) -> Keypoints | None:
         p = self._path(key)
         kp = _MEMORY.get((str(p), key))
@@ -156,13 +160,14 @@ class KeypointCache:
 
 
 def extract_dataset(ds, cfg: FeatureConfig = FeatureConfig(), keys: Sequence[str] | None = None,
-                    workers: int = 2, cache: KeypointCache | None = None) -> list[Keypoints]:
+                    workers: int = 2, cache: KeypointCache | None = None, keep: bool = True) -> list[Keypoints] | None:
     """Keypoints of every photo of a GeoDataset, extracting only those not cached yet (OpenCV releases the GIL,
-    so a small thread pool uses both cores)."""
+    so a small thread pool uses both cores). keep=False: only make sure the cache holds them all and return None
+    (memory stays bounded: nothing is kept per photo)."""
     cache = cache or KeypointCache(cfg)
     keys = list(keys) if keys is not None else [ds.content_key(i) for i in range(len(ds))]
-    out: list[Keypoints | None] = [cache.get(k) for k in keys]
-    todo = [i for i, v in enumerate(out) if v is None]
+    out: list[Keypoints | None] = [cache.get(k) for k in keys] if keep else [None] * len(keys)
+    todo = [i for i, v in enumerate(out) if v is None and (keep or not cache.has(keys[i]))]
 
     def work(i: int) -> tuple[int, Keypoints]:
         try:
@@ -177,11 +182,12 @@ def extract_dataset(ds, cfg: FeatureConfig = FeatureConfig(), keys: Sequence[str
         if workers > 1 and len(todo) > 1:
             with ThreadPoolExecutor(workers) as ex:
                 for i, kp in ex.map(work, todo):
-                    out[i] = kp
+                    out[i] = kp if keep else None
         else:
             for i in todo:
-                out[i] = work(i)[1]
-    return out  # type: ignore[return-value]
+                kp = work(i)[1]
+                out[i] = kp if keep else None
+    return out if keep else None  # type: ignore[return-value]
 
 
 # -- matching and verification ---------------------------------------------------------------------------------
