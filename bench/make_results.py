@@ -25,12 +25,17 @@ COLS = [("mean m", "mean_m", "f1"), ("median m", "median_m", "f1"), ("P90 m", "p
         ("<=10 m", "acc_10m", "pct"), ("<=25 m", "acc_25m", "pct"), ("<=50 m", "acc_50m", "pct"),
         ("nMSE", "mse_norm", "f3"), ("radius cover", "radius_coverage", "pct"), ("recognised", "recognised_frac", "pct"),
         ("recog. median m", "recognised_median_m", "f1"), ("fit s", "fit_s", "f1"),
-        ("ms/photo p50", "predict_ms_p50", "f0"), ("ms/photo p95", "predict_ms_p95", "f0")]
+        ("ms/photo p50", "predict_ms_p50", "f0"), ("ms/photo p95", "predict_ms_p95", "f0"),
+        ("heading n", "heading_n", "int"), ("heading median °", "heading_median_deg", "f1"),
+        ("heading <=15°", "heading_acc_15deg", "pct"), ("heading <=30°", "heading_acc_30deg", "pct"),
+        ("heading radius cover", "heading_radius_coverage", "pct")]
 
 
 def fmt(v, kind: str) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
+    if kind == "int":
+        return str(int(v))
     if kind == "pct":
         return f"{100 * v:.0f}%"
     return f"{v:.{int(kind[1])}f}"
@@ -39,6 +44,8 @@ def fmt(v, kind: str) -> str:
 def metrics_table(results: dict) -> list[str]:
     lines = ["| method | " + " | ".join(c for c, _, _ in COLS) + " |", "|---" * (len(COLS) + 1) + "|"]
     for spec, m in results.items():
+        if m.get("based_on"):
+            spec = f"{spec} (from {m['based_on']})"
         lines.append(f"| `{spec}` | " + " | ".join(fmt(m.get(k), kind) for _, k, kind in COLS) + " |")
     return lines
 
@@ -64,6 +71,10 @@ TITLES = {
     "rerank-loo": "rerank, leave-one-out (method notes and trade-offs)",
     "rerank-kfold-geo5": "rerank, location-disjoint 5-fold",
     "learning_curve_knn_loo": "Learning curve: k-NN against gallery size, leave-one-out",
+    "pose-targets": "Issue 12 targets: camera pose, heading and same-spot-aware radius (measured vs target)",
+    "pose-loo": "Camera pose and heading (rerank:pose=...), penn91 leave-one-out",
+    "pose-bgu-kfoldgeo5": "Same-spot-aware radius, bgu-west location-disjoint 5-fold (10 m buffer)",
+    "pose-bgu-kfold5": "Same-spot-aware radius, bgu-west random 5-fold",
 }
 
 

@@ -48,7 +48,8 @@ def _dms(value: float):
 
 
 def gps_exif(lat: float | None, lon: float | None, orientation: int | None = None, when: str | None = None,
-             make: str | None = None, model: str | None = None, raw_gps: dict | None = None) -> Image.Exif:
+             make: str | None = None, model: str | None = None, raw_gps: dict | None = None,
+             direction: float | None = None, focal35: int | None = None) -> Image.Exif:
     ex = Image.Exif()
     if orientation:
         ex[0x0112] = orientation
@@ -61,8 +62,12 @@ def gps_exif(lat: float | None, lon: float | None, orientation: int | None = Non
     gps = raw_gps if raw_gps is not None else {}
     if lat is not None and lon is not None and raw_gps is None:
         gps = {1: "N" if lat >= 0 else "S", 2: _dms(lat), 3: "E" if lon >= 0 else "W", 4: _dms(lon)}
+    if direction is not None:
+        gps = {**gps, 16: "T", 17: Fraction(direction).limit_denominator(1000)}
     if gps:
         ex[0x8825] = gps
+    if focal35 is not None:
+        ex.get_ifd(0x8769)[0xA405] = int(focal35)
     return ex
 
 

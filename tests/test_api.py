@@ -47,6 +47,7 @@ def test_predict_returns_typed_prediction_near_the_right_place(model):
         assert isinstance(pred.latitude, float) and isinstance(pred.longitude, float)
         assert pred.radius_m > 0 and 0.0 <= pred.confidence <= 1.0
         assert pred.recognised is False and pred.method == "knn:k=2"
+        assert pred.source == "model" and pred.heading_deg is None  # k-NN estimates no camera pose
         assert len(pred.neighbours) == 3 and all(isinstance(n, Neighbour) for n in pred.neighbours)
         assert all(n.image_id.startswith(f"place{place}_") for n in pred.neighbours)
         assert haversine_m(pred.latitude, pred.longitude, *place_latlon(place)) < 10.0

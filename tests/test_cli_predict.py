@@ -64,7 +64,8 @@ def test_json_output(capsys, model_dir, photos):
     assert [r["photo"].rsplit("/", 1)[-1] for r in recs] == ["a_place1.jpg", "b_place3.jpg"]  # folder, recursive
     for r in recs:
         assert {"latitude", "longitude", "radius_m", "confidence", "recognised", "method", "neighbours",
-                "photo_exif_position", "exif_distance_m"} <= set(r)
+                "photo_exif_position", "exif_distance_m", "source", "heading_deg", "heading_radius_deg"} <= set(r)
+        assert r["source"] == "model" and r["heading_deg"] is None
         assert len(r["neighbours"]) == 3
     assert recs[0]["photo_exif_position"] is None and recs[0]["exif_distance_m"] is None
     assert recs[1]["photo_exif_position"] == pytest.approx(list(place_latlon(3)), abs=1e-6)

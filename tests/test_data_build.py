@@ -24,8 +24,10 @@ SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 BASE = (39.9515, -75.1915)  # somewhere on a campus; every synthetic position is a metre offset from here
 
 
-def exif_bytes(lat=None, lon=None, orientation=None, time=None, make=None, model=None) -> bytes:
-    return gps_exif(lat, lon, orientation=orientation, when=time, make=make, model=model).tobytes()
+def exif_bytes(lat=None, lon=None, orientation=None, time=None, make=None, model=None, direction=None,
+               focal35=None) -> bytes:
+    return gps_exif(lat, lon, orientation=orientation, when=time, make=make, model=model, direction=direction,
+                    focal35=focal35).tobytes()
 
 
 def pattern(seed: int, size=(64, 48)) -> Image.Image:
@@ -74,7 +76,7 @@ def report(out: Path) -> dict:
 def test_formats_exif_and_bad_files(tmp_path, capsys):
     src = tmp_path / "src"
     photo(src / "north_west.jpg", 39.9521, -75.1932, seed=1, time="2024:09:23 16:05:37", make="Apple",
-          model="iPhone 13")
+          model="iPhone 13", direction=271.5, focal35=26)
     photo(src / "sub" / "south_east.heic", -33.8688, 151.2093, seed=2, fmt="HEIF")
     photo(src / "gps.png", 39.95, -75.19, seed=3, fmt="PNG")
     photo(src / "nogps.png", seed=4, fmt="PNG")
@@ -99,7 +101,11 @@ def test_formats_exif_and_bad_files(tmp_path, capsys):
     assert abs(lab.loc["south_east.jpg", "Longitude"] - 151.2093) < 1e-6
     assert lab.loc["north_west.jpg", "time"] == "2024-09-23T16:05:37"
     assert lab.loc["north_west.jpg", "device"] == "Apple iPhone 13"
-    assert list(pd.read_csv(out / "labels.csv").columns) == ["image", "Latitude", "Longitude", "time", "device"]
+    assert lab.loc["north_west.jpg", "heading"] == pytest.approx(271.5)  # EXIF GPSImgDirection, true north
+    assert lab.loc["north_west.jpg", "focal35"] == 26
+    assert pd.isna(lab.loc["gps.jpg", "heading"])
+    assert list(pd.read_csv(out / "labels.csv").columns) == ["image", "Latitude", "Longitude", "time", "device",
+                                                             "heading", "focal35"]
     r = report(out)
     reasons = {s["file"]: s["reason"] for s in r["skipped"]}
     assert set(reasons) == {"nogps.png", "zero.jpg", "text.jpg", "truncated.jpg", "bomb.png"}

@@ -49,6 +49,7 @@ def test_predict_returns_prediction_json(client):
     assert r.status_code == 200, r.text
     p = r.json()
     assert p["photo"] == "campus.jpg" and p["method"] == "knn:k=2" and p["recognised"] is False
+    assert p["source"] == "model" and p["heading_deg"] is None and p["heading_radius_deg"] is None  # k-NN: no pose
     assert 0 <= p["confidence"] <= 1 and p["radius_m"] > 0 and p["elapsed_ms"] >= 0
     assert len(p["neighbours"]) == 3 and all(n["image_id"].startswith("place2_") for n in p["neighbours"])
     assert all(client.get(n["thumbnail"]).status_code == 200 for n in p["neighbours"])

@@ -22,6 +22,30 @@ METRIC_KEYS = ("mean_m", "median_m", "p90_m", "acc_10m", "acc_25m", "acc_50m", "
                "recall_at_1", "recall_at_5", "recall_at_10")
 RECALL_N = (1, 5, 10)
 RECALL_M = 25.0  # VPR convention: a retrieved gallery photo within 25 m of the truth is a positive
+HEADING_KEYS = ("heading_n", "heading_truth_n", "heading_median_deg", "heading_acc_15deg", "heading_acc_30deg",
+                "heading_radius_coverage")
+COPY_HEADING = "copy-heading"  # baseline: the heading of the best verified gallery photo, copied
+
+
+def heading_metrics(true_deg, pred_deg, radius_deg=None) -> dict:
+    """Compass-heading errors over photos whose truth has a heading and that got one (NaN = none).
+
+    heading_n counts those photos, heading_truth_n the photos with a true heading at all; acc_* are fractions
+    of heading_n; heading_radius_coverage: fraction whose error is inside heading_radius_deg (where given)."""
+    t = np.asarray(true_deg, float)
+    p = np.asarray(pred_deg, float)
+    r = np.full_like(t, np.nan) if radius_deg is None else np.asarray(radius_deg, float)
+    ok = np.isfinite(t) & np.isfinite(p)
+    d = (p[ok] - t[ok]) % 360.0
+    err = np.minimum(d, 360.0 - d)
+    rok = np.isfinite(r[ok])
+    out = {"heading_n": int(ok.sum()), "heading_truth_n": int(np.isfinite(t).sum())}
+    if not ok.any():
+        return out | {"heading_median_deg": None, "heading_acc_15deg": None, "heading_acc_30deg": None,
+                      "heading_radius_coverage": None}
+    return out | {"heading_median_deg": float(np.median(err)), "heading_acc_15deg": float(np.mean(err <= 15)),
+                  "heading_acc_30deg": float(np.mean(err <= 30)),
+                  "heading_radius_coverage": float(np.mean(err[rok] <= r[ok][rok])) if rok.any() else None}
 
 
 def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
@@ -47,7 +71,9 @@ def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
         "recognised_frac": float(rec.mean()),
         "recognised_median_m": float(np.median(e[rec])) if rec.any() else None,
         **{f"recall_at_{n}": _recall(rows, n) for n in RECALL_N},
-    }
+    } | ({"sources": {str(k): int(v) for k, v in rows["source"].value_counts().items()}} if "source" in rows else {}
+         ) | (heading_metrics(rows["true_heading"], rows["heading_deg"], rows["heading_radius_deg"])
+         if "true_heading" in rows else {})
 
 
 def _recall(rows: pd.DataFrame, n: int) -> float | None:
@@ -97,6 +123,11 @@ def score_queries(p, ds: GeoDataset, indices, lat_sd: float = 1.0, lon_sd: float
             "radius_m": pred.radius_m, "confidence": pred.confidence, "recognised": bool(pred.recognised),
             "z2": z2_error(pred.latitude, pred.longitude, tlat, tlon, (lat_sd, lon_sd)),
             "predict_ms": ms, **retrieval_hits(ranked, tlat, tlon, glat, glon),
+            "source": pred.source,
+            "true_heading": float(ds.table.at[int(i), "heading"]) if "heading" in ds.table else np.nan,
+            "heading_deg": np.nan if pred.heading_deg is None else float(pred.heading_deg),
+            "heading_radius_deg": np.nan if pred.heading_radius_deg is None else float(pred.heading_radius_deg),
+            "best_verified": pred.neighbours[0].image_id if pred.recognised and pred.neighbours else None,
         })
     return rows
 
@@ -132,15 +163,20 @@ def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, 
     run.fit_s += time.perf_counter() - t0
     # z-scores use the training fold's spread (the paper's normalised MSE); the mean cancels in the difference
     sd = latlon_sd(train.lat, train.lon)
+    gal_heading = dict(zip(train.ids, train.table["heading"])) if "heading" in train.table else {}
     if warm and len(fold.val):  # one untimed query so lazy loading is not counted as latency
         p.predict([ds.read(int(fold.val[0]))], top_k=top_k)
-    run.rows.extend(score_queries(p, ds, fold.val, *sd, top_k))
+    rows = score_queries(p, ds, fold.val, *sd, top_k)
+    for row in rows:  # the copy-heading baseline: the heading of the best verified gallery photo
+        row["copy_heading"] = float(gal_heading.get(row["best_verified"], np.nan))
+    run.rows.extend(rows)
 
 
 def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[float] | None = None,
               top_k: int = 5, progress: bool = True) -> tuple[dict, pd.DataFrame]:
     """Returns (the bench JSON dict of DESIGN.md, per-photo predictions)."""
     specs = list(dict.fromkeys([BASELINE] + [s for s in specs if s]))  # baseline always first, no duplicates
+    ds = ds.with_camera_meta()  # true headings for scoring (and gallery headings for methods that use them)
     folds = folds_for_protocol(protocol, ds)
     if any(len(f.train) == 0 for f in folds) or not folds:
         from .errors import DataError
@@ -178,6 +214,10 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
             m = metrics(rows, run.fit_s)
             if frac >= 1.0:
                 out["results"][spec] = m
+                if COPY_HEADING not in out["results"] and rows["recognised"].any():
+                    # the first method with verified answers: copy its best verified photo's heading
+                    out["results"][COPY_HEADING] = {"based_on": spec, "n": int(len(rows))} | heading_metrics(
+                        rows["true_heading"], rows["copy_heading"])
             by_fraction.setdefault(f"{frac:g}", {"results": {}})["results"][spec] = m
             by_fraction[f"{frac:g}"]["gallery_n_mean"] = float(np.mean(list(gallery_n[frac].values())))
     bar.close()
@@ -209,7 +249,8 @@ def results_table(results: dict, title: str = "") -> "rich.table.Table":  # noqa
             ("<=10m", "acc_10m"), ("<=25m", "acc_25m"), ("<=50m", "acc_50m"), ("nMSE", "mse_norm"),
             ("radius cov.", "radius_coverage"), ("recog.", "recognised_frac"), ("R@1", "recall_at_1"),
             ("R@10", "recall_at_10"), ("fit s", "fit_s"),
-            ("ms/img p50", "predict_ms_p50")]
+            ("ms/img p50", "predict_ms_p50"), ("heading n", "heading_n"), ("heading° p50", "heading_median_deg"),
+            ("<=15°", "heading_acc_15deg")]
     for c, _ in cols:
         t.add_column(c, justify="left" if c == "method" else "right")
     for spec, m in results.items():
@@ -218,7 +259,10 @@ def results_table(results: dict, title: str = "") -> "rich.table.Table":  # noqa
             v = m.get(k)
             if v is None or (isinstance(v, float) and np.isnan(v)):
                 cells.append("-")
-            elif k.startswith("acc") or k.startswith("recall") or k in ("radius_coverage", "recognised_frac"):
+            elif k == "heading_n":
+                cells.append(str(v))
+            elif k.startswith("acc") or k.startswith("recall") or k in ("radius_coverage", "recognised_frac",
+                                                                         "heading_acc_15deg"):
                 cells.append(f"{100 * v:.0f}%")
             elif k == "mse_norm":
                 cells.append(f"{v:.3f}")
@@ -251,7 +295,8 @@ def write_outputs(json_path, result: dict, preds: pd.DataFrame, plots: bool = Tr
     written.append(json_path)
     if len(preds):
         cols = ["spec", "image", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_m", "radius_m",
-                "confidence", "recognised", "predict_ms", "fraction"]
+                "confidence", "recognised", "source", "true_heading", "heading_deg", "heading_radius_deg",
+                "copy_heading", "predict_ms", "fraction"]
         p = Path(f"{stem}.predictions.csv")
         preds[[c for c in cols if c in preds.columns]].to_csv(p, index=False, float_format="%.7f")
         written.append(p)

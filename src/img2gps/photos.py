@@ -45,6 +45,8 @@ class PhotoMeta:
     width: int = 0
     height: int = 0  # after orientation
     gps_problem: str | None = None  # why there is no position, when there is none
+    heading: float | None = None  # EXIF GPSImgDirection, degrees from true north (magnetic-referenced: None)
+    focal35: float | None = None  # 35 mm-equivalent focal length in mm (see focal35_from_exif)
 
     @property
     def has_gps(self) -> bool:
@@ -255,6 +257,61 @@ def _clean_str(v) -> str | None:
     return v or None
 
 
+def _heading(gps) -> float | None:
+    """GPSImgDirection (tag 17) in [0, 360) when referenced to true north (tag 16 'T'); else None."""
+    if not gps or 17 not in gps:
+        return None
+    ref = _clean_str(gps.get(16))
+    if ref is not None and ref.upper() != "T":
+        return None  # magnetic north: the declination is unknown here, so no usable bearing
+    v = _ratio(gps.get(17))
+    return float(v % 360.0) if math.isfinite(v) and 0 <= v <= 360 else None
+
+
+def focal35_from_exif(sub, width: int, height: int) -> float | None:
+    """35 mm-equivalent focal length (mm) from an EXIF sub-IFD: FocalLengthIn35mmFilm (0xA405), else FocalLength
+    (0x920A) scaled by the sensor diagonal that FocalPlaneX/YResolution (0xA20E/0xA20F, unit 0xA210) imply for
+    the EXIF pixel size (0xA002/0xA003, else width x height). None when neither is usable."""
+    if not sub:
+        return None
+    f35 = _ratio(sub.get(0xA405)) if sub.get(0xA405) is not None else math.nan
+    if math.isfinite(f35) and 1 <= f35 <= 2000:
+        return float(f35)
+    f = _ratio(sub.get(0x920A)) if sub.get(0x920A) is not None else math.nan
+    xres = _ratio(sub.get(0xA20E)) if sub.get(0xA20E) is not None else math.nan
+    yres = _ratio(sub.get(0xA20F)) if sub.get(0xA20F) is not None else xres
+    unit_mm = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}.get(sub.get(0xA210, 2))
+    pw, ph = sub.get(0xA002) or width, sub.get(0xA003) or height
+    if not (math.isfinite(f) and f > 0 and math.isfinite(xres) and xres > 0 and math.isfinite(yres) and yres > 0
+            and unit_mm and pw and ph):
+        return None
+    diag_mm = math.hypot(float(pw) / xres * unit_mm, float(ph) / yres * unit_mm)
+    f35 = f * 43.27 / diag_mm if diag_mm > 0 else math.nan
+    return float(f35) if math.isfinite(f35) and 1 <= f35 <= 2000 else None
+
+
+def read_focal35(src: ImageInput) -> float | None:
+    """The only query metadata a method may read: its 35 mm-equivalent focal length (None when unknown).
+
+    Paths and bytes are read from their EXIF header; a PIL image from its attached EXIF; arrays have none.
+    Never raises: a photo that cannot be read is reported when it is opened.
+    """
+    try:
+        if isinstance(src, (str, Path)):
+            im = _open_pil(read_bytes(src), describe(src), decode=False)
+        elif isinstance(src, (bytes, bytearray)):
+            im = _open_pil(bytes(src), describe(src), decode=False)
+        elif isinstance(src, Image.Image):
+            im = src
+        else:
+            return None
+        with library_warnings_to([]):  # a damaged EXIF block must not print a library warning
+            exif = im.getexif()
+            return focal35_from_exif(exif.get_ifd(_EXIF_IFD), *im.size) if exif else None
+    except Exception:
+        return None
+
+
 def read_meta(src: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> PhotoMeta:
     """EXIF GPS (DMS rationals, N/S/E/W refs; altitude ignored), capture time, device, oriented size.
 
@@ -295,11 +352,13 @@ def _read_exif(im: Image.Image, reasons: list[str]) -> PhotoMeta:
             meta.time = datetime.strptime(t[:19], "%Y:%m:%d %H:%M:%S").isoformat()
         except ValueError:
             meta.time = None
+    meta.focal35 = focal35_from_exif(sub, w, h)
     n_before = len(reasons)
     try:
         gps = exif.get_ifd(_GPS_IFD)
     except Exception:
         gps = None
+    meta.heading = _heading(gps)
     if _GPS_IFD in exif and (gps is None or len(reasons) > n_before or not gps):
         # a GPS pointer that leads nowhere, or a block Pillow could only read in part
         meta.gps_problem = "EXIF GPS block is corrupt"

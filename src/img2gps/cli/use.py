@@ -90,8 +90,11 @@ def _text(rec: dict) -> str:
     status = ("recognised: verified against gallery photos" if rec["recognised"]
               else "not recognised: a wide estimate")
     lines.append(f"  prediction  {rec['latitude']:.6f}, {rec['longitude']:.6f}   radius {rec['radius_m']:.0f} m   "
-                 f"confidence {rec['confidence']:.2f}   {rec['method']}")
+                 f"confidence {rec['confidence']:.2f}   {rec['method']}   source {rec['source']}")
     lines.append(f"  {status}")
+    if rec.get("heading_deg") is not None:
+        hr = rec.get("heading_radius_deg")
+        lines.append(f"  heading     {rec['heading_deg']:.0f} deg from north" + (f" +/- {hr:.0f} deg" if hr else ""))
     if rec["photo_exif_position"]:
         la, lo = rec["photo_exif_position"]
         lines.append(f"  photo EXIF  {la:.6f}, {lo:.6f}   {rec['exif_distance_m']:.0f} m from the prediction")
@@ -108,15 +111,15 @@ def _text(rec: dict) -> str:
 
 
 def _csv(records: list[dict], top_k: int) -> str:
-    cols = ["photo", "latitude", "longitude", "radius_m", "confidence", "recognised", "method",
-            "exif_latitude", "exif_longitude", "exif_distance_m"]
+    cols = ["photo", "latitude", "longitude", "radius_m", "confidence", "recognised", "method", "source",
+            "heading_deg", "heading_radius_deg", "exif_latitude", "exif_longitude", "exif_distance_m"]
     for i in range(1, top_k + 1):
         cols += [f"n{i}_image", f"n{i}_latitude", f"n{i}_longitude", f"n{i}_score"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for r in records:
-        row = {k: r[k] for k in cols[:7]}
+        row = {k: r[k] for k in cols[:10]}
         exif = r["photo_exif_position"] or (None, None)
         row.update(exif_latitude=exif[0], exif_longitude=exif[1], exif_distance_m=r["exif_distance_m"])
         for i, n in enumerate(r["neighbours"][:top_k], 1):

@@ -60,6 +60,8 @@ class Item:
     height: int
     phash: int
     dropped_by: str | None = None
+    heading: float | None = None  # EXIF GPSImgDirection (true north), degrees
+    focal35: float | None = None  # 35 mm-equivalent focal length, mm
     exif_position: tuple[float, float] | None = None  # the photo's own EXIF GPS (checks --labels rows)
 
 
@@ -156,6 +158,14 @@ def _text(v) -> str | None:
     return s or None
 
 
+def _num(v) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) else None
+
+
 def read_one(path: Path, rel: str, name: str, labels: LabelOverride | None, cfg: BuildConfig,
              images_dir: Path) -> Item:
     """One photo -> Item, writing its JPEG; PhotoError with a one-line reason when it cannot be used."""
@@ -176,6 +186,8 @@ def read_one(path: Path, rel: str, name: str, labels: LabelOverride | None, cfg:
     return Item(source=rel, image=name, latitude=lat, longitude=lon, label_source=source,
                 time=meta.time or (_text(row.get("time")) if row else None),
                 device=meta.device or (_text(row.get("device")) if row else None),
+                heading=meta.heading if meta.heading is not None else _num(row.get("heading") if row else None),
+                focal35=meta.focal35 if meta.focal35 is not None else _num(row.get("focal35") if row else None),
                 width=im.width, height=im.height, phash=int(str(imagehash.phash(im)), 16),
                 exif_position=(meta.latitude, meta.longitude) if meta.has_gps else None)
 
@@ -310,7 +322,8 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
             if it.dropped_by:
                 (images_dir / it.image).unlink()
         table = pd.DataFrame([{"image": it.image, "Latitude": it.latitude, "Longitude": it.longitude,
-                               "time": it.time or "", "device": it.device or ""} for it in kept])
+                               "time": it.time or "", "device": it.device or "",
+                               "heading": it.heading, "focal35": it.focal35} for it in kept])
         table.to_csv(tmp / "labels.csv", index=False)
         cfg_d = asdict(cfg)
         cfg_d["labels"] = str(cfg.labels) if cfg.labels else None

@@ -21,7 +21,10 @@ COLUMN_ALIASES = {
     "Longitude": ("longitude", "lon", "lng", "long"),
     "time": ("time", "datetime", "timestamp", "date_time"),
     "device": ("device", "camera", "model"),
+    "heading": ("heading", "gpsimgdirection", "img_direction", "bearing"),
+    "focal35": ("focal35", "focal_35mm", "focallengthin35mmfilm"),
 }
+CAMERA_COLUMNS = ("heading", "focal35")  # optional: compass heading (deg, true north) and 35 mm-equiv. focal (mm)
 
 
 def normalise_columns(df: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -168,6 +171,35 @@ class GeoDataset:
     def content_key(self, i: int) -> str:
         """Hash of the image bytes: the key of every per-photo cache (embeddings, keypoints)."""
         return hashlib.sha1(self.read(i)).hexdigest()
+
+    def with_camera_meta(self) -> "GeoDataset":
+        """The same dataset with numeric `heading` (EXIF GPSImgDirection, degrees from true north) and `focal35`
+        (35 mm-equivalent focal length, mm) columns, NaN where unknown: taken from labels.csv when it has them,
+        else read from each photo's EXIF header. For gallery photos and bench truth only: a query's own EXIF
+        direction is never an input to a method. A photo that cannot be read gets NaN."""
+        from ..photos import read_meta
+
+        t = self.table.copy()
+        have = [c for c in CAMERA_COLUMNS if c in t.columns]
+        for c in have:
+            t[c] = pd.to_numeric(t[c], errors="coerce")
+        missing = [c for c in CAMERA_COLUMNS if c not in have]
+        if missing:
+            vals = {c: [] for c in missing}
+            for name in t["image"]:
+                try:
+                    m = read_meta(self.reader(name))
+                except (PhotoError, OSError):
+                    m = None
+                for c in missing:
+                    v = getattr(m, c, None) if m is not None else None
+                    vals[c].append(np.nan if v is None else float(v))
+            for c in missing:
+                t[c] = np.array(vals[c], float)
+        if "heading" in t.columns:
+            h = t["heading"].to_numpy(float)
+            t["heading"] = np.where((h >= 0) & (h <= 360), h % 360.0, np.nan)
+        return GeoDataset(t, self.reader, self.name, self.skipped)
 
     def fingerprint(self) -> str:
         """Hash of the gallery table (names + coordinates): identifies what a model was fitted on."""

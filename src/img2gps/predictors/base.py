@@ -13,7 +13,7 @@ import pandas as pd
 from ..data.sources import GeoDataset
 from ..errors import ModelError
 from ..modeldir import read_manifest, write_model_dir, write_thumbnails
-from ..photos import ImageInput, open_image
+from ..photos import ImageInput, open_image, read_focal35
 
 @dataclass
 class Neighbour:
@@ -21,6 +21,11 @@ class Neighbour:
     latitude: float
     longitude: float
     score: float
+
+
+# Prediction.source values: a camera pose from relative geometry, a structure-from-motion pose, the consensus of
+# verified gallery photos, a fallback when nothing verified, or a method's own model output (k-NN, regression).
+SOURCES = ("pose", "sfm", "consensus", "fallback", "model")
 
 
 @dataclass
@@ -33,6 +38,9 @@ class Prediction:
     method: str
     neighbours: list[Neighbour] = field(default_factory=list)
     photo_exif_position: tuple[float, float] | None = None  # display only; never an input to any method
+    heading_deg: float | None = None  # compass bearing of the camera's optical axis: 0 = north, clockwise
+    heading_radius_deg: float | None = None  # calibrated (~80%) half-width of the heading's error; None = unknown
+    source: str = "model"  # what the answer rests on: one of SOURCES
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -95,6 +103,10 @@ class BasePredictor:
     Config: ClassVar[type]
     # Largest side a query photo is decoded at (None = full size). Methods needing detail raise it.
     query_max_side: ClassVar[int | None] = 640
+    # True for methods that use the query's EXIF focal length (the only query metadata any method may read):
+    # predict/predict_ranked then pass focal35=... (mm, None when the photo has none) to _predict_one /
+    # _predict_ranked_one.
+    uses_focal_length: ClassVar[bool] = False
 
     def __init__(self, config=None, spec: str | None = None):
         self.config = config if config is not None else self.Config()
@@ -120,8 +132,15 @@ class BasePredictor:
     def predict(self, images: Sequence[ImageInput], top_k: int = 5) -> list[Prediction]:
         if self.gallery is None:
             raise ModelError(f"{self.spec}: predict called before fit/load")
-        # open_image returns upright RGB pixels with all metadata dropped: no method can read EXIF GPS.
-        return [self._predict_one(open_image(im, max_side=self.query_max_side), top_k) for im in images]
+        return [self._predict_one(*q, top_k, **kw) for q, kw in map(self._query_kw, images)]
+
+    def _query_kw(self, im: ImageInput) -> tuple[tuple, dict]:
+        """(decoded query image,), extra keyword arguments for the method.
+
+        open_image returns upright RGB pixels with all metadata dropped: no method can read EXIF GPS or
+        direction. The focal length alone is read from the header, for methods that model the camera."""
+        kw = {"focal35": read_focal35(im)} if self.uses_focal_length else {}
+        return (open_image(im, max_side=self.query_max_side),), kw
 
     def predict_ranked(self, images: Sequence[ImageInput], top_k: int = 5,
                        n: int = 10) -> list[tuple[Prediction, np.ndarray | None]]:
@@ -129,16 +148,16 @@ class BasePredictor:
         before any verification) for retrieval methods, None for the others. Used by the bench's recall@N."""
         if self.gallery is None:
             raise ModelError(f"{self.spec}: predict called before fit/load")
-        return [self._predict_ranked_one(open_image(im, max_side=self.query_max_side), top_k, n) for im in images]
+        return [self._predict_ranked_one(*q, top_k, n, **kw) for q, kw in map(self._query_kw, images)]
 
-    def _predict_one(self, image, top_k: int) -> Prediction:
-        return self._predict_ranked_one(image, top_k, 0)[0]
+    def _predict_one(self, image, top_k: int, **kw) -> Prediction:
+        return self._predict_ranked_one(image, top_k, 0, **kw)[0]
 
-    def _predict_ranked_one(self, image, top_k: int, n: int) -> tuple[Prediction, np.ndarray | None]:
+    def _predict_ranked_one(self, image, top_k: int, n: int, **kw) -> tuple[Prediction, np.ndarray | None]:
         """Methods override either this (retrieval methods: also return their ranking) or _predict_one."""
         if type(self)._predict_one is BasePredictor._predict_one:
             raise NotImplementedError
-        return self._predict_one(image, top_k), None
+        return self._predict_one(image, top_k, **kw), None
 
     def neighbours(self, idx: Sequence[int], scores: Sequence[float], top_k: int) -> list[Neighbour]:
         g = self.gallery

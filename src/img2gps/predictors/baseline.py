@@ -7,6 +7,7 @@ import numpy as np
 
 from ..localization.calibration import RadiusModel
 from ..geo import LocalFrame, weighted_centre
+from ..localization.holdout import excluded_rows, same_spot_radius_m
 from .base import BasePredictor, Prediction
 
 
@@ -23,11 +24,19 @@ class MeanCoordinate(BasePredictor):
     def _fit(self, train) -> None:
         lat, lon = train.lat, train.lon
         self.centre = weighted_centre(lat, lon)
-        # Leave-one-out errors of "the mean of the others" calibrate the radius honestly (not in-sample).
+        # Held-out errors of "the mean of the others" calibrate the radius honestly (not in-sample); the
+        # held-out photo's same-spot siblings are left out too (localization/holdout.py).
         en = LocalFrame(*self.centre).to_en(lat, lon)
         n = len(en)
-        loo = (en.sum(0)[None, :] - en) / max(n - 1, 1) if n > 1 else en
-        errors = np.linalg.norm(en - loo, axis=1)
+        spot = same_spot_radius_m(en)
+        errors = []
+        for a in range(0, n, 512):
+            rows = np.arange(a, min(n, a + 512))
+            keep = ~excluded_rows(en, rows, spot)
+            cnt = keep.sum(1)
+            others = np.where(cnt[:, None] > 0, (keep @ en) / np.maximum(cnt, 1)[:, None], en.mean(0))
+            errors.append(np.linalg.norm(en[rows] - others, axis=1))
+        errors = np.concatenate(errors) if n > 1 else np.zeros(n)
         self.radius_model = RadiusModel.fit(errors, coverage=self.config.coverage, offset_m=1.0, floor_m=5.0)
 
     def _predict_one(self, image, top_k: int) -> Prediction:

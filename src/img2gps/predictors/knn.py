@@ -11,6 +11,7 @@ from ..errors import ModelError
 from ..retrieval.encoders import ENCODERS, get_encoder
 from ..features.cache import embed_dataset
 from ..geo import LocalFrame
+from ..localization.holdout import excluded_rows, same_spot_radius_m
 from ..retrieval.database import INDEX_KINDS, CosineIndex, aggregate
 from .base import BasePredictor, Prediction
 
@@ -95,19 +96,31 @@ class KNNPredictor(BasePredictor):
         self.en = self.frame.to_en(self.gallery["Latitude"], self.gallery["Longitude"])
 
     def _calibrate(self):
-        """Leave-one-out inside the gallery: errors and spreads of held-out predictions set the radius."""
+        """Held-out gallery photos, each with its same-spot siblings left out (localization/holdout.py):
+        errors and spreads of their predictions set the radius."""
         n = len(self.vectors)
         if n < 3:
             self.radius_model = RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0)
             return
-        rows = np.arange(n) if n <= self.config.calib else np.sort(
-            np.random.default_rng(0).choice(n, self.config.calib, replace=False))  # bounded, not quadratic
-        sims, idx = self.index.search_excluding(self.config.k, rows)
+        # A bounded seeded subset of held-out photos, each with its same-spot siblings left out
+        # (localization/holdout.py); memory stays O(rows x n) per block.
+        rows_all = np.arange(n) if n <= self.config.calib else np.sort(
+            np.random.default_rng(0).choice(n, self.config.calib, replace=False))
+        spot = same_spot_radius_m(self.en)
+        v = self.index.vectors
         errs, spreads = [], []
-        for r, g in enumerate(rows):
-            c, s = aggregate(self.en[idx[r]], sims[r], self.config.agg)
-            errs.append(np.linalg.norm(c - self.en[g]))
-            spreads.append(s)
+        for a in range(0, len(rows_all), 512):
+            rows = rows_all[a:a + 512]
+            sim = v[rows] @ v.T
+            sim[excluded_rows(self.en, rows, spot)] = -np.inf
+            for r, srow in zip(rows, sim):
+                idx = np.argsort(-srow)[: self.config.k]
+                idx = idx[np.isfinite(srow[idx])]
+                if not len(idx):  # every other photo stands at this spot
+                    continue
+                c, s = aggregate(self.en[idx], srow[idx], self.config.agg)
+                errs.append(np.linalg.norm(c - self.en[r]))
+                spreads.append(s)
         centre_err = np.linalg.norm(self.en - self.en.mean(0), axis=1)
         area = float(np.quantile(centre_err, self.config.coverage))
         self.radius_model = RadiusModel.fit(errs, spreads, coverage=self.config.coverage, area_m=area)

@@ -7,8 +7,16 @@ verified one are verified next (on penn91 this changed no answer, so it is off b
 of verified photos, weighted by inliers, is the answer (recognised=True). When nothing verifies, the answer is
 the weighted geometric median of the shortlist, with its own, much wider, calibrated radius (recognised=False).
 
+Camera pose (pose=auto|on|off): for the strongest verified gallery photos whose own heading is known (EXIF
+GPSImgDirection), the pair's essential matrix gives the query's heading and the direction towards it
+(localization/pose.py); two or more such photos at distinct places fix the query camera's own position
+(source "pose") instead of the verified cameras' consensus (source "consensus"). `auto` uses the pose position
+only when the held-out calibration shows it closer to the truth than the consensus; `on` always when it
+exists; `off` never (the heading is still reported). The query's focal length is its only metadata read.
+
 Fit path: gallery keypoints are extracted once (cached on disk by content hash) and the same query procedure is
-run leave-one-out over the gallery to calibrate two radius models (recognised / not recognised). Gallery pair
+run over held-out gallery photos, each with its same-spot siblings left out (localization/holdout.py), to
+calibrate the radius models (recognised / pose / not recognised) and the heading radius. Gallery pair
 inlier counts go to a pair cache, so re-fitting on a subset of a gallery (leave-one-out bench folds) runs no
 SIFT and matches only the few pairs its slightly different shortlists newly reach.
 """
@@ -16,10 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Container, Sequence
 
 import numpy as np
 
@@ -32,9 +41,15 @@ from ..verification.local import (FeatureConfig, KeypointCache, Keypoints, PairC
 from ..verification.store import FILE as STORE_FILE, KeypointStore, write_store
 from ..retrieval.vlad import VladCodebook
 from ..geo import weighted_median_en
+from ..localization.camera import CameraEstimate, CameraLocator, GalleryCameras, LocatorConfig, PoseCache
+from ..localization.holdout import excluded_rows, same_spot_radius_m
+from ..localization.pose import angle_diff_deg
 from ..retrieval.database import aggregate, neighbours_within, pair_stats
 from .base import BasePredictor, Neighbour, Prediction
 from .knn import KNNConfig, KNNPredictor
+
+
+MIN_CALIBRATION = 5  # fewer held-out answers of a kind than this: that kind borrows a wider radius
 
 
 @dataclass
@@ -60,6 +75,9 @@ class RerankConfig:
     calib: int = 300  # at most this many gallery photos are held out in turn for calibration
     index: str = "auto"  # faiss index of the global embeddings (see knn): auto | flat | hnsw | ivfpq
     cache_mb: int = 256  # bound on gallery keypoints (with their RootSIFT form) kept in memory
+    pose: str = "auto"  # camera position from relative pose: auto (where calibration shows it better) | on | off
+    pose_views: int = 4  # relative poses per query (strongest verified photos with a known heading)
+    coarse_m: float = 15.0  # pose answers whose calibrated median error exceeds this are not `recognised`
 
 
 @contextlib.contextmanager
@@ -83,13 +101,18 @@ def single_threaded():
 
 
 def verify_candidates(order: Sequence[int], verify: Callable[[int], int], near: Sequence[Sequence[int]],
-                      cfg: RerankConfig, skip: int | None = None) -> dict[int, int]:
+                      cfg: RerankConfig, skip: int | Container[int] | None = None) -> dict[int, int]:
     """Verify shortlist candidates in order; each verified photo queues its untested spatial neighbours first.
 
-    `skip` is a gallery index that must never be tested (the held-out photo during calibration).
+    `skip`: gallery indices that must never be tested (during calibration: the held-out photo and its
+    same-spot siblings); a single int is one index.
     """
     checked: dict[int, int] = {}
-    shortlist = [int(j) for j in order if j != skip][: cfg.topn]
+    if skip is None:
+        skip = ()
+    elif isinstance(skip, (int, np.integer)):
+        skip = (int(skip),)
+    shortlist = [int(j) for j in order if j not in skip][: cfg.topn]
     priority: list[int] = []
     stop = False
     while len(checked) < cfg.max_verify:
@@ -99,12 +122,12 @@ def verify_candidates(order: Sequence[int], verify: Callable[[int], int], near: 
             j = shortlist.pop(0)
         else:
             break
-        if j in checked or j == skip:
+        if j in checked or j in skip:
             continue
         n = verify(j)
         checked[j] = n
         if n >= cfg.min_inliers:
-            priority += [int(g) for g in near[j] if g not in checked and g != skip and g not in priority]
+            priority += [int(g) for g in near[j] if g not in checked and g not in skip and g not in priority]
             stop |= n >= cfg.stop_inliers
     return checked
 
@@ -146,6 +169,7 @@ class Located:
     idx: np.ndarray  # supporting gallery indices (verified, best first) or the fallback's neighbours
     sims: np.ndarray  # their scores (inliers when recognised)
     checked: dict[int, int]  # every verified candidate -> inliers
+    camera: CameraEstimate | None = None  # the query camera from the verified photos (recognised answers only)
 
 
 class RerankPredictor(BasePredictor):
@@ -154,6 +178,7 @@ class RerankPredictor(BasePredictor):
     # Queries are decoded at full size: SIFT must see the same pixels (INTER_AREA to max_side) as the gallery
     # did at fit time; a 640 px query against a 1024 px gallery loses most verifications.
     query_max_side = None
+    uses_focal_length = True  # the query's EXIF focal length sets its intrinsics for the pose stage
 
     def __init__(self, config=None, spec=None):
         super().__init__(config, spec)
@@ -163,6 +188,10 @@ class RerankPredictor(BasePredictor):
         for key in ("topn", "max_verify", "max_side", "features", "min_inliers", "k"):
             if getattr(c, key) < 1:
                 raise ModelError(f"{self.spec}: {key} must be >= 1")
+        if c.pose not in ("auto", "on", "off"):
+            raise ModelError(f"{self.spec}: pose must be auto, on or off")
+        if c.pose_views < 1:
+            raise ModelError(f"{self.spec}: pose_views must be >= 1")
         if c.fallback not in ("median", "knn"):
             raise ModelError(f"{self.spec}: fallback must be median or knn")
         if not 0 < c.ratio <= 1 or c.ransac_px <= 0 or not 0 < c.coverage < 1:
@@ -183,6 +212,10 @@ class RerankPredictor(BasePredictor):
                                 spec=f"knn:embed={c.embed}:k={c.k}")
         self.knn.fit(train)
         keys = [train.content_key(i) for i in range(len(train))]
+        self.keys = keys
+        cam = train.with_camera_meta().table  # gallery headings / focal lengths: labels.csv, else the EXIF
+        self.gallery["heading"] = cam["heading"].to_numpy(float)
+        self.gallery["focal35"] = cam["focal35"].to_numpy(float)
         cache = KeypointCache(self.fcfg)
         extract_dataset(train, self.fcfg, keys, cache=cache, keep=False)
 
@@ -204,6 +237,12 @@ class RerankPredictor(BasePredictor):
         """Everything derived from the stored gallery: VLAD, neighbour lists, score scales (none quadratic)."""
         c = self.config
         self.en = self.knn.en
+        g = self.gallery
+        nan = np.full(len(g), np.nan)
+        self.cameras = GalleryCameras(self.en, g["heading"].to_numpy(float) if "heading" in g else nan,
+                                      g["focal35"].to_numpy(float) if "focal35" in g else nan,
+                                      lambda j: self.store.get(j).size)
+        self.locator = CameraLocator(self.cameras, LocatorConfig(max_views=c.pose_views))
         if vlad_vecs is None and self.codebook is not None:
             vlad_vecs = np.stack([self.codebook.encode(self.store.unit_desc(i)) for i in range(len(self.store))])
         self.vlad_vecs = vlad_vecs if self.codebook is not None else None
@@ -220,76 +259,139 @@ class RerankPredictor(BasePredictor):
         return s
 
     def _calibrate(self, keys: list[str]) -> None:
-        """Leave-one-out over (a seeded subset of) the gallery with the exact query procedure."""
+        """Held-out gallery photos (a seeded subset), each with its same-spot siblings left out, go through the
+        exact query procedure: their errors calibrate the radii, the heading radius and the pose choice."""
         c = self.config
         n = len(self.store)
         area = float(np.quantile(np.linalg.norm(self.en - self.en.mean(0), axis=1), c.coverage)) if n > 1 else 100.0
         self.calib_summary = {"n": 0, "recognised": 0}
+        self.heading_radius = None
+        self.pose_radius, self.use_pose, self.pose_recognised = None, c.pose == "on", True
         if n < 3:
             self.rec_radius = self.unrec_radius = RadiusModel(scale=1.0, floor_m=25.0, area_m=max(area, 25.0))
             return
         # Deterministic subset by content hash: bench folds of one dataset then share (and cache) the same pairs.
         order = sorted(range(n), key=lambda i: hashlib.sha1(keys[i].encode()).hexdigest())[: c.calib]
+        spot_m = same_spot_radius_m(self.en)
+        excluded = excluded_rows(self.en, order, spot_m)
         pairs = PairCache(self.fcfg, self.vcfg)
-        # The held-out photo queries with its stored embedding and VLAD vector: one row of similarities each,
-        # never a gallery x gallery matrix.
-        knn_s, knn_i = self.knn.index.search_excluding(c.k, order)
-        knn_row = {q: r for r, q in enumerate(order)}
-        rec_e, rec_u, unrec_e, unrec_u = [], [], [], []
-        def held_out(q: int) -> tuple[bool, float, float]:
+        poses = PoseCache(self.locator.setting_key(self.fcfg.key))
+
+        def held_out(r: int, siblings_out: bool = True) -> dict:
+            # The held-out photo queries with its stored embedding and VLAD vector: one row of similarities
+            # each, never a gallery x gallery matrix.
+            q = order[r]
+            skip = set(np.flatnonzero(excluded[r]).tolist()) if siblings_out else {q}
+            matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            kq, dq = self.store.get(q), self.store.unit_desc(q)
+
             def verify(j: int) -> int:
                 got = pairs.get(keys[q], keys[j])
                 if got is None:
-                    got = self._verify(self.store.get(q), self.store.unit_desc(q), j)
+                    got = self._verify(kq, dq, j, matched)
                     pairs.put(keys[q], keys[j], got)
                 return got
 
             def knn_fallback():
-                r = knn_row[q]
-                pos, spread = aggregate(self.en[knn_i[r]], knn_s[r], self.knn.config.agg)
-                return pos, spread, knn_i[r], knn_s[r]
+                idx = np.array([j for j in np.argsort(-g) if j not in skip][: c.k], int)
+                pos, spread = aggregate(self.en[idx], g[idx], self.knn.config.agg)
+                return pos, spread, idx, g[idx]
+
+            def camera(checked: dict[int, int]):
+                return self._camera(kq, dq, self.cameras.focal35[q], checked, matched, poses, keys[q])
 
             g = self.knn.index.vectors @ self.knn.index.vectors[q]
             v = self.vlad_vecs @ self.vlad_vecs[q] if self.vlad_vecs is not None else None
             score = self._scores(g, v)
-            score[q] = -np.inf
-            loc = self._locate(score, g, verify, knn_fallback, skip=q)
-            return loc.recognised, float(np.linalg.norm(loc.pos - self.en[q])), loc.spread
+            score[list(skip)] = -np.inf
+            loc = self._locate(score, g, verify, knn_fallback, skip=skip, camera=camera)
+            out = {"rec": loc.recognised, "err": float(np.linalg.norm(loc.pos - self.en[q])), "spread": loc.spread}
+            est = loc.camera
+            if est is not None and est.heading_deg is not None and np.isfinite(self.cameras.heading[q]):
+                out["heading_err"] = float(angle_diff_deg(est.heading_deg, self.cameras.heading[q]))
+            if est is not None and est.fix is not None:
+                out["pose_err"] = float(np.linalg.norm(est.fix.en - self.en[q]))
+                out["pose_spread"] = est.fix.spread_m
+            return out
 
         # Held-out photos are independent: two threads use both cores (numpy and OpenCV release the GIL while
         # each keeps one BLAS thread); map keeps the order, so the result does not depend on timing.
         with ThreadPoolExecutor(2) as ex:
-            for rec, err, spread in ex.map(held_out, order):
-                (rec_e if rec else unrec_e).append(err)
-                (rec_u if rec else unrec_u).append(spread)
+            got = list(ex.map(held_out, range(len(order))))
+            # The heading error depends on the pair's geometry, not on how far the query stood from the gallery
+            # photo: it is calibrated with only the held-out photo itself left out (many more samples).
+            with_siblings = (list(ex.map(lambda r: held_out(r, False), range(len(order))))
+                             if self.cameras.n_with_heading else [])
         pairs.save()
-        self.unrec_radius = RadiusModel.fit(unrec_e or [area], unrec_u or None, coverage=c.coverage, area_m=area)
+        poses.save()
+        rec = [g for g in got if g["rec"]]
+        unrec = [g for g in got if not g["rec"]]
+        self.unrec_radius = RadiusModel.fit([g["err"] for g in unrec] or [area], [g["spread"] for g in unrec] or None,
+                                            coverage=c.coverage, area_m=area)
         # Verified answers are metre-level: a small offset keeps their radius from being inflated by the model.
-        self.rec_radius = (RadiusModel.fit(rec_e, rec_u, coverage=c.coverage, offset_m=5.0, floor_m=3.0, area_m=area)
-                           if rec_e else self.unrec_radius)
+        self.rec_radius = (RadiusModel.fit([g["err"] for g in rec], [g["spread"] for g in rec], coverage=c.coverage,
+                                           offset_m=5.0, floor_m=3.0, area_m=area)
+                           if len(rec) >= MIN_CALIBRATION else self.unrec_radius)
+        hd = [g["heading_err"] for g in with_siblings if "heading_err" in g]
+        if len(hd) >= MIN_CALIBRATION:
+            self.heading_radius = float(np.sort(hd)[min(len(hd), math.ceil((len(hd) + 1) * c.coverage)) - 1])
+        fixed = [g for g in rec if "pose_err" in g]
+        pose_med = float(np.median([g["pose_err"] for g in fixed])) if fixed else None
+        cons_med = float(np.median([g["err"] for g in fixed])) if fixed else None
+        if len(fixed) >= MIN_CALIBRATION:
+            self.pose_radius = RadiusModel.fit([g["pose_err"] for g in fixed], [g["pose_spread"] for g in fixed],
+                                               coverage=c.coverage, offset_m=5.0, floor_m=3.0, area_m=area)
+            self.pose_recognised = pose_med <= c.coarse_m
+            if c.pose == "auto":
+                self.use_pose = pose_med < cons_med
         self.calib_summary = {
-            "n": len(order), "recognised": len(rec_e),
-            "recognised_median_m": float(np.median(rec_e)) if rec_e else None,
-            "unrecognised_median_m": float(np.median(unrec_e)) if unrec_e else None,
+            "n": len(order), "recognised": len(rec), "same_spot_m": spot_m,
+            "recognised_median_m": float(np.median([g["err"] for g in rec])) if rec else None,
+            "unrecognised_median_m": float(np.median([g["err"] for g in unrec])) if unrec else None,
+            "heading_n": len(hd), "heading_median_deg": float(np.median(hd)) if hd else None,
+            "pose_n": len(fixed), "pose_median_m": pose_med, "consensus_median_m_same_photos": cons_med,
+            "use_pose": bool(self.use_pose),
         }
 
-    def _verify(self, kq: Keypoints, dq: np.ndarray, j: int) -> int:
-        """Inliers between a query (keypoints, unit descriptors) and gallery photo j, read from the store."""
+    def _verify(self, kq: Keypoints, dq: np.ndarray, j: int, keep: dict | None = None) -> int:
+        """Inliers between a query (keypoints, unit descriptors) and gallery photo j, read from the store; with
+        `keep`, a verified pair's matched points (query xy, gallery xy) are stored there for the pose stage."""
         kj = self.store.get(j)
         m = mutual_matches(dq, self.store.unit_desc(j), self.vcfg.ratio, self.vcfg.mutual)
-        return fundamental_inliers(kq.xy[m[:, 0]], kj.xy[m[:, 1]], self.vcfg) if len(m) >= 8 else 0
+        n = fundamental_inliers(kq.xy[m[:, 0]], kj.xy[m[:, 1]], self.vcfg) if len(m) >= 8 else 0
+        if keep is not None and n >= self.vcfg.min_inliers:
+            keep[j] = (kq.xy[m[:, 0]], kj.xy[m[:, 1]])
+        return n
+
+    def _camera(self, kq: Keypoints, dq: np.ndarray, focal35, checked: dict[int, int], matched: dict,
+                cache: PoseCache | None = None, key: str | None = None) -> CameraEstimate | None:
+        """The query camera from the verified photos (None when no gallery photo has a known heading)."""
+        if self.cameras.n_with_heading == 0:
+            return None
+        ver = {j: k for j, k in checked.items() if k >= self.config.min_inliers}
+
+        def match(j: int):
+            if j not in matched:
+                m = mutual_matches(dq, self.store.unit_desc(j), self.vcfg.ratio, self.vcfg.mutual)
+                matched[j] = (kq.xy[m[:, 0]], self.store.get(j).xy[m[:, 1]])
+            return matched[j]
+
+        f = float(focal35) if focal35 is not None and np.isfinite(focal35) else None
+        return self.locator.locate(match, kq.size, f, ver, cache, key, self.keys)
 
     # -- predict ------------------------------------------------------------------------------------------
-    def _predict_ranked_one(self, image, top_k: int, n: int):
+    def _predict_ranked_one(self, image, top_k: int, n: int, focal35: float | None = None):
         with single_threaded():
-            return self._predict_single(image, top_k, n)
+            return self._predict_single(image, top_k, n, focal35)
 
     def _locate(self, score: np.ndarray, g_sims: np.ndarray, verify: Callable[[int], int],
-                knn_fallback: Callable[[], tuple], skip: int | None = None) -> Located:
+                knn_fallback: Callable[[], tuple], skip: int | Container[int] | None = None,
+                camera: Callable[[dict[int, int]], CameraEstimate | None] | None = None) -> Located:
         """The query procedure shared by calibration (held-out gallery photo) and prediction.
 
         score: (N,) shortlist score over the gallery; g_sims: (N,) global similarities (fallback neighbour
-        scores); verify(j) -> inliers with gallery photo j; knn_fallback() -> (pos, spread, idx, sims).
+        scores); verify(j) -> inliers with gallery photo j; knn_fallback() -> (pos, spread, idx, sims);
+        camera(checked) -> the query camera from the verified photos (recognised answers only).
         """
         c = self.config
         checked = verify_candidates(np.argsort(-score), verify, self.near, c, skip=skip)
@@ -297,7 +399,8 @@ class RerankPredictor(BasePredictor):
         if res is not None:
             pos, spread, support = res
             return Located(True, pos, spread, np.array(support, int),
-                           np.array([checked[j] for j in support], float), checked)
+                           np.array([checked[j] for j in support], float), checked,
+                           camera(checked) if camera is not None else None)
         if c.fallback == "knn":
             pos, spread, idx, sims = knn_fallback()
         else:
@@ -314,7 +417,8 @@ class RerankPredictor(BasePredictor):
         """Embed queries with another runtime of the same network (e.g. export.OnnxEncoder)."""
         self.knn.use_query_encoder(encoder)
 
-    def _predict_single(self, image, top_k: int, n: int = 0) -> tuple[Prediction, np.ndarray]:
+    def _predict_single(self, image, top_k: int, n: int = 0,
+                        focal35: float | None = None) -> tuple[Prediction, np.ndarray]:
         c = self.config
         q = self.knn.embed([image])  # the encoder shrinks it exactly as it shrank the gallery photos
         kq = extract(image, self.fcfg)
@@ -326,7 +430,9 @@ class RerankPredictor(BasePredictor):
         def knn_fallback():
             return self.knn.locate(q, top_k)
 
-        loc = self._locate(score, g_sims, lambda j: self._verify(kq, dq, j), knn_fallback)
+        matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        loc = self._locate(score, g_sims, lambda j: self._verify(kq, dq, j, matched), knn_fallback,
+                           camera=lambda checked: self._camera(kq, dq, focal35, checked, matched))
         ranked = np.argsort(-score)[:n]  # the retrieval stage's order, before verification
         lat, lon = self.knn.frame.to_latlon(loc.pos)
         if loc.recognised:
@@ -334,14 +440,28 @@ class RerankPredictor(BasePredictor):
             r = self.rec_radius.radius(loc.spread)
             conf = self.rec_radius.confidence(r)
             support = [int(j) for j in loc.idx]
+            source, recognised = "consensus", True
+            est = loc.camera  # the heading is reported even with pose=off
+            heading = est.heading_deg if est is not None else None
+            if est is not None and est.fix is not None and self.use_pose:
+                pos = est.fix.en
+                lat, lon = self.knn.frame.to_latlon(pos)
+                model = self.pose_radius or self.rec_radius
+                r = model.radius(est.fix.spread_m)
+                conf = model.confidence(r)
+                source, recognised = "pose", self.pose_recognised
+                support = list(dict.fromkeys(est.views + support))
             neigh = [Neighbour(*self._row(j), float(checked[j])) for j in support]
             others = sorted((j for j in checked if checked[j] >= c.min_inliers and j not in support),
                             key=lambda j: -checked[j])
             neigh += [Neighbour(*self._row(j), float(checked[j])) for j in others]
-            return Prediction(float(lat), float(lon), r, conf, True, self.spec, neigh[:top_k]), ranked
+            return Prediction(float(lat), float(lon), r, conf, recognised, self.spec, neigh[:top_k],
+                              heading_deg=heading,
+                              heading_radius_deg=self.heading_radius if heading is not None else None,
+                              source=source), ranked
         r = self.unrec_radius.radius(loc.spread)
         return (Prediction(float(lat), float(lon), r, self.unrec_radius.confidence(r), False, self.spec,
-                           self.neighbours(loc.idx, loc.sims, top_k)), ranked)
+                           self.neighbours(loc.idx, loc.sims, top_k), source="fallback"), ranked)
 
     def _row(self, j: int) -> tuple[str, float, float]:
         g = self.gallery
@@ -360,6 +480,9 @@ class RerankPredictor(BasePredictor):
 
     def _state(self):
         return {"rec_radius": self.rec_radius.to_dict(), "unrec_radius": self.unrec_radius.to_dict(),
+                "pose_radius": self.pose_radius.to_dict() if self.pose_radius else None,
+                "use_pose": bool(self.use_pose), "pose_recognised": bool(self.pose_recognised),
+                "heading_radius_deg": self.heading_radius,
                 "calibration": self.calib_summary, "features": self.fcfg.key, "index": self.knn.index_report}
 
     def _load_files(self, d: Path, state) -> None:
@@ -375,3 +498,8 @@ class RerankPredictor(BasePredictor):
         self.rec_radius = RadiusModel.from_dict(state.get("rec_radius"))
         self.unrec_radius = RadiusModel.from_dict(state.get("unrec_radius"))
         self.calib_summary = state.get("calibration", {})
+        self.pose_radius = RadiusModel.from_dict(state["pose_radius"]) if state.get("pose_radius") else None
+        self.use_pose = bool(state.get("use_pose", self.config.pose == "on"))
+        self.pose_recognised = bool(state.get("pose_recognised", True))
+        self.heading_radius = state.get("heading_radius_deg")
+        self.keys = None  # content keys serve the fit-time pose cache only

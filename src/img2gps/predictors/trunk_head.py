@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from ..localization.calibration import RadiusModel
+from ..localization.holdout import buffered_train, same_spot_radius_m
 from ..data.splits import kfold_folds, location_disjoint_split
 from ..errors import ModelError
 from ..features.trainable import AugmentConfig, Trunk, augment, cached_views, resolve_backbone
@@ -232,9 +233,13 @@ class TrunkHeadPredictor(BasePredictor):
             self.log(self.calibration["note"])
             return
         errs, spreads = [], []
+        # Each inner fold's training photos exclude the validation photos' same-spot siblings
+        # (localization/holdout.py), so the held-out errors look like those of a photo from a new spot.
+        spot = same_spot_radius_m(self._en)
         for fi, fold in enumerate(kfold_folds(n, k, c.seed)):
-            net, _ = self._train_on(data, fold.train, f"calibration fold {fi + 1}/{k}")
-            e, s = self._heldout(net, data, fold.train, fold.val)
+            tr = buffered_train(fold.train, fold.val, self._en, spot)
+            net, _ = self._train_on(data, tr, f"calibration fold {fi + 1}/{k}")
+            e, s = self._heldout(net, data, tr, fold.val)
             errs.append(e)
             spreads.append(s)
         errs, spreads = np.concatenate(errs), np.concatenate(spreads)

@@ -60,7 +60,11 @@
     $("r-pos").textContent = p.latitude.toFixed(6) + ", " + p.longitude.toFixed(6);
     $("r-radius").textContent = M.fmtM(p.radius_m) + " (holds for ~80% of photos)";
     $("r-conf").textContent = p.confidence.toFixed(2) + (p.recognised ? " · recognised" : "");
-    $("r-method").textContent = p.method;
+    $("r-method").textContent = p.method + " · " + p.source;
+    $("r-heading").textContent = (p.heading_deg === null || p.heading_deg === undefined)
+      ? "not determined"
+      : Math.round(p.heading_deg) + "\u00b0 from north" +
+        (p.heading_radius_deg ? " (\u00b1" + Math.round(p.heading_radius_deg) + "\u00b0)" : "");
     $("r-exif").textContent = p.photo_exif_position
       ? p.photo_exif_position[0].toFixed(6) + ", " + p.photo_exif_position[1].toFixed(6) + " (" +
         M.fmtM(p.exif_distance_m) + " from the prediction)"

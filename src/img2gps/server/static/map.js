@@ -19,6 +19,19 @@
     return 2 * R * Math.asin(Math.sqrt(Math.min(1, Math.max(0, h))));
   }
 
+  /* The wedge the camera saw: apex at the camera, centred on its compass heading (0 = north, clockwise),
+     half-width the calibrated heading error (20 deg drawn when unknown), lengthM metres long. */
+  function viewCone(at, headingDeg, halfDeg, lengthM) {
+    var pts = [at], half = Math.max(3, Math.min(90, halfDeg || 20)), mLat = Math.PI / 180 * R;
+    var mLon = mLat * Math.max(0.01, Math.cos(at[0] * Math.PI / 180));
+    for (var a = headingDeg - half; a <= headingDeg + half + 1e-9; a += half / 6) {
+      var r = a * Math.PI / 180;
+      pts.push([at[0] + lengthM * Math.cos(r) / mLat, at[1] + lengthM * Math.sin(r) / mLon]);
+    }
+    pts.push(at);
+    return pts;
+  }
+
   function wrapDeg(d) { return ((d + 180) % 360 + 360) % 360 - 180; } // degrees into [-180, 180)
 
   function circularMeanLon(lons) {
@@ -139,6 +152,14 @@
         var circle = L.circle(at, {radius: p.radius_m, color: COLORS.pred, weight: 1.5, fillOpacity: 0.12,
           className: "img2gps-radius"});
         view.results.addLayer(circle);
+        if (p.heading_deg !== null && p.heading_deg !== undefined) {
+          var len = Math.max(25, Math.min(80, p.radius_m));
+          view.results.addLayer(L.polygon(viewCone(at, p.heading_deg, p.heading_radius_deg, len), {
+            color: COLORS.pred, weight: 1, fillOpacity: 0.25, className: "img2gps-view-cone"
+          }).bindTooltip("camera faced " + Math.round(p.heading_deg) + "\u00b0 from north" +
+            (p.heading_radius_deg ? " (\u00b1" + Math.round(p.heading_radius_deg) + "\u00b0)" : "")));
+          info += "<br>heading " + Math.round(p.heading_deg) + "\u00b0";
+        }
         var mk = L.circleMarker(at, {radius: 7, color: "#fff", weight: 2, fillColor: COLORS.pred, fillOpacity: 1,
           className: "img2gps-prediction"}).bindPopup(info);
         if (it.label) mk.bindTooltip(esc(it.label));
@@ -193,5 +214,5 @@
     return view;
   }
 
-  window.Img2GPSMap = {create: create, distanceM: distanceM, fmtM: fmtM, esc: esc, COLORS: COLORS};
+  window.Img2GPSMap = {create: create, distanceM: distanceM, fmtM: fmtM, esc: esc, COLORS: COLORS, viewCone: viewCone};
 })();

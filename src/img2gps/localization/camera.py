@@ -1,0 +1,154 @@
+"""The query camera from its verified gallery photos: relative poses -> heading and (with >= 2 places) position.
+
+Input per query: its keypoints, focal length (EXIF or the documented default), and the gallery photos that
+verification accepted (index -> inlier count). For the strongest few of those whose own heading is known
+(EXIF GPSImgDirection, or an SfM pose), the pair's relative pose (pose.relative_pose) becomes a world-frame
+constraint (pose.view_constraint); the constraints are combined by pose.place_camera. Pair poses are cached
+on disk by the two photos' content keys (and everything the pose depends on), so calibration and bench folds
+that meet the same pair again cost nothing.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .pose import (PoseConfig, PoseFix, RelativePose, ViewConstraint, combine_headings, intrinsics, place_camera,
+                   relative_pose, view_constraint)
+
+
+@dataclass
+class GalleryCameras:
+    """Per gallery photo: east/north metres (N, 2), heading in degrees (N,) and 35 mm-equivalent focal length
+    in mm (N,), NaN where unknown; size(j) -> the (width, height) photo j's keypoints were measured at."""
+
+    en: np.ndarray
+    heading: np.ndarray
+    focal35: np.ndarray
+    size: Callable[[int], tuple[int, int]]
+
+    def K(self, j: int) -> np.ndarray:
+        f = float(self.focal35[j])
+        return intrinsics(*self.size(j), f if np.isfinite(f) else None)
+
+    @property
+    def n_with_heading(self) -> int:
+        return int(np.isfinite(self.heading).sum())
+
+
+@dataclass
+class CameraEstimate:
+    heading_deg: float | None  # None: no verified gallery photo with a known heading gave a pose
+    fix: PoseFix | None  # the query camera's position; None when the geometry does not fix one
+    views: list[int] = field(default_factory=list)  # gallery indices that gave a constraint
+
+
+class PoseCache:
+    """Relative poses of (query key, gallery key) pairs: an in-memory dict saved as one .npz per setting."""
+
+    def __init__(self, setting: str, root: Path | None = None):
+        from ..features.cache import user_cache_dir
+
+        self.path = Path(root or user_cache_dir()) / "poses" / f"{setting}.npz"
+        self._d: dict[tuple[str, str], RelativePose | None] = self._load(self.path)
+        self._dirty = False
+
+    def get(self, a: str, b: str):
+        """The cached pose, None for a cached failure, or the string "miss"."""
+        return self._d.get((a, b), "miss")
+
+    def put(self, a: str, b: str, rel: RelativePose | None) -> None:
+        self._d[(a, b)] = rel
+        self._dirty = True
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        merged = self._load(self.path)
+        merged.update(self._d)
+        keys = list(merged)
+        vals = np.full((len(keys), 14), np.nan)
+        for i, k in enumerate(keys):
+            r = merged[k]
+            if r is not None:
+                vals[i] = np.r_[r.R.ravel(), r.t, r.inliers, r.parallax_deg]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.stem}.tmp{os.getpid()}.npz")
+        np.savez(tmp, a=np.array([k[0] for k in keys], dtype="U64"), b=np.array([k[1] for k in keys], dtype="U64"),
+                 v=vals)
+        os.replace(tmp, self.path)
+        self._d, self._dirty = merged, False
+
+    @staticmethod
+    def _load(path: Path) -> dict:
+        if not path.is_file():
+            return {}
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                out = {}
+                for a, b, v in zip(z["a"].tolist(), z["b"].tolist(), z["v"]):
+                    out[(a, b)] = None if np.isnan(v[0]) else RelativePose(v[:9].reshape(3, 3), v[9:12], int(v[12]),
+                                                                         float(v[13]))
+                return out
+        except (ValueError, OSError, KeyError):  # torn or foreign file: start afresh
+            return {}
+
+
+@dataclass(frozen=True)
+class LocatorConfig:
+    max_views: int = 6  # relative poses per query: the strongest verified photos with a known heading
+    pose: PoseConfig = PoseConfig()
+
+
+class CameraLocator:
+    """Places a query camera from its verified gallery photos.
+
+    `match(query_points, j) -> (pts_query (M, 2), pts_gallery (M, 2))` is the caller's matcher (the same
+    local features as verification): this stage does geometry only.
+    """
+
+    def __init__(self, cameras: GalleryCameras, cfg: LocatorConfig = LocatorConfig()):
+        self.cameras = cameras
+        self.cfg = cfg
+
+    def setting_key(self, feature_key: str) -> str:
+        p = self.cfg.pose
+        return f"{feature_key}-px{p.ransac_px:g}-min{p.min_inliers}-v1"
+
+    def locate(self, match: Callable[[int], tuple[np.ndarray, np.ndarray]], query_size: tuple[int, int],
+               focal35: float | None, verified: dict[int, int], cache: PoseCache | None = None,
+               query_key: str | None = None, gallery_keys: Sequence[str] | None = None) -> CameraEstimate:
+        """verified: gallery index -> inlier count of the photos verification accepted for this query."""
+        cams = self.cameras
+        order = sorted((j for j in verified if np.isfinite(cams.heading[j])), key=lambda j: -verified[j])
+        order = order[: self.cfg.max_views]
+        if not order:
+            return CameraEstimate(None, None)
+        Kq = intrinsics(*query_size, focal35)
+        views: list[ViewConstraint] = []
+        used: list[int] = []
+        for j in order:
+            rel = "miss"
+            # The cache key carries the query focal length: the same photo pair with other intrinsics differs.
+            qk = f"{query_key}@{focal35 or 0:g}" if query_key is not None else None
+            if cache is not None and qk is not None and gallery_keys is not None:
+                rel = cache.get(qk, gallery_keys[j])
+            if isinstance(rel, str):
+                pq, pg = match(j)
+                rel = relative_pose(pg, pq, cams.K(j), Kq, self.cfg.pose)
+                if cache is not None and qk is not None and gallery_keys is not None:
+                    cache.put(qk, gallery_keys[j], rel)
+            if rel is None:
+                continue
+            views.append(view_constraint(rel, cams.en[j], float(cams.heading[j]), self.cfg.pose))
+            used.append(j)
+        if not views:
+            return CameraEstimate(None, None)
+        fix = place_camera(views, self.cfg.pose)
+        if fix is not None:
+            return CameraEstimate(fix.heading_deg, fix, [used[i] for i in fix.support])
+        hd = combine_headings([v.heading_deg for v in views], [v.weight for v in views], self.cfg.pose.heading_agree_deg)
+        return CameraEstimate(hd[0] if hd else None, None, [used[i] for i in hd[1]] if hd else [])

@@ -1,0 +1,73 @@
+"""rerank's camera stage on a tiny synthetic gallery with gallery headings; the query's own EXIF is never read."""
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from img2gps.data import load_dataset
+from img2gps.localization.pose import angle_diff_deg
+from img2gps.predictors import make_predictor
+from rerank_synth import perspective, pil, textured
+from synth import gps_exif, offset
+
+SPEC = "rerank:max_side=400:features=600:vlad=8:topn=4:max_verify=6"
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """6 scenes 40 m apart, 3 views each; gallery photos carry a heading column (scene s faces 50 * s deg)."""
+    root = tmp_path_factory.mktemp("pose-gallery")
+    (root / "images").mkdir()
+    rows = []
+    for s in range(6):
+        base = textured(300 + s)
+        for v in range(3):
+            img = base if v == 0 else perspective(base, 77 * s + v, strength=0.05)
+            name = f"scene{s}_view{v}.jpg"
+            pil(img).save(root / "images" / name, quality=92)
+            lat, lon = offset(40.0 * s, 0.5 * v)
+            rows.append((name, lat, lon, (50.0 * s) % 360, 26.0))
+    pd.DataFrame(rows, columns=["image", "Latitude", "Longitude", "heading", "focal35"]).to_csv(
+        root / "labels.csv", index=False)
+    ds = load_dataset(root)
+    held = [i for i, n in enumerate(ds.ids) if n.endswith("view2.jpg")]
+    p = make_predictor(SPEC)
+    p.fit(ds.exclude_ids([ds.ids[i] for i in held]))
+    return ds, held, p
+
+
+def jpeg_with_exif(img: np.ndarray, lat, lon, direction) -> bytes:
+    buf = io.BytesIO()
+    pil(img).save(buf, "JPEG", quality=92, exif=gps_exif(lat, lon, direction=direction, focal35=26).tobytes())
+    return buf.getvalue()
+
+
+def test_recognised_views_get_a_heading_near_their_gallery_views(fitted):
+    ds, held, p = fitted
+    assert p.gallery["heading"].notna().all()
+    for i, q in zip(held, p.predict([ds.read(i) for i in held])):
+        s = int(ds.ids[i][5])
+        assert q.recognised and q.source in ("consensus", "pose")
+        # the views differ by a small homography: the camera rotated a few degrees at most
+        assert q.heading_deg is not None and angle_diff_deg(q.heading_deg, 50.0 * s) < 10
+    unknown = p.predict([pil(textured(999))])[0]
+    assert unknown.source == "fallback" and unknown.heading_deg is None and unknown.heading_radius_deg is None
+
+
+def test_changing_the_query_exif_gps_or_direction_changes_nothing(fitted):
+    ds, held, p = fitted
+    img = np.asarray(ds.open(held[1]))
+    a = p.predict([jpeg_with_exif(img, 40.0, -75.0, 10.0)])[0]
+    b = p.predict([jpeg_with_exif(img, -33.0, 151.0, 250.0)])[0]
+    c = p.predict([jpeg_with_exif(img, None, None, None)])[0]
+    assert a.recognised and a.heading_deg is not None
+    assert a.to_dict() == b.to_dict() == c.to_dict()
+
+
+def test_pose_option_is_validated():
+    from img2gps.errors import ModelError
+
+    with pytest.raises(ModelError, match="pose must be"):
+        make_predictor("rerank:pose=maybe")
+    assert make_predictor("rerank").config.pose == "auto"
