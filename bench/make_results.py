@@ -23,7 +23,8 @@ k-NN over DINO ViT-S/8 54 m, predicting the mean 88.8 m."""
 COLS = [("mean m", "mean_m", "f1"), ("median m", "median_m", "f1"), ("P90 m", "p90_m", "f1"),
         ("<=10 m", "acc_10m", "pct"), ("<=25 m", "acc_25m", "pct"), ("<=50 m", "acc_50m", "pct"),
         ("nMSE", "mse_norm", "f3"), ("radius cover", "radius_coverage", "pct"), ("recognised", "recognised_frac", "pct"),
-        ("recog. median m", "recognised_median_m", "f1"), ("fit s", "fit_s", "f1"),
+        ("recog. median m", "recognised_median_m", "f1"), ("R@1", "recall_at_1", "pct"), ("R@10", "recall_at_10", "pct"),
+        ("fit s", "fit_s", "f1"),
         ("ms/photo p50", "predict_ms_p50", "f0"), ("ms/photo p95", "predict_ms_p95", "f0")]
 
 
@@ -48,7 +49,8 @@ def generic_table(rows: list[dict]) -> list[str]:
     cols = list(rows[0])
     out = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     for r in rows:
-        out.append("| " + " | ".join(fmt(r.get(c), "f1") if isinstance(r.get(c), float) else str(r.get(c, ""))
+        out.append("| " + " | ".join(fmt(r.get(c), "f2" if abs(r.get(c)) < 10 else "f1") if isinstance(r.get(c), float)
+                                     else str(r.get(c, ""))
                                      for c in cols) + " |")
     return out
 
@@ -92,8 +94,9 @@ def section(path: Path) -> list[str]:
                 out += [f"Gallery fraction {f}:", ""] + metrics_table(block["results"]) + [""]
         else:
             out += metrics_table(d["results"]) + [""]
-    if isinstance(d.get("table"), list):
-        out += generic_table(d["table"]) + [""]
+    for key in ("table", "galleries", "retrieval"):
+        if isinstance(d.get(key), list):
+            out += generic_table(d[key]) + [""]
     notes = path.with_suffix(".notes.md")
     if notes.exists():
         out += [notes.read_text().strip(), ""]

@@ -217,13 +217,19 @@ def main(argv=None) -> int:
     ap.add_argument("--kinds", default="ivfpq", help="index kinds for the retrieval-alone test")
     ap.add_argument("--spec", default="rerank")
     ap.add_argument("--queries", type=int, default=30, help="worst-case (bgu-west) queries per gallery")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="faiss threads for the retrieval-alone test (on a shared 2-core machine spinning OpenMP "
+                         "threads are slower than one)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/img2gps-scale"))
     ap.add_argument("--json", type=Path, required=True)
     a = ap.parse_args(argv)
+    import faiss
+
+    faiss.omp_set_num_threads(a.threads)
     doc = json.loads(a.json.read_text()) if a.json.is_file() else {}  # resumable: finished sizes are kept
     doc.update({"title": doc.get("title") or "Scale: synthetic galleries and retrieval alone",
                 "command": "python bench/scale.py " + " ".join(sys.argv[1:] if argv is None else argv),
-                "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "threads": a.threads, "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "machine": {"python": platform.python_version(), "cpus": len(os.sched_getaffinity(0)),
                             "platform": platform.platform()}})
     rows = {(r["photos"], r["spec"]): r for r in doc.get("galleries", [])}
