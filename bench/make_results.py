@@ -65,6 +65,8 @@ TITLES = {
     "rerank-loo": "rerank, leave-one-out (method notes and trade-offs)",
     "rerank-kfold-geo5": "rerank, location-disjoint 5-fold",
     "learning_curve_knn_loo": "Learning curve: k-NN against gallery size, leave-one-out",
+    "scale": "Scale (issue 11): rerank on a 1,000-photo synthetic gallery",
+    "scale-vectors": "Scale (issue 11): retrieval alone on many vectors",
     "i11-noloss-main": "No loss (issue 11): rerank leave-one-out on main before the stage refactor",
     "i11-noloss-branch": "No loss (issue 11): rerank leave-one-out with the keypoint store and bounded fit",
 }
