@@ -24,7 +24,8 @@ k-NN over DINO ViT-S/8 54 m, predicting the mean 88.8 m."""
 COLS = [("mean m", "mean_m", "f1"), ("median m", "median_m", "f1"), ("P90 m", "p90_m", "f1"),
         ("<=10 m", "acc_10m", "pct"), ("<=25 m", "acc_25m", "pct"), ("<=50 m", "acc_50m", "pct"),
         ("nMSE", "mse_norm", "f3"), ("radius cover", "radius_coverage", "pct"), ("recognised", "recognised_frac", "pct"),
-        ("recog. median m", "recognised_median_m", "f1"), ("fit s", "fit_s", "f1"),
+        ("recog. median m", "recognised_median_m", "f1"), ("R@1", "recall_at_1", "pct"), ("R@10", "recall_at_10", "pct"),
+        ("fit s", "fit_s", "f1"),
         ("ms/photo p50", "predict_ms_p50", "f0"), ("ms/photo p95", "predict_ms_p95", "f0"),
         ("heading n", "heading_n", "int"), ("heading median °", "heading_median_deg", "f1"),
         ("heading <=15°", "heading_acc_15deg", "pct"), ("heading <=30°", "heading_acc_30deg", "pct"),
@@ -56,7 +57,8 @@ def generic_table(rows: list[dict]) -> list[str]:
     cols = list(rows[0])
     out = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     for r in rows:
-        out.append("| " + " | ".join(fmt(r.get(c), "f1") if isinstance(r.get(c), float) else str(r.get(c, ""))
+        out.append("| " + " | ".join(fmt(r.get(c), "f2" if abs(r.get(c)) < 10 else "f1") if isinstance(r.get(c), float)
+                                     else str(r.get(c, ""))
                                      for c in cols) + " |")
     return out
 
@@ -75,6 +77,10 @@ TITLES = {
     "pose-loo": "Camera pose and heading (rerank:pose=...), penn91 leave-one-out",
     "pose-bgu-kfoldgeo5": "Same-spot-aware radius, bgu-west location-disjoint 5-fold (10 m buffer)",
     "pose-bgu-kfold5": "Same-spot-aware radius, bgu-west random 5-fold",
+    "scale": "Scale (issue 11): rerank on a 1,000-photo synthetic gallery",
+    "scale-vectors": "Scale (issue 11): retrieval alone on many vectors",
+    "i11-noloss-main": "No loss (issue 11): rerank leave-one-out on main before the stage refactor",
+    "i11-noloss-branch": "No loss (issue 11): rerank leave-one-out with the keypoint store and bounded fit",
 }
 
 
@@ -144,8 +150,9 @@ def section(path: Path) -> list[str]:
                 out += [f"Gallery fraction {f}:", ""] + metrics_table(block["results"]) + [""]
         else:
             out += metrics_table(d["results"]) + [""]
-    if isinstance(d.get("table"), list):
-        out += generic_table(d["table"]) + [""]
+    for key in ("table", "galleries", "retrieval"):
+        if isinstance(d.get(key), list):
+            out += generic_table(d[key]) + [""]
     notes = path.with_suffix(".notes.md")
     if notes.exists():
         out += [notes.read_text().strip(), ""]

@@ -37,7 +37,7 @@ def _make_faiss(kind: str, dim: int, train: np.ndarray):
         index.hnsw.efSearch = 128
         return index
     # IVF-PQ: nlist ~ 4 sqrt(N) coarse cells, dim/8-byte codes (8 dims per sub-quantizer when it divides)
-    nlist = int(max(16, min(65536, 4 * np.sqrt(max(len(train), 1)))))
+    nlist = int(max(16, min(1024, 4 * np.sqrt(max(len(train), 1)))))  # capped: training cost stays bounded
     nlist = min(nlist, max(1, len(train) // 39))  # faiss wants ~39 training points per centroid
     m = next(m for m in (dim // 8, dim // 4, dim // 2, dim, 1) if m >= 1 and dim % m == 0)
     index = faiss.index_factory(dim, f"IVF{nlist},PQ{m}", faiss.METRIC_INNER_PRODUCT)
@@ -55,7 +55,7 @@ class CosineIndex:
     and re-rank them exactly, so their similarities are exact cosines.
     """
 
-    def __init__(self, vectors: np.ndarray, kind: str = "auto", refine: int = 4, train_max: int = 100_000,
+    def __init__(self, vectors: np.ndarray, kind: str = "auto", refine: int = 4, train_max: int = 50_000,
                  seed: int = 0):
         v = l2_normalise(vectors)
         self.kind = resolve_kind(kind, len(v))
