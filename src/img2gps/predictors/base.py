@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..data.sources import GeoDataset
 from ..errors import ModelError
+from ..indexing import IndexingConfig
 from ..modeldir import read_manifest, write_model_dir, write_thumbnails
 from ..photos import ImageInput, open_image
 
@@ -103,6 +104,10 @@ class BasePredictor:
         self.gallery_fingerprint: str | None = None
         self.metrics: dict[str, Any] = {}
         self._train: GeoDataset | None = None
+        # How gallery features are computed (engine, workers); never saved: the model does not depend on it.
+        # Library default: in-process; the CLI's --workers defaults to all cores.
+        self.indexing = IndexingConfig(workers=1, engine="local")
+        self.indexing_stats = None
 
     # -- fitting -----------------------------------------------------------------------------------------
     def fit(self, train: GeoDataset) -> None:

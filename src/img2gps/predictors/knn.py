@@ -10,6 +10,7 @@ from ..localization.calibration import RadiusModel
 from ..errors import ModelError
 from ..retrieval.encoders import ENCODERS, get_encoder
 from ..features.cache import embed_dataset
+from ..indexing import ExtractSpec, ensure_features
 from ..geo import LocalFrame
 from ..retrieval.database import INDEX_KINDS, CosineIndex, aggregate
 from .base import BasePredictor, Prediction
@@ -54,6 +55,8 @@ class KNNPredictor(BasePredictor):
             self._embedder.fit(train)
             return self._embedder.embed_dataset(train)
         self._encoder = get_encoder(self.config.embed)
+        stats = ensure_features(train, ExtractSpec(embed=self.config.embed), self.indexing, label="embedding")
+        self.indexing_stats = stats
         return embed_dataset(self._encoder, train)
 
     @property

@@ -29,6 +29,7 @@ from ..errors import ModelError
 from ..retrieval.encoders import ENCODERS
 from ..verification.local import (FeatureConfig, KeypointCache, Keypoints, PairCache, VerifyConfig, extract,
                                   extract_dataset, fundamental_inliers, mutual_matches)
+from ..indexing import ExtractSpec, ensure_features
 from ..verification.store import FILE as STORE_FILE, KeypointStore, write_store
 from ..retrieval.vlad import VladCodebook
 from ..geo import weighted_median_en
@@ -181,8 +182,12 @@ class RerankPredictor(BasePredictor):
         c = self.config
         self.knn = KNNPredictor(KNNConfig(embed=c.embed, k=c.k, coverage=c.coverage, index=c.index),
                                 spec=f"knn:embed={c.embed}:k={c.k}")
-        self.knn.fit(train)
         keys = [train.content_key(i) for i in range(len(train))]
+        # one pass decodes each photo for both its embedding and its keypoints (all cores; resumable)
+        self.indexing_stats = ensure_features(train, ExtractSpec(embed=c.embed, features=self.fcfg), self.indexing,
+                                              keys=keys, label="indexing")
+        self.knn.indexing = self.indexing
+        self.knn.fit(train)
         cache = KeypointCache(self.fcfg)
         extract_dataset(train, self.fcfg, keys, cache=cache, keep=False)
 
