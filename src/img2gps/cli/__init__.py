@@ -15,7 +15,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 def _register() -> None:
     # Importing each module attaches its commands to `app` (data, fit/bench/eval, predict/serve/export, demo, analyze).
-    from . import analyze, data, demo, modelling, use  # noqa: F401
+    from . import analyze, data, demo, index, modelling, use  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -126,6 +126,22 @@ class KNNPredictor(BasePredictor):
         return (Prediction(float(lat), float(lon), r, self.radius_model.confidence(r), False, self.spec,
                            self.neighbours(idx, sims, top_k)), idx[:n])
 
+    def add_refusal(self):
+        if self.config.embed == "regression":
+            return f"{self.spec}: embed=regression is trained on the gallery; re-fit it with `img2gps fit`"
+        return None
+
+    def _add(self, new) -> None:
+        """New photos' embeddings (cached, computed by self.indexing) appended to the index; existing rows untouched."""
+        self._encoder = self._encoder or get_encoder(self.config.embed)
+        self.indexing_stats = ensure_features(new, ExtractSpec(embed=self.config.embed), self.indexing, label="embedding")
+        self.index.add(embed_dataset(self._encoder, new))
+        self.vectors = self.index.vectors
+        self._build(self.index)
+        self.index_report = {"kind": self.index.kind, "n": len(self.index),
+                             "recall_at_10_vs_exact": self.index.recall_vs_exact(10)}
+        self._calibrate()
+
     def fit_report(self):
         return {"index": self.index_report}
 
