@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+from img2gps.provenance import code_revision  # noqa: E402
 
 
 def free_port() -> int:
@@ -145,7 +147,7 @@ def main() -> int:
         a.json.write_text(json.dumps({
             "title": f"Server load test ({a.method}, {a.requests} requests, {a.concurrency} concurrent clients)",
             "command": cmd, "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "machine": {"cpus": len(os.sched_getaffinity(0))},
+            "machine": {"cpus": len(os.sched_getaffinity(0))}, "code": code_revision(),
             "table": [stats]}, indent=2))
     return 0 if stats["status_5xx"] == 0 else 1
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -65,9 +66,48 @@ TITLES = {
     "rerank-loo": "rerank, leave-one-out (method notes and trade-offs)",
     "rerank-kfold-geo5": "rerank, location-disjoint 5-fold",
     "learning_curve_knn_loo": "Learning curve: k-NN against gallery size, leave-one-out",
+    "scale": "Scale (issue 11): rerank on a 1,000-photo synthetic gallery",
+    "scale-vectors": "Scale (issue 11): retrieval alone on many vectors",
     "i11-noloss-main": "No loss (issue 11): rerank leave-one-out on main before the stage refactor",
     "i11-noloss-branch": "No loss (issue 11): rerank leave-one-out with the keypoint store and bounded fit",
 }
+
+
+def revision_line(path: Path, d: dict) -> str:
+    """Which code made the figures: the git revision (+ dirty flag) the JSON recorded at run time; for JSONs written
+    before revisions were recorded, say so and name the last commit that changed the file (the code was at most that)."""
+    code = d.get("code") or {}
+    if code.get("git_revision"):
+        dirty = " with uncommitted changes" if code.get("git_dirty") else ""
+        return f"Code: revision `{code['git_revision'][:10]}`{dirty} (recorded at run time)."
+    try:
+        added = subprocess.run(["git", "-C", str(HERE), "log", "-1", "--format=%H", "--", str(path)],
+                               capture_output=True, text=True, timeout=20).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        added = []
+    if added:
+        return (f"Code: revision not recorded at run time; this JSON was last committed in `{added[0][:10]}` "
+                "(re-run the command to record one).")
+    return "Code: revision not recorded; this JSON is not committed."
+
+
+def disagreements(files: list[Path]) -> list[str]:
+    """The same method, data and protocol in several JSONs with different figures: named, with their revisions,
+    so a reader never compares two numbers made by different code without knowing it."""
+    seen: dict = {}
+    for p in files:
+        d = json.loads(p.read_text())
+        for spec, m in (d.get("results") or {}).items():
+            if isinstance(m, dict) and m.get("mean_m") is not None and d.get("protocol"):
+                seen.setdefault((d.get("data"), d["protocol"], spec), []).append((p.stem, m["mean_m"], d))
+    out = []
+    for (data, protocol, spec), runs in seen.items():
+        if len({round(v, 1) for _, v, _ in runs}) > 1:
+            parts = ", ".join(f"{v:.1f} m in {stem} ({(d.get('code') or {}).get('git_revision', 'revision not recorded')})"
+                              for stem, v, d in runs)
+            out.append(f"- `{spec}` on `{protocol}`: {parts}. The runs used different code, so compare methods within "
+                       "one file.")
+    return out
 
 
 def section(path: Path) -> list[str]:
@@ -88,8 +128,11 @@ def section(path: Path) -> list[str]:
     if d.get("machine"):
         meta.append(f"{d['machine'].get('cpus', '?')} CPU cores")
     out += ["; ".join(meta) + ".", ""]
+    out += [revision_line(path, d), ""]
     if d.get("command"):
         out += ["Re-run: `" + d["command"] + "` then `python bench/make_results.py`.", ""]
+    if d.get("results_fraction", 1.0) != 1.0:
+        out += [f"The headline results are for gallery fraction {d['results_fraction']:g} (the run had no 1.0).", ""]
     if isinstance(d.get("results"), dict) and d["results"] and all(isinstance(v, dict) for v in d["results"].values()):
         if d.get("by_fraction"):
             for f, block in d["by_fraction"].items():
@@ -115,6 +158,9 @@ def main() -> int:
              "photos within that distance; `radius cover` is the fraction whose truth lies inside the predicted radius",
              "(target ~80%); latency is one photo at a time (decode + predict) on this machine's CPU.", "",
              "### Reference (not measured here)", "", PAPER, ""]
+    diff = disagreements(files)
+    if diff:
+        lines += ["### Figures that differ between files", ""] + diff + [""]
     for p in files:
         lines += section(p)
     (HERE / "results.md").write_text("\n".join(lines).rstrip() + "\n")

@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from img2gps.provenance import code_revision  # noqa: E402
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,6 +89,7 @@ def main() -> None:
                        capture_output=True)
         out["cli_one_photo_s"] = round(time.perf_counter() - t, 2)
         out["load_avg_after"] = os.getloadavg()[0]
+    out["code"] = code_revision()
     print(json.dumps(out, indent=2))
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2))

@@ -1,7 +1,13 @@
 """A corpus of bad or odd inputs, generated in code (issue 7). Each entry: (name, path, expectation).
 
 expectation: "ok" (must be processed), "skip" (must be rejected with a one-line reason), or "either" (odd but
-legal: either outcome is fine as long as it is clean).
+legal: either outcome is fine as long as it is clean). BUILD_KEEPS names the photos `data build` must keep (they
+carry a usable GPS position) and BUILD_REASONS the reason `data build` must give for a photo it skips.
+
+Issue 14's hunt added the cases marked "(hunt)": each is a kind reported against Pillow, pillow-heif, EXIF readers
+or photo managers (GPS refs in lower case or as NUL-padded bytes, DMS stored as one float or degrees only, a GPS
+pointer into nowhere, a GPS block with no position, 108 MP phone photos, MPO multi-picture JPEGs, animated WebP,
+EXIF orientations 5-7, palette PNGs with transparency, file names that are not UTF-8).
 """
 from __future__ import annotations
 
@@ -17,6 +23,48 @@ from PIL.TiffImagePlugin import IFDRational
 from synth import scene, write_jpeg
 
 GOOD_GPS = (40.0005, -75.0005)
+
+BUILD_KEEPS = {"good.jpg", "grayscale.jpg", "orientation-8.jpg", "orientation-bogus.jpg", "nul-padded-model.jpg",
+               "name with spaces.jpg", "ünïcødé-名前.jpg", "phone-108mp.jpg", "gps-lowercase-refs.jpg",
+               "gps-single-float.jpg", "gps-bytes-refs.jpg", "gps-degrees-only.jpg", "orientation-5.jpg",
+               "orientation-6.jpg", "orientation-7.jpg", "mpo-two-frames.jpg", "animated.webp", "latin1-été.jpg"}
+BUILD_REASONS = {
+    "zero-bytes.jpg": "empty file (0 bytes)",
+    "truncated.jpg": "corrupt or truncated",
+    "random-bytes.jpg": "unknown or unsupported image format",
+    "text-named.heic": "unknown or unsupported image format",
+    "bomb-30000.png": "image too large",
+    "header-only.jpg": "corrupt or truncated",
+    "gps-corrupt-pointer.jpg": "EXIF GPS block is corrupt",
+    "gps-pointer-nowhere.jpg": "EXIF GPS block is corrupt",
+    "gps-version-only.jpg": "its GPS block holds no latitude/longitude",
+    "gps-refs-missing.jpg": "latitude reference N/S missing",
+    "gps-ref-invalid.jpg": "latitude reference 'Q' is not N or S",
+    "gps-zero-zero.jpg": "(0, 0), a placeholder",
+    "no-exif.jpg": "no EXIF metadata",
+    "symlink-broken.jpg": "file not found",
+    "dir-named.jpg": "is a folder",
+}
+
+
+def corrupt_gps_pointer(im: Image.Image, pointer: int, lat=GOOD_GPS[0], lon=GOOD_GPS[1]) -> bytes:
+    """A JPEG whose EXIF GPS-IFD pointer (tag 0x8825) is overwritten with `pointer`: Pillow then warns
+    "Corrupt EXIF data" (a pointer into the EXIF block) or silently finds nothing (a pointer past its end)."""
+    from synth import gps_exif
+
+    b = bytearray(gps_exif(lat, lon).tobytes())
+    base = 6  # after b"Exif\0\0"
+    fmt = "<" if b[base:base + 2] == b"II" else ">"
+    ifd0 = struct.unpack_from(fmt + "I", b, base + 4)[0]
+    for i in range(struct.unpack_from(fmt + "H", b, base + ifd0)[0]):
+        off = base + ifd0 + 2 + 12 * i
+        if struct.unpack_from(fmt + "H", b, off)[0] == 0x8825:
+            struct.pack_into(fmt + "I", b, off + 8, pointer)
+    import io
+
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=90, exif=bytes(b))
+    return buf.getvalue()
 
 
 def _png_header_only(path: Path, w: int, h: int) -> None:
@@ -81,6 +129,25 @@ def build_photo_corpus(root: Path) -> list[tuple[str, Path, str]]:
     add("dir-named.jpg", "skip", lambda p: p.mkdir())
     add("symlink-good.jpg", "either", lambda p: os.symlink(root / "good.jpg", p))
     add("symlink-broken.jpg", "skip", lambda p: os.symlink(root / "does-not-exist.jpg", p))
+    # (hunt) cases from public bug reports
+    from synth import gps_exif
+
+    ex = gps_exif(*g).tobytes()
+    add("gps-corrupt-pointer.jpg", "ok", lambda p: p.write_bytes(corrupt_gps_pointer(base, 40)))
+    add("gps-pointer-nowhere.jpg", "ok", lambda p: p.write_bytes(corrupt_gps_pointer(base, 0xFFFF00)))
+    add("gps-version-only.jpg", "ok", lambda p: write_jpeg(p, base, raw_gps={0: b"\x02\x02\x00\x00"}))
+    add("gps-lowercase-refs.jpg", "ok", lambda p: write_jpeg(p, base, raw_gps={1: "n", 2: (40.0, 0.0, 1.8), 3: "w", 4: (75.0, 0.0, 1.8)}))
+    add("gps-single-float.jpg", "ok", lambda p: write_jpeg(p, base, raw_gps={1: "N", 2: 40.0005, 3: "W", 4: 75.0005}))
+    add("gps-bytes-refs.jpg", "ok", lambda p: write_jpeg(p, base, raw_gps={1: b"N\x00", 2: (40.0, 0.0, 1.8), 3: b"W\x00", 4: (75.0, 0.0, 1.8)}))
+    add("gps-degrees-only.jpg", "ok", lambda p: write_jpeg(p, base, raw_gps={1: "N", 2: (40.0005,), 3: "W", 4: (75.0005,)}))
+    for o in (5, 6, 7):
+        add(f"orientation-{o}.jpg", "ok", lambda p, o=o: write_jpeg(p, base.resize((96, 48)), *g, orientation=o))
+    add("phone-108mp.jpg", "ok", lambda p: Image.new("RGB", (12000, 9000), (120, 130, 140)).save(p, "JPEG", quality=80, exif=ex))
+    add("mpo-two-frames.jpg", "ok", lambda p: base.save(p, "MPO", save_all=True, append_images=[scene(9, 96)], exif=ex))
+    add("animated.webp", "ok", lambda p: base.save(p, "WEBP", save_all=True, append_images=[scene(10, 96)], duration=100, exif=ex))
+    add("palette-transparency.png", "ok", lambda p: base.convert("P").save(p, transparency=0))
+    latin1 = os.fsdecode(b"latin1-\xe9t\xe9.jpg")  # a name that is not UTF-8 on disk (old cameras, Windows zips)
+    add(latin1, "ok", lambda p: write_jpeg(p, base, *g))
     try:
         import pillow_heif  # noqa: F401
 
@@ -92,9 +159,18 @@ def build_photo_corpus(root: Path) -> list[tuple[str, Path, str]]:
     return out
 
 
+# The label files that `fit` and `bench` must refuse (exit code 2, one "error:" line): nothing usable is left.
+# The others keep a usable row and must succeed (exit 0), with the bad rows reported.
+CSV_MUST_FAIL = {"nan-inf-range.csv", "missing-columns.csv", "renamed-columns.csv", "missing-files.csv", "empty.csv",
+                 "header-only.csv", "zero-zero.csv", "traversal.csv", "binary.csv"}
+
+
 def build_csv_corpus(root: Path, image: str) -> dict[str, str]:
     """Label files with bad values; `image` names a real photo in root/images."""
     return {
+        # (hunt) spreadsheet exports: a byte-order mark, ';' separators and decimal commas; spaces after commas
+        "bom-semicolon-decimal-comma.csv": f"\ufeffimage;Latitude;Longitude\n{image};40,0005;-75,0005\n",
+        "spaces-after-commas.csv": f"image, Latitude, Longitude\n{image}, 40.0005, -75.0005\n",
         "nan-inf-range.csv": f"image,Latitude,Longitude\n{image},nan,1\n{image},inf,2\n{image},95,3\n{image},1,-200\n",
         "missing-columns.csv": f"image,Latitude\n{image},40\n",
         "renamed-columns.csv": f"photo,y,x\n{image},40,-75\n",

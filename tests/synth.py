@@ -96,3 +96,22 @@ def make_gallery(root: Path, n_places: int = 6, views: int = 3, spacing_m: float
             rows.append(f"{name},{lat:.8f},{lon:.8f}")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+def assert_same_prediction(a, b, ignore=("photo_exif_position",), abs_tol: float = 1e-9) -> None:
+    """The whole Prediction agrees (position, radius, confidence, recognised, method, every neighbour with its
+    position and score, heading fields when present), not just the latitude. `ignore`: fields that may differ."""
+    import dataclasses
+
+    da, db = dataclasses.asdict(a), dataclasses.asdict(b)
+    for k in ignore:
+        da.pop(k, None), db.pop(k, None)
+    assert set(da) == set(db)
+    na, nb = da.pop("neighbours"), db.pop("neighbours")
+    assert len(na) == len(nb), (na, nb)
+    for x, y in [(da, db)] + list(zip(na, nb)):
+        for k in x:
+            if isinstance(x[k], float) and isinstance(y[k], float):
+                assert abs(x[k] - y[k]) <= abs_tol, (k, x[k], y[k])
+            else:
+                assert x[k] == y[k], (k, x[k], y[k])

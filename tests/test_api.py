@@ -12,6 +12,7 @@ from _use_helpers import jpeg_bytes, model_env, place_image, place_latlon
 from img2gps import Img2GPS, ModelError, PhotoError
 from img2gps.geo import haversine_m
 from img2gps.predictors.base import Neighbour, Prediction
+from synth import assert_same_prediction
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +61,7 @@ def test_every_input_type_gives_the_same_answer(model, tmp_path):
     preds = [model.predict(x, top_k=2) for x in (str(path), path, data, bytearray(data),
                                                  Image.open(io.BytesIO(data)), pixels)]
     for p in preds[1:]:
-        assert p.latitude == pytest.approx(preds[0].latitude, abs=1e-9)
-        assert [n.image_id for n in p.neighbours] == [n.image_id for n in preds[0].neighbours]
+        assert_same_prediction(p, preds[0])  # the whole Prediction (decoded pixels carry no EXIF position)
 
 
 def test_exif_gps_is_shown_but_never_used(model):
@@ -69,8 +69,7 @@ def test_exif_gps_is_shown_but_never_used(model):
     elsewhere = place_latlon(2)  # EXIF claims another place: the prediction must not move
     plain, tagged = jpeg_bytes(pixels), jpeg_bytes(pixels, gps=elsewhere)
     a, b = model.predict(plain), model.predict(tagged)
-    assert (a.latitude, a.longitude) == (b.latitude, b.longitude)
-    assert [n.image_id for n in a.neighbours] == [n.image_id for n in b.neighbours]
+    assert_same_prediction(a, b, abs_tol=0.0)  # everything but the display-only EXIF position
     assert a.photo_exif_position is None
     assert b.photo_exif_position == pytest.approx(elsewhere, abs=1e-6)
     assert b.to_dict()["photo_exif_position"] == pytest.approx(list(elsewhere), abs=1e-6)

@@ -117,9 +117,16 @@ def test_upload_a_held_out_photo_in_headless_chromium(penn_model, tmp_path):
             assert body.get_attribute("data-state") == "done", status
 
             lat, lon = (float(x) for x in driver.find_element(By.ID, "r-pos").text.split(","))
+            # the page shows exactly the model's answer for this photo (6 decimals) ...
+            from img2gps.api import Img2GPS
+
+            expected = Img2GPS.load(model_dir).predict(photo)
+            assert abs(lat - expected.latitude) < 1e-6 and abs(lon - expected.longitude) < 1e-6
+            # ... and that answer is right: knn on this 15-photo slice was measured 11.5 m off with a 19.7 m radius
+            # (the gallery centre is 15 m off; nearest gallery photo 3.6 m); a wrong or shifted answer breaks this
             error_m = float(haversine_m(lat, lon, *truth))
-            assert error_m < 500  # inside the ~250 m campus block, not a broken answer
-            assert "m" in driver.find_element(By.ID, "r-radius").text
+            assert error_m < 30 and error_m <= expected.radius_m, (error_m, expected.radius_m)
+            assert f"{expected.radius_m:.0f}" in driver.find_element(By.ID, "r-radius").text
             assert "from the prediction" in driver.find_element(By.ID, "r-exif").text  # penn91 keeps EXIF GPS
             assert len(driver.find_elements(By.CSS_SELECTOR, "path.img2gps-radius")) == 1
             assert len(driver.find_elements(By.CSS_SELECTOR, "path.img2gps-prediction")) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 
@@ -38,9 +39,22 @@ def test_text_output_shows_prediction_neighbours_and_exif(capsys, model_dir, pho
     lines = out.splitlines()
     assert lines[0].endswith("b_place3.jpg")
     assert "prediction" in lines[1] and "radius" in lines[1] and "confidence" in lines[1] and "knn:k=2" in lines[1]
-    assert "photo EXIF" in lines[2] and "m from the prediction" in lines[2]
-    assert lines[3].strip().startswith("1.") and "place3_" in lines[3]
-    assert lines[4].strip().startswith("2.") and len(lines) == 5
+    assert lines[2].strip() == "not recognised: a wide estimate"  # knn never verifies: said in words
+    assert "photo EXIF" in lines[3] and "m from the prediction" in lines[3]
+    assert "supporting gallery photos (cosine similarity" in lines[4]
+    assert lines[5].strip().startswith("1.") and "place3_" in lines[5] and "cosine similarity 0." in lines[5]
+    assert lines[6].strip().startswith("2.") and len(lines) == 7
+    scores = [float(ln.split("cosine similarity ")[1].split()[0]) for ln in lines[5:7]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_top_k_lists_that_many_sorted(capsys, model_dir, photos):
+    code, out, err = run(capsys, "predict", photos / "a_place1.jpg", "--model", model_dir, "--top-k", 6)
+    assert code == 0, err
+    rows = [ln.strip() for ln in out.splitlines() if re.match(r"\s+\d+\. ", ln)]
+    assert [int(r.split(".")[0]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    scores = [float(r.split("cosine similarity ")[1].split()[0]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
 
 
 def test_json_output(capsys, model_dir, photos):

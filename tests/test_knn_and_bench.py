@@ -10,6 +10,7 @@ from img2gps.predictors import load_model, make_predictor
 from img2gps.predictors.base import parse_spec
 from img2gps.errors import ModelError
 from synth import scene, view, write_jpeg
+from synth import assert_same_prediction
 
 
 def test_spec_parsing_and_validation():
@@ -51,7 +52,8 @@ def test_query_exif_gps_never_changes_the_prediction(gallery_dir, tmp_path):
     true_gps = write_jpeg(tmp_path / "true.jpg", im, ds.lat[0], ds.lon[0])
     fake_gps = write_jpeg(tmp_path / "fake.jpg", im, -10.0, 100.0)
     a, b, c = p.predict([plain, true_gps, fake_gps])
-    assert (a.latitude, a.longitude) == (b.latitude, b.longitude) == (c.latitude, c.longitude)
+    assert_same_prediction(a, b, abs_tol=0.0)
+    assert_same_prediction(a, c, abs_tol=0.0)
 
 
 def test_bench_json_fields_and_baseline(gallery_dir):
@@ -100,3 +102,21 @@ def test_learning_curve_fractions(gallery_dir):
     res, preds = run_bench(ds, "kfold:3", [], fractions=[0.5, 1.0], progress=False)
     assert set(res["by_fraction"]) == {"0.5", "1"}
     assert set(preds.fraction) == {0.5, 1.0}
+
+
+def test_bench_json_records_its_code_revision_and_fraction(gallery_dir, tmp_path):
+    import json
+    import re
+
+    from img2gps.evaluate import write_outputs
+
+    ds = load_dataset(gallery_dir)
+    res, preds = run_bench(ds, "kfold:2", ["mean-coordinate"], fractions=[0.5], progress=False)
+    assert res["results_fraction"] == 0.5  # no silent fallback: the JSON says which fraction the headline is
+    write_outputs(tmp_path / "r.json", res, preds, plots=False)
+    code = json.loads((tmp_path / "r.json").read_text())["code"]
+    assert set(code) == {"version", "git_revision", "git_dirty"}
+    if code["git_revision"] is not None:  # a git checkout (as in CI): 40 hex digits and a boolean dirty flag
+        assert re.fullmatch(r"[0-9a-f]{40}", code["git_revision"]) and isinstance(code["git_dirty"], bool)
+    full, _ = run_bench(ds, "kfold:2", ["mean-coordinate"], progress=False)
+    assert full["results_fraction"] == 1.0

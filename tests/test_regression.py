@@ -14,7 +14,8 @@ from img2gps.predictors.knn import KNNConfig, KNNPredictor
 from img2gps.predictors.registry import load_model, make_predictor
 from img2gps.predictors.regression import haversine_torch, metres_loss
 
-from trainable_data import make_grid_dataset
+from trainable_data import held_out_errors, make_grid_dataset
+from synth import assert_same_prediction
 
 # real EfficientNet-Lite0 weights, 64 px input (2x2 feature maps) so a fit takes seconds
 FAST = "regression:input_size=64:views=1:calib_folds=2"
@@ -65,6 +66,18 @@ def test_fit_learns_the_toy_set_and_predicts_with_a_radius(fitted, grid):
     assert fitted.calibration["folds"] == 2
 
 
+def test_held_out_photos_beat_the_centre_and_fall_inside_the_radius(grid):
+    """Fresh photos of the 12 places (not gallery photos): on a 120 x 80 m grid the centre is ~52 m off on average;
+    this regressor was measured at 15.8 m (radius covering all 12). A model that learnt nothing fails.
+    (val_frac=0: with 12 photos, a location-disjoint inner validation set is a place the model never saw, and
+    best-epoch selection on it keeps epoch ~2, which does not beat the centre: `fitted` measures 49 m.)"""
+    p = make_predictor(FAST + ":epochs=25:patience=25:val_frac=0")
+    p.fit(grid)
+    errs, base, radii = held_out_errors(p)
+    assert errs.mean() < 0.75 * base.mean(), (errs.mean(), base.mean())
+    assert np.median(errs) < 40 and np.mean(errs <= radii) >= 0.75
+
+
 def test_embeddings_are_the_256d_layer(fitted, grid):
     g = fitted.embed_dataset(grid)
     q = fitted.embed_images([grid.open(0), grid.open(1)])
@@ -86,8 +99,8 @@ def test_save_load_round_trip_gives_identical_predictions(fitted, grid, tmp_path
     loaded = load_model(tmp_path / "m")
     imgs = [grid.read(i) for i in (0, 5, 11)]
     a, b = fitted.predict(imgs), loaded.predict(imgs)
-    assert [(p.latitude, p.longitude, p.radius_m, p.confidence) for p in a] == \
-           [(p.latitude, p.longitude, p.radius_m, p.confidence) for p in b]
+    for x, y in zip(a, b):
+        assert_same_prediction(x, y, abs_tol=0.0)
     assert np.array_equal(fitted.embed_images([grid.open(3)]), loaded.embed_images([grid.open(3)]))
 
 
@@ -165,7 +178,7 @@ def test_full_finetune_mode_smoke_on_cpu(grid, tmp_path):
     assert np.isfinite(a.longitude)
     p.save(tmp_path / "full")
     b = load_model(tmp_path / "full").predict([grid.read(0)])[0]
-    assert (a.latitude, a.longitude) == (b.latitude, b.longitude)
+    assert_same_prediction(a, b, abs_tol=0.0)  # the whole Prediction survives save/load
 
 
 def test_knn_over_regression_features_end_to_end(grid, tmp_path):
@@ -175,7 +188,7 @@ def test_knn_over_regression_features_end_to_end(grid, tmp_path):
     a = knn.predict([grid.read(2)])[0]
     knn.save(tmp_path / "knn")
     b = load_model(tmp_path / "knn").predict([grid.read(2)])[0]
-    assert (a.latitude, a.longitude) == pytest.approx((b.latitude, b.longitude), abs=1e-8)
+    assert_same_prediction(a, b, abs_tol=1e-5)  # radius differs by ~5e-6 m after reload (float32 re-embedding)
     assert a.neighbours[0].image_id == "p02.jpg"  # a gallery photo finds itself first
 
 
@@ -189,4 +202,4 @@ def test_train_blocks_fine_tunes_the_last_block_on_cached_inputs(grid, tmp_path)
     a = p.predict([grid.read(1)])[0]
     p.save(tmp_path / "tb")
     b = load_model(tmp_path / "tb").predict([grid.read(1)])[0]
-    assert (a.latitude, a.longitude) == (b.latitude, b.longitude)
+    assert_same_prediction(a, b, abs_tol=0.0)  # the whole Prediction survives save/load

@@ -18,18 +18,18 @@ from PIL import Image
 
 from .errors import ModelError, PhotoError
 from .geo import haversine_m
-from .photos import ImageInput, describe, read_bytes, read_meta
 from .modeldir import read_manifest, thumb_name
+from .photos import MAX_PIXELS, ImageInput, describe, open_image, read_bytes, read_meta
 from .predictors.base import Prediction
 from .predictors.registry import load_model
 
 RUNTIMES = ("torch", "onnx")
 
 
-def exif_position(data: bytes) -> tuple[float, float] | None:
+def exif_position(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[float, float] | None:
     """The photo's own EXIF GPS position, or None when it has none (or its EXIF is unreadable)."""
     try:
-        meta = read_meta(data)
+        meta = read_meta(data, max_pixels=max_pixels)
     except PhotoError:
         return None
     return (float(meta.latitude), float(meta.longitude)) if meta.has_gps else None
@@ -49,19 +49,22 @@ class Img2GPS:
     model_dir: Path
     manifest: dict
     runtime: str = "torch"
+    max_pixels: int = MAX_PIXELS  # larger photos raise errors.ImageTooLarge (HTTP 413)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _ids: frozenset | None = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, model_dir: str | Path, runtime: str = "torch", onnx_path: str | Path | None = None) -> "Img2GPS":
+    def load(cls, model_dir: str | Path, runtime: str = "torch", onnx_path: str | Path | None = None,
+             max_pixels: int = MAX_PIXELS) -> "Img2GPS":
         """Open a model directory. runtime='onnx' embeds queries with onnxruntime: from `onnx_path`, else
-        MODEL_DIR/encoder.onnx, else an export made once and cached under the user cache dir."""
+        MODEL_DIR/encoder.onnx, else an export made once and cached under the user cache dir. Photos above
+        max_pixels (default photos.MAX_PIXELS) are refused with errors.ImageTooLarge."""
         model_dir = Path(model_dir)
         if runtime not in RUNTIMES:
             raise ModelError(f"unknown runtime {runtime!r}; choose {' or '.join(RUNTIMES)}")
         predictor = load_model(model_dir)  # checks every file's checksum, names what is missing or corrupted
         manifest = read_manifest(model_dir, verify=False)
-        obj = cls(predictor, model_dir, manifest, runtime)
+        obj = cls(predictor, model_dir, manifest, runtime, max_pixels)
         if runtime == "onnx":
             obj._use_onnx(onnx_path)
         return obj
@@ -102,8 +105,12 @@ class Img2GPS:
         self.predict(np.full((32, 32, 3), 128, np.uint8), top_k=1)
 
     # -- prediction ------------------------------------------------------------------------------------------
-    def predict(self, image: ImageInput, top_k: int = 5) -> Prediction:
-        """One photo (path, bytes, PIL image or HxWx3 uint8 array) -> Prediction."""
+    def predict(self, image: ImageInput, top_k: int = 5, max_pixels: int | None = None) -> Prediction:
+        """One photo (path, bytes, PIL image or HxWx3 uint8 array) -> Prediction.
+
+        A file or bytes with more than max_pixels (default: this object's max_pixels) raise errors.ImageTooLarge;
+        other unusable photos raise PhotoError, both with a one-line reason naming the photo."""
+        max_pixels = self.max_pixels if max_pixels is None else int(max_pixels)
         if not isinstance(top_k, (int, np.integer)) or top_k < 1:
             raise ModelError(f"top_k must be a positive integer, not {top_k!r}")
         name = describe(image)
@@ -113,12 +120,15 @@ class Img2GPS:
         if not isinstance(data, (bytes, Image.Image, np.ndarray)):
             raise PhotoError(name, f"unsupported input type {type(image).__name__} (path, bytes, PIL image or array)")
         try:
+            # decoded here, under this object's pixel limit; the predictor gets bare pixels (no EXIF)
+            pixels = open_image(data, max_side=getattr(self.predictor, "query_max_side", None),
+                                max_pixels=max_pixels) if isinstance(data, bytes) else data
             with self._lock:  # one query at a time: 2 cores gain nothing from parallel embeddings
-                pred = self.predictor.predict([data], top_k=int(top_k))[0]
+                pred = self.predictor.predict([pixels], top_k=int(top_k))[0]
         except PhotoError as e:
-            raise PhotoError(name, e.problem) from None  # name the file, not "<12345 bytes>"
+            raise type(e)(name, e.problem) from None  # name the file, not "<12345 bytes>"
         if isinstance(data, bytes):
-            pred.photo_exif_position = exif_position(data)
+            pred.photo_exif_position = exif_position(data, max_pixels)
         return pred
 
     def predict_many(self, images: Sequence[ImageInput], top_k: int = 5) -> list[Prediction]:

@@ -12,6 +12,10 @@ class PhotoError(Img2GPSError):
         super().__init__(f"{source}: {problem}")
 
 
+class ImageTooLarge(PhotoError):
+    """The photo has more pixels than the configured limit (photos.MAX_PIXELS by default); HTTP 413."""
+
+
 class DataError(Img2GPSError):
     pass
 

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from .data.sources import GeoDataset
 from .data.splits import Fold, folds_for_protocol
-from .geo import LocalFrame, haversine_m, spatial_clusters
+from .geo import LocalFrame, haversine_m, latlon_sd, spatial_clusters, z2_error
 from .predictors.registry import make_predictor
 
 BASELINE = "mean-coordinate"
@@ -75,7 +75,8 @@ def score_queries(p, ds: GeoDataset, indices, lat_sd: float = 1.0, lon_sd: float
     """The one scoring path (bench, eval, demo): predict each query photo alone, timed from its bytes.
 
     Returns one row per query: spec, image, true/pred lat/lon, error_m, radius_m, confidence, recognised,
-    z2 (squared z-error over lat/lon with the given standard deviations in degrees), predict_ms, hit_1/5/10.
+    z2 (squared z-error over lat/lon with the given standard deviations in degrees, geo.latlon_sd; wrap-aware),
+    predict_ms, hit_1/5/10.
     `predictions`, when given, receives each Prediction in order.
     """
     glat = p.gallery["Latitude"].to_numpy(float)
@@ -94,7 +95,7 @@ def score_queries(p, ds: GeoDataset, indices, lat_sd: float = 1.0, lon_sd: float
             "pred_lat": pred.latitude, "pred_lon": pred.longitude,
             "error_m": float(haversine_m(tlat, tlon, pred.latitude, pred.longitude)),
             "radius_m": pred.radius_m, "confidence": pred.confidence, "recognised": bool(pred.recognised),
-            "z2": ((pred.latitude - tlat) / lat_sd) ** 2 + ((pred.longitude - tlon) / lon_sd) ** 2,
+            "z2": z2_error(pred.latitude, pred.longitude, tlat, tlon, (lat_sd, lon_sd)),
             "predict_ms": ms, **retrieval_hits(ranked, tlat, tlon, glat, glon),
         })
     return rows
@@ -130,10 +131,10 @@ def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, 
     p.fit(train)
     run.fit_s += time.perf_counter() - t0
     # z-scores use the training fold's spread (the paper's normalised MSE); the mean cancels in the difference
-    lat_sd, lon_sd = max(train.lat.std(), 1e-9), max(train.lon.std(), 1e-9)
+    sd = latlon_sd(train.lat, train.lon)
     if warm and len(fold.val):  # one untimed query so lazy loading is not counted as latency
         p.predict([ds.read(int(fold.val[0]))], top_k=top_k)
-    run.rows.extend(score_queries(p, ds, fold.val, lat_sd, lon_sd, top_k))
+    run.rows.extend(score_queries(p, ds, fold.val, *sd, top_k))
 
 
 def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[float] | None = None,
@@ -180,9 +181,12 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
             by_fraction.setdefault(f"{frac:g}", {"results": {}})["results"][spec] = m
             by_fraction[f"{frac:g}"]["gallery_n_mean"] = float(np.mean(list(gallery_n[frac].values())))
     bar.close()
+    out["results_fraction"] = 1.0
     if fractions:
         out["by_fraction"] = by_fraction
         if not out["results"]:
+            # no silent fallback: the headline results are those of the largest fraction, and the JSON says so
+            out["results_fraction"] = max(fracs)
             out["results"] = by_fraction[f"{max(fracs):g}"]["results"]
     preds = pd.concat(all_rows, ignore_index=True) if all_rows else pd.DataFrame()
     return out, preds
@@ -234,8 +238,11 @@ def write_outputs(json_path, result: dict, preds: pd.DataFrame, plots: bool = Tr
     import os
     from pathlib import Path
 
+    from .provenance import code_revision
+
     json_path = Path(json_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
+    result = {**result, "code": result.get("code") or code_revision()}  # git revision + dirty flag
     stem = json_path.with_suffix("")
     written = []
     tmp = json_path.with_suffix(".json.tmp")

@@ -1,4 +1,9 @@
-"""Distances and a local metric frame: everything metric happens in east/north metres around the data's centre."""
+"""Distances and a local metric frame: everything metric happens in east/north metres around the data's centre.
+
+Longitudes wrap at +-180 degrees. Every function here is wrap-aware, and every other module that averages,
+subtracts, bins, bounds, clusters or plots longitudes goes through them (LocalFrame, wrap_lon, lon_delta,
+mean_lon, lon_in_range, latlon_sd): a gallery that straddles the meridian behaves exactly like one that does not.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,26 +13,92 @@ import numpy as np
 EARTH_RADIUS_M = 6_371_008.8
 
 
+def wrap_lon(lon):
+    """Longitude(s) in degrees mapped into [-180, 180). Scalars stay floats, arrays stay arrays."""
+    out = (np.asarray(lon, float) + 180.0) % 360.0 - 180.0
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def lon_delta(lon, lon0):
+    """Signed east offset lon - lon0 in degrees, the short way round: in [-180, 180)."""
+    return wrap_lon(np.asarray(lon, float) - np.asarray(lon0, float))
+
+
+def mean_lon(lon, weights=None) -> float:
+    """Weighted mean longitude in [-180, 180) taken on the circle, so (179.99, -179.99) averages to 180, not 0."""
+    lon = np.radians(np.asarray(lon, float).reshape(-1))
+    w = np.ones_like(lon) if weights is None else np.asarray(weights, float).reshape(-1)
+    s, c = float((w * np.sin(lon)).sum()), float((w * np.cos(lon)).sum())
+    if abs(s) < 1e-15 and abs(c) < 1e-15:
+        return wrap_lon(float(np.degrees(lon[0]))) if len(lon) else 0.0
+    return wrap_lon(float(np.degrees(np.arctan2(s, c))))
+
+
+def median_lon(lon) -> float:
+    """Median longitude, taken as offsets from the circular mean (wrap-aware)."""
+    c = mean_lon(lon)
+    return wrap_lon(c + float(np.median(lon_delta(lon, c))))
+
+
+def lon_in_range(lon, lon_min, lon_max) -> np.ndarray:
+    """True where lon lies in the eastward interval lon_min -> lon_max (GeoJSON convention: lon_min > lon_max
+    means the interval crosses the +-180 meridian). Bounds may also be given unwrapped (e.g. 180.002)."""
+    width = float(lon_delta(lon_max, lon_min)) % 360.0
+    if width == 0.0 and float(lon_max) != float(lon_min):
+        width = 360.0  # a full circle
+    off = np.asarray(lon_delta(lon, lon_min), float) % 360.0
+    return off <= width + 1e-12
+
+
+def bbox_of(lat, lon) -> tuple[float, float, float, float]:
+    """Smallest (lat_min, lon_min, lat_max, lon_max) holding every point, longitudes in [-180, 180); lon_min >
+    lon_max when the box crosses the +-180 meridian (GeoJSON convention). Longitudes are measured as offsets from
+    their circular mean, so this is exact for any area narrower than half the globe."""
+    lat = np.asarray(lat, float)
+    c = mean_lon(lon)
+    d = np.asarray(lon_delta(lon, c), float)
+    return float(lat.min()), wrap_lon(c + float(d.min())), float(lat.max()), wrap_lon(c + float(d.max()))
+
+
+def latlon_sd(lat, lon, floor: float = 1e-9) -> tuple[float, float]:
+    """Standard deviations (degrees) of latitude and of wrap-aware longitude offsets from their circular mean."""
+    lat = np.asarray(lat, float)
+    d = lon_delta(lon, mean_lon(lon))
+    return max(float(np.std(lat)), floor), max(float(np.std(d)), floor)
+
+
+def z2_error(pred_lat, pred_lon, true_lat, true_lon, sd: tuple[float, float]):
+    """Squared z-scored error summed over latitude and (wrap-aware) longitude; sd from latlon_sd of the training set."""
+    dlat = (np.asarray(pred_lat, float) - np.asarray(true_lat, float)) / sd[0]
+    dlon = np.asarray(lon_delta(pred_lon, true_lon), float) / sd[1]
+    out = dlat ** 2 + dlon ** 2
+    return float(out) if np.ndim(out) == 0 else out
+
+
 def haversine_m(lat1, lon1, lat2, lon2) -> np.ndarray:
     """Great-circle distance in metres. The arcsin-of-sqrt form with clipping never produces NaN."""
     p1, p2 = np.radians(lat1), np.radians(lat2)
     dphi = p2 - p1
-    dlmb = np.radians(np.asarray(lon2, dtype=float) - np.asarray(lon1, dtype=float))
+    dlmb = np.radians(lon_delta(lon2, lon1))
     a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
     return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
 @dataclass(frozen=True)
 class LocalFrame:
-    """Equirectangular east/north metres around an origin; exact to well under 1 cm over a few km."""
+    """Equirectangular east/north metres around an origin; exact to well under 1 cm over a few km.
+
+    East offsets are taken the short way round the globe, so the frame is continuous across +-180 degrees;
+    to_latlon returns longitudes in [-180, 180)."""
 
     lat0: float
     lon0: float
 
     @classmethod
     def around(cls, lat, lon) -> "LocalFrame":
+        """Frame centred on the mean latitude and the circular mean longitude of the points."""
         lat, lon = np.asarray(lat, float), np.asarray(lon, float)
-        return cls(float(np.mean(lat)), float(np.mean(lon)))
+        return cls(float(np.mean(lat)), mean_lon(lon))
 
     @property
     def _m_per_deg(self) -> tuple[float, float]:
@@ -37,14 +108,14 @@ class LocalFrame:
     def to_en(self, lat, lon) -> np.ndarray:
         """(N, 2) array of east, north metres."""
         mx, my = self._m_per_deg
-        e = (np.asarray(lon, float) - self.lon0) * mx
+        e = np.asarray(lon_delta(lon, self.lon0), float) * mx
         n = (np.asarray(lat, float) - self.lat0) * my
         return np.stack([e, n], axis=-1)
 
     def to_latlon(self, en) -> tuple[np.ndarray, np.ndarray]:
         en = np.asarray(en, float)
         mx, my = self._m_per_deg
-        return self.lat0 + en[..., 1] / my, self.lon0 + en[..., 0] / mx
+        return self.lat0 + en[..., 1] / my, wrap_lon(self.lon0 + en[..., 0] / mx)
 
 
 def weighted_centre(lat, lon, weights=None) -> tuple[float, float]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,7 +13,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import PhotoError
+from .errors import ImageTooLarge, PhotoError
 
 try:  # HEIC/HEIF support; registering an opener is idempotent.
     import pillow_heif
@@ -24,8 +25,12 @@ except ImportError:  # pragma: no cover - declared dependency
 ImageInput = Union[str, Path, bytes, Image.Image, np.ndarray]
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp", ".tif", ".tiff"}
-MAX_PIXELS = 120_000_000  # ~ a 108 MP phone photo; above that we refuse instead of exhausting memory
+# The one pixel limit. Every path (data build, predict, the API, serve) takes its default from here and applies
+# it through check_pixels; `--max-megapixels` overrides it per command. 120 MP fits a 108 MP (12000x9000) phone
+# photo. Pillow's own decompression-bomb guard (a warning above ~89 MP) is silenced so it cannot refuse first.
+MAX_PIXELS = 120_000_000
 MAX_BYTES = 60 * 1024 * 1024
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif"}
 
 _GPS_IFD = 0x8825
 _EXIF_IFD = 0x8769
@@ -46,14 +51,67 @@ class PhotoMeta:
         return self.latitude is not None and self.longitude is not None
 
 
+def readable_name(name: str) -> str:
+    """A file name as text that can be written to CSV/JSON. Names that are not UTF-8 on disk (old cameras, zip
+    files from Windows) arrive with undecodable bytes as surrogates; they are read as Windows-1252 instead."""
+    raw = os.fsencode(str(name))
+    for enc in ("utf-8", "cp1252"):
+        try:
+            return raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1")
+
+
 def describe(src: ImageInput) -> str:
     if isinstance(src, (str, Path)):
-        return str(src)
+        return readable_name(str(src))
     if isinstance(src, bytes):
         return f"<{len(src)} bytes>"
     if isinstance(src, np.ndarray):
         return f"<array {src.shape}>"
     return "<image>"
+
+
+def pillow_hard_limit() -> int:
+    """Pixels above which Pillow refuses to open any image (2 x Image.MAX_IMAGE_PIXELS): no limit can exceed it."""
+    return 2 * int(Image.MAX_IMAGE_PIXELS) if Image.MAX_IMAGE_PIXELS else 2**62
+
+
+def pixel_limit(megapixels: float | None) -> int:
+    """A user's --max-megapixels (None = the default MAX_PIXELS) -> pixels; ValueError when out of range."""
+    if megapixels is None:
+        return MAX_PIXELS
+    px = int(float(megapixels) * 1e6)
+    if not (0 < px <= pillow_hard_limit()):
+        raise ValueError(f"--max-megapixels must be in (0, {pillow_hard_limit() / 1e6:.0f}] "
+                         f"(Pillow refuses larger images), not {megapixels}")
+    return px
+
+
+def check_pixels(width: int, height: int, name: str, max_pixels: int = MAX_PIXELS) -> None:
+    """Raise ImageTooLarge when width x height exceeds max_pixels."""
+    if width * height > max_pixels:
+        raise ImageTooLarge(name, f"image too large ({width}x{height} = {width * height / 1e6:.0f} MP; "
+                                  f"limit {max_pixels / 1e6:.0f} MP)")
+
+
+def library_warnings_to(reasons: list[str]):
+    """Context manager: warnings raised by Pillow/pillow-heif inside are recorded into `reasons` (one line each,
+    no file paths) instead of being printed. Pillow's decompression-bomb warning is dropped: MAX_PIXELS decides."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def _cm():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+        for w in caught:
+            line = " ".join(str(w.message).split())
+            if line and line not in reasons:
+                reasons.append(line)
+    return _cm()
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -73,30 +131,34 @@ def read_bytes(path: str | Path) -> bytes:
         raise PhotoError(str(p), f"cannot read file ({e.strerror or e})") from None
 
 
-def _open_pil(data: bytes, name: str, max_side: int | None = None, decode: bool = True) -> Image.Image:
-    """Open and fully decode, mapping every PIL failure to a one-line PhotoError.
+def _open_pil(data: bytes, name: str, max_side: int | None = None, decode: bool = True,
+              max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open and fully decode, mapping every PIL failure to a one-line PhotoError (ImageTooLarge above max_pixels).
 
-    With max_side, JPEGs are decoded at a reduced DCT scale (PIL draft): 4-8x faster for a 12 MP photo."""
+    With max_side, JPEGs are decoded at a reduced DCT scale (PIL draft): 4-8x faster for a 12 MP photo.
+    Library warnings are never printed (a real failure raises; read_meta turns EXIF damage into reasons)."""
     if not data:
         raise PhotoError(name, "empty file (0 bytes)")
+    reasons: list[str] = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with library_warnings_to(reasons):
             im = Image.open(io.BytesIO(data))
-            if im.width * im.height > MAX_PIXELS:
-                raise PhotoError(name, f"image too large ({im.width}x{im.height} pixels; limit {MAX_PIXELS:,})")
-            if max_side and im.format == "JPEG":
+            check_pixels(im.width, im.height, name, max_pixels)
+            if max_side and im.format in ("JPEG", "MPO"):  # MPO: a phone's multi-picture JPEG
                 im.draft("RGB", (max_side, max_side))
             if decode:
                 im.load()
     except PhotoError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PhotoError(name, "image too large (decompression bomb guard)") from None
+    except Image.DecompressionBombError:
+        raise ImageTooLarge(name, f"image too large (more than {pillow_hard_limit() / 1e6:.0f} MP; "
+                                  f"limit {max_pixels / 1e6:.0f} MP)") from None
     except UnidentifiedImageError:
+        if pillow_heif is None and data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+            raise PhotoError(name, "HEIC/HEIF photo, but pillow-heif is not installed (pip install pillow-heif)") from None
         raise PhotoError(name, "unknown or unsupported image format") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise PhotoError(name, f"corrupt or truncated image ({e})") from None
+        raise PhotoError(name, f"corrupt or truncated image ({' '.join(str(e).split())})") from None
     if im.width < 1 or im.height < 1:
         raise PhotoError(name, "image has no pixels")
     return im
@@ -105,7 +167,8 @@ def _open_pil(data: bytes, name: str, max_side: int | None = None, decode: bool 
 def _to_rgb(im: Image.Image) -> Image.Image:
     """Upright RGB with no metadata attached (so nothing downstream can read the EXIF GPS)."""
     try:
-        im = ImageOps.exif_transpose(im)
+        with library_warnings_to([]):  # a broken EXIF block should not lose the photo, nor print a warning
+            im = ImageOps.exif_transpose(im)
     except Exception:  # a broken orientation tag should not lose the photo
         pass
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
@@ -126,13 +189,15 @@ def strip_metadata(im: Image.Image) -> Image.Image:
     return clean
 
 
-def open_image(src: ImageInput, max_side: int | None = None) -> Image.Image:
-    """Any supported input -> upright RGB PIL image without metadata, optionally downscaled."""
+def open_image(src: ImageInput, max_side: int | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Any supported input -> upright RGB PIL image without metadata, optionally downscaled.
+
+    Raises PhotoError (ImageTooLarge above max_pixels) with a one-line reason."""
     name = describe(src)
     if isinstance(src, (str, Path)):
-        im = _open_pil(read_bytes(src), name, max_side)
+        im = _open_pil(read_bytes(src), name, max_side, max_pixels=max_pixels)
     elif isinstance(src, (bytes, bytearray)):
-        im = _open_pil(bytes(src), name, max_side)
+        im = _open_pil(bytes(src), name, max_side, max_pixels=max_pixels)
     elif isinstance(src, Image.Image):
         im = src
     elif isinstance(src, np.ndarray):
@@ -171,7 +236,9 @@ def _dms(value, ref, pos: str, neg: str, limit: float) -> float:
         raise ValueError("zero denominator or non-numeric value")
     ref = (ref.decode(errors="ignore") if isinstance(ref, bytes) else str(ref or "")).strip("\x00 ").upper()
     if ref not in (pos, neg):
-        raise ValueError(f"missing or invalid reference {ref!r}")
+        what = "latitude" if pos == "N" else "longitude"
+        raise ValueError(f"{what} reference {pos}/{neg} missing" if not ref else
+                         f"{what} reference {ref!r} is not {pos} or {neg}")
     if ref == neg:
         deg = -deg
     if abs(deg) > limit:
@@ -188,11 +255,20 @@ def _clean_str(v) -> str | None:
     return v or None
 
 
-def read_meta(src: str | Path | bytes) -> PhotoMeta:
-    """EXIF GPS (DMS rationals, N/S/E/W refs; altitude ignored), capture time, device, oriented size."""
+def read_meta(src: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> PhotoMeta:
+    """EXIF GPS (DMS rationals, N/S/E/W refs; altitude ignored), capture time, device, oriented size.
+
+    Never prints a library warning: a damaged GPS block becomes meta.gps_problem = "EXIF GPS block is corrupt"."""
     name = describe(src)
     data = read_bytes(src) if isinstance(src, (str, Path)) else src
-    im = _open_pil(data, name, decode=False)  # header and EXIF only: pixels are checked when the photo is opened
+    # header and EXIF only: pixels are checked when the photo is opened
+    im = _open_pil(data, name, decode=False, max_pixels=max_pixels)
+    reasons: list[str] = []
+    with library_warnings_to(reasons):
+        return _read_exif(im, reasons)
+
+
+def _read_exif(im: Image.Image, reasons: list[str]) -> PhotoMeta:
     meta = PhotoMeta()
     try:
         exif = im.getexif()
@@ -219,12 +295,17 @@ def read_meta(src: str | Path | bytes) -> PhotoMeta:
             meta.time = datetime.strptime(t[:19], "%Y:%m:%d %H:%M:%S").isoformat()
         except ValueError:
             meta.time = None
+    n_before = len(reasons)
     try:
         gps = exif.get_ifd(_GPS_IFD)
     except Exception:
-        gps = {}
-    if not gps:
-        meta.gps_problem = "no GPS position in EXIF"
+        gps = None
+    if _GPS_IFD in exif and (gps is None or len(reasons) > n_before or not gps):
+        # a GPS pointer that leads nowhere, or a block Pillow could only read in part
+        meta.gps_problem = "EXIF GPS block is corrupt"
+        return meta
+    if not gps or (gps.get(2) is None and gps.get(4) is None):
+        meta.gps_problem = "no GPS position in EXIF" + (" (its GPS block holds no latitude/longitude)" if gps else "")
         return meta
     try:
         lat = _dms(gps.get(2), gps.get(1), "N", "S", 90.0)

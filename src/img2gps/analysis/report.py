@@ -59,7 +59,9 @@ def write_report(out_dir: Path, stem: str, title: str, rows: list[dict], notes: 
     out_dir.mkdir(parents=True, exist_ok=True)
     date = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     cmd = command_line()
-    doc = {**(extra or {}), "title": title, "command": cmd, "date": date, "table": rows}
+    from ..provenance import code_revision
+
+    doc = {**(extra or {}), "title": title, "command": cmd, "date": date, "code": code_revision(), "table": rows}
     load = _load_average()
     doc.setdefault("machine", {"cpus": os.cpu_count(), "load_avg_1min_at_end": load})
     md = [f"# {title}", "", f"Run {date}" + (f": `{cmd}`" if cmd else "") + "."

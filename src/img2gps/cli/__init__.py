@@ -56,6 +56,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def megapixels_option(value: float | None) -> int:
+    """--max-megapixels (None = photos.MAX_PIXELS) -> pixels, or a one-line DataError."""
+    from ..errors import DataError
+    from ..photos import pixel_limit
+
+    try:
+        return pixel_limit(value)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+
+
 def _click_exception_types() -> tuple[type, ...]:
     """Usage errors: typer >= 0.20 vendors its own click, older ones use the click package."""
     types: list[type] = []

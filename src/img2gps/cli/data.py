@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from . import app
+from ..photos import MAX_PIXELS
+from . import app, megapixels_option
 
 data_app = typer.Typer(no_args_is_help=True, help="Build a clean dataset from a photo folder; split it.")
 app.add_typer(data_app, name="data")
@@ -25,6 +26,8 @@ def build(
     drop_drift_dates: bool = typer.Option(False, "--drop-drift-dates", help="Drop dates flagged for GPS drift (impossible walking speed)."),
     dedup: bool = typer.Option(False, "--dedup", help="Drop near-duplicate photos (perceptual hash), keeping the first."),
     dedup_hamming: int = typer.Option(4, "--dedup-hamming", help="phash distance (0-64) that counts as a duplicate."),
+    max_megapixels: Optional[float] = typer.Option(None, "--max-megapixels", metavar="MP",
+                                                   help=f"Refuse photos larger than this [default: {MAX_PIXELS / 1e6:g}]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it holds an earlier build."),
 ) -> None:
     """Read geotagged photos, orient and resize them, clean (opt-in steps) and write a dataset with a report."""
@@ -32,7 +35,8 @@ def build(
 
     cfg = BuildConfig(max_side=max_side, labels=labels, bbox=bbox, drop_singletons_m=drop_singletons,
                       drop_dates=tuple((drop_dates or "").split(",")) if drop_dates else (),
-                      drop_drift_dates=drop_drift_dates, dedup=dedup, dedup_hamming=dedup_hamming, overwrite=overwrite)
+                      drop_drift_dates=drop_drift_dates, dedup=dedup, dedup_hamming=dedup_hamming, overwrite=overwrite,
+                      max_pixels=megapixels_option(max_megapixels))
     r = build_dataset(src, out, cfg)
     c, sp = r["counts"], r["area"]["nearest_other_photo_m"]
     typer.echo(f"{out}: kept {c['kept']} of {c['photo_files']} photo files "

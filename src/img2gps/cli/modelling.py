@@ -162,6 +162,9 @@ def bench(
     result, preds = run_bench(ds, protocol, specs, fractions=fr)
     result["command"] = "img2gps bench " + " ".join(_quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
     con = Console()
+    if fr and result["results_fraction"] != 1.0:
+        typer.echo(f"note: --fractions has no 1.0, so the headline results are those of fraction "
+                   f"{result['results_fraction']:g} (recorded as results_fraction in the JSON)", err=True)
     if fr:
         for f, block in result["by_fraction"].items():
             con.print(results_table(block["results"], f"{ds.name} — {protocol} — gallery fraction {f}"))
@@ -198,7 +201,7 @@ def eval_(
 
     from ..data import load_dataset
     from ..evaluate import metrics, results_table, score_queries, write_outputs
-    from ..geo import haversine_m, weighted_centre
+    from ..geo import haversine_m, latlon_sd, weighted_centre, z2_error
     from ..predictors.registry import load_model
 
     p = load_model(model)
@@ -213,7 +216,7 @@ def eval_(
         raise DataError(f"{data}: every photo is in the model's gallery; nothing held out to evaluate")
     glat, glon = p.gallery["Latitude"].to_numpy(float), p.gallery["Longitude"].to_numpy(float)
     c = weighted_centre(glat, glon)
-    sd = (max(glat.std(), 1e-9), max(glon.std(), 1e-9))
+    sd = latlon_sd(glat, glon)
     rows = score_queries(p, ds, held, *sd, progress=len(held) >= 5)
     for r in rows:
         r["fraction"] = 1.0
@@ -223,7 +226,7 @@ def eval_(
         base.append({"spec": "mean-coordinate (gallery centre)", "image": ds.ids[i], "true_lat": t[0], "true_lon": t[1],
                      "pred_lat": c[0], "pred_lon": c[1], "error_m": float(haversine_m(*t, *c)), "radius_m": np.nan,
                      "confidence": 0.0, "recognised": False,
-                     "z2": ((c[0] - t[0]) / sd[0]) ** 2 + ((c[1] - t[1]) / sd[1]) ** 2, "predict_ms": 0.0,
+                     "z2": z2_error(c[0], c[1], *t, sd), "predict_ms": 0.0,
                      "fraction": 1.0})
     preds = pd.DataFrame(base + rows)
     res = {s: metrics(g) for s, g in preds.groupby("spec", sort=False)}

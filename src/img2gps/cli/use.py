@@ -12,8 +12,9 @@ from typing import List, Optional
 
 import typer
 
-from . import app
+from . import app, megapixels_option
 from ..errors import DataError, PhotoError
+from ..photos import MAX_PIXELS
 
 
 class Format(str, Enum):
@@ -42,7 +43,9 @@ def expand_photos(args: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     for a in args:
         p = Path(a)
         if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in PHOTO_SUFFIXES)
+            # a broken link named like a photo is kept, so that it is reported rather than silently lost
+            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in PHOTO_SUFFIXES
+                           and (f.is_file() or (f.is_symlink() and not f.exists())))
             if not found:
                 problems.append((a, "folder has no photos (" + ", ".join(sorted(PHOTO_SUFFIXES)) + ")"))
             for f in found:
@@ -61,22 +64,33 @@ def expand_photos(args: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
 def _record(photo: str, pred) -> dict:
     from ..api import exif_distance_m
 
-    d = {"photo": photo}
+    from ..photos import readable_name
+
+    d = {"photo": readable_name(photo)}
     d.update(pred.to_dict())
     d["exif_distance_m"] = exif_distance_m(pred)
     return d
 
 
 def _text(rec: dict) -> str:
+    """One prediction as text: the answer, whether it was recognised (in words), then the supporting gallery
+    photos best first, each score labelled with what it is (inliers of a verified match, else cosine similarity)."""
     lines = [rec["photo"]]
-    flag = "  recognised" if rec["recognised"] else ""
+    status = ("recognised: verified against gallery photos" if rec["recognised"]
+              else "not recognised: a wide estimate")
     lines.append(f"  prediction  {rec['latitude']:.6f}, {rec['longitude']:.6f}   radius {rec['radius_m']:.0f} m   "
-                 f"confidence {rec['confidence']:.2f}   {rec['method']}{flag}")
+                 f"confidence {rec['confidence']:.2f}   {rec['method']}")
+    lines.append(f"  {status}")
     if rec["photo_exif_position"]:
         la, lo = rec["photo_exif_position"]
         lines.append(f"  photo EXIF  {la:.6f}, {lo:.6f}   {rec['exif_distance_m']:.0f} m from the prediction")
-    for i, n in enumerate(rec["neighbours"], 1):
-        lines.append(f"  {i:>2}. {n['latitude']:.6f}, {n['longitude']:.6f}  score {n['score']:.3f}  {n['image_id']}")
+    neighbours = sorted(rec["neighbours"], key=lambda n: -n["score"])
+    if neighbours:
+        lines.append("  supporting gallery photos (" + ("inliers of the verified match" if rec["recognised"]
+                                                        else "cosine similarity of the embeddings") + "):")
+    for i, n in enumerate(neighbours, 1):
+        score = (f"inliers {n['score']:.0f}" if rec["recognised"] else f"cosine similarity {n['score']:.3f}")
+        lines.append(f"  {i:>2}. {n['latitude']:.6f}, {n['longitude']:.6f}  {score}  {n['image_id']}")
     return "\n".join(lines)
 
 
@@ -110,6 +124,8 @@ def predict(
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="ONNX file for --runtime onnx (default: "
                                         "MODEL/encoder.onnx, else an export cached once in the user cache dir)."),
     tiles: bool = typer.Option(True, "--tiles/--no-tiles", help="Let the HTML map try to load map tiles (network)."),
+    max_megapixels: Optional[float] = typer.Option(None, "--max-megapixels", metavar="MP",
+                                                   help=f"Refuse photos larger than this [default: {MAX_PIXELS / 1e6:g}]."),
 ):
     """Locate photos: position, error radius, confidence and the gallery photos that support it.
 
@@ -124,7 +140,7 @@ def predict(
         typer.echo(f"skipped {a}: {why}", err=True)
     if not paths:
         raise DataError("no photos to locate")
-    m = Img2GPS.load(model, runtime=runtime.value, onnx_path=onnx)
+    m = Img2GPS.load(model, runtime=runtime.value, onnx_path=onnx, max_pixels=megapixels_option(max_megapixels))
     records, preds, failed = [], [], len(problems)
     bar = tqdm(paths, desc="locating", unit="photo", disable=len(paths) < 2, file=sys.stderr, leave=False)
     for p in bar:
@@ -162,7 +178,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 to open it to the network)."),
     port: int = typer.Option(8000, "--port", help="Port."),
     max_upload_mb: float = typer.Option(25.0, "--max-upload-mb", help="Largest accepted upload, MiB."),
-    max_megapixels: float = typer.Option(64.0, "--max-megapixels", help="Largest accepted image, megapixels."),
+    max_megapixels: Optional[float] = typer.Option(None, "--max-megapixels", metavar="MP",
+                                                   help=f"Refuse larger images with 413 [default: {MAX_PIXELS / 1e6:g}]."),
     tiles: bool = typer.Option(True, "--tiles/--no-tiles", help="Let the page try to load map tiles (needs a network)."),
     runtime: Runtime = typer.Option(Runtime.torch, "--runtime", help="Run the query encoder with torch or onnx."),
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="ONNX file for --runtime onnx."),
@@ -172,7 +189,7 @@ def serve(
 
     from ..server import UploadLimits, create_app
 
-    limits = UploadLimits(max_bytes=int(max_upload_mb * 2**20), max_pixels=int(max_megapixels * 1e6))
+    limits = UploadLimits(max_bytes=int(max_upload_mb * 2**20), max_pixels=megapixels_option(max_megapixels))
     application = create_app(model, limits=limits, tiles=tiles, runtime=runtime.value, onnx_path=onnx)
     typer.echo(f"img2gps: serving {application.state.model.spec} on http://{host}:{port}/  (API docs: /docs)", err=True)
     uvicorn.run(application, host=host, port=port, log_level="warning")

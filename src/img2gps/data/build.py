@@ -18,9 +18,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..errors import DataError, PhotoError
-from ..photos import PHOTO_SUFFIXES, open_image, read_bytes, read_meta
+from ..photos import MAX_PIXELS, PHOTO_SUFFIXES, open_image, read_bytes, read_meta, readable_name
 from . import cleaning as cl
 from .outdir import atomic_dir, check_out
+from .labelcheck import LabelCheckConfig, LabelRow, check_labels, refuse_if_mostly_swapped
 from .report import write_reports
 from .sources import read_labels_csv, validate_coordinates
 
@@ -33,6 +34,7 @@ STEPS = ("bbox", "drift_dates", "singletons", "near_duplicates")  # applied in t
 class BuildConfig:
     max_side: int = 1200  # long side of the written JPEGs; 0 keeps the original size
     quality: int = 90
+    max_pixels: int = MAX_PIXELS  # larger photos are refused (photos.MAX_PIXELS: the one default limit)
     labels: Path | None = None  # CSV whose positions override EXIF
     bbox: str | None = None  # None = off; "auto" or "LAT_MIN,LON_MIN,LAT_MAX,LON_MAX"
     drop_singletons_m: float | None = None  # None = off; else radius that makes photos one "point"
@@ -42,6 +44,7 @@ class BuildConfig:
     dedup_hamming: int = DEFAULT_HAMMING
     drift: cl.DriftConfig = field(default_factory=cl.DriftConfig)
     overwrite: bool = False
+    label_checks: LabelCheckConfig = field(default_factory=LabelCheckConfig)
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Item:
     height: int
     phash: int
     dropped_by: str | None = None
+    exif_position: tuple[float, float] | None = None  # the photo's own EXIF GPS (checks --labels rows)
 
 
 def _stderr(msg: str) -> None:
@@ -156,7 +160,7 @@ def read_one(path: Path, rel: str, name: str, labels: LabelOverride | None, cfg:
              images_dir: Path) -> Item:
     """One photo -> Item, writing its JPEG; PhotoError with a one-line reason when it cannot be used."""
     data = read_bytes(path)
-    meta = read_meta(data)
+    meta = read_meta(data, max_pixels=cfg.max_pixels)
     row, bad = labels.lookup(rel) if labels else (None, None)
     if bad:
         raise PhotoError(rel, bad)
@@ -167,12 +171,13 @@ def read_one(path: Path, rel: str, name: str, labels: LabelOverride | None, cfg:
     else:
         extra = " and not in the --labels CSV" if labels else ""
         raise PhotoError(rel, f"{meta.gps_problem or 'no GPS position'}{extra}")
-    im = open_image(data, max_side=cfg.max_side or None)  # JPEGs decode at a reduced DCT scale: fast on 12 MP
+    im = open_image(data, max_side=cfg.max_side or None, max_pixels=cfg.max_pixels)  # JPEGs decode at a reduced DCT scale: fast on 12 MP
     im.save(images_dir / name, "JPEG", quality=cfg.quality)
     return Item(source=rel, image=name, latitude=lat, longitude=lon, label_source=source,
                 time=meta.time or (_text(row.get("time")) if row else None),
                 device=meta.device or (_text(row.get("device")) if row else None),
-                width=im.width, height=im.height, phash=int(str(imagehash.phash(im)), 16))
+                width=im.width, height=im.height, phash=int(str(imagehash.phash(im)), 16),
+                exif_position=(meta.latitude, meta.longitude) if meta.has_gps else None)
 
 
 def clean(items: list[Item], cfg: BuildConfig, bbox) -> dict:
@@ -267,7 +272,7 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
     photos, ignored = find_photos(src)
     if not photos:
         raise DataError(f"{src}: no photos found (looked recursively for {', '.join(sorted(PHOTO_SUFFIXES))})")
-    rels = [p.relative_to(src).as_posix() for p in photos]
+    rels = [readable_name(p.relative_to(src).as_posix()) for p in photos]
     names = output_names(rels)
 
     with atomic_dir(out) as tmp:
@@ -289,6 +294,14 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
             why = Counter(s["reason"] for s in skipped).most_common(1)[0][0]
             raise DataError(f"{src}: none of the {len(photos)} photo file(s) is usable (most common problem: {why})")
 
+        label_findings = None
+        if labels:
+            rows = [LabelRow(it.source, it.latitude, it.longitude, it.exif_position)
+                    for it in items if it.label_source == "csv"]
+            label_findings = check_labels(rows, cfg.label_checks)
+            for line in label_findings.warnings():
+                log(f"warning: {line}")
+            refuse_if_mostly_swapped(label_findings, str(cfg.labels), cfg.label_checks)
         steps = clean(items, cfg, bbox)
         kept = [it for it in items if it.dropped_by is None]
         if not kept:
@@ -310,7 +323,7 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
                        "portrait": sum(it.height > it.width for it in kept),
                        "landscape": sum(it.width > it.height for it in kept)},
             "skipped": skipped,
-            "labels": labels.summary() if labels else None,
+            "labels": {**labels.summary(), "checks": label_findings.to_dict()} if labels else None,
             "cleaning": steps,
             "photos": [{"image": it.image, "source": it.source, "label_source": it.label_source,
                         "width": it.width, "height": it.height, "phash": f"{it.phash:016x}",

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..errors import DataError
-from ..geo import LocalFrame
+from ..geo import LocalFrame, lon_in_range, median_lon
 
 # Robust auto-bbox: median +- K robust sigmas (1.4826 * MAD) per axis, never tighter than FLOOR_M either side
 # (a phone GPS glitch is hundreds of metres; a floor that size keeps a small but real outlying spot).
@@ -46,7 +46,9 @@ def quantiles(d: np.ndarray) -> dict:
 # ---------------------------------------------------------------- bounding box
 
 def parse_bbox(text: str) -> tuple[float, float, float, float] | str:
-    """'auto' or 'LAT_MIN,LON_MIN,LAT_MAX,LON_MAX' (degrees) -> 'auto' or a checked tuple."""
+    """'auto' or 'LAT_MIN,LON_MIN,LAT_MAX,LON_MAX' (degrees) -> 'auto' or a checked tuple.
+
+    LON_MIN > LON_MAX is a box that crosses the +-180 meridian (the GeoJSON convention), e.g. 179.9 .. -179.9."""
     t = text.strip().lower()
     if t == "auto":
         return "auto"
@@ -57,8 +59,9 @@ def parse_bbox(text: str) -> tuple[float, float, float, float] | str:
     if len(vals) != 4 or not all(np.isfinite(vals)):
         raise DataError(f"--bbox {text!r}: expected 'auto' or LAT_MIN,LON_MIN,LAT_MAX,LON_MAX in degrees")
     la0, lo0, la1, lo1 = vals
-    if not (-90 <= la0 < la1 <= 90 and -180 <= lo0 < lo1 <= 180):
-        raise DataError(f"--bbox {text!r}: need -90 <= LAT_MIN < LAT_MAX <= 90 and -180 <= LON_MIN < LON_MAX <= 180")
+    if not (-90 <= la0 < la1 <= 90 and -180 <= lo0 <= 180 and -180 <= lo1 <= 180 and lo0 != lo1):
+        raise DataError(f"--bbox {text!r}: need -90 <= LAT_MIN < LAT_MAX <= 90 and longitudes in -180..180, "
+                        "LON_MIN != LON_MAX (LON_MIN > LON_MAX = a box across the +-180 meridian)")
     return vals
 
 
@@ -66,10 +69,11 @@ def robust_bbox(lat, lon, k: float = AUTO_BBOX_K, floor_m: float = AUTO_BBOX_FLO
     """A box that holds the bulk of the photos and excludes far GPS glitches.
 
     Median and MAD have a 50% breakdown point, so a few wild positions (another city, (0,0)-like glitches)
-    cannot stretch the box the way min/max or mean/std would.
+    cannot stretch the box the way min/max or mean/std would. Returns (lat_min, lon_min, lat_max, lon_max) in
+    degrees, longitudes in [-180, 180); lon_min > lon_max when the box crosses the +-180 meridian.
     """
     lat, lon = np.asarray(lat, float), np.asarray(lon, float)
-    frame = LocalFrame(float(np.median(lat)), float(np.median(lon)))
+    frame = LocalFrame(float(np.median(lat)), median_lon(lon))
     en = frame.to_en(lat, lon)
     med = np.median(en, axis=0)
     sigma = 1.4826 * np.median(np.abs(en - med), axis=0)
@@ -80,9 +84,10 @@ def robust_bbox(lat, lon, k: float = AUTO_BBOX_K, floor_m: float = AUTO_BBOX_FLO
 
 
 def outside_bbox(lat, lon, bbox) -> np.ndarray:
+    """True where a position lies outside (lat_min, lon_min, lat_max, lon_max); wrap-aware in longitude."""
     la0, lo0, la1, lo1 = bbox
     lat, lon = np.asarray(lat, float), np.asarray(lon, float)
-    return ~((lat >= la0) & (lat <= la1) & (lon >= lo0) & (lon <= lo1))
+    return ~((lat >= la0) & (lat <= la1) & lon_in_range(lon, lo0, lo1))
 
 
 # ---------------------------------------------------------------- singleton points

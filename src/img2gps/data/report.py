@@ -10,7 +10,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .. import __version__
-from ..geo import LocalFrame
+from ..geo import LocalFrame, bbox_of
 from . import cleaning as cl
 
 STEP_TITLES = {"bbox": "bounding box", "drift_dates": "GPS-drift dates", "singletons": "singleton points",
@@ -21,8 +21,8 @@ STEP_COLOURS = {"bbox": "red", "drift_dates": "darkorange", "singletons": "magen
 def area_summary(lat: np.ndarray, lon: np.ndarray) -> dict:
     en = cl.en_of(lat, lon)
     ext = en.max(0) - en.min(0)
-    return {"bbox": {"lat_min": float(lat.min()), "lon_min": float(lon.min()),
-                     "lat_max": float(lat.max()), "lon_max": float(lon.max())},
+    la0, lo0, la1, lo1 = bbox_of(lat, lon)  # lon_min > lon_max: the area crosses the +-180 meridian
+    return {"bbox": {"lat_min": la0, "lon_min": lo0, "lat_max": la1, "lon_max": lo1},
             "extent_m": {"east_west": round(float(ext[0]), 1), "north_south": round(float(ext[1]), 1)},
             "distinct_positions": int(len({(round(a, 7), round(b, 7)) for a, b in zip(lat, lon)})),
             "nearest_other_photo_m": cl.quantiles(cl.nearest_other_m(en))}

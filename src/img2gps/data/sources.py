@@ -43,6 +43,20 @@ def normalise_columns(df: pd.DataFrame, source: str) -> pd.DataFrame:
     return df
 
 
+def parse_number(v) -> float:
+    """A coordinate cell -> float (NaN when it is not a number). Accepts a decimal comma ('39,9515', as spreadsheet
+    programs in many locales write it) and surrounding spaces."""
+    if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
+        return float(v)
+    s = str(v).strip() if v is not None else ""
+    if s.count(",") == 1 and "." not in s:
+        s = s.replace(",", ".")
+    try:
+        return float(s)
+    except ValueError:
+        return math.nan
+
+
 def validate_coordinates(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Drop rows with missing/NaN/inf/out-of-range/(0,0) coordinates or duplicate names; return (clean, skipped)."""
     skipped: list[tuple[str, str]] = []
@@ -50,8 +64,7 @@ def validate_coordinates(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, l
     seen: set[str] = set()
     for i, row in df.iterrows():
         name = str(row["image"]) if not pd.isna(row["image"]) else ""
-        lat = pd.to_numeric(pd.Series([row["Latitude"]]), errors="coerce").iloc[0]
-        lon = pd.to_numeric(pd.Series([row["Longitude"]]), errors="coerce").iloc[0]
+        lat, lon = parse_number(row["Latitude"]), parse_number(row["Longitude"])
         where = f"{source} row {i + 2}" + (f" ({name})" if name else "")
         if not name:
             skipped.append((where, "empty image name"))
@@ -68,17 +81,35 @@ def validate_coordinates(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, l
             keep.append(i)
             continue
     out = df.loc[keep].copy()
-    out["Latitude"] = pd.to_numeric(out["Latitude"]).astype(float)
-    out["Longitude"] = pd.to_numeric(out["Longitude"]).astype(float)
+    out["Latitude"] = [parse_number(v) for v in out["Latitude"]]
+    out["Longitude"] = [parse_number(v) for v in out["Longitude"]]
+    out = out.astype({"Latitude": float, "Longitude": float})
     out["image"] = out["image"].astype(str)
     return out.reset_index(drop=True), skipped
 
 
+def sniff_separator(path: Path) -> str:
+    """',' unless the header line is clearly separated by ';' or tabs (spreadsheet exports in many locales)."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            head = f.readline()
+    except OSError:
+        return ","
+    counts = {sep: head.count(sep) for sep in (",", ";", "\t")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] > counts[","] else ","
+
+
 def read_labels_csv(path: Path) -> pd.DataFrame:
+    """A labels CSV (UTF-8, with or without a byte-order mark; ',' ';' or tab separated; decimal commas allowed)
+    with its columns normalised to image, Latitude, Longitude[, time, device]. DataError when unreadable."""
     if not path.exists():
         raise DataError(f"{path}: labels file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a CSV file")
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, sep=sniff_separator(path), dtype=str, encoding="utf-8-sig",
+                         skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty CSV") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from ..features.trainable import AttentionPool, cached_views
-from ..geo import EARTH_RADIUS_M, haversine_m
+from ..geo import EARTH_RADIUS_M, haversine_m, latlon_sd, lon_delta, mean_lon, wrap_lon
 from ..errors import ModelError
 from ..photos import open_image
 from .base import Prediction
@@ -93,11 +93,12 @@ class RegressionPredictor(TrunkHeadPredictor):
     # -- targets and losses -------------------------------------------------------------------------------
     def _prepare_targets(self, lat, lon) -> None:
         # a std floor of ~1 m keeps a gallery taken at one spot from dividing by zero
-        self.norm = {"lat_mean": float(np.mean(lat)), "lat_std": max(float(np.std(lat)), 1e-5),
-                     "lon_mean": float(np.mean(lon)), "lon_std": max(float(np.std(lon)), 1e-5)}
+        # longitude is z-scored as wrap-aware offsets from its circular mean (valid across +-180 degrees)
+        lat_sd, lon_sd = latlon_sd(lat, lon, floor=1e-5)
+        self.norm = {"lat_mean": float(np.mean(lat)), "lat_std": lat_sd, "lon_mean": mean_lon(lon), "lon_std": lon_sd}
         self._setup_norm()
         z = np.stack([(lat - self.norm["lat_mean"]) / self.norm["lat_std"],
-                      (lon - self.norm["lon_mean"]) / self.norm["lon_std"]], 1)
+                      lon_delta(lon, self.norm["lon_mean"]) / self.norm["lon_std"]], 1)
         self._z = torch.tensor(z, dtype=torch.float32)
 
     def _setup_norm(self) -> None:
@@ -128,7 +129,7 @@ class RegressionPredictor(TrunkHeadPredictor):
     def _latlon(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         z = np.asarray(z, float)
         n = self.norm
-        return z[:, 0] * n["lat_std"] + n["lat_mean"], z[:, 1] * n["lon_std"] + n["lon_mean"]
+        return z[:, 0] * n["lat_std"] + n["lat_mean"], wrap_lon(z[:, 1] * n["lon_std"] + n["lon_mean"])
 
     # -- hooks for the shared training plumbing -----------------------------------------------------------
     def _val_extra(self, net, data, tr, va, out) -> dict:

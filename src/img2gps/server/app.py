@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib.util
 import io
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
@@ -22,10 +22,10 @@ from pydantic import BaseModel, Field
 
 from .. import __version__
 from ..api import Img2GPS, exif_distance_m
-from ..errors import PhotoError
+from ..errors import ImageTooLarge, PhotoError
 from ..geo import haversine_m
 from ..maps import TILES_ATTRIBUTION, TILES_URL, leaflet_dir
-from ..photos import PHOTO_SUFFIXES
+from ..photos import MAX_PIXELS, PHOTO_SUFFIXES, check_pixels, library_warnings_to
 
 STATIC = Path(__file__).parent / "static"
 ACCEPTED_TYPES = ("image/", "application/octet-stream")  # browsers often send HEIC as octet-stream or nothing
@@ -34,7 +34,7 @@ ACCEPTED_TYPES = ("image/", "application/octet-stream")  # browsers often send H
 @dataclass
 class UploadLimits:
     max_bytes: int = 25 * 1024 * 1024
-    max_pixels: int = 64_000_000  # a 48 MP phone photo fits; decompression bombs do not
+    max_pixels: int = MAX_PIXELS  # the one limit (photos.MAX_PIXELS); any larger image gets 413
     max_top_k: int = 50
 
 
@@ -182,20 +182,21 @@ def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None 
         if not data:
             raise HTTPException(422, f"{name}: empty file (0 bytes)")
         try:  # header only: the size is known before any pixel is decoded
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with library_warnings_to([]):
                 with Image.open(io.BytesIO(data)) as im:
                     w, h = im.size
+        except Image.DecompressionBombError:
+            raise HTTPException(413, f"{name}: image too large (limit {limits.max_pixels / 1e6:.0f} MP)") from None
         except UnidentifiedImageError:
             raise HTTPException(415, f"{name}: not a supported image format (JPEG, PNG, HEIC, WebP, TIFF)") from None
         except Exception as e:
             raise HTTPException(422, f"{name}: unreadable image header ({type(e).__name__})") from None
-        if w * h > limits.max_pixels:
-            raise HTTPException(413, f"{name}: image too large ({w}x{h} = {w * h / 1e6:.0f} MP; "
-                                     f"limit {limits.max_pixels / 1e6:.0f} MP)")
         t0 = time.perf_counter()
         try:
-            pred = model.predict(data, top_k=top_k)
+            check_pixels(w, h, name, limits.max_pixels)
+            pred = model.predict(data, top_k=top_k, max_pixels=limits.max_pixels)  # one limit, header and decode
+        except ImageTooLarge as e:
+            raise HTTPException(413, f"{name}: {e.problem}") from None
         except PhotoError as e:
             raise HTTPException(422, f"{name}: {e.problem}") from None
         out = pred.to_dict()
@@ -206,8 +207,21 @@ def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None 
                    elapsed_ms=round((time.perf_counter() - t0) * 1000, 1))
         return out
 
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError):
+        """Every 4xx answer is {"detail": one line}; a missing or misnamed upload field names the field `file`."""
+        parts = []
+        for e in exc.errors():
+            loc = [str(x) for x in e.get("loc", ()) if x not in ("body", "query")]
+            field = ".".join(loc) or "request"
+            if field == "file" and e.get("type") == "missing":
+                parts.append("missing form field 'file': send the photo as multipart/form-data field named file")
+            else:
+                parts.append(f"{field}: {e.get('msg', 'invalid')}")
+        return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
+
     @app.exception_handler(PhotoError)
     async def photo_error(request: Request, exc: PhotoError):
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return JSONResponse({"detail": str(exc)}, status_code=413 if isinstance(exc, ImageTooLarge) else 422)
 
     return app

@@ -14,9 +14,17 @@
 
   function distanceM(a, b) { // haversine, metres; a, b = [lat, lon]
     var p1 = a[0] * Math.PI / 180, p2 = b[0] * Math.PI / 180;
-    var dp = p2 - p1, dl = (b[1] - a[1]) * Math.PI / 180;
+    var dp = p2 - p1, dl = wrapDeg(b[1] - a[1]) * Math.PI / 180;
     var h = Math.sin(dp / 2) * Math.sin(dp / 2) + Math.cos(p1) * Math.cos(p2) * Math.sin(dl / 2) * Math.sin(dl / 2);
     return 2 * R * Math.asin(Math.sqrt(Math.min(1, Math.max(0, h))));
+  }
+
+  function wrapDeg(d) { return ((d + 180) % 360 + 360) % 360 - 180; } // degrees into [-180, 180)
+
+  function circularMeanLon(lons) {
+    var s = 0, c = 0;
+    lons.forEach(function (l) { s += Math.sin(l * Math.PI / 180); c += Math.cos(l * Math.PI / 180); });
+    return (s === 0 && c === 0) ? (lons[0] || 0) : Math.atan2(s, c) * 180 / Math.PI;
   }
 
   function fmtM(m) { return m < 1000 ? Math.round(m) + " m" : (m / 1000).toFixed(2) + " km"; }
@@ -35,8 +43,15 @@
     var view = {
       map: map, notice: opts.noticeEl || null, gallery: L.layerGroup().addTo(map),
       results: L.layerGroup().addTo(map), grid: L.layerGroup(), galleryMarkers: {}, plain: false, tiles: null,
-      points: [], galleryPoints: [], neighbourMarkers: {}
+      points: [], galleryPoints: [], neighbourMarkers: {}, refLon: null
     };
+    /* Leaflet draws longitudes as given, so a gallery across +-180 would be split across the map. Every point is
+     * placed at the copy of its longitude nearest the gallery's circular-mean longitude (refLon). */
+    function ll(lat, lon) {
+      if (view.refLon === null) view.refLon = lon;
+      return [lat, view.refLon + wrapDeg(lon - view.refLon)];
+    }
+    view.ll = ll;
     if (view.notice) view.notice.hidden = false;
 
     function say(text, state) {
@@ -98,13 +113,14 @@
       view.gallery.clearLayers();
       view.galleryMarkers = {};
       view.galleryPoints = [];
+      if ((items || []).length) view.refLon = circularMeanLon(items.map(function (g) { return g.lon; }));
       (items || []).forEach(function (g) {
-        var m = L.circleMarker([g.lat, g.lon], {radius: 3, color: COLORS.gallery, weight: 1, fillOpacity: 0.6,
+        var m = L.circleMarker(ll(g.lat, g.lon), {radius: 3, color: COLORS.gallery, weight: 1, fillOpacity: 0.6,
           className: "img2gps-gallery"});
         m.bindTooltip(esc(g.id));
         view.gallery.addLayer(m);
         view.galleryMarkers[g.id] = m;
-        view.galleryPoints.push([g.lat, g.lon]);
+        view.galleryPoints.push(ll(g.lat, g.lon));
       });
       view.points = view.galleryPoints.slice();
       if (view.plain) drawGrid();
@@ -116,7 +132,7 @@
       view.neighbourMarkers = {};
       var bounds = [];
       items.forEach(function (it, i) {
-        var p = it.prediction, at = [p.latitude, p.longitude];
+        var p = it.prediction, at = ll(p.latitude, p.longitude);
         var label = it.label ? esc(it.label) + "<br>" : "";
         var info = label + "prediction " + p.latitude.toFixed(6) + ", " + p.longitude.toFixed(6) +
           "<br>radius " + fmtM(p.radius_m) + ", confidence " + p.confidence.toFixed(2) + "<br>" + esc(p.method);
@@ -128,7 +144,7 @@
         if (it.label) mk.bindTooltip(esc(it.label));
         if (showNeighbours) {
           (p.neighbours || []).forEach(function (n, k) {
-            var np = [n.latitude, n.longitude];
+            var np = ll(n.latitude, n.longitude);
             view.results.addLayer(L.polyline([at, np], {color: COLORS.neighbour, weight: 1, opacity: 0.7,
               dashArray: "3 4", interactive: false}));
             var nm = L.circleMarker(np, {radius: 6, color: "#fff", weight: 1.5, fillColor: COLORS.neighbour,
@@ -143,6 +159,7 @@
                       ["exif", p.photo_exif_position, COLORS.exif, "photo's own EXIF position"]];
         others.forEach(function (o) {
           if (!o[1]) return;
+          o[1] = ll(o[1][0], o[1][1]);
           var d = distanceM(at, o[1]);
           view.results.addLayer(L.polyline([at, o[1]], {color: o[2], weight: 2, dashArray: o[0] === "exif" ? "6 4" : null,
             className: "img2gps-" + o[0] + "-line"}).bindTooltip(fmtM(d)));
@@ -157,10 +174,10 @@
       if (view.plain) drawGrid();
       var b = L.latLngBounds(bounds.length ? bounds : view.points);
       items.forEach(function (it) { // make every error circle fit
-        var p = it.prediction, dLat = p.radius_m / (Math.PI / 180 * R);
+        var p = it.prediction, dLat = p.radius_m / (Math.PI / 180 * R), at = ll(p.latitude, p.longitude);
         var dLon = dLat / Math.max(0.01, Math.cos(p.latitude * Math.PI / 180));
-        b.extend([p.latitude - dLat, p.longitude - dLon]);
-        b.extend([p.latitude + dLat, p.longitude + dLon]);
+        b.extend([at[0] - dLat, at[1] - dLon]);
+        b.extend([at[0] + dLat, at[1] + dLon]);
       });
       if (b.isValid()) map.fitBounds(b.pad(0.1));
     };
