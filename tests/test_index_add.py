@@ -56,3 +56,33 @@ def test_index_add_refuses_other_methods(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot be extended" in err[0]
     assert (tmp_path / "m" / "model.json").read_text() == before
+
+
+def test_index_add_to_rerank_keeps_existing_keypoints(tmp_path, capsys):
+    import h5py
+
+    from img2gps.predictors.registry import load_model
+
+    a = make_gallery(tmp_path / "a", n_places=3, views=2)
+    b = make_gallery(tmp_path / "b", n_places=5, views=2)  # places 3 and 4 are new; rename to avoid clashes
+    lab = pd.read_csv(b / "labels.csv")
+    lab = lab[lab["image"].str.startswith(("place03", "place04"))].copy()
+    for n in lab["image"]:
+        (b / "images" / n).rename(b / "images" / f"b_{n}")
+    lab["image"] = "b_" + lab["image"]
+    lab.to_csv(b / "labels.csv", index=False)
+    m = tmp_path / "m"
+    assert main(["fit", "--data", str(a), "--method", "rerank:vlad=8", "--out", str(m), "--quiet"]) == 0
+    with h5py.File(m / "keypoints.h5") as f:
+        old = {k: f[k][:] for k in ("xy", "desc", "offsets", "size")}
+    old_emb = np.load(m / "knn" / "embeddings.npy")
+    assert main(["index", "add", "--model", str(m), str(b), "--workers", "1", "--quiet"]) == 0
+    with h5py.File(m / "keypoints.h5") as f:
+        n = old["offsets"][-1]
+        assert np.array_equal(f["xy"][:n], old["xy"]) and np.array_equal(f["desc"][:n], old["desc"])
+        assert np.array_equal(f["offsets"][:len(old["offsets"])], old["offsets"]) and len(f["size"]) == 10
+    assert np.array_equal(np.load(m / "knn" / "embeddings.npy")[:6], old_emb)
+    p = load_model(m)
+    assert len(p.gallery) == 10 and p.gallery["image"].tolist()[-1] == "b_place04_view1.jpg"
+    got = p.predict([b / "images" / "b_place04_view1.jpg"])[0]
+    assert got.recognised and got.neighbours[0].image_id == "b_place04_view1.jpg"

@@ -125,7 +125,7 @@ class BasePredictor:
     # -- appending ---------------------------------------------------------------------------------------
     def add_refusal(self) -> str | None:
         """Why this model cannot take new gallery photos without a re-fit (None when it can)."""
-        return (f"{self.spec}: a {self.name} model cannot be extended in place (index add supports knn); "
+        return (f"{self.spec}: a {self.name} model cannot be extended in place (index add supports knn and rerank); "
                 "re-fit it with `img2gps fit`")
 
     def add(self, new: GeoDataset) -> None:

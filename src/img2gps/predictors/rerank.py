@@ -38,6 +38,9 @@ from .base import BasePredictor, Neighbour, Prediction
 from .knn import KNNConfig, KNNPredictor
 
 
+KEYS_FILE = "content_keys.txt"
+
+
 @dataclass
 class RerankConfig:
     embed: str = "lite0"  # global encoder for the shortlist (features/backbones.py)
@@ -203,6 +206,7 @@ class RerankPredictor(BasePredictor):
         if c.vlad and sum(counts) >= 4 * c.vlad:  # learnt from the gallery only, on a bounded sample
             self.codebook = VladCodebook.train_from(counts, self.store.unit_desc, c.vlad)
         self._build()
+        self.keys = keys
         self._calibrate(keys)
 
     def _build(self, vlad_vecs: np.ndarray | None = None) -> None:
@@ -356,7 +360,41 @@ class RerankPredictor(BasePredictor):
         return {"index": self.knn.index_report, "calibration": self.calib_summary}
 
     # -- persistence --------------------------------------------------------------------------------------
+    # -- appending ---------------------------------------------------------------------------------------
+    def add_refusal(self):
+        if getattr(self, "keys", None) is None:
+            return f"{self.spec}: this model predates `index add` (no {KEYS_FILE}); re-fit it with `img2gps fit`"
+        return None
+
+    def _add(self, new) -> None:
+        """New photos' embeddings, keypoints and VLAD vectors appended (the codebook is kept, so every existing
+        vector and keypoint stays as it was); neighbour lists, score scales and calibration redone."""
+        new_keys = [new.content_key(i) for i in range(len(new))]
+        with single_threaded():
+            self.indexing_stats = ensure_features(new, ExtractSpec(embed=self.config.embed, features=self.fcfg),
+                                                  self.indexing, keys=new_keys, label="indexing")
+            self.knn.indexing = self.indexing
+            self.knn.add(new)
+            n_old, old, cache = len(self.store), self.store, KeypointCache(self.fcfg)
+
+            def read(i: int) -> Keypoints:
+                if i < n_old:
+                    return old.get(i)
+                kp = cache.get(new_keys[i - n_old])
+                return kp if kp is not None else extract(new.open(i - n_old), self.fcfg)
+
+            self.store = KeypointStore(n_old + len(new), read, self.config.cache_mb * 2**20)
+            vlad = self.vlad_vecs
+            if self.codebook is not None:
+                more = np.stack([self.codebook.encode(self.store.unit_desc(i)) for i in range(n_old, len(self.store))])
+                vlad = np.concatenate([vlad, more])
+            self.keys = list(self.keys) + new_keys
+            self._build(vlad)
+            self._calibrate(self.keys)
+
     def _save_files(self, d: Path) -> None:
+        if getattr(self, "keys", None) is not None:
+            (d / KEYS_FILE).write_text("\n".join(self.keys) + "\n")
         self.knn.save(d / "knn", thumbnails=False)
         write_store(d / STORE_FILE, iter(self.store), len(self.store), self.fcfg.key)
         if self.codebook is not None:
@@ -371,6 +409,8 @@ class RerankPredictor(BasePredictor):
         self.knn = KNNPredictor.load(d / "knn")
         if not (d / STORE_FILE).is_file() and (d / "keypoints.npz").is_file():
             raise ModelError(f"{d}: keypoints.npz is the old keypoint format; re-fit the model")
+        kf = d / KEYS_FILE  # content hashes of the gallery photos (what `index add` and calibration key on)
+        self.keys = kf.read_text().split() if kf.is_file() else None
         self.store = KeypointStore.open(d / STORE_FILE, len(self.gallery), self.fcfg.key, self.config.cache_mb * 2**20)
         vlad, self.codebook = None, None
         if (d / "vlad_codebook.npy").is_file():
