@@ -71,7 +71,7 @@ def _root(version: bool = typer.Option(False, "--version", is_eager=True, callba
 
 def _register() -> None:
     # Importing each module attaches its commands to `app` (data, fit/bench/eval, predict/serve/export, demo, analyze).
-    from . import analyze, data, demo, modelling, use  # noqa: F401
+    from . import analyze, data, demo, index, modelling, use  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,6 +56,9 @@ def fit(
     out: Path = typer.Option(..., "--out", metavar="MODEL_DIR", help="Model directory to write."),
     exclude: Optional[str] = typer.Option(None, "--exclude", help="Images to leave out of the gallery: a,b,c or a file."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model at --out."),
+    workers: int = typer.Option(0, "--workers", help="Processes (or local Ray CPUs) for decode/embedding/SIFT; 0 = all cores."),
+    engine: str = typer.Option("pool", "--engine", help="pool (process pool on this machine) | local (one process) | ray (Ray Data; RAY_ADDRESS for a cluster)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress lines (photos/s, ETA) on stderr."),
 ):
     """Fit a method on a dataset and save the model directory (model.json + the method's files + thumbnails)."""
     from ..data import load_dataset
@@ -72,16 +75,37 @@ def fit(
         if unknown:
             typer.echo(f"warning: {len(unknown)} --exclude name(s) not in the dataset, e.g. {unknown[0]}", err=True)
         ds = ds.exclude_ids(names)
+    predictor.indexing = indexing_config(workers, engine, quiet)
     t0 = time.perf_counter()
     predictor.fit(ds)
     fit_s = time.perf_counter() - t0
-    predictor.metrics = dict(predictor.metrics, fit_s=round(fit_s, 2), excluded=len(names))
+    predictor.metrics = dict(predictor.metrics, fit_s=round(fit_s, 2), excluded=len(names),
+                             **indexing_metrics(predictor))
     predictor.save(out)
     typer.echo(f"fitted {spec} on {len(ds)} photos in {fit_s:.1f} s -> {out}")
     index = predictor.fit_report().get("index")
     if index:
         typer.echo(f"retrieval index: {index['kind']} over {index['n']} vectors, recall@10 vs exact search "
                    f"{index['recall_at_10_vs_exact']:.3f} (sampled)")
+
+
+def indexing_config(workers: int, engine: str, quiet: bool):
+    """The CLI's --workers/--engine/--quiet as an IndexingConfig (DataError on a bad value)."""
+    from ..indexing import IndexingConfig
+
+    cfg = IndexingConfig(workers=workers, engine=engine, progress=not quiet)
+    cfg.check()
+    return cfg
+
+
+def indexing_metrics(predictor) -> dict:
+    """What the feature extraction did (engine, photos computed/cached, worker pids), for model.json metrics."""
+    st = predictor.indexing_stats
+    if st is None:
+        return {}
+    return {"indexing": {"engine": predictor.indexing.engine, "workers": predictor.indexing.n_workers(),
+                         "computed": st.computed, "cached": st.cached, "seconds": round(st.seconds, 2),
+                         "worker_pids": sorted(st.pids)}}
 
 
 @app.command()

@@ -3,6 +3,7 @@ I/O is delegated to img2gps.modeldir)."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
@@ -12,6 +13,7 @@ import pandas as pd
 
 from ..data.sources import GeoDataset
 from ..errors import ModelError
+from ..indexing import IndexingConfig
 from ..modeldir import read_manifest, write_model_dir, write_thumbnails
 from ..photos import ImageInput, open_image, read_focal35
 
@@ -115,6 +117,10 @@ class BasePredictor:
         self.gallery_fingerprint: str | None = None
         self.metrics: dict[str, Any] = {}
         self._train: GeoDataset | None = None
+        # How gallery features are computed (engine, workers); never saved: the model does not depend on it.
+        # Library default: in-process; the CLI's --workers defaults to all cores.
+        self.indexing = IndexingConfig(workers=1, engine="local")
+        self.indexing_stats = None
 
     # -- fitting -----------------------------------------------------------------------------------------
     def fit(self, train: GeoDataset) -> None:
@@ -126,6 +132,33 @@ class BasePredictor:
         self._fit(train)
 
     def _fit(self, train: GeoDataset) -> None:
+        raise NotImplementedError
+
+    # -- appending ---------------------------------------------------------------------------------------
+    def add_refusal(self) -> str | None:
+        """Why this model cannot take new gallery photos without a re-fit (None when it can)."""
+        return (f"{self.spec}: a {self.name} model cannot be extended in place (index add supports knn and rerank); "
+                "re-fit it with `img2gps fit`")
+
+    def add(self, new: GeoDataset) -> None:
+        """Append photos to a fitted (or loaded) gallery without recomputing the existing ones, then recalibrate.
+
+        Raises ModelError when the method cannot be extended, or when a new photo's name is already in the gallery.
+        """
+        why = self.add_refusal()
+        if why:
+            raise ModelError(why)
+        if self.gallery is None:
+            raise ModelError(f"{self.spec}: add called before fit/load")
+        clash = sorted(set(new.ids) & set(self.gallery["image"].astype(str)))
+        if clash:
+            raise ModelError(f"{clash[0]}: already in the model's gallery ({len(clash)} name(s) clash)")
+        self._train = new  # thumbnails of the new photos; the old ones are copied by save
+        self.gallery = pd.concat([self.gallery, new.table[["image", "Latitude", "Longitude"]]], ignore_index=True)
+        self.gallery_fingerprint = GeoDataset(self.gallery, new.reader).fingerprint()
+        self._add(new)
+
+    def _add(self, new: GeoDataset) -> None:
         raise NotImplementedError
 
     # -- prediction --------------------------------------------------------------------------------------
@@ -175,6 +208,9 @@ class BasePredictor:
         def write_files(tmp: Path) -> None:
             self.gallery.to_csv(tmp / "gallery.csv", index=False, float_format="%.9f")
             self._save_files(tmp)
+            old = getattr(self, "model_dir", None)
+            if thumbnails and old is not None and (Path(old) / "thumbs").is_dir():  # a loaded model, extended
+                shutil.copytree(Path(old) / "thumbs", tmp / "thumbs")
             if thumbnails and self._train is not None:
                 write_thumbnails(self._train, tmp / "thumbs")
 

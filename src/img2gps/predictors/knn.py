@@ -10,6 +10,7 @@ from ..localization.calibration import RadiusModel
 from ..errors import ModelError
 from ..retrieval.encoders import ENCODERS, get_encoder
 from ..features.cache import embed_dataset
+from ..indexing import ExtractSpec, ensure_features
 from ..geo import LocalFrame
 from ..localization.holdout import excluded_rows, same_spot_radius_m
 from ..retrieval.database import INDEX_KINDS, CosineIndex, aggregate
@@ -55,6 +56,8 @@ class KNNPredictor(BasePredictor):
             self._embedder.fit(train)
             return self._embedder.embed_dataset(train)
         self._encoder = get_encoder(self.config.embed)
+        stats = ensure_features(train, ExtractSpec(embed=self.config.embed), self.indexing, label="embedding")
+        self.indexing_stats = stats
         return embed_dataset(self._encoder, train)
 
     @property
@@ -140,6 +143,22 @@ class KNNPredictor(BasePredictor):
         r = self.radius_model.radius(spread)
         return (Prediction(float(lat), float(lon), r, self.radius_model.confidence(r), False, self.spec,
                            self.neighbours(idx, sims, top_k)), idx[:n])
+
+    def add_refusal(self):
+        if self.config.embed == "regression":
+            return f"{self.spec}: embed=regression is trained on the gallery; re-fit it with `img2gps fit`"
+        return None
+
+    def _add(self, new) -> None:
+        """New photos' embeddings (cached, computed by self.indexing) appended to the index; existing rows untouched."""
+        self._encoder = self._encoder or get_encoder(self.config.embed)
+        self.indexing_stats = ensure_features(new, ExtractSpec(embed=self.config.embed), self.indexing, label="embedding")
+        self.index.add(embed_dataset(self._encoder, new))
+        self.vectors = self.index.vectors
+        self._build(self.index)
+        self.index_report = {"kind": self.index.kind, "n": len(self.index),
+                             "recall_at_10_vs_exact": self.index.recall_vs_exact(10)}
+        self._calibrate()
 
     def fit_report(self):
         return {"index": self.index_report}

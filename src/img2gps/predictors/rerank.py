@@ -38,6 +38,7 @@ from ..errors import ModelError
 from ..retrieval.encoders import ENCODERS
 from ..verification.local import (FeatureConfig, KeypointCache, Keypoints, PairCache, VerifyConfig, extract,
                                   extract_dataset, fundamental_inliers, mutual_matches)
+from ..indexing import ExtractSpec, ensure_features
 from ..verification.store import FILE as STORE_FILE, KeypointStore, write_store
 from ..retrieval.vlad import VladCodebook
 from ..geo import weighted_median_en
@@ -50,6 +51,7 @@ from .knn import KNNConfig, KNNPredictor
 
 
 MIN_CALIBRATION = 5  # fewer held-out answers of a kind than this: that kind borrows a wider radius
+KEYS_FILE = "content_keys.txt"
 
 
 @dataclass
@@ -210,8 +212,12 @@ class RerankPredictor(BasePredictor):
         c = self.config
         self.knn = KNNPredictor(KNNConfig(embed=c.embed, k=c.k, coverage=c.coverage, index=c.index),
                                 spec=f"knn:embed={c.embed}:k={c.k}")
-        self.knn.fit(train)
         keys = [train.content_key(i) for i in range(len(train))]
+        # one pass decodes each photo for both its embedding and its keypoints (all cores; resumable)
+        self.indexing_stats = ensure_features(train, ExtractSpec(embed=c.embed, features=self.fcfg), self.indexing,
+                                              keys=keys, label="indexing")
+        self.knn.indexing = self.indexing
+        self.knn.fit(train)
         self.keys = keys
         cam = train.with_camera_meta().table  # gallery headings / focal lengths: labels.csv, else the EXIF
         self.gallery["heading"] = cam["heading"].to_numpy(float)
@@ -231,6 +237,7 @@ class RerankPredictor(BasePredictor):
         if c.vlad and sum(counts) >= 4 * c.vlad:  # learnt from the gallery only, on a bounded sample
             self.codebook = VladCodebook.train_from(counts, self.store.unit_desc, c.vlad)
         self._build()
+        self.keys = keys
         self._calibrate(keys)
 
     def _build(self, vlad_vecs: np.ndarray | None = None) -> None:
@@ -471,7 +478,44 @@ class RerankPredictor(BasePredictor):
         return {"index": self.knn.index_report, "calibration": self.calib_summary}
 
     # -- persistence --------------------------------------------------------------------------------------
+    # -- appending ---------------------------------------------------------------------------------------
+    def add_refusal(self):
+        if getattr(self, "keys", None) is None:
+            return f"{self.spec}: this model predates `index add` (no {KEYS_FILE}); re-fit it with `img2gps fit`"
+        return None
+
+    def _add(self, new) -> None:
+        """New photos' embeddings, keypoints and VLAD vectors appended (the codebook is kept, so every existing
+        vector and keypoint stays as it was); neighbour lists, score scales and calibration redone."""
+        new_keys = [new.content_key(i) for i in range(len(new))]
+        cam = new.with_camera_meta().table  # the new rows' headings / focal lengths, as fit reads them
+        for col in ("heading", "focal35"):
+            self.gallery.loc[len(self.gallery) - len(new):, col] = cam[col].to_numpy(float)
+        with single_threaded():
+            self.indexing_stats = ensure_features(new, ExtractSpec(embed=self.config.embed, features=self.fcfg),
+                                                  self.indexing, keys=new_keys, label="indexing")
+            self.knn.indexing = self.indexing
+            self.knn.add(new)
+            n_old, old, cache = len(self.store), self.store, KeypointCache(self.fcfg)
+
+            def read(i: int) -> Keypoints:
+                if i < n_old:
+                    return old.get(i)
+                kp = cache.get(new_keys[i - n_old])
+                return kp if kp is not None else extract(new.open(i - n_old), self.fcfg)
+
+            self.store = KeypointStore(n_old + len(new), read, self.config.cache_mb * 2**20)
+            vlad = self.vlad_vecs
+            if self.codebook is not None:
+                more = np.stack([self.codebook.encode(self.store.unit_desc(i)) for i in range(n_old, len(self.store))])
+                vlad = np.concatenate([vlad, more])
+            self.keys = list(self.keys) + new_keys
+            self._build(vlad)
+            self._calibrate(self.keys)
+
     def _save_files(self, d: Path) -> None:
+        if getattr(self, "keys", None) is not None:
+            (d / KEYS_FILE).write_text("\n".join(self.keys) + "\n")
         self.knn.save(d / "knn", thumbnails=False)
         write_store(d / STORE_FILE, iter(self.store), len(self.store), self.fcfg.key)
         if self.codebook is not None:
@@ -489,6 +533,8 @@ class RerankPredictor(BasePredictor):
         self.knn = KNNPredictor.load(d / "knn")
         if not (d / STORE_FILE).is_file() and (d / "keypoints.npz").is_file():
             raise ModelError(f"{d}: keypoints.npz is the old keypoint format; re-fit the model")
+        kf = d / KEYS_FILE  # content hashes of the gallery photos (what `index add` and calibration key on)
+        self.keys = kf.read_text().split() if kf.is_file() else None
         self.store = KeypointStore.open(d / STORE_FILE, len(self.gallery), self.fcfg.key, self.config.cache_mb * 2**20)
         vlad, self.codebook = None, None
         if (d / "vlad_codebook.npy").is_file():
@@ -502,4 +548,3 @@ class RerankPredictor(BasePredictor):
         self.use_pose = bool(state.get("use_pose", self.config.pose == "on"))
         self.pose_recognised = bool(state.get("pose_recognised", True))
         self.heading_radius = state.get("heading_radius_deg")
-        self.keys = None  # content keys serve the fit-time pose cache only
