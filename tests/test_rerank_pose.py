@@ -71,3 +71,15 @@ def test_pose_option_is_validated():
     with pytest.raises(ModelError, match="pose must be"):
         make_predictor("rerank:pose=maybe")
     assert make_predictor("rerank").config.pose == "auto"
+
+
+def test_library_api_passes_the_query_focal_length(fitted, tmp_path):
+    from img2gps.api import Img2GPS
+
+    ds, held, p = fitted
+    p.save(tmp_path / "m")
+    m = Img2GPS.load(tmp_path / "m")
+    img = np.asarray(ds.open(held[1]))
+    data = jpeg_with_exif(img, 40.0, -75.0, 10.0)
+    a, b = m.predict(data), p.predict([data])[0]
+    assert a.heading_deg == pytest.approx(b.heading_deg) and a.source == b.source

@@ -19,7 +19,7 @@ from PIL import Image
 from .errors import ModelError, PhotoError
 from .geo import haversine_m
 from .modeldir import read_manifest, thumb_name
-from .photos import MAX_PIXELS, ImageInput, describe, open_image, read_bytes, read_meta
+from .photos import MAX_PIXELS, ImageInput, describe, open_image, read_bytes, read_focal35, read_meta
 from .predictors.base import Prediction
 from .predictors.registry import load_model
 
@@ -124,7 +124,9 @@ class Img2GPS:
             pixels = open_image(data, max_side=getattr(self.predictor, "query_max_side", None),
                                 max_pixels=max_pixels) if isinstance(data, bytes) else data
             with self._lock:  # one query at a time: 2 cores gain nothing from parallel embeddings
-                pred = self.predictor.predict([pixels], top_k=int(top_k))[0]
+                # the focal length is the one piece of query metadata a method may use (camera model)
+                focal = [read_focal35(data)] if isinstance(data, bytes) else None
+                pred = self.predictor.predict([pixels], top_k=int(top_k), focal35=focal)[0]
         except PhotoError as e:
             raise type(e)(name, e.problem) from None  # name the file, not "<12345 bytes>"
         if isinstance(data, bytes):

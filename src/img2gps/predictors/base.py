@@ -162,17 +162,21 @@ class BasePredictor:
         raise NotImplementedError
 
     # -- prediction --------------------------------------------------------------------------------------
-    def predict(self, images: Sequence[ImageInput], top_k: int = 5) -> list[Prediction]:
+    def predict(self, images: Sequence[ImageInput], top_k: int = 5,
+                focal35: Sequence[float | None] | None = None) -> list[Prediction]:
+        """focal35: the photos' 35 mm-equivalent focal lengths (mm) when the caller already decoded them to bare
+        pixels (api.Img2GPS does); by default each is read from the photo's own EXIF header."""
         if self.gallery is None:
             raise ModelError(f"{self.spec}: predict called before fit/load")
-        return [self._predict_one(*q, top_k, **kw) for q, kw in map(self._query_kw, images)]
+        f = list(focal35) if focal35 is not None else [None] * len(images)
+        return [self._predict_one(*q, top_k, **kw) for q, kw in map(self._query_kw, images, f)]
 
-    def _query_kw(self, im: ImageInput) -> tuple[tuple, dict]:
+    def _query_kw(self, im: ImageInput, focal35: float | None = None) -> tuple[tuple, dict]:
         """(decoded query image,), extra keyword arguments for the method.
 
         open_image returns upright RGB pixels with all metadata dropped: no method can read EXIF GPS or
         direction. The focal length alone is read from the header, for methods that model the camera."""
-        kw = {"focal35": read_focal35(im)} if self.uses_focal_length else {}
+        kw = {"focal35": focal35 if focal35 is not None else read_focal35(im)} if self.uses_focal_length else {}
         return (open_image(im, max_side=self.query_max_side),), kw
 
     def predict_ranked(self, images: Sequence[ImageInput], top_k: int = 5,
