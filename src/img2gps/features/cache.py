@@ -20,6 +20,63 @@ def user_cache_dir() -> Path:
     return Path(base) / "img2gps"
 
 
+class PairStore:
+    """Values keyed by ordered pairs of content hashes: an in-memory dict saved as one .npz of float rows.
+
+    Subclasses say how a value becomes a row of `width` floats (`encode`) and back (`decode`); a NaN first
+    element stores "computed, no result". `save` merges with what another process wrote meanwhile and replaces
+    the file atomically; a torn or foreign file is treated as empty (it is a cache).
+    """
+    width = 1
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._d = self._load(path)
+        self._dirty = False
+
+    def encode(self, value) -> np.ndarray:
+        return np.asarray([value], float)
+
+    def decode(self, row: np.ndarray):
+        return float(row[0])
+
+    def lookup(self, a: str, b: str, default=None):
+        return self._d.get((a, b), default)
+
+    def store(self, a: str, b: str, value) -> None:
+        self._d[(a, b)] = value
+        self._dirty = True
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        merged = self._load(self.path)
+        merged.update(self._d)
+        keys = list(merged)
+        rows = np.full((len(keys), self.width), np.nan)
+        for i, k in enumerate(keys):
+            if merged[k] is not None:
+                rows[i] = self.encode(merged[k])
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.stem}.tmp{os.getpid()}.npz")
+        np.savez(tmp, a=np.array([k[0] for k in keys], dtype="U64"), b=np.array([k[1] for k in keys], dtype="U64"),
+                 v=rows)
+        os.replace(tmp, self.path)
+        self._d, self._dirty = merged, False
+
+    def _load(self, path: Path) -> dict:
+        if not path.is_file():
+            return {}
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if z["v"].shape[1:] != (self.width,):
+                    return {}
+                return {(a, b): None if np.isnan(v[0]) else self.decode(v)
+                        for a, b, v in zip(z["a"].tolist(), z["b"].tolist(), z["v"])}
+        except (ValueError, OSError, KeyError, IndexError):  # torn or foreign file: start afresh
+            return {}
+
+
 class FeatureCache:
     def __init__(self, kind: str, root: Path | None = None):
         self.dir = (root or user_cache_dir()) / "features" / kind

@@ -9,13 +9,13 @@ that meet the same pair again cost nothing.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from ..features.cache import PairStore, user_cache_dir
 from .pose import (PoseConfig, PoseFix, RelativePose, ViewConstraint, combine_headings, intrinsics, place_camera,
                    relative_pose, view_constraint)
 
@@ -46,55 +46,25 @@ class CameraEstimate:
     views: list[int] = field(default_factory=list)  # gallery indices that gave a constraint
 
 
-class PoseCache:
+class PoseCache(PairStore):
     """Relative poses of (query key, gallery key) pairs: an in-memory dict saved as one .npz per setting."""
+    width = 14  # R (9), t (3), inliers, parallax
 
     def __init__(self, setting: str, root: Path | None = None):
-        from ..features.cache import user_cache_dir
+        super().__init__(Path(root or user_cache_dir()) / "poses" / f"{setting}.npz")
 
-        self.path = Path(root or user_cache_dir()) / "poses" / f"{setting}.npz"
-        self._d: dict[tuple[str, str], RelativePose | None] = self._load(self.path)
-        self._dirty = False
+    def encode(self, r: RelativePose) -> np.ndarray:
+        return np.r_[r.R.ravel(), r.t, r.inliers, r.parallax_deg]
+
+    def decode(self, v: np.ndarray) -> RelativePose:
+        return RelativePose(v[:9].reshape(3, 3), v[9:12], int(v[12]), float(v[13]))
 
     def get(self, a: str, b: str):
         """The cached pose, None for a cached failure, or the string "miss"."""
-        return self._d.get((a, b), "miss")
+        return self.lookup(a, b, "miss")
 
     def put(self, a: str, b: str, rel: RelativePose | None) -> None:
-        self._d[(a, b)] = rel
-        self._dirty = True
-
-    def save(self) -> None:
-        if not self._dirty:
-            return
-        merged = self._load(self.path)
-        merged.update(self._d)
-        keys = list(merged)
-        vals = np.full((len(keys), 14), np.nan)
-        for i, k in enumerate(keys):
-            r = merged[k]
-            if r is not None:
-                vals[i] = np.r_[r.R.ravel(), r.t, r.inliers, r.parallax_deg]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.stem}.tmp{os.getpid()}.npz")
-        np.savez(tmp, a=np.array([k[0] for k in keys], dtype="U64"), b=np.array([k[1] for k in keys], dtype="U64"),
-                 v=vals)
-        os.replace(tmp, self.path)
-        self._d, self._dirty = merged, False
-
-    @staticmethod
-    def _load(path: Path) -> dict:
-        if not path.is_file():
-            return {}
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                out = {}
-                for a, b, v in zip(z["a"].tolist(), z["b"].tolist(), z["v"]):
-                    out[(a, b)] = None if np.isnan(v[0]) else RelativePose(v[:9].reshape(3, 3), v[9:12], int(v[12]),
-                                                                         float(v[13]))
-                return out
-        except (ValueError, OSError, KeyError):  # torn or foreign file: start afresh
-            return {}
+        self.store(a, b, rel)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import PhotoError
-from ..features.cache import user_cache_dir
+from ..features.cache import PairStore, user_cache_dir
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,7 @@ def verify_key(fcfg: FeatureConfig, vcfg: VerifyConfig) -> str:
     return f"{fcfg.key}-r{vcfg.ratio:g}-m{int(vcfg.mutual)}-px{vcfg.ransac_px:g}-it{vcfg.max_iters}"
 
 
-class PairCache:
+class PairCache(PairStore):
     """Inlier counts of gallery photo pairs (ordered: the first photo plays the query), keyed by content hashes.
 
     One small .npz per feature/verification setting under <cache>/pairs/. Re-fitting on a subset of a gallery
@@ -253,37 +253,13 @@ class PairCache:
     """
 
     def __init__(self, fcfg: FeatureConfig, vcfg: VerifyConfig, root: Path | None = None):
-        self.path = Path(root or user_cache_dir()) / "pairs" / f"{verify_key(fcfg, vcfg)}.npz"
-        self._d = self._load(self.path)
-        self._dirty = False
+        super().__init__(Path(root or user_cache_dir()) / "pairs" / f"{verify_key(fcfg, vcfg)}.npz")
+
+    def decode(self, row: np.ndarray) -> int:
+        return int(row[0])
 
     def get(self, a: str, b: str) -> int | None:
-        return self._d.get((a, b))
+        return self.lookup(a, b)
 
     def put(self, a: str, b: str, n: int) -> None:
-        self._d[(a, b)] = int(n)
-        self._dirty = True
-
-    def save(self) -> None:
-        if not self._dirty:
-            return
-        # Merge with what another process may have written meanwhile, then replace atomically.
-        merged = self._load(self.path)
-        merged.update(self._d)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.stem}.tmp{os.getpid()}.npz")
-        keys = list(merged)
-        np.savez(tmp, a=np.array([k[0] for k in keys], dtype="U64"), b=np.array([k[1] for k in keys], dtype="U64"),
-                 n=np.array([merged[k] for k in keys], np.int32))
-        os.replace(tmp, self.path)
-        self._d, self._dirty = merged, False
-
-    @staticmethod
-    def _load(path: Path) -> dict[tuple[str, str], int]:
-        if not path.is_file():
-            return {}
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return {(a, b): int(c) for a, b, c in zip(z["a"].tolist(), z["b"].tolist(), z["n"].tolist())}
-        except (ValueError, OSError, KeyError):  # torn or foreign file: start afresh
-            return {}
+        self.store(a, b, int(n))
