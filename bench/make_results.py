@@ -77,6 +77,7 @@ TITLES = {
     "pose-loo": "Camera pose and heading (rerank:pose=...), penn91 leave-one-out",
     "pose-bgu-kfoldgeo5": "Same-spot-aware radius, bgu-west location-disjoint 5-fold (10 m buffer)",
     "pose-bgu-kfold5": "Same-spot-aware radius, bgu-west random 5-fold",
+    "paper-bgu-kfoldgeo5": "The paper's models on bgu-west, location-disjoint 5-fold (10 m buffer)",
     "scale": "Scale (issue 11): rerank on a 1,000-photo synthetic gallery",
     "scale-vectors": "Scale (issue 11): retrieval alone on many vectors",
     "i11-noloss-main": "No loss (issue 11): rerank leave-one-out on main before the stage refactor",

@@ -49,8 +49,18 @@ def test_version_and_clean_help_texts(capsys):
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"img2gps {__version__}"
-    commands = [["data", "build"], ["data", "split"], ["fit"], ["bench"], ["eval"], ["predict"], ["serve"],
-                ["export"], ["demo"], ["analyze", "coverage"], []]
+    import typer
+
+    from img2gps.cli import app
+
+    def walk(cmd, path):  # every command and group, so a new one is checked too
+        yield path
+        if hasattr(cmd, "commands"):  # a group (typer bundles its own click)
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, path + [name])
+
+    commands = list(walk(typer.main.get_command(app), []))
+    assert ["index", "add"] in commands and ["data", "build"] in commands
     for cmd in commands:
         assert main(cmd + ["--help"]) == 0
         out = capsys.readouterr().out

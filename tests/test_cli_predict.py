@@ -102,8 +102,15 @@ def test_bad_files_are_skipped_one_line_each(capsys, model_dir, photos, tmp_path
 def test_nothing_to_locate_is_one_error_line(capsys, model_dir, tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"nope")
     code, out, err = run(capsys, "predict", tmp_path / "broken.jpg", "--model", model_dir)
-    assert code == 2 and out == ""
-    assert err.strip().splitlines()[-1].startswith("error: ") and "no photo could be located" in err
+    assert code == 2 and out == ""  # one photo: exactly its own reason, one line
+    assert err.strip().splitlines() == [f"error: {tmp_path / 'broken.jpg'}: unknown or unsupported image format"]
+    code, out, err = run(capsys, "predict", tmp_path / "missing.jpg", "--model", model_dir)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "missing.jpg" in err
+    (tmp_path / "broken2.jpg").write_bytes(b"nope")  # a batch: each bad file skipped, then one summary error
+    code, out, err = run(capsys, "predict", tmp_path / "broken.jpg", tmp_path / "broken2.jpg", "--model", model_dir)
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and lines[-1].startswith("error: ") and "no photo could be located" in lines[-1]
+    assert sum(line.startswith("skipped ") for line in lines) == 2
 
 
 def test_missing_model_is_one_error_line(capsys, photos, tmp_path):

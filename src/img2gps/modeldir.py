@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from .data.outdir import atomic_dir
 from .errors import ModelError, PhotoError
 
 FORMAT_VERSION = 1
@@ -69,10 +67,7 @@ def write_model_dir(model_dir: Path, manifest: dict[str, Any], write_files: Call
     model.json is written, and the temp dir replaces `model_dir` by rename (an old model is replaced only at
     the very end; on any error nothing changes).
     """
-    model_dir = Path(model_dir)
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.tmp-", dir=model_dir.parent))
-    try:
+    with atomic_dir(Path(model_dir)) as tmp:
         write_files(tmp)
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         full = {"format_version": FORMAT_VERSION, **manifest,
@@ -81,16 +76,6 @@ def write_model_dir(model_dir: Path, manifest: dict[str, Any], write_files: Call
                 "checksums": {str(p.relative_to(tmp)): file_sha256(p) for p in files},
                 "sizes": {str(p.relative_to(tmp)): p.stat().st_size for p in files}}
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, default=json_default))
-        old = None
-        if model_dir.exists():
-            old = model_dir.parent / f".{model_dir.name}.old-{os.getpid()}"
-            os.replace(model_dir, old)
-        os.replace(tmp, model_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def read_manifest(model_dir: Path, verify: bool | str = True) -> dict[str, Any]:

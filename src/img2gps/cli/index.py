@@ -7,10 +7,10 @@ from typing import List, Optional
 
 import typer
 
-from . import app
+from . import App, app
 from .modelling import indexing_config, indexing_metrics
 
-index_app = typer.Typer(no_args_is_help=True, help="Grow a fitted model's gallery.")
+index_app = App(no_args_is_help=True, help="Grow a fitted model's gallery.")
 app.add_typer(index_app, name="index")
 
 
@@ -74,9 +74,9 @@ def read_inputs(paths: list[Path], labels: Path | None, work: Path):
 
 @index_app.command("add")
 def add(
-    photos: List[Path] = typer.Argument(..., help="Photo files, folders of photos, or datasets (folder with labels.csv)."),
-    model: Path = typer.Option(..., "--model", help="A fitted knn model directory (replaced atomically)."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="CSV (image,Latitude,Longitude) whose positions override EXIF, as in `data build`."),
+    photos: List[Path] = typer.Argument(..., metavar="PHOTO", help="Photo files, folders of photos, or datasets (folder with labels.csv)."),
+    model: Path = typer.Option(..., "--model", "-m", metavar="MODEL_DIR", help="A fitted knn or rerank model directory (replaced atomically)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", metavar="CSV", help="CSV (image,Latitude,Longitude) whose positions override EXIF, as in `data build`."),
     workers: int = typer.Option(0, "--workers", help="Processes (or local Ray CPUs) for decode/embedding/SIFT; 0 = all cores."),
     engine: str = typer.Option("pool", "--engine", help="pool | local | ray (Ray Data; RAY_ADDRESS for a cluster)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress lines on stderr."),

@@ -152,6 +152,8 @@ def predict(
     from ..api import Img2GPS
 
     paths, problems = expand_photos(photos)
+    if not paths and len(problems) == 1:  # one photo asked for: its own reason is the one line
+        raise DataError(f"{problems[0][0]}: {problems[0][1]}")
     for a, why in problems:
         typer.echo(f"skipped {a}: {why}", err=True)
     if not paths:
@@ -163,6 +165,8 @@ def predict(
         try:
             pred = m.predict(p, top_k=top_k)
         except PhotoError as e:
+            if len(paths) == 1 and not problems:  # a single photo: its reason is the error, not a batch skip
+                raise
             failed += 1
             bar.write(f"skipped {e}", file=sys.stderr)
             continue

@@ -18,13 +18,13 @@ import os
 import pprint
 import shutil
 import sys
-import tempfile
 import types
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..data.outdir import atomic_dir
 from ..errors import ModelError
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -275,9 +275,7 @@ def export_leaderboard(predictor, out: str | Path, model_dir: str | Path | None 
     if out.is_dir() and any(p.name not in (*FILES, "__pycache__") for p in out.iterdir()):
         raise ModelError(f"{out}: folder holds other files; give an empty or new folder")
     cfg, state = leaderboard_contents(predictor)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         (tmp / "model.py").write_text(render_model_py(cfg))
         shutil.copyfile(TEMPLATES / "preprocess.py", tmp / "preprocess.py")
         torch.save(state, tmp / "model.pt")
@@ -285,12 +283,6 @@ def export_leaderboard(predictor, out: str | Path, model_dir: str | Path | None 
         (tmp / "README.md").write_text(_readme(predictor, cfg, size))
         model = _load_exported(tmp, state)
         n, worst = _compare(predictor, model, Path(model_dir) if model_dir else None, n_check)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return LeaderboardReport(out, predictor.spec, len(state), size, n, worst)
 
 
