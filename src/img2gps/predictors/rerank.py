@@ -37,7 +37,7 @@ from ..localization.consensus import consensus
 from ..errors import ModelError
 from ..retrieval.encoders import ENCODERS
 from ..verification.local import (FeatureConfig, KeypointCache, Keypoints, PairCache, VerifyConfig, extract,
-                                  extract_dataset, fundamental_inliers, mutual_matches)
+                                  fundamental_inliers, mutual_matches)
 from ..indexing import ExtractSpec, ensure_features
 from ..verification.store import FILE as STORE_FILE, KeypointStore, write_store
 from ..retrieval.vlad import VladCodebook
@@ -222,8 +222,7 @@ class RerankPredictor(BasePredictor):
         cam = train.with_camera_meta().table  # gallery headings / focal lengths: labels.csv, else the EXIF
         self.gallery["heading"] = cam["heading"].to_numpy(float)
         self.gallery["focal35"] = cam["focal35"].to_numpy(float)
-        cache = KeypointCache(self.fcfg)
-        extract_dataset(train, self.fcfg, keys, cache=cache, keep=False)
+        cache = KeypointCache(self.fcfg)  # filled by ensure_features above
 
         def read(i: int) -> Keypoints:
             kp = cache.get(keys[i])
@@ -237,7 +236,6 @@ class RerankPredictor(BasePredictor):
         if c.vlad and sum(counts) >= 4 * c.vlad:  # learnt from the gallery only, on a bounded sample
             self.codebook = VladCodebook.train_from(counts, self.store.unit_desc, c.vlad)
         self._build()
-        self.keys = keys
         self._calibrate(keys)
 
     def _build(self, vlad_vecs: np.ndarray | None = None) -> None:
