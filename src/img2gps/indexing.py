@@ -10,9 +10,12 @@ they arrive. A killed fit therefore resumes where it stopped: `ensure_features` 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
@@ -155,19 +158,48 @@ def _run_local(items, spec, cfg) -> Iterator[dict]:
 
 
 class _Pool:
+    """A spawn process pool whose workers ignore Ctrl-C: the terminal sends SIGINT to the whole process group, and
+    a worker interrupted while it imports torch would print its own traceback ("Exception in initializer").
+    The parent alone handles the interrupt and stops the workers (terminate)."""
+
     def __init__(self, n: int):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
+        self.mp = mp
         self.ex = ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"), initializer=_one_thread)
+        self.workers: list = []
 
     def run(self, items, spec, cfg) -> Iterator[dict]:
-        futs = [self.ex.submit(_pool_task, b, spec) for b in _batches(items, cfg.batch)]
+        before = {p.pid for p in self.mp.active_children()}
+        with _sigint_ignored():  # workers are spawned inside submit() and inherit the ignored SIGINT
+            futs = [self.ex.submit(_pool_task, b, spec) for b in _batches(items, cfg.batch)]
+        self.workers += [p for p in self.mp.active_children() if p.pid not in before]
         for f in futs:
             yield f.result()
 
+    def terminate(self) -> None:
+        """Stop the workers now (after an interrupt: they ignore SIGINT and would finish their batches first)."""
+        for p in self.workers:
+            if p.is_alive():
+                p.terminate()
+
     def close(self) -> None:
         self.ex.shutdown(cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored inside (main thread only; elsewhere Python cannot change signal handlers): a child process
+    started here inherits SIG_IGN, and Python then installs no KeyboardInterrupt handler in it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _ray_start(cfg: IndexingConfig) -> bool:
@@ -246,6 +278,10 @@ def ensure_features(ds, spec: ExtractSpec, cfg: IndexingConfig | None = None, ke
                     stats.computed += 1
                     stats.pids.add(int(pid))
                 prog.update(len(out["key"]))
+    except BaseException:  # Ctrl-C above all: the workers ignore it, so stop them here
+        if pool is not None:
+            pool.terminate()
+        raise
     finally:
         if pool is not None:
             pool.close()

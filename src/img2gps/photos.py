@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +25,7 @@ except ImportError:  # pragma: no cover - declared dependency
 
 ImageInput = Union[str, Path, bytes, Image.Image, np.ndarray]
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp", ".tif", ".tiff"}
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".heic", ".heif", ".webp", ".tif", ".tiff"}  # .mpo: multi-picture JPEG
 # The one pixel limit. Every path (data build, predict, the API, serve) takes its default from here and applies
 # it through check_pixels; `--max-megapixels` overrides it per command. 120 MP fits a 108 MP (12000x9000) phone
 # photo. Pillow's own decompression-bomb guard (a warning above ~89 MP) is silenced so it cannot refuse first.
@@ -40,7 +41,7 @@ _EXIF_IFD = 0x8769
 class PhotoMeta:
     latitude: float | None = None
     longitude: float | None = None
-    time: str | None = None  # ISO 8601, camera local time (EXIF has no zone unless OffsetTime is set)
+    time: str | None = None  # ISO 8601, camera local time; with its offset ('+02:00') when EXIF OffsetTime says it
     device: str | None = None
     width: int = 0
     height: int = 0  # after orientation
@@ -160,10 +161,52 @@ def _open_pil(data: bytes, name: str, max_side: int | None = None, decode: bool 
             raise PhotoError(name, "HEIC/HEIF photo, but pillow-heif is not installed (pip install pillow-heif)") from None
         raise PhotoError(name, "unknown or unsupported image format") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
+        fixed = jpeg_missing_only_end_marker(data) if decode else None
+        if fixed is not None:  # everything but the 2-byte end marker is there: decode it with the marker restored
+            return _open_pil(fixed, name, max_side, decode, max_pixels)
         raise PhotoError(name, f"corrupt or truncated image ({' '.join(str(e).split())})") from None
     if im.width < 1 or im.height < 1:
         raise PhotoError(name, "image has no pixels")
     return im
+
+
+_EOI = b"\xff\xd9"
+# Entropy-coded fillers with no 0xFF byte (so they hold no marker), decoded as image data if a scan is unfinished.
+# Several, because libjpeg pads a scan that ends early with zero-bits and decodes an invalid Huffman code as a zero:
+# a single filler can decode like the padding by chance.
+_FILLERS = (b"\xfe" * 256, b"\x55" * 256, b"\xaa" * 256, bytes((i * 37 + 11) % 255 for i in range(256)))
+
+
+def jpeg_missing_only_end_marker(data: bytes) -> bytes | None:
+    """`data` with its end-of-image marker restored, when the JPEG lacks only that marker (some cameras, phone
+    apps and upload tools drop it; Pillow then says "truncated" though every pixel is there); None otherwise.
+
+    Test: decode with the marker appended, and again with filler bytes before it. Filler after the last complete
+    scan is skipped by libjpeg, so the decodes are pixel-identical only when no scan was cut; a file cut in the
+    middle decodes the filler as image data and differs (and stays refused). Decoded at a reduced DCT scale."""
+    if data[:2] != b"\xff\xd8" or data.endswith(_EOI):
+        return None
+    # A trailing 0xFF is the first byte of a marker (or half of a stuffed 0xFF00): the filler must not follow it.
+    data = data.rstrip(b"\xff")
+
+    def pixels(b: bytes):
+        with library_warnings_to([]):
+            im = Image.open(io.BytesIO(b))
+            if im.format not in ("JPEG", "MPO"):
+                return None
+            im.draft("RGB", (512, 512))
+            return np.asarray(im.convert("RGB"))
+
+    try:
+        a = pixels(data + _EOI)
+        if a is None:
+            return None
+        for filler in _FILLERS:
+            if not np.array_equal(a, pixels(data + filler + _EOI)):
+                return None
+    except Exception:  # anything that does not decode cleanly stays refused
+        return None
+    return data + _EOI
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -352,6 +395,10 @@ def _read_exif(im: Image.Image, reasons: list[str]) -> PhotoMeta:
             meta.time = datetime.strptime(t[:19], "%Y:%m:%d %H:%M:%S").isoformat()
         except ValueError:
             meta.time = None
+        # OffsetTimeOriginal / OffsetTime (EXIF 2.31, '+02:00'): the zone of that local time, when the camera wrote it
+        off = _clean_str(sub.get(0x9011) if sub.get(0x9003) else sub.get(0x9010))
+        if meta.time and off and re.fullmatch(r"[+-](0\d|1[0-4]):[0-5]\d", off):
+            meta.time += off
     meta.focal35 = focal35_from_exif(sub, w, h)
     n_before = len(reasons)
     try:

@@ -42,6 +42,18 @@ class HelpGroup(TyperGroup):
         super().format_help(ctx, formatter)
         formatter.buffer[:] = [clean_help(s) for s in formatter.buffer]
 
+    def format_commands(self, ctx, formatter) -> None:
+        """The command list with each command's whole first sentence, wrapped: click cuts it to the terminal
+        width with "...", which left `img2gps --help` unreadable."""
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
 
 class App(typer.Typer):
     """typer.Typer whose commands print plain, cleaned help (see clean_help)."""

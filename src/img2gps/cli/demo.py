@@ -127,12 +127,13 @@ def demo(
         written.append(Path(html) if html else out / "demo_map.html")
     for w in written:
         con.print(f"wrote {w}")
-    for line in next_steps(mdir, getattr(model, "query_encoder", None) is not None):
+    for line in next_steps(mdir, getattr(model, "query_encoder", None) is not None, out):
         con.print(line, highlight=False, soft_wrap=True)
 
 
-def next_steps(model_dir: Path, exportable: bool) -> list[str]:
-    """The commands that use the demo's model, with its real path (quoted for a POSIX shell)."""
+def next_steps(model_dir: Path, exportable: bool, out: Path = Path("img2gps-demo")) -> list[str]:
+    """The commands that use the demo's model, with its real path (quoted for a POSIX shell). The export goes
+    into the demo's own output folder `out` (git-ignored), not loose into the working tree (it is ~40 MiB)."""
     import shlex
 
     m = shlex.quote(str(model_dir))
@@ -140,5 +141,6 @@ def next_steps(model_dir: Path, exportable: bool) -> list[str]:
              f"  img2gps serve --model {m}          # then open http://127.0.0.1:8000/"]
     if exportable:
         lines.append(f"  img2gps export --model {m} --onnx {shlex.quote(str(Path(model_dir) / 'encoder.onnx'))}")
-    lines.append(f"  img2gps export --model {m} --format leaderboard --out submission   # course leaderboard")
+    sub = shlex.quote(str(Path(out) / "submission"))
+    lines.append(f"  img2gps export --model {m} --format leaderboard --out {sub}   # course leaderboard")
     return lines

@@ -21,6 +21,25 @@ def Console():  # noqa: N802 - tables stay readable when output is piped (rich a
 from ..errors import DataError
 
 
+METHODS_HELP = """\b
+Methods (--method SPEC; options are name[:key=value...], e.g. knn:embed=lite0:k=3):
+  mean-coordinate  the gallery centre: the floor every method must beat
+  knn              cosine k-NN over global embeddings [:embed=lite0|lite1|lite2|dinov2s-imgfocus|regression]
+                   [:k=3] [:agg=mean|softmax|median]
+  regression       the paper's EfficientNet + attention regressor [:backbone=lite0] [:loss=mse|metres]
+  contrastive      k-NN over an embedding trained with the paper's distance loss [:tau_m=25] [:k=3]
+  rerank           shortlist, then geometric verification (RootSIFT + MAGSAC) and spatial consensus
+                   [:topn=10] [:min_inliers=15] [:pose=auto|on|off]  (the default)"""
+
+PROTOCOLS_HELP = """\b
+Protocols (--protocol):
+  loo              leave-one-out: each photo is located by a model fitted on all the others
+  kfold:K          K random folds (seed 42), e.g. kfold:5
+  kfold-geo:K[:R]  K spatial folds (k-means on metres); training photos within R m (default 10) of a
+                   validation photo are dropped: the honest score for photos taken away from the gallery
+  split:DIR        DIR/train.csv and DIR/val.csv, as written by `img2gps data split`"""
+
+
 def read_name_list(value: str | None) -> list[str]:
     """--exclude: a comma-separated list, or a file with one name per line (or a CSV with an image column)."""
     if not value:
@@ -49,10 +68,10 @@ def _refuse_existing(out: Path, overwrite: bool) -> None:
             raise DataError(f"{out}: a model already exists there; pass --overwrite to replace it")
 
 
-@app.command()
+@app.command(epilog=METHODS_HELP)
 def fit(
     data: str = typer.Option(..., "--data", metavar="DATASET", help="Dataset: folder with images/ + labels.csv, or a .parquet / hf:// path."),
-    method: str = typer.Option(DEFAULT_METHOD, "--method", metavar="SPEC", help="Method spec, e.g. knn:embed=lite0:k=3."),
+    method: str = typer.Option(DEFAULT_METHOD, "--method", metavar="SPEC", help="Method spec (listed below), e.g. knn:embed=lite0:k=3."),
     out: Path = typer.Option(..., "--out", metavar="MODEL_DIR", help="Model directory to write."),
     exclude: Optional[str] = typer.Option(None, "--exclude", help="Images to leave out of the gallery: a,b,c or a file."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model at --out."),
@@ -140,11 +159,11 @@ def parse_fractions(value: str | None) -> list[float] | None:
     return fr
 
 
-@app.command()
+@app.command(epilog=METHODS_HELP + "\n\n" + PROTOCOLS_HELP)
 def bench(
     data: str = typer.Option(..., "--data", metavar="DATASET", help="Labelled dataset (folder, .parquet or hf://)."),
     protocol: str = typer.Option("loo", "--protocol", help="loo | kfold:K | kfold-geo:K[:R] | split:DIR"),
-    methods: str = typer.Option("knn", "--methods", help="Comma-separated method specs; mean-coordinate is always added."),
+    methods: str = typer.Option("knn", "--methods", help="Comma-separated method specs (listed below); mean-coordinate is always added."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the bench JSON (+ .predictions.csv and plots)."),
     fractions: Optional[str] = typer.Option(None, "--fractions", help="Gallery fractions for a learning curve, e.g. 0.25,0.5,1.0"),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write CDF and error-line maps beside the JSON."),

@@ -7,6 +7,7 @@ opt-in, but every step is always evaluated and reported, so a user sees what it 
 from __future__ import annotations
 
 import sys
+import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -128,11 +129,13 @@ class LabelOverride:
 
     @staticmethod
     def _key(name: str) -> str:
-        k = str(name).strip().replace("\\", "/")
+        # NFC: macOS file systems and zip tools store 'é' decomposed (NFD), spreadsheets type it composed (NFC)
+        k = unicodedata.normalize("NFC", str(name).strip().replace("\\", "/"))
         return k[2:] if k.startswith("./") else k
 
     def lookup(self, rel: str) -> tuple[dict | None, str | None]:
         """(row, None) when found, (None, reason) when the CSV names it badly, (None, None) when absent."""
+        rel = self._key(rel)
         for k in (rel, "images/" + rel):
             if k in self.table:
                 self.used.add(k)
@@ -169,9 +172,9 @@ def _num(v) -> float | None:
 def read_one(path: Path, rel: str, name: str, labels: LabelOverride | None, cfg: BuildConfig,
              images_dir: Path) -> Item:
     """One photo -> Item, writing its JPEG; PhotoError with a one-line reason when it cannot be used."""
+    row, bad = labels.lookup(rel) if labels else (None, None)  # first: a row whose photo is unreadable still matched
     data = read_bytes(path)
     meta = read_meta(data, max_pixels=cfg.max_pixels)
-    row, bad = labels.lookup(rel) if labels else (None, None)
     if bad:
         raise PhotoError(rel, bad)
     if row is not None:
@@ -192,7 +195,7 @@ def read_one(path: Path, rel: str, name: str, labels: LabelOverride | None, cfg:
                 exif_position=(meta.latitude, meta.longitude) if meta.has_gps else None)
 
 
-def clean(items: list[Item], cfg: BuildConfig, bbox) -> dict:
+def clean(items: list[Item], cfg: BuildConfig, bbox, log: Callable[[str], None] = _stderr) -> dict:
     """Run the steps in order on the photos still kept; each reports what it would drop; enabled ones drop."""
     out: dict[str, dict] = {}
     names = [it.image for it in items]
@@ -240,7 +243,14 @@ def clean(items: list[Item], cfg: BuildConfig, bbox) -> dict:
               "would_drop_flagged": int(on_flagged.sum()), "would_drop_named": int(on_named.sum()),
               "flagged_dates": rep.flagged, "named_dates": list(cfg.drop_dates),
               "named_dates_absent": sorted(set(cfg.drop_dates) - set(rep.per_date)),
-              "photos_without_time": rep.no_time, "per_date": rep.per_date})
+              "photos_without_time": rep.no_time, "photos_with_unreadable_time": rep.unreadable,
+              "photos_not_ordered": rep.unordered, "per_date": rep.per_date})
+    if rep.unreadable:
+        log(f"warning: {len(rep.unreadable)} photo(s) have a time that cannot be read, e.g. {rep.unreadable[0]}; "
+            "the drift check leaves them out (use ISO 8601, e.g. 2024-09-23T14:05:00 or 2024-09-23T18:05:00Z)")
+    if rep.unordered:
+        log(f"note: {rep.unordered} photo(s) have a time without a zone on a day when the same device also has "
+            "times with one; the drift check compares each kind only with its own")
 
     # 3. singleton points
     idx = alive()
@@ -304,17 +314,30 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
                 log(f"skipped {rel}: unexpected {type(e).__name__}: {e}")
         if not items:
             why = Counter(s["reason"] for s in skipped).most_common(1)[0][0]
-            raise DataError(f"{src}: none of the {len(photos)} photo file(s) is usable (most common problem: {why})")
+            hint = ""
+            if "GPS" in why and not labels:
+                hint = ("; give their positions in a CSV (columns image,Latitude,Longitude) with "
+                        f"`img2gps data build {src} {out} --labels CSV`")
+            raise DataError(f"{src}: none of the {len(photos)} photo file(s) is usable (most common problem: {why})"
+                            + hint)
 
+        no_gps = sum("GPS" in s["reason"] for s in skipped)
+        if no_gps and not labels:
+            log(f"note: {no_gps} photo(s) skipped for want of a GPS position; to keep them, list their positions "
+                "in a CSV (columns image,Latitude,Longitude) and pass --labels CSV")
         label_findings = None
         if labels:
+            unmatched = labels.summary()["rows_without_photo"]
+            if unmatched:
+                log(f"warning: {len(unmatched)} --labels row(s) match no photo under {src}: "
+                    + ", ".join(unmatched[:5]) + (" ..." if len(unmatched) > 5 else ""))
             rows = [LabelRow(it.source, it.latitude, it.longitude, it.exif_position)
                     for it in items if it.label_source == "csv"]
             label_findings = check_labels(rows, cfg.label_checks)
             for line in label_findings.warnings():
                 log(f"warning: {line}")
             refuse_if_mostly_swapped(label_findings, str(cfg.labels), cfg.label_checks)
-        steps = clean(items, cfg, bbox)
+        steps = clean(items, cfg, bbox, log)
         kept = [it for it in items if it.dropped_by is None]
         if not kept:
             raise DataError(f"{src}: the cleaning steps dropped all {len(items)} photos; loosen or disable them")

@@ -114,15 +114,26 @@ class DriftReport:
     per_date: dict[str, dict] = field(default_factory=dict)  # date -> photos, jumps, max speed, flagged
     flagged: list[str] = field(default_factory=list)
     no_time: int = 0
+    unreadable: list[str] = field(default_factory=list)  # photos whose time is given but cannot be read
+    unordered: int = 0  # photos with a zone-less time on a (date, device) that also has zoned times: not compared
 
 
 def parse_time(t) -> datetime | None:
+    """An ISO 8601 time (with or without a zone: '2024-09-23T10:00:00', '...Z', '...+02:00') or an EXIF-style
+    '2024:09:23 10:00:00' -> datetime (aware when the text carries a zone), None when it cannot be read."""
     if t is None or (isinstance(t, float) and np.isnan(t)) or str(t).strip() == "":
         return None
+    s = str(t).strip()
+    m = _EXIF_TIME.match(s)
+    if m:  # EXIF's own spelling, as exiftool CSV exports keep it
+        s = f"{m.group(1)}-{m.group(2)}-{m.group(3)}T{m.group(4)}" + (m.group(5) or "")
     try:
-        return datetime.fromisoformat(str(t).strip())
+        return datetime.fromisoformat(s)
     except ValueError:
         return None
+
+
+_EXIF_TIME = re.compile(r"^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d+)?)(Z|[+-]\d{2}:?\d{2})?$")
 
 
 def drift_dates(times, devices, en: np.ndarray, names, cfg: DriftConfig = DriftConfig()) -> DriftReport:
@@ -132,17 +143,24 @@ def drift_dates(times, devices, en: np.ndarray, names, cfg: DriftConfig = DriftC
     is normal and must not look like drift.
     """
     rep = DriftReport()
-    groups: dict[tuple[str, str], list[tuple[datetime, int]]] = {}
+    groups: dict[tuple[str, str, bool], list[tuple[datetime, int]]] = {}
     for i, (t, dev) in enumerate(zip(times, devices)):
         dt = parse_time(t)
         if dt is None:
             rep.no_time += 1
+            if t is not None and not (isinstance(t, float) and np.isnan(t)) and str(t).strip():
+                rep.unreadable.append(str(names[i]))
             continue
-        day = dt.date().isoformat()
+        day = dt.date().isoformat()  # the local date where the photo was taken, zone or not
         rep.per_date.setdefault(day, {"photos": 0, "jumps": [], "max_speed_mps": 0.0, "flagged": False})
         rep.per_date[day]["photos"] += 1
-        groups.setdefault((day, str(dev or "unknown device")), []).append((dt, i))
-    for (day, dev), rows in groups.items():
+        # A time with a zone (EXIF OffsetTime, '...Z' from a GPS logger or Google Takeout) and one without (camera
+        # local time) cannot be ordered: the zone of the second is unknown. Each kind is compared only with its own.
+        aware = dt.tzinfo is not None
+        groups.setdefault((day, str(dev or "unknown device"), aware), []).append((dt, i))
+    for (day, dev, aware), rows in groups.items():
+        if not aware and (day, dev, True) in groups:
+            rep.unordered += len(rows)
         rows.sort()
         info = rep.per_date[day]
         for (t0, a), (t1, b) in zip(rows, rows[1:]):

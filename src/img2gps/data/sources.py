@@ -219,6 +219,15 @@ def _folder_reader(image_dir: Path) -> Callable[[str], bytes]:
     return read
 
 
+def _has_photos(folder: Path, look: int = 2000) -> bool:
+    """True when a photo file lies under `folder` (the first `look` entries are enough to tell)."""
+    from itertools import islice
+
+    from ..photos import PHOTO_SUFFIXES
+
+    return any(p.suffix.lower() in PHOTO_SUFFIXES for p in islice(folder.rglob("*"), look))
+
+
 def from_folder(folder: str | Path, labels: str | Path | None = None, check_files: bool = True) -> GeoDataset:
     folder = Path(folder)
     if not folder.exists():
@@ -227,6 +236,10 @@ def from_folder(folder: str | Path, labels: str | Path | None = None, check_file
         raise DataError(f"{folder}: not a folder")
     csv = Path(labels) if labels else folder / "labels.csv"
     image_dir = folder / "images" if (folder / "images").is_dir() else folder
+    if labels is None and not csv.exists() and _has_photos(folder):
+        raise DataError(f"{folder}: a folder of photos, not a dataset (no labels.csv); make one first with "
+                        f"`img2gps data build {folder} DATASET/` (positions from EXIF GPS, or --labels CSV), "
+                        "then pass --data DATASET/")
     df, skipped = validate_coordinates(read_labels_csv(csv), str(csv))
     if check_files:
         exists = df["image"].map(lambda n: (image_dir / n).is_file())

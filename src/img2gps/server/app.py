@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -67,24 +67,106 @@ class PredictionOut(BaseModel):
     elapsed_ms: float
 
 
+# Multipart framing (boundaries, part headers) around the photo: a body this much over the limit is refused.
+FORM_OVERHEAD = 64 * 1024
+
+
 class _EarlySizeLimit:
-    """Refuse a too-large upload from its Content-Length before the body is read and spooled to disk."""
+    """Refuse a too-large upload before it is spooled to disk: at once from its Content-Length, and, for a body
+    without one (chunked transfer encoding, as mobile HTTP clients send streams), as soon as the bytes received
+    pass the limit; the rest of the body is never read."""
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope.get("method") == "POST":
-            for k, v in scope.get("headers", []):
-                if k == b"content-length" and v.isdigit() and int(v) > self.max_bytes + 64 * 1024:
-                    resp = JSONResponse({"detail": _too_big(int(v), self.max_bytes)}, status_code=413)
-                    await resp(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        cap = self.max_bytes + FORM_OVERHEAD
+        for k, v in scope.get("headers", []):
+            if k == b"content-length" and v.isdigit() and int(v) > cap:
+                resp = JSONResponse({"detail": _too_big(self.max_bytes, int(v))}, status_code=413)
+                await resp(scope, receive, send)
+                return
+        received, refused = 0, False
+
+        async def limited_receive():
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > cap:  # answer now; the app sees a client that went away and its answer is dropped
+                    refused = True
+                    await JSONResponse({"detail": _too_big(self.max_bytes)}, status_code=413)(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return msg
+
+        async def guarded_send(msg):
+            if not refused:
+                await send(msg)
+
+        await self.app(scope, limited_receive, guarded_send)
 
 
-def _too_big(n: int, limit: int) -> str:
-    return f"upload too large ({n / 2**20:.1f} MiB; limit {limit / 2**20:.0f} MiB)"
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.3g} MiB"
+
+
+def _too_big(limit: int, n: int | None = None) -> str:
+    """The 413 line: the size only when it is known (a Content-Length), never one made up from where reading stopped."""
+    return (f"upload too large ({_mib(n)}; limit {_mib(limit)})" if n is not None
+            else f"upload too large (more than the {_mib(limit)} limit)")
+
+
+@dataclass
+class Upload:
+    """The photo of a multipart request: its part's file name ('upload' without one), content type, bytes."""
+    name: str
+    content_type: str
+    data: bytes
+
+
+def _field_bytes(text: str) -> bytes:
+    """A part sent without filename= arrives as text that Starlette decoded as UTF-8, else Latin-1. An image is
+    never valid UTF-8 (JPEG starts with 0xFF, PNG with 0x89), so Latin-1 gives its bytes back exactly."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
+async def read_upload(request: Request) -> Upload:
+    """The multipart field `file`, with or without filename= (Flutter's MultipartFile.fromBytes and Retrofit send
+    none), up to the upload limit; 413/422 HTTPException otherwise."""
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    limits = request.app.state.limits
+    try:
+        form = await request.form(max_files=8, max_fields=64, max_part_size=limits.max_bytes + 1)
+    except StarletteHTTPException as e:  # Starlette's multipart limits: a part over max_part_size
+        if "maximum size" in str(e.detail):
+            raise HTTPException(413, _too_big(limits.max_bytes)) from None
+        raise HTTPException(422, f"unreadable form: {e.detail}") from None
+    try:
+        part = form.get("file")
+        if part is None:
+            raise HTTPException(422, "missing form field 'file': send the photo as multipart/form-data field "
+                                     "named file")
+        if isinstance(part, str):
+            return Upload("upload", "", _field_bytes(part))
+        data = await part.read(limits.max_bytes + 1)
+        return Upload(part.filename or "upload", part.content_type or "", data)
+    finally:
+        await form.close()
+
+
+_UPLOAD_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {"file": {
+        "type": "string", "format": "binary",
+        "description": "the photo (JPEG, PNG, HEIC, WebP, TIFF); a part without filename= is accepted too"}}}}}}}
 
 
 def _docs_assets() -> Path | None:
@@ -172,18 +254,19 @@ def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None 
     @app.post("/predict", response_model=PredictionOut, summary="Locate one uploaded photo",
               responses={413: {"description": "file or image too large"},
                          415: {"description": "not an image / unsupported format"},
-                         422: {"description": "missing, empty or corrupt upload, or a bad top_k"}})
-    def predict(file: UploadFile = File(..., description="the photo (JPEG, PNG, HEIC, WebP, TIFF)"),
+                         422: {"description": "missing, empty or corrupt upload, or a bad top_k"}},
+              openapi_extra=_UPLOAD_SCHEMA)
+    def predict(upload: Upload = Depends(read_upload),
                 top_k: int = Query(5, ge=1, description="how many supporting gallery photos to return")):
-        name = file.filename or "upload"
+        name = upload.name
         if top_k > limits.max_top_k:
             raise HTTPException(422, f"top_k must be at most {limits.max_top_k}")
-        ctype = (file.content_type or "").split(";")[0].strip().lower()
+        ctype = upload.content_type.split(";")[0].strip().lower()
         if ctype and not ctype.startswith(ACCEPTED_TYPES):
             raise HTTPException(415, f"{name}: content type {ctype} is not an image")
-        data = file.file.read(limits.max_bytes + 1)
+        data = upload.data
         if len(data) > limits.max_bytes:
-            raise HTTPException(413, f"{name}: {_too_big(len(data), limits.max_bytes)}")
+            raise HTTPException(413, f"{name}: {_too_big(limits.max_bytes)}")
         if not data:
             raise HTTPException(422, f"{name}: empty file (0 bytes)")
         try:  # header only: the size is known before any pixel is decoded
