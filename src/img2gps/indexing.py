@@ -15,7 +15,6 @@ import os
 import pickle
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
@@ -158,8 +157,8 @@ def _run_local(items, spec, cfg) -> Iterator[dict]:
 
 
 class _Pool:
-    """A spawn process pool whose workers ignore Ctrl-C: the terminal sends SIGINT to the whole process group, and
-    a worker interrupted while it imports torch would print its own traceback ("Exception in initializer").
+    """A spawn process pool whose workers never see Ctrl-C: the terminal sends SIGINT to the whole process group,
+    and a worker interrupted while it imports torch would print its own traceback ("Exception in initializer").
     The parent alone handles the interrupt and stops the workers (terminate)."""
 
     def __init__(self, n: int):
@@ -172,7 +171,7 @@ class _Pool:
 
     def run(self, items, spec, cfg) -> Iterator[dict]:
         before = {p.pid for p in self.mp.active_children()}
-        with _sigint_ignored():  # workers are spawned inside submit() and inherit the ignored SIGINT
+        with _sigint_blocked():  # workers are spawned inside submit() and inherit the blocked SIGINT
             futs = [self.ex.submit(_pool_task, b, spec) for b in _batches(items, cfg.batch)]
         self.workers += [p for p in self.mp.active_children() if p.pid not in before]
         for f in futs:
@@ -189,17 +188,18 @@ class _Pool:
 
 
 @contextlib.contextmanager
-def _sigint_ignored():
-    """SIGINT ignored inside (main thread only; elsewhere Python cannot change signal handlers): a child process
-    started here inherits SIG_IGN, and Python then installs no KeyboardInterrupt handler in it."""
-    if threading.current_thread() is not threading.main_thread():
+def _sigint_blocked():
+    """SIGINT blocked in this thread inside. A process spawned here inherits the blocked mask through fork and exec,
+    so it never handles a Ctrl-C; this process still does (the kernel hands it to another of its threads, or
+    delivers it when the block ends), so no interrupt is lost."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
         yield
         return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _ray_start(cfg: IndexingConfig) -> bool:

@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # standalone_mode=False makes click *return* a typer.Exit code instead of raising it
         rc = app(args=argv, standalone_mode=False)
+        if rc == 130:  # typer turns Ctrl-C into a silent exit code 130 (no command returns 130 itself)
+            print("interrupted", file=sys.stderr)
         return rc if isinstance(rc, int) else 0
     except Img2GPSError as e:
         if debug:

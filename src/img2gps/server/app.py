@@ -108,7 +108,11 @@ class _EarlySizeLimit:
             if not refused:
                 await send(msg)
 
-        await self.app(scope, limited_receive, guarded_send)
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not refused:  # after a 413 the app only fails on the body it was denied: nothing to report
+                raise
 
 
 def _mib(n: int) -> str:

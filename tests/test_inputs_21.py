@@ -1,0 +1,335 @@
+"""Issue 21, section 1: real-world inputs that failed on 1bf23d7, one test per kind (each failed there first).
+
+Every input is made in code: tiny synthetic photos, CSVs and HTTP requests.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from img2gps.cli import main
+from img2gps.errors import PhotoError
+from img2gps.geo import LocalFrame
+from img2gps.photos import open_image, read_meta
+from synth import gps_exif
+
+BASE = (39.9515, -75.1915)
+
+
+def at(east_m: float, north_m: float) -> tuple[float, float]:
+    la, lo = LocalFrame(*BASE).to_latlon(np.array([east_m, north_m]))
+    return float(la), float(lo)
+
+
+def pattern(seed: int, size=(64, 48)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(size, Image.Resampling.NEAREST)
+
+
+def jpeg(seed: int = 0, size=(64, 48), exif: Image.Exif | None = None, **kw) -> bytes:
+    buf = io.BytesIO()
+    pattern(seed, size).save(buf, "JPEG", quality=92, **({"exif": exif.tobytes()} if exif else {}), **kw)
+    return buf.getvalue()
+
+
+def build(*args) -> int:
+    return main(["data", "build", *map(str, args)])
+
+
+# ----------------------------------------------------------------------------------------------- time zones
+
+def test_mixed_time_zones_in_labels_csv(tmp_path, capsys):
+    """Photos without EXIF time (as messaging apps deliver them); the CSV mixes local times with UTC and offset
+    times (Google Takeout, GPS loggers). The build must not crash comparing them, and must say what it could not
+    compare or read."""
+    src = tmp_path / "src"
+    src.mkdir()
+    times = ["2024-09-23T10:00:00", "2024-09-23T14:05:00Z", "2024-09-23T16:10:00+02:00", "2024-09-23 10:20:00",
+             "2024:09:23 10:30:00", "yesterday at noon"]
+    rows = ["image,Latitude,Longitude,time,device"]
+    for i, t in enumerate(times):
+        (src / f"p{i}.jpg").write_bytes(jpeg(i))
+        la, lo = at(10 * i, 0)
+        rows.append(f"p{i}.jpg,{la:.7f},{lo:.7f},{t},Pixel 7")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    rc = build(src, tmp_path / "out", "--labels", tmp_path / "labels.csv")
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "TypeError" not in err and "offset-naive" not in err
+    drift = json.loads((tmp_path / "out" / "report.json").read_text())["cleaning"]["drift_dates"]
+    assert drift["photos_with_unreadable_time"] == ["p5.jpg"] and "p5.jpg" in err  # named, not silently dropped
+    assert drift["photos_not_ordered"] == 3  # the zone-less times of that device and day
+    assert drift["per_date"]["2024-09-23"]["photos"] == 5
+
+
+def test_mixed_time_zones_ordered_within_their_kind():
+    """Zoned times are ordered in absolute time (a photo at 14:05Z and one at 16:10+02:00 are 5 minutes apart), so
+    a real GPS jump between them is still flagged, and a zone-less time never meets a zoned one."""
+    from img2gps.data.cleaning import drift_dates
+
+    en = np.array([[0.0, 0.0], [500.0, 0.0], [0.0, 0.0]])
+    rep = drift_dates(["2024-09-23T14:05:00Z", "2024-09-23T16:06:00+02:00", "2024-09-23T14:06:30"],
+                      ["d", "d", "d"], en, ["a", "b", "c"])
+    assert rep.flagged == ["2024-09-23"]
+    assert [(j["from"], j["to"]) for j in rep.per_date["2024-09-23"]["jumps"]] == [("a", "b")]
+    assert rep.unordered == 1
+
+
+def test_exif_offset_time_is_kept_as_a_zone():
+    ex = gps_exif(*at(0, 0))
+    sub = ex.get_ifd(0x8769)
+    sub[0x9003] = "2024:09:23 10:00:00"
+    sub[0x9011] = "+02:00"  # OffsetTimeOriginal (EXIF 2.31)
+    assert read_meta(jpeg(exif=ex)).time == "2024-09-23T10:00:00+02:00"
+    sub[0x9011] = "garbage"
+    assert read_meta(jpeg(exif=ex)).time == "2024-09-23T10:00:00"
+
+
+# ------------------------------------------------------------------------------------- JPEG end marker
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_jpeg_missing_only_its_end_marker(tmp_path, progressive):
+    """A JPEG complete but for its 2-byte end marker decodes pixel-identical to the intact file; one cut in the
+    middle of its image data is still refused."""
+    from synth import scene
+
+    buf = io.BytesIO()
+    scene(3, 200).save(buf, "JPEG", quality=90, progressive=progressive)
+    data = buf.getvalue()
+    assert data.endswith(b"\xff\xd9")
+    intact = np.asarray(open_image(data))
+    assert np.array_equal(np.asarray(open_image(data[:-2])), intact)
+    assert np.array_equal(np.asarray(open_image(data[:-1])), intact)  # only the 0xD9 byte lost
+    for cut in (len(data) // 3, len(data) // 2, len(data) - 400):
+        with pytest.raises(PhotoError, match="corrupt or truncated"):
+            open_image(data[:cut])
+    # data build keeps it
+    src = tmp_path / "src"
+    src.mkdir()
+    ex = gps_exif(*at(0, 0)).tobytes()
+    buf = io.BytesIO()
+    scene(4, 120).save(buf, "JPEG", quality=90, exif=ex, progressive=progressive)
+    (src / "no-eoi.jpg").write_bytes(buf.getvalue()[:-2])
+    (src / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    assert build(src, tmp_path / "out") == 0
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [p["source"] for p in rep["photos"]] == ["no-eoi.jpg"]
+    assert [s["file"] for s in rep["skipped"]] == ["cut.jpg"]
+
+
+# ---------------------------------------------------------------------------------------------- uploads
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from _use_helpers import model_env
+    from img2gps.api import Img2GPS
+    from img2gps.server import UploadLimits, create_app
+
+    gen = model_env(tmp_path_factory)
+    model_dir = next(gen)
+    yield create_app(model=Img2GPS.load(model_dir), limits=UploadLimits(max_bytes=3 * 2**20), warmup=False)
+    gen.close()
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as c:
+        yield c
+
+
+def _multipart(field_headers: str, payload: bytes, boundary: str = "b0undary") -> tuple[bytes, dict]:
+    body = (f"--{boundary}\r\n{field_headers}\r\n\r\n").encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+    return body, {"content-type": f"multipart/form-data; boundary={boundary}"}
+
+
+def test_upload_part_without_filename(client):
+    """Flutter's MultipartFile.fromBytes and Retrofit send the photo as a part without filename=: accepted as the
+    photo, also when it is larger than Starlette's 1 MiB limit for plain form fields (phone photos are)."""
+    from _use_helpers import place_image
+
+    small = jpeg_arr = io.BytesIO()
+    Image.fromarray(place_image(1, seed=7)).save(jpeg_arr, "JPEG", quality=92)
+    small = jpeg_arr.getvalue()
+    body, headers = _multipart('Content-Disposition: form-data; name="file"', small)
+    r = client.post("/predict", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["neighbours"][0]["image_id"].startswith("place1_")
+    # a 2 MiB photo (noise does not compress), still under the 3 MiB limit of this server
+    rng = np.random.default_rng(0)
+    big = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (1100, 1100, 3), dtype=np.uint8)).save(big, "JPEG", quality=95)
+    assert 2**20 < len(big.getvalue()) < 3 * 2**20
+    body, headers = _multipart('Content-Disposition: form-data; name="file"\r\nContent-Type: image/jpeg',
+                               big.getvalue())
+    r = client.post("/predict", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    # over the limit: 413 that names the limit
+    body, headers = _multipart('Content-Disposition: form-data; name="file"', small + b"\0" * (3 * 2**20))
+    r = client.post("/predict", content=body, headers=headers)
+    assert r.status_code == 413 and "3 MiB" in r.json()["detail"], r.text
+
+
+def test_chunked_upload_stops_at_the_limit(app):
+    """A body without Content-Length (chunked) is refused once it passes the limit, not after reading it all, and
+    the answer states the limit rather than a size made up from where reading stopped. Driven at the ASGI level,
+    since the test client reads a whole body before the app sees it."""
+    import asyncio
+
+    sent = 0
+    chunk = b"\0" * 65536
+
+    def stream():
+        nonlocal sent
+        yield b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="x.jpg"\r\n\r\n'
+        for _ in range(32 * 16):  # up to 32 MiB
+            sent += len(chunk)
+            yield chunk
+        yield b"\r\n--b0undary--\r\n"
+
+    body = stream()
+    out: list[dict] = []
+
+    async def receive():
+        try:
+            return {"type": "http.request", "body": next(body), "more_body": True}
+        except StopIteration:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(msg):
+        out.append(msg)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/predict", "raw_path": b"/predict", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"multipart/form-data; boundary=b0undary"),
+                         (b"transfer-encoding", b"chunked")], "client": ("127.0.0.1", 5000),
+             "server": ("127.0.0.1", 8000)}
+    asyncio.run(app(scope, receive, send))
+    starts = [m for m in out if m["type"] == "http.response.start"]
+    assert [m["status"] for m in starts] == [413], out
+    assert sent <= 4 * 2**20, f"read {sent / 2**20:.0f} MiB of a body over a 3 MiB limit"
+    detail = json.loads(b"".join(m.get("body", b"") for m in out if m["type"] == "http.response.body"))["detail"]
+    assert "3 MiB limit" in detail and "32" not in detail, detail
+
+
+# ---------------------------------------------------------------------------------- Unicode file names
+
+def test_label_names_match_after_unicode_normalisation(tmp_path, capsys):
+    """The CSV names 'Café_Müller.jpg' composed (NFC); the file on disk is decomposed (NFD, as macOS and zip tools
+    write it). Both photos are kept, and a row that matches no file is named."""
+    src = tmp_path / "src"
+    src.mkdir()
+    nfc = unicodedata.normalize("NFC", "Café_Müller.jpg")
+    nfd = unicodedata.normalize("NFD", nfc)
+    assert nfc != nfd
+    (src / nfd).write_bytes(jpeg(1))
+    (src / "plain.jpg").write_bytes(jpeg(2))
+    la, lo = at(0, 0)
+    (tmp_path / "labels.csv").write_text(f"image,Latitude,Longitude\n{nfc},{la},{lo}\nplain.jpg,{la},{lo + 1e-4}\n"
+                                         f"missing.jpg,{la},{lo}\n", encoding="utf-8")
+    assert build(src, tmp_path / "out", "--labels", tmp_path / "labels.csv") == 0
+    err = capsys.readouterr().err
+    kept = pd.read_csv(tmp_path / "out" / "labels.csv")
+    assert len(kept) == 2, err
+    assert "missing.jpg" in err and "match no photo" in err
+
+
+# ------------------------------------------------------------------------------------------- .MPO files
+
+def test_mpo_files_in_folder_scans(tmp_path, capsys):
+    """Multi-picture JPEGs (.MPO from Fujifilm/Nintendo 3D cameras) are photos in a folder scan too."""
+    from img2gps.cli.use import expand_photos
+
+    src = tmp_path / "src"
+    src.mkdir()
+    im = pattern(5, (64, 48))
+    im.save(src / "DSCF0001.MPO", "MPO", save_all=True, append_images=[pattern(6, (64, 48))],
+            exif=gps_exif(*at(0, 0)).tobytes())
+    assert Image.open(src / "DSCF0001.MPO").format == "MPO"
+    found, problems = expand_photos([str(src)])
+    assert found == [str(src / "DSCF0001.MPO")] and problems == []
+    assert build(src, tmp_path / "out") == 0
+    assert len(pd.read_csv(tmp_path / "out" / "labels.csv")) == 1
+
+
+# ---------------------------------------------------------------------------------------- Ctrl-C
+
+_POOL_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from synth import make_gallery
+    from img2gps.cli import main
+    make_gallery(__import__("pathlib").Path({gallery!r}), n_places=9, views=4, size=64)  # > min_pool photos
+    print("ready", flush=True)
+    sys.exit(main(["fit", "--data", {gallery!r}, "--method", "knn:k=1", "--out", {model!r},
+                   "--workers", "2", "--engine", "pool"]))
+""")
+
+
+def test_ctrl_c_during_worker_pool_start(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the pool's workers start: one
+    line on stderr and exit code 130, no worker traceback ("Exception in initializer")."""
+    script = _POOL_SCRIPT.format(tests=str(Path(__file__).parent), gallery=str(tmp_path / "g"),
+                                 model=str(tmp_path / "m"))
+    env = dict(os.environ, IMG2GPS_CACHE=str(tmp_path / "cache"))
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=env, start_new_session=True, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    # wait until the spawned workers exist (they import torch for seconds), then interrupt the group
+    deadline = time.time() + 60
+    while time.time() < deadline and len(_children(p.pid)) < 2:
+        time.sleep(0.05)
+    assert len(_children(p.pid)) >= 2, "the worker pool did not start"
+    time.sleep(0.3)
+    os.killpg(p.pid, signal.SIGINT)
+    try:
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert p.returncode == 130, err
+    assert lines == ["interrupted"], err
+    assert not (tmp_path / "m").exists()
+    deadline = time.time() + 20  # and no worker is left running
+    while time.time() < deadline and _group_alive(p.pid):
+        time.sleep(0.1)
+    assert not _group_alive(p.pid)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is `pid` (from /proc)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
