@@ -333,3 +333,57 @@ def _children(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 out.append(int(d.name))
     return out
+
+
+# ------------------------------------------------------------------------ galleries that cannot calibrate
+
+def _dataset(root: Path, positions: list[tuple[float, float]]) -> Path:
+    (root / "images").mkdir(parents=True)
+    rows = ["image,Latitude,Longitude"]
+    for i, (la, lo) in enumerate(positions):
+        (root / "images" / f"p{i}.jpg").write_bytes(jpeg(i))
+        rows.append(f"p{i}.jpg,{la:.8f},{lo:.8f}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_gallery_too_small_to_calibrate(tmp_path, capsys):
+    """A 2-photo gallery used to fit silently (n_calibration 0) and promise a 25 m radius: refused, with the
+    minimum needed."""
+    data = _dataset(tmp_path / "d", [at(0, 0), at(40, 0)])
+    assert main(["fit", "--data", str(data), "--method", "knn", "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and "at least 5" in err, err
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
+def test_gallery_at_one_gps_point(tmp_path, capsys):
+    """Every photo shares one GPS point: fit is refused (a 10 m radius would be promised for photos anywhere),
+    and `data split` gives advice whose command then works, with no library warning on screen."""
+    data = _dataset(tmp_path / "d", [at(0, 0)] * 8)
+    assert main(["fit", "--data", str(data), "--method", "knn:k=1", "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "within 0 m" in err and "covers no area" in err, err
+    for radius in ("10", "0"):
+        assert main(["data", "split", str(data), "--out", str(tmp_path / f"s{radius}"), "--radius", radius]) == 2
+        err = capsys.readouterr().err
+        assert "Warning" not in err and err.count("\n") == 1, err
+        assert "--kind random" in err, err
+    assert main(["data", "split", str(data), "--out", str(tmp_path / "s"), "--kind", "random"]) == 0
+    assert "Warning" not in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
+def test_split_advice_radius_works(tmp_path, capsys):
+    """Two places 30 m apart and a 50 m buffer: the advice names a radius, and that radius then works."""
+    import re
+    import shlex
+
+    data = _dataset(tmp_path / "d", [at(0, 0)] * 5 + [at(30, 0)] * 5)
+    assert main(["data", "split", str(data), "--out", str(tmp_path / "s"), "--radius", "50"]) == 2
+    err = capsys.readouterr().err
+    m = re.search(r"use --radius (\d+) or less", err)
+    assert m, err
+    assert main(["data", "split", str(data), "--out", str(tmp_path / "s2"), "--radius", m.group(1)]) == 0
+    assert "Warning" not in capsys.readouterr().err

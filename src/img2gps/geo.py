@@ -154,5 +154,9 @@ def spatial_clusters(en: np.ndarray, k: int, seed: int = 42) -> np.ndarray:
     """k-means labels on east/north metres (used for location-disjoint folds)."""
     from sklearn.cluster import KMeans
 
-    k = max(1, min(k, len(en)))
-    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(np.asarray(en, float))
+    en = np.asarray(en, float)
+    # no more clusters than distinct positions (photos at one spot share a GPS fix): more would make k-means warn
+    # (ConvergenceWarning) and return fewer clusters than asked anyway
+    distinct = len(np.unique(np.round(en, 3), axis=0)) if len(en) else 0
+    k = max(1, min(k, distinct))
+    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(en)

@@ -12,6 +12,7 @@ import typer
 
 from ..predictors.registry import DEFAULT_METHOD
 from . import app
+from .modelling import refuse_uncalibratable
 from ..errors import DataError, ModelError
 
 DOWNLOAD_HINT = (
@@ -86,6 +87,7 @@ def demo(
         raise DataError(f"{src}: a demo needs at least 3 labelled photos (found {len(ds)})")
     queries = holdout_ids(ds.ids, holdout, seed)
     gallery = ds.exclude_ids(queries)
+    refuse_uncalibratable(gallery)
     con = Console() if Console().is_terminal else Console(width=150)
     con.print(f"gallery [bold]{src}[/]: {len(gallery)} photos; {len(queries)} held-out queries (seed {seed}, "
               f"never in the gallery); method [bold]{spec}[/]")

@@ -94,6 +94,7 @@ def fit(
         if unknown:
             typer.echo(f"warning: {len(unknown)} --exclude name(s) not in the dataset, e.g. {unknown[0]}", err=True)
         ds = ds.exclude_ids(names)
+    refuse_uncalibratable(ds)
     predictor.indexing = indexing_config(workers, engine, quiet)
     t0 = time.perf_counter()
     predictor.fit(ds)
@@ -106,6 +107,16 @@ def fit(
     if index:
         typer.echo(f"retrieval index: {index['kind']} over {index['n']} vectors, recall@10 vs exact search "
                    f"{index['recall_at_10_vs_exact']:.3f} (sampled)")
+
+
+def refuse_uncalibratable(ds) -> None:
+    """DataError when the gallery is too small or too uniform for a calibrated radius (a radius that promises
+    ~80% coverage must not be printed when nothing could be measured)."""
+    from ..localization.calibration import calibration_problem
+
+    why = calibration_problem(ds.lat, ds.lon)
+    if why:
+        raise DataError(f"{ds.name}: not fitted, the error radius could not be calibrated: gallery of {why}")
 
 
 def indexing_config(workers: int, engine: str, quiet: bool):

@@ -54,9 +54,23 @@ def make_folds(ds: GeoDataset, cfg: SplitConfig) -> dict[str, Fold]:
     if cfg.kind in ("both", "geo"):
         f = location_disjoint_split(ds.lat, ds.lon, cfg.val_frac, cfg.radius_m, cfg.seed)
         if len(f.train) == 0:
-            raise DataError(f"{ds.name}: the {cfg.radius_m:g} m buffer leaves no training photo; use a smaller --radius")
+            raise DataError(f"{ds.name}: " + _no_train_advice(ds, cfg))
         folds["geo"] = f
     return folds
+
+
+def _no_train_advice(ds: GeoDataset, cfg: SplitConfig) -> str:
+    """Why the location-disjoint split has no training photo, with an option that works: the largest --radius
+    that keeps one (whole metres), or --kind random when the photos stand at too few places to split by place."""
+    unbuffered = location_disjoint_split(ds.lat, ds.lon, cfg.val_frac, 0.0, cfg.seed)
+    what = f"the {cfg.radius_m:g} m buffer leaves no training photo"
+    if len(unbuffered.train) and len(unbuffered.val):
+        en = LocalFrame.around(ds.lat, ds.lon).to_en(ds.lat, ds.lon)
+        room = float(pairwise_m(en[unbuffered.train], en[unbuffered.val]).min(axis=1).max())
+        if room >= 1.0:
+            return f"{what}; use --radius {max(0, int(np.ceil(room)) - 1)} or less"
+    return (f"{what}: the photos stand at too few places for a location-disjoint split; "
+            "use --kind random (a random split only)")
 
 
 def write_split(dataset: str | Path, out: str | Path, cfg: SplitConfig | None = None) -> dict:

@@ -54,6 +54,32 @@ class RadiusModel:
         return cls(**d) if d else cls()
 
 
+# The fewest gallery photos whose held-out errors give a finite 80% conformal quantile with one to spare
+# (ceil((n + 1) * 0.8) <= n needs n >= 4 held-out predictions), and the least spread of the gallery (metres, about
+# phone GPS noise) below which every held-out error is ~0 and the radius would promise metres for any photo.
+MIN_CALIBRATION_PHOTOS = 5
+MIN_EXTENT_M = 10.0
+
+
+def calibration_problem(lat, lon) -> str | None:
+    """Why a gallery at (lat, lon) (degrees, (N,) each) cannot calibrate an error radius, or None when it can:
+    fewer than MIN_CALIBRATION_PHOTOS photos, or all of them within MIN_EXTENT_M of one another."""
+    from ..geo import LocalFrame
+
+    lat, lon = np.asarray(lat, float), np.asarray(lon, float)
+    n = len(lat)
+    if n < MIN_CALIBRATION_PHOTOS:
+        return (f"{n} photo(s): the error radius is calibrated on held-out gallery photos and needs at least "
+                f"{MIN_CALIBRATION_PHOTOS}, at two or more places; add photos")
+    en = LocalFrame.around(lat, lon).to_en(lat, lon)
+    extent = float(np.hypot(*(en.max(axis=0) - en.min(axis=0))))
+    if extent < MIN_EXTENT_M:
+        return (f"{n} photos all within {extent:.0f} m of one another: the gallery covers no area, so no error "
+                f"radius can be calibrated for a photo taken anywhere else; add photos taken at least "
+                f"{MIN_EXTENT_M:g} m apart")
+    return None
+
+
 def coverage(errors_m, radii_m) -> float:
     e, r = np.asarray(errors_m, float), np.asarray(radii_m, float)
     return float(np.mean(e <= r)) if len(e) else float("nan")
