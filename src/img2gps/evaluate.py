@@ -108,7 +108,7 @@ def score_queries(p, ds: GeoDataset, indices, lat_sd: float = 1.0, lon_sd: float
     glat = p.gallery["Latitude"].to_numpy(float)
     glon = p.gallery["Longitude"].to_numpy(float)
     rows = []
-    for i in tqdm(list(indices), desc="eval", unit="photo", disable=not progress):
+    for i in tqdm(list(indices), desc="eval", unit="photo", disable=None if progress else True):  # None: terminal only
         data = ds.read(int(i))  # bytes: decoding is part of the timed query, as for a user
         t0 = time.perf_counter()
         pred, ranked = p.predict_ranked([data], top_k=top_k, n=max(RECALL_N))[0]
@@ -198,7 +198,7 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
     by_fraction: dict = {}
     gallery_n: dict = {}  # fraction -> {fold: training-gallery size}
     total = len(specs) * len(folds) * len(fracs)
-    bar = tqdm(total=total, desc="bench", unit="fit", disable=not progress)
+    bar = tqdm(total=total, desc="bench", unit="fit", disable=None if progress else True)  # None: terminal only
     for frac in fracs:
         for spec in specs:
             run = MethodRun(spec)

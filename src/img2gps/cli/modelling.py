@@ -85,7 +85,8 @@ def fit(
 
     spec = method or DEFAULT_METHOD
     _refuse_existing(out, overwrite)
-    predictor = make_predictor(spec)  # validate the spec before any slow work
+    predictor = make_predictor(spec)  # validate the spec and its encoder before any slow work
+    check_encoders(predictor)
     ds = load_dataset(data)
     report_skipped(ds)
     names = read_name_list(exclude)
@@ -107,6 +108,17 @@ def fit(
     if index:
         typer.echo(f"retrieval index: {index['kind']} over {index['n']} vectors, recall@10 vs exact search "
                    f"{index['recall_at_10_vs_exact']:.3f} (sampled)")
+
+
+def check_encoders(predictor) -> None:
+    """Load the pretrained encoders a predictor's config names (`embed`, `backbone`): ModelError now, naming the
+    offline equivalent, rather than after earlier methods or folds have been fitted."""
+    from ..retrieval.encoders import ENCODERS, get_encoder
+
+    for field in ("embed", "backbone"):
+        name = getattr(predictor.config, field, None)
+        if isinstance(name, str) and name in ENCODERS:
+            get_encoder(name).load()
 
 
 def refuse_uncalibratable(ds) -> None:
@@ -185,8 +197,8 @@ def bench(
     from ..predictors.registry import make_predictor
 
     specs = [s.strip() for s in methods.split(",") if s.strip()]
-    for s in specs:
-        make_predictor(s)  # fail fast on a bad spec
+    for s in specs:  # every spec and every encoder it needs, before any fold is fitted
+        check_encoders(make_predictor(s))
     fr = parse_fractions(fractions)
     ds = load_dataset(data)
     report_skipped(ds)

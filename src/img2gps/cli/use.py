@@ -160,7 +160,8 @@ def predict(
         raise DataError("no photos to locate")
     m = Img2GPS.load(model, runtime=runtime.value, onnx_path=onnx, max_pixels=megapixels_option(max_megapixels))
     records, preds, failed = [], [], len(problems)
-    bar = tqdm(paths, desc="locating", unit="photo", disable=len(paths) < 2, file=sys.stderr, leave=False)
+    bar = tqdm(paths, desc="locating", unit="photo", disable=True if len(paths) < 2 else None,
+                file=sys.stderr, leave=False)  # None: a bar only on a terminal, never in redirected output
     for p in bar:
         try:
             pred = m.predict(p, top_k=top_k)

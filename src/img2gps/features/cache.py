@@ -109,7 +109,7 @@ def embed_dataset(encoder, ds: GeoDataset, desc: str | None = None, batch: int =
     todo = [i for i, v in enumerate(out) if v is None]
     if todo:
         bar = tqdm(total=len(todo), desc=desc or f"embedding ({encoder.name})", unit="photo", leave=False,
-                   disable=len(todo) < 8)
+                   disable=True if len(todo) < 8 else None)  # None: only on a terminal
         for s in range(0, len(todo), batch):
             idx = todo[s:s + batch]
             imgs = []

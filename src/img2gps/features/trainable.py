@@ -190,7 +190,7 @@ def cached_views(trunk: Trunk, ds, views: int, aug_seed: int = 42, aug: AugmentC
     out: list[list[np.ndarray | None]] = [[cache.get(vkey(k, v)) for v in range(views + 1)] for k in keys]
     todo = [i for i, row in enumerate(out) if any(x is None for x in row)]
     bar = tqdm(total=len(todo), desc=desc or f"caching {trunk.name} views", unit="photo", leave=False,
-               disable=len(todo) < 8)
+               disable=True if len(todo) < 8 else None)  # None: only on a terminal
     pending: list[tuple[int, int, Image.Image]] = []
 
     def flush():

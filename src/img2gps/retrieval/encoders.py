@@ -87,6 +87,11 @@ class Encoder:
         self._ensure()
         return self._net if self.family != "dinov2-onnx" else None
 
+    def load(self) -> "Encoder":
+        """Load the weights now (they are otherwise loaded on first use); ModelError when they cannot be."""
+        self._ensure()
+        return self
+
     def _ensure(self):
         if self._net is not None:
             return
