@@ -387,3 +387,98 @@ def test_split_advice_radius_works(tmp_path, capsys):
     assert m, err
     assert main(["data", "split", str(data), "--out", str(tmp_path / "s2"), "--radius", m.group(1)]) == 0
     assert "Warning" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ kinds found in the hunt
+# Each from public reports against photo managers, EXIF tools, upload servers and dataset loaders (named per test).
+
+def test_appledouble_files_skipped_in_predict_folder_scans(tmp_path):
+    """macOS copies to FAT/exFAT/SMB leave '._IMG_0001.jpg' AppleDouble forks beside each photo (reported to
+    PhotoPrism, Immich, digiKam): `predict FOLDER` must not list them as broken photos; `data build` skips them."""
+    from img2gps.cli.use import expand_photos
+
+    (tmp_path / "IMG_0001.jpg").write_bytes(jpeg(1))
+    (tmp_path / "._IMG_0001.jpg").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + b"\0" * 200)
+    (tmp_path / ".thumbnails").mkdir()
+    (tmp_path / ".thumbnails" / "IMG_0001.jpg").write_bytes(jpeg(1, (16, 12)))
+    found, problems = expand_photos([str(tmp_path)])
+    assert found == [str(tmp_path / "IMG_0001.jpg")] and problems == []
+
+
+def test_labels_csv_in_utf16(tmp_path, capsys):
+    """Excel's "Unicode Text" export is UTF-16 with a byte-order mark and tabs (pandas #15086-style reports):
+    read like any other labels file."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "été.jpg").write_bytes(jpeg(1))
+    la, lo = at(0, 0)
+    (tmp_path / "labels.txt").write_text(f"image\tLatitude\tLongitude\nété.jpg\t{la}\t{lo}\n", encoding="utf-16")
+    assert build(src, tmp_path / "out", "--labels", tmp_path / "labels.txt") == 0, capsys.readouterr().err
+    assert len(pd.read_csv(tmp_path / "out" / "labels.csv")) == 1
+
+
+def test_coordinates_written_as_degrees_minutes_seconds(tmp_path, capsys):
+    """Positions pasted from map apps or exiftool's default output (39°57'05.4"N, 75°11'29.4"W) are degrees, not
+    'not a number'."""
+    from img2gps.data.sources import parse_number
+
+    assert parse_number("39°57'05.4\"N") == pytest.approx(39.9515, abs=1e-6)
+    assert parse_number("75°11'29.4\"W") == pytest.approx(-75.1915, abs=1e-6)
+    assert parse_number("39.9515° S") == pytest.approx(-39.9515)
+    assert np.isnan(parse_number("12 34")) and np.isnan(parse_number("north"))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(jpeg(1))
+    (tmp_path / "labels.csv").write_text('image,Latitude,Longitude\na.jpg,"39°57\'05.4""N","75°11\'29.4""W"\n')
+    assert build(src, tmp_path / "out", "--labels", tmp_path / "labels.csv") == 0, capsys.readouterr().err
+    row = pd.read_csv(tmp_path / "out" / "labels.csv").iloc[0]
+    assert row.Latitude == pytest.approx(39.9515) and row.Longitude == pytest.approx(-75.1915)
+
+
+def test_google_takeout_e7_coordinates(tmp_path, capsys):
+    """Google Takeout location exports give latitudeE7/longitudeE7 (degrees x 10^7) and timestampMs: read as
+    degrees and as a UTC time, not refused for a missing Latitude column."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(jpeg(1))
+    (tmp_path / "takeout.csv").write_text("image,latitudeE7,longitudeE7,timestampMs\na.jpg,399515000,-751915000,"
+                                          "1727085900000\n")
+    assert build(src, tmp_path / "out", "--labels", tmp_path / "takeout.csv") == 0, capsys.readouterr().err
+    row = pd.read_csv(tmp_path / "out" / "labels.csv").iloc[0]
+    assert row.Latitude == pytest.approx(39.9515) and row.Longitude == pytest.approx(-75.1915)
+
+
+def test_unix_epoch_times(tmp_path):
+    """GPS loggers and app exports write Unix time (seconds or milliseconds): read as UTC instants."""
+    from img2gps.data.cleaning import parse_time
+
+    a, b = parse_time("1727085900"), parse_time("1727085900000")
+    assert a == b and a.isoformat() == "2024-09-23T10:05:00+00:00"
+
+
+def test_labels_paths_relative_to_the_dataset_root(tmp_path, capsys):
+    """A labels.csv that names 'images/x.jpg' (relative to the dataset folder, as many course datasets and
+    Hugging Face exports write it) names the photos in images/, not missing files."""
+    from img2gps.data import load_dataset
+
+    (tmp_path / "images").mkdir()
+    rows = ["image,Latitude,Longitude"]
+    for i in range(3):
+        (tmp_path / "images" / f"x{i}.jpg").write_bytes(jpeg(i))
+        la, lo = at(20 * i, 0)
+        rows.append(f"images/x{i}.jpg,{la},{lo}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    ds = load_dataset(tmp_path)
+    assert len(ds) == 3 and not ds.skipped
+    assert ds.read(0)[:2] == b"\xff\xd8"
+
+
+def test_upload_with_s3_style_binary_content_type(client):
+    """S3-style clients and several SDKs label any upload binary/octet-stream (not application/octet-stream):
+    a photo sent that way is still a photo."""
+    from _use_helpers import place_image
+
+    buf = io.BytesIO()
+    Image.fromarray(place_image(2, seed=3)).save(buf, "JPEG")
+    r = client.post("/predict", files={"file": ("p.jpg", buf.getvalue(), "binary/octet-stream")})
+    assert r.status_code == 200, r.text

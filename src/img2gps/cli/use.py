@@ -44,7 +44,9 @@ def expand_photos(args: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
         p = Path(a)
         if p.is_dir():
             # a broken link named like a photo is kept, so that it is reported rather than silently lost
+            # hidden entries are never photos: macOS '._IMG.jpg' AppleDouble forks, .thumbnails/ folders
             found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in PHOTO_SUFFIXES
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts)
                            and (f.is_file() or (f.is_symlink() and not f.exists())))
             if not found:
                 problems.append((a, "folder has no photos (" + ", ".join(sorted(PHOTO_SUFFIXES)) + ")"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -124,6 +124,9 @@ def parse_time(t) -> datetime | None:
     if t is None or (isinstance(t, float) and np.isnan(t)) or str(t).strip() == "":
         return None
     s = str(t).strip()
+    if re.fullmatch(r"\d{10}(\d{3})?(\.\d+)?", s):  # Unix time in seconds or milliseconds (GPS loggers, Takeout)
+        v = float(s)
+        return datetime.fromtimestamp(v / 1000 if len(s.split(".")[0]) == 13 else v, tz=timezone.utc)
     m = _EXIF_TIME.match(s)
     if m:  # EXIF's own spelling, as exiftool CSV exports keep it
         s = f"{m.group(1)}-{m.group(2)}-{m.group(3)}T{m.group(4)}" + (m.group(5) or "")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -28,8 +29,13 @@ CAMERA_COLUMNS = ("heading", "focal35")  # optional: compass heading (deg, true 
 
 
 def normalise_columns(df: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Rename accepted spellings to image/Latitude/Longitude[/time/device]; clear error if any is missing."""
+    """Rename accepted spellings to image/Latitude/Longitude[/time/device]; clear error if any is missing.
+    Google Takeout's integer latitudeE7/longitudeE7 columns (degrees x 1e7) become Latitude/Longitude."""
     lower = {str(c).strip().lower(): c for c in df.columns}
+    if "latitudee7" in lower and "longitudee7" in lower and not {"latitude", "lat"} & set(lower):
+        df = df.assign(Latitude=[parse_number(v) / 1e7 for v in df[lower["latitudee7"]]],
+                       Longitude=[parse_number(v) / 1e7 for v in df[lower["longitudee7"]]])
+        lower = {str(c).strip().lower(): c for c in df.columns}
     ren = {}
     for canon, names in COLUMN_ALIASES.items():
         for n in names:
@@ -57,7 +63,25 @@ def parse_number(v) -> float:
     try:
         return float(s)
     except ValueError:
+        return _dms_text(s)
+
+
+_DMS = re.compile(r"""^([NSEW])?\s*([+-])?\s*(\d+(?:\.\d+)?)\s*(?:°|º|d|deg)?\s*(?:(\d+(?:\.\d+)?)\s*(?:'|′|m|min))?\s*
+                      (?:(\d+(?:\.\d+)?)\s*(?:"|″|''|s|sec))?\s*([NSEW])?$""", re.I | re.X)
+
+
+def _dms_text(s: str) -> float:
+    """Degrees written as text, as map apps and EXIF tools print them (39°57'05.4"N, 75°11'29.4"W, 39.9515° N,
+    W 75° 11.49'); NaN for anything else. A hemisphere letter S or W, or a minus sign, makes it negative."""
+    m = _DMS.match(s.strip().replace("\u00a0", " "))
+    if not m:
         return math.nan
+    hemi = (m.group(1) or m.group(6) or "").upper()
+    marked = any(c in s for c in "°º'′\"″") or re.search(r"\d\s*(d|deg|m|min|s|sec)\b", s, re.I)
+    if not (hemi or marked):
+        return math.nan
+    deg = float(m.group(3)) + float(m.group(4) or 0) / 60 + float(m.group(5) or 0) / 3600
+    return -deg if (m.group(2) == "-" or hemi in ("S", "W")) else deg
 
 
 def validate_coordinates(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
@@ -91,10 +115,21 @@ def validate_coordinates(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, l
     return out.reset_index(drop=True), skipped
 
 
-def sniff_separator(path: Path) -> str:
+def csv_encoding(path: Path) -> str:
+    """'utf-16' for a file that starts with a UTF-16 byte-order mark (Excel's "Unicode Text" export), else
+    'utf-8-sig' (UTF-8 with or without its mark)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return "utf-8-sig"
+    return "utf-16" if head in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+
+
+def sniff_separator(path: Path, encoding: str = "utf-8-sig") -> str:
     """',' unless the header line is clearly separated by ';' or tabs (spreadsheet exports in many locales)."""
     try:
-        with open(path, encoding="utf-8-sig", errors="replace") as f:
+        with open(path, encoding=encoding, errors="replace") as f:
             head = f.readline()
     except OSError:
         return ","
@@ -110,8 +145,9 @@ def read_labels_csv(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: labels file not found")
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not a CSV file")
+    enc = csv_encoding(path)
     try:
-        df = pd.read_csv(path, sep=sniff_separator(path), dtype=str, encoding="utf-8-sig",
+        df = pd.read_csv(path, sep=sniff_separator(path, enc), dtype=str, encoding=enc,
                          skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty CSV") from None
@@ -242,6 +278,9 @@ def from_folder(folder: str | Path, labels: str | Path | None = None, check_file
                         "then pass --data DATASET/")
     df, skipped = validate_coordinates(read_labels_csv(csv), str(csv))
     if check_files:
+        if image_dir != folder:  # names written relative to the dataset root ('images/x.jpg') name the same files
+            df["image"] = [n[len("images/"):] if n.replace("\\", "/").startswith("images/")
+                           and not (image_dir / n).is_file() and (folder / n).is_file() else n for n in df["image"]]
         exists = df["image"].map(lambda n: (image_dir / n).is_file())
         skipped += [(f"{csv} ({n})", "image file not found") for n in df.loc[~exists, "image"]]
         df = df[exists].reset_index(drop=True)

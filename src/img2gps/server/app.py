@@ -28,7 +28,8 @@ from ..maps import TILES_ATTRIBUTION, TILES_URL, leaflet_dir
 from ..photos import MAX_PIXELS, PHOTO_SUFFIXES, check_pixels, library_warnings_to
 
 STATIC = Path(__file__).parent / "static"
-ACCEPTED_TYPES = ("image/", "application/octet-stream")  # browsers often send HEIC as octet-stream or nothing
+# Browsers often send HEIC as octet-stream or nothing; S3-style clients and some SDKs say binary/octet-stream.
+ACCEPTED_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
 
 
 @dataclass
