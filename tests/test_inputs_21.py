@@ -482,3 +482,23 @@ def test_upload_with_s3_style_binary_content_type(client):
     Image.fromarray(place_image(2, seed=3)).save(buf, "JPEG")
     r = client.post("/predict", files={"file": ("p.jpg", buf.getvalue(), "binary/octet-stream")})
     assert r.status_code == 200, r.text
+
+
+def test_dataset_names_differing_in_case_or_normalisation(tmp_path):
+    """A labels.csv written on Windows or macOS names IMG_0001.JPG and 'Café.jpg' (composed) for files stored as
+    img_0001.jpg and 'Café.jpg' (decomposed) on a case-sensitive file system: the same photos, not missing
+    files (the case-insensitive file system class of bugs reported to Lightroom/Immich importers)."""
+    from img2gps.data import load_dataset
+
+    (tmp_path / "images").mkdir()
+    nfd = unicodedata.normalize("NFD", "Café.jpg")
+    (tmp_path / "images" / "img_0001.jpg").write_bytes(jpeg(1))
+    (tmp_path / "images" / nfd).write_bytes(jpeg(2))
+    (tmp_path / "images" / "x.jpg").write_bytes(jpeg(3))
+    la, lo = at(0, 0)
+    (tmp_path / "labels.csv").write_text(f"image,Latitude,Longitude\nIMG_0001.JPG,{la},{lo}\n"
+                                         f"{unicodedata.normalize('NFC', 'Café.jpg')},{la},{lo + 1e-4}\n"
+                                         f"x.jpg,{la},{lo + 2e-4}\n", encoding="utf-8")
+    ds = load_dataset(tmp_path)
+    assert len(ds) == 3 and not ds.skipped, ds.skipped
+    assert [ds.read(i)[:2] for i in range(3)] == [b"\xff\xd8"] * 3

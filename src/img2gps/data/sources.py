@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -255,6 +256,20 @@ def _folder_reader(image_dir: Path) -> Callable[[str], bytes]:
     return read
 
 
+def _norm_name(x: str) -> str:
+    return unicodedata.normalize("NFC", x.replace("\\", "/")).casefold()
+
+
+def _disk_names(image_dir: Path) -> dict[str, list[str]]:
+    """Relative paths of the (non-hidden) files under image_dir, keyed by their case- and Unicode-folded form."""
+    files: dict[str, list[str]] = {}
+    for f in image_dir.rglob("*"):
+        rel = f.relative_to(image_dir)
+        if f.is_file() and not any(part.startswith(".") for part in rel.parts):
+            files.setdefault(_norm_name(rel.as_posix()), []).append(rel.as_posix())
+    return files
+
+
 def _has_photos(folder: Path, look: int = 2000) -> bool:
     """True when a photo file lies under `folder` (the first `look` entries are enough to tell)."""
     from itertools import islice
@@ -282,6 +297,11 @@ def from_folder(folder: str | Path, labels: str | Path | None = None, check_file
             df["image"] = [n[len("images/"):] if n.replace("\\", "/").startswith("images/")
                            and not (image_dir / n).is_file() and (folder / n).is_file() else n for n in df["image"]]
         exists = df["image"].map(lambda n: (image_dir / n).is_file())
+        if not exists.all():  # a CSV made on Windows or macOS: IMG_1.JPG for img_1.jpg, composed vs decomposed é
+            on_disk = _disk_names(image_dir)
+            match = [on_disk.get(_norm_name(n), []) for n in df.loc[~exists, "image"]]
+            df.loc[~exists, "image"] = [m[0] if len(m) == 1 else n for m, n in zip(match, df.loc[~exists, "image"])]
+            exists = df["image"].map(lambda n: (image_dir / n).is_file())
         skipped += [(f"{csv} ({n})", "image file not found") for n in df.loc[~exists, "image"]]
         df = df[exists].reset_index(drop=True)
     if len(df) == 0:
