@@ -82,7 +82,8 @@ def penn_model(tmp_path_factory):
 def test_upload_a_held_out_photo_in_headless_chromium(penn_model, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_bin = shutil.which("chromedriver")
-    _need(chromium and driver_bin, "chromium / chromedriver not installed")
+    _need(chromium and driver_bin, "chromium / chromedriver not installed (apt-get install -y chromium "
+                                   "chromium-driver, as .ci/run does)")
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.options import Options

@@ -77,14 +77,15 @@ def map_data(predictions: Sequence, gallery: pd.DataFrame | None = None,
 
 def _table(items: list[dict]) -> str:
     rows = []
-    for it in items:
+    for i, it in enumerate(items):
         p = it["prediction"]
         err = f"{it['error_m']:.0f}" if it["error_m"] is not None else ""
         inside = "" if it["error_m"] is None else ("yes" if it["error_m"] <= p["radius_m"] else "no")
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
-            it["label"], f"{p['latitude']:.6f}", f"{p['longitude']:.6f}", f"{p['radius_m']:.0f}",
+        # data-item: hovering the row highlights that photo's answer, circle and truth on the map (numbered alike)
+        rows.append(f"<tr data-item='{i}'>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
+            i + 1, it["label"], f"{p['latitude']:.6f}", f"{p['longitude']:.6f}", f"{p['radius_m']:.0f}",
             f"{p['confidence']:.2f}", err, inside)) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("photo", "latitude", "longitude", "radius m", "confidence",
+    head = "".join(f"<th>{h}</th>" for h in ("#", "photo", "latitude", "longitude", "radius m", "confidence",
                                              "error m", "inside radius"))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -105,7 +106,9 @@ def write_map_html(path: str | Path, predictions: Sequence, gallery: pd.DataFram
     legend = ("<span class=k style='background:#d62728'></span>prediction + error circle "
               "<span class=k style='background:#2ca02c'></span>true position "
               "<span class=k style='background:#9467bd'></span>photo EXIF position "
-              "<span class=k style='background:#7f7f7f'></span>gallery photo")
+              "<span class=k style='background:#7f7f7f'></span>gallery photo"
+              + (" &middot; numbers pair each answer with its truth; hover a row or an answer to show that photo "
+                 "alone" if len(data["items"]) > 1 else ""))
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -119,7 +122,9 @@ header {{ padding: 8px 12px; }} h1 {{ font-size: 18px; margin: 0 0 4px; }}
 #notice[data-tiles=unavailable] {{ color: #8a4b00; }}
 .k {{ display: inline-block; width: 10px; height: 10px; border-radius: 50%; margin: 0 3px 0 10px; }}
 table {{ border-collapse: collapse; margin: 8px 12px; }} td, th {{ border: 1px solid #ddd; padding: 2px 8px; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
+td:nth-child(2), th:nth-child(2) {{ text-align: left; }}
+tr[data-item]:hover {{ background: #fde8e8; cursor: default; }}
+.img2gps-num {{ padding: 0 3px; font-size: 11px; font-weight: bold; }}
 </style></head><body>
 <header><h1>{html.escape(title)}</h1><div>{html.escape(summary)}</div><div>{legend}</div></header>
 <div id="map"></div><div id="notice"></div>
@@ -133,6 +138,10 @@ var view = Img2GPSMap.create(document.getElementById("map"),
   {{tilesUrl: CFG.tilesUrl, tilesAttribution: CFG.tilesAttribution, noticeEl: document.getElementById("notice")}});
 view.setGallery(DATA.gallery);
 view.showPredictions(DATA.items, DATA.items.length === 1);
+document.querySelectorAll("tr[data-item]").forEach(function (tr) {{
+  tr.addEventListener("mouseenter", function () {{ view.focus(+tr.getAttribute("data-item")); }});
+  tr.addEventListener("mouseleave", function () {{ view.focus(null); }});
+}});
 </script></body></html>
 """
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,59 @@ def error_lines_map(out: Path, true_lat, true_lon, pred_lat, pred_lon, title: st
     return Path(out)
 
 
+def photo_panels_figure(true_lat, true_lon, pred_lat, pred_lon, radius_m, labels, title: str = "",
+                        gallery_lat=None, gallery_lon=None, ncols: int = 5):
+    """Small multiples: one panel per photo (truth ring, prediction cross, its error circle, the gallery in grey),
+    all on the same east/north metre frame and scale, so that no photo's circle hides another's (ten overlapping
+    circles on one map cannot be told apart). Returns the matplotlib Figure (one Axes per photo, in input order)."""
+    from matplotlib.patches import Circle
+
+    tl, to, pl, po = (np.asarray(x, float) for x in (true_lat, true_lon, pred_lat, pred_lon))
+    r = np.asarray(radius_m, float)
+    frame = LocalFrame.around(np.concatenate([tl, pl]), np.concatenate([to, po]))
+    t, p = frame.to_en(tl, to), frame.to_en(pl, po)
+    g = frame.to_en(gallery_lat, gallery_lon) if gallery_lat is not None else np.zeros((0, 2))
+    pts = np.concatenate([t, p, g, p + r[:, None], p - r[:, None]])
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    pad = 0.05 * float(max(hi - lo)) + 5
+    n = len(t)
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.7 * nrows + 0.4), dpi=110, squeeze=False,
+                             sharex=True, sharey=True)
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            fig.delaxes(ax)
+            continue
+        if len(g):
+            ax.scatter(g[:, 0], g[:, 1], s=4, c="#bbbbbb", zorder=1)
+        ax.add_patch(Circle(tuple(p[k]), r[k], facecolor="#d62728", alpha=0.12, edgecolor="#d62728", lw=1.0,
+                            zorder=1.5))
+        ax.plot([t[k, 0], p[k, 0]], [t[k, 1], p[k, 1]], c="#d62728", lw=0.9, zorder=2)
+        ax.scatter([t[k, 0]], [t[k, 1]], s=40, facecolors="none", edgecolors="#2ca02c", linewidths=1.5, zorder=3)
+        ax.scatter([p[k, 0]], [p[k, 1]], s=30, c="#d62728", marker="x", zorder=4)
+        err = float(np.linalg.norm(t[k] - p[k]))
+        ax.set_title(f"{k + 1}. {str(labels[k])[-22:]}\nerror {err:.0f} m, radius {r[k]:.0f} m"
+                     + ("" if err <= r[k] else " (outside)"), fontsize=7)
+        ax.set_xlim(lo[0] - pad, hi[0] + pad)
+        ax.set_ylim(lo[1] - pad, hi[1] + pad)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{title} (green ring: truth, red x: prediction, shaded: its error radius; east/north metres)",
+                 fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def photo_panels_map(out: Path, *args, **kw) -> Path:
+    """photo_panels_figure saved as a PNG at `out`."""
+    fig = photo_panels_figure(*args, **kw)
+    fig.savefig(out, bbox_inches="tight")
+    plt.close(fig)
+    return Path(out)
+
+
 def error_cdf(out: Path, errors_by_method: dict[str, np.ndarray], title: str = "Error CDF") -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=110)
     for name, e in errors_by_method.items():

@@ -79,7 +79,7 @@ def demo(
     from ..data import load_dataset
     from ..evaluate import score_queries
     from ..geo import haversine_m, weighted_centre
-    from ..plots import error_lines_map
+    from ..plots import photo_panels_map
     spec = method or DEFAULT_METHOD
     src = data or str(default_data())
     ds = load_dataset(src)
@@ -116,8 +116,9 @@ def demo(
               f"{(df.error_m <= df.radius_m).sum()}/{len(df)} truths inside the radius")
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "demo_predictions.csv", index=False, float_format="%.7f")
-    png = error_lines_map(out / "demo_map.png", df.true_lat, df.true_lon, df.pred_lat, df.pred_lon,
-                          f"img2gps demo — {spec}", gallery.lat, gallery.lon, radius_m=df.radius_m)
+    # one panel per held-out photo: ten overlapping circles on one map could not be told apart
+    png = photo_panels_map(out / "demo_map.png", df.true_lat, df.true_lon, df.pred_lat, df.pred_lon, df.radius_m,
+                           list(qds.ids), f"img2gps demo — {spec}", gallery.lat, gallery.lon)
     written = [out / "demo_predictions.csv", png]
     try:
         from ..maps import write_map_html

@@ -40,7 +40,40 @@
     return (s === 0 && c === 0) ? (lons[0] || 0) : Math.atan2(s, c) * 180 / Math.PI;
   }
 
-  function fmtM(m) { return m < 1000 ? Math.round(m) + " m" : (m / 1000).toFixed(2) + " km"; }
+  function fmtM(m) {
+    return m < 1000 ? Math.round(m) + " m" : m < 100000 ? (m / 1000).toFixed(2) + " km"
+      : Math.round(m / 1000).toLocaleString("en-US") + " km";
+  }
+
+  /* What a neighbour's score is: the inlier count of a verified match when the answer was recognised, else the
+     cosine similarity of the global embeddings (as the CLI labels them). */
+  function scoreLabel(n, recognised) {
+    return recognised ? "inliers " + Math.round(n.score) : "cosine similarity " + n.score.toFixed(3);
+  }
+
+  function bearingDeg(a, b) { // initial compass bearing from a to b, degrees clockwise from north
+    var p1 = a[0] * Math.PI / 180, p2 = b[0] * Math.PI / 180, dl = wrapDeg(b[1] - a[1]) * Math.PI / 180;
+    var y = Math.sin(dl) * Math.cos(p2), x = Math.cos(p1) * Math.sin(p2) - Math.sin(p1) * Math.cos(p2) * Math.cos(dl);
+    return (Math.atan2(y, x) * 180 / Math.PI + 360) % 360;
+  }
+
+  function compass(deg) { return ["N", "NE", "E", "SE", "S", "SW", "W", "NW"][Math.round(deg / 45) % 8]; }
+
+  /* Is `pt` so far from the area the core points span that zooming out to it would hide them (a photo whose own
+     EXIF position is on another continent)? Far: more than max(5 x the area's radius, 2 km) from its centre. */
+  function isFar(core, pt) {
+    if (!core.length) return false;
+    var c = [core.reduce(function (s, q) { return s + q[0]; }, 0) / core.length,
+             circularMeanLon(core.map(function (q) { return q[1]; }))];
+    var r = Math.max.apply(null, core.map(function (q) { return distanceM(c, q); }).concat([100]));
+    return distanceM(c, pt) > Math.max(5 * r, 2000);
+  }
+
+  /* A point `m` metres from `a` along compass bearing `deg` (small distances: local flat approximation). */
+  function towards(a, deg, m) {
+    var mLat = Math.PI / 180 * R, mLon = mLat * Math.max(0.01, Math.cos(a[0] * Math.PI / 180)), r = deg * Math.PI / 180;
+    return [a[0] + m * Math.cos(r) / mLat, a[1] + m * Math.sin(r) / mLon];
+  }
 
   function niceStep(extent) { // grid spacing giving roughly 4-10 lines across the area
     var steps = [5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000, 20000, 50000];
@@ -143,15 +176,23 @@
     view.showPredictions = function (items, showNeighbours) {
       view.results.clearLayers();
       view.neighbourMarkers = {};
-      var bounds = [];
+      view.items = [];
+      var bounds = [], many = items.length > 1;
+      var core = view.galleryPoints.slice(); // the area to keep in view: gallery, answers, truths
+      items.forEach(function (it) {
+        core.push(ll(it.prediction.latitude, it.prediction.longitude));
+        if (it.truth) core.push(ll(it.truth[0], it.truth[1]));
+      });
       items.forEach(function (it, i) {
+        var layers = [];
         var p = it.prediction, at = ll(p.latitude, p.longitude);
         var label = it.label ? esc(it.label) + "<br>" : "";
         var info = label + "prediction " + p.latitude.toFixed(6) + ", " + p.longitude.toFixed(6) +
           "<br>radius " + fmtM(p.radius_m) + ", confidence " + p.confidence.toFixed(2) + "<br>" + esc(p.method);
-        var circle = L.circle(at, {radius: p.radius_m, color: COLORS.pred, weight: 1.5, fillOpacity: 0.12,
+        var circle = L.circle(at, {radius: p.radius_m, color: COLORS.pred, weight: 1.5, fillOpacity: many ? 0.04 : 0.12,
           className: "img2gps-radius"});
         view.results.addLayer(circle);
+        layers.push([circle, {weight: 1.5, opacity: 1, fillOpacity: many ? 0.04 : 0.12}]);
         if (p.heading_deg !== null && p.heading_deg !== undefined) {
           var len = Math.max(25, Math.min(80, p.radius_m));
           view.results.addLayer(L.polygon(viewCone(at, p.heading_deg, p.heading_radius_deg, len), {
@@ -170,7 +211,7 @@
               dashArray: "3 4", interactive: false}));
             var nm = L.circleMarker(np, {radius: 6, color: "#fff", weight: 1.5, fillColor: COLORS.neighbour,
               fillOpacity: 0.95, className: "img2gps-neighbour"});
-            nm.bindTooltip("#" + (k + 1) + " " + esc(n.image_id) + " (score " + n.score.toFixed(3) + ")");
+            nm.bindTooltip("#" + (k + 1) + " " + esc(n.image_id) + " (" + scoreLabel(n, p.recognised) + ")");
             view.results.addLayer(nm);
             view.neighbourMarkers[n.image_id] = nm;
             bounds.push(np);
@@ -182,13 +223,36 @@
           if (!o[1]) return;
           o[1] = ll(o[1][0], o[1][1]);
           var d = distanceM(at, o[1]);
-          view.results.addLayer(L.polyline([at, o[1]], {color: o[2], weight: 2, dashArray: o[0] === "exif" ? "6 4" : null,
-            className: "img2gps-" + o[0] + "-line"}).bindTooltip(fmtM(d)));
-          view.results.addLayer(L.circleMarker(o[1], {radius: 6, color: "#fff", weight: 2, fillColor: o[2],
-            fillOpacity: 1, className: "img2gps-" + o[0]}).bindTooltip(label + o[3] + ": " + fmtM(d) + " from the prediction"));
+          var line = L.polyline([at, o[1]], {color: o[2], weight: 2, dashArray: o[0] === "exif" ? "6 4" : null,
+            className: "img2gps-" + o[0] + "-line"}).bindTooltip(fmtM(d));
+          view.results.addLayer(line);
+          layers.push([line, {weight: 2, opacity: 1}]);
+          if (o[0] === "exif" && isFar(core, o[1])) {
+            /* Far away (another city or continent): keep the gallery in view; the dashed line leaves the map
+               toward it, and an arrow at the area's edge says how far and which way. */
+            var deg = bearingDeg(at, o[1]), ext = Math.max(60, Math.min(400, p.radius_m * 1.2));
+            var arrow = L.marker(towards(at, deg, ext), {interactive: true, keyboard: false, icon: L.divIcon({
+              className: "img2gps-exif-far", iconSize: [18, 18], iconAnchor: [9, 9],
+              html: "<div style='transform: rotate(" + (deg - 90).toFixed(0) + "deg); color:" + o[2] +
+                    "; font: bold 16px sans-serif; line-height: 18px; text-align: center'>&#10148;</div>"})});
+            arrow.bindTooltip(label + o[3] + ": " + fmtM(d) + " " + compass(deg) + " of the prediction, off this map",
+              {permanent: true, direction: "top", className: "img2gps-exif-far-label"});
+            view.results.addLayer(arrow);
+            return;
+          }
+          var om = L.circleMarker(o[1], {radius: 6, color: "#fff", weight: 2, fillColor: o[2],
+            fillOpacity: 1, className: "img2gps-" + o[0]}).bindTooltip(label + o[3] + ": " + fmtM(d) + " from the prediction");
+          if (many) om.bindTooltip(String(i + 1), {permanent: true, direction: "right", className: "img2gps-num"});
+          view.results.addLayer(om);
+          layers.push([om, {opacity: 1, fillOpacity: 1}]);
           bounds.push(o[1]);
         });
+        if (many) mk.bindTooltip(String(i + 1), {permanent: true, direction: "left", className: "img2gps-num"});
         view.results.addLayer(mk);
+        layers.push([mk, {opacity: 1, fillOpacity: 1}]);
+        mk.on("mouseover", function () { view.focus(i); });
+        mk.on("mouseout", function () { view.focus(null); });
+        view.items.push(layers);
         bounds.push(at);
       });
       view.points = view.galleryPoints.concat(bounds);
@@ -203,6 +267,19 @@
       if (b.isValid()) map.fitBounds(b.pad(0.1));
     };
 
+    /* With many answers on one map: item i drawn in full, every other one faded (null: all in full). */
+    view.focus = function (i) {
+      (view.items || []).forEach(function (layers, j) {
+        layers.forEach(function (l) {
+          var st = {}, dim = i !== null && i !== undefined && j !== i;
+          Object.keys(l[1]).forEach(function (k) { st[k] = dim ? l[1][k] * 0.15 : l[1][k]; });
+          if (!dim && i !== null && i !== undefined && "weight" in l[1]) st.weight = l[1].weight * 2;
+          if (l[0].setStyle) l[0].setStyle(st);
+          if (!dim && i !== null && i !== undefined && l[0].bringToFront) l[0].bringToFront();
+        });
+      });
+    };
+
     view.highlight = function (id, on) {
       var m = view.neighbourMarkers[id];
       if (m) { m.setStyle({radius: on ? 10 : 6}); if (on) m.openTooltip(); else m.closeTooltip(); }
@@ -214,5 +291,6 @@
     return view;
   }
 
-  window.Img2GPSMap = {create: create, distanceM: distanceM, fmtM: fmtM, esc: esc, COLORS: COLORS, viewCone: viewCone};
+  window.Img2GPSMap = {create: create, distanceM: distanceM, fmtM: fmtM, esc: esc, COLORS: COLORS, viewCone: viewCone,
+                       scoreLabel: scoreLabel, isFar: isFar, bearingDeg: bearingDeg, compass: compass};
 })();
