@@ -49,7 +49,7 @@ def test_index_add_equals_fit_on_union_and_skips_bad_photos(tmp_path, capsys):
 
 
 def test_index_add_refuses_other_methods(tmp_path, capsys):
-    a = make_gallery(tmp_path / "a", n_places=2, views=2)
+    a = make_gallery(tmp_path / "a", n_places=3, views=2)  # 6 photos: enough to calibrate a radius
     assert main(["fit", "--data", str(a), "--method", "mean-coordinate", "--out", str(tmp_path / "m"), "--quiet"]) == 0
     before = (tmp_path / "m" / "model.json").read_text()
     assert main(["index", "add", "--model", str(tmp_path / "m"), str(a)]) == 2

@@ -249,7 +249,7 @@ def clean(items: list[Item], cfg: BuildConfig, bbox, log: Callable[[str], None] 
         log(f"warning: {len(rep.unreadable)} photo(s) have a time that cannot be read, e.g. {rep.unreadable[0]}; "
             "the drift check leaves them out (use ISO 8601, e.g. 2024-09-23T14:05:00 or 2024-09-23T18:05:00Z)")
     if rep.unordered:
-        log(f"note: {rep.unordered} photo(s) have a time without a zone on a day when the same device also has "
+        log(f"warning: {rep.unordered} photo(s) have a time without a zone on a day when the same device also has "
             "times with one; the drift check compares each kind only with its own")
 
     # 3. singleton points
@@ -324,7 +324,7 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
         no_gps = sum("GPS" in s["reason"] for s in skipped)
         if no_gps and not labels:
             log(f"note: {no_gps} photo(s) skipped for want of a GPS position; to keep them, list their positions "
-                "in a CSV (columns image,Latitude,Longitude) and pass --labels CSV")
+                f"in a CSV (columns image,Latitude,Longitude): img2gps data build {src} OUT --labels CSV")
         label_findings = None
         if labels:
             unmatched = labels.summary()["rows_without_photo"]
