@@ -184,7 +184,7 @@ def test_full_finetune_mode_smoke_on_cpu(grid, tmp_path):
 def test_knn_over_regression_features_end_to_end(grid, tmp_path):
     knn = KNNPredictor(KNNConfig(embed="regression", regression_spec=FAST + ":epochs=3:calib_folds=0"))
     knn.fit(grid)
-    assert knn.vectors.shape == (12, 256)
+    assert knn.state.vectors.shape == (12, 256)
     a = knn.predict([grid.read(2)])[0]
     knn.save(tmp_path / "knn")
     b = load_model(tmp_path / "knn").predict([grid.read(2)])[0]

@@ -9,6 +9,7 @@ radius, and the model directory's weights.pt, train.log and loss_curves.png.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,32 +26,41 @@ from ..features.trainable import AugmentConfig, Trunk, augment, cached_views, re
 from ..geo import LocalFrame
 from ..train import History, TrainConfig, TrainLog, plot_history, train_model
 from .base import BasePredictor
+from .spec import opt
 
 WEIGHTS = "weights.pt"
 MIN_FOR_VALIDATION = 8  # fewer training photos than this: no validation split (the training loss picks the epoch)
+
+
+def _device_problem(device: str) -> str | None:
+    if device == "cpu" or re.fullmatch(r"cuda(:\d+)?", device):
+        return None
+    return f"must be cpu, cuda or cuda:N, not {device!r}"
 
 
 @dataclass
 class TrunkHeadConfig:
     backbone: str = "lite0"  # lite0 | lite1 | lite2 (offline weights) | b0..b3 (torchvision, needs a network)
     fallback: bool = False  # b0..b3 unavailable: use the same family's offline model instead of failing
-    lr: float = 1e-3
-    batch: int = 128
-    epochs: int = 100
-    patience: int = 10
-    weight_decay: float = 0.0
-    val_frac: float = 0.2  # validation photos carved from the training part, whole spatial clusters at a time
-    val_buffer_m: float = 10.0  # training photos this close to a validation photo are left out of that run
-    views: int = 6  # augmented views per photo cached on disk (plus the clean view)
+    lr: float = opt(1e-3, gt=0)
+    batch: int = opt(128, ge=1)
+    epochs: int = opt(100, ge=1)
+    patience: int = opt(10, ge=1)
+    weight_decay: float = opt(0.0, ge=0)
+    val_frac: float = opt(0.2, ge=0, lt=1)  # validation photos carved from the training part, whole spatial
+    # clusters at a time
+    val_buffer_m: float = opt(10.0, ge=0)  # training photos this close to a validation photo are left out
+    views: int = opt(6, ge=0)  # augmented views per photo cached on disk (plus the clean view)
     aug_seed: int = 42
-    crop_scale_min: float = 0.4
-    train_blocks: int = 0  # also train the backbone's last N blocks (on cached inputs to them)
-    tail_lr_mult: float = 0.1  # learning-rate factor for backbone weights being trained
-    input_size: int = 0  # 0 = the backbone's native size (224 for lite0)
-    device: str = "cpu"
-    mode: str = "auto"  # cached | full | auto (full fine-tuning on a GPU, cached features on the CPU)
-    calib_folds: int = 3  # inner folds whose held-out predictions calibrate the radius
-    coverage: float = 0.8
+    crop_scale_min: float = opt(0.4, gt=0, le=1)
+    train_blocks: int = opt(0, ge=0)  # also train the backbone's last N blocks (on cached inputs to them)
+    tail_lr_mult: float = opt(0.1, ge=0)  # learning-rate factor for backbone weights being trained
+    input_size: int = opt(0, ge=0)  # 0 = the backbone's native size (224 for lite0)
+    device: str = opt("cpu", check=_device_problem)  # cpu | cuda | cuda:N
+    mode: str = opt("auto", choices=("auto", "cached", "full"))  # cached | full | auto (full fine-tuning on a
+    # GPU, cached features on the CPU)
+    calib_folds: int = opt(3, ge=1)  # inner folds whose held-out predictions calibrate the radius
+    coverage: float = opt(0.8, gt=0, lt=1)
     seed: int = 42
 
 
@@ -99,12 +109,6 @@ class TrunkHeadPredictor(BasePredictor):
     def __init__(self, config=None, spec=None):
         super().__init__(config, spec)
         c = self.config
-        if c.mode not in ("auto", "cached", "full"):
-            raise ModelError(f"{self.spec}: mode must be auto, cached or full")
-        if c.views < 0 or c.train_blocks < 0 or c.batch < 1 or c.epochs < 1 or c.patience < 1:
-            raise ModelError(f"{self.spec}: views/train_blocks must be >= 0, batch/epochs/patience >= 1")
-        if not 0 <= c.val_frac < 1:
-            raise ModelError(f"{self.spec}: val_frac must be in [0, 1)")
         self.trunk: Trunk | None = None
         self.net: nn.Module | None = None
         self.history: History | None = None
@@ -276,13 +280,20 @@ class TrunkHeadPredictor(BasePredictor):
             "history": None if h is None else {**h.summary(), "val_extra": h.val_extra},
         }
 
+    @classmethod
+    def saved_config(cls, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The saved config, made to run here: the backbone that was trained (a fallback resolved at fit time),
+        the net layout it was trained in (mode_used), and device=cpu when this machine has no CUDA GPU (a
+        GPU-trained model still loads and predicts on a CPU-only machine)."""
+        cfg, state = dict(manifest.get("config", {})), manifest.get("state", {})
+        if state.get("backbone_used") and state["backbone_used"] != cfg.get("backbone"):
+            cfg["backbone"], cfg["fallback"] = state["backbone_used"], False
+        cfg["mode"] = state.get("mode_used", cfg.get("mode", "auto"))
+        if cfg.get("device", "cpu") != "cpu" and not torch.cuda.is_available():
+            cfg["device"] = "cpu"
+        return cfg
+
     def _load_files(self, d: Path, state: dict[str, Any]) -> None:
-        if state.get("backbone_used") and state["backbone_used"] != self.config.backbone:
-            self.config.backbone, self.config.fallback = state["backbone_used"], False  # load what was trained
-        # the net's layout follows how it was trained; a GPU-trained model still predicts on a CPU-only machine
-        self.config.mode = state.get("mode_used", self.config.mode)
-        if self.config.device != "cpu" and not torch.cuda.is_available():
-            self.config.device = "cpu"
         self._setup_trunk()
         self.frame = LocalFrame(*state["frame"])
         self.radius_model = RadiusModel.from_dict(state.get("radius_model"))
