@@ -19,20 +19,11 @@ from PIL import Image
 from .errors import ModelError, PhotoError
 from .geo import haversine_m
 from .modeldir import read_manifest, thumb_name
-from .photos import MAX_PIXELS, ImageInput, describe, open_query, read_bytes, read_meta
+from .photos import MAX_PIXELS, ImageInput, describe, open_query, read_bytes
 from .types import Prediction
 from .predictors.registry import load_model
 
 RUNTIMES = ("torch", "onnx")
-
-
-def exif_position(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[float, float] | None:
-    """The photo's own EXIF GPS position, or None when it has none (or its EXIF is unreadable)."""
-    try:
-        meta = read_meta(data, max_pixels=max_pixels)
-    except PhotoError:
-        return None
-    return (float(meta.latitude), float(meta.longitude)) if meta.has_gps else None
 
 
 def exif_distance_m(pred: Prediction) -> float | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -73,3 +73,21 @@ class Query:
     def size(self) -> tuple[int, int]:
         """(width, height) in pixels."""
         return int(self.pixels.shape[1]), int(self.pixels.shape[0])
+
+
+def prediction_dict(pred: Prediction, photo: str | None = None,
+                    thumb_url: Callable[[str], str | None] | None = None) -> dict[str, Any]:
+    """The one JSON-able form of a Prediction, shared by the CLI (json, csv, text), the HTTP API and the page:
+    Prediction.to_dict() plus `photo` (when given), exif_distance_m (metres from the photo's own EXIF position,
+    display only; None without one) and per neighbour (best first) distance_m from the prediction and, with
+    thumb_url, its thumbnail URL."""
+    from .geo import haversine_m
+
+    d = ({"photo": photo} if photo is not None else {}) | pred.to_dict()
+    for n in d["neighbours"]:
+        n["distance_m"] = float(haversine_m(pred.latitude, pred.longitude, n["latitude"], n["longitude"]))
+        if thumb_url is not None:
+            n["thumbnail"] = thumb_url(n["image_id"])
+    exif = pred.photo_exif_position
+    d["exif_distance_m"] = float(haversine_m(pred.latitude, pred.longitude, *exif)) if exif else None
+    return d
