@@ -7,7 +7,7 @@ import torch
 
 from img2gps.data import load_dataset
 from img2gps.errors import ModelError
-from img2gps.predictors.contrastive import geo_contrastive_loss, similarity_targets
+from img2gps.predictors.trained.contrastive import geo_contrastive_loss, similarity_targets
 from img2gps.predictors.registry import load_model, make_predictor
 
 from synth import assert_same_prediction

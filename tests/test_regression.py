@@ -12,7 +12,7 @@ from img2gps.errors import ModelError
 from img2gps.features.trainable import AttentionPool, resolve_backbone
 from img2gps.predictors.knn import KNNConfig, KNNPredictor
 from img2gps.predictors.registry import load_model, make_predictor
-from img2gps.predictors.regression import haversine_torch, metres_loss
+from img2gps.predictors.trained.regression import haversine_torch, metres_loss
 
 from trainable_data import held_out_errors, make_grid_dataset
 from synth import assert_same_prediction

@@ -15,8 +15,8 @@ DEFAULT_METHOD = "rerank"
 REGISTRY = {
     "mean-coordinate": "img2gps.predictors.baseline:MeanCoordinate",
     "knn": "img2gps.predictors.knn:KNNPredictor",
-    "regression": "img2gps.predictors.regression:RegressionPredictor",
-    "contrastive": "img2gps.predictors.contrastive:ContrastivePredictor",
+    "regression": "img2gps.predictors.trained.regression:RegressionPredictor",
+    "contrastive": "img2gps.predictors.trained.contrastive:ContrastivePredictor",
     "rerank": "img2gps.predictors.rerank.method:RerankPredictor",
 }
 

@@ -19,14 +19,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ModelError
-from ..features.trainable import AttentionPool, MeanPool
-from ..geo import haversine_m
-from ..localization.aggregate import aggregate
-from ..retrieval.database import CosineIndex
-from ..types import Prediction, Query
-from .spec import opt
-from .trunk_head import TrunkHeadConfig, TrunkHeadPredictor, chunked
+from ...features.trainable import AttentionPool, MeanPool
+from ...geo import haversine_m
+from ...localization.aggregate import aggregate
+from ...retrieval.database import CosineIndex
+from ...types import Prediction, Query
+from ..spec import opt
+from .config import TrunkHeadConfig
+from .method import TrunkHeadPredictor
+from .net import chunked
 
 
 @dataclass

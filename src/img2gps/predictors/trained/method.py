@@ -9,8 +9,6 @@ radius, and the model directory's weights.pt, train.log and loss_curves.png.
 from __future__ import annotations
 
 import copy
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,85 +16,19 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..localization.calibration import RadiusModel
-from ..localization.holdout import buffered_train, same_spot_radius_m
-from ..data.splits import kfold_folds, location_disjoint_split
-from ..errors import ModelError
-from ..features.trainable import AugmentConfig, Trunk, augment, cached_views, resolve_backbone
-from ..geo import LocalFrame
-from ..train import History, TrainConfig, TrainLog, plot_history, train_model
-from .base import BasePredictor
-from .spec import opt
+from ...localization.calibration import RadiusModel
+from ...localization.holdout import buffered_train, same_spot_radius_m
+from ...data.splits import kfold_folds, location_disjoint_split
+from ...errors import ModelError
+from ...features.trainable import AugmentConfig, Trunk, cached_views, resolve_backbone
+from ...geo import LocalFrame
+from ...train import History, TrainConfig, TrainLog, plot_history, train_model
+from ..base import BasePredictor
+from .data import CachedData, LiveData
+from .net import HeadNet, chunked
 
 WEIGHTS = "weights.pt"
 MIN_FOR_VALIDATION = 8  # fewer training photos than this: no validation split (the training loss picks the epoch)
-
-
-def _device_problem(device: str) -> str | None:
-    if device == "cpu" or re.fullmatch(r"cuda(:\d+)?", device):
-        return None
-    return f"must be cpu, cuda or cuda:N, not {device!r}"
-
-
-@dataclass
-class TrunkHeadConfig:
-    backbone: str = "lite0"  # lite0 | lite1 | lite2 (offline weights) | b0..b3 (torchvision, needs a network)
-    fallback: bool = False  # b0..b3 unavailable: use the same family's offline model instead of failing
-    lr: float = opt(1e-3, gt=0)
-    batch: int = opt(128, ge=1)
-    epochs: int = opt(100, ge=1)
-    patience: int = opt(10, ge=1)
-    weight_decay: float = opt(0.0, ge=0)
-    val_frac: float = opt(0.2, ge=0, lt=1)  # validation photos carved from the training part, whole spatial
-    # clusters at a time
-    val_buffer_m: float = opt(10.0, ge=0)  # training photos this close to a validation photo are left out
-    views: int = opt(6, ge=0)  # augmented views per photo cached on disk (plus the clean view)
-    aug_seed: int = 42
-    crop_scale_min: float = opt(0.4, gt=0, le=1)
-    train_blocks: int = opt(0, ge=0)  # also train the backbone's last N blocks (on cached inputs to them)
-    tail_lr_mult: float = opt(0.1, ge=0)  # learning-rate factor for backbone weights being trained
-    input_size: int = opt(0, ge=0)  # 0 = the backbone's native size (224 for lite0)
-    device: str = opt("cpu", check=_device_problem)  # cpu | cuda | cuda:N
-    mode: str = opt("auto", choices=("auto", "cached", "full"))  # cached | full | auto (full fine-tuning on a
-    # GPU, cached features on the CPU)
-    calib_folds: int = opt(3, ge=1)  # inner folds whose held-out predictions calibrate the radius
-    coverage: float = opt(0.8, gt=0, lt=1)
-    seed: int = 42
-
-
-class CachedData:
-    """Training inputs from cached frozen-part feature maps: sample = (photo, view), every view once per epoch."""
-
-    def __init__(self, feats: np.ndarray):
-        self.feats = torch.from_numpy(feats)  # (N, V+1, C, H, W) float16; kept compact, cast per batch
-
-    def samples(self, photos: np.ndarray) -> np.ndarray:
-        v = self.feats.shape[1]
-        return np.stack([np.repeat(photos, v), np.tile(np.arange(v), len(photos))], 1)
-
-    def batch(self, pairs: np.ndarray) -> torch.Tensor:
-        return self.feats[torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1])].float()
-
-    def clean(self, photos: np.ndarray) -> torch.Tensor:
-        return self.feats[torch.from_numpy(np.asarray(photos)), 0].float()
-
-
-class LiveData:
-    """Training inputs as images, a fresh random augmentation each time a photo is drawn (full fine-tuning)."""
-
-    def __init__(self, trunk: Trunk, images: list, aug: AugmentConfig, seed: int):
-        self.trunk, self.images, self.aug = trunk, images, aug
-        self.rng = np.random.default_rng(seed)
-
-    def samples(self, photos: np.ndarray) -> np.ndarray:
-        return np.stack([photos, np.ones_like(photos)], 1)
-
-    def batch(self, pairs: np.ndarray) -> torch.Tensor:
-        return self.trunk.preprocess([augment(self.images[p], self.rng, self.aug) if v else self.images[p]
-                                      for p, v in pairs])
-
-    def clean(self, photos: np.ndarray) -> torch.Tensor:
-        return self.trunk.preprocess([self.images[p] for p in photos])
 
 
 class TrunkHeadPredictor(BasePredictor):
@@ -313,29 +245,3 @@ class TrunkHeadPredictor(BasePredictor):
         except (OSError, RuntimeError, KeyError) as e:
             raise ModelError(f"{d / WEIGHTS}: cannot load weights ({str(e).splitlines()[0]})") from None
         self.net = net.eval()
-
-
-class HeadNet(nn.Module):
-    """body (trainable backbone tail, or the whole backbone) -> method head. `embed` is the head's feature layer."""
-
-    def __init__(self, body: nn.Module, head: nn.Module, freeze_body_bn: bool):
-        super().__init__()
-        self.body, self.head, self.freeze_body_bn = body, head, freeze_body_bn
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.freeze_body_bn:
-            # few photos, small batches: keep the pretrained BN statistics (and no drop-connect) in the backbone
-            self.body.eval()
-        return self
-
-    def forward(self, x):
-        return self.head(self.body(x))
-
-    def embed(self, x):
-        return self.head.embed(self.body(x))
-
-
-def chunked(fn, photos: np.ndarray, chunk: int = 64) -> torch.Tensor:
-    """fn over photos in chunks of `chunk`, outputs concatenated along dim 0 (bounds peak memory)."""
-    return torch.cat([fn(photos[s:s + chunk]) for s in range(0, len(photos), chunk)])

@@ -14,12 +14,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..features.trainable import AttentionPool, cached_views
-from ..geo import EARTH_RADIUS_M, haversine_m, latlon_sd, lon_delta, mean_lon, wrap_lon
-from ..errors import ModelError
-from ..types import Prediction, Query
-from .spec import opt
-from .trunk_head import TrunkHeadConfig, TrunkHeadPredictor, chunked
+from ...features.trainable import AttentionPool, cached_views
+from ...geo import EARTH_RADIUS_M, haversine_m, latlon_sd, lon_delta, mean_lon, wrap_lon
+from ...errors import ModelError
+from ...types import Prediction, Query
+from ..spec import opt
+from .config import TrunkHeadConfig
+from .method import TrunkHeadPredictor
+from .net import chunked
 
 LOSSES = ("mse", "metres", "haversine")
 
