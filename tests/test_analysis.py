@@ -121,7 +121,7 @@ def test_backbone_specs_skip_trained_methods_on_onnx_backbones():
     with pytest.raises(ModelError, match="unknown backbone"):
         specs_for(BackboneConfig(backbones=("resnet",)))
     with pytest.raises(ModelError, match="template"):
-        specs_for(BackboneConfig(methods=("sfm",)))
+        specs_for(BackboneConfig(methods=("mean-coordinate",)))
 
 
 def test_backbones_cli_writes_one_table(gallery_dir, tmp_path):

@@ -8,7 +8,7 @@ numbers (gallery embeddings, keypoints, positions, trained weights) travel in mo
 
 Exportable: mean-coordinate, knn (embed lite0/lite1/lite2 or regression), regression, contrastive, rerank.
 Refused with a one-line reason: ONNX-only encoders (dinov2s-imgfocus: the backend has no onnxruntime), online
-torchvision backbones (b0..b3), and methods that need packages the backend lacks (sfm: pycolmap).
+torchvision backbones (b0..b3).
 """
 from __future__ import annotations
 
@@ -30,8 +30,6 @@ from ..errors import ModelError
 TEMPLATES = Path(__file__).parent / "templates"
 FILES = ("model.py", "preprocess.py", "model.pt", "README.md")
 CONFIG_MARK = "CONFIG = {}  # @CONFIG@ (written by img2gps export)"
-NEAREST = {"sfm": "it needs pycolmap, which the leaderboard backend lacks; fit `rerank` (retrieval + OpenCV "
-                  "geometric verification, its nearest exportable form) and export that"}
 
 
 @dataclass
@@ -206,8 +204,6 @@ BUILDERS = {"mean-coordinate": _mean_coordinate, "knn": _knn, "regression": _reg
 def leaderboard_contents(predictor) -> tuple[dict, dict]:
     """(CONFIG for model.py, state dict for model.pt) of a fitted predictor, or a one-line ModelError."""
     name = predictor.name
-    if name in NEAREST:
-        raise ModelError(f"{predictor.spec}: cannot export {name} for the leaderboard: {NEAREST[name]}")
     if name not in BUILDERS:
         raise ModelError(f"{predictor.spec}: method {name} has no leaderboard export (exportable: "
                          f"{', '.join(BUILDERS)})")

@@ -55,7 +55,7 @@ class PredictionOut(BaseModel):
     confidence: float = Field(ge=0, le=1)
     recognised: bool = Field(description="true only when verified visual evidence backs the answer")
     method: str
-    source: str = Field("model", description="what the answer rests on: pose, sfm, consensus, fallback or model")
+    source: str = Field("model", description="what the answer rests on: pose, consensus, fallback or model")
     heading_deg: Optional[float] = Field(
         None, description="compass bearing the camera faced (0 = north, clockwise); null when not determined")
     heading_radius_deg: Optional[float] = Field(
