@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from _use_helpers import build_model
+from states import hand_built_knn
 from img2gps import ModelError
 from img2gps.cli import main
 from img2gps.export.leaderboard import import_model_py, leaderboard_contents
@@ -98,25 +99,6 @@ def test_lite_definition_matches_the_package():
         with torch.no_grad():
             diff = float((ref.extract_features(x) - mine.features(x)).abs().max())
         assert diff <= 1e-5, (v, diff)
-
-
-def hand_built_knn(model_dir: Path, spec: str, dim: int) -> Path:
-    """A saved k-NN model whose state is built by hand (three random unit vectors): what a refusal test needs,
-    without fitting (and without loading the encoder's weights)."""
-    from img2gps.localization.calibration import RadiusModel
-    from img2gps.predictors import make_predictor
-    from img2gps.predictors.knn import KNNState
-    from img2gps.retrieval.database import CosineIndex
-
-    p = make_predictor(spec)
-    p.gallery = pd.DataFrame({"image": ["a.jpg", "b.jpg", "c.jpg"], "Latitude": [39.95, 39.9501, 39.9502],
-                              "Longitude": [-75.19, -75.1901, -75.1902]})
-    p.gallery_fingerprint = "hand-built"
-    v = np.random.default_rng(0).normal(size=(3, dim)).astype(np.float32)
-    p.state = KNNState.build(CosineIndex(v / np.linalg.norm(v, axis=1, keepdims=True), "flat"), p.gallery)
-    p.state.radius_model = RadiusModel()
-    p.save(model_dir)
-    return model_dir
 
 
 def test_onnx_only_encoder_is_refused_in_one_line(tmp_path, capsys):
