@@ -21,6 +21,7 @@ from .spec import config_from_params, config_from_saved, parse_spec, validate
 __all__ = ["SOURCES", "BasePredictor", "Neighbour", "Prediction", "Predictor", "Query", "config_from_params",
            "parse_spec"]
 
+
 @runtime_checkable
 class Predictor(Protocol):
     spec: str
