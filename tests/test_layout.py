@@ -3,6 +3,7 @@ names cross modules, stages never import predictors, no import cycle between pre
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 from pathlib import Path
 
@@ -19,10 +20,18 @@ MAX_MODULE_LINES, MAX_CLASS_LINES = 400, 250
 
 
 def _modules():
-    for f in sorted(SRC.rglob("*.py")):
-        rel = f.relative_to(SRC.parent).with_suffix("")
+    return _parsed(SRC)
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(src: Path) -> tuple:
+    """(file, module name, AST) of every module under src, parsed once per test session."""
+    out = []
+    for f in sorted(src.rglob("*.py")):
+        rel = f.relative_to(src.parent).with_suffix("")
         # a package's __init__ keeps its name part, so relative imports resolve like any module's
-        yield f, ".".join(rel.parts), ast.parse(f.read_text(), str(f))
+        out.append((f, ".".join(rel.parts), ast.parse(f.read_text(), str(f))))
+    return tuple(out)
 
 
 def _imported(module: str, node: ast.ImportFrom) -> str:

@@ -45,6 +45,7 @@ def _quiet(args) -> tuple[int, str]:
     return code, buf.getvalue()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", SPECS)
 def test_protocol_equals_img2gps_eval(spec, split, site, tmp_path, monkeypatch):
     train, val = split
@@ -83,6 +84,7 @@ def test_protocol_equals_img2gps_eval(spec, split, site, tmp_path, monkeypatch):
         assert rows["recognised"].astype(bool).any()
 
 
+@pytest.mark.slow
 def test_lite_definition_matches_the_package():
     import torch
 
@@ -110,6 +112,7 @@ def test_onnx_only_encoder_is_refused_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "lb").exists()
 
 
+@pytest.mark.slow
 def test_rerank_query_encoder_exports_to_onnx_with_size_warning(tmp_path, capsys):
     md = build_model(tmp_path, "rerank:calib=3:features=300:max_side=256")
     capsys.readouterr()

@@ -47,6 +47,7 @@ def fitted(gallery):
     return ds, held, p
 
 
+@pytest.mark.slow
 def test_rerank_recognises_other_views_to_metres(fitted):
     ds, held, p = fitted
     preds = p.predict([ds.read(i) for i in held], top_k=3)
@@ -106,6 +107,7 @@ def test_save_load_round_trip_without_the_photo_folder(fitted, tmp_path):
                (y.recognised, y.source, y.heading_deg, [n.image_id for n in y.neighbours])
 
 
+@pytest.mark.slow
 def test_refit_on_a_subset_reuses_cached_features(gallery, monkeypatch, tmp_path):
     """A second fit (a bench fold) must not run SIFT again and must reuse the pair counts of the first fit:
     only the few pairs its slightly different shortlists reach are matched anew."""

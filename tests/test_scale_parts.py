@@ -99,6 +99,7 @@ def _clustered(n, dim=64, seed=5):
     return v.astype(np.float32)
 
 
+@pytest.mark.slow
 def test_index_factory_by_size_and_approximate_recall(tmp_path, monkeypatch):
     from img2gps.retrieval import database
     from img2gps.retrieval.database import CosineIndex, resolve_kind
