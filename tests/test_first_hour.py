@@ -97,6 +97,7 @@ def test_demo_export_writes_into_the_ignored_demo_folder(tmp_path):
         assert r.returncode == 0, f"{out} is not git-ignored"
 
 
+@pytest.mark.slow
 def test_demo_png_has_one_panel_per_photo():
     """Ten overlapping circles on one demo map could not be told apart: one panel per photo, each with its own
     truth, answer and circle, all on one scale."""
@@ -168,6 +169,7 @@ def test_far_exif_position_does_not_zoom_the_map_out():
 
 # ------------------------------------------------------------------------------------ test-run noise
 
+@pytest.mark.slow
 def test_progress_bars_stay_out_of_redirected_output(gallery_dir, tmp_path):
     """With stdout and stderr redirected (not a terminal), no carriage-return progress bar is written."""
     env = dict(os.environ, IMG2GPS_CACHE=str(tmp_path / "cache"))
@@ -179,6 +181,7 @@ def test_progress_bars_stay_out_of_redirected_output(gallery_dir, tmp_path):
     assert b"fit/s" not in r.stderr and b"it/s" not in r.stderr
 
 
+@pytest.mark.slow
 def test_test_runs_show_skip_reasons_and_no_library_deprecations(tmp_path):
     """`python -m pytest` lists why a test skipped (the browser test without chromium), the test client uses
     httpx2 (Starlette deprecates httpx), and Ray Data's own deprecation warnings are not repeated on every run."""

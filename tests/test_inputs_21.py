@@ -280,6 +280,7 @@ _POOL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_worker_pool_start(tmp_path):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the pool's workers start: one
     line on stderr and exit code 130, no worker traceback ("Exception in initializer")."""
