@@ -381,6 +381,7 @@ def bench(bundle: Path, out: Path, dry_run: bool, install_s: float, only: list[s
         gpu["methods"][spec] = m
         result["results"][spec].update(epochs_final_mean=m["final_epochs_mean"], peak_gpu_mib=m["peak_gpu_mib"])
         result.update(command=cmd, code=code, gpu=gpu, table=side_by_side(result["results"], gpu["methods"]))
+        result["machine"]["gpu"] = gpu["device"] if cuda else None
         gpu["bench_s"] = round(time.perf_counter() - t0, 2)
         write_outputs(out / f"{STEM}.json", result, pd.concat(preds, ignore_index=True), plots=False)
         write_epochs(out / f"{STEM}.epochs.csv", rec.epochs)

@@ -106,6 +106,14 @@ def test_dry_run_of_the_full_fine_tune_alone(tmp_path):
     specs = [s for s in g.plan(dry_run=True)["specs"] if s.startswith("regression:mode=full")]
     assert len(specs) == 1
     check_outputs(g, out, specs)
+    # bench/results.md renders the JSON as the GPU run will bring it back: its title and the side-by-side table
+    mr = importlib.util.spec_from_file_location("make_results", ROOT / "bench" / "make_results.py")
+    make_results = importlib.util.module_from_spec(mr)
+    mr.loader.exec_module(make_results)
+    md = "\n".join(make_results.section(out / f"{g.STEM}.json"))
+    assert md.startswith("## " + make_results.TITLES[g.STEM])
+    assert "| method | mean m | median m | radius cover | fit s | epochs (final, mean) |" in md
+    assert f"| {specs[0]} |" in md and "Re-run: `python bench/gpu.py --dry-run`" in md
 
 
 @pytest.mark.slow
