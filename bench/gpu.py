@@ -24,7 +24,12 @@ SPECS and writes into $OUT (at most 8 files come back; these are 5):
     pip.log                         the offline install
 The JSON is rewritten after every method, so a run cut short still brings back what finished.
 
-Time fitting (the whole command must end within 8 minutes on one H200; figures to check on the first run):
+What full fine-tuning runs with on the GPU: float16 autocast + loss scaling, the crop and colour augmentation done
+on the GPU in batches (features/batch_augment.py), cuDNN autotuning, the CPU path's seeds, folds, validation split
+and radius calibration.
+
+Time fitting (the whole command must end within 8 minutes on one H200; figures to check on the first run;
+`run --epochs N --calib-folds K --budget-s S` changes them and the JSON's command and gpu.choices say so):
 - full fine-tuning is capped at FULL_EPOCHS epochs (the paper: 100, with early stopping; patience stays 10) and
   calibrates its radius on FULL_CALIB_FOLDS inner folds instead of 3 (the radius only; the point predictions come
   from the model trained on the whole training fold, exactly as on the CPU path);
@@ -223,25 +228,27 @@ def install(bundle: Path, out: Path) -> Path:
     return site
 
 
-def plan(dry_run: bool) -> dict:
-    """The specs and protocol of a run. The dry run is the same plan made cheap: CPU, one epoch, one augmented
-    view, 2 folds, so the test exercises every spec, the JSON and the epoch records in seconds."""
+def plan(dry_run: bool, epochs: int = FULL_EPOCHS, calib_folds: int = FULL_CALIB_FOLDS,
+         budget_s: float = BUDGET_S) -> dict:
+    """The specs and protocol of a run (epochs, calib_folds: full fine-tuning's caps; budget_s: no method starts
+    after this much bench time). The dry run is the same plan made cheap: CPU, one epoch, one augmented view,
+    2 folds, so the test exercises every spec, the JSON and the epoch records in seconds."""
     if dry_run:
         return {"protocol": "kfold:2", "device": "cpu", "budget_s": 1e9, "photos": 8,
                 "specs": [f"{s}:device=cpu:epochs=1:calib_folds=2:input_size=64"
                           + (":views=1" if s.endswith("cached") else "") for s in SPECS],
                 "choices": ["dry run: 8 photos, kfold:2, one epoch, 2 inner calibration folds, 64 px input, "
                             "1 cached view, one CPU thread"]}
-    specs = [f"{s}:device=cuda" + (f":epochs={FULL_EPOCHS}:calib_folds={FULL_CALIB_FOLDS}" if s.endswith("full")
-                                   else "") for s in SPECS]
-    return {"protocol": PROTOCOL, "device": "cuda", "budget_s": BUDGET_S, "specs": specs,
-            "choices": [f"full fine-tuning capped at {FULL_EPOCHS} epochs (paper: 100; patience 10 kept)",
-                        f"full fine-tuning calibrates its radius on {FULL_CALIB_FOLDS} inner folds (CPU path: 3)",
+    specs = [f"{s}:device=cuda" + (f":epochs={epochs}:calib_folds={calib_folds}" if s.endswith("full") else "")
+             for s in SPECS]
+    return {"protocol": PROTOCOL, "device": "cuda", "budget_s": budget_s, "specs": specs,
+            "choices": [f"full fine-tuning capped at {epochs} epochs (paper: 100; patience 10 kept)",
+                        f"full fine-tuning calibrates its radius on {calib_folds} inner folds (CPU path: 3)",
                         "cached specs with the CPU path's defaults, trained on the GPU",
-                        f"no method starts after {BUDGET_S:.0f} s of bench time", "kfold-geo:5 not run"]}
+                        f"no method starts after {budget_s:.0f} s of bench time", "kfold-geo:5 not run"]}
 
 
-def run(bundle: Path, out: Path, dry_run: bool, only: list[str]) -> int:
+def run(bundle: Path, out: Path, dry_run: bool, only: list[str], caps: tuple = ()) -> int:
     """Install (unless dry run), then the bench in a fresh interpreter that sees the wheels and ./src."""
     out.mkdir(parents=True, exist_ok=True)
     if not (bundle / "manifest.json").is_file():
@@ -255,7 +262,8 @@ def run(bundle: Path, out: Path, dry_run: bool, only: list[str]) -> int:
     env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     cmd = [sys.executable, str(Path(__file__).resolve()), "_bench", "--bundle", str(bundle), "--out", str(out),
            "--install-s", f"{time.perf_counter() - t0:.2f}"] + (["--dry-run"] if dry_run else []) \
-        + (["--only", ",".join(only)] if only else [])
+        + (["--only", ",".join(only)] if only else []) \
+        + [a for flag, v in zip(("--epochs", "--calib-folds", "--budget-s"), caps) for a in (flag, str(v))]
     with open(out / "gpu-run.log", "w") as f:
         p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         for line in p.stdout:  # tee: the device tool shows the tail, the file keeps it all
@@ -305,7 +313,7 @@ class EpochRecorder(logging.Handler):
                                    "epochs_run": int(m["ran"]), "best_epoch": int(m["best"]), "peak_gpu_mib": peak})
 
 
-def bench(bundle: Path, out: Path, dry_run: bool, install_s: float, only: list[str]) -> int:
+def bench(bundle: Path, out: Path, dry_run: bool, install_s: float, only: list[str], caps: tuple) -> int:
     """The bench proper (needs img2gps importable): each spec in turn, the JSON rewritten after each."""
     import numpy as np
     import pandas as pd
@@ -314,7 +322,7 @@ def bench(bundle: Path, out: Path, dry_run: bool, install_s: float, only: list[s
     from img2gps.data import load_dataset
     from img2gps.evaluate import run_bench, write_outputs
 
-    p = plan(dry_run)
+    p = plan(dry_run, *caps)
     if only:
         p["specs"] = [s for s in p["specs"] if any(s.startswith(o) for o in only)]
         p["choices"].append(f"only {', '.join(only)}")
@@ -344,7 +352,9 @@ def bench(bundle: Path, out: Path, dry_run: bool, install_s: float, only: list[s
     gpu = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__,
            "cuda": torch.version.cuda, "dry_run": dry_run, "choices": p["choices"], "budget_s": p["budget_s"],
            "install_s": install_s, "methods": {}, "skipped": []}
-    cmd = "python3 bench/gpu.py run" if not dry_run else "python bench/gpu.py --dry-run"
+    defaults = (FULL_EPOCHS, FULL_CALIB_FOLDS, BUDGET_S)
+    cmd = "python bench/gpu.py --dry-run" if dry_run else "python3 bench/gpu.py run" + "".join(
+        f" {flag} {v:g}" for flag, v, d in zip(("--epochs", "--calib-folds", "--budget-s"), caps, defaults) if v != d)
     log(f"{gpu['device']}, torch {torch.__version__}, {len(ds)} photos, {p['protocol']}, specs: {', '.join(p['specs'])}")
     result: dict = {}
     preds = []
@@ -441,6 +451,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DATA, help="the bgu-west set (default ../shared/data/bgu-west)")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default $OUT; dry run: a temp folder)")
     ap.add_argument("--only", default="", help="run only the plan's specs that start with these (comma-separated)")
+    ap.add_argument("--epochs", type=int, default=FULL_EPOCHS, help="full fine-tuning's epoch cap (GPU run)")
+    ap.add_argument("--calib-folds", type=int, default=FULL_CALIB_FOLDS,
+                    help="full fine-tuning's inner calibration folds (GPU run)")
+    ap.add_argument("--budget-s", type=float, default=BUDGET_S, help="no method starts after this much bench time")
     ap.add_argument("--install-s", type=float, default=0.0, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     only = [o for o in a.only.split(",") if o]
@@ -448,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         prepare(a.bundle, a.data)
         return 0
     if a.step == "_bench":
-        return bench(a.bundle, a.out, a.dry_run, a.install_s, only)
+        return bench(a.bundle, a.out, a.dry_run, a.install_s, only, (a.epochs, a.calib_folds, a.budget_s))
     if a.dry_run:
         out = a.out or Path(tempfile.mkdtemp(prefix="img2gps-gpu-dry-"))
         with tempfile.TemporaryDirectory(prefix="img2gps-gpu-bundle-") as tmp:
@@ -462,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     out = a.out or (Path(os.environ["OUT"]) if os.environ.get("OUT") else None)
     if out is None:
         ap.error("run needs --out or $OUT")
-    return run(a.bundle, out, dry_run=False, only=only)
+    return run(a.bundle, out, dry_run=False, only=only, caps=(a.epochs, a.calib_folds, a.budget_s))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,11 @@ def test_plan_runs_the_four_specs_on_cuda_and_says_how_it_fits_the_time():
                              ("regression", "cached"), ("regression", "full")]
     assert any(str(g.FULL_EPOCHS) in c for c in p["choices"])
     assert any(str(g.FULL_CALIB_FOLDS) in c for c in p["choices"])
+    q = g.plan(dry_run=False, epochs=100, calib_folds=3, budget_s=300)  # the paper's recipe, if time allows
+    assert q["budget_s"] == 300 and any("100 epochs" in c for c in q["choices"])
+    assert [s for s in q["specs"] if "mode=full" in s] == [
+        "regression:mode=full:device=cuda:epochs=100:calib_folds=3",
+        "contrastive:mode=full:device=cuda:epochs=100:calib_folds=3"]
 
 
 def test_carried_wheels_need_only_what_the_gpu_image_has():
