@@ -33,6 +33,7 @@ def as_if_fitted_on_cuda(model_dir) -> None:
     path.write_text(json.dumps(m))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["regression", "contrastive"])
 def test_a_model_fitted_on_cuda_loads_and_predicts_on_a_cpu_only_machine(grid, tmp_path, method, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on CI, whatever this machine has
@@ -48,3 +49,44 @@ def test_a_model_fitted_on_cuda_loads_and_predicts_on_a_cpu_only_machine(grid, t
     assert b.method == a.method + ":device=cuda"  # the spec it was fitted with, as recorded
     # neighbours are read back from gallery.csv (1e-9 degrees), the rest is bit-identical
     assert_same_prediction(dataclasses.replace(a, method=b.method), b, abs_tol=1e-8)
+
+
+def live_data(grid, seed=5, size=64):
+    from img2gps.features.trainable import AugmentConfig, Trunk, resolve_backbone
+    from img2gps.predictors.trained.data import LiveData
+
+    enc, _ = resolve_backbone("lite0")
+    trunk = Trunk(enc, 0, size)
+    images = [grid.open(i, max_side=enc.load_side) for i in range(len(grid))]
+    return trunk, images, LiveData(trunk, images, AugmentConfig(), seed, "cpu")
+
+
+def test_live_data_clean_inputs_are_the_query_path(grid):
+    trunk, images, data = live_data(grid)
+    # validation and calibration see exactly what a query sees
+    assert torch.equal(data.clean([2, 7]), trunk.preprocess([images[2], images[7]]))
+
+
+def test_live_data_augments_batches_reproducibly(grid):
+    import numpy as np
+
+    trunk, images, a = live_data(grid, seed=5)
+    _, _, b = live_data(grid, seed=5)
+    _, _, c = live_data(grid, seed=6)
+    pairs = a.samples(np.arange(6))
+    xa, xb, xc = a.batch(pairs), b.batch(pairs), c.batch(pairs)
+    assert xa.shape == (6, 3, 64, 64) and xa.dtype == torch.float32
+    assert xa.min() >= -1 and xa.max() <= 1  # Lite's normalisation of [0, 1] pixels
+    assert torch.equal(xa, xb) and not torch.equal(xa, xc)  # the seed decides the crops and jitter
+    assert not torch.equal(xa, a.batch(pairs))  # a fresh augmentation every time a photo is drawn
+    assert float((xa - a.clean(np.arange(6))).abs().mean()) > 0.02  # augmented, not the clean view
+
+
+def test_mixed_precision_only_for_full_fine_tuning_on_cuda():
+    from img2gps.predictors.trained.net import HeadNet
+
+    assert not make_predictor(f"regression:{TINY_FULL}").amp  # the CPU never autocasts
+    assert not make_predictor("regression:mode=cached").amp
+    net = HeadNet(torch.nn.Identity(), torch.nn.Linear(4, 2), freeze_body_bn=False, amp=True).train()
+    x = torch.randn(3, 4)
+    assert net(x).dtype == torch.float32 and torch.equal(net(x), net.head(x))  # a CPU input runs in float32
