@@ -1,5 +1,6 @@
 """The GPU path of the trained methods (full fine-tuning), checked on the CPU: a model directory written by a fit on
-device=cuda loads and predicts on a CPU-only machine."""
+device=cuda loads and predicts on a CPU-only machine; the on-device batch augmentation's inputs; mixed precision
+only where it belongs (a CUDA GPU)."""
 from __future__ import annotations
 
 import dataclasses
