@@ -242,7 +242,7 @@ def ensure_features(ds, spec: ExtractSpec, cfg: IndexingConfig | None = None, ke
                     if ecache is not None:
                         ecache.put(str(k), f.embedding)
                     if kcache is not None:
-                        kcache.put(str(k), f.keypoints)
+                        kcache.put(str(k), f.keypoints, remember=False)  # read back later, bounded
                     stats.computed += 1
                     stats.pids.add(int(pid))
                 prog.update(len(out["key"]))

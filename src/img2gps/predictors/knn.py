@@ -89,6 +89,7 @@ class KNNPredictor(BasePredictor):
     def _fit(self, train) -> None:
         self.vectors = self._embed_gallery(train)
         self._build()
+        self.vectors = self.index.vectors  # the unit rows, as a loaded model has them (one copy, not two)
         self.index_report = {"kind": self.index.kind, "n": len(self.index),
                              "recall_at_10_vs_exact": self.index.recall_vs_exact(10)}
         self._calibrate()

@@ -249,7 +249,7 @@ class RerankPredictor(BasePredictor):
                                       lambda j: self.store.get(j).size)
         self.locator = CameraLocator(self.cameras, LocatorConfig(max_views=c.pose_views))
         if vlad_vecs is None and self.codebook is not None:
-            vlad_vecs = np.stack([self.codebook.encode(self.store.unit_desc(i)) for i in range(len(self.store))])
+            vlad_vecs = self.codebook.encode_all(self.store.unit_desc, len(self.store))
         self.vlad_vecs = vlad_vecs if self.codebook is not None else None
         self.near = neighbours_within(self.en, c.near_m, c.near_max)
         # z-score each similarity over gallery-gallery pairs so the two halves of the score weigh the same
@@ -505,7 +505,7 @@ class RerankPredictor(BasePredictor):
             self.store = KeypointStore(n_old + len(new), read, self.config.cache_mb * 2**20)
             vlad = self.vlad_vecs
             if self.codebook is not None:
-                more = np.stack([self.codebook.encode(self.store.unit_desc(i)) for i in range(n_old, len(self.store))])
+                more = self.codebook.encode_all(lambda i: self.store.unit_desc(n_old + i), len(self.store) - n_old)
                 vlad = np.concatenate([vlad, more])
             self.keys = list(self.keys) + new_keys
             self._build(vlad)
