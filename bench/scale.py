@@ -112,11 +112,14 @@ def tree_rss(pid: int) -> tuple[int, dict[int, int]]:
     return total, hwm
 
 
-def run_measured(cmd: list[str], env: dict, timeline: list | None = None) -> tuple[float, int, str, int]:
+def run_measured(cmd: list[str], env: dict, timeline: list | None = None,
+                 log: Path | None = None) -> tuple[float, int, str, int]:
     """(wall seconds, peak tree RSS bytes (sum over the tree, sampled every 0.2 s), stdout, largest single
-    process's peak RSS (VmHWM) bytes); raises on failure. timeline: gets (seconds, tree RSS bytes) every ~2 s."""
+    process's peak RSS (VmHWM) bytes); raises on failure. timeline: gets (seconds, tree RSS bytes) every ~2 s.
+    log: stderr goes to this file (a long fit's progress lines would otherwise fill the pipe)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errf = open(log, "w") if log is not None else subprocess.PIPE
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=errf, text=True)
     peak, hwm, last = 0, {}, -9.0
     while proc.poll() is None:
         rss, h = tree_rss(proc.pid)
@@ -129,6 +132,9 @@ def run_measured(cmd: list[str], env: dict, timeline: list | None = None) -> tup
             last = now
         time.sleep(0.2)
     out, err = proc.communicate()
+    if log is not None:
+        errf.close()
+        err = log.read_text()
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err.strip().splitlines()[-1] if err else ''}")
     return time.perf_counter() - t0, peak, out, max(hwm.values(), default=0)
@@ -221,7 +227,8 @@ def scale_gallery(n: int, work: Path, queries: int, spec: str, side: int, query_
         img2gps = str(Path(sys.executable).with_name("img2gps"))
         timeline: list = []
         fit_s, peak, _, single = run_measured([img2gps, "fit", "--data", str(gal), "--method", spec, "--out",
-                                               str(model), "--overwrite"], env, timeline)
+                                               str(model), "--overwrite"], env, timeline,
+                                               work / f"fit-{n}{'-' + label if label else ''}.log")
         if not keep_cache:
             shutil.rmtree(cache, ignore_errors=True)
         disk = sum(p.stat().st_size for p in model.rglob("*") if p.is_file())
