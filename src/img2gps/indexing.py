@@ -14,6 +14,7 @@ import os
 import pickle
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -162,9 +163,9 @@ class _Pool:
         self.ex = ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"), initializer=_one_thread)
 
     def run(self, items, spec, cfg) -> Iterator[dict]:
-        futs = [self.ex.submit(_pool_task, b, spec) for b in _batches(items, cfg.batch)]
-        for f in futs:
-            yield f.result()
+        futs = deque(self.ex.submit(_pool_task, b, spec) for b in _batches(items, cfg.batch))
+        while futs:  # a consumed batch's result is dropped at once, not kept until the whole chunk is done
+            yield futs.popleft().result()
 
     def close(self) -> None:
         self.ex.shutdown(cancel_futures=True)
