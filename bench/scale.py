@@ -201,11 +201,12 @@ def disk_breakdown(model: Path, n: int) -> dict:
 
 
 def scale_gallery(n: int, work: Path, queries: int, spec: str, side: int, query_only: bool = False,
-                  src: Path = REPO / "src", warm: Path | None = None, label: str = "", keep_cache: bool = False) -> dict:
+                  src: Path = REPO / "src", warm: Path | None = None, label: str = "", keep_cache: bool = False,
+                  warm_pairs: bool = False) -> dict:
     """Fit (and time queries on) a synthetic n-photo gallery in child processes; src: the img2gps source tree
     the child runs (to measure another revision with this script); warm: a cache whose features/ and
     keypoints/ seed each fresh cache (hard links), so the fit skips extraction but still matches every
-    calibration pair (pairs/ and poses/ are never copied)."""
+    calibration pair (pairs/ and poses/ are copied only with warm_pairs: then calibration matches no pair)."""
     from img2gps.provenance import code_revision
 
     env = dict(os.environ, PYTHONPATH=str(src))
@@ -213,14 +214,15 @@ def scale_gallery(n: int, work: Path, queries: int, spec: str, side: int, query_
     rev = code_revision(src.parent)
     row = {"photos": n, "spec": spec, "label": label,
            "code": (rev["git_revision"] or "?")[:10] + ("+dirty" if rev["git_dirty"] else ""),
-           "extraction": f"skipped (features and keypoints from {warm})" if warm else "fresh cache"}
+           "extraction": (f"skipped (features, keypoints{', pair counts' if warm_pairs else ''} from {warm.name})"
+                          if warm else "fresh cache")}
     if not query_only:
         gal = make_gallery(n, work / f"gallery-{n}")
         cache = work / f"cache-{n}{'-' + label if label else ''}"
         shutil.rmtree(cache, ignore_errors=True)  # each timed fit starts from a fresh cache
         if warm is not None:
             cache.mkdir(parents=True)
-            for part in ("features", "keypoints"):
+            for part in ("features", "keypoints") + (("pairs", "poses") if warm_pairs else ()):
                 if (warm / part).is_dir():
                     subprocess.run(["cp", "-al", str(warm / part), str(cache / part)], check=True)
         env["IMG2GPS_CACHE"] = str(cache)
@@ -311,6 +313,7 @@ def main(argv=None) -> int:
                     help="img2gps source tree the fits run (e.g. a checkout of an older revision, for before/after)")
     ap.add_argument("--warm", type=Path, default=None,
                     help="cache whose features/ and keypoints/ seed each fit's fresh cache (extraction skipped)")
+    ap.add_argument("--warm-pairs", action="store_true", help="--warm also copies pair counts and poses")
     ap.add_argument("--keep-cache", action="store_true", help="keep each fit's cache (to --warm later fits)")
     ap.add_argument("--label", default="", help="row label (e.g. before / after); rows are keyed by size, spec, label")
     ap.add_argument("--json", type=Path, required=True)
@@ -329,7 +332,7 @@ def main(argv=None) -> int:
     rows = {(r["photos"], r["spec"], r.get("label", "")): r for r in doc.get("galleries", [])}
     for n in [int(x) for x in a.sizes.split(",") if x]:
         print(f"gallery {n} ...", flush=True)
-        row = scale_gallery(n, a.work, a.queries, a.spec, a.query_side, a.query_only, a.src, a.warm, a.label, a.keep_cache)
+        row = scale_gallery(n, a.work, a.queries, a.spec, a.query_side, a.query_only, a.src, a.warm, a.label, a.keep_cache, a.warm_pairs)
         key = (n, a.spec, a.label)
         # nested figures go beside the table (bench/make_results.py prints the flat rows)
         detail = {k: row.pop(k) for k in ("disk_kb_per_photo_by_part", "fit_rss_timeline_gb") if k in row}
