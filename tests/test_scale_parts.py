@@ -46,7 +46,15 @@ def test_lru_is_bounded_in_bytes():
     kp = lru.get(7)
     kp.unit_desc(True)  # its float32 RootSIFT form now counts too
     lru.touch(7, kp)
-    assert lru.bytes <= lru.max_bytes and 7 in lru._d
+    # its true size (5x the raw bytes) is over the bound alone: the others go, the one in use stays
+    assert sorted(lru._d) == [7] and lru.bytes == kp.nbytes > lru.max_bytes
+    lru = KeypointLRU(max_bytes=3 * kp.nbytes)
+    for i in range(10):  # every entry grows after it is cached, as the fit's VLAD pass does
+        lru.put(i, _kp(rng, 100))
+        lru.get(i).unit_desc(True)
+        lru.touch(i, lru.get(i))
+        assert lru.bytes == sum(lru.get(j).nbytes for j in list(lru._d)) <= lru.max_bytes
+    assert sorted(lru._d) == [7, 8, 9]
 
 
 def test_pair_stats_exact_when_small_and_close_when_sampled():
