@@ -123,7 +123,7 @@ THUMB_SIDE = 200  # px: the web page shows a neighbour in a ~160 x 96 CSS px car
 
 def write_thumbnails(ds, out: Path, side: int = THUMB_SIDE) -> None:
     """Small JPEGs (long side `side` px, quality 80) of a GeoDataset's photos, so a model works without the
-    photo folder. 200 px is 8.8 KB per 1200 px synthetic photo, against 20.5 KB at 320 px."""
+    photo folder. 200 px: 9.6 KB per photo of the 1,000-photo synthetic gallery, 23.1 KB at 320 px (docs/scale.md)."""
     out.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(ds.ids):
         try:
