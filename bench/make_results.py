@@ -78,6 +78,9 @@ TITLES = {
     "pose-bgu-kfoldgeo5": "Same-spot-aware radius, bgu-west location-disjoint 5-fold (10 m buffer)",
     "pose-bgu-kfold5": "Same-spot-aware radius, bgu-west random 5-fold",
     "paper-bgu-kfoldgeo5": "The paper's models on bgu-west, location-disjoint 5-fold (10 m buffer)",
+    "paper-bgu-kfold5": "The paper's models on bgu-west, random 5-fold (CPU, cached frozen-trunk features)",
+    "gpu-bgu-kfold5": "The paper's models on a GPU (bench/gpu.py): bgu-west random 5-fold, cached features beside "
+                      "full fine-tuning, same folds",
     "scale": "Scale (issue 11): rerank on a 1,000-photo synthetic gallery",
     "scale-vectors": "Scale (issue 11): retrieval alone on many vectors",
     "i24-scale-warm": "Scale (issue 24): fit memory before/after on 500-1,000-photo synthetic galleries, extraction cached",
@@ -141,6 +144,8 @@ def section(path: Path) -> list[str]:
         meta.append(f"run {d['date']}")
     if d.get("machine"):
         meta.append(f"{d['machine'].get('cpus', '?')} CPU cores")
+        if d["machine"].get("gpu"):
+            meta.append(f"GPU {d['machine']['gpu']}")
     out += ["; ".join(meta) + ".", ""]
     out += [revision_line(path, d), ""]
     if d.get("command"):

@@ -25,6 +25,7 @@ class TrainConfig:
     min_delta: float = 0.0
     weight_decay: float = 0.0
     seed: int = 42
+    amp: bool = False  # mixed precision: loss scaling (GradScaler) when the model is on a CUDA GPU; off elsewhere
 
 
 @dataclass
@@ -80,6 +81,10 @@ def train_model(
     Everything random (initialisation, dropout, batch order) is seeded from cfg.seed inside a forked RNG, so the
     result is repeatable and the caller's global RNG is untouched. With no validation (tiny sets) the training loss
     decides the best epoch. The returned model holds the best epoch's weights and is in eval mode.
+
+    cfg.amp on a CUDA model scales the loss (torch.amp.GradScaler), so float16 gradients of a model that runs its
+    forward pass under autocast neither underflow nor, on overflow, corrupt the weights (that step is skipped). The
+    model's own forward decides what runs in float16; the loss is expected in float32.
     """
     if n_train < 1:
         raise ModelError(f"{name}: nothing to train on")
@@ -91,9 +96,12 @@ def train_model(
         model = build()
         groups = param_groups(model) if param_groups else [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        amp = cfg.amp and any(p.is_cuda for p in model.parameters())
+        scaler = torch.amp.GradScaler("cuda", enabled=amp)
         bs = min(cfg.batch_size, n_train)
         log(f"{name}: {n_train} training samples, batch {bs}, lr {cfg.lr:g}, up to {cfg.max_epochs} epochs, "
-            f"patience {cfg.patience}, seed {cfg.seed}, {'with' if val_loss else 'no'} validation")
+            f"patience {cfg.patience}, seed {cfg.seed}, {'with' if val_loss else 'no'} validation"
+            + (", mixed precision" if amp else ""))
         best_state = _copy_state(model)
         for epoch in range(1, cfg.max_epochs + 1):
             model.train()
@@ -104,8 +112,9 @@ def train_model(
                 if not torch.isfinite(loss):
                     raise ModelError(f"{name}: training diverged (loss {loss.item()} at epoch {epoch}); "
                                      "lower lr or use a bounded loss")
-                loss.backward()
-                opt.step()
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
                 total += float(loss.detach()) * len(idx)
                 count += len(idx)
             tr = total / count

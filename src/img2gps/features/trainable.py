@@ -128,12 +128,21 @@ class Trunk:
 
     def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
         """The encoder's own input pipeline (whole photo squashed to a square, its normalisation) at self.size."""
-        x = np.stack([resize_square(self._fit_side(im), self.size) for im in images]) / 255.0
+        return self.normalize(self.squares(images).float() / 255.0)
+
+    def squares(self, images: list[Image.Image]) -> torch.Tensor:
+        """(B, 3, size, size) uint8: each photo squashed to the input square, before normalisation."""
+        x = np.stack([resize_square(self._fit_side(im), self.size) for im in images]).astype(np.uint8)
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) float32 pixels in [0, 1], on any device -> the encoder's normalised float32 input."""
         if self.encoder.family == "effnet-lite":
-            x = (x - 0.5) / 0.5
-        else:  # torchvision ImageNet weights
-            x = (x - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32))
+            return (x - 0.5) / 0.5
+        # torchvision ImageNet weights (statistics in float64, as numpy applies them)
+        mean = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64, device=x.device)[:, None, None]
+        std = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64, device=x.device)[:, None, None]
+        return ((x.double() - mean) / std).float()
 
     def _fit_side(self, im: Image.Image) -> Image.Image:
         """Downscale a large query exactly as the cached gallery photos were (Lanczos to load_side, then the

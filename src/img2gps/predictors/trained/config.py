@@ -34,6 +34,7 @@ class TrunkHeadConfig:
     device: str = opt("cpu", check=_device_problem)  # cpu | cuda | cuda:N
     mode: str = opt("auto", choices=("auto", "cached", "full"))  # cached | full | auto (full fine-tuning on a
     # GPU, cached features on the CPU)
+    amp: bool = True  # full fine-tuning on a CUDA GPU: float16 autocast + loss scaling (never on the CPU)
     calib_folds: int = opt(3, ge=0)  # inner folds whose held-out predictions calibrate the radius
     coverage: float = opt(0.8, gt=0, lt=1)
     seed: int = 42

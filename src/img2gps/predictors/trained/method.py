@@ -65,6 +65,11 @@ class TrunkHeadPredictor(BasePredictor):
         except RuntimeError:
             raise ModelError(f"{self.spec}: unknown device {d!r} (cpu, cuda, cuda:N)") from None
 
+    @property
+    def amp(self) -> bool:
+        """Mixed precision (float16 autocast + loss scaling): full fine-tuning on a CUDA GPU, unless amp=false."""
+        return self.config.amp and self.full and self.device.type == "cuda"
+
     def _setup_trunk(self) -> None:
         if self.trunk is None:
             enc, note = resolve_backbone(self.config.backbone, self.config.fallback)
@@ -77,15 +82,15 @@ class TrunkHeadPredictor(BasePredictor):
     def _train_config(self) -> TrainConfig:
         c = self.config
         return TrainConfig(lr=c.lr, batch_size=c.batch, max_epochs=c.epochs, patience=c.patience,
-                           weight_decay=c.weight_decay, seed=c.seed)
+                           weight_decay=c.weight_decay, seed=c.seed, amp=self.amp)
 
     def _data(self, train):
         c = self.config
         if self.full:
             images = [train.open(i, max_side=self.trunk.encoder.load_side) for i in range(len(train))]
-            return LiveData(self.trunk, images, self._aug(), c.aug_seed)
+            return LiveData(self.trunk, images, self._aug(), c.aug_seed, self.device)
         feats = cached_views(self.trunk, train, c.views, c.aug_seed, self._aug())
-        return CachedData(feats)
+        return CachedData(feats, self.device)
 
     def _build_net(self) -> nn.Module:
         """A fresh trainable net: [frozen part, when fine-tuning all] + tail copy + this method's head."""
@@ -99,7 +104,8 @@ class TrunkHeadPredictor(BasePredictor):
             body = copy.deepcopy(t.tail)
             for p in body.parameters():
                 p.requires_grad_(True)
-        return HeadNet(body, self._head(t.out_channels), freeze_body_bn=not self.full).to(self.device)
+        return HeadNet(body, self._head(t.out_channels), freeze_body_bn=not self.full,
+                       amp=self.amp).to(self.device)
 
     def _param_groups(self, net: "HeadNet") -> list:
         body = [p for p in net.body.parameters() if p.requires_grad]

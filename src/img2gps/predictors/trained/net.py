@@ -9,9 +9,10 @@ import torch.nn as nn
 class HeadNet(nn.Module):
     """body (trainable backbone tail, or the whole backbone) -> method head. `embed` is the head's feature layer."""
 
-    def __init__(self, body: nn.Module, head: nn.Module, freeze_body_bn: bool):
+    def __init__(self, body: nn.Module, head: nn.Module, freeze_body_bn: bool, amp: bool = False):
         super().__init__()
         self.body, self.head, self.freeze_body_bn = body, head, freeze_body_bn
+        self.amp = amp  # mixed precision for training steps on a CUDA GPU; evaluation always runs in float32
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -21,6 +22,11 @@ class HeadNet(nn.Module):
         return self
 
     def forward(self, x):
+        if self.amp and self.training and x.is_cuda:
+            # float16 where autocast deems it safe; the output goes back to float32 so losses are computed there
+            with torch.autocast("cuda", dtype=torch.float16):
+                out = self.head(self.body(x))
+            return out.float()
         return self.head(self.body(x))
 
     def embed(self, x):
