@@ -83,6 +83,8 @@ TITLES = {
                       "full fine-tuning, same folds",
     "scale": "Scale (issue 11): rerank on a 1,000-photo synthetic gallery",
     "scale-vectors": "Scale (issue 11): retrieval alone on many vectors",
+    "i24-scale-warm": "Scale (issue 24): fit memory before/after on 500-1,000-photo synthetic galleries, extraction cached",
+    "i24-scale-fresh": "Scale (issue 24): one fit from a fresh cache, 1,000 synthetic photos",
     "i11-noloss-main": "No loss (issue 11): rerank leave-one-out on main before the stage refactor",
     "i11-noloss-branch": "No loss (issue 11): rerank leave-one-out with the keypoint store and bounded fit",
 }

@@ -34,7 +34,8 @@ DATA = REPO.parent / "shared" / "data"
 
 # -- synthetic gallery -------------------------------------------------------------------------------------------
 def make_gallery(n: int, out: Path, src: Path = DATA / "penn91", seed: int = 0) -> Path:
-    """n jittered crops of src's photos at random positions in its bbox -> out/images + out/labels.csv."""
+    """n jittered crops of src's photos (1200 px long side) at random positions in its bbox -> out/images +
+    out/labels.csv. Photo i depends only on (seed, i): a smaller gallery is a prefix of a larger one."""
     import pandas as pd
     from PIL import Image, ImageEnhance, ImageOps
 
@@ -42,30 +43,39 @@ def make_gallery(n: int, out: Path, src: Path = DATA / "penn91", seed: int = 0) 
     (out / "images").mkdir(parents=True, exist_ok=True)
     lat0, lat1 = labels.Latitude.min(), labels.Latitude.max()
     lon0, lon1 = labels.Longitude.min(), labels.Longitude.max()
-    rows = []
+    rows, todo = [], []
     for i in range(n):
         rng = np.random.default_rng([seed, i])
         name = f"synth_{i:06d}.jpg"
-        lat, lon = rng.uniform(lat0, lat1), rng.uniform(lon0, lon1)
-        rows.append((name, lat, lon))
-        path = out / "images" / name
-        if path.is_file():
-            continue
-        with Image.open(src / "images" / labels.image[i % len(labels)]) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
-        w, h = im.size
-        f = rng.uniform(0.6, 0.95)
-        cw, ch = int(w * f), int(h * f)
-        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        im = im.crop((x, y, x + cw, y + ch))
-        if rng.random() < 0.5:
-            im = ImageOps.mirror(im)
-        for enh in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
-            im = enh(im).enhance(rng.uniform(0.7, 1.3))
-        im.thumbnail((1200, 1200), Image.Resampling.LANCZOS)
-        tmp = path.with_suffix(".tmp.jpg")
-        im.save(tmp, "JPEG", quality=90)
-        os.replace(tmp, path)
+        rows.append((name, rng.uniform(lat0, lat1), rng.uniform(lon0, lon1)))
+        if not (out / "images" / name).is_file():
+            todo.append(i)
+    side = 1200
+    # Photos are made source by source, each source decoded once at about the size the smallest crop needs
+    # (JPEG draft + one resize): decoding a 12 MP source per photo made a 2,000-photo gallery take hours.
+    for src_i in sorted({i % len(labels) for i in todo}):
+        with Image.open(src / "images" / labels.image[src_i]) as im:
+            im.draft("RGB", (side / 0.6, side / 0.6))
+            base = ImageOps.exif_transpose(im).convert("RGB")
+        base.thumbnail((round(side / 0.6), round(side / 0.6)), Image.Resampling.LANCZOS)
+        for i in (i for i in todo if i % len(labels) == src_i):
+            rng = np.random.default_rng([seed, i])
+            rng.uniform(lat0, lat1), rng.uniform(lon0, lon1)  # the position draws (kept above)
+            im = base
+            w, h = im.size
+            f = rng.uniform(0.6, 0.95)
+            cw, ch = int(w * f), int(h * f)
+            x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            im = im.crop((x, y, x + cw, y + ch))
+            if rng.random() < 0.5:
+                im = ImageOps.mirror(im)
+            im.thumbnail((side, side), Image.Resampling.LANCZOS)
+            for enh in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+                im = enh(im).enhance(rng.uniform(0.7, 1.3))
+            path = out / "images" / rows[i][0]
+            tmp = path.with_suffix(".tmp.jpg")
+            im.save(tmp, "JPEG", quality=90)
+            os.replace(tmp, path)
     df = pd.DataFrame(rows, columns=["image", "Latitude", "Longitude"])
     tmp = out / "labels.csv.tmp"
     df.to_csv(tmp, index=False, float_format="%.7f")
@@ -74,8 +84,11 @@ def make_gallery(n: int, out: Path, src: Path = DATA / "penn91", seed: int = 0) 
 
 
 # -- measuring a child process tree ------------------------------------------------------------------------------
-def tree_rss(pid: int) -> int:
-    """Resident bytes of pid and all its descendants (from /proc)."""
+def tree_rss(pid: int) -> tuple[int, dict[int, int]]:
+    """(resident bytes of pid and all its descendants, {pid: VmHWM bytes} of each), from /proc.
+
+    VmHWM is the kernel's own peak resident size of one process (what `/usr/bin/time -v` reports as "Maximum
+    resident set size" for the largest process it waited for); the sum is sampled, so it can miss a short peak."""
     children: dict[int, list[int]] = {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -84,31 +97,47 @@ def tree_rss(pid: int) -> int:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(d.name))
-    total, todo = 0, [pid]
+    total, hwm, todo = 0, {}, [pid]
     while todo:
         p = todo.pop()
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
+                elif line.startswith("VmHWM:"):
+                    hwm[p] = int(line.split()[1]) * 1024
         except OSError:
             pass
         todo += children.get(p, [])
-    return total
+    return total, hwm
 
 
-def run_measured(cmd: list[str], env: dict) -> tuple[float, int, str]:
-    """(wall seconds, peak tree RSS bytes, stdout) of a command; raises on failure."""
+def run_measured(cmd: list[str], env: dict, timeline: list | None = None,
+                 log: Path | None = None) -> tuple[float, int, str, int]:
+    """(wall seconds, peak tree RSS bytes (sum over the tree, sampled every 0.2 s), stdout, largest single
+    process's peak RSS (VmHWM) bytes); raises on failure. timeline: gets (seconds, tree RSS bytes) every ~2 s.
+    log: stderr goes to this file (a long fit's progress lines would otherwise fill the pipe)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0
+    errf = open(log, "w") if log is not None else subprocess.PIPE
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=errf, text=True)
+    peak, hwm, last = 0, {}, -9.0
     while proc.poll() is None:
-        peak = max(peak, tree_rss(proc.pid))
+        rss, h = tree_rss(proc.pid)
+        peak = max(peak, rss)
+        for p, v in h.items():
+            hwm[p] = max(hwm.get(p, 0), v)
+        now = time.perf_counter() - t0
+        if timeline is not None and now - last >= 2:
+            timeline.append((round(now, 1), rss))
+            last = now
         time.sleep(0.2)
     out, err = proc.communicate()
+    if log is not None:
+        errf.close()
+        err = log.read_text()
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err.strip().splitlines()[-1] if err else ''}")
-    return time.perf_counter() - t0, peak, out
+    return time.perf_counter() - t0, peak, out, max(hwm.values(), default=0)
 
 
 QUERY_SCRIPT = r"""
@@ -150,7 +179,7 @@ def worst_queries(model: Path, env: dict, queries: int, side: int) -> dict:
     """Load the model in a child process, then time bgu-west photos (another campus) as queries.
     side > 0: each query is first resized to that long side (bgu-west's files are 192 x 256 px, which gives SIFT
     few keypoints; 1200 px is the size of a gallery photo)."""
-    _, qpeak, out = run_measured([sys.executable, "-c", QUERY_SCRIPT, str(model), str(DATA / "bgu-west" / "images"),
+    _, qpeak, out, _ = run_measured([sys.executable, "-c", QUERY_SCRIPT, str(model), str(DATA / "bgu-west" / "images"),
                                   str(queries + 1), str(side)], env)
     q = json.loads(out.strip().splitlines()[-1])
     ms = np.array(q["query_ms"])
@@ -160,23 +189,57 @@ def worst_queries(model: Path, env: dict, queries: int, side: int) -> dict:
             "worst_query_ms_p50": float(np.median(ms)), "worst_query_ms_p95": float(np.quantile(ms, 0.95))}
 
 
-def scale_gallery(n: int, work: Path, queries: int, spec: str, side: int, query_only: bool = False) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    model = work / f"model-{n}"
-    row = {"photos": n, "spec": spec}
+def disk_breakdown(model: Path, n: int) -> dict:
+    """Model directory bytes per photo, by part (KB per photo)."""
+    parts: dict[str, int] = {}
+    for p in model.rglob("*"):
+        if p.is_file():
+            rel = p.relative_to(model)
+            key = "thumbs" if rel.parts[0] == "thumbs" else str(rel)
+            parts[key] = parts.get(key, 0) + p.stat().st_size
+    return {k: round(v / n / 1024, 2) for k, v in sorted(parts.items(), key=lambda kv: -kv[1])}
+
+
+def scale_gallery(n: int, work: Path, queries: int, spec: str, side: int, query_only: bool = False,
+                  src: Path = REPO / "src", warm: Path | None = None, label: str = "", keep_cache: bool = False,
+                  warm_pairs: bool = False) -> dict:
+    """Fit (and time queries on) a synthetic n-photo gallery in child processes; src: the img2gps source tree
+    the child runs (to measure another revision with this script); warm: a cache whose features/ and
+    keypoints/ seed each fresh cache (hard links), so the fit skips extraction but still matches every
+    calibration pair (pairs/ and poses/ are copied only with warm_pairs: then calibration matches no pair)."""
+    from img2gps.provenance import code_revision
+
+    env = dict(os.environ, PYTHONPATH=str(src))
+    model = work / f"model-{n}{'-' + label if label else ''}"
+    rev = code_revision(src.parent)
+    row = {"photos": n, "spec": spec, "label": label,
+           "code": (rev["git_revision"] or "?")[:10] + ("+dirty" if rev["git_dirty"] else ""),
+           "extraction": (f"skipped (features, keypoints{', pair counts' if warm_pairs else ''} from {warm.name})"
+                          if warm else "fresh cache")}
     if not query_only:
         gal = make_gallery(n, work / f"gallery-{n}")
-        cache = work / f"cache-{n}"
+        cache = work / f"cache-{n}{'-' + label if label else ''}"
         shutil.rmtree(cache, ignore_errors=True)  # each timed fit starts from a fresh cache
+        if warm is not None:
+            cache.mkdir(parents=True)
+            for part in ("features", "keypoints") + (("pairs", "poses") if warm_pairs else ()):
+                if (warm / part).is_dir():
+                    subprocess.run(["cp", "-al", str(warm / part), str(cache / part)], check=True)
         env["IMG2GPS_CACHE"] = str(cache)
         img2gps = str(Path(sys.executable).with_name("img2gps"))
-        fit_s, peak, _ = run_measured([img2gps, "fit", "--data", str(gal), "--method", spec, "--out", str(model),
-                                       "--overwrite"], env)
-        shutil.rmtree(cache, ignore_errors=True)
+        timeline: list = []
+        fit_s, peak, _, single = run_measured([img2gps, "fit", "--data", str(gal), "--method", spec, "--out",
+                                               str(model), "--overwrite"], env, timeline,
+                                               work / f"fit-{n}{'-' + label if label else ''}.log")
+        if not keep_cache:
+            shutil.rmtree(cache, ignore_errors=True)
         disk = sum(p.stat().st_size for p in model.rglob("*") if p.is_file())
         row.update({"fit_s": fit_s, "photos_per_s": n / fit_s, "fit_peak_rss_gb": peak / 2**30,
-                    "model_dir_mb": disk / 2**20, "disk_kb_per_photo": disk / n / 1024})
-    return row | worst_queries(model, env, queries, side)
+                    "fit_peak_single_process_gb": single / 2**30,
+                    "model_dir_mb": disk / 2**20, "disk_kb_per_photo": disk / n / 1024,
+                    "disk_kb_per_photo_by_part": disk_breakdown(model, n),
+                    "fit_rss_timeline_gb": [(t, round(r / 2**30, 3)) for t, r in timeline]})
+    return row if queries <= 0 else row | worst_queries(model, env, queries, side)
 
 
 # -- retrieval alone ----------------------------------------------------------------------------------------------
@@ -246,24 +309,37 @@ def main(argv=None) -> int:
                     help="faiss threads for the retrieval-alone test (on a shared 2-core machine spinning OpenMP "
                          "threads are slower than one)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/img2gps-scale"))
+    ap.add_argument("--src", type=Path, default=REPO / "src",
+                    help="img2gps source tree the fits run (e.g. a checkout of an older revision, for before/after)")
+    ap.add_argument("--warm", type=Path, default=None,
+                    help="cache whose features/ and keypoints/ seed each fit's fresh cache (extraction skipped)")
+    ap.add_argument("--warm-pairs", action="store_true", help="--warm also copies pair counts and poses")
+    ap.add_argument("--keep-cache", action="store_true", help="keep each fit's cache (to --warm later fits)")
+    ap.add_argument("--label", default="", help="row label (e.g. before / after); rows are keyed by size, spec, label")
     ap.add_argument("--json", type=Path, required=True)
     a = ap.parse_args(argv)
     import faiss
 
     faiss.omp_set_num_threads(a.threads)
     doc = json.loads(a.json.read_text()) if a.json.is_file() else {}  # resumable: finished sizes are kept
-    doc.update({"title": doc.get("title") or "Scale: synthetic galleries and retrieval alone",
+    from img2gps.provenance import code_revision
+
+    doc.update({"title": doc.get("title") or "Scale: synthetic galleries and retrieval alone", "code": code_revision(),
                 "command": "python bench/scale.py " + " ".join(sys.argv[1:] if argv is None else argv),
                 "threads": a.threads, "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "machine": {"python": platform.python_version(), "cpus": len(os.sched_getaffinity(0)),
                             "platform": platform.platform()}})
-    rows = {(r["photos"], r["spec"]): r for r in doc.get("galleries", [])}
+    rows = {(r["photos"], r["spec"], r.get("label", "")): r for r in doc.get("galleries", [])}
     for n in [int(x) for x in a.sizes.split(",") if x]:
         print(f"gallery {n} ...", flush=True)
-        row = scale_gallery(n, a.work, a.queries, a.spec, a.query_side, a.query_only)
-        rows[(n, a.spec)] = rows.get((n, a.spec), {}) | row  # --query-only keeps the fit figures
-        print(rows[(n, a.spec)], flush=True)
-        doc["galleries"] = sorted(rows.values(), key=lambda r: r["photos"])
+        row = scale_gallery(n, a.work, a.queries, a.spec, a.query_side, a.query_only, a.src, a.warm, a.label, a.keep_cache, a.warm_pairs)
+        key = (n, a.spec, a.label)
+        # nested figures go beside the table (bench/make_results.py prints the flat rows)
+        detail = {k: row.pop(k) for k in ("disk_kb_per_photo_by_part", "fit_rss_timeline_gb") if k in row}
+        doc.setdefault("details", {}).setdefault(f"{n} {a.spec} {a.label}".strip(), {}).update(detail)
+        rows[key] = rows.get(key, {}) | row  # --query-only keeps the fit figures
+        print(rows[key], flush=True)
+        doc["galleries"] = sorted(rows.values(), key=lambda r: (r.get("label", ""), r["photos"]))
         _write(a.json, doc)
     vrows = {(r["vectors"], r["data"], r["kind"]): r for r in doc.get("retrieval", [])}
     sizes = [int(x) for x in a.vectors.split(",") if x]

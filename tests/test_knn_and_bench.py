@@ -40,7 +40,27 @@ def test_knn_finds_the_matching_scene_and_round_trips(gallery_dir, tmp_path):
     assert [(a.latitude, a.longitude, a.radius_m) for a in preds] == [(b.latitude, b.longitude, b.radius_m) for b in again]
     man = json.loads((tmp_path / "m" / "model.json").read_text())
     assert man["spec"] == "knn:k=1" and man["data_fingerprint"] == gallery.fingerprint()
-    assert (tmp_path / "m" / "thumbs").is_dir()
+    thumbs = sorted((tmp_path / "m" / "thumbs").glob("*.jpg"))
+    assert len(thumbs) == len(gallery) and not (tmp_path / "m" / "index.faiss").exists()  # exact index: vectors once
+
+
+def test_thumbnails_are_as_large_as_the_page_needs(tmp_path):
+    from PIL import Image
+
+    from img2gps.modeldir import THUMB_SIDE, thumb_name, write_thumbnails
+    from img2gps.photos import open_image
+
+    class Two:  # a 1200 x 900 photo and an unreadable one (skipped)
+        ids = ["big.jpg", "bad.jpg"]
+
+        def open(self, i, max_side=None):
+            return open_image(Image.new("RGB", (1200, 900), (90, 120, 150)) if i == 0 else b"not a photo",
+                              max_side=max_side)
+
+    write_thumbnails(Two(), tmp_path / "thumbs")
+    with Image.open(tmp_path / "thumbs" / thumb_name("big.jpg")) as im:
+        assert im.size == (THUMB_SIDE, THUMB_SIDE * 3 // 4) and THUMB_SIDE <= 200  # the page's card is ~160 px wide
+    assert [p.name for p in (tmp_path / "thumbs").iterdir()] == [thumb_name("big.jpg")]
 
 
 def test_query_exif_gps_never_changes_the_prediction(gallery_dir, tmp_path):

@@ -80,7 +80,7 @@ def test_keypoint_cache_round_trip_and_extract_dataset_uses_it(tmp_path):
     assert KeypointCache(FeatureConfig(max_side=200), root=tmp_path).get("k1") is None
     import img2gps.verification.local as local
 
-    local._MEMORY._d.clear()  # the in-memory copy would still answer; test the disk
+    local._MEMORY.clear()  # the in-memory copy would still answer; test the disk
     cache._path("k1").write_bytes(b"torn")
     assert cache.get("k1") is None
 

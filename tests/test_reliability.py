@@ -197,14 +197,14 @@ def test_model_dir_damage_is_named(model_dir, tmp_path, capsys):
         if case == "missing":
             (d / "embeddings.npy").unlink()
         elif case == "corrupt":
-            (d / "index.faiss").write_bytes(b"\0" * 10)
+            (d / "embeddings.npy").write_bytes(b"\0" * 10)
         elif case == "version":
             man["format_version"] = 999
             (d / "model.json").write_text(json.dumps(man))
         else:
             (d / "model.json").write_text("{not json")
         cases[case] = d
-    expect = {"missing": "missing file embeddings.npy", "corrupt": "index.faiss is corrupted",
+    expect = {"missing": "missing file embeddings.npy", "corrupt": "embeddings.npy is corrupted",
               "version": "format version 999", "badjson": "corrupted manifest"}
     for case, d in cases.items():
         with pytest.raises(ModelError, match=expect[case]):

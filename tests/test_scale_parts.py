@@ -46,7 +46,15 @@ def test_lru_is_bounded_in_bytes():
     kp = lru.get(7)
     kp.unit_desc(True)  # its float32 RootSIFT form now counts too
     lru.touch(7, kp)
-    assert lru.bytes <= lru.max_bytes and 7 in lru._d
+    # its true size (5x the raw bytes) is over the bound alone: the others go, the one in use stays
+    assert sorted(lru._d) == [7] and lru.bytes == kp.nbytes > lru.max_bytes
+    lru = KeypointLRU(max_bytes=3 * kp.nbytes)
+    for i in range(10):  # every entry grows after it is cached, as the fit's VLAD pass does
+        lru.put(i, _kp(rng, 100))
+        lru.get(i).unit_desc(True)
+        lru.touch(i, lru.get(i))
+        assert lru.bytes == sum(lru.get(j).nbytes for j in list(lru._d)) <= lru.max_bytes
+    assert sorted(lru._d) == [7, 8, 9]
 
 
 def test_pair_stats_exact_when_small_and_close_when_sampled():
@@ -170,3 +178,45 @@ def test_load_hashes_small_files_and_verify_hashes_everything(tmp_path, monkeypa
     (tmp_path / "m" / "small.bin").write_bytes(b"s" * 10)
     assert main(["verify", "--model", str(tmp_path / "m")]) == 0
     assert "ok:" in capsys.readouterr().out
+
+
+def test_exact_index_is_stored_once_and_loads_the_same(tmp_path):
+    from img2gps.retrieval.database import CosineIndex
+
+    v = _clustered(200)
+    flat = CosineIndex(v, "flat")
+    flat.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["embeddings.npy"]  # no second copy in index.faiss
+    again = CosineIndex.load(tmp_path, "auto")
+    assert again.kind == "flat" and np.array_equal(again.search(v[:7], 5)[1], flat.search(v[:7], 5)[1])
+
+
+def test_process_keypoint_memory_counts_only_raw_arrays_and_gallery_writes_skip_it(tmp_path):
+    """Unit descriptors derived from a cached photo (4x its raw bytes) live with the caller, not in the
+    process-wide LRU, whose byte bound would otherwise not hold; indexing writes go to disk only."""
+    from img2gps.verification import local
+    from img2gps.verification.local import FeatureConfig, KeypointCache
+
+    rng = np.random.default_rng(6)
+    cache = KeypointCache(FeatureConfig(max_side=64, n_features=10), root=tmp_path)
+    local._MEMORY.clear()
+    raw = [_kp(rng, 200) for _ in range(5)]
+    for i, kp in enumerate(raw):
+        cache.put(f"k{i}", kp)
+    assert local._MEMORY.bytes == sum(k.nbytes for k in raw)
+    got = cache.get("k0")
+    got.unit_desc(True)
+    assert got.nbytes > 4 * raw[0].nbytes and local._MEMORY.bytes == sum(k.nbytes for k in raw)
+    again = cache.get("k0")
+    assert np.array_equal(again.desc, raw[0].desc) and again.nbytes == raw[0].nbytes  # a fresh object
+    cache.put("gallery", _kp(rng, 50), remember=False)
+    assert local._MEMORY.bytes == sum(k.nbytes for k in raw) and cache.has("gallery")
+    assert len(cache.get("gallery")) == 50  # read back from disk (and only now remembered)
+    local._MEMORY.clear()
+
+
+def test_vlad_encode_all_equals_encoding_one_by_one():
+    rng = np.random.default_rng(7)
+    descs = [rng.random((n, 16), np.float32) for n in (40, 0, 90)]
+    cb = VladCodebook(rng.random((4, 16)).astype(np.float32))
+    assert np.array_equal(cb.encode_all(descs.__getitem__, 3), np.stack([cb.encode(d) for d in descs]))

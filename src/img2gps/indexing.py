@@ -16,6 +16,7 @@ import pickle
 import signal
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -172,10 +173,10 @@ class _Pool:
     def run(self, items, spec, cfg) -> Iterator[dict]:
         before = {p.pid for p in self.mp.active_children()}
         with _sigint_blocked():  # workers are spawned inside submit() and inherit the blocked SIGINT
-            futs = [self.ex.submit(_pool_task, b, spec) for b in _batches(items, cfg.batch)]
+            futs = deque(self.ex.submit(_pool_task, b, spec) for b in _batches(items, cfg.batch))
         self.workers += [p for p in self.mp.active_children() if p.pid not in before]
-        for f in futs:
-            yield f.result()
+        while futs:  # a consumed batch's result is dropped at once, not kept until the whole chunk is done
+            yield futs.popleft().result()
 
     def terminate(self) -> None:
         """Stop the workers now (after an interrupt: they ignore SIGINT and would finish their batches first)."""
@@ -274,7 +275,7 @@ def ensure_features(ds, spec: ExtractSpec, cfg: IndexingConfig | None = None, ke
                     if ecache is not None:
                         ecache.put(str(k), f.embedding)
                     if kcache is not None:
-                        kcache.put(str(k), f.keypoints)
+                        kcache.put(str(k), f.keypoints, remember=False)  # read back later, bounded
                     stats.computed += 1
                     stats.pids.add(int(pid))
                 prog.update(len(out["key"]))

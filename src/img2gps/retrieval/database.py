@@ -128,16 +128,19 @@ class CosineIndex:
         return np.array(out_s), np.array(out_i)
 
     def save(self, d: Path) -> None:
-        """Write embeddings.npy (the unit vectors) and index.faiss into directory d."""
+        """Write embeddings.npy (the unit vectors) into directory d, and index.faiss for an approximate index
+        (an exact one is the same vectors again: load rebuilds it from embeddings.npy)."""
         import faiss
 
         np.save(d / "embeddings.npy", self.vectors)
-        faiss.write_index(self.index, str(d / "index.faiss"))
+        if self.kind != "flat":
+            faiss.write_index(self.index, str(d / "index.faiss"))
 
     @classmethod
     def load(cls, d: Path, kind: str = "auto") -> "CosineIndex":
-        """From d/embeddings.npy; the exact index is rebuilt (as fast as reading it), an approximate one read
-        from d/index.faiss (no retraining)."""
+        """From d/embeddings.npy; the exact index is rebuilt (as fast as reading it; models saved before it
+        was left out still hold an index.faiss, which is ignored), an approximate one read from d/index.faiss
+        (no retraining)."""
         import faiss
 
         v = np.load(d / "embeddings.npy")

@@ -62,3 +62,12 @@ class VladCodebook:
         v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)  # intra-normalisation per word
         v = v.ravel()
         return (v / max(float(np.linalg.norm(v)), 1e-9)).astype(np.float32)
+
+    def encode_all(self, get, n: int) -> np.ndarray:
+        """(n, K*D) float32 VLAD of photos 0..n-1, reading photo i's unit descriptors through get(i) one at a time
+        into a preallocated array (no list of n vectors beside the result)."""
+        k, dim = self.centroids.shape
+        out = np.empty((n, k * dim), np.float32)
+        for i in range(n):
+            out[i] = self.encode(get(i))
+        return out

@@ -57,7 +57,8 @@ class Keypoints:
 
     def unit_desc(self, root: bool = True) -> np.ndarray:
         """L2-unit float32 descriptors (RootSIFT when root), so squared distance = 2 - 2 * dot product.
-        Computed once per object: cached gallery keypoints are shared across bench folds."""
+        Computed once per object (4x the bytes of desc: keep such objects only in byte-bounded caches that
+        account for them, e.g. verification.store.KeypointLRU)."""
         if root not in self._unit:
             d = self.desc.astype(np.float32)
             if root:
@@ -68,6 +69,10 @@ class Keypoints:
     @property
     def nbytes(self) -> int:
         return self.xy.nbytes + self.desc.nbytes + sum(u.nbytes for u in self._unit.values())
+
+    def bare(self) -> "Keypoints":
+        """A new object sharing xy and desc, without the derived unit descriptors."""
+        return Keypoints(self.xy, self.desc, self.size)
 
 
 def _gray(image: Image.Image, max_side: int) -> np.ndarray:
@@ -93,28 +98,41 @@ def extract(image: Image.Image, cfg: FeatureConfig = FeatureConfig()) -> Keypoin
 
 # -- on-disk cache ---------------------------------------------------------------------------------------------
 class _Memory:
-    """Process-wide LRU of loaded keypoints (with their unit descriptors), bounded in bytes: the folds of a
-    bench refit on overlapping galleries and should not reload and renormalise the same photos every time."""
+    """Process-wide LRU of loaded keypoints, bounded in bytes: the folds of a bench refit on overlapping galleries
+    and should not reload the same photos every time. It holds only the raw arrays (xy, uint8 desc) and hands out
+    a new Keypoints per get, so the float32 unit descriptors a caller derives (4x the raw bytes) live in that
+    caller's own bounded cache: when they were kept here too, the fit's resident memory grew by ~1 MB per photo
+    up to several times this bound."""
 
-    def __init__(self, max_bytes: int = 400 * 2**20):
+    def __init__(self, max_bytes: int = 128 * 2**20):
         self.max_bytes = max_bytes
+        self.bytes = 0
         self._d: OrderedDict[tuple[str, str], Keypoints] = OrderedDict()
         self._lock = threading.Lock()  # extraction threads insert concurrently
 
     def get(self, k: tuple[str, str]) -> Keypoints | None:
         with self._lock:
             kp = self._d.get(k)
-            if kp is not None:
-                self._d.move_to_end(k)
-            return kp
+            if kp is None:
+                return None
+            self._d.move_to_end(k)
+            return kp.bare()
 
     def put(self, k: tuple[str, str], kp: Keypoints) -> None:
+        kp = kp.bare()
         with self._lock:
+            old = self._d.pop(k, None)
+            if old is not None:
+                self.bytes -= old.nbytes
             self._d[k] = kp
-            self._d.move_to_end(k)
-            total = sum(v.nbytes for v in self._d.values())
-            while len(self._d) > 1 and total > self.max_bytes:
-                total -= self._d.popitem(last=False)[1].nbytes
+            self.bytes += kp.nbytes
+            while len(self._d) > 1 and self.bytes > self.max_bytes:
+                self.bytes -= self._d.popitem(last=False)[1].nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+            self.bytes = 0
 
 
 _MEMORY = _Memory()
@@ -150,13 +168,16 @@ class KeypointCache:
         _MEMORY.put((str(p), key), kp)
         return kp
 
-    def put(self, key: str, kp: Keypoints) -> None:
+    def put(self, key: str, kp: Keypoints, remember: bool = True) -> None:
+        """Write the photo's keypoints to disk; remember=False keeps them out of the in-memory LRU (gallery
+        indexing writes every photo once and reads them back later, in another order)."""
         p = self._path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(f"{p.stem}.tmp{os.getpid()}.npz")
         np.savez(tmp, xy=kp.xy, desc=kp.desc, size=np.array(kp.size, np.int32))
         os.replace(tmp, p)
-        _MEMORY.put((str(p), key), kp)
+        if remember:
+            _MEMORY.put((str(p), key), kp)
 
 
 def extract_dataset(ds, cfg: FeatureConfig = FeatureConfig(), keys: Sequence[str] | None = None,

@@ -152,7 +152,7 @@ class RerankPredictor(BasePredictor):
             store = KeypointStore(n_old + len(new), read, c.cache_mb * 2**20)
             vlad = s.vlad
             if s.codebook is not None:
-                more = np.stack([s.codebook.encode(store.unit_desc(i)) for i in range(n_old, len(store))])
+                more = s.codebook.encode_all(lambda i: store.unit_desc(n_old + i), len(store) - n_old)
                 vlad = np.concatenate([vlad, more])
             self.state = build_state(knn, s.encoder, list(s.keys) + new_keys, store, s.codebook, self.gallery, c,
                                      vlad)

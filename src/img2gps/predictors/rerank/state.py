@@ -90,7 +90,7 @@ def build_state(knn: KNNState, encoder, keys, store: KeypointStore, codebook: Vl
                              lambda j: store.get(j).size)
     locator = CameraLocator(cameras, LocatorConfig(max_views=cfg.pose_views))
     if vlad is None and codebook is not None:
-        vlad = np.stack([codebook.encode(store.unit_desc(i)) for i in range(len(store))])
+        vlad = codebook.encode_all(store.unit_desc, len(store))
     vlad = vlad if codebook is not None else None
     near = neighbours_within(knn.en, cfg.near_m, cfg.near_max)
     # z-score each similarity over gallery-gallery pairs so the two halves of the score weigh the same
