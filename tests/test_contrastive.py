@@ -48,15 +48,15 @@ def test_similarity_targets_decay_with_distance_in_metres():
 
 @pytest.mark.slow
 def test_fit_learns_and_retrieves_with_a_calibrated_radius(fitted, grid):
-    h = fitted.history
+    h = fitted.state.history
     assert min(h.train_loss[-5:]) < 0.7 * h.train_loss[0]
-    assert fitted.vectors.shape == (12, 32)
-    assert np.allclose(np.linalg.norm(fitted.vectors, axis=1), 1.0, atol=1e-5)
+    assert fitted.state.vectors.shape == (12, 32)
+    assert np.allclose(np.linalg.norm(fitted.state.vectors, axis=1), 1.0, atol=1e-5)
     p = fitted.predict([grid.read(4)], top_k=5)[0]
     assert len(p.neighbours) == 5 and p.neighbours[0].image_id == "p04.jpg"
     assert p.radius_m > 0 and 0 <= p.confidence <= 1 and p.recognised is False
     # radius calibrated on inner folds (each photo held out once, never in-sample)
-    assert fitted.calibration["folds"] == 2 and fitted.radius_model.n_calibration == 12
+    assert fitted.state.calibration["folds"] == 2 and fitted.state.radius_model.n_calibration == 12
 
 
 @pytest.mark.slow

@@ -55,7 +55,7 @@ def test_attention_pool_is_a_softmax_weighted_sum_per_head():
 
 @pytest.mark.slow
 def test_fit_learns_the_toy_set_and_predicts_with_a_radius(fitted, grid):
-    h = fitted.history
+    h = fitted.state.history
     assert min(h.train_loss[-5:]) < 0.5 * h.train_loss[0]  # the training loss falls on an overfittable set
     assert 1 <= h.best_epoch <= len(h.val_loss)
     preds = fitted.predict([grid.read(i) for i in range(3)])
@@ -63,8 +63,8 @@ def test_fit_learns_the_toy_set_and_predicts_with_a_radius(fitted, grid):
         assert np.isfinite([p.latitude, p.longitude]).all()
         assert p.radius_m > 0 and 0.0 <= p.confidence <= 1.0
         assert p.recognised is False and p.method == fitted.spec
-    assert fitted.radius_model.n_calibration == len(grid)  # every photo held out once in the inner folds
-    assert fitted.calibration["folds"] == 2
+    assert fitted.state.radius_model.n_calibration == len(grid)  # every photo held out once in the inner folds
+    assert fitted.state.calibration["folds"] == 2
 
 
 @pytest.mark.slow
@@ -114,9 +114,9 @@ def test_training_is_deterministic(grid):
     a, b = make_predictor(spec), make_predictor(spec)
     a.fit(grid)
     b.fit(grid)
-    sa, sb = a.net.state_dict(), b.net.state_dict()
+    sa, sb = a.state.net.state_dict(), b.state.net.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert a.history.train_loss == b.history.train_loss
+    assert a.state.history.train_loss == b.state.history.train_loss
 
 
 def test_distance_losses_are_finite_where_a_plain_haversine_is_nan():
@@ -145,6 +145,7 @@ def test_distance_losses_are_finite_where_a_plain_haversine_is_nan():
 
 def test_metres_loss_is_huber_on_the_error_in_metres():
     p = make_predictor("regression:loss=metres:huber_m=10")
+    p._setup_trunk()  # the target statistics live in the fitted state
     p._prepare_targets(np.array([39.95, 39.9509]), np.array([-75.19, -75.19]))  # lat std = 0.00045 deg = 50.04 m
     target = torch.zeros(1, 2)
     three_m = torch.tensor([[3.0 / (0.00045 * 111_195.0), 0.0]])  # 3 m north, in z units
@@ -171,7 +172,7 @@ def test_bad_options_are_one_line_errors():
 def test_native_224px_lite0_path_trains_a_step(grid):
     p = make_predictor("regression:views=0:epochs=1:calib_folds=0")
     p.fit(grid)
-    assert p.trunk.size == 224 and len(p.history.train_loss) == 1
+    assert p.trunk.size == 224 and len(p.state.history.train_loss) == 1
     assert np.isfinite(p.predict([grid.read(0)])[0].latitude)
 
 
@@ -180,7 +181,7 @@ def test_full_finetune_mode_smoke_on_cpu(grid, tmp_path):
     # the GPU mode (whole backbone trained, live augmentation), one epoch on tiny images on the CPU
     p = make_predictor("regression:mode=full:input_size=64:epochs=1:calib_folds=0:batch=6")
     p.fit(grid)
-    assert p.full and sum(x.numel() for x in p.net.parameters()) > 3_000_000  # the backbone is in the net
+    assert p.full and sum(x.numel() for x in p.state.net.parameters()) > 3_000_000  # the backbone is in the net
     a = p.predict([grid.read(0)])[0]
     assert np.isfinite(a.longitude)
     p.save(tmp_path / "full")
@@ -204,7 +205,7 @@ def test_knn_over_regression_features_end_to_end(grid, tmp_path):
 def test_train_blocks_fine_tunes_the_last_block_on_cached_inputs(grid, tmp_path):
     p = make_predictor(FAST + ":epochs=2:calib_folds=0:train_blocks=1")
     p.fit(grid)
-    tail = p.net.body  # the copied last MBConv block + conv head, trained; the trunk's own copy stays pretrained
+    tail = p.state.net.body  # the copied last MBConv block + conv head, trained; the trunk's own copy stays pretrained
     trained = dict(tail.named_parameters())
     pretrained = dict(p.trunk.tail.named_parameters())
     assert trained and any(not torch.equal(trained[k], pretrained[k]) for k in trained)

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..data.outdir import atomic_dir
 from ..errors import ModelError
+from ..predictors.spec import export_fields
 
 TEMPLATES = Path(__file__).parent / "templates"
 FILES = ("model.py", "preprocess.py", "model.pt", "README.md")
@@ -80,53 +81,48 @@ def _frozen_encoder(encoder, spec: str) -> tuple[dict, dict]:
     return cfg, _lite_weights(encoder.torch_module())
 
 
-def _trained_network(p) -> tuple[dict, dict]:
-    """regression / contrastive: pretrained EfficientNet with the trained blocks put back, plus the head."""
+def _trained_network(st, spec: str) -> tuple[dict, dict]:
+    """regression / contrastive from their fitted state (predictors.trained.state): pretrained EfficientNet with the
+    trained blocks put back, plus the head."""
     import torch.nn as nn
 
     from ..features.trainable import Trunk
 
-    trunk = p.trunk
+    trunk = st.trunk
     enc = trunk.encoder
-    _check_lite(enc, p.spec)
+    _check_lite(enc, spec)
     net = copy.deepcopy(enc.torch_module())
     view = types.SimpleNamespace(name=enc.name, family=enc.family, size=enc.size, dim=enc.dim,
                                  load_side=enc.load_side, torch_module=lambda: net)
     mirror = Trunk(view, trunk.train_blocks, trunk.size)  # its frozen/tail modules are `net`'s own modules
-    body = nn.Sequential(mirror.frozen, mirror.tail) if p.full else mirror.tail
-    body.load_state_dict(p.net.body.state_dict())  # trained tail (or whole fine-tuned backbone) into `net`
+    body = nn.Sequential(mirror.frozen, mirror.tail) if st.full else mirror.tail
+    body.load_state_dict(st.net.body.state_dict())  # trained tail (or whole fine-tuned backbone) into `net`
     n = len(net._blocks)
-    round_after = None if p.full else (n + 1 if trunk.train_blocks == 0 else n - trunk.train_blocks)
+    round_after = None if st.full else (n + 1 if trunk.train_blocks == 0 else n - trunk.train_blocks)
     cfg = {"variant": int(enc.variant), "input_size": int(trunk.size), "shrink_side": int(enc.load_side),
            "norm": "lite", "round_after": round_after}
     state = _lite_weights(net)
-    state.update({f"head.{k}": v.detach().cpu().clone() for k, v in p.net.head.state_dict().items()})
+    state.update({f"head.{k}": v.detach().cpu().clone() for k, v in st.net.head.state_dict().items()})
     return cfg, state
 
 
-def _head_config(p) -> dict:
-    c = p.config
-    if p.name == "regression":
-        return {"kind": "regression", "channels": int(p.trunk.out_channels), "heads": c.heads, "hidden": c.hidden}
-    return {"kind": "projection", "channels": int(p.trunk.out_channels), "pool": c.pool, "heads": c.heads,
-            "hidden": c.hidden, "dim": c.dim}
+def _head_config(st, c) -> dict:
+    """The head's layout from (state, config): the state says which head (head_kind), the config its sizes."""
+    channels = int(st.trunk.out_channels)
+    if st.head_kind == "regression":
+        return {"kind": "regression", "channels": channels, "heads": c.heads, "hidden": c.hidden}
+    return {"kind": "projection", "channels": channels, "pool": c.pool, "heads": c.heads, "hidden": c.hidden,
+            "dim": c.dim}
 
 
 def _gallery(vectors, en) -> dict:
     return {"gallery_vectors": _t(vectors, np.float32), "gallery_en": _t(en, np.float64)}
 
 
-# Options whose effect the exported model.py reproduces (or that only shape the radius / the fit). Any other option
-# set away from its default (e.g. one added to the method later) is refused rather than silently dropped.
-HANDLED = {
-    "knn": {"embed", "k", "agg", "coverage", "regression_spec", "index"},
-    "rerank": {"embed", "vlad", "topn", "near_m", "near_max", "max_verify", "stop_inliers", "max_side", "features",
-               "ratio", "ransac_px", "min_inliers", "cluster_m", "fallback", "fallback_k", "fallback_t", "k",
-               "coverage", "calib", "index", "cache_mb"},
-}
-
-
 def _check_options(p, index) -> None:
+    """Each config field says in its spec (`opt(export=...)`) whether the exported model.py reproduces it
+    ("model": written into CONFIG) or it only shapes the fit or the radius ("fit"). Any other option set away
+    from its default (e.g. one added to the method later) is refused rather than silently dropped."""
     import dataclasses
 
     kind = getattr(index, "kind", "flat")
@@ -134,12 +130,17 @@ def _check_options(p, index) -> None:
         raise ModelError(f"{p.spec}: its {kind} faiss index is approximate and the exported model searches exactly; "
                          "refit with index=flat to export")
 
-    fresh = type(p.config)()
-    extra = [f.name for f in dataclasses.fields(p.config) if f.name not in HANDLED[p.name]
+    fresh, handled = type(p.config)(), export_fields(type(p.config), "model", "fit")
+    extra = [f.name for f in dataclasses.fields(p.config) if f.name not in handled
              and getattr(p.config, f.name) != getattr(fresh, f.name)]
     if extra:
         raise ModelError(f"{p.spec}: option(s) {', '.join(extra)} are not reproduced by the leaderboard export; "
                          "fit without them to export")
+
+
+def _model_options(c) -> dict:
+    """The config's options that the exported model.py reads (spec: export="model"), in field order."""
+    return {k: getattr(c, k) for k in export_fields(type(c), "model")}
 
 
 def _mean_coordinate(p) -> tuple[dict, dict]:
@@ -147,28 +148,32 @@ def _mean_coordinate(p) -> tuple[dict, dict]:
 
 
 def _regression(p) -> tuple[dict, dict]:
-    enc, state = _trained_network(p)
-    cfg = {"method": "regression", "decode_side": p.query_max_side, "encoder": enc, "head": _head_config(p),
-           "norm": {k: float(v) for k, v in p.norm.items()}}
+    """From the model's (state, config): predictors.trained.state.RegressionState and RegressionConfig."""
+    st = p.state
+    enc, state = _trained_network(st, p.spec)
+    cfg = {"method": "regression", "decode_side": p.query_max_side, "encoder": enc, "head": _head_config(st, p.config),
+           "norm": {k: float(v) for k, v in st.norm.items()}}
     return cfg, state
 
 
 def _contrastive(p) -> tuple[dict, dict]:
-    enc, state = _trained_network(p)
-    state.update(_gallery(p.vectors, p.g_en))
-    cfg = {"method": "knn", "decode_side": p.query_max_side, "encoder": enc, "head": _head_config(p),
-           "knn": {"k": p.config.k, "agg": p.config.agg}, "frame": [p.frame.lat0, p.frame.lon0]}
+    """From the model's (state, config): predictors.trained.state.ContrastiveState and ContrastiveConfig."""
+    st = p.state
+    enc, state = _trained_network(st, p.spec)
+    state.update(_gallery(st.vectors, st.en))
+    cfg = {"method": "knn", "decode_side": p.query_max_side, "encoder": enc, "head": _head_config(st, p.config),
+           "knn": _model_options(p.config), "frame": [st.frame.lat0, st.frame.lon0]}
     return cfg, state
 
 
 def _knn(p) -> tuple[dict, dict]:
     st = p.state  # predictors.knn.KNNState
     _check_options(p, st.index)
-    cfg = {"method": "knn", "decode_side": p.query_max_side, "knn": {"k": p.config.k, "agg": p.config.agg},
+    cfg = {"method": "knn", "decode_side": p.query_max_side, "knn": _model_options(p.config),
            "frame": [st.frame.lat0, st.frame.lon0]}
-    if p.embedder is not None:  # embed=regression: the trained model's 256-d layer
-        cfg["encoder"], state = _trained_network(p.embedder)
-        cfg["head"] = _head_config(p.embedder)
+    if p.embedder is not None:  # embed=regression: the trained model's 256-d layer, from its (state, config)
+        cfg["encoder"], state = _trained_network(p.embedder.state, p.embedder.spec)
+        cfg["head"] = _head_config(p.embedder.state, p.embedder.config)
     else:
         cfg["encoder"], state = _frozen_encoder(p.query_encoder, p.spec)
     state.update(_gallery(st.vectors, st.en))
@@ -188,9 +193,7 @@ def _rerank(p) -> tuple[dict, dict]:
     if st.codebook is not None:
         state.update({"vlad_centroids": _t(st.codebook.centroids, np.float32),
                       "vlad_gallery": _t(st.vlad, np.float32)})
-    keys = ("topn", "near_m", "near_max", "max_verify", "stop_inliers", "max_side", "features", "ratio", "ransac_px",
-            "min_inliers", "cluster_m", "fallback", "fallback_k", "fallback_t", "k")
-    r = {k: getattr(c, k) for k in keys}
+    r = _model_options(c)
     r.update(max_iters=int(c.verify_config.max_iters), z=[[float(m), float(s)] for m, s in st.zstats])
     cfg = {"method": "rerank", "decode_side": p.query_max_side, "encoder": enc, "rerank": r,
            "frame": [st.knn.frame.lat0, st.knn.frame.lon0]}

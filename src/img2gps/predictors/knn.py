@@ -29,14 +29,14 @@ def _embed_names():
 
 @dataclass
 class KNNConfig:
-    embed: str = opt("lite0", choices=_embed_names)  # an encoder (features/backbones.py) or "regression" (a trained
-    # model's 256-d layer)
-    k: int = opt(3, ge=1)
-    agg: str = opt("mean", choices=AGGS)  # mean (the paper's weighted mean) | softmax | median
-    coverage: float = opt(0.8, gt=0, lt=1)
-    regression_spec: str = "regression"  # used when embed=regression
-    index: str = opt("auto", choices=INDEX_KINDS)  # faiss index: auto (exact up to 100k vectors, then IVF-PQ) | flat
-    # | hnsw | ivfpq
+    # an encoder (features/backbones.py) or "regression" (a trained model's 256-d layer)
+    embed: str = opt("lite0", choices=_embed_names, export="fit")
+    k: int = opt(3, ge=1, export="model")
+    agg: str = opt("mean", choices=AGGS, export="model")  # mean (the paper's weighted mean) | softmax | median
+    coverage: float = opt(0.8, gt=0, lt=1, export="fit")
+    regression_spec: str = opt("regression", export="fit")  # used when embed=regression
+    # faiss index: auto (exact up to 100k vectors, then IVF-PQ) | flat | hnsw | ivfpq
+    index: str = opt("auto", choices=INDEX_KINDS, export="fit")
     calib: int = opt(2000, ge=1)  # at most this many gallery photos (seeded sample) are held out for calibration
 
 

@@ -12,12 +12,26 @@ from typing import Any, Callable, Iterable
 from ..errors import ModelError
 
 
+EXPORT_KINDS = ("model", "fit")
+
+
 def opt(default, *, ge=None, gt=None, le=None, lt=None, choices: Iterable[str] | Callable[[], Iterable[str]] = None,
-        check: Callable[[Any], str | None] | None = None):
+        check: Callable[[Any], str | None] | None = None, export: str | None = None):
     """A config field with its constraints: ge/gt/le/lt bounds, `choices` (a tuple, or a callable giving one for
-    lists known only at run time, e.g. the encoders) and `check(value) -> problem or None` for anything else."""
+    lists known only at run time, e.g. the encoders) and `check(value) -> problem or None` for anything else.
+
+    `export` says what the leaderboard export (export/leaderboard.py) does with the option: "model" (the exported
+    model.py reads it), "fit" (it only shapes the fit, the index or the radius, which travel as tensors) or None
+    (not reproduced: a non-default value is refused there)."""
+    if export is not None and export not in EXPORT_KINDS:
+        raise ValueError(f"opt(export={export!r}): must be one of {EXPORT_KINDS} or None")
     return dataclasses.field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices,
-                                                        "check": check})
+                                                        "check": check, "export": export})
+
+
+def export_fields(config_cls: type, *kinds: str) -> tuple[str, ...]:
+    """Names of the config's fields whose `export` is one of `kinds`, in field order."""
+    return tuple(f.name for f in dataclasses.fields(config_cls) if f.metadata.get("export") in kinds)
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:

@@ -15,28 +15,33 @@ def _encoders():
 
 @dataclass
 class RerankConfig:
-    embed: str = opt("lite0", choices=_encoders)  # global encoder for the shortlist (features/backbones.py)
-    vlad: int = opt(64, ge=0)  # VLAD codebook size for the local-feature half of the shortlist score (0 = embedding only)
-    topn: int = opt(10, ge=1)  # shortlist length: candidates verified in retrieval order
-    near_m: float = opt(0.0, ge=0)  # > 0: after a photo verifies, also verify gallery photos within this distance
-    near_max: int = opt(4, ge=0)  # ... at most this many per verified photo, nearest first
-    max_verify: int = opt(16, ge=1)  # hard cap on verifications per query (bounds latency)
-    stop_inliers: int = 60  # a photo verified this strongly ends the shortlist (its neighbours are still checked)
-    max_side: int = opt(1024, ge=1)  # photos are resized to this long side before SIFT
-    features: int = opt(2000, ge=1)  # strongest keypoints per photo
-    ratio: float = opt(0.8, gt=0, le=1)  # Lowe's ratio test
-    ransac_px: float = opt(1.0, gt=0)  # MAGSAC fundamental-matrix threshold (pixels at max_side)
-    min_inliers: int = opt(15, ge=1)  # verified when a pair has at least this many inliers
-    cluster_m: float = opt(15.0, gt=0)  # verified photos this close vote together in the consensus
-    fallback: str = opt("median", choices=("median", "knn"))  # not recognised: "median" of the shortlist (below) or
-    # plain "knn" on the embedding
-    fallback_k: int = opt(10, ge=1)  # shortlist photos in the fallback's weighted geometric median
-    fallback_t: float = opt(0.5, gt=0)  # softmax temperature on the shortlist score (z units) for those weights
-    k: int = opt(3, ge=1)  # neighbours of the plain k-NN fallback
-    coverage: float = opt(0.8, gt=0, lt=1)  # target fraction of true positions inside the radius
-    calib: int = opt(300, ge=0)  # at most this many gallery photos are held out in turn for calibration
-    index: str = opt("auto", choices=INDEX_KINDS)  # faiss index of the global embeddings (see knn)
-    cache_mb: int = opt(256, ge=1)  # bound on gallery keypoints (with their RootSIFT form) kept in memory
+    # global encoder for the shortlist (features/backbones.py)
+    embed: str = opt("lite0", choices=_encoders, export="fit")
+    # VLAD codebook size for the local-feature half of the shortlist score (0 = embedding only)
+    vlad: int = opt(64, ge=0, export="fit")
+    topn: int = opt(10, ge=1, export="model")  # shortlist length: candidates verified in retrieval order
+    # > 0: after a photo verifies, also verify gallery photos within this distance
+    near_m: float = opt(0.0, ge=0, export="model")
+    near_max: int = opt(4, ge=0, export="model")  # ... at most this many per verified photo, nearest first
+    max_verify: int = opt(16, ge=1, export="model")  # hard cap on verifications per query (bounds latency)
+    # a photo verified this strongly ends the shortlist (its neighbours are still checked)
+    stop_inliers: int = opt(60, export="model")
+    max_side: int = opt(1024, ge=1, export="model")  # photos are resized to this long side before SIFT
+    features: int = opt(2000, ge=1, export="model")  # strongest keypoints per photo
+    ratio: float = opt(0.8, gt=0, le=1, export="model")  # Lowe's ratio test
+    ransac_px: float = opt(1.0, gt=0, export="model")  # MAGSAC fundamental-matrix threshold (pixels at max_side)
+    min_inliers: int = opt(15, ge=1, export="model")  # verified when a pair has at least this many inliers
+    cluster_m: float = opt(15.0, gt=0, export="model")  # verified photos this close vote together in the consensus
+    # not recognised: "median" of the shortlist (below) or plain "knn" on the embedding
+    fallback: str = opt("median", choices=("median", "knn"), export="model")
+    fallback_k: int = opt(10, ge=1, export="model")  # shortlist photos in the fallback's weighted geometric median
+    # softmax temperature on the shortlist score (z units) for those weights
+    fallback_t: float = opt(0.5, gt=0, export="model")
+    k: int = opt(3, ge=1, export="model")  # neighbours of the plain k-NN fallback
+    coverage: float = opt(0.8, gt=0, lt=1, export="fit")  # target fraction of true positions inside the radius
+    calib: int = opt(300, ge=0, export="fit")  # at most this many gallery photos are held out in turn for calibration
+    index: str = opt("auto", choices=INDEX_KINDS, export="fit")  # faiss index of the global embeddings (see knn)
+    cache_mb: int = opt(256, ge=1, export="fit")  # bound on gallery keypoints (with their RootSIFT form) kept in memory
     pose: str = opt("auto", choices=("auto", "on", "off"))  # camera position from relative pose: auto (where
     # calibration shows it better) | on | off
     pose_views: int = opt(4, ge=1)  # relative poses per query (strongest verified photos with a known heading)

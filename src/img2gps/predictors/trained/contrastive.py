@@ -28,6 +28,8 @@ from ..spec import opt
 from .config import TrunkHeadConfig
 from .method import TrunkHeadPredictor
 from .net import chunked
+from .query import contrastive_locate, embed_images
+from .state import ContrastiveState
 
 
 @dataclass
@@ -37,8 +39,8 @@ class ContrastiveConfig(TrunkHeadConfig):
     hidden: int = opt(512, ge=1)
     pool: str = opt("attention", choices=("attention", "mean"))  # attention (4 heads, as regression) | mean
     heads: int = opt(4, ge=1)
-    k: int = opt(3, ge=1)
-    agg: str = opt("mean", choices=("mean", "softmax", "median"))  # mean (the paper) | softmax | median
+    k: int = opt(3, ge=1, export="model")
+    agg: str = opt("mean", choices=("mean", "softmax", "median"), export="model")  # mean (the paper) | softmax | median
 
 
 class ProjectionHead(nn.Module):
@@ -72,6 +74,7 @@ def similarity_targets(lat, lon, tau_m: float) -> np.ndarray:
 class ContrastivePredictor(TrunkHeadPredictor):
     name = "contrastive"
     Config = ContrastiveConfig
+    State = ContrastiveState
     loss_label = "contrastive loss"
 
     def _head(self, channels: int) -> nn.Module:
@@ -114,46 +117,30 @@ class ContrastivePredictor(TrunkHeadPredictor):
 
     def _finish(self, data) -> None:
         with torch.no_grad():
-            self.vectors = self._embed_photos(self.net, data, np.arange(len(self.gallery))).astype(np.float32)
-        self._build_index()
+            vectors = self._embed_photos(self.state.net, data, np.arange(len(self.gallery))).astype(np.float32)
+        self.state.set_gallery(vectors, self._positions())
 
-    def _build_index(self, positions: np.ndarray | None = None) -> None:
+    def _positions(self) -> np.ndarray:
         # exact float64 positions (gallery.csv rounds to 1e-9 degrees): a reloaded model predicts identically
-        self.positions = (np.stack([self.gallery["Latitude"], self.gallery["Longitude"]], 1).astype(np.float64)
-                          if positions is None else positions)
-        self.index = CosineIndex(self.vectors)
-        self.g_en = self.frame.to_en(self.positions[:, 0], self.positions[:, 1])
+        return np.stack([self.gallery["Latitude"], self.gallery["Longitude"]], 1).astype(np.float64)
 
     def _restore(self, state) -> None:
         pass
 
     def _predict_ranked_one(self, query: Query, top_k: int, n: int):
-        with torch.inference_mode():
-            q = self.net(self._inputs([query.image()])).cpu().numpy()
-        sims, idx = self.index.search(q, max(self.config.k, top_k, n))
-        sims, idx = sims[0], idx[0]
-        k = min(self.config.k, len(idx))
-        c, spread = aggregate(self.g_en[idx[:k]], sims[:k], self.config.agg)
-        lat, lon = self.frame.to_latlon(c)
-        r = self.radius_model.radius(spread)
-        return (Prediction(float(lat), float(lon), r, self.radius_model.confidence(r), False, self.spec,
-                           self.neighbours(idx, sims, top_k)), idx[:n])
+        lat, lon, r, conf, idx, sims = contrastive_locate(self.state, self.config, query, max(top_k, n))
+        return Prediction(lat, lon, r, conf, False, self.spec, self.neighbours(idx, sims, top_k)), idx[:n]
 
     # -- persistence --------------------------------------------------------------------------------------
     def _save_files(self, d) -> None:
         super()._save_files(d)
-        np.save(d / "embeddings.npy", self.vectors)
-        np.save(d / "positions.npy", self.positions)
+        np.save(d / "embeddings.npy", self.state.vectors)
+        np.save(d / "positions.npy", self.state.positions)
 
     def _load_files(self, d, state) -> None:
         super()._load_files(d, state)
-        self.vectors = np.load(d / "embeddings.npy")
-        self._build_index(np.load(d / "positions.npy"))
+        self.state.set_gallery(np.load(d / "embeddings.npy"), np.load(d / "positions.npy"))
 
     def embed_images(self, images) -> np.ndarray:
         """(N, dim) L2-normalised embeddings of decoded photos (types.Query or RGB PIL images)."""
-        ims = [im.image() if isinstance(im, Query) else im for im in images]
-        if not ims:
-            return np.zeros((0, self.config.dim), np.float32)
-        with torch.inference_mode():
-            return np.concatenate([self.net(self._inputs(ims[s:s + 32])).cpu().numpy() for s in range(0, len(ims), 32)])
+        return embed_images(self.state, self.state.net, images, self.config.dim)

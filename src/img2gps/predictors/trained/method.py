@@ -26,6 +26,7 @@ from ...train import History, TrainConfig, TrainLog, plot_history, train_model
 from ..base import BasePredictor
 from .data import CachedData, LiveData
 from .net import HeadNet, chunked
+from .state import TrainedState
 
 WEIGHTS = "weights.pt"
 MIN_FOR_VALIDATION = 8  # fewer training photos than this: no validation split (the training loss picks the epoch)
@@ -34,20 +35,16 @@ MIN_FOR_VALIDATION = 8  # fewer training photos than this: no validation split (
 class TrunkHeadPredictor(BasePredictor):
     """Subclasses implement: _head(channels) -> nn.Module (with .embed), _prepare_targets(lat, lon),
     _loss(net_output, photo_indices) -> scalar, _val_extra(net, data, tr, va, val_output) -> dict,
-    _heldout(net, data, tr, va) -> (errors_m, spreads_m), _finish(data), _restore(state) (load side)."""
+    _heldout(net, data, tr, va) -> (errors_m, spreads_m), _finish(data), _restore(state) (load side).
+    Everything fitted lives in `self.state` (a `State`, trained/state.py); queries are trained/query.py's."""
 
     loss_label = "loss"
+    State: type = TrainedState
 
     def __init__(self, config=None, spec=None):
         super().__init__(config, spec)
-        c = self.config
-        self.trunk: Trunk | None = None
-        self.net: nn.Module | None = None
-        self.history: History | None = None
+        self.state: TrainedState | None = None
         self.log = TrainLog()
-        self.backbone_used = c.backbone
-        self.backbone_note = ""
-        self.calibration: dict[str, Any] = {}
 
     # -- set-up -------------------------------------------------------------------------------------------
     @property
@@ -70,11 +67,16 @@ class TrunkHeadPredictor(BasePredictor):
         """Mixed precision (float16 autocast + loss scaling): full fine-tuning on a CUDA GPU, unless amp=false."""
         return self.config.amp and self.full and self.device.type == "cuda"
 
+    @property
+    def trunk(self) -> Trunk:
+        """The fitted state's trunk (read-only shorthand for the training code)."""
+        return self.state.trunk
+
     def _setup_trunk(self) -> None:
-        if self.trunk is None:
-            enc, note = resolve_backbone(self.config.backbone, self.config.fallback)
-            self.trunk = Trunk(enc, self.config.train_blocks, self.config.input_size)
-            self.backbone_used, self.backbone_note = enc.name, note
+        """A fresh state around the resolved backbone (the fitted fields are filled by fit or load)."""
+        enc, note = resolve_backbone(self.config.backbone, self.config.fallback)
+        trunk = Trunk(enc, self.config.train_blocks, self.config.input_size)
+        self.state = self.State(trunk, self.full, self.device, backbone_used=enc.name, backbone_note=note)
 
     def _aug(self) -> AugmentConfig:
         return AugmentConfig(crop_scale_min=self.config.crop_scale_min)
@@ -151,15 +153,15 @@ class TrunkHeadPredictor(BasePredictor):
         how = "full fine-tuning, live augmentation" if self.full else f"cached features, {c.views} augmented views"
         self.log(f"{self.spec}: backbone {self.trunk.encoder.description}, input {self.trunk.size}px, {how}, "
                  f"train_blocks {c.train_blocks}, device {c.device}")
-        if self.backbone_note:
-            self.log(self.backbone_note)
+        if self.state.backbone_note:
+            self.log(self.state.backbone_note)
         self._lat, self._lon = train.lat, train.lon
-        self.frame = LocalFrame.around(self._lat, self._lon)
-        self._en = self.frame.to_en(self._lat, self._lon)
+        self.state.frame = LocalFrame.around(self._lat, self._lon)
+        self._en = self.state.frame.to_en(self._lat, self._lon)
         self._prepare_targets(self._lat, self._lon)
         data = self._data(train)
         n = len(train)
-        self.net, self.history = self._train_on(data, np.arange(n), "final")
+        self.state.net, self.state.history = self._train_on(data, np.arange(n), "final")
         self._calibrate(data, n)
         self._finish(data)
 
@@ -169,10 +171,11 @@ class TrunkHeadPredictor(BasePredictor):
         k = min(c.calib_folds, n // 2)
         centre_err = np.linalg.norm(self._en - self._en.mean(0), axis=1)
         area = float(np.quantile(centre_err, c.coverage)) if n else 100.0
+        st = self.state
         if k < 2:
-            self.radius_model = RadiusModel(scale=1.0, offset_m=max(area, 10.0), floor_m=25.0, area_m=max(area, 25.0))
-            self.calibration = {"folds": 0, "note": "too few photos for inner folds: radius = area size"}
-            self.log(self.calibration["note"])
+            st.radius_model = RadiusModel(scale=1.0, offset_m=max(area, 10.0), floor_m=25.0, area_m=max(area, 25.0))
+            st.calibration = {"folds": 0, "note": "too few photos for inner folds: radius = area size"}
+            self.log(st.calibration["note"])
             return
         errs, spreads = [], []
         # Each inner fold's training photos exclude the validation photos' same-spot siblings
@@ -185,36 +188,32 @@ class TrunkHeadPredictor(BasePredictor):
             errs.append(e)
             spreads.append(s)
         errs, spreads = np.concatenate(errs), np.concatenate(spreads)
-        self.radius_model = RadiusModel.fit(errs, spreads, coverage=c.coverage, area_m=area)
+        st.radius_model = RadiusModel.fit(errs, spreads, coverage=c.coverage, area_m=area)
         rho = float(np.corrcoef(errs, spreads)[0, 1]) if np.std(spreads) > 0 and np.std(errs) > 0 else float("nan")
-        self.calibration = {"folds": k, "n": int(len(errs)), "heldout_mean_m": float(errs.mean()),
+        st.calibration = {"folds": k, "n": int(len(errs)), "heldout_mean_m": float(errs.mean()),
                             "heldout_median_m": float(np.median(errs)), "spread_error_corr": rho}
         self.log(f"calibration on {k} inner folds: held-out mean {errs.mean():.1f} m, median {np.median(errs):.1f} m, "
-                 f"corr(spread, error) {rho:.2f}, radius scale {self.radius_model.scale:.3g}")
-
-    # -- inference helpers --------------------------------------------------------------------------------
-    def _inputs(self, images: list) -> torch.Tensor:
-        """Query images -> the net's input: frozen-part features (cached mode) or pixels (full fine-tuning)."""
-        x = self.trunk.preprocess(images) if self.full else self.trunk.frozen_features(images)
-        return x.to(self.device)
+                 f"corr(spread, error) {rho:.2f}, radius scale {st.radius_model.scale:.3g}")
 
     # -- persistence --------------------------------------------------------------------------------------
     def _save_files(self, d: Path) -> None:
-        torch.save({k: v.cpu() for k, v in self.net.state_dict().items()}, d / WEIGHTS)
+        st = self.state
+        torch.save({k: v.cpu() for k, v in st.net.state_dict().items()}, d / WEIGHTS)
         self.log.write(d / "train.log")
-        if self.history is not None and self.history.train_loss:
-            plot_history(self.history, d / "loss_curves.png", f"{self.spec} (efficientnet-{self.backbone_used})",
+        if st.history is not None and st.history.train_loss:
+            plot_history(st.history, d / "loss_curves.png", f"{self.spec} (efficientnet-{st.backbone_used})",
                          self.loss_label)
 
     def _state(self) -> dict[str, Any]:
-        h = self.history
+        st = self.state
+        h = st.history
         return {
-            "backbone_used": self.backbone_used, "backbone_note": self.backbone_note,
-            "mode_used": "full" if self.full else "cached",
-            "backbone_description": self.trunk.encoder.description if self.trunk else None,
-            "input_size": self.trunk.size if self.trunk else None,
-            "frame": [self.frame.lat0, self.frame.lon0],
-            "radius_model": self.radius_model.to_dict(), "calibration": self.calibration,
+            "backbone_used": st.backbone_used, "backbone_note": st.backbone_note,
+            "mode_used": "full" if st.full else "cached",
+            "backbone_description": st.trunk.encoder.description,
+            "input_size": st.trunk.size,
+            "frame": [st.frame.lat0, st.frame.lon0],
+            "radius_model": st.radius_model.to_dict(), "calibration": st.calibration,
             "history": None if h is None else {**h.summary(), "val_extra": h.val_extra},
         }
 
@@ -233,13 +232,14 @@ class TrunkHeadPredictor(BasePredictor):
 
     def _load_files(self, d: Path, state: dict[str, Any]) -> None:
         self._setup_trunk()
-        self.frame = LocalFrame(*state["frame"])
-        self.radius_model = RadiusModel.from_dict(state.get("radius_model"))
-        self.calibration = state.get("calibration", {})
-        self.backbone_note = state.get("backbone_note", "")
+        st = self.state
+        st.frame = LocalFrame(*state["frame"])
+        st.radius_model = RadiusModel.from_dict(state.get("radius_model"))
+        st.calibration = state.get("calibration", {})
+        st.backbone_note = state.get("backbone_note", "")
         h = state.get("history")
         if h:
-            self.history = History(h["train_loss"], h["val_loss"], h.get("val_extra", []), h["best_epoch"],
+            st.history = History(h["train_loss"], h["val_loss"], h.get("val_extra", []), h["best_epoch"],
                                    h["best_val"], h["stopped_early"], h["seconds"])
         log = d / "train.log"
         self.log = TrainLog(log.read_text().splitlines() if log.is_file() else [])
@@ -250,4 +250,4 @@ class TrunkHeadPredictor(BasePredictor):
             net.load_state_dict(sd)
         except (OSError, RuntimeError, KeyError) as e:
             raise ModelError(f"{d / WEIGHTS}: cannot load weights ({str(e).splitlines()[0]})") from None
-        self.net = net.eval()
+        st.net = net.eval()

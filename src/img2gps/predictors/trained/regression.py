@@ -15,13 +15,15 @@ import torch
 import torch.nn as nn
 
 from ...features.trainable import AttentionPool, cached_views
-from ...geo import EARTH_RADIUS_M, haversine_m, latlon_sd, lon_delta, mean_lon, wrap_lon
+from ...geo import EARTH_RADIUS_M, haversine_m, latlon_sd, lon_delta, mean_lon
 from ...errors import ModelError
 from ...types import Prediction, Query
 from ..spec import opt
 from .config import TrunkHeadConfig
 from .method import TrunkHeadPredictor
 from .net import chunked
+from .query import embed_images, latlon, regression_answer, regression_z
+from .state import RegressionState
 
 LOSSES = ("mse", "metres", "haversine")
 
@@ -78,6 +80,7 @@ def metres_loss(err_m: torch.Tensor, huber_m: float) -> torch.Tensor:
 class RegressionPredictor(TrunkHeadPredictor):
     name = "regression"
     Config = RegressionConfig
+    State = RegressionState
 
     def __init__(self, config=None, spec=None):
         super().__init__(config, spec)
@@ -94,20 +97,10 @@ class RegressionPredictor(TrunkHeadPredictor):
         # a std floor of ~1 m keeps a gallery taken at one spot from dividing by zero
         # longitude is z-scored as wrap-aware offsets from its circular mean (valid across +-180 degrees)
         lat_sd, lon_sd = latlon_sd(lat, lon, floor=1e-5)
-        self.norm = {"lat_mean": float(np.mean(lat)), "lat_std": lat_sd, "lon_mean": mean_lon(lon), "lon_std": lon_sd}
-        self._setup_norm()
-        z = np.stack([(lat - self.norm["lat_mean"]) / self.norm["lat_std"],
-                      lon_delta(lon, self.norm["lon_mean"]) / self.norm["lon_std"]], 1)
+        n = {"lat_mean": float(np.mean(lat)), "lat_std": lat_sd, "lon_mean": mean_lon(lon), "lon_std": lon_sd}
+        self.state.norm = n
+        z = np.stack([(lat - n["lat_mean"]) / n["lat_std"], lon_delta(lon, n["lon_mean"]) / n["lon_std"]], 1)
         self._z = torch.tensor(z, dtype=torch.float32)
-
-    def _setup_norm(self) -> None:
-        n = self.norm
-        m_per_deg = np.pi / 180 * EARTH_RADIUS_M
-        self._mean = torch.tensor([n["lat_mean"], n["lon_mean"]], dtype=torch.float64)
-        self._std = torch.tensor([n["lat_std"], n["lon_std"]], dtype=torch.float64)
-        # metres per z unit, north and east, at the training data's latitude
-        east_m_per_deg = m_per_deg * np.cos(np.radians(n["lat_mean"]))
-        self._scale_m = torch.tensor([n["lat_std"] * m_per_deg, n["lon_std"] * east_m_per_deg], dtype=torch.float64)
 
     def _loss(self, out: torch.Tensor, photos) -> torch.Tensor:
         target = self._z[torch.as_tensor(np.asarray(photos))].to(out.device)
@@ -120,78 +113,51 @@ class RegressionPredictor(TrunkHeadPredictor):
             return ((out - target) ** 2).mean()
         dz = (out - target).double()
         if c.loss == "metres":
-            return metres_loss(dz * self._scale_m.to(out.device), c.huber_m).float()
-        mean, std = self._mean.to(out.device), self._std.to(out.device)
+            return metres_loss(dz * self.state.scale_m.to(out.device), c.huber_m).float()
+        mean, std = self.state.mean.to(out.device), self.state.std.to(out.device)
         p, t = out.double() * std + mean, target.double() * std + mean
         return haversine_torch(p[:, 0], p[:, 1], t[:, 0], t[:, 1]).mean().float()
 
-    def _latlon(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        z = np.asarray(z, float)
-        n = self.norm
-        return z[:, 0] * n["lat_std"] + n["lat_mean"], wrap_lon(z[:, 1] * n["lon_std"] + n["lon_mean"])
-
     # -- hooks for the shared training plumbing -----------------------------------------------------------
     def _val_extra(self, net, data, tr, va, out) -> dict:
-        lat, lon = self._latlon(out.detach().cpu().numpy())
+        lat, lon = latlon(self.state, out.detach().cpu().numpy())
         return {"val_mean_m": float(haversine_m(self._lat[va], self._lon[va], lat, lon).mean())}
 
     def _heldout(self, net, data, tr, va):
-        z, spread = self._predict_z(net, chunked(lambda ph: data.clean(ph), va).to(self.device))
-        lat, lon = self._latlon(z)
+        c = self.config
+        z, spread = regression_z(self.state, net, chunked(lambda ph: data.clean(ph), va).to(self.device),
+                                 c.mc_samples, c.dropout, c.seed)
+        lat, lon = latlon(self.state, z)
         return haversine_m(self._lat[va], self._lon[va], lat, lon), spread
 
     def _finish(self, data) -> None:
         pass
 
     def _restore(self, state) -> None:
-        self.norm = state["norm"]
-        self._setup_norm()
+        self.state.norm = state["norm"]
 
     def _state(self):
-        return {**super()._state(), "norm": self.norm}
+        return {**super()._state(), "norm": self.state.norm}
 
-    # -- prediction ---------------------------------------------------------------------------------------
-    def _predict_z(self, net, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Point prediction (dropout off) and its spread in metres over fixed MC-dropout masks (repeatable)."""
-        with torch.inference_mode():
-            h = net.embed(x)
-            z = net.head.out(h)
-            s = self.config.mc_samples
-            if s <= 0 or self.config.dropout <= 0:
-                return z.cpu().numpy(), np.zeros(len(z))
-            g = torch.Generator(device="cpu").manual_seed(self.config.seed)
-            keep = 1.0 - self.config.dropout
-            masks = (torch.rand((s, *h.shape), generator=g) < keep).to(h.dtype).to(h.device) / keep
-            zs = net.head.out(h.unsqueeze(0) * masks)  # (S, B, 2)
-            d = (zs - zs.mean(0, keepdim=True)).double() * self._scale_m.to(zs.device)
-            spread = torch.sqrt((d ** 2).sum(-1).mean(0))
-        return z.cpu().numpy(), spread.cpu().numpy()
-
+    # -- prediction (trained/query.py) ---------------------------------------------------------------------
     def _predict_one(self, query: Query, top_k: int) -> Prediction:
-        z, spread = self._predict_z(self.net, self._inputs([query.image()]))
-        lat, lon = self._latlon(z)
-        r = self.radius_model.radius(float(spread[0]))
-        return Prediction(float(lat[0]), float(lon[0]), r, self.radius_model.confidence(r), False, self.spec, [])
+        return regression_answer(self.state, self.config, query, self.spec)
 
     # -- the 256-d layer as an embedding (knn:embed=regression) ------------------------------------------
     def embed_images(self, images) -> np.ndarray:
         """(N, hidden) features of the 256-d layer for decoded photos (types.Query or RGB PIL images)."""
-        if self.net is None:
+        if self.state is None or self.state.net is None:
             raise ModelError(f"{self.spec}: embed_images called before fit/load")
-        ims = [im.image() if isinstance(im, Query) else im for im in images]
-        if not ims:
-            return np.zeros((0, self.config.hidden), np.float32)
-        with torch.inference_mode():
-            out = [self.net.embed(self._inputs(ims[s:s + 32])) for s in range(0, len(ims), 32)]
-            return torch.cat(out).cpu().numpy().astype(np.float32)
+        return embed_images(self.state, self.state.net, images, self.config.hidden)
 
     def embed_dataset(self, ds) -> np.ndarray:
         """(N, hidden) features of every photo of a dataset (clean views; cached frozen features are reused)."""
-        if self.net is None:
+        st = self.state
+        if st is None or st.net is None:
             raise ModelError(f"{self.spec}: embed_dataset called before fit/load")
-        if self.full:
+        if st.full:
             return self.embed_images([ds.open(i, max_side=self.trunk.encoder.load_side) for i in range(len(ds))])
         feats = torch.from_numpy(cached_views(self.trunk, ds, 0, self.config.aug_seed, self._aug())[:, 0])
         with torch.inference_mode():
-            out = [self.net.embed(feats[s:s + 64].float().to(self.device)) for s in range(0, len(feats), 64)]
+            out = [st.net.embed(feats[s:s + 64].float().to(self.device)) for s in range(0, len(feats), 64)]
             return torch.cat(out).cpu().numpy().astype(np.float32)
