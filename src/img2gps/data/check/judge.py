@@ -16,7 +16,7 @@ Pure functions on east/north metres (no I/O). Two steps:
    evidence (localization.consensus); each link is weighted by its kind and by how well its photo is itself
    corroborated by others, so of two photos that contradict each other only the one the rest disagree with
    is blamed. score = own / (own + other), in [0, 1]. `wrong` when the other side weighs at least `wrong_ratio`
-   times as much and at least `wrong_min`; `doubtful` when it weighs more than the own side, or when the
+   times as much and at least `wrong_min`; `doubtful` when it weighs at least as much as the own side, or when the
    phone reported an accuracy worse than `doubt_h_error_m`. The proposed position is the weighted mean of the
    disagreeing cluster's same-spot and time evidence (overlap only when nothing else), with its uncertainty.
 """
@@ -65,6 +65,7 @@ class SessionShift:
     offset_en: np.ndarray  # (2,) label - truth, metres
     se_m: float  # robust standard error of the offset
     links: int
+    gain: float = 0.0  # metres of cross-session disagreement that undoing the offset explains
 
 
 def tolerance_m(en: np.ndarray, ev: Evidence, cfg: JudgeConfig) -> float:
@@ -87,33 +88,51 @@ def _pair_tol(i: int, link: Link, tol: float, herr: np.ndarray, cfg: JudgeConfig
     return t
 
 
+def _session_offset(en, ev, sess, s, members, cfg) -> SessionShift | None:
+    offs, who = [], set()
+    for i in members:
+        for l in ev.links[i]:
+            if l.kind in (SAME_SPOT, OVERLAP) and sess[l.j] != s:
+                offs.append(en[i] - en[l.j])
+                who.add(i)
+    if len(offs) < cfg.session_min_links or len(who) < cfg.session_min_photos:
+        return None
+    o = np.array(offs)
+    med = np.median(o, axis=0)
+    mad = 1.4826 * np.median(np.abs(o - med), axis=0)
+    se = float(np.hypot(*(1.253 * mad / np.sqrt(len(o)))))  # standard error of a median
+    mag = float(np.linalg.norm(med))
+    if mag >= cfg.session_m and mag >= 3 * se:
+        sh = SessionShift(s, list(members), med, se, len(o))
+        # what undoing it would explain: the drop in total cross-session label disagreement
+        sh.gain = float(np.linalg.norm(o, axis=1).sum() - np.linalg.norm(o - med, axis=1).sum())
+        return sh
+    return None
+
+
 def session_shifts(en: np.ndarray, ev: Evidence, cfg: JudgeConfig) -> list[SessionShift]:
-    """Sessions (device + day) whose labels are offset as a whole from the verified photos of other sessions."""
+    """Sessions (device + day) whose labels are offset as a whole from the verified photos of other sessions.
+
+    Two sessions offset from each other look alike from either side, so sessions are undone one at a time,
+    the one whose correction explains the most cross-session disagreement first (ties: the smaller session,
+    the larger one being the reference), and the offsets re-measured after each.
+    """
     sess = [f"{t.date().isoformat()} {d}" if t is not None else None for t, d in zip(ev.times, ev.devices)]
     groups: dict[str, list[int]] = {}
     for i, s in enumerate(sess):
         if s is not None:
             groups.setdefault(s, []).append(i)
-    out = []
-    for s, members in sorted(groups.items()):
-        if len(members) >= len(en) or len(members) < cfg.session_min_photos:
-            continue
-        offs, who = [], set()
-        for i in members:
-            for l in ev.links[i]:
-                if l.kind in (SAME_SPOT, OVERLAP) and sess[l.j] != s:
-                    offs.append(en[i] - en[l.j])
-                    who.add(i)
-        if len(offs) < cfg.session_min_links or len(who) < cfg.session_min_photos:
-            continue
-        o = np.array(offs)
-        med = np.median(o, axis=0)
-        mad = 1.4826 * np.median(np.abs(o - med), axis=0)
-        se = float(np.hypot(*(1.253 * mad / np.sqrt(len(o)))))  # standard error of a median
-        mag = float(np.linalg.norm(med))
-        if mag >= cfg.session_m and mag >= 3 * se:
-            out.append(SessionShift(s, members, med, se, len(o)))
-    return out
+    en = np.array(en, float)
+    out: list[SessionShift] = []
+    while True:
+        cands = [c for s, m in sorted(groups.items()) if s not in {x.session for x in out}
+                 and cfg.session_min_photos <= len(m) < len(en)
+                 for c in [_session_offset(en, ev, sess, s, m, cfg)] if c is not None]
+        if not cands:
+            return out
+        best = max(cands, key=lambda c: (round(c.gain, 6), -len(c.photos)))
+        en[best.photos] -= best.offset_en
+        out.append(best)
 
 
 def _trust(i: int, en: np.ndarray, ev: Evidence, tol: float, herr: np.ndarray, cfg: JudgeConfig,
@@ -175,7 +194,7 @@ def judge_photo(i: int, en: np.ndarray, ev: Evidence, tol: float, cfg: JudgeConf
     said = f"{len(members)} other photo(s) ({what}) place it {dist:.0f} m away; {n_agree} agree with the label"
     if other >= cfg.wrong_ratio * own and other >= cfg.wrong_min:
         return Verdict(WRONG, score, said, prop, sigma, ev_d)
-    if other > own or phone:
+    if other >= own or phone:
         return Verdict(DOUBTFUL, score, said + (f"; {phone}" if phone else ""), prop, sigma, ev_d)
     return Verdict(OK, score, f"most evidence agrees with the label ({said})", evidence=ev_d)
 
