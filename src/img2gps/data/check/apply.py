@@ -50,9 +50,9 @@ def apply_check(res: CheckResult, dataset: Path, out: Path, overwrite: bool = Fa
     if src_images is None:
         raise DataError(f"{dataset}: --apply needs a dataset folder with images/ and labels.csv")
     check_out(out, [dataset], overwrite, marker=MARKER)
-    from ..sources import read_labels_csv
+    from ..sources import read_labels_csv, validate_coordinates
 
-    table = read_labels_csv(dataset / "labels.csv")
+    table, _ = validate_coordinates(read_labels_csv(dataset / "labels.csv"), str(dataset / "labels.csv"))
     table = table[table["image"].isin(set(res.table["image"]))].reset_index(drop=True)
     new = corrected_table(table, res)
     with atomic_dir(out) as tmp:

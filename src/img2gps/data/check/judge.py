@@ -3,8 +3,9 @@
 Pure functions on east/north metres (no I/O). Two steps:
 
 1. **Capture sessions** (one device on one day). A session whose photos are verified as the same spot as
-   photos of *other* sessions, with labels offset by one common vector (coordinate-wise median of the offsets,
-   at least `session_min_links` links from `session_min_photos` photos, |median| >= `session_m` and >= 3
+   photos of *other* sessions, with labels offset by one common vector (coordinate-wise median of the offsets of
+   same-spot links, or of same-spot and overlap links where those are too few; at least `session_min_links`
+   links from `session_min_photos` photos, |median| >= `session_m` and >= 3
    robust standard errors), was shifted as a whole (the paper's "GPS drift dates"): every photo of it is
    `wrong`, proposed = label - offset. Inside the session the photos agree with each other, so the per-photo
    step alone could not see it.
@@ -89,12 +90,18 @@ def _pair_tol(i: int, link: Link, tol: float, herr: np.ndarray, cfg: JudgeConfig
 
 
 def _session_offset(en, ev, sess, s, members, cfg) -> SessionShift | None:
-    offs, who = [], set()
+    offs, who = {SAME_SPOT: [], OVERLAP: []}, {SAME_SPOT: set(), OVERLAP: set()}
     for i in members:
         for l in ev.links[i]:
             if l.kind in (SAME_SPOT, OVERLAP) and sess[l.j] != s:
-                offs.append(en[i] - en[l.j])
-                who.add(i)
+                offs[l.kind].append(en[i] - en[l.j])
+                who[l.kind].add(i)
+    # same-spot offsets measure the shift itself; overlapping views add the distance between the two cameras,
+    # so they are used only where same-spot views are too few
+    if len(offs[SAME_SPOT]) >= cfg.session_min_links and len(who[SAME_SPOT]) >= cfg.session_min_photos:
+        offs, who = offs[SAME_SPOT], who[SAME_SPOT]
+    else:
+        offs, who = offs[SAME_SPOT] + offs[OVERLAP], who[SAME_SPOT] | who[OVERLAP]
     if len(offs) < cfg.session_min_links or len(who) < cfg.session_min_photos:
         return None
     o = np.array(offs)

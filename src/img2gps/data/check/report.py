@@ -1,5 +1,5 @@
 """The label check's outputs: report.json (every photo), report.md (summary + the flagged photos, for a person to
-look at), labels_check.csv (the table), map.html (flagged photos, an arrow to each proposed position, thumbnail).
+look at), labels_check.csv (the table), wrong.txt / flagged.txt (names, for `fit --exclude`), map.html (flagged photos, an arrow to each proposed position, thumbnail).
 Written into a temp folder and renamed into place (data/outdir.atomic_dir), so OUT is never half-written."""
 from __future__ import annotations
 
@@ -84,6 +84,10 @@ def write_into(res: CheckResult, ds, tmp: Path, tiles: bool = True) -> None:
 
     tmp = Path(tmp)
     res.table.to_csv(tmp / "labels_check.csv", index=False)
+    # name lists for `img2gps fit --exclude FILE`: any method can leave these photos out of its gallery
+    for verdicts, name in (({"wrong"}, "wrong.txt"), ({"wrong", "doubtful"}, "flagged.txt")):
+        names = res.table.loc[res.table["verdict"].isin(verdicts), "image"]
+        (tmp / name).write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
     (tmp / "report.md").write_text(to_markdown(res, ds.name), encoding="utf-8")
     pos = {n: i for i, n in enumerate(ds.ids)}
     flagged = [dict(r, thumb=_thumb(ds, pos[r["image"]])) for r in res.flagged().to_dict("records")]
