@@ -4,8 +4,8 @@ Pure functions on east/north metres (no I/O). Two steps:
 
 1. **Capture sessions** (one device on one day). A session whose photos are verified as the same spot as
    photos of *other* sessions, with labels offset by one common vector (coordinate-wise median of the offsets of
-   same-spot links, or of same-spot and overlap links where those are too few; at least `session_min_links`
-   links from `session_min_photos` photos, |median| >= `session_m` and >= 3
+   same-spot links, or of same-spot and overlap links, whichever has the smaller standard error; at least
+   `session_min_links` links from `session_min_photos` photos, |median| >= `session_m` and >= 3
    robust standard errors), was shifted as a whole (the paper's "GPS drift dates"): every photo of it is
    `wrong`, proposed = label - offset. Inside the session the photos agree with each other, so the per-photo
    step alone could not see it.
@@ -14,7 +14,7 @@ Pure functions on east/north metres (no I/O). Two steps:
    pairs, within [tol_min_m, tol_max_m]; wider where the phones reported a worse accuracy) for a same-spot
    link, + `view_m` for an overlapping view, + `walk_mps` x dt for a capture-time neighbour. Agreeing
    evidence (plus the label's own prior weight 1) is weighed against the densest cluster of disagreeing
-   evidence (localization.consensus); each link is weighted by its kind and by how well its photo is itself
+   evidence (localization.consensus); each link is weighted by its kind (link_weight) and by how well its photo is itself
    corroborated by others, so of two photos that contradict each other only the one the rest disagree with
    is blamed. score = own / (own + other), in [0, 1]. `wrong` when the other side weighs at least `wrong_ratio`
    times as much and at least `wrong_min`; `doubtful` when it weighs at least as much as the own side, or when the
@@ -31,7 +31,7 @@ from ...localization.consensus import consensus
 from .evidence import OVERLAP, SAME_SPOT, TIME, Evidence, Link
 
 OK, DOUBTFUL, WRONG = "ok", "doubtful", "wrong"
-KIND_WEIGHT = {SAME_SPOT: 1.0, TIME: 1.0, OVERLAP: 0.5}
+KIND_WEIGHT = {SAME_SPOT: 1.0, OVERLAP: 0.5}  # time links: link_weight
 
 
 @dataclass
@@ -77,6 +77,14 @@ def tolerance_m(en: np.ndarray, ev: Evidence, cfg: JudgeConfig) -> float:
     return float(np.clip(cfg.tol_factor * med, cfg.tol_min_m, cfg.tol_max_m))
 
 
+def link_weight(link: Link, tol: float, cfg: JudgeConfig) -> float:
+    """Evidence weight of one link: 1 for a same-spot view, 0.5 for an overlapping one; a capture-time neighbour
+    weighs min(1, tol / (walk_mps x dt)), so a neighbour minutes away (who could have walked anywhere) hardly votes."""
+    if link.kind == TIME:
+        return min(1.0, tol / max(cfg.walk_mps * link.dt_s, 1e-9))
+    return KIND_WEIGHT[link.kind]
+
+
 def _pair_tol(i: int, link: Link, tol: float, herr: np.ndarray, cfg: JudgeConfig) -> float:
     hi, hj = herr[i], herr[link.j]
     t = tol
@@ -89,6 +97,13 @@ def _pair_tol(i: int, link: Link, tol: float, herr: np.ndarray, cfg: JudgeConfig
     return t
 
 
+def _median_offset(offs: list) -> tuple[np.ndarray, float]:
+    o = np.array(offs)
+    med = np.median(o, axis=0)
+    mad = 1.4826 * np.median(np.abs(o - med), axis=0)
+    return med, float(np.hypot(*(1.253 * mad / np.sqrt(len(o)))))  # a median's standard error
+
+
 def _session_offset(en, ev, sess, s, members, cfg) -> SessionShift | None:
     offs, who = {SAME_SPOT: [], OVERLAP: []}, {SAME_SPOT: set(), OVERLAP: set()}
     for i in members:
@@ -96,24 +111,23 @@ def _session_offset(en, ev, sess, s, members, cfg) -> SessionShift | None:
             if l.kind in (SAME_SPOT, OVERLAP) and sess[l.j] != s:
                 offs[l.kind].append(en[i] - en[l.j])
                 who[l.kind].add(i)
-    # same-spot offsets measure the shift itself; overlapping views add the distance between the two cameras,
-    # so they are used only where same-spot views are too few
-    if len(offs[SAME_SPOT]) >= cfg.session_min_links and len(who[SAME_SPOT]) >= cfg.session_min_photos:
-        offs, who = offs[SAME_SPOT], who[SAME_SPOT]
-    else:
-        offs, who = offs[SAME_SPOT] + offs[OVERLAP], who[SAME_SPOT] | who[OVERLAP]
-    if len(offs) < cfg.session_min_links or len(who) < cfg.session_min_photos:
+    # same-spot offsets measure the shift itself; overlapping views add the distance between the two cameras
+    # but are many more: the estimate with the smaller standard error is used
+    best = None
+    for o, w in ((offs[SAME_SPOT], who[SAME_SPOT]), (offs[SAME_SPOT] + offs[OVERLAP], who[SAME_SPOT] | who[OVERLAP])):
+        if len(o) >= cfg.session_min_links and len(w) >= cfg.session_min_photos:
+            med, se = _median_offset(o)
+            if best is None or se < best[1]:
+                best = (med, se, o)
+    if best is None:
         return None
-    o = np.array(offs)
-    med = np.median(o, axis=0)
-    mad = 1.4826 * np.median(np.abs(o - med), axis=0)
-    se = float(np.hypot(*(1.253 * mad / np.sqrt(len(o)))))  # standard error of a median
+    med, se, o = best
     mag = float(np.linalg.norm(med))
     if mag >= cfg.session_m and mag >= 3 * se:
-        sh = SessionShift(s, list(members), med, se, len(o))
+        o = np.array(o)
         # what undoing it would explain: the drop in total cross-session label disagreement
-        sh.gain = float(np.linalg.norm(o, axis=1).sum() - np.linalg.norm(o - med, axis=1).sum())
-        return sh
+        gain = float(np.linalg.norm(o, axis=1).sum() - np.linalg.norm(o - med, axis=1).sum())
+        return SessionShift(s, list(members), med, se, len(o), gain)
     return None
 
 
@@ -147,7 +161,7 @@ def _trust(i: int, en: np.ndarray, ev: Evidence, tol: float, herr: np.ndarray, c
     """How far photo i's own label is corroborated by its links other than `exclude` (1 .. 2; 0.2 if judged wrong)."""
     if wrong is not None and wrong[i]:
         return 0.2
-    agree = sum(KIND_WEIGHT[l.kind] for l in ev.links[i]
+    agree = sum(link_weight(l, tol, cfg) for l in ev.links[i]
                 if l.j != exclude and np.linalg.norm(en[i] - en[l.j]) <= _pair_tol(i, l, tol, herr, cfg))
     return 1.0 + min(0.5 * agree, 1.0)
 
@@ -168,7 +182,7 @@ def judge_photo(i: int, en: np.ndarray, ev: Evidence, tol: float, cfg: JudgeConf
     own, dis = 1.0, []
     n_agree = 0
     for l in links:
-        w = KIND_WEIGHT[l.kind] * _trust(l.j, en, ev, tol, herr, cfg, i, wrong)
+        w = link_weight(l, tol, cfg) * _trust(l.j, en, ev, tol, herr, cfg, i, wrong)
         if np.linalg.norm(en[i] - en[l.j]) <= _pair_tol(i, l, tol, herr, cfg):
             own += w
             n_agree += 1
