@@ -52,8 +52,9 @@ KINDS = {"a": "10% moved 30-150 m", "b": "all + 8 m Gaussian", "c": "one capture
 
 
 def sessions(ds) -> tuple[list[str | None], list[str]]:
-    times, src, devices, _ = capture_meta(ds)
-    return [f"{t.date().isoformat()} {d}" if t is not None else None for t, d in zip(times, devices)], src
+    cap = capture_meta(ds)
+    return ([f"{t.date().isoformat()} {d}" if t is not None else None for t, d in zip(cap.times, cap.devices)],
+            cap.sources)
 
 
 def corrupt(ds, kind: str, seed: int, sess: list[str | None]) -> tuple[pd.DataFrame, np.ndarray, dict]:
@@ -191,7 +192,8 @@ def run_kind(ds, kind: str, seed: int, sess, src, rerank: bool, repeats: int) ->
     if rerank:
         # the paper's cleaning steps on the corrupted copy: drift dates and singletons (5 m) dropped
         en = LocalFrame.around(dsc.lat, dsc.lon).to_en(dsc.lat, dsc.lon)
-        tm, _, devs, _ = capture_meta(dsc)
+        cap = capture_meta(dsc)
+        tm, devs = cap.times, cap.devices
         rep = cl.drift_dates([t.isoformat() if t else None for t in tm], devs, en, dsc.ids)
         dates = [t.date().isoformat() if t else None for t in tm]
         keep_drift = np.array([d not in rep.flagged for d in dates], bool)

@@ -161,3 +161,17 @@ def test_gps_accuracy_is_read_from_exif(tmp_path):
                                                            31: Fraction(283, 20)})
     assert read_meta(p).h_error_m == pytest.approx(14.15)
     assert read_meta(write_jpeg(tmp_path / "b.jpg", scene(1), 40.0, -75.0)).h_error_m is None
+
+
+def test_data_build_check_labels_writes_the_check_into_the_dataset(tmp_path):
+    from synth import make_gallery
+
+    from img2gps.cli import main
+
+    src = make_gallery(tmp_path / "photos", n_places=2, views=3, size=256, exif=True)
+    (src / "labels.csv").unlink()  # positions from EXIF, as from a phone
+    out = tmp_path / "ds"
+    assert main(["data", "build", str(src), str(out), "--check-labels"]) == 0
+    rep = json.loads((out / "label_check" / "label_check.json").read_text())
+    assert rep["photos"] == 6 and rep["wrong"] == 0
+    assert (out / "label_check" / "map.html").is_file() and (out / "labels.csv").is_file()

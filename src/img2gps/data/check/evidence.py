@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+import pandas as pd
 
 from ...errors import PhotoError
 from ...features.cache import FeatureCache
@@ -100,13 +101,25 @@ def name_family(name: str) -> str:
     return "file names " + re.sub(r"\d", "9", stem.rsplit(".", 1)[0])
 
 
-def capture_meta(ds) -> tuple[list, list[str], list[str], np.ndarray]:
-    """(times, time sources, devices, h_error_m) per photo: labels.csv columns first, then EXIF, then the file name."""
+@dataclass
+class CaptureMeta:
+    times: list  # datetime | None per photo
+    sources: list[str]  # where each time came from: "labels" | "exif" | "file name" | "none"
+    devices: list[str]  # labels.csv device, else the EXIF model, else the file-name pattern
+    h_error_m: np.ndarray  # (N,) EXIF GPSHPositioningError, NaN where absent
+    focal35: np.ndarray  # (N,) 35 mm-equivalent focal length (labels.csv column, else EXIF), NaN where unknown
+
+
+def capture_meta(ds) -> CaptureMeta:
+    """Per photo, from labels.csv columns first, then the photo's EXIF header, then its file name."""
     from ...data.cleaning import parse_time
     from ...photos import read_meta
 
     t = ds.table
-    times, src, devices, herr = [], [], [], np.full(len(ds), np.nan)
+    n = len(ds)
+    out = CaptureMeta([], [], [], np.full(n, np.nan), np.full(n, np.nan))
+    if "focal35" in t.columns:
+        out.focal35[:] = pd.to_numeric(t["focal35"], errors="coerce").to_numpy(float)
     for i, name in enumerate(ds.ids):
         meta = None
         try:
@@ -122,12 +135,14 @@ def capture_meta(ds) -> tuple[list, list[str], list[str], np.ndarray]:
             how = "file name" if tm is not None else "none"
         dev = str(t.at[i, "device"]).strip() if "device" in t.columns and isinstance(t.at[i, "device"], str) else ""
         dev = dev or (meta.device if meta is not None and meta.device else "") or name_family(name)
-        times.append(tm)
-        src.append(how)
-        devices.append(dev)
+        out.times.append(tm)
+        out.sources.append(how)
+        out.devices.append(dev)
         if meta is not None and meta.h_error_m is not None:
-            herr[i] = meta.h_error_m
-    return times, src, devices, herr
+            out.h_error_m[i] = meta.h_error_m
+        if meta is not None and meta.focal35 is not None and not np.isfinite(out.focal35[i]):
+            out.focal35[i] = meta.focal35
+    return out
 
 
 def time_links(times, devices, max_s: float) -> list[list[Link]]:
@@ -190,9 +205,8 @@ def gather(ds, en: np.ndarray, cfg: EvidenceConfig | None = None, keys: list[str
         retrieval[i] = [ok[j] for j in ret_ok[r]]
     pairs = [(ok[a], ok[b]) for a, b in pairs_ok]
 
-    times, tsrc, devices, herr = capture_meta(ds)
-    cam = ds.with_camera_meta().table
-    focal = cam["focal35"].to_numpy(float)
+    cap = capture_meta(ds)
+    focal = cap.focal35
     pcache = PairCache(cfg.fcfg, cfg.vcfg)
     lcfg = LocatorConfig()
     poses = PoseCache(CameraLocator(None, lcfg).setting_key(cfg.fcfg.key))  # rerank's pose cache
@@ -231,7 +245,7 @@ def gather(ds, en: np.ndarray, cfg: EvidenceConfig | None = None, keys: list[str
             counts["poses"] += 1
         return a, b, int(n), float(rel.parallax_deg) if rel is not None else float("nan")
 
-    links = time_links(times, devices, cfg.time_s)
+    links = time_links(cap.times, cap.devices, cfg.time_s)
     with threadpool_limits(1):
         if cfg.workers > 1:
             with ThreadPoolExecutor(cfg.workers) as ex:
@@ -249,4 +263,4 @@ def gather(ds, en: np.ndarray, cfg: EvidenceConfig | None = None, keys: list[str
     counts["verified"] = sum(1 for r in results if r[2] >= cfg.min_inliers)
     counts["same_spot"] = sum(1 for r in results if r[2] >= cfg.min_inliers and np.isfinite(r[3])
                               and r[3] < cfg.rotation_deg)
-    return Evidence(links, retrieval, times, tsrc, devices, herr, unreadable, counts)
+    return Evidence(links, retrieval, cap.times, cap.sources, cap.devices, cap.h_error_m, unreadable, counts)
