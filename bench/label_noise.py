@@ -107,7 +107,8 @@ def _key(ds_name: str, table: pd.DataFrame, keep: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def rerank_kfold(ds_truth, tables: dict[str, pd.DataFrame | None], keep: dict[str, np.ndarray], k: int = 5) -> dict:
+def rerank_kfold(ds_truth, tables: dict[str, pd.DataFrame | None], keep: dict[str, np.ndarray], k: int = 5,
+                 out: dict | None = None, on_variant=None) -> dict:
     """rerank kfold:k mean/median error of galleries with each table's labels (rows `keep`), against the truth."""
     from img2gps.evaluate import score_queries
     from img2gps.data.splits import folds_for_protocol
@@ -115,7 +116,7 @@ def rerank_kfold(ds_truth, tables: dict[str, pd.DataFrame | None], keep: dict[st
     from img2gps.predictors.registry import make_predictor
 
     folds = folds_for_protocol(f"kfold:{k}", ds_truth)
-    out = {}
+    out = {} if out is None else out
     for name, table in tables.items():
         key = _key(ds_truth.name, table, keep[name])
         if key in RERANK_CACHE:  # e.g. the original for every kind, or a corrected copy that changed nothing
@@ -135,6 +136,8 @@ def rerank_kfold(ds_truth, tables: dict[str, pd.DataFrame | None], keep: dict[st
         out[name] = {"mean_m": round(float(np.mean(errs)), 2), "median_m": round(float(np.median(errs)), 2),
                      "gallery_kept": int(keep[name].sum()), "fit_s": round(fit_s, 1)}
         RERANK_CACHE[key] = dict(out[name], variant=name)
+        if on_variant is not None:
+            on_variant()
         print(f"  rerank {name}: mean {out[name]['mean_m']} m", file=sys.stderr, flush=True)
     return out
 
@@ -159,7 +162,12 @@ def detect(ds, kind: str, seed: int, sess) -> dict:
             "after": dist_m(fixed["Latitude"], fixed["Longitude"], ds.lat, ds.lon)}
 
 
-def run_kind(ds, kind: str, seed: int, sess, src, rerank: bool, repeats: int) -> dict:
+VARIANTS = ("original", "corrupted", "corrected", "corrupted_leave_out_wrong", "corrupted_drop_drift_dates",
+            "corrupted_drop_singletons_5m")
+
+
+def run_kind(ds, kind: str, seed: int, sess, src, rerank: bool, repeats: int, variants=VARIANTS,
+             sink: list | None = None, on_variant=None) -> dict:
     runs = [detect(ds, kind, seed + 100 * k, sess) for k in range(repeats)]
     cat = {key: np.concatenate([x[key] for x in runs]) for key in ("moved", "wrong", "flag", "sib", "before",
                                                                     "proposed", "after")}
@@ -200,6 +208,8 @@ def run_kind(ds, kind: str, seed: int, sess, src, rerank: bool, repeats: int) ->
     wrong = first["wrong"]
     print(f" {ds.name} kind {kind}: {json.dumps({k: v for k, v in out.items() if k != 'shifted_sessions'})}",
           file=sys.stderr, flush=True)
+    if sink is not None:
+        sink.append(out)
     if rerank:
         # the paper's cleaning steps on the corrupted copy: drift dates and singletons (5 m) dropped
         en = LocalFrame.around(dsc.lat, dsc.lon).to_en(dsc.lat, dsc.lon)
@@ -216,11 +226,20 @@ def run_kind(ds, kind: str, seed: int, sess, src, rerank: bool, repeats: int) ->
                 "corrupted_leave_out_wrong": ~wrong,
                 "corrupted_drop_drift_dates": keep_drift, "corrupted_drop_singletons_5m": keep_single}
         out["drift_dates_flagged"] = rep.flagged
-        out["rerank_kfold5"] = rr = rerank_kfold(ds, tables, keep)
-        cost = rr["corrupted"]["mean_m"] - rr["original"]["mean_m"]
-        out["corruption_cost_m"] = round(cost, 2)
-        out["recovered_share"] = round((rr["corrupted"]["mean_m"] - rr["corrected"]["mean_m"]) / cost, 3) if cost > 0 else None
+        out["rerank_kfold5"] = rr = {}
+        rerank_kfold(ds, {v: tables[v] for v in variants}, keep, out=rr, on_variant=on_variant)
+        out["corruption_cost_m"] = round(rr["corrupted"]["mean_m"] - rr["original"]["mean_m"], 2)
+        out["recovered_share"] = _recovered(rr)
     return out
+
+
+def _recovered(rr: dict) -> float | None:
+    """Share of the accuracy the corruption cost that the corrected copy wins back (None until both are known)."""
+    try:
+        cost = rr["corrupted"]["mean_m"] - rr["original"]["mean_m"]
+        return round((rr["corrupted"]["mean_m"] - rr["corrected"]["mean_m"]) / cost, 3) if cost > 0 else None
+    except KeyError:
+        return None
 
 
 def table_rows(results: dict) -> list[dict]:
@@ -242,8 +261,23 @@ def table_rows(results: dict) -> list[dict]:
                 "rerank wrong left out m": rr.get("corrupted_leave_out_wrong", {}).get("mean_m"),
                 "rerank drop drift dates m": rr.get("corrupted_drop_drift_dates", {}).get("mean_m"),
                 "rerank drop singletons m": rr.get("corrupted_drop_singletons_5m", {}).get("mean_m"),
-                "recovered": k.get("recovered_share"), "check s": float(np.median(k["check_s"]))})
+                "recovered": _recovered(rr), "check s": float(np.median(k["check_s"]))})
     return rows
+
+
+def write(a, results: dict, done: bool) -> None:
+    """The bench JSON, replaced atomically (also after each kind, marked "complete": false until the end)."""
+    out = {"title": f"Label noise (issue 22): `data check` against injected label errors, {a.data}",
+           "command": "python bench/label_noise.py " + " ".join(sys.argv[1:]),
+           "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "code": code_revision(),
+           "complete": done, "seed": a.seed, "repeats": a.repeats, "results_by_data": results,
+           "table": table_rows(results)}
+    p = Path(a.json)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkstemp(dir=p.parent, suffix=".tmp")[1])
+    tmp.write_text(json.dumps(out, indent=1, default=str))
+    tmp.replace(p)
+    print(f"wrote {p}" + ("" if done else " (partial)"), file=sys.stderr, flush=True)
 
 
 def main() -> int:
@@ -254,6 +288,8 @@ def main() -> int:
     ap.add_argument("--rerank", default="penn91,bgu-west", help="datasets on which rerank kfold:5 is fitted")
     ap.add_argument("--rerank-kinds", default="a,b,c", help="kinds on which rerank kfold:5 is fitted")
     ap.add_argument("--no-rerank", action="store_true")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="galleries rerank is fitted on (subset of: "
+                                                                    + ", ".join(VARIANTS) + ")")
     ap.add_argument("--repeats", type=int, default=5,
                     help="seeded corrupted copies per kind for the detection figures (rerank uses the first)")
     ap.add_argument("--json", default=str(HERE / "results" / "label-noise.json"))
@@ -280,19 +316,12 @@ def main() -> int:
             "kinds": []}
         print(f"{name}: original check {secs:.1f} s, {len(wrong)} wrong", file=sys.stderr, flush=True)
         for i, kind in enumerate(a.kinds.split(",")):
-            results[name]["kinds"].append(run_kind(ds, kind, a.seed + i, sess, src,
-                                                   not a.no_rerank and name in a.rerank.split(",")
-                                                   and kind in a.rerank_kinds.split(","), a.repeats))
-    out = {"title": "Label noise (issue 22): `data check` against injected label errors",
-           "command": "python bench/label_noise.py " + " ".join(sys.argv[1:]),
-           "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "code": code_revision(),
-           "seed": a.seed, "results_by_data": results, "table": table_rows(results)}
-    p = Path(a.json)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkstemp(dir=p.parent, suffix=".tmp")[1])
-    tmp.write_text(json.dumps(out, indent=1, default=str))
-    tmp.replace(p)
-    print(f"wrote {p}")
+            # partial results (after each kind and each rerank gallery) survive an interrupted run
+            run_kind(ds, kind, a.seed + i, sess, src, not a.no_rerank and name in a.rerank.split(",")
+                     and kind in a.rerank_kinds.split(","), a.repeats, a.variants.split(","),
+                     sink=results[name]["kinds"], on_variant=lambda: write(a, results, done=False))
+            write(a, results, done=False)
+    write(a, results, done=True)
     return 0
 
 
