@@ -125,6 +125,12 @@ def rerank_kfold(ds_truth, tables: dict[str, pd.DataFrame | None], keep: dict[st
             continue
         ds = GeoDataset(table, ds_truth.reader, ds_truth.name)
         errs, fit_s = [], 0.0
+        smallest = min(int(keep[name][f.train].sum()) for f in folds)
+        if smallest < 2:  # e.g. drift dates on a one-date gallery: the step drops (almost) every photo
+            out[name] = {"mean_m": None, "median_m": None, "gallery_kept": int(keep[name].sum()),
+                         "note": f"not fitted: a fold keeps {smallest} gallery photo(s)"}
+            print(f"  rerank {name}: {out[name]['note']}", file=sys.stderr, flush=True)
+            continue
         for f in folds:
             train = np.array([i for i in f.train if keep[name][i]], int)
             p = make_predictor("rerank")
