@@ -106,6 +106,7 @@ def _gallery_with_one_moved_label(root):
     return moved
 
 
+@pytest.mark.slow
 def test_data_check_and_apply_end_to_end(tmp_path):
     from img2gps.cli import main
 
@@ -163,6 +164,7 @@ def test_gps_accuracy_is_read_from_exif(tmp_path):
     assert read_meta(write_jpeg(tmp_path / "b.jpg", scene(1), 40.0, -75.0)).h_error_m is None
 
 
+@pytest.mark.slow
 def test_data_build_check_labels_writes_the_check_into_the_dataset(tmp_path):
     from synth import make_gallery
 
