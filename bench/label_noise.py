@@ -41,9 +41,9 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
 
 from img2gps.data import cleaning as cl  # noqa: E402
-from img2gps.data.check import CheckConfig, check_dataset  # noqa: E402
-from img2gps.data.check.apply import corrected_table  # noqa: E402
-from img2gps.data.check.evidence import capture_meta  # noqa: E402
+from img2gps.labelcheck import CheckConfig, check_dataset  # noqa: E402
+from img2gps.labelcheck.apply import corrected_table  # noqa: E402
+from img2gps.labelcheck.evidence import capture_meta  # noqa: E402
 from img2gps.data.sources import GeoDataset, from_folder  # noqa: E402
 from img2gps.geo import LocalFrame, haversine_m  # noqa: E402
 from img2gps.provenance import code_revision  # noqa: E402

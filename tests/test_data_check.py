@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from img2gps.data.check.evidence import OVERLAP, SAME_SPOT, TIME, Evidence, Link, time_from_name, time_links
-from img2gps.data.check.judge import DOUBTFUL, OK, WRONG, JudgeConfig, judge, session_shifts
+from img2gps.labelcheck.evidence import OVERLAP, SAME_SPOT, TIME, Evidence, Link, time_from_name, time_links
+from img2gps.labelcheck.judge import DOUBTFUL, OK, WRONG, JudgeConfig, judge, session_shifts
 
 
 def _evidence(n, edges, times=None, devices=None, herr=None):

@@ -126,7 +126,7 @@ view.setGallery(DATA.gallery);
 
 def write_label_map(path: str | Path, flagged: Sequence[dict], gallery: pd.DataFrame | None = None,
                     title: str = "img2gps label check", tiles: bool = True) -> Path:
-    """Write one self-contained HTML map of a label check (data/check): each flagged photo at its label, coloured
+    """Write one self-contained HTML map of a label check (labelcheck/): each flagged photo at its label, coloured
     by verdict, an arrow to its proposed position with a 1-sigma circle, its thumbnail (a data: URI under the
     key `thumb`) and reason in the popup. `flagged`: rows of the check's table (image, verdict, reason, score,
     Latitude, Longitude, proposed_lat, proposed_lon, proposed_sigma_m[, thumb])."""

@@ -49,8 +49,8 @@ def build(
         typer.echo(f"  {step}: {verb} {s['would_drop']}")
     typer.echo(f"  report: {out / 'report.md'}")
     if check_labels:
-        from ..data.check import check_dataset
-        from ..data.check.report import write_check
+        from ..labelcheck import check_dataset
+        from ..labelcheck.report import write_check
         from ..data.sources import from_folder
 
         ds = from_folder(out)
@@ -97,9 +97,9 @@ def check(
     """Check every label against the other photos (verified views, capture times, the phone's accuracy) and propose fixes."""
     from dataclasses import replace
 
-    from ..data.check import CheckConfig, check_dataset
-    from ..data.check.apply import apply_check
-    from ..data.check.report import write_check, write_into
+    from ..labelcheck import CheckConfig, check_dataset
+    from ..labelcheck.apply import apply_check
+    from ..labelcheck.report import write_check, write_into
     from ..data.sources import from_folder
 
     ds = from_folder(dataset)

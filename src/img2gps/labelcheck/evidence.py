@@ -21,12 +21,12 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from ...errors import PhotoError
-from ...features.cache import FeatureCache
-from ...localization.camera import CameraLocator, LocatorConfig, PoseCache
-from ...localization.pose import intrinsics, relative_pose
-from ...retrieval.database import CosineIndex, neighbours_within
-from ...verification.local import (FeatureConfig, KeypointCache, PairCache, VerifyConfig, extract,
+from ..errors import PhotoError
+from ..features.cache import FeatureCache
+from ..localization.camera import CameraLocator, LocatorConfig, PoseCache
+from ..localization.pose import intrinsics, relative_pose
+from ..retrieval.database import CosineIndex, neighbours_within
+from ..verification.local import (FeatureConfig, KeypointCache, PairCache, VerifyConfig, extract,
                                    fundamental_inliers, mutual_matches)
 
 SAME_SPOT, OVERLAP, TIME = "same-spot", "overlap", "time"
@@ -112,8 +112,8 @@ class CaptureMeta:
 
 def capture_meta(ds) -> CaptureMeta:
     """Per photo, from labels.csv columns first, then the photo's EXIF header, then its file name."""
-    from ...data.cleaning import parse_time
-    from ...photos import read_meta
+    from ..data.cleaning import parse_time
+    from ..photos import read_meta
 
     t = ds.table
     n = len(ds)
@@ -188,7 +188,7 @@ def gather(ds, en: np.ndarray, cfg: EvidenceConfig | None = None, keys: list[str
     """
     from threadpoolctl import threadpool_limits
 
-    from ...indexing import ExtractSpec, IndexingConfig, ensure_features
+    from ..indexing import ExtractSpec, IndexingConfig, ensure_features
 
     cfg = cfg or EvidenceConfig()
     keys = keys or [ds.content_key(i) for i in range(len(ds))]

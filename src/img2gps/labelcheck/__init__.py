@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from ...geo import LocalFrame
+from ..geo import LocalFrame
 from .evidence import EvidenceConfig, gather
 from .judge import DOUBTFUL, OK, WRONG, JudgeConfig, judge
 

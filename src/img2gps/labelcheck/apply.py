@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ...errors import DataError
-from ..outdir import atomic_dir, check_out
+from ..errors import DataError
+from ..data.outdir import atomic_dir, check_out
 from . import WRONG, CheckResult
 
 MARKER = "report.json"  # what `data build` writes last: an applied dataset is a dataset
@@ -50,7 +50,7 @@ def apply_check(res: CheckResult, dataset: Path, out: Path, overwrite: bool = Fa
     if src_images is None:
         raise DataError(f"{dataset}: --apply needs a dataset folder with images/ and labels.csv")
     check_out(out, [dataset], overwrite, marker=MARKER)
-    from ..sources import read_labels_csv, validate_coordinates
+    from ..data.sources import read_labels_csv, validate_coordinates
 
     table, _ = validate_coordinates(read_labels_csv(dataset / "labels.csv"), str(dataset / "labels.csv"))
     table = table[table["image"].isin(set(res.table["image"]))].reset_index(drop=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ...errors import PhotoError
-from ..outdir import atomic_dir, check_out
+from ..errors import PhotoError
+from ..data.outdir import atomic_dir, check_out
 from . import CheckResult
 
 MARKER = "label_check.json"
@@ -80,7 +80,7 @@ def write_check(res: CheckResult, ds, out: Path, overwrite: bool = False, protec
 
 def write_into(res: CheckResult, ds, tmp: Path, tiles: bool = True) -> None:
     """The report files into an existing (temp) folder."""
-    from ...maps import write_label_map
+    from ..maps import write_label_map
 
     tmp = Path(tmp)
     res.table.to_csv(tmp / "labels_check.csv", index=False)

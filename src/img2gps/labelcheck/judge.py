@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...localization.consensus import consensus
+from ..localization.consensus import consensus
 from .evidence import OVERLAP, SAME_SPOT, TIME, Evidence, Link
 
 OK, DOUBTFUL, WRONG = "ok", "doubtful", "wrong"
