@@ -275,7 +275,7 @@ def write(a, results: dict, done: bool) -> None:
     """The bench JSON, replaced atomically (also after each kind, marked "complete": false until the end)."""
     out = {"title": f"Label noise (issue 22): `data check` against injected label errors, {a.data}",
            "command": "python bench/label_noise.py " + " ".join(sys.argv[1:]),
-           "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "code": code_revision(),
+           "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "code": a.code,
            "complete": done, "seed": a.seed, "repeats": a.repeats, "results_by_data": results,
            "table": table_rows(results)}
     p = Path(a.json)
@@ -300,6 +300,7 @@ def main() -> int:
                     help="seeded corrupted copies per kind for the detection figures (rerank uses the first)")
     ap.add_argument("--json", default=str(HERE / "results" / "label-noise.json"))
     a = ap.parse_args()
+    a.code = code_revision()  # the code this run started with (a later commit must not be credited with it)
     results: dict = {}
     for name in a.data.split(","):
         ds = from_folder(DATA / name)
