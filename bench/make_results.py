@@ -58,7 +58,7 @@ def generic_table(rows: list[dict]) -> list[str]:
     out = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     for r in rows:
         out.append("| " + " | ".join(fmt(r.get(c), "f2" if abs(r.get(c)) < 10 else "f1") if isinstance(r.get(c), float)
-                                     else str(r.get(c, ""))
+                                     else "–" if r.get(c) is None else str(r.get(c))
                                      for c in cols) + " |")
     return out
 
@@ -148,6 +148,9 @@ def section(path: Path) -> list[str]:
             meta.append(f"GPU {d['machine']['gpu']}")
     out += ["; ".join(meta) + ".", ""]
     out += [revision_line(path, d), ""]
+    if d.get("complete") is False:
+        out += ["**Partial:** the run was stopped before it finished; the table holds what it had measured (– = not "
+                "reached).", ""]
     if d.get("command"):
         out += ["Re-run: `" + d["command"] + "` then `python bench/make_results.py`.", ""]
     if d.get("results_fraction", 1.0) != 1.0:

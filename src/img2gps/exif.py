@@ -24,6 +24,7 @@ class PhotoMeta:
     gps_problem: str | None = None  # why there is no position, when there is none
     heading: float | None = None  # EXIF GPSImgDirection, degrees from true north (magnetic-referenced: None)
     focal35: float | None = None  # 35 mm-equivalent focal length in mm (see focal35_from_exif)
+    h_error_m: float | None = None  # EXIF GPSHPositioningError: the phone's own horizontal accuracy, metres
 
     @property
     def has_gps(self) -> bool:
@@ -68,6 +69,14 @@ def _clean_str(v) -> str | None:
         v = v.decode(errors="ignore")
     v = str(v).replace("\x00", "").strip()
     return v or None
+
+
+def _h_error(gps) -> float | None:
+    """GPSHPositioningError (tag 31, metres) when present and plausible; else None."""
+    if not gps or 31 not in gps:
+        return None
+    v = _ratio(gps.get(31))
+    return float(v) if math.isfinite(v) and 0 < v < 100_000 else None
 
 
 def _heading(gps) -> float | None:
@@ -139,6 +148,7 @@ def meta_from_exif(exif, size: tuple[int, int], reasons: list[str]) -> PhotoMeta
     except Exception:
         gps = None
     meta.heading = _heading(gps)
+    meta.h_error_m = _h_error(gps)
     if GPS_IFD in exif and (gps is None or len(reasons) > n_before or not gps):
         # a GPS pointer that leads nowhere, or a block Pillow could only read in part
         meta.gps_problem = "EXIF GPS block is corrupt"

@@ -90,26 +90,11 @@ def _table(items: list[dict]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def write_map_html(path: str | Path, predictions: Sequence, gallery: pd.DataFrame | None = None,
-                   truths: Sequence[tuple[float, float] | None] | None = None, labels: Sequence[str] | None = None,
-                   title: str = "img2gps", tiles: bool = True) -> Path:
-    """Write one self-contained HTML map: each prediction with its error circle, optional true positions with
-    error lines, the photo's own EXIF position when it has one, and the gallery points."""
-    path = Path(path)
-    data = map_data(predictions, gallery, truths, labels)
+def _page(title: str, summary: str, legend: str, table: str, data: dict, tiles: bool, draw: str) -> str:
+    """One self-contained page: Leaflet and server/static/map.js inlined, DATA drawn by the `draw` statement."""
     ldir = leaflet_dir()
     cfg = {"tilesUrl": TILES_URL if tiles else None, "tilesAttribution": TILES_ATTRIBUTION}
-    errs = [it["error_m"] for it in data["items"] if it["error_m"] is not None]
-    summary = f"{len(data['items'])} prediction(s), {len(data['gallery'])} gallery photos"
-    if errs:
-        summary += f"; error mean {statistics.fmean(errs):.0f} m, median {statistics.median(errs):.0f} m"
-    legend = ("<span class=k style='background:#d62728'></span>prediction + error circle "
-              "<span class=k style='background:#2ca02c'></span>true position "
-              "<span class=k style='background:#9467bd'></span>photo EXIF position "
-              "<span class=k style='background:#7f7f7f'></span>gallery photo"
-              + (" &middot; numbers pair each answer with its truth; hover a row or an answer to show that photo "
-                 "alone" if len(data["items"]) > 1 else ""))
-    page = f"""<!doctype html>
+    return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>{(ldir / "leaflet.css").read_text()}</style>
@@ -128,7 +113,7 @@ tr[data-item]:hover {{ background: #fde8e8; cursor: default; }}
 </style></head><body>
 <header><h1>{html.escape(title)}</h1><div>{html.escape(summary)}</div><div>{legend}</div></header>
 <div id="map"></div><div id="notice"></div>
-{_table(data["items"])}
+{table}
 <script>{_script((ldir / "leaflet.js").read_text())}</script>
 <script>{_script((STATIC_DIR / "map.js").read_text())}</script>
 <script>
@@ -137,13 +122,62 @@ var CFG = {_script(json.dumps(cfg))};
 var view = Img2GPSMap.create(document.getElementById("map"),
   {{tilesUrl: CFG.tilesUrl, tilesAttribution: CFG.tilesAttribution, noticeEl: document.getElementById("notice")}});
 view.setGallery(DATA.gallery);
-view.showPredictions(DATA.items, DATA.items.length === 1);
-document.querySelectorAll("tr[data-item]").forEach(function (tr) {{
-  tr.addEventListener("mouseenter", function () {{ view.focus(+tr.getAttribute("data-item")); }});
-  tr.addEventListener("mouseleave", function () {{ view.focus(null); }});
-}});
+{draw}
 </script></body></html>
 """
+
+
+def write_label_map(path: str | Path, flagged: Sequence[dict], gallery: pd.DataFrame | None = None,
+                    title: str = "img2gps label check", tiles: bool = True) -> Path:
+    """Write one self-contained HTML map of a label check (labelcheck/): each flagged photo at its label, coloured
+    by verdict, an arrow to its proposed position with a 1-sigma circle, its thumbnail (a data: URI under the
+    key `thumb`) and reason in the popup. `flagged`: rows of the check's table (image, verdict, reason, score,
+    Latitude, Longitude, proposed_lat, proposed_lon, proposed_sigma_m[, thumb])."""
+    path = Path(path)
+    data = map_data([], gallery)
+    data["items"] = [{k: r.get(k) for k in ("image", "verdict", "reason", "score", "Latitude", "Longitude",
+                                            "proposed_lat", "proposed_lon", "proposed_sigma_m", "thumb")}
+                     for r in flagged]
+    n_wrong = sum(r.get("verdict") == "wrong" for r in flagged)
+    summary = (f"{n_wrong} wrong, {len(flagged) - n_wrong} doubtful label(s) among {len(data['gallery'])} photos; "
+               "click a point for its reason and thumbnail")
+    legend = ("<span class=k style='background:#d62728'></span>wrong (arrow: proposed position, circle: its 1-sigma) "
+              "<span class=k style='background:#ff7f0e'></span>doubtful "
+              "<span class=k style='background:#7f7f7f'></span>gallery photo")
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
+        r.get("image"), r.get("verdict"), "" if r.get("score") is None else f"{r['score']:.2f}", r.get("reason")))
+        + "</tr>" for r in flagged)
+    table = ("<table><thead><tr><th>photo</th><th>verdict</th><th>score</th><th>why</th></tr></thead>"
+             f"<tbody>{rows}</tbody></table>")
+    page = _page(title, summary, legend, table, data, tiles, "view.showLabelChecks(DATA.items);")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def write_map_html(path: str | Path, predictions: Sequence, gallery: pd.DataFrame | None = None,
+                   truths: Sequence[tuple[float, float] | None] | None = None, labels: Sequence[str] | None = None,
+                   title: str = "img2gps", tiles: bool = True) -> Path:
+    """Write one self-contained HTML map: each prediction with its error circle, optional true positions with
+    error lines, the photo's own EXIF position when it has one, and the gallery points."""
+    path = Path(path)
+    data = map_data(predictions, gallery, truths, labels)
+    errs = [it["error_m"] for it in data["items"] if it["error_m"] is not None]
+    summary = f"{len(data['items'])} prediction(s), {len(data['gallery'])} gallery photos"
+    if errs:
+        summary += f"; error mean {statistics.fmean(errs):.0f} m, median {statistics.median(errs):.0f} m"
+    legend = ("<span class=k style='background:#d62728'></span>prediction + error circle "
+              "<span class=k style='background:#2ca02c'></span>true position "
+              "<span class=k style='background:#9467bd'></span>photo EXIF position "
+              "<span class=k style='background:#7f7f7f'></span>gallery photo"
+              + (" &middot; numbers pair each answer with its truth; hover a row or an answer to show that photo "
+                 "alone" if len(data["items"]) > 1 else ""))
+    draw = """view.showPredictions(DATA.items, DATA.items.length === 1);
+document.querySelectorAll("tr[data-item]").forEach(function (tr) {
+  tr.addEventListener("mouseenter", function () { view.focus(+tr.getAttribute("data-item")); });
+  tr.addEventListener("mouseleave", function () { view.focus(null); });
+});"""
+    page = _page(title, summary, legend, _table(data["items"]), data, tiles, draw)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path

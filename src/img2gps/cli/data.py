@@ -29,6 +29,8 @@ def build(
     max_megapixels: Optional[float] = typer.Option(None, "--max-megapixels", metavar="MP",
                                                    help=f"Refuse photos larger than this [default: {MAX_PIXELS / 1e6:g}]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it holds an earlier build."),
+    check_labels: bool = typer.Option(False, "--check-labels", help="Then run `data check` on the result: report in "
+                                                                    "OUT/label_check/ (labels are not changed)."),
 ) -> None:
     """Read geotagged photos, orient and resize them, clean (opt-in steps) and write a dataset with a report."""
     from ..data.build import BuildConfig, build_dataset
@@ -46,6 +48,17 @@ def build(
         verb = "dropped" if s["enabled"] else "would drop (off)"
         typer.echo(f"  {step}: {verb} {s['would_drop']}")
     typer.echo(f"  report: {out / 'report.md'}")
+    if check_labels:
+        from ..labelcheck import check_dataset
+        from ..labelcheck.report import write_check
+        from ..data.sources import from_folder
+
+        ds = from_folder(out)
+        res = check_dataset(ds)
+        write_check(res, ds, out / "label_check")
+        s = res.summary
+        typer.echo(f"  label check: {s['ok']} ok, {s['doubtful']} doubtful, {s['wrong']} wrong; "
+                   f"{out / 'label_check' / 'report.md'}")
 
 
 @data_app.command("split")
@@ -68,3 +81,49 @@ def split(
         typer.echo(f"{k}: train {s['train']}, val {s['val']}, dropped by buffer {s['dropped_by_buffer']}; "
                    f"val -> nearest train: min {d['min']} m, median {d['median']} m, P90 {d['p90']} m")
     typer.echo(f"written to {out}")
+
+
+@data_app.command("check")
+def check(
+    dataset: Path = typer.Argument(..., metavar="DATASET", help="Dataset folder (images/ + labels.csv). Never written to."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
+                                       help="Report folder; with --apply, the new dataset [default: ./label-check-NAME]."),
+    apply: bool = typer.Option(False, "--apply", help="Write OUT as a new dataset with the wrong labels corrected "
+                                                      "(column label_check says which and why; report in OUT/label_check/)."),
+    topn: int = typer.Option(8, "--topn", help="Retrieval neighbours verified per photo (bounds the cost per photo)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it holds an earlier check."),
+    tiles: bool = typer.Option(True, "--tiles/--no-tiles", help="Map tiles in map.html (need a network; the map works without)."),
+) -> None:
+    """Check every label against the other photos (verified views, capture times, the phone's accuracy) and propose fixes."""
+    from dataclasses import replace
+
+    from ..labelcheck import CheckConfig, check_dataset
+    from ..labelcheck.apply import apply_check
+    from ..labelcheck.report import write_check, write_into
+    from ..data.sources import from_folder
+
+    ds = from_folder(dataset)
+    for where, why in ds.skipped:
+        typer.echo(f"skipped {where}: {why}", err=True)
+    cfg = CheckConfig()
+    cfg.evidence = replace(cfg.evidence, topn=topn)
+    out = out or Path(f"label-check-{dataset.resolve().name}")
+    res = check_dataset(ds, cfg)
+    s = res.summary
+    if apply:
+        apply_check(res, dataset, out, overwrite, extra=lambda tmp: (tmp / "label_check").mkdir() or
+                    write_into(res, ds, tmp / "label_check", tiles))
+        where = out / "label_check"
+    else:
+        write_check(res, ds, out, overwrite, protected=[dataset], tiles=tiles)
+        where = out
+    typer.echo(f"{dataset}: {s['photos']} photos, {s['ok']} ok, {s['doubtful']} doubtful, {s['wrong']} wrong "
+               f"({s['unchecked']} without evidence; {s['with_verified_view']} with a verified view); "
+               f"{s['seconds']['total']:.0f} s")
+    for x in s["shifted_sessions"]:
+        typer.echo(f"  session {x['session']}: {x['photos']} photos offset {x['offset_m']} m")
+    for r in res.table[res.table["verdict"] == "wrong"].itertuples(index=False):
+        typer.echo(f"  wrong: {r.image}: {r.reason}")
+    if apply:
+        typer.echo(f"corrected dataset: {out} (labels.csv column label_check)")
+    typer.echo(f"report: {where / 'report.md'}, map: {where / 'map.html'}")

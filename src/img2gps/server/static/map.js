@@ -285,6 +285,42 @@
       if (m) { m.setStyle({radius: on ? 10 : 6}); if (on) m.openTooltip(); else m.closeTooltip(); }
     };
 
+    /* label check (img2gps data check): items [{image, verdict, reason, score, Latitude, Longitude,
+       proposed_lat, proposed_lon, proposed_sigma_m, thumb}]: the label, an arrow to the proposed position */
+    view.showLabelChecks = function (items) {
+      view.results.clearLayers();
+      var bounds = [], colour = {wrong: "#d62728", doubtful: "#ff7f0e"};
+      items.forEach(function (it) {
+        var at = ll(it.Latitude, it.Longitude), c = colour[it.verdict] || COLORS.pred;
+        var info = "<b>" + esc(it.image) + "</b><br>" + esc(it.verdict) +
+          (it.score === null || it.score === undefined ? "" : " (score " + it.score.toFixed(2) + ")") +
+          "<br>" + esc(it.reason) + (it.thumb ? "<br><img src='" + it.thumb + "' style='max-width:160px'>" : "");
+        if (it.proposed_lat !== null && it.proposed_lat !== undefined) {
+          var to = ll(it.proposed_lat, it.proposed_lon);
+          view.results.addLayer(L.circle(to, {radius: it.proposed_sigma_m || 1, color: c, weight: 1,
+            fillOpacity: 0.08, className: "img2gps-proposed-radius"}));
+          view.results.addLayer(L.polyline([at, to], {color: c, weight: 2, className: "img2gps-label-arrow"})
+            .bindTooltip(fmtM(distanceM(at, to)) + " to the proposed position"));
+          // arrow head: a small triangle at the proposed end, pointing along the line
+          var mLat = Math.PI / 180 * R, mLon = mLat * Math.cos(to[0] * Math.PI / 180);
+          var dx = (to[1] - at[1]) * mLon, dy = (to[0] - at[0]) * mLat, d = Math.max(Math.hypot(dx, dy), 1e-6);
+          var ux = dx / d, uy = dy / d, h = Math.min(6, d / 2);
+          var tip = function (a, b) { return [to[0] + b / mLat, to[1] + a / mLon]; };
+          view.results.addLayer(L.polygon([tip(0, 0), tip(-h * ux - 0.5 * h * uy, -h * uy + 0.5 * h * ux),
+            tip(-h * ux + 0.5 * h * uy, -h * uy - 0.5 * h * ux)], {color: c, weight: 1, fillOpacity: 1,
+            interactive: false}));
+          bounds.push(to);
+        }
+        view.results.addLayer(L.circleMarker(at, {radius: 7, color: "#fff", weight: 2, fillColor: c, fillOpacity: 1,
+          className: "img2gps-label-" + it.verdict}).bindPopup(info).bindTooltip(esc(it.image)));
+        bounds.push(at);
+      });
+      view.points = view.galleryPoints.concat(bounds);
+      if (view.plain) drawGrid();
+      var b = L.latLngBounds(bounds.length ? bounds : view.points);
+      if (b.isValid()) map.fitBounds(b.pad(0.1));
+    };
+
     view.fitGallery = function () {
       if (view.points.length) map.fitBounds(L.latLngBounds(view.points).pad(0.1));
     };

@@ -1,0 +1,266 @@
+"""Evidence about each gallery photo's label from the other photos (no judgement here; see judge.py).
+
+Per photo, at bounded cost (at most `topn + near_n` verifications, each pair counted once and cached):
+* **verified views**: its `topn` retrieval neighbours (global embedding, faiss) and the `near_n` photos labelled
+  nearest to it are verified (RootSIFT, mutual ratio test, MAGSAC on F; the settings of `rerank`, so the pair
+  cache and keypoint cache a fitted model filled are reused). A verified pair whose inlier rays fit a pure
+  rotation (median angular residual below `rotation_deg`, localization/pose.relative_pose) was taken from one
+  spot: a **same-spot** link. Any other verified pair sees an overlapping scene from two places: an **overlap**.
+* **capture time**: the photo before and the photo after it from the same device on the same day, within
+  `time_s` seconds (EXIF DateTimeOriginal, a labels.csv `time` column, else a phone-style file name such as
+  `20251222_094711.jpg` or `IMG20251224101500.jpg`): a **time** link; a walker covers at most `walk_mps` m/s.
+* **the phone's own accuracy**: EXIF GPSHPositioningError, metres, where the photo carries it.
+"""
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from ..errors import PhotoError
+from ..features.cache import FeatureCache
+from ..localization.camera import CameraLocator, LocatorConfig, PoseCache
+from ..localization.pose import intrinsics, relative_pose
+from ..retrieval.database import CosineIndex, neighbours_within
+from ..verification.local import (FeatureConfig, KeypointCache, PairCache, VerifyConfig, extract,
+                                   fundamental_inliers, mutual_matches)
+
+SAME_SPOT, OVERLAP, TIME = "same-spot", "overlap", "time"
+
+# Phone camera file names that carry the capture time (Android/Samsung, Oppo/Realme/OnePlus, Pixel, iOS exports).
+NAME_TIME = (re.compile(r"(?<!\d)(20\d{6})[_-](\d{6})(?!\d)"),  # 20251222_094711, IMG_20251222_094711, PXL_..
+             re.compile(r"^IMG(20\d{6})(\d{6})(?!\d)", re.I))  # IMG20251224101500
+
+
+@dataclass
+class EvidenceConfig:
+    embed: str = "lite0"  # global encoder of the retrieval shortlist (rerank's default: shared cache)
+    max_side: int = 1024  # SIFT settings of rerank's defaults, so a fitted model's caches are reused
+    features: int = 2000
+    ratio: float = 0.8
+    ransac_px: float = 1.0
+    min_inliers: int = 15  # verified pair
+    topn: int = 8  # retrieval neighbours verified per photo
+    near_n: int = 4  # photos labelled nearest to it, also verified
+    near_m: float = 60.0  # ... when labelled within this many metres
+    rotation_deg: float = 1.5  # median angular residual of a pure-rotation fit below this: same spot
+    time_s: float = 300.0  # capture-time neighbours at most this far apart (seconds)
+    workers: int = 2  # verification threads (OpenCV and numpy release the GIL)
+
+    @property
+    def fcfg(self) -> FeatureConfig:
+        return FeatureConfig(self.max_side, self.features, True)
+
+    @property
+    def vcfg(self) -> VerifyConfig:
+        return VerifyConfig(self.ratio, True, self.ransac_px, self.min_inliers)
+
+
+@dataclass
+class Link:
+    """One piece of evidence about photo i's label from photo j."""
+    j: int
+    kind: str  # SAME_SPOT | OVERLAP | TIME
+    inliers: int = 0  # verified views
+    parallax_deg: float = float("nan")  # verified views: the pure-rotation residual (NaN: no pose)
+    dt_s: float = float("nan")  # time links: seconds between the two captures
+
+
+@dataclass
+class Evidence:
+    links: list[list[Link]]  # per photo
+    retrieval: list[list[int]]  # per photo: its retrieval neighbours (best first)
+    times: list[datetime | None]
+    time_source: list[str]  # "exif" | "labels" | "file name" | "none"
+    devices: list[str]
+    h_error_m: np.ndarray  # (N,) EXIF GPSHPositioningError, NaN where absent
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (image, reason): no visual evidence
+    stats: dict = field(default_factory=dict)
+
+
+def time_from_name(name: str) -> datetime | None:
+    """Capture time from a phone camera file name (e.g. 20251222_094711.jpg, IMG20251224101500.jpg), else None."""
+    stem = name.rsplit("/", 1)[-1]
+    for pat in NAME_TIME:
+        m = pat.search(stem)
+        if m:
+            try:
+                return datetime.strptime(m.group(1) + m.group(2), "%Y%m%d%H%M%S")
+            except ValueError:
+                return None
+    return None
+
+
+def name_family(name: str) -> str:
+    """A device stand-in for photos without EXIF: the file-name pattern (each phone maker names files its way)."""
+    stem = name.rsplit("/", 1)[-1]
+    return "file names " + re.sub(r"\d", "9", stem.rsplit(".", 1)[0])
+
+
+@dataclass
+class CaptureMeta:
+    times: list  # datetime | None per photo
+    sources: list[str]  # where each time came from: "labels" | "exif" | "file name" | "none"
+    devices: list[str]  # labels.csv device, else the EXIF model, else the file-name pattern
+    h_error_m: np.ndarray  # (N,) EXIF GPSHPositioningError, NaN where absent
+    focal35: np.ndarray  # (N,) 35 mm-equivalent focal length (labels.csv column, else EXIF), NaN where unknown
+
+
+def capture_meta(ds) -> CaptureMeta:
+    """Per photo, from labels.csv columns first, then the photo's EXIF header, then its file name."""
+    from ..data.cleaning import parse_time
+    from ..photos import read_meta
+
+    t = ds.table
+    n = len(ds)
+    out = CaptureMeta([], [], [], np.full(n, np.nan), np.full(n, np.nan))
+    if "focal35" in t.columns:
+        out.focal35[:] = pd.to_numeric(t["focal35"], errors="coerce").to_numpy(float)
+    for i, name in enumerate(ds.ids):
+        meta = None
+        try:
+            meta = read_meta(ds.read(i))
+        except (PhotoError, OSError):
+            pass
+        tm = parse_time(t.at[i, "time"]) if "time" in t.columns else None
+        how = "labels" if tm is not None else "none"
+        if tm is None and meta is not None and meta.time:
+            tm, how = parse_time(meta.time), "exif"
+        if tm is None:
+            tm = time_from_name(name)
+            how = "file name" if tm is not None else "none"
+        dev = str(t.at[i, "device"]).strip() if "device" in t.columns and isinstance(t.at[i, "device"], str) else ""
+        dev = dev or (meta.device if meta is not None and meta.device else "") or name_family(name)
+        out.times.append(tm)
+        out.sources.append(how)
+        out.devices.append(dev)
+        if meta is not None and meta.h_error_m is not None:
+            out.h_error_m[i] = meta.h_error_m
+        if meta is not None and meta.focal35 is not None and not np.isfinite(out.focal35[i]):
+            out.focal35[i] = meta.focal35
+    return out
+
+
+def time_links(times, devices, max_s: float) -> list[list[Link]]:
+    """Each photo's previous and next capture from the same device on the same day, within max_s seconds."""
+    out: list[list[Link]] = [[] for _ in times]
+    groups: dict[tuple, list[tuple[datetime, int]]] = {}
+    for i, (t, d) in enumerate(zip(times, devices)):
+        if t is not None:
+            groups.setdefault((t.date(), d), []).append((t, i))
+    for rows in groups.values():
+        rows.sort()
+        for (t0, a), (t1, b) in zip(rows, rows[1:]):
+            dt = (t1 - t0).total_seconds()
+            if dt <= max_s:
+                out[a].append(Link(b, TIME, dt_s=dt))
+                out[b].append(Link(a, TIME, dt_s=dt))
+    return out
+
+
+def candidate_pairs(vectors: np.ndarray, en: np.ndarray, cfg: EvidenceConfig) -> tuple[list[list[int]], list[tuple[int, int]]]:
+    """(retrieval neighbours per photo, unordered pairs to verify): topn retrieval + near_n label neighbours each."""
+    n = len(en)
+    if n < 2:
+        return [[] for _ in range(n)], []
+    _, idx = CosineIndex(vectors).search_excluding(min(cfg.topn, n - 1))
+    retrieval = [[int(j) for j in row if j >= 0] for row in idx]
+    near = neighbours_within(en, cfg.near_m, cfg.near_n)
+    pairs = set()
+    for i in range(n):
+        for j in retrieval[i] + near[i]:
+            if j != i:
+                pairs.add((min(i, j), max(i, j)))
+    return retrieval, sorted(pairs)
+
+
+def gather(ds, en: np.ndarray, cfg: EvidenceConfig | None = None, keys: list[str] | None = None,
+           progress=None) -> Evidence:
+    """Evidence for every photo of GeoDataset `ds` whose labels are `en` (N, 2) east/north metres.
+
+    Features come from the per-photo caches (computed here for photos a fit has not seen); unreadable photos
+    get no visual evidence and are listed in Evidence.unreadable. Cost: N x (topn + near_n) verifications at
+    most, minus every pair the pair cache already holds.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from ..indexing import ExtractSpec, IndexingConfig, ensure_features
+
+    cfg = cfg or EvidenceConfig()
+    keys = keys or [ds.content_key(i) for i in range(len(ds))]
+    unreadable: list[tuple[str, str]] = []
+    ensure_features(ds, ExtractSpec(embed=cfg.embed, features=cfg.fcfg), IndexingConfig(), keys=keys,
+                    label="label check", on_error=lambda name, why: unreadable.append((name, why)))
+    bad = {n for n, _ in unreadable}
+    ecache, kcache = FeatureCache(f"embed-{cfg.embed}"), KeypointCache(cfg.fcfg)
+    ok = [i for i, n in enumerate(ds.ids) if n not in bad]
+    vecs = np.stack([ecache.get(keys[i]) for i in ok]) if ok else np.zeros((0, 1), np.float32)
+    ret_ok, pairs_ok = candidate_pairs(vecs, en[ok], cfg)
+    retrieval: list[list[int]] = [[] for _ in range(len(ds))]
+    for r, i in enumerate(ok):
+        retrieval[i] = [ok[j] for j in ret_ok[r]]
+    pairs = [(ok[a], ok[b]) for a, b in pairs_ok]
+
+    cap = capture_meta(ds)
+    focal = cap.focal35
+    pcache = PairCache(cfg.fcfg, cfg.vcfg)
+    lcfg = LocatorConfig()
+    poses = PoseCache(CameraLocator(None, lcfg).setting_key(cfg.fcfg.key))  # rerank's pose cache
+
+    def kp(i: int):
+        k = kcache.get(keys[i])
+        return k if k is not None else extract(ds.open(i), cfg.fcfg)
+
+    counts = {"pairs": len(pairs), "matched": 0, "poses": 0}
+
+    def one(pair: tuple[int, int]) -> tuple[int, int, int, float]:
+        a, b = pair
+        n = pcache.get(keys[a], keys[b])
+        if n is None:
+            n = pcache.get(keys[b], keys[a])
+        ka = kb = m = None
+        if n is None:
+            ka, kb = kp(a), kp(b)
+            m = mutual_matches(ka.unit_desc(True), kb.unit_desc(True), cfg.ratio, True)
+            n = fundamental_inliers(ka.xy[m[:, 0]], kb.xy[m[:, 1]], cfg.vcfg) if len(m) >= 8 else 0
+            pcache.put(keys[a], keys[b], n)
+            counts["matched"] += 1
+        if n < cfg.min_inliers:
+            return a, b, int(n), float("nan")
+        fa = float(focal[a]) if np.isfinite(focal[a]) else None
+        qk = f"{keys[a]}@{fa or 0:g}"
+        rel = poses.get(qk, keys[b])
+        if isinstance(rel, str):
+            if m is None:
+                ka, kb = kp(a), kp(b)
+                m = mutual_matches(ka.unit_desc(True), kb.unit_desc(True), cfg.ratio, True)
+            fb = float(focal[b]) if np.isfinite(focal[b]) else None
+            rel = relative_pose(kb.xy[m[:, 1]], ka.xy[m[:, 0]], intrinsics(*kb.size, fb), intrinsics(*ka.size, fa),
+                                lcfg.pose)
+            poses.put(qk, keys[b], rel)
+            counts["poses"] += 1
+        return a, b, int(n), float(rel.parallax_deg) if rel is not None else float("nan")
+
+    links = time_links(cap.times, cap.devices, cfg.time_s)
+    with threadpool_limits(1):
+        if cfg.workers > 1:
+            with ThreadPoolExecutor(cfg.workers) as ex:
+                results = list(ex.map(one, pairs, chunksize=16))
+        else:
+            results = [one(p) for p in pairs]
+    pcache.save()
+    poses.save()
+    for a, b, n, par in results:
+        if n < cfg.min_inliers:
+            continue
+        kind = SAME_SPOT if np.isfinite(par) and par < cfg.rotation_deg else OVERLAP
+        links[a].append(Link(b, kind, n, par))
+        links[b].append(Link(a, kind, n, par))
+    counts["verified"] = sum(1 for r in results if r[2] >= cfg.min_inliers)
+    counts["same_spot"] = sum(1 for r in results if r[2] >= cfg.min_inliers and np.isfinite(r[3])
+                              and r[3] < cfg.rotation_deg)
+    return Evidence(links, retrieval, cap.times, cap.sources, cap.devices, cap.h_error_m, unreadable, counts)

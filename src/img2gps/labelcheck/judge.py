@@ -1,0 +1,247 @@
+"""Evidence -> a label score, a verdict (ok / doubtful / wrong) with its reason, and a proposed position.
+
+Pure functions on east/north metres (no I/O). Two steps:
+
+1. **Capture sessions** (one device on one day). A session whose photos are verified as the same spot as
+   photos of *other* sessions, with labels offset by one common vector (coordinate-wise median of the offsets of
+   same-spot links, or of same-spot and overlap links, whichever has the smaller standard error; at least
+   `session_min_links` links from `session_min_photos` photos, |median| >= `session_m` and >= 3
+   robust standard errors), was shifted as a whole (the paper's "GPS drift dates"): every photo of it is
+   `wrong`, proposed = label - offset. Inside the session the photos agree with each other, so the per-photo
+   step alone could not see it.
+2. **Per photo**, on the session-corrected labels: each link j says where photo i should be. A link *agrees*
+   when |x_i - x_j| <= its tolerance: `tol_m` (from the data: 3 x the median label distance of same-spot
+   pairs, within [tol_min_m, tol_max_m]; wider where the phones reported a worse accuracy) for a same-spot
+   link, + `view_m` for an overlapping view, + `walk_mps` x dt for a capture-time neighbour. Agreeing
+   evidence (plus the label's own prior weight 1) is weighed against the densest cluster of disagreeing
+   evidence (localization.consensus); each link is weighted by its kind (link_weight) and by how well its photo is itself
+   corroborated by others, so of two photos that contradict each other only the one the rest disagree with
+   is blamed. score = own / (own + other), in [0, 1]. `wrong` when the other side weighs at least `wrong_ratio`
+   times as much and at least `wrong_min`; `doubtful` when it weighs at least as much as the own side, or when the
+   phone reported an accuracy worse than `doubt_h_error_m`. The proposed position is the weighted mean of the
+   disagreeing cluster's same-spot and time evidence (overlap only when nothing else), with its uncertainty.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..localization.consensus import consensus
+from .evidence import OVERLAP, SAME_SPOT, TIME, Evidence, Link
+
+OK, DOUBTFUL, WRONG = "ok", "doubtful", "wrong"
+KIND_WEIGHT = {SAME_SPOT: 1.0, OVERLAP: 0.5}  # time links: link_weight
+
+
+@dataclass
+class JudgeConfig:
+    tol_min_m: float = 12.0  # same-spot tolerance bounds (the tolerance itself comes from the data)
+    tol_max_m: float = 35.0
+    tol_factor: float = 3.0  # x the median label distance of same-spot pairs
+    view_m: float = 40.0  # extra tolerance of an overlapping view (the two cameras stood apart)
+    walk_mps: float = 2.0  # a brisk walk between two captures
+    wrong_ratio: float = 1.4  # other side >= this x own side ...
+    wrong_min: float = 1.5  # ... and >= this much evidence: wrong
+    doubt_h_error_m: float = 30.0  # the phone itself reported a worse accuracy: doubtful
+    session_m: float = 15.0  # a session offset at least this large ...
+    session_min_links: int = 5  # ... from at least this many cross-session same-spot/overlap links
+    session_min_photos: int = 3  # ... of at least this many of the session's photos
+
+
+@dataclass
+class Verdict:
+    verdict: str  # ok | doubtful | wrong
+    score: float | None  # label score in [0, 1]; None when nothing could check the label
+    reason: str  # in words
+    proposed_en: np.ndarray | None = None  # (2,) east/north metres
+    proposed_sigma_m: float | None = None  # its uncertainty (1 sigma, metres)
+    evidence: dict = field(default_factory=dict)  # counts of links by kind, agreeing / disagreeing
+
+
+@dataclass
+class SessionShift:
+    session: str  # "YYYY-MM-DD device"
+    photos: list[int]
+    offset_en: np.ndarray  # (2,) label - truth, metres
+    se_m: float  # robust standard error of the offset
+    links: int
+    gain: float = 0.0  # metres of cross-session disagreement that undoing the offset explains
+
+
+def tolerance_m(en: np.ndarray, ev: Evidence, cfg: JudgeConfig) -> float:
+    """Same-spot tolerance from the data: tol_factor x the median label distance of same-spot pairs."""
+    d = [float(np.linalg.norm(en[i] - en[l.j])) for i, ls in enumerate(ev.links) for l in ls
+         if l.kind == SAME_SPOT and l.j > i]
+    med = float(np.median(d)) if d else cfg.tol_min_m / cfg.tol_factor
+    return float(np.clip(cfg.tol_factor * med, cfg.tol_min_m, cfg.tol_max_m))
+
+
+def link_weight(link: Link, tol: float, cfg: JudgeConfig) -> float:
+    """Evidence weight of one link: 1 for a same-spot view, 0.5 for an overlapping one; a capture-time neighbour
+    weighs min(1, tol / (walk_mps x dt)), so a neighbour minutes away (who could have walked anywhere) hardly votes."""
+    if link.kind == TIME:
+        return min(1.0, tol / max(cfg.walk_mps * link.dt_s, 1e-9))
+    return KIND_WEIGHT[link.kind]
+
+
+def _pair_tol(i: int, link: Link, tol: float, herr: np.ndarray, cfg: JudgeConfig) -> float:
+    hi, hj = herr[i], herr[link.j]
+    t = tol
+    if np.isfinite(hi) and np.isfinite(hj):  # the phones' own 1-sigma figures, two of them
+        t = max(t, 1.5 * float(np.hypot(hi, hj)))
+    if link.kind == OVERLAP:
+        t += cfg.view_m
+    elif link.kind == TIME:
+        t += cfg.walk_mps * link.dt_s
+    return t
+
+
+def _median_offset(offs: list) -> tuple[np.ndarray, float]:
+    o = np.array(offs)
+    med = np.median(o, axis=0)
+    mad = 1.4826 * np.median(np.abs(o - med), axis=0)
+    return med, float(np.hypot(*(1.253 * mad / np.sqrt(len(o)))))  # a median's standard error
+
+
+def _session_offset(en, ev, sess, s, members, cfg) -> SessionShift | None:
+    offs, who = {SAME_SPOT: [], OVERLAP: []}, {SAME_SPOT: set(), OVERLAP: set()}
+    for i in members:
+        for l in ev.links[i]:
+            if l.kind in (SAME_SPOT, OVERLAP) and sess[l.j] != s:
+                offs[l.kind].append(en[i] - en[l.j])
+                who[l.kind].add(i)
+    # same-spot offsets measure the shift itself; overlapping views add the distance between the two cameras
+    # but are many more: the estimate with the smaller standard error is used
+    best = None
+    for o, w in ((offs[SAME_SPOT], who[SAME_SPOT]), (offs[SAME_SPOT] + offs[OVERLAP], who[SAME_SPOT] | who[OVERLAP])):
+        if len(o) >= cfg.session_min_links and len(w) >= cfg.session_min_photos:
+            med, se = _median_offset(o)
+            if best is None or se < best[1]:
+                best = (med, se, o)
+    if best is None:
+        return None
+    med, se, o = best
+    mag = float(np.linalg.norm(med))
+    if mag >= cfg.session_m and mag >= 3 * se:
+        o = np.array(o)
+        # what undoing it would explain: the drop in total cross-session label disagreement
+        gain = float(np.linalg.norm(o, axis=1).sum() - np.linalg.norm(o - med, axis=1).sum())
+        return SessionShift(s, list(members), med, se, len(o), gain)
+    return None
+
+
+def session_shifts(en: np.ndarray, ev: Evidence, cfg: JudgeConfig) -> list[SessionShift]:
+    """Sessions (device + day) whose labels are offset as a whole from the verified photos of other sessions.
+
+    Two sessions offset from each other look alike from either side, so sessions are undone one at a time,
+    the one whose correction explains the most cross-session disagreement first (ties: the smaller session,
+    the larger one being the reference), and the offsets re-measured after each.
+    """
+    sess = [f"{t.date().isoformat()} {d}" if t is not None else None for t, d in zip(ev.times, ev.devices)]
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(sess):
+        if s is not None:
+            groups.setdefault(s, []).append(i)
+    en = np.array(en, float)
+    out: list[SessionShift] = []
+    while True:
+        cands = [c for s, m in sorted(groups.items()) if s not in {x.session for x in out}
+                 and cfg.session_min_photos <= len(m) < len(en)
+                 for c in [_session_offset(en, ev, sess, s, m, cfg)] if c is not None]
+        if not cands:
+            return out
+        best = max(cands, key=lambda c: (round(c.gain, 6), -len(c.photos)))
+        en[best.photos] -= best.offset_en
+        out.append(best)
+
+
+def _trust(i: int, en: np.ndarray, ev: Evidence, tol: float, herr: np.ndarray, cfg: JudgeConfig,
+           exclude: int, wrong: np.ndarray | None) -> float:
+    """How far photo i's own label is corroborated by its links other than `exclude` (1 .. 2; 0.2 if judged wrong)."""
+    if wrong is not None and wrong[i]:
+        return 0.2
+    agree = sum(link_weight(l, tol, cfg) for l in ev.links[i]
+                if l.j != exclude and np.linalg.norm(en[i] - en[l.j]) <= _pair_tol(i, l, tol, herr, cfg))
+    return 1.0 + min(0.5 * agree, 1.0)
+
+
+def judge_photo(i: int, en: np.ndarray, ev: Evidence, tol: float, cfg: JudgeConfig,
+                wrong: np.ndarray | None = None) -> Verdict:
+    herr = ev.h_error_m
+    links = ev.links[i]
+    kinds = {k: sum(1 for l in links if l.kind == k) for k in (SAME_SPOT, OVERLAP, TIME)}
+    phone = ""
+    if np.isfinite(herr[i]) and herr[i] > cfg.doubt_h_error_m:
+        phone = f"the phone reported its position accurate to only {herr[i]:.0f} m"
+    if not links:
+        if phone:
+            return Verdict(DOUBTFUL, None, phone + "; no other photo confirms it", evidence=kinds)
+        return Verdict(OK, None, "not checked: no verified view of the same scene and no capture-time neighbour",
+                       evidence=kinds)
+    own, dis = 1.0, []
+    n_agree = 0
+    for l in links:
+        w = link_weight(l, tol, cfg) * _trust(l.j, en, ev, tol, herr, cfg, i, wrong)
+        if np.linalg.norm(en[i] - en[l.j]) <= _pair_tol(i, l, tol, herr, cfg):
+            own += w
+            n_agree += 1
+        else:
+            dis.append((l, w))
+    ev_d = {**kinds, "agree": n_agree, "disagree": len(dis)}
+    if not dis:
+        score = own / own
+        if phone:
+            return Verdict(DOUBTFUL, score, phone + f"; {n_agree} other photo(s) agree with it", evidence=ev_d)
+        return Verdict(OK, score, f"{n_agree} other photo(s) agree with the label", evidence=ev_d)
+    pts = np.array([en[l.j] for l, _ in dis])
+    ws = np.array([w for _, w in dis])
+    c = consensus(pts, ws, tol)
+    members = [dis[k] for k in c.support]
+    other = float(sum(w for _, w in members))
+    score = own / (own + other)
+    # the proposal rests on same-spot and time evidence; overlapping views only when there is nothing else
+    strong = [(l, w) for l, w in members if l.kind != OVERLAP] or members
+    p = np.array([en[l.j] for l, _ in strong])
+    pw = np.array([w for _, w in strong])
+    prop = (p * pw[:, None]).sum(0) / pw.sum()
+    spread = float(np.sqrt((pw * ((p - prop) ** 2).sum(1)).sum() / pw.sum()))
+    extra = max((cfg.view_m if l.kind == OVERLAP else cfg.walk_mps * l.dt_s if l.kind == TIME else 0.0)
+                for l, _ in strong)
+    sigma = float(np.sqrt(spread ** 2 + (tol / cfg.tol_factor) ** 2 / len(strong) + (extra / 2) ** 2))
+    dist = float(np.linalg.norm(prop - en[i]))
+    what = ", ".join(f"{sum(1 for l, _ in members if l.kind == k)} {k}" for k in (SAME_SPOT, OVERLAP, TIME)
+                     if any(l.kind == k for l, _ in members))
+    said = f"{len(members)} other photo(s) ({what}) place it {dist:.0f} m away; {n_agree} agree with the label"
+    if other >= cfg.wrong_ratio * own and other >= cfg.wrong_min:
+        return Verdict(WRONG, score, said, prop, sigma, ev_d)
+    if other >= own or phone:
+        return Verdict(DOUBTFUL, score, said + (f"; {phone}" if phone else ""), prop, sigma, ev_d)
+    return Verdict(OK, score, f"most evidence agrees with the label ({said})", evidence=ev_d)
+
+
+def judge(en: np.ndarray, ev: Evidence, cfg: JudgeConfig | None = None) -> tuple[list[Verdict], list[SessionShift], float]:
+    """Verdicts for every photo, the shifted sessions found, and the same-spot tolerance used (metres)."""
+    cfg = cfg or JudgeConfig()
+    en = np.asarray(en, float)
+    shifts = session_shifts(en, ev, cfg)
+    fixed = en.copy()
+    in_shift: dict[int, SessionShift] = {}
+    for s in shifts:
+        fixed[s.photos] = en[s.photos] - s.offset_en
+        in_shift.update({i: s for i in s.photos})
+    tol = tolerance_m(fixed, ev, cfg)
+    first = [judge_photo(i, fixed, ev, tol, cfg) for i in range(len(en))]
+    wrong = np.array([v.verdict == WRONG for v in first], bool)
+    # second pass: photos judged wrong no longer vouch for the photos around them
+    out = [judge_photo(i, fixed, ev, tol, cfg, wrong) if ev.links[i] else first[i] for i in range(len(en))]
+    for i, s in in_shift.items():
+        v = out[i]
+        shift = (f"its capture session ({s.session}, {len(s.photos)} photos) is offset "
+                 f"{np.linalg.norm(s.offset_en):.0f} m from {s.links} verified views of other sessions")
+        if v.verdict == WRONG and v.proposed_en is not None:
+            out[i] = Verdict(WRONG, v.score, f"{shift}; then {v.reason}", v.proposed_en, v.proposed_sigma_m, v.evidence)
+        else:
+            sig = float(np.hypot(s.se_m, tol / cfg.tol_factor))
+            out[i] = Verdict(WRONG, v.score, shift, fixed[i], sig, v.evidence)
+    return out, shifts, tol
