@@ -45,7 +45,7 @@ def test_a_model_fitted_on_cuda_loads_and_predicts_on_a_cpu_only_machine(grid, t
     as_if_fitted_on_cuda(tmp_path / "m")
     q = load_model(tmp_path / "m")
     assert q.config.device == "cpu" and q.full  # the full-network layout, run on the CPU
-    assert next(q.net.parameters()).device.type == "cpu"
+    assert next(q.state.net.parameters()).device.type == "cpu"
     b = q.predict([grid.read(3)])[0]
     assert b.method == a.method + ":device=cuda"  # the spec it was fitted with, as recorded
     # neighbours are read back from gallery.csv (1e-9 degrees), the rest is bit-identical
