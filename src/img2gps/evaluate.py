@@ -133,7 +133,8 @@ def score_queries(p, ds: GeoDataset, indices, lat_sd: float = 1.0, lon_sd: float
             "heading_deg": np.nan if pred.heading_deg is None else float(pred.heading_deg),
             "heading_radius_deg": np.nan if pred.heading_radius_deg is None else float(pred.heading_radius_deg),
             "best_verified": pred.neighbours[0].image_id if pred.recognised and pred.neighbours else None,
-            "query_region": "" if getattr(pred, "query_region", None) is None else " ".join(map(str, pred.query_region)),
+            "query_region": "" if pred.query_region is None else " ".join(map(str, pred.query_region)),
+            "query_view": pred.query_view or "",
         })
     return rows
 
@@ -357,7 +358,7 @@ def write_outputs(json_path, result: dict, preds: pd.DataFrame, plots: bool = Tr
     if len(preds):
         cols = ["spec", "query_as", "image", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_m", "radius_m",
                 "confidence", "recognised", "source", "true_heading", "heading_deg", "heading_radius_deg",
-                "copy_heading", "predict_ms", "fraction", "query_region"]
+                "copy_heading", "predict_ms", "fraction", "query_region", "query_view"]
         p = Path(f"{stem}.predictions.csv")
         preds[[c for c in cols if c in preds.columns]].to_csv(p, index=False, float_format="%.7f")
         written.append(p)

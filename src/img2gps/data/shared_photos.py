@@ -104,7 +104,7 @@ def screenshot(im: Image.Image, rng: np.random.Generator) -> bytes:
         y += int(rng.uniform(4, 6) * u)
     if rng.random() < 0.5:
         buf = io.BytesIO()
-        screen.save(buf, "PNG")
+        screen.save(buf, "PNG", compress_level=1)  # fast; the pixels are the same at any level
         return buf.getvalue()
     return _jpeg(screen, int(rng.integers(70, 91)))
 

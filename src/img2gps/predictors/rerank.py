@@ -39,6 +39,7 @@ from ..retrieval.encoders import ENCODERS
 from ..verification.local import (FeatureConfig, KeypointCache, Keypoints, PairCache, VerifyConfig, extract,
                                   fundamental_inliers, mutual_matches)
 from ..indexing import ExtractSpec, ensure_features
+from ..verification.queryprep import RETRY_STEPS, find_photo, retry_views
 from ..verification.store import FILE as STORE_FILE, KeypointStore, write_store
 from ..retrieval.vlad import VladCodebook
 from ..geo import weighted_median_en
@@ -80,6 +81,10 @@ class RerankConfig:
     pose: str = "auto"  # camera position from relative pose: auto (where calibration shows it better) | on | off
     pose_views: int = 4  # relative poses per query (strongest verified photos with a known heading)
     coarse_m: float = 15.0  # pose answers whose calibrated median error exceeds this are not `recognised`
+    # Photos as people share them (verification/queryprep.py), "+"-separated, "none" = off: "border" locates the
+    # photo found inside a screenshot or padded image; "upsample", "clahe", "rotate" are views tried in turn only
+    # when nothing verifies on the image as given (a cascade: a camera file that verifies pays nothing)
+    prep: str = "border+upsample+clahe+rotate"
 
 
 @contextlib.contextmanager
@@ -196,6 +201,9 @@ class RerankPredictor(BasePredictor):
             raise ModelError(f"{self.spec}: pose_views must be >= 1")
         if c.fallback not in ("median", "knn"):
             raise ModelError(f"{self.spec}: fallback must be median or knn")
+        self.prep = () if c.prep == "none" else tuple(c.prep.split("+"))
+        if any(p not in ("border",) + RETRY_STEPS for p in self.prep):
+            raise ModelError(f"{self.spec}: prep takes none or steps joined by +: border, {', '.join(RETRY_STEPS)}")
         if not 0 < c.ratio <= 1 or c.ransac_px <= 0 or not 0 < c.coverage < 1:
             raise ModelError(f"{self.spec}: need 0 < ratio <= 1, ransac_px > 0 and 0 < coverage < 1")
         self.fcfg = FeatureConfig(c.max_side, c.features, True)
@@ -252,6 +260,10 @@ class RerankPredictor(BasePredictor):
             vlad_vecs = np.stack([self.codebook.encode(self.store.unit_desc(i)) for i in range(len(self.store))])
         self.vlad_vecs = vlad_vecs if self.codebook is not None else None
         self.near = neighbours_within(self.en, c.near_m, c.near_max)
+        # the gallery's typical long side at feature scale (from a few photos): small queries are enlarged to it
+        sample = np.linspace(0, len(self.store) - 1, min(len(self.store), 16)).astype(int) if len(self.store) else []
+        self.gallery_side = int(np.median([max(self.store.get(int(j)).size) for j in sample])) if len(sample) \
+            else c.max_side
         # z-score each similarity over gallery-gallery pairs so the two halves of the score weigh the same
         self.zstats = [pair_stats(self.knn.index.vectors)]
         if self.vlad_vecs is not None:
@@ -422,9 +434,8 @@ class RerankPredictor(BasePredictor):
         """Embed queries with another runtime of the same network (e.g. export.OnnxEncoder)."""
         self.knn.use_query_encoder(encoder)
 
-    def _predict_single(self, image, top_k: int, n: int = 0,
-                        focal35: float | None = None) -> tuple[Prediction, np.ndarray]:
-        c = self.config
+    def _query_view(self, image, focal35: float | None, top_k: int) -> tuple[Located, np.ndarray]:
+        """One view of the query through the whole procedure: (its answer, its shortlist score over the gallery)."""
         q = self.knn.embed([image])  # the encoder shrinks it exactly as it shrank the gallery photos
         kq = extract(image, self.fcfg)
         dq = kq.unit_desc(True)
@@ -438,7 +449,25 @@ class RerankPredictor(BasePredictor):
         matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         loc = self._locate(score, g_sims, lambda j: self._verify(kq, dq, j, matched), knn_fallback,
                            camera=lambda checked: self._camera(kq, dq, focal35, checked, matched))
-        ranked = np.argsort(-score)[:n]  # the retrieval stage's order, before verification
+        return loc, score
+
+    def _predict_single(self, image, top_k: int, n: int = 0,
+                        focal35: float | None = None) -> tuple[Prediction, np.ndarray]:
+        c = self.config
+        region = find_photo(image) if "border" in self.prep else None
+        if region is not None:  # a screenshot of a post or a padded image: locate the photo inside it
+            image = image.crop(region.as_tuple())
+        loc, score = self._query_view(image, focal35, top_k)
+        ranked = np.argsort(-score)[:n]  # the retrieval stage's order (image as given), before verification
+        view = None
+        if not loc.recognised:  # the cascade: other views only for a query that did not verify
+            # no focal length = no camera metadata: a shared photo, whose orientation tag may be lost too
+            for name, alt in retry_views(image, self.gallery_side, focal35 is None, self.prep):
+                alt_loc, _ = self._query_view(alt, focal35, top_k)
+                if alt_loc.recognised:  # a view's answer is kept only when it verifies
+                    loc, view = alt_loc, name
+                    break
+        extra = {"query_region": region.as_tuple() if region is not None else None, "query_view": view}
         lat, lon = self.knn.frame.to_latlon(loc.pos)
         if loc.recognised:
             checked = loc.checked
@@ -463,10 +492,10 @@ class RerankPredictor(BasePredictor):
             return Prediction(float(lat), float(lon), r, conf, recognised, self.spec, neigh[:top_k],
                               heading_deg=heading,
                               heading_radius_deg=self.heading_radius if heading is not None else None,
-                              source=source), ranked
+                              source=source, **extra), ranked
         r = self.unrec_radius.radius(loc.spread)
         return (Prediction(float(lat), float(lon), r, self.unrec_radius.confidence(r), False, self.spec,
-                           self.neighbours(loc.idx, loc.sims, top_k), source="fallback"), ranked)
+                           self.neighbours(loc.idx, loc.sims, top_k), source="fallback", **extra), ranked)
 
     def _row(self, j: int) -> tuple[str, float, float]:
         g = self.gallery
