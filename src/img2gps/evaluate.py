@@ -17,6 +17,7 @@ from .data.sources import GeoDataset
 from .data.splits import Fold, folds_for_protocol
 from .geo import LocalFrame, haversine_m, latlon_sd, spatial_clusters, z2_error
 from .predictors.registry import make_predictor
+from .provenance import code_revision
 
 BASELINE = "mean-coordinate"
 METRIC_KEYS = ("mean_m", "median_m", "p90_m", "acc_10m", "acc_25m", "acc_50m", "mse_norm", "fit_s",
@@ -226,6 +227,7 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": "img2gps " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("img2gps") else None,
         "machine": {"python": platform.python_version(), "cpus": _cpu_count(), "platform": platform.platform()},
+        "code": code_revision(),  # at the start: a long run must not record commits made while it ran
         "units": {"*_m": "metres", "acc_*": "fraction 0..1", "fit_s": "seconds, total over folds",
                   "predict_ms_*": "milliseconds per photo, batch 1"},
         "results": {},
