@@ -58,7 +58,7 @@ def generic_table(rows: list[dict]) -> list[str]:
     out = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     for r in rows:
         out.append("| " + " | ".join(fmt(r.get(c), "f2" if abs(r.get(c)) < 10 else "f1") if isinstance(r.get(c), float)
-                                     else str(r.get(c, ""))
+                                     else "–" if r.get(c, "") is None else str(r.get(c, ""))
                                      for c in cols) + " |")
     return out
 
@@ -82,6 +82,12 @@ TITLES = {
     "scale-vectors": "Scale (issue 11): retrieval alone on many vectors",
     "i11-noloss-main": "No loss (issue 11): rerank leave-one-out on main before the stage refactor",
     "i11-noloss-branch": "No loss (issue 11): rerank leave-one-out with the keypoint store and bounded fit",
+    "i20-targets": "Issue 20 targets: photos as people share them (measured vs target)",
+    "i20-landed-penn91-kfold5": "Photos as people share them: landed rerank, penn91 random 5-fold, every kind",
+    "i20-penn91-kfold5": "Photos as people share them: rerank with its shared-photo steps, penn91 random 5-fold",
+    "i20-bgu-kfold5": "Photos as people share them: rerank prep off (landed) and on, bgu-west random 5-fold",
+    "i20-latency": "Photos as people share them: camera-file latency, prep off vs on, back to back",
+    "i20-penn91-loo": "Photos as people share them: no loss, rerank leave-one-out on penn91",
 }
 
 
