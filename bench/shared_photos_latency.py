@@ -11,6 +11,7 @@ turn A B A B..., so drifting machine load hits both alike. Writes p50/p95 of eac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -40,7 +41,7 @@ def main() -> None:
     fold = folds_for_protocol("kfold:5", ds)[0]
     p = make_predictor("rerank")
     p.fit(ds.subset(fold.train))
-    on = p.prep
+    on, off = p.config, dataclasses.replace(p.config, prep="none")
     queries = [ds.read(int(i)) for i in fold.val]
     p.predict([queries[0]])  # warm: lazy loading is not latency
     ms = {"off": [], "on": []}
@@ -49,7 +50,7 @@ def main() -> None:
         for q in queries:
             got = {}
             for mode in ("off", "on"):
-                p.prep = () if mode == "off" else on
+                p.config = off if mode == "off" else on
                 t0 = time.perf_counter()
                 got[mode] = p.predict([q])[0]
                 ms[mode].append((time.perf_counter() - t0) * 1000)

@@ -1,5 +1,6 @@
 """Photos as people share them: the bench's seeded transformations, the query preparation (photo inside a
 screenshot, retry views) and rerank's cascade on a tiny synthetic gallery."""
+import dataclasses
 import io
 
 import numpy as np
@@ -15,7 +16,7 @@ from img2gps.photos import read_focal35
 from img2gps.verification.queryprep import clahe, find_photo, retry_views
 from rerank_synth import perspective, pil, textured
 from synth import gps_exif
-from test_rerank import SPEC, fitted, gallery  # noqa: F401 - the shared rerank fixtures
+from test_rerank import fitted, gallery  # noqa: F401 - the shared rerank fixtures
 
 
 def camera_jpeg(w: int = 1000, h: int = 750) -> bytes:
@@ -114,12 +115,15 @@ def test_rerank_locates_the_photo_inside_a_screenshot_and_says_so(fitted):  # no
 
 def test_the_cascade_changes_nothing_for_a_photo_that_verifies(fitted):  # noqa: F811
     ds, held, p = fitted
-    from img2gps.predictors import make_predictor
-
-    plain = make_predictor(SPEC + ":prep=none")
-    plain.__dict__.update({k: v for k, v in p.__dict__.items() if k not in ("config", "spec", "prep")})
-    for i in held[:3]:
-        a, b = p.predict([ds.read(i)])[0], plain.predict([ds.read(i)])[0]
+    on = p.config
+    try:
+        got = []
+        for cfg in (on, dataclasses.replace(on, prep="none")):
+            p.config = cfg
+            got.append([p.predict([ds.read(i)])[0] for i in held[:3]])
+    finally:
+        p.config = on
+    for a, b in zip(*got):
         assert a.recognised and (a.latitude, a.longitude, a.radius_m) == (b.latitude, b.longitude, b.radius_m)
         assert a.query_region is None and a.query_view is None
 

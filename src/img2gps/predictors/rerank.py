@@ -86,6 +86,11 @@ class RerankConfig:
     # when nothing verifies on the image as given (a cascade: a camera file that verifies pays nothing)
     prep: str = "border+upsample+clahe+rotate"
 
+    @property
+    def prep_steps(self) -> tuple[str, ...]:
+        """The prep steps, in order (empty for none)."""
+        return () if self.prep == "none" else tuple(self.prep.split("+"))
+
 
 @contextlib.contextmanager
 def single_threaded():
@@ -201,8 +206,7 @@ class RerankPredictor(BasePredictor):
             raise ModelError(f"{self.spec}: pose_views must be >= 1")
         if c.fallback not in ("median", "knn"):
             raise ModelError(f"{self.spec}: fallback must be median or knn")
-        self.prep = () if c.prep == "none" else tuple(c.prep.split("+"))
-        if any(p not in ("border",) + RETRY_STEPS for p in self.prep):
+        if any(p not in ("border",) + RETRY_STEPS for p in c.prep_steps):
             raise ModelError(f"{self.spec}: prep takes none or steps joined by +: border, {', '.join(RETRY_STEPS)}")
         if not 0 < c.ratio <= 1 or c.ransac_px <= 0 or not 0 < c.coverage < 1:
             raise ModelError(f"{self.spec}: need 0 < ratio <= 1, ransac_px > 0 and 0 < coverage < 1")
@@ -454,15 +458,16 @@ class RerankPredictor(BasePredictor):
     def _predict_single(self, image, top_k: int, n: int = 0,
                         focal35: float | None = None) -> tuple[Prediction, np.ndarray]:
         c = self.config
-        region = find_photo(image) if "border" in self.prep else None
+        steps = c.prep_steps
+        region = find_photo(image) if "border" in steps else None
         if region is not None:  # a screenshot of a post or a padded image: locate the photo inside it
             image = image.crop(region.as_tuple())
         loc, score = self._query_view(image, focal35, top_k)
         ranked = np.argsort(-score)[:n]  # the retrieval stage's order (image as given), before verification
         view = None
-        if not loc.recognised:  # the cascade: other views only for a query that did not verify
+        if not loc.recognised and steps:  # the cascade: other views only for a query that did not verify
             # no focal length = no camera metadata: a shared photo, whose orientation tag may be lost too
-            for name, alt in retry_views(image, self.gallery_side, focal35 is None, self.prep):
+            for name, alt in retry_views(image, self.gallery_side, focal35 is None, steps):
                 alt_loc, _ = self._query_view(alt, focal35, top_k)
                 if alt_loc.recognised:  # a view's answer is kept only when it verifies
                     loc, view = alt_loc, name
