@@ -157,7 +157,7 @@ def section(path: Path) -> list[str]:
                 out += [f"Gallery fraction {f}:", ""] + metrics_table(block["results"]) + [""]
         else:
             out += metrics_table(d["results"]) + [""]
-    for key in ("table", "galleries", "retrieval"):
+    for key in ("table", "steps", "galleries", "retrieval"):
         if isinstance(d.get(key), list):
             out += generic_table(d[key]) + [""]
     notes = path.with_suffix(".notes.md")
