@@ -53,6 +53,8 @@ def main() -> int:
     ds = load_dataset(run["data"] if Path(run["data"]).exists() else f"../shared/data/{run['data']}")
     ds = ds.with_camera_meta()
     folds = folds_for_protocol(run["protocol"], ds)
+    if run.get("folds_run"):  # a partial run: only those folds
+        folds = [folds[f - 1] for f in run["folds_run"]]
     changed = (preds["query_region"].astype(str) != "") | (preds["query_view"].astype(str) != "")
     landed = preds.copy()
     index = {name: i for i, name in enumerate(ds.ids)}
@@ -111,7 +113,8 @@ def main() -> int:
                  "(unchanged answers from the prep-on run, changed ones re-predicted)",
         "command": "python bench/shared_photos_landed.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "code": code,
-        "data": run["data"], "protocol": run["protocol"], "n": run["n"], "from_run": Path(a.run).name,
+        "data": run["data"], "protocol": run["protocol"], "n": int((preds["query_as"] == ORIGINAL).sum()),
+        "folds_run": run.get("folds_run"), "from_run": Path(a.run).name,
         "repredicted": int(changed.sum()), "checked_identical": n_checked,
         "query_as": run["query_as"], "results": results,
         "table": kind_ratios(results, [a.spec], kinds[1:]), "steps": steps,

@@ -203,7 +203,7 @@ def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, 
 
 def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[float] | None = None,
               top_k: int = 5, progress: bool = True, query_as: Sequence[str] | None = None,
-              seed: int = 0) -> tuple[dict, pd.DataFrame]:
+              seed: int = 0, only_folds: Sequence[int] | None = None) -> tuple[dict, pd.DataFrame]:
     """Returns (the bench JSON dict of DESIGN.md, per-photo predictions).
 
     query_as: kinds of data.shared_photos (the original is always included): each held-out photo is also located
@@ -214,6 +214,13 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
     specs = list(dict.fromkeys([BASELINE] + [s for s in specs if s]))  # baseline always first, no duplicates
     ds = ds.with_camera_meta()  # true headings for scoring (and gallery headings for methods that use them)
     folds = folds_for_protocol(protocol, ds)
+    n_all = len(folds)
+    if only_folds:
+        if any(not 1 <= f <= n_all for f in only_folds):
+            from .errors import DataError
+
+            raise DataError(f"{ds.name}: --folds {','.join(map(str, only_folds))}: protocol {protocol} has folds 1..{n_all}")
+        folds = [folds[f - 1] for f in sorted(set(only_folds))]
     if any(len(f.train) == 0 for f in folds) or not folds:
         from .errors import DataError
 
@@ -223,7 +230,7 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
     all_rows = []
     out: dict = {
         "data": ds.name, "protocol": protocol, "n": int(sum(len(f.val) for f in folds)),
-        "n_folds": len(folds), "train_dropped_by_buffer": int(sum(f.dropped for f in folds)),
+        "n_folds": n_all, "train_dropped_by_buffer": int(sum(f.dropped for f in folds)),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": "img2gps " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("img2gps") else None,
         "machine": {"python": platform.python_version(), "cpus": _cpu_count(), "platform": platform.platform()},
@@ -262,6 +269,8 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
             by_fraction.setdefault(f"{frac:g}", {"results": {}})["results"][spec] = m
             by_fraction[f"{frac:g}"]["gallery_n_mean"] = float(np.mean(list(gallery_n[frac].values())))
     bar.close()
+    if only_folds:
+        out["folds_run"] = sorted(set(only_folds))
     if len(kinds) > 1:
         out["query_as"] = {"kinds": kinds, "seed": seed, "transformations": "docs/shared-photos.md"}
         out["table"] = kind_ratios(out["results"], specs, kinds[1:])
