@@ -143,3 +143,15 @@ def test_bench_query_as_gives_one_row_per_method_and_kind(gallery_dir):
     assert res["query_as"]["kinds"] == [ORIGINAL, "reencode", "crop"]
     with pytest.raises(DataError):
         parse_kinds("thumbnails")
+
+
+def test_bench_runs_only_the_folds_asked_for(gallery_dir):
+    from img2gps.data.splits import folds_for_protocol
+
+    ds = load_dataset(gallery_dir)
+    res, preds = run_bench(ds, "kfold:3", [], progress=False, only_folds=[2])
+    fold = folds_for_protocol("kfold:3", ds)[1]
+    assert res["folds_run"] == [2] and res["n_folds"] == 3 and res["n"] == len(fold.val)
+    assert sorted(preds["image"]) == sorted(ds.ids[i] for i in fold.val)
+    with pytest.raises(DataError, match="folds 1..3"):
+        run_bench(ds, "kfold:3", [], progress=False, only_folds=[4])
