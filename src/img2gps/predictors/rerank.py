@@ -83,8 +83,9 @@ class RerankConfig:
     coarse_m: float = 15.0  # pose answers whose calibrated median error exceeds this are not `recognised`
     # Photos as people share them (verification/queryprep.py), "+"-separated, "none" = off: "border" locates the
     # photo found inside a screenshot or padded image; "upsample", "clahe", "rotate" are views tried in turn only
-    # when nothing verifies on the image as given (a cascade: a camera file that verifies pays nothing)
-    prep: str = "border+upsample+clahe+rotate"
+    # when nothing verifies on the image as given (a cascade: a camera file that verifies pays nothing). Off by
+    # default until the bench shows it pays and the leaderboard export reproduces it (docs/shared-photos.md)
+    prep: str = "none"
 
     @property
     def prep_steps(self) -> tuple[str, ...]:
