@@ -31,7 +31,8 @@ from img2gps.provenance import code_revision  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="bench JSON of a `--methods rerank --query-as ...` run")
-    ap.add_argument("--spec", default="rerank")
+    ap.add_argument("--spec", default="rerank", help="the method (with prep on) whose answers the run holds")
+    ap.add_argument("--name", default="rerank", help="the name the landed results are written under")
     ap.add_argument("--check", type=int, default=3, help="unchanged photos per fold re-predicted as a check")
     ap.add_argument("--json", required=True)
     a = ap.parse_args()
@@ -93,7 +94,7 @@ def main() -> int:
     results = {}
     for kind in kinds:
         rows = landed[landed["query_as"] == kind]
-        key = a.spec if kind == ORIGINAL else f"{a.spec} as {kind}"
+        key = a.name if kind == ORIGINAL else f"{a.name} as {kind}"
         results[key] = metrics(rows.assign(source=rows["source"].astype(str)))
     steps = []
     for kind in kinds:
@@ -117,7 +118,7 @@ def main() -> int:
         "folds_run": run.get("folds_run"), "from_run": Path(a.run).name,
         "repredicted": int(changed.sum()), "checked_identical": n_checked,
         "query_as": run["query_as"], "results": results,
-        "table": kind_ratios(results, [a.spec], kinds[1:]), "steps": steps,
+        "table": kind_ratios(results, [a.name], kinds[1:]), "steps": steps,
     }
     out_path = Path(a.json)
     out_path.write_text(json.dumps(out, indent=2, default=float) + "\n")

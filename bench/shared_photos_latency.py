@@ -4,7 +4,7 @@ and off, back to back on one fitted model.
 
     python bench/shared_photos_latency.py [--data ../shared/data/penn91] [--repeat 3] [--json OUT]
 
-Fits `rerank` on the first random 5-fold split's training photos, then times each held-out camera file (its own
+Fits `rerank` (prep is a query-time option, so one fit serves both) on the first random 5-fold split's training photos, then times each held-out camera file (its own
 bytes, EXIF kept: decode + predict, batch 1, warm, wall clock) with prep off (the landed query path) and on, in
 turn A B A B..., so drifting machine load hits both alike. Writes p50/p95 of each and the pairwise ratio.
 """
@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(root / ".." / "shared" / "data" / "penn91"))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--prep", default="border+upsample+clahe+rotate", help="the prep steps timed against none")
     a = ap.parse_args()
     code = code_revision()
 
@@ -41,7 +42,7 @@ def main() -> None:
     fold = folds_for_protocol("kfold:5", ds)[0]
     p = make_predictor("rerank")
     p.fit(ds.subset(fold.train))
-    on, off = p.config, dataclasses.replace(p.config, prep="none")
+    on, off = dataclasses.replace(p.config, prep=a.prep), dataclasses.replace(p.config, prep="none")
     queries = [ds.read(int(i)) for i in fold.val]
     p.predict([queries[0]])  # warm: lazy loading is not latency
     ms = {"off": [], "on": []}

@@ -2,7 +2,7 @@
 """Issue 20's targets table (photos as people share them), computed from stored bench JSON (never typed by hand).
 
 Reads bench/results/i20-landed-penn91-kfold5.json (landed rerank) and i20-penn91-kfold5.json (rerank with its
-shared-photo steps), both `--query-as all` on penn91 kfold:5; i20-latency.json (bench/shared_photos_latency.py)
+shared-photo steps, rerank:prep=...), both `--query-as all` on penn91 kfold:5; i20-latency.json (bench/shared_photos_latency.py)
 and i20-penn91-loo.json when present. Writes bench/results/i20-targets.json, which bench/make_results.py renders.
 Re-run: python bench/shared_photos_targets.py
 """
@@ -23,8 +23,10 @@ def load(name: str) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def kind_rows(d: dict | None, spec: str = "rerank") -> dict:
-    return {r["query as"]: r for r in (d or {}).get("table", []) if r["method"] == spec}
+def kind_rows(d: dict | None) -> dict:
+    """{kind: ratio row} of the run's one method besides the mean-coordinate baseline."""
+    rows = [r for r in (d or {}).get("table", []) if r["method"] != "mean-coordinate"]
+    return {r["query as"]: r for r in rows}
 
 
 def rows() -> list[dict]:

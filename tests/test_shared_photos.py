@@ -1,5 +1,6 @@
 """Photos as people share them: the bench's seeded transformations, the query preparation (photo inside a
 screenshot, retry views) and rerank's cascade on a tiny synthetic gallery."""
+import contextlib
 import dataclasses
 import io
 
@@ -100,14 +101,30 @@ def test_retry_views_only_where_they_can_help():
     assert np.asarray(clahe(dark)).std() > np.asarray(dark).std()  # local contrast restored
 
 
+PREP = "border+upsample+clahe+rotate"
+
+
+@contextlib.contextmanager
+def prep(p, steps: str):
+    """The fitted predictor with its prep option set to `steps` for the duration."""
+    saved = p.config
+    p.config = dataclasses.replace(saved, prep=steps)
+    try:
+        yield p
+    finally:
+        p.config = saved
+
+
 def test_rerank_locates_the_photo_inside_a_screenshot_and_says_so(fitted):  # noqa: F811
     ds, held, p = fitted
+    assert p.config.prep == "none"  # off by default (docs/shared-photos.md)
     i = held[0]
     photo = Image.open(io.BytesIO(ds.read(i))).convert("RGB")
     screen, truth = post(photo, dark=False)
     buf = io.BytesIO()
     screen.save(buf, "PNG")
-    q = p.predict([buf.getvalue()])[0]
+    with prep(p, PREP):
+        q = p.predict([buf.getvalue()])[0]
     assert q.recognised and haversine_m(ds.lat[i], ds.lon[i], q.latitude, q.longitude) < 5
     assert q.query_region is not None and np.abs(np.array(q.query_region) - truth).max() <= 6
     assert q.to_dict()["query_region"] == list(q.query_region)
@@ -115,14 +132,10 @@ def test_rerank_locates_the_photo_inside_a_screenshot_and_says_so(fitted):  # no
 
 def test_the_cascade_changes_nothing_for_a_photo_that_verifies(fitted):  # noqa: F811
     ds, held, p = fitted
-    on = p.config
-    try:
-        got = []
-        for cfg in (on, dataclasses.replace(on, prep="none")):
-            p.config = cfg
+    got = []
+    for steps in (PREP, "none"):
+        with prep(p, steps):
             got.append([p.predict([ds.read(i)])[0] for i in held[:3]])
-    finally:
-        p.config = on
     for a, b in zip(*got):
         assert a.recognised and (a.latitude, a.longitude, a.radius_m) == (b.latitude, b.longitude, b.radius_m)
         assert a.query_region is None and a.query_view is None
