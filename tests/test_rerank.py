@@ -47,6 +47,7 @@ def fitted(gallery):
     return ds, held, p
 
 
+@pytest.mark.slow
 def test_rerank_recognises_other_views_to_metres(fitted):
     ds, held, p = fitted
     preds = p.predict([ds.read(i) for i in held], top_k=3)
@@ -60,14 +61,14 @@ def test_rerank_recognises_other_views_to_metres(fitted):
         assert q.neighbours[0].score >= p.config.min_inliers  # neighbours carry inlier counts
     # Calibration holds out each photo with its same-spot siblings (all within 10 m): here every other view of a
     # scene stands within ~2 m, so no held-out photo can be recognised, as for a user at a new spot.
-    assert p.calib_summary["n"] == 16 and p.calib_summary["same_spot_m"] == 10.0
-    assert p.calib_summary["recognised"] == 0
+    assert p.state.calibration.summary["n"] == 16 and p.state.calibration.summary["same_spot_m"] == 10.0
+    assert p.state.calibration.summary["recognised"] == 0
 
 
 def test_rerank_exposes_its_query_encoder_and_retrieval_order(fitted):
     ds, held, p = fitted
     enc = p.query_encoder
-    assert enc is not None and enc is p.knn.query_encoder and enc.name == p.config.embed  # what ONNX export reads
+    assert enc is not None and enc is p.state.encoder and enc.name == p.config.embed  # what ONNX export reads
     (pred, ranked), = p.predict_ranked([ds.read(held[0])], top_k=3, n=5)
     assert len(ranked) == 5 and len(set(ranked.tolist())) == 5
     scene = ds.ids[held[0]].split("_")[0]
@@ -106,11 +107,12 @@ def test_save_load_round_trip_without_the_photo_folder(fitted, tmp_path):
                (y.recognised, y.source, y.heading_deg, [n.image_id for n in y.neighbours])
 
 
+@pytest.mark.slow
 def test_refit_on_a_subset_reuses_cached_features(gallery, monkeypatch, tmp_path):
     """A second fit (a bench fold) must not run SIFT again and must reuse the pair counts of the first fit:
     only the few pairs its slightly different shortlists reach are matched anew."""
     import img2gps.verification.local as local
-    import img2gps.predictors.rerank as rerank
+    import img2gps.predictors.rerank.query as rerank
 
     monkeypatch.setenv("IMG2GPS_CACHE", str(tmp_path))  # a cold cache: the first fit matches everything
     ds = load_dataset(gallery)
@@ -133,12 +135,12 @@ def test_refit_on_a_subset_reuses_cached_features(gallery, monkeypatch, tmp_path
     calls["n"] = 0
     p = make_predictor(SPEC)
     p.fit(ds.subset(range(1, len(ds))))
-    assert p.calib_summary["n"] == len(ds) - 1
+    assert p.state.calibration.summary["n"] == len(ds) - 1
     assert calls["n"] <= first // 2  # only pairs that the smaller gallery's shortlists newly reach
 
 
 def test_spec_validation():
-    with pytest.raises(ModelError, match="unknown embed"):
+    with pytest.raises(ModelError, match="embed must be one of lite0.*not .nope."):
         make_predictor("rerank:embed=nope")
     with pytest.raises(ModelError, match="topn"):
         make_predictor("rerank:topn=0")

@@ -8,7 +8,8 @@ import numpy as np
 from ..localization.calibration import RadiusModel
 from ..geo import LocalFrame, weighted_centre
 from ..localization.holdout import excluded_rows, same_spot_radius_m
-from .base import BasePredictor, Prediction
+from ..types import Prediction
+from .base import BasePredictor
 
 
 @dataclass
@@ -39,7 +40,7 @@ class MeanCoordinate(BasePredictor):
         errors = np.concatenate(errors) if n > 1 else np.zeros(n)
         self.radius_model = RadiusModel.fit(errors, coverage=self.config.coverage, offset_m=1.0, floor_m=5.0)
 
-    def _predict_one(self, image, top_k: int) -> Prediction:
+    def _predict_one(self, query, top_k: int) -> Prediction:
         r = self.radius_model.radius(0.0)
         return Prediction(self.centre[0], self.centre[1], r, self.radius_model.confidence(r), False, self.spec, [])
 
