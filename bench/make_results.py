@@ -87,6 +87,12 @@ TITLES = {
     "i24-scale-fresh": "Scale (issue 24): one fit from a fresh cache, 1,000 synthetic photos",
     "i11-noloss-main": "No loss (issue 11): rerank leave-one-out on main before the stage refactor",
     "i11-noloss-branch": "No loss (issue 11): rerank leave-one-out with the keypoint store and bounded fit",
+    "i20-targets": "Issue 20 targets: photos as people share them (measured vs target)",
+    "i20-landed-penn91-kfold5": "Photos as people share them: landed rerank, penn91 random 5-fold, every kind",
+    "i20-penn91-kfold5": "Photos as people share them: rerank with its shared-photo steps, penn91 random 5-fold",
+    "i20-bgu-kfold5": "Photos as people share them: rerank prep off (landed) and on, bgu-west random 5-fold",
+    "i20-latency": "Photos as people share them: camera-file latency, prep off vs on, back to back",
+    "i20-penn91-loo": "Photos as people share them: no loss, rerank leave-one-out on penn91",
 }
 
 
@@ -138,6 +144,8 @@ def section(path: Path) -> list[str]:
         meta.append(f"protocol `{d['protocol']}`")
     if d.get("n"):
         meta.append(f"{d['n']} held-out predictions")
+    if d.get("folds_run"):
+        meta.append(f"a partial run: fold(s) {', '.join(map(str, d['folds_run']))} of {d.get('n_folds', '?')} only")
     if d.get("train_dropped_by_buffer"):
         meta.append(f"{d['train_dropped_by_buffer']} training photos dropped by the spatial buffer (over all folds)")
     if d.get("date"):
@@ -161,7 +169,7 @@ def section(path: Path) -> list[str]:
                 out += [f"Gallery fraction {f}:", ""] + metrics_table(block["results"]) + [""]
         else:
             out += metrics_table(d["results"]) + [""]
-    for key in ("table", "galleries", "retrieval"):
+    for key in ("table", "steps", "galleries", "retrieval"):
         if isinstance(d.get(key), list):
             out += generic_table(d[key]) + [""]
     notes = path.with_suffix(".notes.md")

@@ -6,16 +6,19 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .data.shared_photos import ORIGINAL, as_shared
 from .data.sources import GeoDataset
 from .data.splits import Fold, folds_for_protocol
 from .geo import LocalFrame, haversine_m, latlon_sd, spatial_clusters, z2_error
 from .photos import open_query
 from .predictors.registry import make_predictor
+from .provenance import code_revision
 
 BASELINE = "mean-coordinate"
 METRIC_KEYS = ("mean_m", "median_m", "p90_m", "acc_10m", "acc_25m", "acc_50m", "mse_norm", "fit_s",
@@ -98,19 +101,22 @@ def retrieval_hits(ranked: np.ndarray | None, true_lat: float, true_lon: float, 
 
 
 def score_queries(p, ds: GeoDataset, indices, lat_sd: float = 1.0, lon_sd: float = 1.0, top_k: int = 5,
-                  progress: bool = False, predictions: list | None = None) -> list[dict]:
+                  progress: bool = False, predictions: list | None = None,
+                  deliver: Callable[[int], bytes] | None = None, query_as: str = ORIGINAL) -> list[dict]:
     """The one scoring path (bench, eval, demo): predict each query photo alone, timed from its bytes.
 
-    Returns one row per query: spec, image, true/pred lat/lon, error_m, radius_m, confidence, recognised,
-    z2 (squared z-error over lat/lon with the given standard deviations in degrees, geo.latlon_sd; wrap-aware),
-    predict_ms, hit_1/5/10.
-    `predictions`, when given, receives each Prediction in order.
+    Returns one row per query: spec, query_as, image, true/pred lat/lon, error_m, radius_m, confidence,
+    recognised, z2 (squared z-error over lat/lon with the given standard deviations in degrees, geo.latlon_sd;
+    wrap-aware), predict_ms, hit_1/5/10.
+    `predictions`, when given, receives each Prediction in order. `deliver(i)`, when given, returns the bytes the
+    user hands over for photo i (e.g. data.shared_photos.as_shared; made before the timer starts), labelled
+    `query_as` in the rows.
     """
     glat = p.gallery["Latitude"].to_numpy(float)
     glon = p.gallery["Longitude"].to_numpy(float)
     rows = []
     for i in tqdm(list(indices), desc="eval", unit="photo", disable=None if progress else True):  # None: terminal only
-        data = ds.read(int(i))  # bytes: decoding is part of the timed query, as for a user
+        data = ds.read(int(i)) if deliver is None else deliver(int(i))  # bytes: decoding is part of the timed query
         t0 = time.perf_counter()
         query = open_query(data, max_side=p.query_max_side)[0]
         pred, ranked = p.predict_ranked([query], top_k=top_k, n=max(RECALL_N))[0]
@@ -119,7 +125,7 @@ def score_queries(p, ds: GeoDataset, indices, lat_sd: float = 1.0, lon_sd: float
             predictions.append(pred)
         tlat, tlon = ds.lat[i], ds.lon[i]
         rows.append({
-            "spec": p.spec, "image": ds.ids[i], "true_lat": tlat, "true_lon": tlon,
+            "spec": p.spec, "query_as": query_as, "image": ds.ids[i], "true_lat": tlat, "true_lon": tlon,
             "pred_lat": pred.latitude, "pred_lon": pred.longitude,
             "error_m": float(haversine_m(tlat, tlon, pred.latitude, pred.longitude)),
             "radius_m": pred.radius_m, "confidence": pred.confidence, "recognised": bool(pred.recognised),
@@ -130,6 +136,8 @@ def score_queries(p, ds: GeoDataset, indices, lat_sd: float = 1.0, lon_sd: float
             "heading_deg": np.nan if pred.heading_deg is None else float(pred.heading_deg),
             "heading_radius_deg": np.nan if pred.heading_radius_deg is None else float(pred.heading_radius_deg),
             "best_verified": pred.neighbours[0].image_id if pred.recognised and pred.neighbours else None,
+            "query_region": "" if pred.query_region is None else " ".join(map(str, pred.query_region)),
+            "query_view": pred.query_view or "",
         })
     return rows
 
@@ -157,7 +165,26 @@ class MethodRun:
     fit_s: float = 0.0
 
 
-def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, top_k: int = 5) -> None:
+class Delivered:
+    """The bytes of each held-out photo as delivered by each kind (data.shared_photos), made once per run and
+    shared by every method and fold, so all methods see the same transformed photos."""
+
+    def __init__(self, ds: GeoDataset, seed: int = 0):
+        self.ds, self.seed, self._memo = ds, seed, {}
+
+    def __call__(self, kind: str) -> Callable[[int], bytes] | None:
+        if kind == ORIGINAL:
+            return None
+
+        def deliver(i: int) -> bytes:
+            if (kind, i) not in self._memo:
+                self._memo[kind, i] = as_shared(self.ds.read(i), kind, self.ds.ids[i], self.seed)
+            return self._memo[kind, i]
+        return deliver
+
+
+def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, top_k: int = 5,
+             kinds: Sequence[str] = (ORIGINAL,), delivered: Delivered | None = None) -> None:
     train = ds.subset(fold.train)
     p = make_predictor(spec)
     t0 = time.perf_counter()
@@ -168,18 +195,34 @@ def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, 
     gal_heading = dict(zip(train.ids, train.table["heading"])) if "heading" in train.table else {}
     if warm and len(fold.val):  # one untimed query so lazy loading is not counted as latency
         p.predict([open_query(ds.read(int(fold.val[0])), max_side=p.query_max_side)[0]], top_k=top_k)
-    rows = score_queries(p, ds, fold.val, *sd, top_k)
+    delivered = delivered or Delivered(ds)
+    rows = [r for kind in kinds
+            for r in score_queries(p, ds, fold.val, *sd, top_k, deliver=delivered(kind), query_as=kind)]
     for row in rows:  # the copy-heading baseline: the heading of the best verified gallery photo
         row["copy_heading"] = float(gal_heading.get(row["best_verified"], np.nan))
     run.rows.extend(rows)
 
 
 def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[float] | None = None,
-              top_k: int = 5, progress: bool = True) -> tuple[dict, pd.DataFrame]:
-    """Returns (the bench JSON dict of DESIGN.md, per-photo predictions)."""
+              top_k: int = 5, progress: bool = True, query_as: Sequence[str] | None = None,
+              seed: int = 0, only_folds: Sequence[int] | None = None) -> tuple[dict, pd.DataFrame]:
+    """Returns (the bench JSON dict of DESIGN.md, per-photo predictions).
+
+    query_as: kinds of data.shared_photos (the original is always included): each held-out photo is also located
+    as delivered by each kind (transformations seeded by `seed`), against the same fitted model; results then
+    hold one entry per method and kind ("SPEC as KIND"), and `table` their ratios to the original photos."""
+    kinds = [ORIGINAL] + [k for k in dict.fromkeys(query_as or []) if k != ORIGINAL]
+    delivered = Delivered(ds, seed)
     specs = list(dict.fromkeys([BASELINE] + [s for s in specs if s]))  # baseline always first, no duplicates
     ds = ds.with_camera_meta()  # true headings for scoring (and gallery headings for methods that use them)
     folds = folds_for_protocol(protocol, ds)
+    n_all = len(folds)
+    if only_folds:
+        if any(not 1 <= f <= n_all for f in only_folds):
+            from .errors import DataError
+
+            raise DataError(f"{ds.name}: --folds {','.join(map(str, only_folds))}: protocol {protocol} has folds 1..{n_all}")
+        folds = [folds[f - 1] for f in sorted(set(only_folds))]
     if any(len(f.train) == 0 for f in folds) or not folds:
         from .errors import DataError
 
@@ -189,10 +232,11 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
     all_rows = []
     out: dict = {
         "data": ds.name, "protocol": protocol, "n": int(sum(len(f.val) for f in folds)),
-        "n_folds": len(folds), "train_dropped_by_buffer": int(sum(f.dropped for f in folds)),
+        "n_folds": n_all, "train_dropped_by_buffer": int(sum(f.dropped for f in folds)),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": "img2gps " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("img2gps") else None,
         "machine": {"python": platform.python_version(), "cpus": _cpu_count(), "platform": platform.platform()},
+        "code": code_revision(),  # at the start: a long run must not record commits made while it ran
         "units": {"*_m": "metres", "acc_*": "fraction 0..1", "fit_s": "seconds, total over folds",
                   "predict_ms_*": "milliseconds per photo, batch 1"},
         "results": {},
@@ -207,15 +251,19 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
             for fi, fold in enumerate(folds):
                 bar.set_postfix_str(f"{spec} f={frac:g} fold {fi + 1}/{len(folds)}")
                 f = fold if frac >= 1.0 else Fold(subsample_spatial(fold.train, ds.lat, ds.lon, frac), fold.val)
-                run_fold(spec, ds, f, run, warm=(fi == 0), top_k=top_k)
+                run_fold(spec, ds, f, run, warm=(fi == 0), top_k=top_k, kinds=kinds, delivered=delivered)
                 gallery_n.setdefault(frac, {})[fi] = len(f.train)  # the learning curve's x axis
                 bar.update(1)
-            rows = pd.DataFrame(run.rows)
-            rows["fraction"] = frac
-            all_rows.append(rows)
+            every = pd.DataFrame(run.rows)
+            every["fraction"] = frac
+            all_rows.append(every)
+            rows = every[every["query_as"] == ORIGINAL]
             m = metrics(rows, run.fit_s)
             if frac >= 1.0:
                 out["results"][spec] = m
+                for kind in kinds[1:]:
+                    out["results"][f"{spec} as {kind}"] = {"spec": spec, "query_as": kind} | metrics(
+                        every[every["query_as"] == kind], run.fit_s)
                 if COPY_HEADING not in out["results"] and rows["recognised"].any():
                     # the first method with verified answers: copy its best verified photo's heading
                     out["results"][COPY_HEADING] = {"based_on": spec, "n": int(len(rows))} | heading_metrics(
@@ -223,6 +271,11 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
             by_fraction.setdefault(f"{frac:g}", {"results": {}})["results"][spec] = m
             by_fraction[f"{frac:g}"]["gallery_n_mean"] = float(np.mean(list(gallery_n[frac].values())))
     bar.close()
+    if only_folds:
+        out["folds_run"] = sorted(set(only_folds))
+    if len(kinds) > 1:
+        out["query_as"] = {"kinds": kinds, "seed": seed, "transformations": "docs/shared-photos.md"}
+        out["table"] = kind_ratios(out["results"], specs, kinds[1:])
     out["results_fraction"] = 1.0
     if fractions:
         out["by_fraction"] = by_fraction
@@ -232,6 +285,26 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
             out["results"] = by_fraction[f"{max(fracs):g}"]["results"]
     preds = pd.concat(all_rows, ignore_index=True) if all_rows else pd.DataFrame()
     return out, preds
+
+
+def kind_ratios(results: dict, specs: Sequence[str], kinds: Sequence[str]) -> list[dict]:
+    """One row per method and kind: recognised share and mean error as ratios to the same photos as taken
+    (the original files, same run), and the radius coverage, for the robustness targets."""
+    rows = []
+    for spec in specs:
+        base = results.get(spec)
+        if base is None:
+            continue
+        for kind in kinds:
+            m = results.get(f"{spec} as {kind}")
+            if m is None:
+                continue
+            rb, rk = base.get("recognised_frac") or 0.0, m.get("recognised_frac") or 0.0
+            rows.append({"method": spec, "query as": kind,
+                         "recognised": rk, "recognised ratio": (rk / rb) if rb else None,
+                         "mean m": m["mean_m"], "mean ratio": m["mean_m"] / base["mean_m"],
+                         "radius cover": m["radius_coverage"], "ms p50": m["predict_ms_p50"]})
+    return rows
 
 
 def _cpu_count() -> int:
@@ -296,9 +369,9 @@ def write_outputs(json_path, result: dict, preds: pd.DataFrame, plots: bool = Tr
     os.replace(tmp, json_path)
     written.append(json_path)
     if len(preds):
-        cols = ["spec", "image", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_m", "radius_m",
+        cols = ["spec", "query_as", "image", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_m", "radius_m",
                 "confidence", "recognised", "source", "true_heading", "heading_deg", "heading_radius_deg",
-                "copy_heading", "predict_ms", "fraction"]
+                "copy_heading", "predict_ms", "fraction", "query_region", "query_view"]
         p = Path(f"{stem}.predictions.csv")
         preds[[c for c in cols if c in preds.columns]].to_csv(p, index=False, float_format="%.7f")
         written.append(p)
@@ -306,6 +379,8 @@ def write_outputs(json_path, result: dict, preds: pd.DataFrame, plots: bool = Tr
         from .plots import error_cdf, error_lines_map
 
         full = preds[preds["fraction"] >= preds["fraction"].max()]
+        if "query_as" in full:  # the plots show the photos as taken
+            full = full[full["query_as"] == ORIGINAL]
         errs = {s: g["error_m"].to_numpy() for s, g in full.groupby("spec", sort=False)}
         written.append(error_cdf(Path(f"{stem}.cdf.png"), errs, f"Error CDF — {result['protocol']}"))
         for s, g in full.groupby("spec", sort=False):

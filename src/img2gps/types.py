@@ -41,11 +41,16 @@ class Prediction:
     heading_deg: float | None = None  # compass bearing of the camera's optical axis: 0 = north, clockwise
     heading_radius_deg: float | None = None  # calibrated (~80%) half-width of the heading's error; None = unknown
     source: str = "model"  # what the answer rests on: one of SOURCES
+    # The part of the given image that was located, (x0, y0, x1, y1) pixels, when a screenshot's or padded
+    # image's border was cut away (verification/queryprep.find_photo); None = the whole image.
+    query_region: tuple[int, int, int, int] | None = None
+    query_view: str | None = None  # the view that verified when the image as given did not, e.g. "upsampled"
 
     def to_dict(self) -> dict[str, Any]:
         """The one JSON-able form (CLI json/csv/text, HTTP API, page); neighbours best first, as the method ranked them."""
         d = dataclasses.asdict(self)
         d["photo_exif_position"] = list(self.photo_exif_position) if self.photo_exif_position else None
+        d["query_region"] = list(self.query_region) if self.query_region else None
         return d
 
 

@@ -190,8 +190,13 @@ def bench(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the bench JSON (+ .predictions.csv and plots)."),
     fractions: Optional[str] = typer.Option(None, "--fractions", help="Gallery fractions for a learning curve, e.g. 0.25,0.5,1.0"),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write CDF and error-line maps beside the JSON."),
+    query_as: Optional[str] = typer.Option(None, "--query-as", metavar="KIND[,KIND...]", help="Also locate each held-out photo as people share it: reencode, crop, filter, screenshot, thumbnail, lowlight, rotated, or all (docs/shared-photos.md); the original is always included."),
+    query_seed: int = typer.Option(0, "--query-seed", help="Seed of the --query-as transformations."),
+    folds: Optional[str] = typer.Option(None, "--folds", metavar="I[,I...]", help="Run only these folds of the protocol (1-based): a partial run, recorded in the JSON."),
 ):
     """Fit each method on the training part of every fold and score it on the held-out photos."""
+    from ..data.shared_photos import parse_kinds
+
     from ..data import load_dataset
     from ..evaluate import results_table, run_bench, write_outputs
     from ..predictors.registry import make_predictor
@@ -200,9 +205,11 @@ def bench(
     for s in specs:  # every spec and every encoder it needs, before any fold is fitted
         check_encoders(make_predictor(s))
     fr = parse_fractions(fractions)
+    kinds = parse_kinds(query_as)
     ds = load_dataset(data)
     report_skipped(ds)
-    result, preds = run_bench(ds, protocol, specs, fractions=fr)
+    only = [int(f) for f in folds.split(",") if f.strip()] if folds else None
+    result, preds = run_bench(ds, protocol, specs, fractions=fr, query_as=kinds, seed=query_seed, only_folds=only)
     result["command"] = "img2gps bench " + " ".join(_quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
     con = Console()
     if fr and result["results_fraction"] != 1.0:

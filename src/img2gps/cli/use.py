@@ -91,6 +91,12 @@ def _text(rec: dict) -> str:
     lines.append(f"  prediction  {rec['latitude']:.6f}, {rec['longitude']:.6f}   radius {rec['radius_m']:.0f} m   "
                  f"confidence {rec['confidence']:.2f}   {rec['method']}   source {rec['source']}")
     lines.append(f"  {status}")
+    if rec.get("query_region"):
+        x0, y0, x1, y1 = rec["query_region"]
+        lines.append(f"  photo found inside the image (a screenshot or a border): pixels {x0},{y0} to {x1},{y1} "
+                     "were located")
+    if rec.get("query_view"):
+        lines.append(f"  verified on the photo {rec['query_view']} (as given, nothing verified)")
     if rec.get("heading_deg") is not None:
         hr = rec.get("heading_radius_deg")
         lines.append(f"  heading     {rec['heading_deg']:.0f} deg from north" + (f" +/- {hr:.0f} deg" if hr else ""))

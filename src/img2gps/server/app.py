@@ -65,6 +65,12 @@ class PredictionOut(BaseModel):
     photo_exif_position: Optional[list[float]] = Field(
         None, description="the photo's own EXIF GPS (lat, lon), for display only: never an input to the method")
     exif_distance_m: Optional[float] = Field(None, description="metres between the prediction and the EXIF position")
+    query_region: Optional[list[int]] = Field(
+        None, description="x0, y0, x1, y1 (pixels): the photo found inside a screenshot or padded image, which was "
+                          "located instead of the whole image; null = the whole image")
+    query_view: Optional[str] = Field(
+        None, description="the view of the photo that verified when the image as given did not (upsampled, clahe, "
+                          "turned 90 clockwise/anticlockwise); null = as given")
     elapsed_ms: float
 
 

@@ -6,11 +6,18 @@ from dataclasses import dataclass
 from ...retrieval.database import INDEX_KINDS
 from ...retrieval.encoders import ENCODERS
 from ...verification.local import FeatureConfig, VerifyConfig
+from ...verification.queryprep import RETRY_STEPS
 from ..spec import opt
 
 
 def _encoders():
     return tuple(ENCODERS)
+
+
+def _prep_problem(value: str) -> str | None:
+    steps = () if value == "none" else value.split("+")
+    bad = [s for s in steps if s not in ("border",) + RETRY_STEPS]
+    return f"takes none or steps joined by +: border, {', '.join(RETRY_STEPS)} (not {bad[0]!r})" if bad else None
 
 
 @dataclass
@@ -46,6 +53,16 @@ class RerankConfig:
     # calibration shows it better) | on | off
     pose_views: int = opt(4, ge=1)  # relative poses per query (strongest verified photos with a known heading)
     coarse_m: float = 15.0  # pose answers whose calibrated median error exceeds this are not `recognised`
+    # Photos as people share them (verification/queryprep.py), "+"-separated, "none" = off: "border" locates the
+    # photo found inside a screenshot or padded image; "upsample", "clahe", "rotate" are views tried in turn only
+    # when nothing verifies on the image as given (a cascade: a camera file that verifies pays nothing). Off by
+    # default until the bench shows it pays and the leaderboard export reproduces it (docs/shared-photos.md)
+    prep: str = opt("none", check=lambda v: _prep_problem(v))
+
+    @property
+    def prep_steps(self) -> tuple[str, ...]:
+        """The prep steps, in order (empty for none)."""
+        return () if self.prep == "none" else tuple(self.prep.split("+"))
 
     @property
     def feature_config(self) -> FeatureConfig:

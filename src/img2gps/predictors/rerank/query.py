@@ -15,6 +15,7 @@ from ...localization.camera import CameraEstimate, PoseCache
 from ...localization.consensus import consensus
 from ...types import Neighbour, Prediction, Query
 from ...verification.local import Keypoints, extract, fundamental_inliers, mutual_matches
+from ...verification.queryprep import find_photo, retry_views
 from .config import RerankConfig
 from .state import RerankState
 
@@ -155,27 +156,58 @@ def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.
     return Located(False, pos, spread, idx, sims, checked)
 
 
-def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: int, gallery,
-           method: str) -> tuple[Prediction, np.ndarray]:
-    """One query -> (Prediction, the retrieval stage's top-n gallery rows, before verification).
+def gallery_side(state: RerankState, sample: int = 16) -> int:
+    """The gallery's typical long side (px) at feature scale, the median over a few evenly spread photos: small
+    queries are enlarged to it before their local features are extracted."""
+    n = len(state.store)
+    idx = np.linspace(0, n - 1, min(n, sample)).astype(int) if n else []
+    return int(np.median([max(state.store.get(int(j)).size) for j in idx])) if len(idx) else 0
 
-    gallery: the model's gallery table (image, Latitude, Longitude); method: the spec the Prediction names."""
-    image = query.image()
+
+def view(state: RerankState, cfg: RerankConfig, image, focal35: float | None,
+         top_k: int) -> tuple[Located, np.ndarray]:
+    """One view of a query (an RGB PIL image) through the whole procedure: (its answer, its (N,) shortlist score)."""
     q = np.asarray(state.encoder.embed([image]), np.float32)  # shrunk exactly as the gallery photos were
     kq = extract(image, cfg.feature_config)
     dq = kq.unit_desc(True)
     g_sims = state.knn.index.similarities(q)
     v_sims = state.vlad @ state.codebook.encode(dq) if state.vlad is not None else None
     score = scores(state, g_sims, v_sims)
-    cal = state.calibration
 
     def knn_fallback():
         return state.knn.locate(q[0], cfg.k, "mean", top_k)
 
     matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     loc = locate(state, cfg, score, g_sims, lambda j: verify_pair(state, cfg, kq, dq, j, matched), knn_fallback,
-                 camera_of=lambda checked: camera(state, cfg, kq, dq, query.focal35, checked, matched))
-    ranked = np.argsort(-score)[:n]  # the retrieval stage's order, before verification
+                 camera_of=lambda checked: camera(state, cfg, kq, dq, focal35, checked, matched))
+    return loc, score
+
+
+def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: int, gallery,
+           method: str) -> tuple[Prediction, np.ndarray]:
+    """One query -> (Prediction, the retrieval stage's top-n gallery rows, before verification).
+
+    gallery: the model's gallery table (image, Latitude, Longitude); method: the spec the Prediction names.
+    With cfg.prep (docs/shared-photos.md): the photo found inside a screenshot or padded image is located instead
+    of the whole image (Prediction.query_region), and when nothing verifies, other views are tried in turn; the
+    first that verifies answers (Prediction.query_view)."""
+    image = query.image()
+    steps = cfg.prep_steps
+    region = find_photo(image) if "border" in steps else None
+    if region is not None:  # a screenshot of a post or a padded image: locate the photo inside it
+        image = image.crop(region.as_tuple())
+    loc, score = view(state, cfg, image, query.focal35, top_k)
+    ranked = np.argsort(-score)[:n]  # the retrieval stage's order (image as given), before verification
+    shown = None
+    if not loc.recognised and steps:  # the cascade: other views only for a query that did not verify
+        # no focal length = no camera metadata: a shared photo, whose orientation tag may be lost too
+        for name, alt in retry_views(image, gallery_side(state), query.focal35 is None, steps):
+            alt_loc, _ = view(state, cfg, alt, query.focal35, top_k)
+            if alt_loc.recognised:  # a view's answer is kept only when it verifies
+                loc, shown = alt_loc, name
+                break
+    extra = {"query_region": region.as_tuple() if region is not None else None, "query_view": shown}
+    cal = state.calibration
 
     def neighbour(j: int, s: float) -> Neighbour:
         return Neighbour(str(gallery.at[int(j), "image"]), float(gallery.at[int(j), "Latitude"]),
@@ -185,7 +217,8 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
     if not loc.recognised:
         r = cal.unrec_radius.radius(loc.spread)
         return (Prediction(float(lat), float(lon), r, cal.unrec_radius.confidence(r), False, method,
-                           [neighbour(j, s) for j, s in list(zip(loc.idx, loc.sims))[:top_k]], source="fallback"),
+                           [neighbour(j, s) for j, s in list(zip(loc.idx, loc.sims))[:top_k]], source="fallback",
+                           **extra),
                 ranked)
     checked = loc.checked
     model, spread = cal.rec_radius, loc.spread
@@ -204,4 +237,4 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
     neigh = [neighbour(j, checked[j]) for j in sorted(support + others, key=lambda j: -checked[j])]
     return Prediction(float(lat), float(lon), r, model.confidence(r), recognised, method, neigh[:top_k],
                       heading_deg=heading, heading_radius_deg=cal.heading_radius if heading is not None else None,
-                      source=source), ranked
+                      source=source, **extra), ranked

@@ -1,0 +1,126 @@
+"""Query preparation for photos as people share them (docs/shared-photos.md): find the photo inside a screenshot
+or a padded image, and the extra views tried when nothing verifies (upsampled, contrast-normalised, turned).
+
+All functions take and return upright RGB PIL images (no metadata) and never read anything but pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+RETRY_STEPS = ("upsample", "clahe", "rotate")
+
+
+@dataclass(frozen=True)
+class Region:
+    """The part of the delivered image that holds the photo: pixel box [x0, x1) x [y0, y1)."""
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.x0, self.y0, self.x1, self.y1)
+
+
+def find_photo(image: Image.Image, work_side: int = 400, tol: int = 24, min_frame: float = 0.6,
+               min_area: float = 0.12, max_area: float = 0.9, min_fill: float = 0.85) -> Region | None:
+    """The photo inside a screenshot of a post or an image padded with a plain border, or None.
+
+    Method: the border colour is the median of two opposite outer pixel rows (top and bottom, else left and
+    right columns); when at least `min_frame` of each of the two is within `tol` levels of it, pixels farther
+    than `tol` from it are content. After a small
+    morphological closing, the largest connected content block (OpenCV connected components) is the photo when
+    it covers between min_area and max_area of the image and fills at least `min_fill` of its bounding box
+    (a photo is a solid block; text lines and icons are thin and sparse). Works at `work_side` px (cheap).
+    A camera photo has no two uniform opposite edges, so it returns None after one look at its border.
+    """
+    W, H = image.size
+    if W < 16 or H < 16:
+        return None
+
+    def edge(box) -> np.ndarray:  # one outer row or column, read without touching the rest of the image
+        return np.asarray(image.crop(box), np.int16).reshape(-1, 3)
+
+    bg = None
+    for side_a, side_b in ((edge((0, 0, W, 1)), edge((0, H - 1, W, H))),  # top + bottom (a post, a letterbox)
+                           (edge((0, 0, 1, H)), edge((W - 1, 0, W, H)))):  # left + right (a pillarbox)
+        colour = np.median(np.concatenate([side_a, side_b]), axis=0)
+        if all(np.mean(np.abs(side - colour).max(1) <= tol) >= min_frame for side in (side_a, side_b)):
+            bg = colour
+            break
+    if bg is None:
+        return None
+    s = min(1.0, work_side / max(W, H))
+    small = image if s >= 1.0 else image.resize((max(1, round(W * s)), max(1, round(H * s))),
+                                                Image.Resampling.BILINEAR)
+    a = np.asarray(small, np.int16)
+    h, w = a.shape[:2]
+    content = (np.abs(a - bg).max(2) > tol).astype(np.uint8)
+    content = cv2.morphologyEx(content, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(content, connectivity=8)
+    if n < 2:
+        return None
+    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, bw, bh, area = (int(v) for v in stats[best])
+    if not (min_area <= bw * bh / (w * h) <= max_area) or area < min_fill * bw * bh:
+        return None
+    inset = 1  # one working pixel in from the edge: the resampled border blends into the photo there
+    x0, y0, x1, y1 = x + inset, y + inset, x + bw - inset, y + bh - inset
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return Region(round(x0 / s), round(y0 / s), min(W, round(x1 / s)), min(H, round(y1 / s)))
+
+
+def upsampled(image: Image.Image, target_side: int, below: float = 0.7, max_scale: float = 2.5) -> Image.Image | None:
+    """The image enlarged (Lanczos) towards a long side of target_side px, when it is smaller than below x that,
+    else None: SIFT then detects features at the scales the gallery's were detected at."""
+    side = max(image.size)
+    if side >= below * target_side:
+        return None
+    s = min(max_scale, target_side / side)
+    return image.resize((round(image.width * s), round(image.height * s)), Image.Resampling.LANCZOS)
+
+
+def clahe(image: Image.Image, clip: float = 2.0, tiles: int = 8) -> Image.Image:
+    """Contrast-limited adaptive histogram equalisation (Zuiderveld 1994, OpenCV) of the luminance (L of CIELAB)
+    only: dark and filtered photos get back local contrast without a colour shift."""
+    lab = cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2LAB)
+    lab[..., 0] = cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles)).apply(lab[..., 0])
+    return Image.fromarray(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB))
+
+
+def is_dark(image: Image.Image, mean_below: float = 80.0) -> bool:
+    """Mean luminance (0..255) under mean_below: a dusk or underexposed photo."""
+    return float(np.asarray(image.convert("L").reduce(8) if min(image.size) >= 64 else image.convert("L")).mean()) \
+        < mean_below
+
+
+def retry_views(image: Image.Image, gallery_side: int, no_metadata: bool,
+                steps: tuple[str, ...] = RETRY_STEPS) -> list[tuple[str, Image.Image]]:
+    """The views of a query to try, in order, when nothing verified on the image as given.
+
+    - "upsample": a small query (long side < 0.7 x gallery_side) enlarged to the gallery's scale;
+    - "clahe": luminance CLAHE (of the enlarged view when there is one), for photos without camera metadata
+      (shared, possibly filtered) or dark ones;
+    - "rotate": the (enlarged) view turned by 90 degrees either way, only for photos without camera metadata:
+      their orientation tag may have been lost. A turned answer counts only if it verifies (the caller's rule).
+    Returns [(name, image)], cheapest and likeliest first; empty when no step applies (a camera file that
+    simply did not verify pays nothing extra).
+    """
+    views: list[tuple[str, Image.Image]] = []
+    base = image
+    if "upsample" in steps:
+        up = upsampled(image, gallery_side)
+        if up is not None:
+            views.append(("upsampled", up))
+            base = up
+    if "clahe" in steps and (no_metadata or is_dark(image)):
+        views.append(("clahe", clahe(base)))
+    if "rotate" in steps and no_metadata:
+        views.append(("turned 90 clockwise", base.transpose(Image.Transpose.ROTATE_270)))
+        views.append(("turned 90 anticlockwise", base.transpose(Image.Transpose.ROTATE_90)))
+    return views
