@@ -18,8 +18,8 @@ from .predictors.registry import make_predictor
 
 BASELINE = "mean-coordinate"
 METRIC_KEYS = ("mean_m", "median_m", "p90_m", "acc_10m", "acc_25m", "acc_50m", "mse_norm", "fit_s",
-               "predict_ms_p50", "predict_ms_p95", "radius_coverage", "recognised_frac", "recognised_median_m",
-               "recall_at_1", "recall_at_5", "recall_at_10")
+               "predict_ms_p50", "predict_ms_p95", "radius_coverage", "radius_median_m", "recognised_frac",
+               "recognised_median_m", "recognised_acc_25m", "recall_at_1", "recall_at_5", "recall_at_10")
 RECALL_N = (1, 5, 10)
 RECALL_M = 25.0  # VPR convention: a retrieved gallery photo within 25 m of the truth is a positive
 HEADING_KEYS = ("heading_n", "heading_truth_n", "heading_median_deg", "heading_acc_15deg", "heading_acc_30deg",
@@ -68,12 +68,29 @@ def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
         "predict_ms_p50": float(np.median(ms)),
         "predict_ms_p95": float(np.quantile(ms, 0.95)),
         "radius_coverage": float(np.mean(e <= rows["radius_m"].to_numpy(float))),
+        "radius_median_m": float(np.median(rows["radius_m"].to_numpy(float))),
         "recognised_frac": float(rec.mean()),
         "recognised_median_m": float(np.median(e[rec])) if rec.any() else None,
+        "recognised_acc_25m": float(np.mean(e[rec] <= 25)) if rec.any() else None,
         **{f"recall_at_{n}": _recall(rows, n) for n in RECALL_N},
-    } | ({"sources": {str(k): int(v) for k, v in rows["source"].value_counts().items()}} if "source" in rows else {}
+    } | ({"sources": {str(k): int(v) for k, v in rows["source"].value_counts().items()},
+          "by_kind": by_kind(rows)} if "source" in rows else {}
          ) | (heading_metrics(rows["true_heading"], rows["heading_deg"], rows["heading_radius_deg"])
          if "true_heading" in rows else {})
+
+
+def by_kind(rows: pd.DataFrame) -> dict[str, dict]:
+    """Per answer kind (recognised / not recognised, and each `source`): count, radius coverage, median radius
+    and error (m), share within 25 m. The radius is a promise per kind, so it is measured per kind."""
+    e = rows["error_m"].to_numpy(float)
+    r = rows["radius_m"].to_numpy(float)
+    rec = rows["recognised"].to_numpy(bool)
+    src = rows["source"].astype(str).to_numpy()
+    groups = {"recognised": rec, "not recognised": ~rec} | {f"source={s}": src == s for s in sorted(set(src))}
+    return {k: {"n": int(m.sum()), "radius_coverage": float(np.mean(e[m] <= r[m])),
+                "radius_median_m": float(np.median(r[m])), "median_m": float(np.median(e[m])),
+                "acc_25m": float(np.mean(e[m] <= 25))}
+            for k, m in groups.items() if m.any()}
 
 
 def _recall(rows: pd.DataFrame, n: int) -> float | None:

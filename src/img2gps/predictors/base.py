@@ -14,6 +14,7 @@ import pandas as pd
 from ..data.sources import GeoDataset
 from ..errors import ModelError
 from ..indexing import IndexingConfig
+from ..localization.answers import radius_words, source_words, status_words
 from ..modeldir import read_manifest, write_model_dir, write_thumbnails
 from ..photos import ImageInput, open_image, read_focal35
 
@@ -25,9 +26,10 @@ class Neighbour:
     score: float
 
 
-# Prediction.source values: a camera pose from relative geometry, a structure-from-motion pose, the consensus of
-# verified gallery photos, a fallback when nothing verified, or a method's own model output (k-NN, regression).
-SOURCES = ("pose", "sfm", "consensus", "fallback", "model")
+# Prediction.source values (localization/answers.py has the vocabulary): recognised answers rest on a camera pose
+# from relative geometry, a structure-from-motion pose, or the consensus of verified gallery photos; "scene" is a
+# verified scene seen from elsewhere, "fallback" nothing verified, "model" a method's own output (k-NN, regression).
+SOURCES = ("pose", "sfm", "consensus", "scene", "fallback", "model")
 
 
 @dataclass
@@ -45,8 +47,13 @@ class Prediction:
     source: str = "model"  # what the answer rests on: one of SOURCES
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field, plus `answer` ("recognised" / "not recognised"), `radius_note` (what the radius
+        promises) and `source_note` (what the answer rests on), in words (localization/answers.py): the one dict every output shows."""
         d = dataclasses.asdict(self)
         d["photo_exif_position"] = list(self.photo_exif_position) if self.photo_exif_position else None
+        d["answer"] = status_words(self.recognised)
+        d["radius_note"] = radius_words(self.recognised)
+        d["source_note"] = source_words(self.source)
         return d
 
 

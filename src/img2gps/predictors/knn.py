@@ -12,7 +12,8 @@ from ..retrieval.encoders import ENCODERS, get_encoder
 from ..features.cache import embed_dataset
 from ..indexing import ExtractSpec, ensure_features
 from ..geo import LocalFrame
-from ..localization.holdout import excluded_rows, same_spot_radius_m
+from ..localization.conformal import MondrianRadius, bands
+from ..localization.holdout import HOLDOUTS, excluded_rows, holdout_radius_m, same_spot_radius_m
 from ..retrieval.database import INDEX_KINDS, CosineIndex, aggregate
 from .base import BasePredictor, Prediction
 
@@ -26,6 +27,7 @@ class KNNConfig:
     regression_spec: str = "regression"  # used when embed=regression
     index: str = "auto"  # faiss index: auto (exact up to 100k vectors, then IVF-PQ) | flat | hnsw | ivfpq
     calib: int = 2000  # at most this many gallery photos (seeded sample) are held out for radius calibration
+    sim_bands: int = 3  # Mondrian groups by the top neighbour's similarity (equal-count bands at calibration)
 
 
 class KNNPredictor(BasePredictor):
@@ -99,34 +101,46 @@ class KNNPredictor(BasePredictor):
         self.en = self.frame.to_en(self.gallery["Latitude"], self.gallery["Longitude"])
 
     def _calibrate(self):
-        """Held-out gallery photos, each with its same-spot siblings left out (localization/holdout.py):
-        errors and spreads of their predictions set the radius."""
+        """Held-out gallery photos, near (same-spot siblings left out) and far (a 2R block left out;
+        localization/holdout.py): errors normalised by the neighbours' spread, grouped by the top neighbour's
+        similarity (localization/conformal.py), set the radius. A query unlike the gallery lands in a low band
+        and gets that band's wider radius."""
         n = len(self.vectors)
+        self.sim_edges: list[float] = []
         if n < 3:
-            self.radius_model = RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0)
+            self.radius_model = MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0))
             return
-        # A bounded seeded subset of held-out photos, each with its same-spot siblings left out
-        # (localization/holdout.py); memory stays O(rows x n) per block.
+        # A bounded seeded subset of held-out photos; memory stays O(rows x n) per block.
         rows_all = np.arange(n) if n <= self.config.calib else np.sort(
             np.random.default_rng(0).choice(n, self.config.calib, replace=False))
         spot = same_spot_radius_m(self.en)
         v = self.index.vectors
-        errs, spreads = [], []
-        for a in range(0, len(rows_all), 512):
-            rows = rows_all[a:a + 512]
-            sim = v[rows] @ v.T
-            sim[excluded_rows(self.en, rows, spot)] = -np.inf
-            for r, srow in zip(rows, sim):
-                idx = np.argsort(-srow)[: self.config.k]
-                idx = idx[np.isfinite(srow[idx])]
-                if not len(idx):  # every other photo stands at this spot
-                    continue
-                c, s = aggregate(self.en[idx], srow[idx], self.config.agg)
-                errs.append(np.linalg.norm(c - self.en[r]))
-                spreads.append(s)
+        errs, spreads, tops, holdout = [], [], [], []
+        for h in HOLDOUTS:
+            for a in range(0, len(rows_all), 512):
+                rows = rows_all[a:a + 512]
+                sim = v[rows] @ v.T
+                sim[excluded_rows(self.en, rows, holdout_radius_m(spot, h))] = -np.inf
+                for r, srow in zip(rows, sim):
+                    idx = np.argsort(-srow)[: self.config.k]
+                    idx = idx[np.isfinite(srow[idx])]
+                    if not len(idx):  # every other photo stands at this spot
+                        continue
+                    c, s = aggregate(self.en[idx], srow[idx], self.config.agg)
+                    errs.append(np.linalg.norm(c - self.en[r]))
+                    spreads.append(s)
+                    tops.append(float(srow[idx[0]]))
+                    holdout.append(h)
         centre_err = np.linalg.norm(self.en - self.en.mean(0), axis=1)
         area = float(np.quantile(centre_err, self.config.coverage))
-        self.radius_model = RadiusModel.fit(errs, spreads, coverage=self.config.coverage, area_m=area)
+        nb = max(1, self.config.sim_bands)
+        self.sim_edges = [float(x) for x in np.quantile(tops, np.arange(1, nb) / nb)] if tops else []
+        self.radius_model = MondrianRadius.fit(bands(tops, self.sim_edges), holdout, errs, spreads,
+                                               coverage=self.config.coverage, area_m=area)
+
+    def radius_for(self, spread: float, top_sim: float) -> float:
+        """Calibrated radius (m) of an answer with this neighbour spread (m) and top cosine similarity."""
+        return self.radius_model.radius(str(bands([top_sim], self.sim_edges)[0]), spread)
 
     def locate(self, q: np.ndarray, top_k: int):
         """Query vector -> (position en, spread, neighbour idx, sims) with max(k, top_k) neighbours searched."""
@@ -140,8 +154,8 @@ class KNNPredictor(BasePredictor):
         q = self.embed([image])
         c, spread, idx, sims = self.locate(q, max(top_k, n))
         lat, lon = self.frame.to_latlon(c)
-        r = self.radius_model.radius(spread)
-        return (Prediction(float(lat), float(lon), r, self.radius_model.confidence(r), False, self.spec,
+        r = self.radius_for(spread, float(sims[0]))
+        return (Prediction(float(lat), float(lon), r, self.radius_model.pooled.confidence(r), False, self.spec,
                            self.neighbours(idx, sims, top_k)), idx[:n])
 
     def add_refusal(self):
@@ -170,7 +184,7 @@ class KNNPredictor(BasePredictor):
             self._embedder.save(d / "embedder", thumbnails=False)
 
     def _state(self):
-        return {"radius_model": self.radius_model.to_dict(), "dim": int(self.vectors.shape[1]),
+        return {"radius_model": self.radius_model.to_dict(), "sim_edges": self.sim_edges, "dim": int(self.vectors.shape[1]),
                 "index": self.index_report}
 
     def _load_files(self, d: Path, state):
@@ -178,7 +192,8 @@ class KNNPredictor(BasePredictor):
         self.index_report = state.get("index", {})
         self.vectors = self.index.vectors
         self._build(self.index)
-        self.radius_model = RadiusModel.from_dict(state.get("radius_model"))
+        self.radius_model = MondrianRadius.from_dict(state.get("radius_model"))
+        self.sim_edges = list(state.get("sim_edges", []))
         if self.config.embed == "regression":
             from .registry import load_model
 

@@ -32,7 +32,9 @@ from typing import Callable, Container, Sequence
 
 import numpy as np
 
+from ..localization.answers import CHOICES, FALLBACK, SCENE, at_gallery_spot, candidate, choose
 from ..localization.calibration import RadiusModel
+from ..localization.conformal import NEAR_WEIGHT, MondrianRadius, mixture_weights
 from ..localization.consensus import consensus
 from ..errors import ModelError
 from ..retrieval.encoders import ENCODERS
@@ -43,14 +45,16 @@ from ..verification.store import FILE as STORE_FILE, KeypointStore, write_store
 from ..retrieval.vlad import VladCodebook
 from ..geo import weighted_median_en
 from ..localization.camera import CameraEstimate, CameraLocator, GalleryCameras, LocatorConfig, PoseCache
-from ..localization.holdout import excluded_rows, same_spot_radius_m
+from ..localization.holdout import excluded_rows, holdout_radius_m, same_spot_radius_m
 from ..localization.pose import angle_diff_deg
 from ..retrieval.database import aggregate, neighbours_within, pair_stats
 from .base import BasePredictor, Neighbour, Prediction
 from .knn import KNNConfig, KNNPredictor
 
 
-MIN_CALIBRATION = 5  # fewer held-out answers of a kind than this: that kind borrows a wider radius
+MIN_CALIBRATION = 5  # fewer held-out answers than this: no heading radius, no pose choice
+CALIB_SHARES = {"near": NEAR_WEIGHT, "far": 1.0 - NEAR_WEIGHT}  # hold-outs the radii are calibrated on
+PARALLAX_VIEWS = 1  # verified photos whose parallax is measured (the strongest decides the answer kind)
 KEYS_FILE = "content_keys.txt"
 
 
@@ -80,6 +84,8 @@ class RerankConfig:
     pose: str = "auto"  # camera position from relative pose: auto (where calibration shows it better) | on | off
     pose_views: int = 4  # relative poses per query (strongest verified photos with a known heading)
     coarse_m: float = 15.0  # pose answers whose calibrated median error exceeds this are not `recognised`
+    rec_parallax: float = 2.0  # recognised only when the strongest verified pair's parallax is below this (deg)
+    answer: str = "auto"  # scene / fallback answers: auto (per gallery, from calibration) | own | knn | blend
 
 
 @contextlib.contextmanager
@@ -165,13 +171,19 @@ def resolve(checked: dict[int, int], gallery_en: np.ndarray,
 @dataclass
 class Located:
     """One query's answer in the gallery's metric frame (what calibration and prediction both consume)."""
-    recognised: bool
-    pos: np.ndarray  # (2,) east/north metres
+    kind: str  # "recognised" (verified, at a gallery camera's spot), "scene" (verified from elsewhere), "fallback"
+    pos: np.ndarray  # (2,) east/north metres: the kind's own answer (consensus, or the fallback's)
     spread: float  # metres, input to the radius model
     idx: np.ndarray  # supporting gallery indices (verified, best first) or the fallback's neighbours
-    sims: np.ndarray  # their scores (inliers when recognised)
+    sims: np.ndarray  # their scores (inliers when verified)
     checked: dict[int, int]  # every verified candidate -> inliers
-    camera: CameraEstimate | None = None  # the query camera from the verified photos (recognised answers only)
+    camera: CameraEstimate | None = None  # the query camera from the verified photos (verified answers only)
+    knn: tuple | None = None  # knn's answer (pos, spread, idx, sims): the alternative for scene / fallback
+    parallax: list[float] | None = None  # parallax (deg) with the strongest verified photos
+
+    @property
+    def verified(self) -> bool:
+        return self.kind != FALLBACK
 
 
 class RerankPredictor(BasePredictor):
@@ -194,6 +206,8 @@ class RerankPredictor(BasePredictor):
             raise ModelError(f"{self.spec}: pose must be auto, on or off")
         if c.pose_views < 1:
             raise ModelError(f"{self.spec}: pose_views must be >= 1")
+        if c.answer not in ("auto",) + CHOICES:
+            raise ModelError(f"{self.spec}: answer must be auto, {', '.join(CHOICES)}")
         if c.fallback not in ("median", "knn"):
             raise ModelError(f"{self.spec}: fallback must be median or knn")
         if not 0 < c.ratio <= 1 or c.ransac_px <= 0 or not 0 < c.coverage < 1:
@@ -264,29 +278,44 @@ class RerankPredictor(BasePredictor):
         return s
 
     def _calibrate(self, keys: list[str]) -> None:
-        """Held-out gallery photos (a seeded subset), each with its same-spot siblings left out, go through the
-        exact query procedure: their errors calibrate the radii, the heading radius and the pose choice."""
+        """Held-out gallery photos (a seeded subset) go through the exact query procedure, near (same-spot
+        siblings left out) and far (a 2R block left out): their errors calibrate one radius per answer kind
+        (Mondrian split-conformal, localization/conformal.py), the scene / fallback answer choice
+        (localization/answers.py), the heading radius and the pose choice."""
         c = self.config
         n = len(self.store)
         area = float(np.quantile(np.linalg.norm(self.en - self.en.mean(0), axis=1), c.coverage)) if n > 1 else 100.0
         self.calib_summary = {"n": 0, "recognised": 0}
         self.heading_radius = None
-        self.pose_radius, self.use_pose, self.pose_recognised = None, c.pose == "on", True
+        self.use_pose, self.pose_recognised = c.pose == "on", True
+        self.answer_choice = {SCENE: "own", FALLBACK: "own"}
         if n < 3:
-            self.rec_radius = self.unrec_radius = RadiusModel(scale=1.0, floor_m=25.0, area_m=max(area, 25.0))
+            self.radii = MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=max(area, 25.0)))
             return
-        # Deterministic subset by content hash: bench folds of one dataset then share (and cache) the same pairs.
-        order = sorted(range(n), key=lambda i: hashlib.sha1(keys[i].encode()).hexdigest())[: c.calib]
+        holdouts = tuple(CALIB_SHARES) + (("self",) if self.cameras.n_with_heading and "self" not in CALIB_SHARES
+                                          else ())
+        self._fit_calibration(self.calibration_records(keys, holdouts), area)
+
+    def calibration_records(self, keys: list[str], holdouts: Sequence[str]) -> list[dict]:
+        """One record per (held-out photo, hold-out): its answer kind, parallax, and the error (m) and spread of
+        each answer choice (own / knn / blend; pose where a camera fix exists), heading error where known.
+
+        Hold-outs: "self" (only the photo itself left out: heading calibration), "near", "far"
+        (localization/holdout.py). Public so analyses can study the evidence behind the answer kinds."""
+        c = self.config
+        order = sorted(range(len(self.store)), key=lambda i: hashlib.sha1(keys[i].encode()).hexdigest())[: c.calib]
         spot_m = same_spot_radius_m(self.en)
-        excluded = excluded_rows(self.en, order, spot_m)
+        self.spot_m = spot_m
         pairs = PairCache(self.fcfg, self.vcfg)
         poses = PoseCache(self.locator.setting_key(self.fcfg.key))
 
-        def held_out(r: int, siblings_out: bool = True) -> dict:
+        def held_out(task: tuple[int, str]) -> dict:
             # The held-out photo queries with its stored embedding and VLAD vector: one row of similarities
             # each, never a gallery x gallery matrix.
+            r, h = task
             q = order[r]
-            skip = set(np.flatnonzero(excluded[r]).tolist()) if siblings_out else {q}
+            skip = ({q} if h == "self" else
+                    set(np.flatnonzero(excluded_rows(self.en, [q], holdout_radius_m(spot_m, h))[0]).tolist()))
             matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
             kq, dq = self.store.get(q), self.store.unit_desc(q)
 
@@ -297,20 +326,23 @@ class RerankPredictor(BasePredictor):
                     pairs.put(keys[q], keys[j], got)
                 return got
 
-            def knn_fallback():
+            def knn_answer():
                 idx = np.array([j for j in np.argsort(-g) if j not in skip][: c.k], int)
                 pos, spread = aggregate(self.en[idx], g[idx], self.knn.config.agg)
                 return pos, spread, idx, g[idx]
 
-            def camera(checked: dict[int, int]):
-                return self._camera(kq, dq, self.cameras.focal35[q], checked, matched, poses, keys[q])
-
+            f = self.cameras.focal35[q]
             g = self.knn.index.vectors @ self.knn.index.vectors[q]
             v = self.vlad_vecs @ self.vlad_vecs[q] if self.vlad_vecs is not None else None
             score = self._scores(g, v)
             score[list(skip)] = -np.inf
-            loc = self._locate(score, g, verify, knn_fallback, skip=skip, camera=camera)
-            out = {"rec": loc.recognised, "err": float(np.linalg.norm(loc.pos - self.en[q])), "spread": loc.spread}
+            loc = self._locate(score, g, verify, knn_answer, skip=skip,
+                               camera=lambda ch: self._camera(kq, dq, f, ch, matched, poses, keys[q]),
+                               parallax=lambda ver: self._parallax(kq, dq, f, ver, matched, poses, keys[q]))
+            out = {"holdout": h, "kind": loc.kind, "parallax": (loc.parallax or [np.inf])[0]}
+            for ch in CHOICES:
+                p, sp = candidate(ch, (loc.pos, loc.spread), loc.knn[:2])
+                out[ch + "_err"], out[ch + "_spread"] = float(np.linalg.norm(p - self.en[q])), float(sp)
             est = loc.camera
             if est is not None and est.heading_deg is not None and np.isfinite(self.cameras.heading[q]):
                 out["heading_err"] = float(angle_diff_deg(est.heading_deg, self.cameras.heading[q]))
@@ -322,37 +354,57 @@ class RerankPredictor(BasePredictor):
         # Held-out photos are independent: two threads use both cores (numpy and OpenCV release the GIL while
         # each keeps one BLAS thread); map keeps the order, so the result does not depend on timing.
         with ThreadPoolExecutor(2) as ex:
-            got = list(ex.map(held_out, range(len(order))))
-            # The heading error depends on the pair's geometry, not on how far the query stood from the gallery
-            # photo: it is calibrated with only the held-out photo itself left out (many more samples).
-            with_siblings = (list(ex.map(lambda r: held_out(r, False), range(len(order))))
-                             if self.cameras.n_with_heading else [])
+            got = list(ex.map(held_out, [(r, h) for h in holdouts for r in range(len(order))]))
         pairs.save()
         poses.save()
-        rec = [g for g in got if g["rec"]]
-        unrec = [g for g in got if not g["rec"]]
-        self.unrec_radius = RadiusModel.fit([g["err"] for g in unrec] or [area], [g["spread"] for g in unrec] or None,
-                                            coverage=c.coverage, area_m=area)
-        # Verified answers are metre-level: a small offset keeps their radius from being inflated by the model.
-        self.rec_radius = (RadiusModel.fit([g["err"] for g in rec], [g["spread"] for g in rec], coverage=c.coverage,
-                                           offset_m=5.0, floor_m=3.0, area_m=area)
-                           if len(rec) >= MIN_CALIBRATION else self.unrec_radius)
-        hd = [g["heading_err"] for g in with_siblings if "heading_err" in g]
+        return got
+
+    def _fit_calibration(self, records: list[dict], area: float) -> None:
+        c = self.config
+        # The heading error depends on the pair's geometry, not on how far the query stood from the gallery
+        # photo: it is calibrated with only the held-out photo itself left out (many more samples).
+        hd = [g["heading_err"] for g in records if g["holdout"] == "self" and "heading_err" in g]
         if len(hd) >= MIN_CALIBRATION:
             self.heading_radius = float(np.sort(hd)[min(len(hd), math.ceil((len(hd) + 1) * c.coverage)) - 1])
+        got = [g for g in records if g["holdout"] in CALIB_SHARES]
+        w = mixture_weights([g["holdout"] for g in got], CALIB_SHARES)
+        rec = [g for g in got if g["kind"] == "recognised"]
         fixed = [g for g in rec if "pose_err" in g]
         pose_med = float(np.median([g["pose_err"] for g in fixed])) if fixed else None
-        cons_med = float(np.median([g["err"] for g in fixed])) if fixed else None
+        cons_med = float(np.median([g["own_err"] for g in fixed])) if fixed else None
         if len(fixed) >= MIN_CALIBRATION:
-            self.pose_radius = RadiusModel.fit([g["pose_err"] for g in fixed], [g["pose_spread"] for g in fixed],
-                                               coverage=c.coverage, offset_m=5.0, floor_m=3.0, area_m=area)
             self.pose_recognised = pose_med <= c.coarse_m
             if c.pose == "auto":
                 self.use_pose = pose_med < cons_med
+        for kind in (SCENE, FALLBACK):
+            m = np.array([g["kind"] == kind for g in got], bool)
+            errs = {ch: [g[ch + "_err"] for g, k in zip(got, m) if k] for ch in CHOICES}
+            self.answer_choice[kind] = c.answer if c.answer != "auto" else choose(errs, w[m])
+        groups, errs, spreads = [], [], []
+        for g in got:
+            if g["kind"] == "recognised":
+                pose = self.use_pose and "pose_err" in g
+                groups.append("pose" if pose else "consensus")
+                errs.append(g["pose_err"] if pose else g["own_err"])
+                spreads.append(g["pose_spread"] if pose else g["own_spread"])
+            else:
+                ch = self.answer_choice[g["kind"]]
+                groups.append(g["kind"])
+                errs.append(g[ch + "_err"])
+                spreads.append(g[ch + "_spread"])
+        # Verified answers at a gallery spot are metre-level: a small offset keeps their radius from being
+        # inflated by the model.
+        self.radii = MondrianRadius.fit(groups, [g["holdout"] for g in got], errs, spreads, coverage=c.coverage,
+                                        offset_m=10.0, floor_m=3.0, area_m=area, shares=CALIB_SHARES,
+                                        offsets={"consensus": 5.0, "pose": 5.0})
+        e = np.asarray(errs)
+        rm = np.array([k in ("consensus", "pose") for k in groups], bool)
         self.calib_summary = {
-            "n": len(order), "recognised": len(rec), "same_spot_m": spot_m,
-            "recognised_median_m": float(np.median([g["err"] for g in rec])) if rec else None,
-            "unrecognised_median_m": float(np.median([g["err"] for g in unrec])) if unrec else None,
+            "n": len(got), "recognised": int(rm.sum()), "same_spot_m": self.spot_m,
+            "holdouts": {h: int(sum(g["holdout"] == h for g in got)) for h in CALIB_SHARES},
+            "recognised_median_m": float(np.median(e[rm])) if rm.any() else None,
+            "unrecognised_median_m": float(np.median(e[~rm])) if (~rm).any() else None,
+            "kinds": self.radii.summary, "answer_choice": dict(self.answer_choice),
             "heading_n": len(hd), "heading_median_deg": float(np.median(hd)) if hd else None,
             "pose_n": len(fixed), "pose_median_m": pose_med, "consensus_median_m_same_photos": cons_med,
             "use_pose": bool(self.use_pose),
@@ -368,21 +420,30 @@ class RerankPredictor(BasePredictor):
             keep[j] = (kq.xy[m[:, 0]], kj.xy[m[:, 1]])
         return n
 
+    def _matcher(self, kq: Keypoints, dq: np.ndarray, matched: dict) -> Callable[[int], tuple]:
+        """match(j) -> (query xy, gallery xy) of the mutual matches with gallery photo j (kept in `matched`)."""
+        def match(j: int):
+            if j not in matched:
+                m = mutual_matches(dq, self.store.unit_desc(j), self.vcfg.ratio, self.vcfg.mutual)
+                matched[j] = (kq.xy[m[:, 0]], self.store.get(j).xy[m[:, 1]])
+            return matched[j]
+        return match
+
     def _camera(self, kq: Keypoints, dq: np.ndarray, focal35, checked: dict[int, int], matched: dict,
                 cache: PoseCache | None = None, key: str | None = None) -> CameraEstimate | None:
         """The query camera from the verified photos (None when no gallery photo has a known heading)."""
         if self.cameras.n_with_heading == 0:
             return None
         ver = {j: k for j, k in checked.items() if k >= self.config.min_inliers}
-
-        def match(j: int):
-            if j not in matched:
-                m = mutual_matches(dq, self.store.unit_desc(j), self.vcfg.ratio, self.vcfg.mutual)
-                matched[j] = (kq.xy[m[:, 0]], self.store.get(j).xy[m[:, 1]])
-            return matched[j]
-
         f = float(focal35) if focal35 is not None and np.isfinite(focal35) else None
-        return self.locator.locate(match, kq.size, f, ver, cache, key, self.keys)
+        return self.locator.locate(self._matcher(kq, dq, matched), kq.size, f, ver, cache, key, self.keys)
+
+    def _parallax(self, kq: Keypoints, dq: np.ndarray, focal35, verified: dict[int, int], matched: dict,
+                  cache: PoseCache | None = None, key: str | None = None) -> list[float]:
+        """Parallax (deg) of the query with its strongest verified photos (localization/camera.py)."""
+        f = float(focal35) if focal35 is not None and np.isfinite(focal35) else None
+        return self.locator.parallax(self._matcher(kq, dq, matched), kq.size, f, verified, PARALLAX_VIEWS, cache,
+                                     key, self.keys)
 
     # -- predict ------------------------------------------------------------------------------------------
     def _predict_ranked_one(self, image, top_k: int, n: int, focal35: float | None = None):
@@ -390,28 +451,34 @@ class RerankPredictor(BasePredictor):
             return self._predict_single(image, top_k, n, focal35)
 
     def _locate(self, score: np.ndarray, g_sims: np.ndarray, verify: Callable[[int], int],
-                knn_fallback: Callable[[], tuple], skip: int | Container[int] | None = None,
-                camera: Callable[[dict[int, int]], CameraEstimate | None] | None = None) -> Located:
+                knn_answer: Callable[[], tuple], skip: int | Container[int] | None = None,
+                camera: Callable[[dict[int, int]], CameraEstimate | None] | None = None,
+                parallax: Callable[[dict[int, int]], list[float]] | None = None) -> Located:
         """The query procedure shared by calibration (held-out gallery photo) and prediction.
 
         score: (N,) shortlist score over the gallery; g_sims: (N,) global similarities (fallback neighbour
-        scores); verify(j) -> inliers with gallery photo j; knn_fallback() -> (pos, spread, idx, sims);
-        camera(checked) -> the query camera from the verified photos (recognised answers only).
+        scores); verify(j) -> inliers with gallery photo j; knn_answer() -> (pos, spread, idx, sims);
+        camera(checked) -> the query camera from the verified photos; parallax(checked) -> parallax (deg) with
+        the strongest verified photos, which decides recognised against scene (localization/answers.py).
         """
         c = self.config
         checked = verify_candidates(np.argsort(-score), verify, self.near, c, skip=skip)
         res = resolve(checked, self.en, c)
+        knn = knn_answer()
         if res is not None:
             pos, spread, support = res
-            return Located(True, pos, spread, np.array(support, int),
+            ver = {j: n for j, n in checked.items() if n >= c.min_inliers}
+            par = parallax(ver) if parallax is not None else []
+            kind = "recognised" if at_gallery_spot(par, c.rec_parallax) else SCENE
+            return Located(kind, pos, spread, np.array(support, int),
                            np.array([checked[j] for j in support], float), checked,
-                           camera(checked) if camera is not None else None)
+                           camera(checked) if camera is not None else None, knn, par)
         if c.fallback == "knn":
-            pos, spread, idx, sims = knn_fallback()
+            pos, spread, idx, sims = knn
         else:
             pos, spread, idx = shortlist_median(score, self.en, c.fallback_k, c.fallback_t)
             sims = g_sims[idx]
-        return Located(False, pos, spread, idx, sims, checked)
+        return Located(FALLBACK, pos, spread, idx, sims, checked, None, knn, [])
 
     @property
     def query_encoder(self):
@@ -432,41 +499,47 @@ class RerankPredictor(BasePredictor):
         v_sims = self.vlad_vecs @ self.codebook.encode(dq) if self.vlad_vecs is not None else None
         score = self._scores(g_sims, v_sims)
 
-        def knn_fallback():
+        def knn_answer():
             return self.knn.locate(q, top_k)
 
         matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        loc = self._locate(score, g_sims, lambda j: self._verify(kq, dq, j, matched), knn_fallback,
-                           camera=lambda checked: self._camera(kq, dq, focal35, checked, matched))
+        loc = self._locate(score, g_sims, lambda j: self._verify(kq, dq, j, matched), knn_answer,
+                           camera=lambda checked: self._camera(kq, dq, focal35, checked, matched),
+                           parallax=lambda ver: self._parallax(kq, dq, focal35, ver, matched))
         ranked = np.argsort(-score)[:n]  # the retrieval stage's order, before verification
-        lat, lon = self.knn.frame.to_latlon(loc.pos)
-        if loc.recognised:
-            checked = loc.checked
-            r = self.rec_radius.radius(loc.spread)
-            conf = self.rec_radius.confidence(r)
+        est = loc.camera  # the heading is reported for every verified answer, even with pose=off
+        heading = est.heading_deg if est is not None else None
+        hr = self.heading_radius if heading is not None else None
+        if loc.kind == "recognised":
+            pos, spread, group, recognised = loc.pos, loc.spread, "consensus", True
             support = [int(j) for j in loc.idx]
-            source, recognised = "consensus", True
-            est = loc.camera  # the heading is reported even with pose=off
-            heading = est.heading_deg if est is not None else None
             if est is not None and est.fix is not None and self.use_pose:
-                pos = est.fix.en
-                lat, lon = self.knn.frame.to_latlon(pos)
-                model = self.pose_radius or self.rec_radius
-                r = model.radius(est.fix.spread_m)
-                conf = model.confidence(r)
-                source, recognised = "pose", self.pose_recognised
+                pos, spread, group, recognised = est.fix.en, est.fix.spread_m, "pose", self.pose_recognised
                 support = list(dict.fromkeys(est.views + support))
-            neigh = [Neighbour(*self._row(j), float(checked[j])) for j in support]
-            others = sorted((j for j in checked if checked[j] >= c.min_inliers and j not in support),
-                            key=lambda j: -checked[j])
-            neigh += [Neighbour(*self._row(j), float(checked[j])) for j in others]
-            return Prediction(float(lat), float(lon), r, conf, recognised, self.spec, neigh[:top_k],
-                              heading_deg=heading,
-                              heading_radius_deg=self.heading_radius if heading is not None else None,
-                              source=source), ranked
-        r = self.unrec_radius.radius(loc.spread)
-        return (Prediction(float(lat), float(lon), r, self.unrec_radius.confidence(r), False, self.spec,
-                           self.neighbours(loc.idx, loc.sims, top_k), source="fallback"), ranked)
+            return self._answer(pos, spread, group, recognised, self._verified_neighbours(loc, support, top_k),
+                                heading, hr), ranked
+        choice = self.answer_choice.get(loc.kind, "own")
+        pos, spread = candidate(choice, (loc.pos, loc.spread), loc.knn[:2])
+        if loc.kind == SCENE:
+            neigh = self._verified_neighbours(loc, [int(j) for j in loc.idx], top_k)
+            return self._answer(pos, spread, SCENE, False, neigh, heading, hr), ranked
+        idx, sims = (loc.knn[2], loc.knn[3]) if choice == "knn" else (loc.idx, loc.sims)
+        return self._answer(pos, spread, FALLBACK, False, self.neighbours(idx, sims, top_k), None, None), ranked
+
+    def _verified_neighbours(self, loc: Located, support: list[int], top_k: int) -> list[Neighbour]:
+        """The supporting verified photos first, then the other verified ones, strongest first (score: inliers)."""
+        checked = loc.checked
+        others = sorted((j for j in checked if checked[j] >= self.config.min_inliers and j not in support),
+                        key=lambda j: -checked[j])
+        return [Neighbour(*self._row(j), float(checked[j])) for j in list(support) + others][:top_k]
+
+    def _answer(self, pos, spread: float, kind: str, recognised: bool, neigh: list[Neighbour],
+                heading: float | None, heading_radius: float | None) -> Prediction:
+        """A Prediction at east/north `pos` with the radius and confidence of answer kind `kind` (= source)."""
+        lat, lon = self.knn.frame.to_latlon(pos)
+        r = self.radii.radius(kind, spread)
+        return Prediction(float(lat), float(lon), r, self.radii.confidence(kind, r), recognised, self.spec, neigh,
+                          heading_deg=heading, heading_radius_deg=heading_radius, source=kind)
 
     def _row(self, j: int) -> tuple[str, float, float]:
         g = self.gallery
@@ -521,8 +594,7 @@ class RerankPredictor(BasePredictor):
             np.save(d / "vlad_gallery.npy", self.vlad_vecs)
 
     def _state(self):
-        return {"rec_radius": self.rec_radius.to_dict(), "unrec_radius": self.unrec_radius.to_dict(),
-                "pose_radius": self.pose_radius.to_dict() if self.pose_radius else None,
+        return {"radii": self.radii.to_dict(), "answer_choice": dict(self.answer_choice),
                 "use_pose": bool(self.use_pose), "pose_recognised": bool(self.pose_recognised),
                 "heading_radius_deg": self.heading_radius,
                 "calibration": self.calib_summary, "features": self.fcfg.key, "index": self.knn.index_report}
@@ -539,10 +611,15 @@ class RerankPredictor(BasePredictor):
             self.codebook = VladCodebook(np.load(d / "vlad_codebook.npy"))
             vlad = np.load(d / "vlad_gallery.npy") if (d / "vlad_gallery.npy").is_file() else None
         self._build(vlad)
-        self.rec_radius = RadiusModel.from_dict(state.get("rec_radius"))
-        self.unrec_radius = RadiusModel.from_dict(state.get("unrec_radius"))
+        if "radii" in state:
+            self.radii = MondrianRadius.from_dict(state["radii"])
+        else:  # a model saved before answer kinds: its three radius models, under the kinds' names
+            rec = RadiusModel.from_dict(state.get("rec_radius"))
+            pose = RadiusModel.from_dict(state["pose_radius"]) if state.get("pose_radius") else rec
+            self.radii = MondrianRadius({"consensus": rec, "pose": pose, SCENE: rec},
+                                        RadiusModel.from_dict(state.get("unrec_radius")))
+        self.answer_choice = {SCENE: "own", FALLBACK: "own", **state.get("answer_choice", {})}
         self.calib_summary = state.get("calibration", {})
-        self.pose_radius = RadiusModel.from_dict(state["pose_radius"]) if state.get("pose_radius") else None
         self.use_pose = bool(state.get("use_pose", self.config.pose == "on"))
         self.pose_recognised = bool(state.get("pose_recognised", True))
         self.heading_radius = state.get("heading_radius_deg")
