@@ -71,8 +71,8 @@ def test_bands_and_holdout_radius():
 
 
 def test_answer_kind_and_choice_helpers():
-    assert at_gallery_spot([0.8, 9.0]) and not at_gallery_spot([6.0]) and not at_gallery_spot([])
-    assert not at_gallery_spot([float("inf")])
+    assert at_gallery_spot([0.8, 9.0], [40, 20]) and not at_gallery_spot([6.0], [40]) and not at_gallery_spot([], [])
+    assert not at_gallery_spot([float("inf")], [99]) and not at_gallery_spot([0.5], [20])  # too few inliers
     own, knn = (np.array([0.0, 0.0]), 2.0), (np.array([10.0, 0.0]), 4.0)
     pos, spread = candidate("blend", own, knn)
     assert np.allclose(pos, [5, 0]) and spread == pytest.approx(3.0 + 5.0)

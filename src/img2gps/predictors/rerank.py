@@ -32,9 +32,10 @@ from typing import Callable, Container, Sequence
 
 import numpy as np
 
-from ..localization.answers import CHOICES, FALLBACK, SCENE, at_gallery_spot, candidate, choose
+from ..localization.answers import (CHOICES, FALLBACK, MAX_PARALLAX_DEG, MIN_INLIERS, SCENE, at_gallery_spot,
+                                    candidate, choose)
 from ..localization.calibration import RadiusModel
-from ..localization.conformal import NEAR_WEIGHT, MondrianRadius, mixture_weights
+from ..localization.conformal import MondrianRadius, mixture_weights
 from ..localization.consensus import consensus
 from ..errors import ModelError
 from ..retrieval.encoders import ENCODERS
@@ -53,7 +54,10 @@ from .knn import KNNConfig, KNNPredictor
 
 
 MIN_CALIBRATION = 5  # fewer held-out answers than this: no heading radius, no pose choice
-CALIB_SHARES = {"near": NEAR_WEIGHT, "far": 1.0 - NEAR_WEIGHT}  # hold-outs the radii are calibrated on
+# Hold-outs rerank's radii are calibrated on, in equal shares: the photo alone ("self": a user at a gallery spot),
+# with its same-spot siblings ("near") and with a 2R block ("far"). rerank needs "self" because its recognised
+# kind exists only there: with siblings left out, 1 of 300 bgu-west photos passed the pure-rotation test.
+CALIB_SHARES = {"self": 1 / 3, "near": 1 / 3, "far": 1 / 3}
 PARALLAX_VIEWS = 1  # verified photos whose parallax is measured (the strongest decides the answer kind)
 KEYS_FILE = "content_keys.txt"
 
@@ -84,7 +88,8 @@ class RerankConfig:
     pose: str = "auto"  # camera position from relative pose: auto (where calibration shows it better) | on | off
     pose_views: int = 4  # relative poses per query (strongest verified photos with a known heading)
     coarse_m: float = 15.0  # pose answers whose calibrated median error exceeds this are not `recognised`
-    rec_parallax: float = 2.0  # recognised only when the strongest verified pair's parallax is below this (deg)
+    rec_parallax: float = MAX_PARALLAX_DEG  # recognised only when the strongest verified pair's parallax (deg)
+    rec_inliers: int = MIN_INLIERS  # is at most rec_parallax and it has at least rec_inliers inliers
     answer: str = "auto"  # scene / fallback answers: auto (per gallery, from calibration) | own | knn | blend
 
 
@@ -339,7 +344,9 @@ class RerankPredictor(BasePredictor):
             loc = self._locate(score, g, verify, knn_answer, skip=skip,
                                camera=lambda ch: self._camera(kq, dq, f, ch, matched, poses, keys[q]),
                                parallax=lambda ver: self._parallax(kq, dq, f, ver, matched, poses, keys[q]))
-            out = {"holdout": h, "kind": loc.kind, "parallax": (loc.parallax or [np.inf])[0]}
+            ver = sorted((n for n in loc.checked.values() if n >= c.min_inliers), reverse=True)
+            out = {"holdout": h, "kind": loc.kind, "parallax": (loc.parallax or [np.inf])[0],
+                   "inliers": ver[0] if ver else 0, "n_verified": len(ver)}
             for ch in CHOICES:
                 p, sp = candidate(ch, (loc.pos, loc.spread), loc.knn[:2])
                 out[ch + "_err"], out[ch + "_spread"] = float(np.linalg.norm(p - self.en[q])), float(sp)
@@ -469,7 +476,8 @@ class RerankPredictor(BasePredictor):
             pos, spread, support = res
             ver = {j: n for j, n in checked.items() if n >= c.min_inliers}
             par = parallax(ver) if parallax is not None else []
-            kind = "recognised" if at_gallery_spot(par, c.rec_parallax) else SCENE
+            strongest = sorted(ver.values(), reverse=True)
+            kind = "recognised" if at_gallery_spot(par, strongest, c.rec_parallax, c.rec_inliers) else SCENE
             return Located(kind, pos, spread, np.array(support, int),
                            np.array([checked[j] for j in support], float), checked,
                            camera(checked) if camera is not None else None, knn, par)
