@@ -80,5 +80,6 @@ def test_answer_kind_and_choice_helpers():
         candidate("median", own, knn)
     assert choose({"own": [10, 10], "knn": [5, 30], "blend": [8, 8]}, [0.5, 0.5]) == "blend"
     assert choose({"own": [1.0], "knn": [1.0]}, [1.0]) == "own"  # a tie keeps the method's own answer
+    assert choose({"own": [10.0], "knn": [9.7]}, [1.0]) == "own"  # 3% better: within the margin
     assert status_words(True) == "recognised" and status_words(False) == "not recognised"
     assert "within the gallery's area" in radius_words(False) and "area" not in radius_words(True)

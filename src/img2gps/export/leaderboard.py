@@ -124,7 +124,7 @@ HANDLED = {
     "knn": {"embed", "k", "agg", "coverage", "regression_spec", "index"},
     "rerank": {"embed", "vlad", "topn", "near_m", "near_max", "max_verify", "stop_inliers", "max_side", "features",
                "ratio", "ransac_px", "min_inliers", "cluster_m", "fallback", "fallback_k", "fallback_t", "k",
-               "coverage", "calib", "index", "cache_mb"},
+               "coverage", "calib", "index", "cache_mb", "answer", "rec_parallax", "rec_inliers"},
 }
 
 
@@ -193,6 +193,13 @@ def _rerank(p) -> tuple[dict, dict]:
     keys = ("topn", "near_m", "near_max", "max_verify", "stop_inliers", "max_side", "features", "ratio", "ransac_px",
             "min_inliers", "cluster_m", "fallback", "fallback_k", "fallback_t", "k")
     r = {k: getattr(c, k) for k in keys}
+    # A verified photo's position is the consensus whatever its kind unless calibration chose another answer for
+    # scenes seen from elsewhere; telling those apart needs the pose stage, which model.py does not carry.
+    if p.answer_choice.get("scene", "own") != "own":
+        raise ModelError(f"{p.spec}: this model answers scenes seen from elsewhere with "
+                          f"{p.answer_choice['scene']!r}, which the leaderboard model.py cannot reproduce; "
+                          "fit it with rerank:answer=own to export it")
+    r["fallback_answer"] = p.answer_choice.get("fallback", "own")
     r.update(max_iters=int(p.vcfg.max_iters), z=[[float(m), float(s)] for m, s in p.zstats])
     cfg = {"method": "rerank", "decode_side": p.query_max_side, "encoder": enc, "rerank": r,
            "frame": [p.knn.frame.lat0, p.knn.frame.lon0]}
