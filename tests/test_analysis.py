@@ -69,6 +69,7 @@ def test_gallery_sizes_estimated_from_the_protocol_when_not_recorded():
     assert not exact and sizes == {"0.5": 4.5, "1": 9.0}
 
 
+@pytest.mark.slow
 def test_bench_fractions_write_a_learning_curve(gallery_dir, tmp_path, capsys):
     out = tmp_path / "b.json"
     assert main(["bench", "--data", str(gallery_dir), "--protocol", "kfold:3", "--methods", "mean-coordinate",
@@ -121,9 +122,10 @@ def test_backbone_specs_skip_trained_methods_on_onnx_backbones():
     with pytest.raises(ModelError, match="unknown backbone"):
         specs_for(BackboneConfig(backbones=("resnet",)))
     with pytest.raises(ModelError, match="template"):
-        specs_for(BackboneConfig(methods=("sfm",)))
+        specs_for(BackboneConfig(methods=("mean-coordinate",)))
 
 
+@pytest.mark.slow
 def test_backbones_cli_writes_one_table(gallery_dir, tmp_path):
     out = tmp_path / "bb"
     assert main(["analyze", "backbones", "--data", str(gallery_dir), "--out", str(out), "--backbones", "lite0",
@@ -152,6 +154,7 @@ def test_shaping_change_is_paired_and_counts_photos():
         paired(preds, "a", "c")
 
 
+@pytest.mark.slow
 def test_shaping_cli_maps_the_same_photos(gallery_dir, tmp_path):
     out = tmp_path / "sh"
     assert main(["analyze", "shaping", "--data", str(gallery_dir), "--out", str(out), "--before", "mean-coordinate",

@@ -79,6 +79,7 @@ def penn_model(tmp_path_factory):
         yield out, SHARED_DATA / "penn91" / "images" / held_out[0], (row.Latitude, row.Longitude), len(gallery)
 
 
+@pytest.mark.slow
 def test_upload_a_held_out_photo_in_headless_chromium(penn_model, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_bin = shutil.which("chromedriver")

@@ -1,8 +1,11 @@
 import json
 
+import pytest
+
 from img2gps.cli import main
 
 
+@pytest.mark.slow
 def test_fit_bench_eval_demo_cli(gallery_dir, tmp_path, capsys):
     model = tmp_path / "model"
     assert main(["fit", "--data", str(gallery_dir), "--method", "knn:k=1", "--out", str(model),

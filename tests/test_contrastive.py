@@ -7,7 +7,7 @@ import torch
 
 from img2gps.data import load_dataset
 from img2gps.errors import ModelError
-from img2gps.predictors.contrastive import geo_contrastive_loss, similarity_targets
+from img2gps.predictors.trained.contrastive import geo_contrastive_loss, similarity_targets
 from img2gps.predictors.registry import load_model, make_predictor
 
 from synth import assert_same_prediction
@@ -46,6 +46,7 @@ def test_similarity_targets_decay_with_distance_in_metres():
     assert t[0, 1] == pytest.approx(1.0) and t[0, 2] == pytest.approx(np.exp(-2.0), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_fit_learns_and_retrieves_with_a_calibrated_radius(fitted, grid):
     h = fitted.history
     assert min(h.train_loss[-5:]) < 0.7 * h.train_loss[0]
@@ -58,6 +59,7 @@ def test_fit_learns_and_retrieves_with_a_calibrated_radius(fitted, grid):
     assert fitted.calibration["folds"] == 2 and fitted.radius_model.n_calibration == 12
 
 
+@pytest.mark.slow
 def test_held_out_photos_are_located_near_their_place(fitted):
     """Fresh photos of the 12 places (not gallery photos): the centre is ~52 m off on average; the contrastive
     k-NN was measured at ~21 m. A model that retrieved at random would not beat 0.75 x the centre."""
@@ -66,6 +68,7 @@ def test_held_out_photos_are_located_near_their_place(fitted):
     assert np.mean(errs <= radii) >= 0.75
 
 
+@pytest.mark.slow
 def test_save_load_round_trip_gives_identical_predictions(fitted, grid, tmp_path):
     fitted.save(tmp_path / "m")
     for name in ("model.json", "weights.pt", "embeddings.npy", "loss_curves.png", "train.log"):

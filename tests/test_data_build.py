@@ -17,7 +17,8 @@ from img2gps.data import build as build_mod
 from img2gps.data import cleaning as cl
 from img2gps.errors import DataError
 from img2gps.geo import LocalFrame
-from img2gps.photos import _dms as exif_dms, read_meta
+from img2gps.exif import dms as exif_dms
+from img2gps.photos import read_meta
 from synth import gps_exif
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

@@ -27,6 +27,7 @@ def exported(model_dir, tmp_path_factory):
     return out, buf.getvalue().strip()
 
 
+@pytest.mark.slow
 def test_export_writes_onnx_and_reports_the_difference(exported):
     import onnx
 
@@ -38,6 +39,7 @@ def test_export_writes_onnx_and_reports_the_difference(exported):
     assert float(line.rsplit(":", 1)[1]) < 1e-3
 
 
+@pytest.mark.slow
 def test_onnx_runtime_gives_the_same_predictions(exported, model_dir, tmp_path, capsys):
     exported = exported[0]
     q = tmp_path / "q.jpg"
@@ -54,6 +56,7 @@ def test_onnx_runtime_gives_the_same_predictions(exported, model_dir, tmp_path, 
     assert [n["score"] for n in b["neighbours"]] == pytest.approx([n["score"] for n in a["neighbours"]], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_runtime_onnx_without_a_file_exports_once_into_the_cache(model_dir):
     from img2gps.export import OnnxEncoder
 
@@ -65,6 +68,7 @@ def test_runtime_onnx_without_a_file_exports_once_into_the_cache(model_dir):
     assert m2.predictor.query_encoder.path == m.predictor.query_encoder.path
 
 
+@pytest.mark.slow
 def test_onnx_file_from_another_encoder_is_refused(exported, model_dir, tmp_path):
     import onnx
 

@@ -3,11 +3,13 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from img2gps.cli import main
 from synth import make_gallery, offset, scene, write_jpeg
 
 
+@pytest.mark.slow
 def test_index_add_equals_fit_on_union_and_skips_bad_photos(tmp_path, capsys):
     a = make_gallery(tmp_path / "a", n_places=3, views=2)
     raw = tmp_path / "raw"
@@ -58,6 +60,7 @@ def test_index_add_refuses_other_methods(tmp_path, capsys):
     assert (tmp_path / "m" / "model.json").read_text() == before
 
 
+@pytest.mark.slow
 def test_index_add_to_rerank_keeps_existing_keypoints(tmp_path, capsys):
     import h5py
 

@@ -44,6 +44,7 @@ def local_model(small, tmp_path_factory):
     return d / "model"
 
 
+@pytest.mark.slow
 def test_process_pool_equals_in_process(small, local_model, tmp_path, monkeypatch):
     p = fit_rerank(small, tmp_path / "cache", monkeypatch, tmp_path / "model", workers=2, engine="pool", batch=1)
     assert p.indexing_stats.computed == len(small)
@@ -51,6 +52,7 @@ def test_process_pool_equals_in_process(small, local_model, tmp_path, monkeypatc
     same_model(local_model, tmp_path / "model")
 
 
+@pytest.mark.slow
 def test_ray_data_on_two_local_workers_equals_in_process(small, local_model, tmp_path, monkeypatch):
     pytest.importorskip("ray")  # a test dependency (pyproject [test]); skips only where it is not installed
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -60,6 +62,7 @@ def test_ray_data_on_two_local_workers_equals_in_process(small, local_model, tmp
     same_model(local_model, tmp_path / "model")
 
 
+@pytest.mark.slow
 def test_killed_fit_resumes_without_recomputing_finished_photos(small, local_model, tmp_path, monkeypatch):
     calls = []
     real = indexing.extract_photo

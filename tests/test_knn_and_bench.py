@@ -56,6 +56,7 @@ def test_query_exif_gps_never_changes_the_prediction(gallery_dir, tmp_path):
     assert_same_prediction(a, c, abs_tol=0.0)
 
 
+@pytest.mark.slow
 def test_bench_json_fields_and_baseline(gallery_dir):
     ds = load_dataset(gallery_dir)
     res, preds = run_bench(ds, "kfold:3", ["knn:k=1"], progress=False)

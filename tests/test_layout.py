@@ -3,6 +3,7 @@ names cross modules, stages never import predictors, no import cycle between pre
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 from pathlib import Path
 
@@ -13,13 +14,24 @@ from img2gps.predictors import registry
 
 SRC = Path(img2gps.__file__).parent
 STAGES = ("retrieval", "verification", "localization")
+# what a pipeline stage never imports: the methods and everything built on them
+OUTER = ("predictors", "export", "api", "cli", "server", "evaluate")
+MAX_MODULE_LINES, MAX_CLASS_LINES = 400, 250
 
 
 def _modules():
-    for f in sorted(SRC.rglob("*.py")):
-        rel = f.relative_to(SRC.parent).with_suffix("")
+    return _parsed(SRC)
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(src: Path) -> tuple:
+    """(file, module name, AST) of every module under src, parsed once per test session."""
+    out = []
+    for f in sorted(src.rglob("*.py")):
+        rel = f.relative_to(src.parent).with_suffix("")
         # a package's __init__ keeps its name part, so relative imports resolve like any module's
-        yield f, ".".join(rel.parts), ast.parse(f.read_text(), str(f))
+        out.append((f, ".".join(rel.parts), ast.parse(f.read_text(), str(f))))
+    return tuple(out)
 
 
 def _imported(module: str, node: ast.ImportFrom) -> str:
@@ -95,7 +107,7 @@ def test_stages_never_import_predictors_or_the_cli():
                 names = ([_imported(module, node)] if isinstance(node, ast.ImportFrom)
                          else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
                 bad += [f"{module} imports {n}" for n in names
-                        if n.startswith(("img2gps.predictors", "img2gps.cli", "img2gps.evaluate"))]
+                        if n.startswith(tuple(f"img2gps.{x}" for x in OUTER))]
     assert not bad, "\n".join(bad)
 
 
@@ -117,3 +129,69 @@ def test_base_predictor_load_refuses_without_a_concrete_class(tmp_path):
 
     with pytest.raises(ModelError, match="load_model"):
         BasePredictor.load(tmp_path)
+
+
+def test_modules_and_classes_stay_small():
+    big = []
+    for f, module, tree in _modules():
+        if "templates" in f.parts:  # the leaderboard template is a standalone file, self-contained on purpose
+            continue
+        n = len(f.read_text().splitlines())
+        if n > MAX_MODULE_LINES:
+            big.append(f"{module}: {n} lines")
+        big += [f"{module}.{c.name}: {c.end_lineno - c.lineno + 1} lines" for c in ast.walk(tree)
+                if isinstance(c, ast.ClassDef) and c.end_lineno - c.lineno + 1 > MAX_CLASS_LINES]
+    assert not big, "\n".join(big)
+
+
+def _imports(module: str, tree: ast.AST):
+    """(source module, imported name) of every `from X import name` and (module, None) of every `import X`."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            src = _imported(module, node)
+            yield from ((src, a.name) for a in node.names)
+        elif isinstance(node, ast.Import):
+            yield from ((a.name, None) for a in node.names)
+
+
+def test_methods_never_import_another_methods_class():
+    owner = {}  # method class name -> the module (or package) that defines it
+    for name, target in registry.REGISTRY.items():
+        mod, cls = target.split(":")
+        owner[cls] = mod.rsplit(".", 1)[0] if mod.endswith(".method") else mod
+    bad = []
+    for f, module, tree in _modules():
+        for src, name in _imports(module, tree):
+            home = owner.get(name)
+            if home and not module.startswith(home) and src.startswith("img2gps"):
+                bad.append(f"{module} imports {name} from {src}")
+    assert not bad, "\n".join(bad)
+
+
+def test_methods_never_open_photos_or_read_exif():
+    """Methods get a types.Query (pixels + focal length) from whoever received the photo: no method module opens
+    a photo or reads its EXIF, so the query's own GPS and direction cannot reach it."""
+    banned = {"open_image", "open_query", "read_meta", "read_focal35", "read_bytes", "getexif"}
+    bad = []
+    for f, module, tree in _modules():
+        if not module.startswith("img2gps.predictors.") or module.endswith(".base"):
+            continue  # base.query() opens a photo given instead of a Query, through photos.open_query
+        bad += [f"{module} imports {name}" for src, name in _imports(module, tree) if name in banned]
+        bad += [f"{module}:{n.lineno} calls {n.attr}" for n in ast.walk(tree)
+                if isinstance(n, ast.Attribute) and n.attr in banned]
+    assert not bad, "\n".join(bad)
+
+
+def test_no_import_cycle_between_packages():
+    """The package graph (img2gps.X -> img2gps.Y when a module of X imports one of Y) has no cycle of two."""
+    edges = set()
+    for f, module, tree in _modules():
+        parts = module.split(".")
+        if len(parts) < 3:  # top-level modules (api, photos, ...) are not packages
+            continue
+        for src, _ in _imports(module, tree):
+            other = src.split(".")
+            if len(other) >= 3 and other[0] == "img2gps" and other[1] != parts[1] and (SRC / other[1]).is_dir():
+                edges.add((parts[1], other[1]))
+    cycles = sorted(f"{a} <-> {b}" for a, b in edges if (b, a) in edges and a < b)
+    assert not cycles, cycles

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from _use_helpers import build_model
+from states import hand_built_knn
 from img2gps import ModelError
 from img2gps.cli import main
 from img2gps.export.leaderboard import import_model_py, leaderboard_contents
@@ -44,6 +45,7 @@ def _quiet(args) -> tuple[int, str]:
     return code, buf.getvalue()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", SPECS)
 def test_protocol_equals_img2gps_eval(spec, split, site, tmp_path, monkeypatch):
     train, val = split
@@ -82,6 +84,7 @@ def test_protocol_equals_img2gps_eval(spec, split, site, tmp_path, monkeypatch):
         assert rows["source"].isin(["consensus", "pose", "scene"]).any()
 
 
+@pytest.mark.slow
 def test_lite_definition_matches_the_package():
     import torch
 
@@ -101,8 +104,7 @@ def test_lite_definition_matches_the_package():
 
 
 def test_onnx_only_encoder_is_refused_in_one_line(tmp_path, capsys):
-    md = build_model(tmp_path, "knn:embed=dinov2s-imgfocus:k=2")
-    capsys.readouterr()  # the fit's progress bar
+    md = hand_built_knn(tmp_path / "model", "knn:embed=dinov2s-imgfocus:k=2", 384)
     code = main(["export", "--model", str(md), "--format", "leaderboard", "--out", str(tmp_path / "lb")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
@@ -110,14 +112,7 @@ def test_onnx_only_encoder_is_refused_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "lb").exists()
 
 
-def test_sfm_is_refused_naming_the_missing_package():
-    class Fake:
-        name, spec = "sfm", "sfm"
-
-    with pytest.raises(ModelError, match="pycolmap.*rerank"):
-        leaderboard_contents(Fake())
-
-
+@pytest.mark.slow
 def test_rerank_query_encoder_exports_to_onnx_with_size_warning(tmp_path, capsys):
     md = build_model(tmp_path, "rerank:calib=3:features=300:max_side=256")
     capsys.readouterr()

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from img2gps.localization.georegister import robust_similarity, umeyama
 from img2gps.localization.pose import (PoseConfig, angle_diff_deg, bearing_deg, combine_headings, focal_px,
                                        intrinsics, level_rotation, place_camera, relative_pose, view_constraint)
 
@@ -112,33 +111,6 @@ def test_place_camera_needs_two_distinct_places_and_rejects_outliers():
 def test_combine_headings_is_circular_and_robust():
     h, members = combine_headings([355.0, 5.0, 1.0, 180.0], [1, 1, 1, 2.5])
     assert angle_diff_deg(h, 0.33) < 1.0 and members == [0, 1, 2]
-
-
-def test_georegistration_recovers_similarity_under_gps_noise():
-    rng = np.random.default_rng(0)
-    src = rng.uniform(-3, 3, (60, 3)) * [1, 1, 0.2]  # an SfM frame: arbitrary scale, orientation, origin
-    a = np.radians(37.0)
-    R = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]) @ \
-        np.array([[1, 0, 0], [0, np.cos(0.1), -np.sin(0.1)], [0, np.sin(0.1), np.cos(0.1)]])
-    s, t = 22.0, np.array([100.0, -40.0, 3.0])
-    dst = s * src @ R.T + t + rng.normal(0, 5.0 / np.sqrt(3), src.shape)  # ~5 m 3D GPS noise
-    dst[:8] += rng.uniform(60, 120, (8, 3))  # a few photos with wildly wrong positions
-    T = robust_similarity(src, dst, threshold_m=12.0)
-    assert abs(T.scale / s - 1) < 0.05
-    assert np.degrees(np.arccos(np.clip((np.trace(T.R.T @ R) - 1) / 2, -1, 1))) < 3.0
-    clean = s * src @ R.T + t
-    assert np.median(np.linalg.norm(T.apply(src) - clean, axis=1)) < 3.0
-    assert not T.inliers[:8].any() and T.inliers[8:].mean() > 0.9
-
-
-def test_georegistration_refuses_collinear_or_too_few_points():
-    line = np.c_[np.linspace(0, 10, 20), np.zeros(20), np.zeros(20)]
-    with pytest.raises(ValueError, match="non-collinear"):
-        robust_similarity(line, line * 3)
-    with pytest.raises(ValueError, match=">= 3"):
-        robust_similarity(line[:2], line[:2])
-    exact = umeyama(line[:5] + [[0, 1, 0]] * np.arange(5)[:, None] ** 2, 2 * (line[:5] + [[0, 1, 0]] * np.arange(5)[:, None] ** 2))
-    assert exact.scale == pytest.approx(2.0)
 
 
 def test_bench_heading_metrics_wrap_around_north():

@@ -12,7 +12,7 @@ from img2gps.errors import ModelError
 from img2gps.features.trainable import AttentionPool, resolve_backbone
 from img2gps.predictors.knn import KNNConfig, KNNPredictor
 from img2gps.predictors.registry import load_model, make_predictor
-from img2gps.predictors.regression import haversine_torch, metres_loss
+from img2gps.predictors.trained.regression import haversine_torch, metres_loss
 
 from trainable_data import held_out_errors, make_grid_dataset
 from synth import assert_same_prediction
@@ -53,6 +53,7 @@ def test_attention_pool_is_a_softmax_weighted_sum_per_head():
     assert torch.allclose(out, x.mean(dim=(2, 3))[:, None, :].expand(2, 4, 8), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_fit_learns_the_toy_set_and_predicts_with_a_radius(fitted, grid):
     h = fitted.history
     assert min(h.train_loss[-5:]) < 0.5 * h.train_loss[0]  # the training loss falls on an overfittable set
@@ -66,6 +67,7 @@ def test_fit_learns_the_toy_set_and_predicts_with_a_radius(fitted, grid):
     assert fitted.calibration["folds"] == 2
 
 
+@pytest.mark.slow
 def test_held_out_photos_beat_the_centre_and_fall_inside_the_radius(grid):
     """Fresh photos of the 12 places (not gallery photos): on a 120 x 80 m grid the centre is ~52 m off on average;
     this regressor was measured at 15.8 m (radius covering all 12). A model that learnt nothing fails.
@@ -78,6 +80,7 @@ def test_held_out_photos_beat_the_centre_and_fall_inside_the_radius(grid):
     assert np.median(errs) < 40 and np.mean(errs <= radii) >= 0.75
 
 
+@pytest.mark.slow
 def test_embeddings_are_the_256d_layer(fitted, grid):
     g = fitted.embed_dataset(grid)
     q = fitted.embed_images([grid.open(0), grid.open(1)])
@@ -87,6 +90,7 @@ def test_embeddings_are_the_256d_layer(fitted, grid):
     assert np.allclose(q[0], g[0], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_save_load_round_trip_gives_identical_predictions(fitted, grid, tmp_path):
     fitted.save(tmp_path / "m")
     files = {p.name for p in (tmp_path / "m").iterdir()}
@@ -104,6 +108,7 @@ def test_save_load_round_trip_gives_identical_predictions(fitted, grid, tmp_path
     assert np.array_equal(fitted.embed_images([grid.open(3)]), loaded.embed_images([grid.open(3)]))
 
 
+@pytest.mark.slow
 def test_training_is_deterministic(grid):
     spec = FAST + ":epochs=2:calib_folds=0"
     a, b = make_predictor(spec), make_predictor(spec)
@@ -162,6 +167,7 @@ def test_bad_options_are_one_line_errors():
         make_predictor("regression:mode=fast")
 
 
+@pytest.mark.slow
 def test_native_224px_lite0_path_trains_a_step(grid):
     p = make_predictor("regression:views=0:epochs=1:calib_folds=0")
     p.fit(grid)
@@ -169,6 +175,7 @@ def test_native_224px_lite0_path_trains_a_step(grid):
     assert np.isfinite(p.predict([grid.read(0)])[0].latitude)
 
 
+@pytest.mark.slow
 def test_full_finetune_mode_smoke_on_cpu(grid, tmp_path):
     # the GPU mode (whole backbone trained, live augmentation), one epoch on tiny images on the CPU
     p = make_predictor("regression:mode=full:input_size=64:epochs=1:calib_folds=0:batch=6")
@@ -181,10 +188,11 @@ def test_full_finetune_mode_smoke_on_cpu(grid, tmp_path):
     assert_same_prediction(a, b, abs_tol=0.0)  # the whole Prediction survives save/load
 
 
+@pytest.mark.slow
 def test_knn_over_regression_features_end_to_end(grid, tmp_path):
     knn = KNNPredictor(KNNConfig(embed="regression", regression_spec=FAST + ":epochs=3:calib_folds=0"))
     knn.fit(grid)
-    assert knn.vectors.shape == (12, 256)
+    assert knn.state.vectors.shape == (12, 256)
     a = knn.predict([grid.read(2)])[0]
     knn.save(tmp_path / "knn")
     b = load_model(tmp_path / "knn").predict([grid.read(2)])[0]
@@ -192,6 +200,7 @@ def test_knn_over_regression_features_end_to_end(grid, tmp_path):
     assert a.neighbours[0].image_id == "p02.jpg"  # a gallery photo finds itself first
 
 
+@pytest.mark.slow
 def test_train_blocks_fine_tunes_the_last_block_on_cached_inputs(grid, tmp_path):
     p = make_predictor(FAST + ":epochs=2:calib_folds=0:train_blocks=1")
     p.fit(grid)

@@ -44,6 +44,7 @@ def _one_line_errors(err: str) -> None:
         assert len(line) < 600
 
 
+@pytest.mark.slow
 def test_data_build_over_corpus(corpus, tmp_path, capsys):
     src, entries = corpus
     before = _tree(src)
@@ -91,6 +92,7 @@ def test_data_build_empty_and_no_gps_folders(tmp_path, capsys):
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
 
 
+@pytest.mark.slow
 def test_predict_cli_and_api_over_corpus(corpus, model_dir, capsys):
     from img2gps.api import Img2GPS
 
@@ -122,6 +124,7 @@ def test_predict_cli_and_api_over_corpus(corpus, model_dir, capsys):
             assert "\n" not in str(e)
 
 
+@pytest.mark.slow
 def test_server_over_corpus(corpus, model_dir):
     from fastapi.testclient import TestClient
 
@@ -153,6 +156,7 @@ def test_server_over_corpus(corpus, model_dir):
         assert client.get(f"/gallery/{bad}").status_code in (400, 404)
 
 
+@pytest.mark.slow
 def test_fit_and_bench_over_bad_csvs(gallery_dir, tmp_path, capsys):
     image = sorted(os.listdir(gallery_dir / "images"))[0]
     for name, text in build_csv_corpus(tmp_path, image).items():
@@ -211,6 +215,7 @@ def test_model_dir_damage_is_named(model_dir, tmp_path, capsys):
         assert expect[case] in err
 
 
+@pytest.mark.slow
 def test_sigterm_during_fit_keeps_previous_model(model_dir, gallery_dir, tmp_path):
     """Interrupting a re-fit leaves the previous model intact (atomic replace), never a half-written one."""
     import shutil
@@ -240,6 +245,7 @@ def test_sigterm_during_fit_keeps_previous_model(model_dir, gallery_dir, tmp_pat
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model.")]  # temp dirs cleaned up
 
 
+@pytest.mark.slow
 def test_short_load_test_has_no_5xx(model_dir, gallery_dir, tmp_path):
     """A short version of bench/load_test.py: concurrent good and bad uploads against a real server process."""
     import importlib.util

@@ -48,6 +48,7 @@ def fitted(gallery):
     return ds, held, p
 
 
+@pytest.mark.slow
 def test_rerank_recognises_other_views_to_metres(fitted):
     ds, held, p = fitted
     preds = p.predict([ds.read(i) for i in held], top_k=3)
@@ -63,9 +64,10 @@ def test_rerank_recognises_other_views_to_metres(fitted):
     # Calibration holds out each photo alone, with its same-spot siblings (all within 10 m) and with a 20 m
     # block: only alone can it be recognised (its siblings are turned views from its spot); with them left out
     # nothing of its scene remains, as for a user at a new spot.
-    assert p.calib_summary["n"] == 48 and p.calib_summary["same_spot_m"] == 10.0  # 16 photos, 3 hold-outs
-    kinds = p.calib_summary["kinds"]
-    assert kinds["consensus"]["self"] >= 14 and kinds["consensus"]["near"] == kinds["consensus"]["far"] == 0  # 15 of 16
+    summary = p.state.calibration.summary
+    assert summary["n"] == 48 and summary["same_spot_m"] == 10.0  # 16 photos, 3 hold-outs
+    kinds = summary["kinds"]
+    assert kinds["consensus"]["self"] >= 14 and kinds["consensus"]["near"] == kinds["consensus"]["far"] == 0  # 15/16
 
 
 def test_a_scene_seen_from_elsewhere_is_verified_but_not_recognised(fitted):
@@ -82,7 +84,7 @@ def test_a_scene_seen_from_elsewhere_is_verified_but_not_recognised(fitted):
 def test_rerank_exposes_its_query_encoder_and_retrieval_order(fitted):
     ds, held, p = fitted
     enc = p.query_encoder
-    assert enc is not None and enc is p.knn.query_encoder and enc.name == p.config.embed  # what ONNX export reads
+    assert enc is not None and enc is p.state.encoder and enc.name == p.config.embed  # what ONNX export reads
     (pred, ranked), = p.predict_ranked([ds.read(held[0])], top_k=3, n=5)
     assert len(ranked) == 5 and len(set(ranked.tolist())) == 5
     scene = ds.ids[held[0]].split("_")[0]
@@ -121,11 +123,12 @@ def test_save_load_round_trip_without_the_photo_folder(fitted, tmp_path):
                (y.recognised, y.source, y.heading_deg, [n.image_id for n in y.neighbours])
 
 
+@pytest.mark.slow
 def test_refit_on_a_subset_reuses_cached_features(gallery, monkeypatch, tmp_path):
     """A second fit (a bench fold) must not run SIFT again and must reuse the pair counts of the first fit:
     only the few pairs its slightly different shortlists reach are matched anew."""
     import img2gps.verification.local as local
-    import img2gps.predictors.rerank as rerank
+    import img2gps.predictors.rerank.query as rerank
 
     monkeypatch.setenv("IMG2GPS_CACHE", str(tmp_path))  # a cold cache: the first fit matches everything
     ds = load_dataset(gallery)
@@ -148,12 +151,12 @@ def test_refit_on_a_subset_reuses_cached_features(gallery, monkeypatch, tmp_path
     calls["n"] = 0
     p = make_predictor(SPEC)
     p.fit(ds.subset(range(1, len(ds))))
-    assert p.calib_summary["n"] == 3 * (len(ds) - 1)  # each held out alone, near and far
+    assert p.state.calibration.summary["n"] == 3 * (len(ds) - 1)  # each held out alone, near and far
     assert calls["n"] <= first // 2  # only pairs that the smaller gallery's shortlists newly reach
 
 
 def test_spec_validation():
-    with pytest.raises(ModelError, match="unknown embed"):
+    with pytest.raises(ModelError, match="embed must be one of lite0.*not .nope."):
         make_predictor("rerank:embed=nope")
     with pytest.raises(ModelError, match="topn"):
         make_predictor("rerank:topn=0")

@@ -99,6 +99,7 @@ def _clustered(n, dim=64, seed=5):
     return v.astype(np.float32)
 
 
+@pytest.mark.slow
 def test_index_factory_by_size_and_approximate_recall(tmp_path, monkeypatch):
     from img2gps.retrieval import database
     from img2gps.retrieval.database import CosineIndex, resolve_kind
@@ -138,7 +139,7 @@ def test_knn_spec_index_option_reaches_the_model(gallery_dir, tmp_path):
     assert rep["kind"] == "hnsw" and 0.0 <= rep["recall_at_10_vs_exact"] <= 1.0
     p.save(tmp_path / "m")
     assert json.loads((tmp_path / "m" / "model.json").read_text())["state"]["index"]["kind"] == "hnsw"
-    assert load_model(tmp_path / "m").index.kind == "hnsw"
+    assert load_model(tmp_path / "m").state.index.kind == "hnsw"
 
 
 def test_load_hashes_small_files_and_verify_hashes_everything(tmp_path, monkeypatch, capsys):

@@ -119,6 +119,7 @@ def test_bad_uploads_get_clear_4xx(client, case, status, message):
     assert message in detail
 
 
+@pytest.mark.slow
 def test_one_pixel_limit_and_every_oversize_refusal_is_413(loaded):
     """A 108 MP (12000x9000) phone photo passes at the default limit (Pillow's ~89 MP bomb guard must not fire
     first); with a lower --max-megapixels it gets 413; so does a header that claims more than Pillow allows."""

@@ -2,7 +2,7 @@
 
 Loading reads the saved gallery embeddings and index (nothing is re-embedded); the encoder's weights load on the
 first prediction (or `warmup()`). The query's own EXIF position is read here, after the predictor has answered,
-and only for display: predictors get pixels with all metadata stripped (BasePredictor.predict -> open_image).
+and only for display: predictors get a types.Query (pixels and focal length; photos.open_query).
 """
 from __future__ import annotations
 
@@ -19,20 +19,11 @@ from PIL import Image
 from .errors import ModelError, PhotoError
 from .geo import haversine_m
 from .modeldir import read_manifest, thumb_name
-from .photos import MAX_PIXELS, ImageInput, describe, open_image, read_bytes, read_focal35, read_meta
-from .predictors.base import Prediction
+from .photos import MAX_PIXELS, ImageInput, describe, open_query, read_bytes
+from .types import Prediction
 from .predictors.registry import load_model
 
 RUNTIMES = ("torch", "onnx")
-
-
-def exif_position(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[float, float] | None:
-    """The photo's own EXIF GPS position, or None when it has none (or its EXIF is unreadable)."""
-    try:
-        meta = read_meta(data, max_pixels=max_pixels)
-    except PhotoError:
-        return None
-    return (float(meta.latitude), float(meta.longitude)) if meta.has_gps else None
 
 
 def exif_distance_m(pred: Prediction) -> float | None:
@@ -120,17 +111,15 @@ class Img2GPS:
         if not isinstance(data, (bytes, Image.Image, np.ndarray)):
             raise PhotoError(name, f"unsupported input type {type(image).__name__} (path, bytes, PIL image or array)")
         try:
-            # decoded here, under this object's pixel limit; the predictor gets bare pixels (no EXIF)
-            pixels = open_image(data, max_side=getattr(self.predictor, "query_max_side", None),
-                                max_pixels=max_pixels) if isinstance(data, bytes) else data
+            # opened here, once, under this object's pixel limit: the predictor gets a Query (pixels + focal
+            # length), the EXIF position stays here, for display only
+            query, meta = open_query(data, max_side=self.predictor.query_max_side, max_pixels=max_pixels)
             with self._lock:  # one query at a time: 2 cores gain nothing from parallel embeddings
-                # the focal length is the one piece of query metadata a method may use (camera model)
-                focal = [read_focal35(data)] if isinstance(data, bytes) else None
-                pred = self.predictor.predict([pixels], top_k=int(top_k), focal35=focal)[0]
+                pred = self.predictor.predict([query], top_k=int(top_k))[0]
         except PhotoError as e:
             raise type(e)(name, e.problem) from None  # name the file, not "<12345 bytes>"
-        if isinstance(data, bytes):
-            pred.photo_exif_position = exif_position(data, max_pixels)
+        if meta is not None:
+            pred.photo_exif_position = (float(meta.latitude), float(meta.longitude)) if meta.has_gps else None
         return pred
 
     def predict_many(self, images: Sequence[ImageInput], top_k: int = 5) -> list[Prediction]:

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from .data.sources import GeoDataset
 from .data.splits import Fold, folds_for_protocol
 from .geo import LocalFrame, haversine_m, latlon_sd, spatial_clusters, z2_error
+from .photos import open_query
 from .predictors.registry import make_predictor
 
 BASELINE = "mean-coordinate"
@@ -128,7 +129,8 @@ def score_queries(p, ds: GeoDataset, indices, lat_sd: float = 1.0, lon_sd: float
     for i in tqdm(list(indices), desc="eval", unit="photo", disable=not progress):
         data = ds.read(int(i))  # bytes: decoding is part of the timed query, as for a user
         t0 = time.perf_counter()
-        pred, ranked = p.predict_ranked([data], top_k=top_k, n=max(RECALL_N))[0]
+        query = open_query(data, max_side=p.query_max_side)[0]
+        pred, ranked = p.predict_ranked([query], top_k=top_k, n=max(RECALL_N))[0]
         ms = (time.perf_counter() - t0) * 1000
         if predictions is not None:
             predictions.append(pred)
@@ -182,7 +184,7 @@ def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, 
     sd = latlon_sd(train.lat, train.lon)
     gal_heading = dict(zip(train.ids, train.table["heading"])) if "heading" in train.table else {}
     if warm and len(fold.val):  # one untimed query so lazy loading is not counted as latency
-        p.predict([ds.read(int(fold.val[0]))], top_k=top_k)
+        p.predict([open_query(ds.read(int(fold.val[0])), max_side=p.query_max_side)[0]], top_k=top_k)
     rows = score_queries(p, ds, fold.val, *sd, top_k)
     for row in rows:  # the copy-heading baseline: the heading of the best verified gallery photo
         row["copy_heading"] = float(gal_heading.get(row["best_verified"], np.nan))

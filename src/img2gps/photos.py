@@ -1,12 +1,10 @@
 """Open any photo safely: format checks, orientation, EXIF GPS/time/device, and metadata stripping."""
 from __future__ import annotations
 
+import contextlib
 import io
-import math
 import os
 import warnings
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Union
 
@@ -14,6 +12,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageTooLarge, PhotoError
+from .exif import EXIF_IFD, PhotoMeta, focal35_from_exif, meta_from_exif
+from .types import Query
 
 try:  # HEIC/HEIF support; registering an opener is idempotent.
     import pillow_heif
@@ -32,25 +32,6 @@ MAX_PIXELS = 120_000_000
 MAX_BYTES = 60 * 1024 * 1024
 HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif"}
 
-_GPS_IFD = 0x8825
-_EXIF_IFD = 0x8769
-
-
-@dataclass
-class PhotoMeta:
-    latitude: float | None = None
-    longitude: float | None = None
-    time: str | None = None  # ISO 8601, camera local time (EXIF has no zone unless OffsetTime is set)
-    device: str | None = None
-    width: int = 0
-    height: int = 0  # after orientation
-    gps_problem: str | None = None  # why there is no position, when there is none
-    heading: float | None = None  # EXIF GPSImgDirection, degrees from true north (magnetic-referenced: None)
-    focal35: float | None = None  # 35 mm-equivalent focal length in mm (see focal35_from_exif)
-
-    @property
-    def has_gps(self) -> bool:
-        return self.latitude is not None and self.longitude is not None
 
 
 def readable_name(name: str) -> str:
@@ -135,21 +116,38 @@ def read_bytes(path: str | Path) -> bytes:
 
 def _open_pil(data: bytes, name: str, max_side: int | None = None, decode: bool = True,
               max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open and fully decode, mapping every PIL failure to a one-line PhotoError (ImageTooLarge above max_pixels).
-
-    With max_side, JPEGs are decoded at a reduced DCT scale (PIL draft): 4-8x faster for a 12 MP photo.
-    Library warnings are never printed (a real failure raises; read_meta turns EXIF damage into reasons)."""
+    """Open (and with decode, fully decode), mapping every PIL failure to a one-line PhotoError (ImageTooLarge
+    above max_pixels). Library warnings are never printed (a real failure raises; read_meta turns EXIF damage
+    into reasons)."""
     if not data:
         raise PhotoError(name, "empty file (0 bytes)")
-    reasons: list[str] = []
+    with _pil_errors(data, name, max_pixels):
+        im = Image.open(io.BytesIO(data))
+        check_pixels(im.width, im.height, name, max_pixels)
+    if decode:
+        _decode(im, data, name, max_side, max_pixels)
+    elif im.width < 1 or im.height < 1:
+        raise PhotoError(name, "image has no pixels")
+    return im
+
+
+def _decode(im: Image.Image, data: bytes, name: str, max_side: int | None, max_pixels: int) -> None:
+    """Decode the pixels of an opened photo. With max_side, JPEGs are decoded at a reduced DCT scale (PIL draft):
+    4-8x faster for a 12 MP photo."""
+    with _pil_errors(data, name, max_pixels):
+        if max_side and im.format in ("JPEG", "MPO"):  # MPO: a phone's multi-picture JPEG
+            im.draft("RGB", (max_side, max_side))
+        im.load()
+    if im.width < 1 or im.height < 1:
+        raise PhotoError(name, "image has no pixels")
+
+
+@contextlib.contextmanager
+def _pil_errors(data: bytes, name: str, max_pixels: int):
+    """PIL failures (and warnings) inside the block -> one-line PhotoError naming the photo."""
     try:
-        with library_warnings_to(reasons):
-            im = Image.open(io.BytesIO(data))
-            check_pixels(im.width, im.height, name, max_pixels)
-            if max_side and im.format in ("JPEG", "MPO"):  # MPO: a phone's multi-picture JPEG
-                im.draft("RGB", (max_side, max_side))
-            if decode:
-                im.load()
+        with library_warnings_to([]):
+            yield
     except PhotoError:
         raise
     except Image.DecompressionBombError:
@@ -161,18 +159,25 @@ def _open_pil(data: bytes, name: str, max_side: int | None = None, decode: bool 
         raise PhotoError(name, "unknown or unsupported image format") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise PhotoError(name, f"corrupt or truncated image ({' '.join(str(e).split())})") from None
-    if im.width < 1 or im.height < 1:
-        raise PhotoError(name, "image has no pixels")
-    return im
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """Upright RGB with no metadata attached (so nothing downstream can read the EXIF GPS)."""
-    try:
-        with library_warnings_to([]):  # a broken EXIF block should not lose the photo, nor print a warning
-            im = ImageOps.exif_transpose(im)
-    except Exception:  # a broken orientation tag should not lose the photo
-        pass
+# EXIF Orientation (tag 0x0112) -> the transpose that makes the pixels upright (as ImageOps.exif_transpose).
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
+def _to_rgb(im: Image.Image, orientation: int | None = None, strip: bool = True) -> Image.Image:
+    """Upright RGB with no metadata attached (so nothing downstream can read the EXIF GPS). `orientation`: the
+    EXIF orientation when the caller already read the EXIF (else it is read from the image)."""
+    if orientation is None:
+        try:
+            with library_warnings_to([]):  # a broken EXIF block should not lose the photo, nor print a warning
+                im = ImageOps.exif_transpose(im)
+        except Exception:  # a broken orientation tag should not lose the photo
+            pass
+    elif orientation in _UPRIGHT:
+        im = im.transpose(_UPRIGHT[orientation])
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
         bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
@@ -182,7 +187,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         hi = arr.max() or 1.0
         im = Image.fromarray((arr / hi * 255).astype(np.uint8))
     rgb = im.convert("RGB")
-    return strip_metadata(rgb)
+    return strip_metadata(rgb) if strip else rgb
 
 
 def strip_metadata(im: Image.Image) -> Image.Image:
@@ -217,79 +222,6 @@ def open_image(src: ImageInput, max_side: int | None = None, max_pixels: int = M
     return out
 
 
-def _ratio(x) -> float:
-    try:
-        if isinstance(x, tuple) and len(x) == 2:
-            num, den = x
-            return float(num) / float(den) if float(den) != 0 else math.nan
-        return float(x)
-    except (TypeError, ValueError, ZeroDivisionError):
-        return math.nan
-
-
-def _dms(value, ref, pos: str, neg: str, limit: float) -> float:
-    if value is None:
-        raise ValueError("missing")
-    parts = list(value) if isinstance(value, (tuple, list)) else [value]
-    parts = [_ratio(p) for p in parts] + [0.0, 0.0]
-    # EXIF rationals are unsigned, but some writers store signed parts; the ref alone decides the hemisphere.
-    deg = abs(parts[0]) + abs(parts[1]) / 60 + abs(parts[2]) / 3600
-    if not math.isfinite(deg):
-        raise ValueError("zero denominator or non-numeric value")
-    ref = (ref.decode(errors="ignore") if isinstance(ref, bytes) else str(ref or "")).strip("\x00 ").upper()
-    if ref not in (pos, neg):
-        what = "latitude" if pos == "N" else "longitude"
-        raise ValueError(f"{what} reference {pos}/{neg} missing" if not ref else
-                         f"{what} reference {ref!r} is not {pos} or {neg}")
-    if ref == neg:
-        deg = -deg
-    if abs(deg) > limit:
-        raise ValueError(f"out of range ({deg})")
-    return deg
-
-
-def _clean_str(v) -> str | None:
-    if v is None:
-        return None
-    if isinstance(v, bytes):
-        v = v.decode(errors="ignore")
-    v = str(v).replace("\x00", "").strip()
-    return v or None
-
-
-def _heading(gps) -> float | None:
-    """GPSImgDirection (tag 17) in [0, 360) when referenced to true north (tag 16 'T'); else None."""
-    if not gps or 17 not in gps:
-        return None
-    ref = _clean_str(gps.get(16))
-    if ref is not None and ref.upper() != "T":
-        return None  # magnetic north: the declination is unknown here, so no usable bearing
-    v = _ratio(gps.get(17))
-    return float(v % 360.0) if math.isfinite(v) and 0 <= v <= 360 else None
-
-
-def focal35_from_exif(sub, width: int, height: int) -> float | None:
-    """35 mm-equivalent focal length (mm) from an EXIF sub-IFD: FocalLengthIn35mmFilm (0xA405), else FocalLength
-    (0x920A) scaled by the sensor diagonal that FocalPlaneX/YResolution (0xA20E/0xA20F, unit 0xA210) imply for
-    the EXIF pixel size (0xA002/0xA003, else width x height). None when neither is usable."""
-    if not sub:
-        return None
-    f35 = _ratio(sub.get(0xA405)) if sub.get(0xA405) is not None else math.nan
-    if math.isfinite(f35) and 1 <= f35 <= 2000:
-        return float(f35)
-    f = _ratio(sub.get(0x920A)) if sub.get(0x920A) is not None else math.nan
-    xres = _ratio(sub.get(0xA20E)) if sub.get(0xA20E) is not None else math.nan
-    yres = _ratio(sub.get(0xA20F)) if sub.get(0xA20F) is not None else xres
-    unit_mm = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}.get(sub.get(0xA210, 2))
-    pw, ph = sub.get(0xA002) or width, sub.get(0xA003) or height
-    if not (math.isfinite(f) and f > 0 and math.isfinite(xres) and xres > 0 and math.isfinite(yres) and yres > 0
-            and unit_mm and pw and ph):
-        return None
-    diag_mm = math.hypot(float(pw) / xres * unit_mm, float(ph) / yres * unit_mm)
-    f35 = f * 43.27 / diag_mm if diag_mm > 0 else math.nan
-    return float(f35) if math.isfinite(f35) and 1 <= f35 <= 2000 else None
-
-
 def read_focal35(src: ImageInput) -> float | None:
     """The only query metadata a method may read: its 35 mm-equivalent focal length (None when unknown).
 
@@ -307,7 +239,7 @@ def read_focal35(src: ImageInput) -> float | None:
             return None
         with library_warnings_to([]):  # a damaged EXIF block must not print a library warning
             exif = im.getexif()
-            return focal35_from_exif(exif.get_ifd(_EXIF_IFD), *im.size) if exif else None
+            return focal35_from_exif(exif.get_ifd(EXIF_IFD), *im.size) if exif else None
     except Exception:
         return None
 
@@ -320,60 +252,46 @@ def read_meta(src: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> PhotoMet
     data = read_bytes(src) if isinstance(src, (str, Path)) else src
     # header and EXIF only: pixels are checked when the photo is opened
     im = _open_pil(data, name, decode=False, max_pixels=max_pixels)
+    return _meta_of(im)[0]
+
+
+def _meta_of(im: Image.Image):
+    """(PhotoMeta, the Exif object or None) of an opened photo: its EXIF is read here, once."""
     reasons: list[str] = []
     with library_warnings_to(reasons):
-        return _read_exif(im, reasons)
-
-
-def _read_exif(im: Image.Image, reasons: list[str]) -> PhotoMeta:
-    meta = PhotoMeta()
-    try:
-        exif = im.getexif()
-    except Exception:
-        exif = None
-    w, h = im.size
-    if exif is not None and exif.get(0x0112) in (5, 6, 7, 8):
-        w, h = h, w
-    meta.width, meta.height = w, h
-    if not exif:
-        meta.gps_problem = "no EXIF metadata (no GPS position)"
-        return meta
-    make, model = _clean_str(exif.get(0x010F)), _clean_str(exif.get(0x0110))
-    # "Apple" + "iPhone 13" -> "Apple iPhone 13"; "samsung" + "SM-A315F" likewise; no doubled make.
-    meta.device = model if (make and model and model.lower().startswith(make.lower())) else (
-        " ".join(x for x in (make, model) if x) or None)
-    try:
-        sub = exif.get_ifd(_EXIF_IFD)
-    except Exception:
-        sub = {}
-    t = _clean_str(sub.get(0x9003) or exif.get(0x0132))
-    if t:
         try:
-            meta.time = datetime.strptime(t[:19], "%Y:%m:%d %H:%M:%S").isoformat()
-        except ValueError:
-            meta.time = None
-    meta.focal35 = focal35_from_exif(sub, w, h)
-    n_before = len(reasons)
+            exif = im.getexif()
+        except Exception:
+            exif = None
+        return meta_from_exif(exif, im.size, reasons), exif
+
+
+def open_query(src: ImageInput, max_side: int | None = None,
+               max_pixels: int = MAX_PIXELS) -> tuple[Query, PhotoMeta | None]:
+    """A query photo -> (types.Query, its EXIF facts for display or None), the photo opened once and its EXIF read
+    once. max_side: the long side the model decodes queries at (JPEGs at a reduced DCT scale, then LANCZOS); None
+    = full size. Paths and bytes give PhotoMeta (the query's own GPS is for display only: Query never holds it);
+    a PIL image gives its attached focal length and no meta; an array neither.
+
+    Raises PhotoError (ImageTooLarge above max_pixels) with a one-line reason naming the photo."""
+    name = describe(src)
+    data = read_bytes(src) if isinstance(src, (str, Path)) else bytes(src) if isinstance(src, bytearray) else src
+    if not isinstance(data, bytes):
+        focal = read_focal35(data)  # a PIL image's attached EXIF; arrays have none
+        return Query(np.asarray(open_image(data, max_side=max_side, max_pixels=max_pixels)), focal, name), None
+    im = _open_pil(data, name, decode=False, max_pixels=max_pixels)
+    meta, exif = _meta_of(im)  # header only, before any DCT scaling changes im.size
     try:
-        gps = exif.get_ifd(_GPS_IFD)
+        with library_warnings_to([]):
+            focal = focal35_from_exif(exif.get_ifd(EXIF_IFD), *im.size) if exif else None
     except Exception:
-        gps = None
-    meta.heading = _heading(gps)
-    if _GPS_IFD in exif and (gps is None or len(reasons) > n_before or not gps):
-        # a GPS pointer that leads nowhere, or a block Pillow could only read in part
-        meta.gps_problem = "EXIF GPS block is corrupt"
-        return meta
-    if not gps or (gps.get(2) is None and gps.get(4) is None):
-        meta.gps_problem = "no GPS position in EXIF" + (" (its GPS block holds no latitude/longitude)" if gps else "")
-        return meta
+        focal = None
+    _decode(im, data, name, max_side, max_pixels)
     try:
-        lat = _dms(gps.get(2), gps.get(1), "N", "S", 90.0)
-        lon = _dms(gps.get(4), gps.get(3), "E", "W", 180.0)
-    except ValueError as e:
-        meta.gps_problem = f"invalid EXIF GPS ({e})"
-        return meta
-    if lat == 0.0 and lon == 0.0:
-        meta.gps_problem = "EXIF GPS is (0, 0), a placeholder, not a position"
-        return meta
-    meta.latitude, meta.longitude = lat, lon
-    return meta
+        orientation = int(exif.get(0x0112, 1)) if exif else 1
+    except (TypeError, ValueError):
+        orientation = 1
+    rgb = _to_rgb(im, orientation, strip=False)  # the array below carries no metadata
+    if max_side and max(rgb.size) > max_side:
+        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return Query(np.asarray(rgb), focal, name), meta

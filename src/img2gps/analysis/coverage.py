@@ -71,7 +71,8 @@ def loo_knn_errors(ds, embed: str, k: int) -> np.ndarray:
     """Leave-one-out k-NN error of every gallery photo (cached embeddings, the paper's weighted mean)."""
     from ..retrieval.encoders import get_encoder
     from ..features.cache import embed_dataset
-    from ..retrieval.database import CosineIndex, aggregate
+    from ..localization.aggregate import aggregate
+    from ..retrieval.database import CosineIndex
 
     vecs = embed_dataset(get_encoder(embed), ds)
     en = LocalFrame.around(ds.lat, ds.lon).to_en(ds.lat, ds.lon)

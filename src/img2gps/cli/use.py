@@ -62,13 +62,10 @@ def expand_photos(args: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def _record(photo: str, pred) -> dict:
-    from ..api import exif_distance_m
-
     from ..photos import readable_name
+    from ..types import prediction_dict
 
-    d = {"photo": readable_name(photo)}
-    d.update(pred.to_dict())
-    d["exif_distance_m"] = exif_distance_m(pred)
+    d = prediction_dict(pred, photo=readable_name(photo))
     d["exif_problem"] = None if pred.photo_exif_position else _exif_problem(photo)
     return d
 
@@ -98,7 +95,7 @@ def _text(rec: dict) -> str:
         lines.append(f"  photo EXIF  {la:.6f}, {lo:.6f}   {rec['exif_distance_m']:.0f} m from the prediction")
     elif rec.get("exif_problem"):
         lines.append(f"  photo EXIF  no position ({rec['exif_problem']})")
-    neighbours = sorted(rec["neighbours"], key=lambda n: -n["score"])
+    neighbours = rec["neighbours"]  # best first, as the method ranked them
     if neighbours:
         lines.append("  supporting gallery photos (" + ("inliers of the verified match" if rec["recognised"]
                                                         else "cosine similarity of the embeddings") + "):")

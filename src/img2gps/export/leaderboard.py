@@ -8,7 +8,7 @@ numbers (gallery embeddings, keypoints, positions, trained weights) travel in mo
 
 Exportable: mean-coordinate, knn (embed lite0/lite1/lite2 or regression), regression, contrastive, rerank.
 Refused with a one-line reason: ONNX-only encoders (dinov2s-imgfocus: the backend has no onnxruntime), online
-torchvision backbones (b0..b3), and methods that need packages the backend lacks (sfm: pycolmap).
+torchvision backbones (b0..b3).
 """
 from __future__ import annotations
 
@@ -30,8 +30,6 @@ from ..errors import ModelError
 TEMPLATES = Path(__file__).parent / "templates"
 FILES = ("model.py", "preprocess.py", "model.pt", "README.md")
 CONFIG_MARK = "CONFIG = {}  # @CONFIG@ (written by img2gps export)"
-NEAREST = {"sfm": "it needs pycolmap, which the leaderboard backend lacks; fit `rerank` (retrieval + OpenCV "
-                  "geometric verification, its nearest exportable form) and export that"}
 
 
 @dataclass
@@ -164,45 +162,45 @@ def _contrastive(p) -> tuple[dict, dict]:
 
 
 def _knn(p) -> tuple[dict, dict]:
-    _check_options(p, p.index)
+    st = p.state  # predictors.knn.KNNState
+    _check_options(p, st.index)
     cfg = {"method": "knn", "decode_side": p.query_max_side, "knn": {"k": p.config.k, "agg": p.config.agg},
-           "frame": [p.frame.lat0, p.frame.lon0]}
+           "frame": [st.frame.lat0, st.frame.lon0]}
     if p.embedder is not None:  # embed=regression: the trained model's 256-d layer
         cfg["encoder"], state = _trained_network(p.embedder)
         cfg["head"] = _head_config(p.embedder)
     else:
         cfg["encoder"], state = _frozen_encoder(p.query_encoder, p.spec)
-    state.update(_gallery(p.vectors, p.en))
+    state.update(_gallery(st.vectors, st.en))
     return cfg, state
 
 
 def _rerank(p) -> tuple[dict, dict]:
-    _check_options(p, p.knn.index)
-    c = p.config
-    if not p.fcfg.root or not p.vcfg.mutual:
-        raise ModelError(f"{p.spec}: the leaderboard export verifies with RootSIFT and mutual matches only")
-    enc, state = _frozen_encoder(p.knn.query_encoder, p.spec)
-    state.update(_gallery(p.knn.vectors, p.en))
-    kps = list(p.store)  # the gallery's keypoints, streamed from the model's keypoint store
+    """From the model's (state, config): predictors.rerank.RerankState and RerankConfig."""
+    st, c = p.state, p.config
+    _check_options(p, st.knn.index)
+    enc, state = _frozen_encoder(st.encoder, p.spec)
+    state.update(_gallery(st.knn.vectors, st.en))
+    kps = list(st.store)  # the gallery's keypoints, streamed from the model's keypoint store
     state.update({"kp_xy": _t(np.concatenate([k.xy for k in kps]), np.float32),
                   "kp_desc": _t(np.concatenate([k.desc for k in kps]), np.uint8),
                   "kp_counts": _t([len(k) for k in kps], np.int64)})
-    if p.codebook is not None:
-        state.update({"vlad_centroids": _t(p.codebook.centroids, np.float32),
-                      "vlad_gallery": _t(p.vlad_vecs, np.float32)})
+    if st.codebook is not None:
+        state.update({"vlad_centroids": _t(st.codebook.centroids, np.float32),
+                      "vlad_gallery": _t(st.vlad, np.float32)})
     keys = ("topn", "near_m", "near_max", "max_verify", "stop_inliers", "max_side", "features", "ratio", "ransac_px",
             "min_inliers", "cluster_m", "fallback", "fallback_k", "fallback_t", "k")
     r = {k: getattr(c, k) for k in keys}
     # A verified photo's position is the consensus whatever its kind unless calibration chose another answer for
     # scenes seen from elsewhere; telling those apart needs the pose stage, which model.py does not carry.
-    if p.answer_choice.get("scene", "own") != "own":
-        raise ModelError(f"{p.spec}: this model answers scenes seen from elsewhere with "
-                          f"{p.answer_choice['scene']!r}, which the leaderboard model.py cannot reproduce; "
-                          "fit it with rerank:answer=own to export it")
-    r["fallback_answer"] = p.answer_choice.get("fallback", "own")
-    r.update(max_iters=int(p.vcfg.max_iters), z=[[float(m), float(s)] for m, s in p.zstats])
+    choice = st.calibration.answer_choice
+    if choice.get("scene", "own") != "own":
+        raise ModelError(f"{p.spec}: this model answers scenes seen from elsewhere with {choice['scene']!r}, which "
+                         "the leaderboard model.py cannot reproduce; fit it with rerank:answer=own to export it")
+    r["fallback_answer"] = choice.get("fallback", "own")
+    r.update(max_iters=int(c.verify_config.max_iters), z=[[float(m), float(s)] for m, s in st.zstats])
     cfg = {"method": "rerank", "decode_side": p.query_max_side, "encoder": enc, "rerank": r,
-           "frame": [p.knn.frame.lat0, p.knn.frame.lon0]}
+           "frame": [st.knn.frame.lat0, st.knn.frame.lon0]}
     return cfg, state
 
 
@@ -213,8 +211,6 @@ BUILDERS = {"mean-coordinate": _mean_coordinate, "knn": _knn, "regression": _reg
 def leaderboard_contents(predictor) -> tuple[dict, dict]:
     """(CONFIG for model.py, state dict for model.pt) of a fitted predictor, or a one-line ModelError."""
     name = predictor.name
-    if name in NEAREST:
-        raise ModelError(f"{predictor.spec}: cannot export {name} for the leaderboard: {NEAREST[name]}")
     if name not in BUILDERS:
         raise ModelError(f"{predictor.spec}: method {name} has no leaderboard export (exportable: "
                          f"{', '.join(BUILDERS)})")

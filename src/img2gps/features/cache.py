@@ -8,16 +8,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.sources import GeoDataset
+from ..cachedir import user_cache_dir  # re-exported: callers import it from here too
 from ..photos import PhotoError
-
-
-def user_cache_dir() -> Path:
-    """$IMG2GPS_CACHE, else $XDG_CACHE_HOME/img2gps, else ~/.cache/img2gps (never beside the data)."""
-    env = os.environ.get("IMG2GPS_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "img2gps"
 
 
 class PairStore:

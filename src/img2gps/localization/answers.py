@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-RECOGNISED_SOURCES = ("consensus", "pose", "sfm")
+RECOGNISED_SOURCES = ("consensus", "pose")
 SCENE, FALLBACK = "scene", "fallback"
 CHOICES = ("own", "knn", "blend")
 # The pure-rotation test, measured on bgu-west (rerank calibration records, 300 held-out photos each with only
@@ -77,7 +77,6 @@ def choose(errors: dict[str, Sequence[float]], weights: Sequence[float], margin:
 SOURCE_WORDS = {
     "consensus": "verified against gallery photos taken at this spot",
     "pose": "camera placed by relative pose to verified gallery photos",
-    "sfm": "camera placed by structure from motion",
     "scene": "the scene verified, but seen from elsewhere than the gallery photos",
     "fallback": "nothing verified: an estimate from similar gallery photos",
     "model": "the method's own estimate (no geometric verification)",

@@ -9,7 +9,8 @@ from ..localization.calibration import RadiusModel
 from ..geo import LocalFrame, weighted_centre
 from ..localization.conformal import MondrianRadius
 from ..localization.holdout import HOLDOUTS, excluded_rows, holdout_radius_m, same_spot_radius_m
-from .base import BasePredictor, Prediction
+from ..types import Prediction
+from .base import BasePredictor
 
 
 @dataclass
@@ -45,7 +46,7 @@ class MeanCoordinate(BasePredictor):
                                                area_m=float(np.quantile(errors, self.config.coverage))
                                                if len(errors) else 100.0).pooled
 
-    def _predict_one(self, image, top_k: int) -> Prediction:
+    def _predict_one(self, query, top_k: int) -> Prediction:
         r = self.radius_model.radius(0.0)
         return Prediction(self.centre[0], self.centre[1], r, self.radius_model.confidence(r), False, self.spec, [])
 

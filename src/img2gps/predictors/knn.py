@@ -1,7 +1,7 @@
 """k-NN retrieval over global embeddings (cosine, faiss) with a similarity-weighted position."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,20 +14,112 @@ from ..indexing import ExtractSpec, ensure_features
 from ..geo import LocalFrame
 from ..localization.conformal import MondrianRadius, bands
 from ..localization.holdout import HOLDOUTS, excluded_rows, holdout_radius_m, same_spot_radius_m
-from ..retrieval.database import INDEX_KINDS, CosineIndex, aggregate
-from .base import BasePredictor, Prediction
+from ..localization.aggregate import aggregate
+from ..retrieval.database import INDEX_KINDS, CosineIndex
+from ..types import Prediction
+from .base import BasePredictor
+from .spec import opt
+
+
+AGGS = ("mean", "softmax", "median")
+
+
+def _embed_names():
+    return (*ENCODERS, "regression")
 
 
 @dataclass
 class KNNConfig:
-    embed: str = "lite0"  # an encoder name (features/backbones.py) or "regression" (a trained model's 256-d layer)
-    k: int = 3
-    agg: str = "mean"  # mean (the paper's weighted mean) | softmax | median
-    coverage: float = 0.8
+    embed: str = opt("lite0", choices=_embed_names)  # an encoder (features/backbones.py) or "regression" (a trained
+    # model's 256-d layer)
+    k: int = opt(3, ge=1)
+    agg: str = opt("mean", choices=AGGS)  # mean (the paper's weighted mean) | softmax | median
+    coverage: float = opt(0.8, gt=0, lt=1)
     regression_spec: str = "regression"  # used when embed=regression
-    index: str = "auto"  # faiss index: auto (exact up to 100k vectors, then IVF-PQ) | flat | hnsw | ivfpq
-    calib: int = 2000  # at most this many gallery photos (seeded sample) are held out for radius calibration
-    sim_bands: int = 3  # Mondrian groups by the top neighbour's similarity (equal-count bands at calibration)
+    index: str = opt("auto", choices=INDEX_KINDS)  # faiss index: auto (exact up to 100k vectors, then IVF-PQ) | flat
+    # | hnsw | ivfpq
+    calib: int = opt(2000, ge=1)  # at most this many gallery photos (seeded sample) are held out for calibration
+    sim_bands: int = opt(3, ge=1)  # Mondrian groups by the top neighbour's similarity (equal-count bands)
+
+
+@dataclass
+class KNNState:
+    """A fitted k-NN gallery: the cosine index of the (N, D) unit vectors, the local metric frame and the gallery's
+    (N, 2) east/north metres in it, the calibrated radius model (None where the owner calibrates its own, e.g.
+    rerank) and the index report (kind, n, recall@10 vs exact)."""
+    index: CosineIndex
+    frame: LocalFrame
+    en: np.ndarray
+    radius_model: MondrianRadius | None = None
+    index_report: dict = field(default_factory=dict)
+    sim_edges: list = field(default_factory=list)  # top-similarity band edges of radius_model's kinds
+
+    def radius(self, spread: float, top_sim: float) -> float:
+        """Calibrated radius (m) of an answer with this neighbour spread (m) and top cosine similarity."""
+        return self.radius_model.radius(str(bands([top_sim], self.sim_edges)[0]), spread)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return self.index.vectors
+
+    @classmethod
+    def build(cls, index: CosineIndex, gallery) -> "KNNState":
+        """Index + gallery table (Latitude, Longitude per row) -> a state without radius model."""
+        frame = LocalFrame.around(gallery["Latitude"], gallery["Longitude"])
+        report = {"kind": index.kind, "n": len(index), "recall_at_10_vs_exact": index.recall_vs_exact(10)}
+        return cls(index, frame, frame.to_en(gallery["Latitude"], gallery["Longitude"]), None, report)
+
+    def locate(self, q: np.ndarray, k: int, agg: str, top_k: int):
+        """Query vector (D,) -> (position en (2,), spread m, neighbour idx, sims), max(k, top_k) neighbours
+        searched, the first k aggregated (localization.aggregate)."""
+        sims, idx = self.index.search(q.reshape(1, -1), max(k, top_k))
+        sims, idx = sims[0], idx[0]
+        c, spread = aggregate(self.en[idx[:min(k, len(idx))]], sims[:min(k, len(idx))], agg)
+        return c, spread, idx, sims
+
+    def save(self, d: Path) -> None:
+        """The index files into folder d (embeddings.npy, index.faiss)."""
+        self.index.save(d)
+
+    @classmethod
+    def load(cls, d: Path, kind: str, gallery, state: dict) -> "KNNState":
+        index = CosineIndex.load(d, kind)
+        frame = LocalFrame.around(gallery["Latitude"], gallery["Longitude"])
+        rm = MondrianRadius.from_dict(state["radius_model"]) if state.get("radius_model") else None
+        return cls(index, frame, frame.to_en(gallery["Latitude"], gallery["Longitude"]), rm, state.get("index", {}),
+                   list(state.get("sim_edges", [])))
+
+
+def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[MondrianRadius, list[float]]:
+    """(radius model, similarity band edges) from held-out gallery photos, near (same-spot siblings left out) and
+    far (a 2R block left out; localization/holdout.py): errors normalised by the neighbours' spread, grouped by
+    the top neighbour's similarity (Mondrian, localization/conformal.py). A query unlike the gallery lands in a
+    low band and gets that band's wider radius."""
+    n = len(state.en)
+    if n < 3:
+        return MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0)), []
+    rows_all = np.arange(n) if n <= cfg.calib else np.sort(np.random.default_rng(0).choice(n, cfg.calib, replace=False))
+    en, v = state.en, state.index.vectors
+    spot = same_spot_radius_m(en)
+    errs, spreads, tops, holdout = [], [], [], []
+    for h in HOLDOUTS:
+        for a in range(0, len(rows_all), 512):  # memory stays O(rows x n) per block
+            rows = rows_all[a:a + 512]
+            sim = v[rows] @ v.T
+            sim[excluded_rows(en, rows, holdout_radius_m(spot, h))] = -np.inf
+            for r, srow in zip(rows, sim):
+                idx = np.argsort(-srow)[: cfg.k]
+                idx = idx[np.isfinite(srow[idx])]
+                if not len(idx):  # every other photo stands at this spot
+                    continue
+                c, s = aggregate(en[idx], srow[idx], cfg.agg)
+                errs.append(np.linalg.norm(c - en[r]))
+                spreads.append(s)
+                tops.append(float(srow[idx[0]]))
+                holdout.append(h)
+    area = float(np.quantile(np.linalg.norm(en - en.mean(0), axis=1), cfg.coverage))
+    edges = [float(x) for x in np.quantile(tops, np.arange(1, cfg.sim_bands) / cfg.sim_bands)] if tops else []
+    return MondrianRadius.fit(bands(tops, edges), holdout, errs, spreads, coverage=cfg.coverage, area_m=area), edges
 
 
 class KNNPredictor(BasePredictor):
@@ -36,16 +128,9 @@ class KNNPredictor(BasePredictor):
 
     def __init__(self, config=None, spec=None):
         super().__init__(config, spec)
-        if self.config.k < 1 or self.config.calib < 1:
-            raise ModelError(f"{self.spec}: k and calib must be >= 1")
-        if self.config.index not in INDEX_KINDS:
-            raise ModelError(f"{self.spec}: index must be one of {', '.join(INDEX_KINDS)}")
-        if self.config.agg not in ("mean", "softmax", "median"):
-            raise ModelError(f"{self.spec}: agg must be mean, softmax or median")
-        if self.config.embed != "regression" and self.config.embed not in ENCODERS:
-            raise ModelError(f"{self.spec}: unknown embed {self.config.embed!r}; known: {', '.join(ENCODERS)}, regression")
         if self.config.embed in ENCODERS:  # decode queries exactly as large as gallery photos are decoded
             self.query_max_side = get_encoder(self.config.embed).load_side
+        self.state: KNNState | None = None
         self._encoder = None
         self._embedder = None  # a fitted predictor exposing embed_images(), when embed=regression
 
@@ -78,84 +163,23 @@ class KNNPredictor(BasePredictor):
             raise ModelError(f"{self.spec}: queries are not embedded by a swappable encoder")
         self._encoder = encoder
 
-    def embed(self, images) -> np.ndarray:
-        """Query photos (decoded PIL images) -> (N, D) float32 embeddings, exactly as the gallery was embedded.
-
-        The one query-embedding path: knn's predict and rerank's shortlist both call it.
-        """
+    def embed(self, queries) -> np.ndarray:
+        """Queries (types.Query) -> (N, D) float32 embeddings, exactly as the gallery was embedded."""
         if self._embedder is not None:
-            return np.asarray(self._embedder.embed_images(list(images)), np.float32)
-        return np.asarray(self._encoder.embed(list(images)), np.float32)
+            return np.asarray(self._embedder.embed_images(list(queries)), np.float32)
+        return np.asarray(self._encoder.embed([q.image() for q in queries]), np.float32)
 
     # -- fit / predict ------------------------------------------------------------------------------------
     def _fit(self, train) -> None:
-        self.vectors = self._embed_gallery(train)
-        self._build()
-        self.index_report = {"kind": self.index.kind, "n": len(self.index),
-                             "recall_at_10_vs_exact": self.index.recall_vs_exact(10)}
-        self._calibrate()
+        self.state = KNNState.build(CosineIndex(self._embed_gallery(train), self.config.index), self.gallery)
+        self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
 
-    def _build(self, index: CosineIndex | None = None):
-        self.index = index if index is not None else CosineIndex(self.vectors, self.config.index)
-        self.frame = LocalFrame.around(self.gallery["Latitude"], self.gallery["Longitude"])
-        self.en = self.frame.to_en(self.gallery["Latitude"], self.gallery["Longitude"])
-
-    def _calibrate(self):
-        """Held-out gallery photos, near (same-spot siblings left out) and far (a 2R block left out;
-        localization/holdout.py): errors normalised by the neighbours' spread, grouped by the top neighbour's
-        similarity (localization/conformal.py), set the radius. A query unlike the gallery lands in a low band
-        and gets that band's wider radius."""
-        n = len(self.vectors)
-        self.sim_edges: list[float] = []
-        if n < 3:
-            self.radius_model = MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0))
-            return
-        # A bounded seeded subset of held-out photos; memory stays O(rows x n) per block.
-        rows_all = np.arange(n) if n <= self.config.calib else np.sort(
-            np.random.default_rng(0).choice(n, self.config.calib, replace=False))
-        spot = same_spot_radius_m(self.en)
-        v = self.index.vectors
-        errs, spreads, tops, holdout = [], [], [], []
-        for h in HOLDOUTS:
-            for a in range(0, len(rows_all), 512):
-                rows = rows_all[a:a + 512]
-                sim = v[rows] @ v.T
-                sim[excluded_rows(self.en, rows, holdout_radius_m(spot, h))] = -np.inf
-                for r, srow in zip(rows, sim):
-                    idx = np.argsort(-srow)[: self.config.k]
-                    idx = idx[np.isfinite(srow[idx])]
-                    if not len(idx):  # every other photo stands at this spot
-                        continue
-                    c, s = aggregate(self.en[idx], srow[idx], self.config.agg)
-                    errs.append(np.linalg.norm(c - self.en[r]))
-                    spreads.append(s)
-                    tops.append(float(srow[idx[0]]))
-                    holdout.append(h)
-        centre_err = np.linalg.norm(self.en - self.en.mean(0), axis=1)
-        area = float(np.quantile(centre_err, self.config.coverage))
-        nb = max(1, self.config.sim_bands)
-        self.sim_edges = [float(x) for x in np.quantile(tops, np.arange(1, nb) / nb)] if tops else []
-        self.radius_model = MondrianRadius.fit(bands(tops, self.sim_edges), holdout, errs, spreads,
-                                               coverage=self.config.coverage, area_m=area)
-
-    def radius_for(self, spread: float, top_sim: float) -> float:
-        """Calibrated radius (m) of an answer with this neighbour spread (m) and top cosine similarity."""
-        return self.radius_model.radius(str(bands([top_sim], self.sim_edges)[0]), spread)
-
-    def locate(self, q: np.ndarray, top_k: int):
-        """Query vector -> (position en, spread, neighbour idx, sims) with max(k, top_k) neighbours searched."""
-        sims, idx = self.index.search(q.reshape(1, -1), max(self.config.k, top_k))
-        sims, idx = sims[0], idx[0]
-        k = min(self.config.k, len(idx))
-        c, spread = aggregate(self.en[idx[:k]], sims[:k], self.config.agg)
-        return c, spread, idx, sims
-
-    def _predict_ranked_one(self, image, top_k: int, n: int):
-        q = self.embed([image])
-        c, spread, idx, sims = self.locate(q, max(top_k, n))
-        lat, lon = self.frame.to_latlon(c)
-        r = self.radius_for(spread, float(sims[0]))
-        return (Prediction(float(lat), float(lon), r, self.radius_model.pooled.confidence(r), False, self.spec,
+    def _predict_ranked_one(self, query, top_k: int, n: int):
+        s, c = self.state, self.config
+        pos, spread, idx, sims = s.locate(self.embed([query])[0], c.k, c.agg, max(top_k, n))
+        lat, lon = s.frame.to_latlon(pos)
+        r = s.radius(spread, float(sims[0]))
+        return (Prediction(float(lat), float(lon), r, s.radius_model.pooled.confidence(r), False, self.spec,
                            self.neighbours(idx, sims, top_k)), idx[:n])
 
     def add_refusal(self):
@@ -167,33 +191,27 @@ class KNNPredictor(BasePredictor):
         """New photos' embeddings (cached, computed by self.indexing) appended to the index; existing rows untouched."""
         self._encoder = self._encoder or get_encoder(self.config.embed)
         self.indexing_stats = ensure_features(new, ExtractSpec(embed=self.config.embed), self.indexing, label="embedding")
-        self.index.add(embed_dataset(self._encoder, new))
-        self.vectors = self.index.vectors
-        self._build(self.index)
-        self.index_report = {"kind": self.index.kind, "n": len(self.index),
-                             "recall_at_10_vs_exact": self.index.recall_vs_exact(10)}
-        self._calibrate()
+        index = self.state.index
+        index.add(embed_dataset(self._encoder, new))
+        self.state = KNNState.build(index, self.gallery)
+        self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
 
     def fit_report(self):
-        return {"index": self.index_report}
+        return {"index": self.state.index_report}
 
     # -- persistence --------------------------------------------------------------------------------------
     def _save_files(self, d: Path) -> None:
-        self.index.save(d)
+        self.state.save(d)
         if self._embedder is not None:
             self._embedder.save(d / "embedder", thumbnails=False)
 
     def _state(self):
-        return {"radius_model": self.radius_model.to_dict(), "sim_edges": self.sim_edges, "dim": int(self.vectors.shape[1]),
-                "index": self.index_report}
+        return {"radius_model": self.state.radius_model.to_dict(), "sim_edges": self.state.sim_edges,
+                "dim": int(self.state.vectors.shape[1]),
+                "index": self.state.index_report}
 
     def _load_files(self, d: Path, state):
-        self.index = CosineIndex.load(d, self.config.index)
-        self.index_report = state.get("index", {})
-        self.vectors = self.index.vectors
-        self._build(self.index)
-        self.radius_model = MondrianRadius.from_dict(state.get("radius_model"))
-        self.sim_edges = list(state.get("sim_edges", []))
+        self.state = KNNState.load(d, self.config.index, self.gallery, state)
         if self.config.embed == "regression":
             from .registry import load_model
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ..errors import ModelError
 from ..modeldir import read_manifest
-from .base import BasePredictor, config_from_params, parse_spec
+from .base import BasePredictor
+from .spec import config_from_params, parse_spec
 
 # The default method: the best one in the bench (see bench/results.md). Change it here only.
 DEFAULT_METHOD = "rerank"
@@ -14,9 +15,9 @@ DEFAULT_METHOD = "rerank"
 REGISTRY = {
     "mean-coordinate": "img2gps.predictors.baseline:MeanCoordinate",
     "knn": "img2gps.predictors.knn:KNNPredictor",
-    "regression": "img2gps.predictors.regression:RegressionPredictor",
-    "contrastive": "img2gps.predictors.contrastive:ContrastivePredictor",
-    "rerank": "img2gps.predictors.rerank:RerankPredictor",
+    "regression": "img2gps.predictors.trained.regression:RegressionPredictor",
+    "contrastive": "img2gps.predictors.trained.contrastive:ContrastivePredictor",
+    "rerank": "img2gps.predictors.rerank.method:RerankPredictor",
 }
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geo import LocalFrame, weighted_median_en
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -202,25 +201,3 @@ def neighbours_within(en: np.ndarray, radius_m: float, max_n: int) -> list[list[
         cand, d = cand[keep], d[keep]
         out.append([int(j) for j in cand[np.argsort(d, kind="stable")][:max_n]])
     return out
-
-
-def aggregate(en: np.ndarray, sims: np.ndarray, how: str = "mean", temperature: float = 0.05) -> tuple[np.ndarray, float]:
-    """Neighbour positions (k, 2 metres) + similarities -> (position, spread in metres).
-
-    mean: similarity-weighted mean (the paper); softmax: weights exp(sim/T); median: weighted geometric median.
-    """
-    sims = np.asarray(sims, float)
-    if how == "softmax":
-        w = np.exp((sims - sims.max()) / temperature)
-    else:
-        w = np.clip(sims, 1e-6, None)
-    if how == "median":
-        c = weighted_median_en(en, w)
-    else:
-        c = (en * w[:, None]).sum(0) / w.sum()
-    spread = float(np.sqrt((w * ((en - c) ** 2).sum(1)).sum() / w.sum()))
-    return c, spread
-
-
-def frame_for(lat, lon) -> LocalFrame:
-    return LocalFrame.around(lat, lon)

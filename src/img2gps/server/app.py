@@ -21,11 +21,11 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
 from .. import __version__
-from ..api import Img2GPS, exif_distance_m
+from ..api import Img2GPS
 from ..errors import ImageTooLarge, PhotoError
-from ..geo import haversine_m
 from ..maps import TILES_ATTRIBUTION, TILES_URL, leaflet_dir
 from ..photos import MAX_PIXELS, PHOTO_SUFFIXES, check_pixels, library_warnings_to
+from ..types import prediction_dict
 
 STATIC = Path(__file__).parent / "static"
 ACCEPTED_TYPES = ("image/", "application/octet-stream")  # browsers often send HEIC as octet-stream or nothing
@@ -58,7 +58,7 @@ class PredictionOut(BaseModel):
     radius_note: str = Field(description="what the radius promises, in words (an unrecognised answer's radius holds "
                                          "for photos taken within the gallery's area)")
     method: str
-    source: str = Field("model", description="what the answer rests on: pose, sfm, consensus (recognised), scene "
+    source: str = Field("model", description="what the answer rests on: pose, consensus (recognised), scene "
                                              "(a verified scene seen from elsewhere), fallback or model")
     source_note: str = Field("", description="what the answer rests on, in words")
     heading_deg: Optional[float] = Field(
@@ -209,12 +209,8 @@ def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None 
             raise HTTPException(413, f"{name}: {e.problem}") from None
         except PhotoError as e:
             raise HTTPException(422, f"{name}: {e.problem}") from None
-        out = pred.to_dict()
-        for n in out["neighbours"]:
-            n["thumbnail"] = thumb_url(n["image_id"])
-            n["distance_m"] = float(haversine_m(pred.latitude, pred.longitude, n["latitude"], n["longitude"]))
-        out.update(photo=name, exif_distance_m=exif_distance_m(pred),
-                   elapsed_ms=round((time.perf_counter() - t0) * 1000, 1))
+        out = prediction_dict(pred, photo=name, thumb_url=thumb_url)
+        out["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return out
 
     @app.exception_handler(RequestValidationError)

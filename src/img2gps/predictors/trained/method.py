@@ -9,7 +9,6 @@ radius, and the model directory's weights.pt, train.log and loss_curves.png.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,77 +16,20 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..localization.calibration import RadiusModel
-from ..localization.conformal import MondrianRadius
-from ..localization.holdout import HOLDOUTS, buffered_train, holdout_radius_m, same_spot_radius_m
-from ..data.splits import kfold_folds, location_disjoint_split
-from ..errors import ModelError
-from ..features.trainable import AugmentConfig, Trunk, augment, cached_views, resolve_backbone
-from ..geo import LocalFrame
-from ..train import History, TrainConfig, TrainLog, plot_history, train_model
-from .base import BasePredictor
+from ...localization.calibration import RadiusModel
+from ...localization.conformal import MondrianRadius
+from ...localization.holdout import HOLDOUTS, buffered_train, holdout_radius_m, same_spot_radius_m
+from ...data.splits import kfold_folds, location_disjoint_split
+from ...errors import ModelError
+from ...features.trainable import AugmentConfig, Trunk, cached_views, resolve_backbone
+from ...geo import LocalFrame
+from ...train import History, TrainConfig, TrainLog, plot_history, train_model
+from ..base import BasePredictor
+from .data import CachedData, LiveData
+from .net import HeadNet, chunked
 
 WEIGHTS = "weights.pt"
 MIN_FOR_VALIDATION = 8  # fewer training photos than this: no validation split (the training loss picks the epoch)
-
-
-@dataclass
-class TrunkHeadConfig:
-    backbone: str = "lite0"  # lite0 | lite1 | lite2 (offline weights) | b0..b3 (torchvision, needs a network)
-    fallback: bool = False  # b0..b3 unavailable: use the same family's offline model instead of failing
-    lr: float = 1e-3
-    batch: int = 128
-    epochs: int = 100
-    patience: int = 10
-    weight_decay: float = 0.0
-    val_frac: float = 0.2  # validation photos carved from the training part, whole spatial clusters at a time
-    val_buffer_m: float = 10.0  # training photos this close to a validation photo are left out of that run
-    views: int = 6  # augmented views per photo cached on disk (plus the clean view)
-    aug_seed: int = 42
-    crop_scale_min: float = 0.4
-    train_blocks: int = 0  # also train the backbone's last N blocks (on cached inputs to them)
-    tail_lr_mult: float = 0.1  # learning-rate factor for backbone weights being trained
-    input_size: int = 0  # 0 = the backbone's native size (224 for lite0)
-    device: str = "cpu"
-    mode: str = "auto"  # cached | full | auto (full fine-tuning on a GPU, cached features on the CPU)
-    calib_folds: int = 3  # inner folds whose held-out predictions calibrate the radius
-    coverage: float = 0.8
-    seed: int = 42
-
-
-class CachedData:
-    """Training inputs from cached frozen-part feature maps: sample = (photo, view), every view once per epoch."""
-
-    def __init__(self, feats: np.ndarray):
-        self.feats = torch.from_numpy(feats)  # (N, V+1, C, H, W) float16; kept compact, cast per batch
-
-    def samples(self, photos: np.ndarray) -> np.ndarray:
-        v = self.feats.shape[1]
-        return np.stack([np.repeat(photos, v), np.tile(np.arange(v), len(photos))], 1)
-
-    def batch(self, pairs: np.ndarray) -> torch.Tensor:
-        return self.feats[torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1])].float()
-
-    def clean(self, photos: np.ndarray) -> torch.Tensor:
-        return self.feats[torch.from_numpy(np.asarray(photos)), 0].float()
-
-
-class LiveData:
-    """Training inputs as images, a fresh random augmentation each time a photo is drawn (full fine-tuning)."""
-
-    def __init__(self, trunk: Trunk, images: list, aug: AugmentConfig, seed: int):
-        self.trunk, self.images, self.aug = trunk, images, aug
-        self.rng = np.random.default_rng(seed)
-
-    def samples(self, photos: np.ndarray) -> np.ndarray:
-        return np.stack([photos, np.ones_like(photos)], 1)
-
-    def batch(self, pairs: np.ndarray) -> torch.Tensor:
-        return self.trunk.preprocess([augment(self.images[p], self.rng, self.aug) if v else self.images[p]
-                                      for p, v in pairs])
-
-    def clean(self, photos: np.ndarray) -> torch.Tensor:
-        return self.trunk.preprocess([self.images[p] for p in photos])
 
 
 class TrunkHeadPredictor(BasePredictor):
@@ -100,12 +42,6 @@ class TrunkHeadPredictor(BasePredictor):
     def __init__(self, config=None, spec=None):
         super().__init__(config, spec)
         c = self.config
-        if c.mode not in ("auto", "cached", "full"):
-            raise ModelError(f"{self.spec}: mode must be auto, cached or full")
-        if c.views < 0 or c.train_blocks < 0 or c.batch < 1 or c.epochs < 1 or c.patience < 1:
-            raise ModelError(f"{self.spec}: views/train_blocks must be >= 0, batch/epochs/patience >= 1")
-        if not 0 <= c.val_frac < 1:
-            raise ModelError(f"{self.spec}: val_frac must be in [0, 1)")
         self.trunk: Trunk | None = None
         self.net: nn.Module | None = None
         self.history: History | None = None
@@ -282,13 +218,20 @@ class TrunkHeadPredictor(BasePredictor):
             "history": None if h is None else {**h.summary(), "val_extra": h.val_extra},
         }
 
+    @classmethod
+    def saved_config(cls, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The saved config, made to run here: the backbone that was trained (a fallback resolved at fit time),
+        the net layout it was trained in (mode_used), and device=cpu when this machine has no CUDA GPU (a
+        GPU-trained model still loads and predicts on a CPU-only machine)."""
+        cfg, state = dict(manifest.get("config", {})), manifest.get("state", {})
+        if state.get("backbone_used") and state["backbone_used"] != cfg.get("backbone"):
+            cfg["backbone"], cfg["fallback"] = state["backbone_used"], False
+        cfg["mode"] = state.get("mode_used", cfg.get("mode", "auto"))
+        if cfg.get("device", "cpu") != "cpu" and not torch.cuda.is_available():
+            cfg["device"] = "cpu"
+        return cfg
+
     def _load_files(self, d: Path, state: dict[str, Any]) -> None:
-        if state.get("backbone_used") and state["backbone_used"] != self.config.backbone:
-            self.config.backbone, self.config.fallback = state["backbone_used"], False  # load what was trained
-        # the net's layout follows how it was trained; a GPU-trained model still predicts on a CPU-only machine
-        self.config.mode = state.get("mode_used", self.config.mode)
-        if self.config.device != "cpu" and not torch.cuda.is_available():
-            self.config.device = "cpu"
         self._setup_trunk()
         self.frame = LocalFrame(*state["frame"])
         self.radius_model = RadiusModel.from_dict(state.get("radius_model"))
@@ -308,29 +251,3 @@ class TrunkHeadPredictor(BasePredictor):
         except (OSError, RuntimeError, KeyError) as e:
             raise ModelError(f"{d / WEIGHTS}: cannot load weights ({str(e).splitlines()[0]})") from None
         self.net = net.eval()
-
-
-class HeadNet(nn.Module):
-    """body (trainable backbone tail, or the whole backbone) -> method head. `embed` is the head's feature layer."""
-
-    def __init__(self, body: nn.Module, head: nn.Module, freeze_body_bn: bool):
-        super().__init__()
-        self.body, self.head, self.freeze_body_bn = body, head, freeze_body_bn
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.freeze_body_bn:
-            # few photos, small batches: keep the pretrained BN statistics (and no drop-connect) in the backbone
-            self.body.eval()
-        return self
-
-    def forward(self, x):
-        return self.head(self.body(x))
-
-    def embed(self, x):
-        return self.head.embed(self.body(x))
-
-
-def chunked(fn, photos: np.ndarray, chunk: int = 64) -> torch.Tensor:
-    """fn over photos in chunks of `chunk`, outputs concatenated along dim 0 (bounds peak memory)."""
-    return torch.cat([fn(photos[s:s + chunk]) for s in range(0, len(photos), chunk)])

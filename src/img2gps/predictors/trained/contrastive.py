@@ -19,23 +19,26 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ModelError
-from ..features.trainable import AttentionPool, MeanPool
-from ..geo import haversine_m
-from ..retrieval.database import CosineIndex, aggregate
-from .base import Prediction
-from .trunk_head import TrunkHeadConfig, TrunkHeadPredictor, chunked
+from ...features.trainable import AttentionPool, MeanPool
+from ...geo import haversine_m
+from ...localization.aggregate import aggregate
+from ...retrieval.database import CosineIndex
+from ...types import Prediction, Query
+from ..spec import opt
+from .config import TrunkHeadConfig
+from .method import TrunkHeadPredictor
+from .net import chunked
 
 
 @dataclass
 class ContrastiveConfig(TrunkHeadConfig):
-    tau_m: float = 25.0  # similarity target exp(-distance / tau): 0.37 at tau metres, ~0 beyond 4 tau
-    dim: int = 128
-    hidden: int = 512
-    pool: str = "attention"  # attention (4 heads, as the regression model) | mean
-    heads: int = 4
-    k: int = 3
-    agg: str = "mean"  # mean (the paper) | softmax | median
+    tau_m: float = opt(25.0, gt=0)  # similarity target exp(-distance / tau): 0.37 at tau metres, ~0 beyond 4 tau
+    dim: int = opt(128, ge=2)
+    hidden: int = opt(512, ge=1)
+    pool: str = opt("attention", choices=("attention", "mean"))  # attention (4 heads, as regression) | mean
+    heads: int = opt(4, ge=1)
+    k: int = opt(3, ge=1)
+    agg: str = opt("mean", choices=("mean", "softmax", "median"))  # mean (the paper) | softmax | median
 
 
 class ProjectionHead(nn.Module):
@@ -70,16 +73,6 @@ class ContrastivePredictor(TrunkHeadPredictor):
     name = "contrastive"
     Config = ContrastiveConfig
     loss_label = "contrastive loss"
-
-    def __init__(self, config=None, spec=None):
-        super().__init__(config, spec)
-        c = self.config
-        if c.tau_m <= 0 or c.k < 1 or c.dim < 2 or c.hidden < 1:
-            raise ModelError(f"{self.spec}: tau_m must be > 0, k >= 1, dim >= 2, hidden >= 1")
-        if c.pool not in ("attention", "mean"):
-            raise ModelError(f"{self.spec}: pool must be attention or mean")
-        if c.agg not in ("mean", "softmax", "median"):
-            raise ModelError(f"{self.spec}: agg must be mean, softmax or median")
 
     def _head(self, channels: int) -> nn.Module:
         c = self.config
@@ -134,9 +127,9 @@ class ContrastivePredictor(TrunkHeadPredictor):
     def _restore(self, state) -> None:
         pass
 
-    def _predict_ranked_one(self, image, top_k: int, n: int):
+    def _predict_ranked_one(self, query: Query, top_k: int, n: int):
         with torch.inference_mode():
-            q = self.net(self._inputs([image])).cpu().numpy()
+            q = self.net(self._inputs([query.image()])).cpu().numpy()
         sims, idx = self.index.search(q, max(self.config.k, top_k, n))
         sims, idx = sims[0], idx[0]
         k = min(self.config.k, len(idx))
@@ -158,10 +151,8 @@ class ContrastivePredictor(TrunkHeadPredictor):
         self._build_index(np.load(d / "positions.npy"))
 
     def embed_images(self, images) -> np.ndarray:
-        """(N, dim) L2-normalised embeddings of images (metadata stripped on opening)."""
-        from ..photos import open_image
-
-        ims = [open_image(im) for im in images]
+        """(N, dim) L2-normalised embeddings of decoded photos (types.Query or RGB PIL images)."""
+        ims = [im.image() if isinstance(im, Query) else im for im in images]
         if not ims:
             return np.zeros((0, self.config.dim), np.float32)
         with torch.inference_mode():

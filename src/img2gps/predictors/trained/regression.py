@@ -14,24 +14,27 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..features.trainable import AttentionPool, cached_views
-from ..geo import EARTH_RADIUS_M, haversine_m, latlon_sd, lon_delta, mean_lon, wrap_lon
-from ..errors import ModelError
-from ..photos import open_image
-from .base import Prediction
-from .trunk_head import TrunkHeadConfig, TrunkHeadPredictor, chunked
+from ...features.trainable import AttentionPool, cached_views
+from ...geo import EARTH_RADIUS_M, haversine_m, latlon_sd, lon_delta, mean_lon, wrap_lon
+from ...errors import ModelError
+from ...types import Prediction, Query
+from ..spec import opt
+from .config import TrunkHeadConfig
+from .method import TrunkHeadPredictor
+from .net import chunked
 
 LOSSES = ("mse", "metres", "haversine")
 
 
 @dataclass
 class RegressionConfig(TrunkHeadConfig):
-    heads: int = 4
-    hidden: int = 256
-    dropout: float = 0.3
-    loss: str = "mse"  # mse (z-scored lat/lon, the paper) | metres | haversine
-    huber_m: float = 10.0  # loss=metres: quadratic below this many metres, linear above; 0 = plain squared metres
-    mc_samples: int = 16  # dropout samples for each prediction's spread (0 = none: a constant radius)
+    heads: int = opt(4, ge=1)
+    hidden: int = opt(256, ge=1)
+    dropout: float = opt(0.3, ge=0, lt=1)
+    loss: str = opt("mse", choices=LOSSES)  # mse (z-scored lat/lon, the paper) | metres | haversine
+    huber_m: float = opt(10.0, ge=0)  # loss=metres: quadratic below this many metres, linear above; 0 = plain
+    # squared metres
+    mc_samples: int = opt(16, ge=0)  # dropout samples for each prediction's spread (0 = none: a constant radius)
 
 
 class RegressionHead(nn.Module):
@@ -79,10 +82,6 @@ class RegressionPredictor(TrunkHeadPredictor):
     def __init__(self, config=None, spec=None):
         super().__init__(config, spec)
         c = self.config
-        if c.loss not in LOSSES:
-            raise ModelError(f"{self.spec}: loss must be one of {', '.join(LOSSES)}")
-        if c.heads < 1 or c.hidden < 1 or not 0 <= c.dropout < 1:
-            raise ModelError(f"{self.spec}: heads/hidden must be >= 1 and dropout in [0, 1)")
         self.loss_label = {"mse": "MSE of z-scored lat/lon", "metres": f"Huber loss on error (m, delta {c.huber_m:g})"
                            if c.huber_m > 0 else "squared error (m^2)", "haversine": "haversine error (m)"}[c.loss]
 
@@ -168,18 +167,18 @@ class RegressionPredictor(TrunkHeadPredictor):
             spread = torch.sqrt((d ** 2).sum(-1).mean(0))
         return z.cpu().numpy(), spread.cpu().numpy()
 
-    def _predict_one(self, image, top_k: int) -> Prediction:
-        z, spread = self._predict_z(self.net, self._inputs([image]))
+    def _predict_one(self, query: Query, top_k: int) -> Prediction:
+        z, spread = self._predict_z(self.net, self._inputs([query.image()]))
         lat, lon = self._latlon(z)
         r = self.radius_model.radius(float(spread[0]))
         return Prediction(float(lat[0]), float(lon[0]), r, self.radius_model.confidence(r), False, self.spec, [])
 
     # -- the 256-d layer as an embedding (knn:embed=regression) ------------------------------------------
     def embed_images(self, images) -> np.ndarray:
-        """(N, hidden) features of the 256-d layer for query images (metadata stripped on opening)."""
+        """(N, hidden) features of the 256-d layer for decoded photos (types.Query or RGB PIL images)."""
         if self.net is None:
             raise ModelError(f"{self.spec}: embed_images called before fit/load")
-        ims = [open_image(im) for im in images]
+        ims = [im.image() if isinstance(im, Query) else im for im in images]
         if not ims:
             return np.zeros((0, self.config.hidden), np.float32)
         with torch.inference_mode():

@@ -1,0 +1,101 @@
+"""The values that cross the method boundary: a Query in, a Prediction (with its Neighbours) out.
+
+A Query is made once by whoever receives the photo (api.Img2GPS, evaluate, the server through the api, the CLI
+through the api) with photos.open_query: the photo is opened once and its EXIF read once. Methods get the decoded
+pixels and the focal length only, never the file: they cannot read the query's own GPS or direction.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from PIL import Image
+
+# Prediction.source values (localization/answers.py has the vocabulary): recognised answers rest on a camera pose
+# from relative geometry or on the consensus of verified gallery photos; "scene" is a verified scene seen from
+# elsewhere, "fallback" nothing verified, "model" a method's own output (k-NN, regression).
+SOURCES = ("pose", "consensus", "scene", "fallback", "model")
+
+
+@dataclass
+class Neighbour:
+    """A gallery photo supporting a prediction: its id, position (degrees) and the method's score (higher = better:
+    a similarity for retrieval, the verified inlier count for rerank)."""
+    image_id: str
+    latitude: float
+    longitude: float
+    score: float
+
+
+@dataclass
+class Prediction:
+    latitude: float
+    longitude: float
+    radius_m: float
+    confidence: float
+    recognised: bool
+    method: str
+    neighbours: list[Neighbour] = field(default_factory=list)  # best first, in the method's own ranking
+    photo_exif_position: tuple[float, float] | None = None  # display only; never an input to any method
+    heading_deg: float | None = None  # compass bearing of the camera's optical axis: 0 = north, clockwise
+    heading_radius_deg: float | None = None  # calibrated (~80%) half-width of the heading's error; None = unknown
+    source: str = "model"  # what the answer rests on: one of SOURCES
+
+    def to_dict(self) -> dict[str, Any]:
+        """The one JSON-able form (CLI json/csv/text, HTTP API, page); neighbours best first, as the method ranked them.
+        Adds `answer` ("recognised" / "not recognised"), `radius_note` (what the radius promises) and `source_note`
+        (what the answer rests on), in words (localization/answers.py)."""
+        from .localization.answers import radius_words, source_words, status_words
+
+        d = dataclasses.asdict(self)
+        d["photo_exif_position"] = list(self.photo_exif_position) if self.photo_exif_position else None
+        d["answer"] = status_words(self.recognised)
+        d["radius_note"] = radius_words(self.recognised)
+        d["source_note"] = source_words(self.source)
+        return d
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query photo, decoded: pixels (H, W, 3) uint8 upright RGB with no metadata attached, its 35 mm-equivalent
+    focal length in mm (None when the EXIF has none; the only metadata a method may read) and a name for messages.
+
+    Made by photos.open_query at the size the model asks for (its query_max_side); each method resizes from
+    these pixels to its own input size."""
+    pixels: np.ndarray
+    focal35: float | None = None
+    name: str = "<image>"
+
+    def __post_init__(self):
+        p = self.pixels
+        if not (isinstance(p, np.ndarray) and p.dtype == np.uint8 and p.ndim == 3 and p.shape[2] == 3):
+            raise ValueError(f"{self.name}: Query.pixels must be an (H, W, 3) uint8 array")
+
+    def image(self) -> Image.Image:
+        """The pixels as an RGB PIL image (a view-sized copy; no metadata)."""
+        return Image.fromarray(self.pixels)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return int(self.pixels.shape[1]), int(self.pixels.shape[0])
+
+
+def prediction_dict(pred: Prediction, photo: str | None = None,
+                    thumb_url: Callable[[str], str | None] | None = None) -> dict[str, Any]:
+    """The one JSON-able form of a Prediction, shared by the CLI (json, csv, text), the HTTP API and the page:
+    Prediction.to_dict() plus `photo` (when given), exif_distance_m (metres from the photo's own EXIF position,
+    display only; None without one) and per neighbour (best first) distance_m from the prediction and, with
+    thumb_url, its thumbnail URL."""
+    from .geo import haversine_m
+
+    d = ({"photo": photo} if photo is not None else {}) | pred.to_dict()
+    for n in d["neighbours"]:
+        n["distance_m"] = float(haversine_m(pred.latitude, pred.longitude, n["latitude"], n["longitude"]))
+        if thumb_url is not None:
+            n["thumbnail"] = thumb_url(n["image_id"])
+    exif = pred.photo_exif_position
+    d["exif_distance_m"] = float(haversine_m(pred.latitude, pred.longitude, *exif)) if exif else None
+    return d

@@ -1,0 +1,72 @@
+"""A query photo is opened once, by whoever receives it: photos.open_query -> types.Query (pixels + focal length).
+Its pixels and focal length equal what open_image / read_focal35 give; the EXIF is read once."""
+from __future__ import annotations
+
+import io
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from _use_helpers import model_env, place_image
+from img2gps import Img2GPS
+from img2gps.photos import open_image, open_query, read_focal35
+from img2gps.types import Query
+from synth import gps_exif
+
+
+def _jpeg(im: Image.Image, **exif) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=92, exif=gps_exif(39.95, -75.19, **exif).tobytes())
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    yield from model_env(tmp_path_factory)
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+@pytest.mark.parametrize("max_side", [None, 48, 300])
+def test_open_query_equals_open_image_and_read_focal35(orientation, max_side):
+    im = Image.fromarray(np.random.default_rng(orientation).integers(0, 255, (90, 160, 3), np.uint8))
+    data = _jpeg(im, orientation=orientation, focal35=26)
+    q, meta = open_query(data, max_side=max_side)
+    assert isinstance(q, Query) and q.pixels.dtype == np.uint8 and q.pixels.shape[2] == 3
+    assert np.array_equal(q.pixels, np.asarray(open_image(data, max_side=max_side)))
+    assert q.focal35 == read_focal35(data) == 26
+    assert meta.has_gps and meta.latitude == pytest.approx(39.95, abs=1e-4)
+    if orientation in (6, 8):
+        assert q.size[1] > q.size[0]  # upright: the 160x90 photo stands on its side
+
+
+def test_query_refuses_what_is_not_rgb_pixels():
+    with pytest.raises(ValueError, match="uint8"):
+        Query(np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        Query(np.zeros((4, 4, 3), np.float32))
+
+
+def test_a_jpeg_through_predict_is_opened_once_and_its_exif_read_once(model_dir, tmp_path, monkeypatch):
+    model = Img2GPS.load(model_dir)
+    model.warmup()  # the encoder's weights load outside the count
+    path = tmp_path / "q.jpg"
+    path.write_bytes(_jpeg(Image.fromarray(place_image(1, seed=5)), orientation=6, focal35=26))
+    counts = {"open": 0, "getexif": 0}
+    real_open, real_getexif = Image.open, Image.Image.getexif
+
+    def counting_open(*a, **k):
+        counts["open"] += 1
+        return real_open(*a, **k)
+
+    def counting_getexif(self):
+        # Pillow's JPEG opener reads the EXIF once itself (for the DPI) and caches it: count img2gps's own reads
+        counts["getexif"] += sys._getframe(1).f_globals.get("__name__", "").startswith("img2gps")
+        return real_getexif(self)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    monkeypatch.setattr(Image.Image, "getexif", counting_getexif)
+    pred = model.predict(path, top_k=2)
+    assert counts == {"open": 1, "getexif": 1}
+    assert pred.photo_exif_position == pytest.approx((39.95, -75.19), abs=1e-4)  # display only
