@@ -82,10 +82,6 @@ def generic_table(rows: list[dict]) -> list[str]:
 
 # Section order and titles for the runs named here; any other JSON follows under its own title or file name.
 TITLES = {
-    "i19-penn-loo": "Answers you can trust (issue 19): penn91 leave-one-out, radius and recognised by answer kind",
-    "i19-bgu-kfold5": "Answers you can trust (issue 19): bgu-west random 5-fold, by answer kind",
-    "i19-bgu-kfoldgeo5": "Answers you can trust (issue 19): bgu-west location-disjoint 5-fold, by answer kind",
-    "i19-in-area": "Telling a photo from elsewhere: ROC AUC of the top similarity (issue 19)",
     "main-loo": "All methods, leave-one-out (headline)",
     "main-kfold5": "Retrieval methods, random 5-fold",
     "main-kfoldgeo5": "Retrieval methods, location-disjoint 5-fold (10 m buffer)",
@@ -103,6 +99,10 @@ TITLES = {
     "scale-vectors": "Scale (issue 11): retrieval alone on many vectors",
     "i11-noloss-main": "No loss (issue 11): rerank leave-one-out on main before the stage refactor",
     "i11-noloss-branch": "No loss (issue 11): rerank leave-one-out with the keypoint store and bounded fit",
+    "i19-penn-loo": "Answers you can trust (issue 19): penn91 leave-one-out, radius and recognised by answer kind",
+    "i19-bgu-kfold5": "Answers you can trust (issue 19): bgu-west random 5-fold, by answer kind",
+    "i19-bgu-kfoldgeo5": "Answers you can trust (issue 19): bgu-west location-disjoint 5-fold, by answer kind",
+    "i19-in-area": "Telling a photo from elsewhere: ROC AUC of the top similarity (issue 19)",
 }
 
 
