@@ -23,8 +23,9 @@ k-NN over DINO ViT-S/8 54 m, predicting the mean 88.8 m."""
 
 COLS = [("mean m", "mean_m", "f1"), ("median m", "median_m", "f1"), ("P90 m", "p90_m", "f1"),
         ("<=10 m", "acc_10m", "pct"), ("<=25 m", "acc_25m", "pct"), ("<=50 m", "acc_50m", "pct"),
-        ("nMSE", "mse_norm", "f3"), ("radius cover", "radius_coverage", "pct"), ("recognised", "recognised_frac", "pct"),
-        ("recog. median m", "recognised_median_m", "f1"), ("R@1", "recall_at_1", "pct"), ("R@10", "recall_at_10", "pct"),
+        ("nMSE", "mse_norm", "f3"), ("radius cover", "radius_coverage", "pct"),
+        ("radius median m", "radius_median_m", "f1"), ("recognised", "recognised_frac", "pct"),
+        ("recog. median m", "recognised_median_m", "f1"), ("recog. <=25 m", "recognised_acc_25m", "pct"), ("R@1", "recall_at_1", "pct"), ("R@10", "recall_at_10", "pct"),
         ("fit s", "fit_s", "f1"),
         ("ms/photo p50", "predict_ms_p50", "f0"), ("ms/photo p95", "predict_ms_p95", "f0"),
         ("heading n", "heading_n", "int"), ("heading median °", "heading_median_deg", "f1"),
@@ -49,6 +50,22 @@ def metrics_table(results: dict) -> list[str]:
             spec = f"{spec} (from {m['based_on']})"
         lines.append(f"| `{spec}` | " + " | ".join(fmt(m.get(k), kind) for _, k, kind in COLS) + " |")
     return lines
+
+
+KIND_COLS = [("n", "n", "int"), ("radius cover", "radius_coverage", "pct"), ("radius median m", "radius_median_m", "f1"),
+             ("error median m", "median_m", "f1"), ("<=25 m", "acc_25m", "pct")]
+
+
+def kinds_table(results: dict) -> list[str]:
+    """Per method and answer kind (recognised / not / each source): the radius promise measured per kind."""
+    rows = [(spec, kind, v) for spec, m in results.items() for kind, v in (m.get("by_kind") or {}).items()]
+    if not rows:
+        return []
+    out = ["By answer kind:", "", "| method | kind | " + " | ".join(c for c, _, _ in KIND_COLS) + " |",
+           "|---" * (len(KIND_COLS) + 2) + "|"]
+    for spec, kind, v in rows:
+        out.append(f"| `{spec}` | {kind} | " + " | ".join(fmt(v.get(k), f) for _, k, f in KIND_COLS) + " |")
+    return out
 
 
 def generic_table(rows: list[dict]) -> list[str]:
@@ -93,6 +110,10 @@ TITLES = {
     "i20-bgu-kfold5": "Photos as people share them: rerank prep off (landed) and on, bgu-west random 5-fold",
     "i20-latency": "Photos as people share them: camera-file latency, prep off vs on, back to back",
     "i20-penn91-loo": "Photos as people share them: no loss, rerank leave-one-out on penn91",
+    "i19-penn-loo": "Answers you can trust (issue 19): penn91 leave-one-out, radius and recognised by answer kind",
+    "i19-bgu-kfold5": "Answers you can trust (issue 19): bgu-west random 5-fold, by answer kind",
+    "i19-bgu-kfoldgeo5": "Answers you can trust (issue 19): bgu-west location-disjoint 5-fold, by answer kind",
+    "i19-in-area": "Telling a photo from elsewhere: ROC AUC of the top similarity (issue 19)",
 }
 
 
@@ -169,6 +190,8 @@ def section(path: Path) -> list[str]:
                 out += [f"Gallery fraction {f}:", ""] + metrics_table(block["results"]) + [""]
         else:
             out += metrics_table(d["results"]) + [""]
+            kt = kinds_table(d["results"])
+            out += kt + ([""] if kt else [])
     for key in ("table", "steps", "galleries", "retrieval"):
         if isinstance(d.get(key), list):
             out += generic_table(d[key]) + [""]

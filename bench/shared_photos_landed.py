@@ -39,9 +39,9 @@ def main() -> int:
     code = code_revision()
 
     from img2gps.data import load_dataset
-    from img2gps.data.shared_photos import ORIGINAL, as_shared
+    from img2gps.data.shared_photos import ORIGINAL, as_shared, kind_ratios
     from img2gps.data.splits import folds_for_protocol
-    from img2gps.evaluate import kind_ratios, metrics
+    from img2gps.evaluate import metrics
     from img2gps.geo import haversine_m
     from img2gps.predictors.registry import make_predictor
 

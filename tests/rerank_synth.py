@@ -30,5 +30,18 @@ def perspective(img: np.ndarray, seed: int, strength: float = 0.1) -> np.ndarray
     return cv2.warpPerspective(img, H, (w, h), borderMode=cv2.BORDER_REFLECT)
 
 
+def turned(img: np.ndarray, seed: int, max_deg: float = 6.0) -> np.ndarray:
+    """The same scene from the same spot with the camera turned (yaw, pitch, roll up to max_deg): the
+    homography K R K^-1 of a pure rotation, K the default phone intrinsics the pose stage assumes."""
+    from img2gps.localization.pose import intrinsics
+
+    rng = np.random.default_rng(seed)
+    h, w = img.shape[:2]
+    K = intrinsics(w, h)
+    R, _ = cv2.Rodrigues(np.radians(rng.uniform(-max_deg, max_deg, 3)))
+    H = K @ R @ np.linalg.inv(K)
+    return cv2.warpPerspective(img, H, (w, h), borderMode=cv2.BORDER_REFLECT)
+
+
 def pil(a: np.ndarray) -> Image.Image:
     return Image.fromarray(a)

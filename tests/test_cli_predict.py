@@ -39,7 +39,9 @@ def test_text_output_shows_prediction_neighbours_and_exif(capsys, model_dir, pho
     lines = out.splitlines()
     assert lines[0].endswith("b_place3.jpg")
     assert "prediction" in lines[1] and "radius" in lines[1] and "confidence" in lines[1] and "knn:k=2" in lines[1]
-    assert lines[2].strip() == "not recognised: a wide estimate"  # knn never verifies: said in words
+    # knn never verifies: said in words, with what its radius promises
+    assert lines[2].strip() == ("not recognised: the method's own estimate (no geometric verification); "
+                                "the radius holds for ~80% of photos taken within the gallery's area")
     assert "photo EXIF" in lines[3] and "m from the prediction" in lines[3]
     assert "supporting gallery photos (cosine similarity" in lines[4]
     assert lines[5].strip().startswith("1.") and "place3_" in lines[5] and "cosine similarity 0." in lines[5]
@@ -66,6 +68,7 @@ def test_json_output(capsys, model_dir, photos):
         assert {"latitude", "longitude", "radius_m", "confidence", "recognised", "method", "neighbours",
                 "photo_exif_position", "exif_distance_m", "source", "heading_deg", "heading_radius_deg"} <= set(r)
         assert r["source"] == "model" and r["heading_deg"] is None
+        assert r["answer"] == "not recognised" and "within the gallery's area" in r["radius_note"]
         assert len(r["neighbours"]) == 3
     assert recs[0]["photo_exif_position"] is None and recs[0]["exif_distance_m"] is None
     assert recs[1]["photo_exif_position"] == pytest.approx(list(place_latlon(3)), abs=1e-6)
@@ -82,6 +85,7 @@ def test_csv_output(capsys, model_dir, photos):
     assert "n3_image" not in rows[0]
     assert rows[0]["exif_latitude"] == "" and float(rows[1]["exif_latitude"]) == pytest.approx(place_latlon(3)[0])
     assert 0 <= float(rows[0]["confidence"]) <= 1 and float(rows[0]["radius_m"]) > 0
+    assert rows[0]["answer"] == "not recognised" and "gallery's area" in rows[0]["radius_note"]
 
 
 def test_bad_files_are_skipped_one_line_each(capsys, model_dir, photos, tmp_path):

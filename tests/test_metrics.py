@@ -37,8 +37,10 @@ def test_every_column_has_its_known_value():
         "predict_ms_p50": 55.0,
         "predict_ms_p95": 95.5,    # 90 + 0.55 * 10
         "radius_coverage": 0.3,
+        "radius_median_m": 17.5,   # radii sorted: 1 5 5 5 10 | 25 ...: (10 + 25) / 2
         "recognised_frac": 0.4,
         "recognised_median_m": 6.0,  # recognised errors 2, 4, 8, 100
+        "recognised_acc_25m": 0.75,  # 2, 4, 8 of 2, 4, 8, 100
         "recall_at_1": 0.2,
         "recall_at_5": 0.4,
         "recall_at_10": 0.6,
@@ -55,3 +57,14 @@ def test_no_recognised_no_retrieval_and_empty():
     assert m["recall_at_1"] is None and m["recall_at_10"] is None and np.isnan(m["fit_s"])
     empty = metrics(t.iloc[:0])
     assert empty["n"] == 0 and np.isnan(empty["mean_m"])
+
+
+def test_by_kind_measures_the_radius_promise_per_answer_kind():
+    t = table()
+    t["source"] = ["consensus", "consensus", "scene", "consensus", "fallback", "fallback", "fallback", "fallback",
+                   "fallback", "consensus"]
+    k = metrics(t)["by_kind"]
+    assert k["recognised"] == {"n": 4, "radius_coverage": 0.25, "radius_median_m": 5.0, "median_m": 6.0,
+                               "acc_25m": 0.75}  # recognised: errors 2 4 8 100, radii 1 5 5 25 -> only 4<=5
+    assert k["not recognised"]["n"] == 6 and k["source=fallback"]["n"] == 5 and k["source=scene"]["n"] == 1
+    assert k["source=fallback"]["radius_coverage"] == pytest.approx(0.4)  # 10<=10, 20<=25 of 10 20 30 40 60

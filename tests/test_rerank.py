@@ -11,7 +11,7 @@ from img2gps.errors import ModelError
 from img2gps.geo import haversine_m
 from img2gps.predictors import load_model, make_predictor
 from img2gps.predictors.rerank import RerankConfig, resolve, shortlist_median, verify_candidates
-from rerank_synth import perspective, pil, textured
+from rerank_synth import perspective, pil, textured, turned
 from synth import offset
 from synth import assert_same_prediction
 
@@ -21,7 +21,8 @@ N_SCENES = 8
 
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory):
-    """8 scenes 40 m apart, 3 perspective views of each within ~1 m of the scene's position."""
+    """8 scenes 40 m apart, 3 views of each within ~1 m of the scene's position: the original and two with the
+    camera turned at the original's spot (view 2 is held out as the query)."""
     root = tmp_path_factory.mktemp("rerank-gallery")
     (root / "images").mkdir()
     rng = np.random.default_rng(0)
@@ -29,7 +30,7 @@ def gallery(tmp_path_factory):
     for s in range(N_SCENES):
         base = textured(100 + s)
         for v in range(3):
-            img = base if v == 0 else perspective(base, 1000 * s + v)
+            img = base if v == 0 else turned(base, 1000 * s + v)
             name = f"scene{s}_view{v}.jpg"
             pil(img).save(root / "images" / name, quality=92)
             lat, lon = offset(40.0 * s + rng.normal(0, 0.7), rng.normal(0, 0.7))
@@ -52,17 +53,32 @@ def test_rerank_recognises_other_views_to_metres(fitted):
     ds, held, p = fitted
     preds = p.predict([ds.read(i) for i in held], top_k=3)
     errs = np.array([haversine_m(ds.lat[i], ds.lon[i], q.latitude, q.longitude) for i, q in zip(held, preds)])
-    assert all(q.recognised for q in preds)
+    # the query turned at the original's spot: a pure rotation of a verified view, hence recognised
+    assert all(q.recognised and q.source == "consensus" for q in preds)
     assert errs.max() < 5  # the verified views stand within ~2 m; scenes are 40 m apart
     for i, q in zip(held, preds):
         assert q.method == SPEC and 0 <= q.confidence <= 1 and q.radius_m > 0
         scene = ds.ids[i].split("_")[0]
         assert q.neighbours and all(n.image_id.startswith(scene) for n in q.neighbours)
         assert q.neighbours[0].score >= p.config.min_inliers  # neighbours carry inlier counts
-    # Calibration holds out each photo with its same-spot siblings (all within 10 m): here every other view of a
-    # scene stands within ~2 m, so no held-out photo can be recognised, as for a user at a new spot.
-    assert p.state.calibration.summary["n"] == 16 and p.state.calibration.summary["same_spot_m"] == 10.0
-    assert p.state.calibration.summary["recognised"] == 0
+    # Calibration holds out each photo alone, with its same-spot siblings (all within 10 m) and with a 20 m
+    # block: only alone can it be recognised (its siblings are turned views from its spot); with them left out
+    # nothing of its scene remains, as for a user at a new spot.
+    summary = p.state.calibration.summary
+    assert summary["n"] == 48 and summary["same_spot_m"] == 10.0  # 16 photos, 3 hold-outs
+    kinds = summary["kinds"]
+    assert kinds["consensus"]["self"] >= 14 and kinds["consensus"]["near"] == kinds["consensus"]["far"] == 0  # 15/16
+
+
+def test_a_scene_seen_from_elsewhere_is_verified_but_not_recognised(fitted):
+    """A perspective view of a gallery scene is no pure rotation of any gallery photo: it verifies, but the
+    geometry says the camera stood elsewhere, so the answer is `scene`, not recognised, with its own radius."""
+    ds, held, p = fitted
+    preds = p.predict([pil(perspective(textured(100 + s), 500 + s, strength=0.15)) for s in (2, 5)], top_k=3)
+    for s, q in zip((2, 5), preds):
+        assert q.source == "scene" and not q.recognised
+        assert q.neighbours and q.neighbours[0].image_id.startswith(f"scene{s}_")  # the verified photos
+        assert q.to_dict()["answer"] == "not recognised"
 
 
 def test_rerank_exposes_its_query_encoder_and_retrieval_order(fitted):
@@ -96,7 +112,7 @@ def test_save_load_round_trip_without_the_photo_folder(fitted, tmp_path):
     p.save(tmp_path / "m")
     man = json.loads((tmp_path / "m" / "model.json").read_text())
     assert man["method"] == "rerank" and "keypoints.h5" in man["checksums"]
-    assert man["state"]["calibration"]["n"] == 16
+    assert man["state"]["calibration"]["n"] == 48  # 16 held-out photos: alone, near and far
     q = load_model(tmp_path / "m")
     queries = [ds.read(i) for i in held[:3]]
     a, b = p.predict(queries), q.predict(queries)
@@ -135,7 +151,7 @@ def test_refit_on_a_subset_reuses_cached_features(gallery, monkeypatch, tmp_path
     calls["n"] = 0
     p = make_predictor(SPEC)
     p.fit(ds.subset(range(1, len(ds))))
-    assert p.state.calibration.summary["n"] == len(ds) - 1
+    assert p.state.calibration.summary["n"] == 3 * (len(ds) - 1)  # each held out alone, near and far
     assert calls["n"] <= first // 2  # only pairs that the smaller gallery's shortlists newly reach
 
 

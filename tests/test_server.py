@@ -50,6 +50,7 @@ def test_predict_returns_prediction_json(client):
     p = r.json()
     assert p["photo"] == "campus.jpg" and p["method"] == "knn:k=2" and p["recognised"] is False
     assert p["source"] == "model" and p["heading_deg"] is None and p["heading_radius_deg"] is None  # k-NN: no pose
+    assert p["answer"] == "not recognised" and "within the gallery's area" in p["radius_note"] and p["source_note"]
     assert 0 <= p["confidence"] <= 1 and p["radius_m"] > 0 and p["elapsed_ms"] >= 0
     assert len(p["neighbours"]) == 3 and all(n["image_id"].startswith("place2_") for n in p["neighbours"])
     assert all(client.get(n["thumbnail"]).status_code == 200 for n in p["neighbours"])

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .data.shared_photos import ORIGINAL, as_shared
+from .data.shared_photos import ORIGINAL, Delivered, kind_ratios
 from .data.sources import GeoDataset
 from .data.splits import Fold, folds_for_protocol
 from .geo import LocalFrame, haversine_m, latlon_sd, spatial_clusters, z2_error
@@ -22,8 +22,8 @@ from .provenance import code_revision
 
 BASELINE = "mean-coordinate"
 METRIC_KEYS = ("mean_m", "median_m", "p90_m", "acc_10m", "acc_25m", "acc_50m", "mse_norm", "fit_s",
-               "predict_ms_p50", "predict_ms_p95", "radius_coverage", "recognised_frac", "recognised_median_m",
-               "recall_at_1", "recall_at_5", "recall_at_10")
+               "predict_ms_p50", "predict_ms_p95", "radius_coverage", "radius_median_m", "recognised_frac",
+               "recognised_median_m", "recognised_acc_25m", "recall_at_1", "recall_at_5", "recall_at_10")
 RECALL_N = (1, 5, 10)
 RECALL_M = 25.0  # VPR convention: a retrieved gallery photo within 25 m of the truth is a positive
 HEADING_KEYS = ("heading_n", "heading_truth_n", "heading_median_deg", "heading_acc_15deg", "heading_acc_30deg",
@@ -72,12 +72,29 @@ def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
         "predict_ms_p50": float(np.median(ms)),
         "predict_ms_p95": float(np.quantile(ms, 0.95)),
         "radius_coverage": float(np.mean(e <= rows["radius_m"].to_numpy(float))),
+        "radius_median_m": float(np.median(rows["radius_m"].to_numpy(float))),
         "recognised_frac": float(rec.mean()),
         "recognised_median_m": float(np.median(e[rec])) if rec.any() else None,
+        "recognised_acc_25m": float(np.mean(e[rec] <= 25)) if rec.any() else None,
         **{f"recall_at_{n}": _recall(rows, n) for n in RECALL_N},
-    } | ({"sources": {str(k): int(v) for k, v in rows["source"].value_counts().items()}} if "source" in rows else {}
+    } | ({"sources": {str(k): int(v) for k, v in rows["source"].value_counts().items()},
+          "by_kind": by_kind(rows)} if "source" in rows else {}
          ) | (heading_metrics(rows["true_heading"], rows["heading_deg"], rows["heading_radius_deg"])
          if "true_heading" in rows else {})
+
+
+def by_kind(rows: pd.DataFrame) -> dict[str, dict]:
+    """Per answer kind (recognised / not recognised, and each `source`): count, radius coverage, median radius
+    and error (m), share within 25 m. The radius is a promise per kind, so it is measured per kind."""
+    e = rows["error_m"].to_numpy(float)
+    r = rows["radius_m"].to_numpy(float)
+    rec = rows["recognised"].to_numpy(bool)
+    src = rows["source"].astype(str).to_numpy()
+    groups = {"recognised": rec, "not recognised": ~rec} | {f"source={s}": src == s for s in sorted(set(src))}
+    return {k: {"n": int(m.sum()), "radius_coverage": float(np.mean(e[m] <= r[m])),
+                "radius_median_m": float(np.median(r[m])), "median_m": float(np.median(e[m])),
+                "acc_25m": float(np.mean(e[m] <= 25))}
+            for k, m in groups.items() if m.any()}
 
 
 def _recall(rows: pd.DataFrame, n: int) -> float | None:
@@ -163,24 +180,6 @@ class MethodRun:
     spec: str
     rows: list[dict] = field(default_factory=list)
     fit_s: float = 0.0
-
-
-class Delivered:
-    """The bytes of each held-out photo as delivered by each kind (data.shared_photos), made once per run and
-    shared by every method and fold, so all methods see the same transformed photos."""
-
-    def __init__(self, ds: GeoDataset, seed: int = 0):
-        self.ds, self.seed, self._memo = ds, seed, {}
-
-    def __call__(self, kind: str) -> Callable[[int], bytes] | None:
-        if kind == ORIGINAL:
-            return None
-
-        def deliver(i: int) -> bytes:
-            if (kind, i) not in self._memo:
-                self._memo[kind, i] = as_shared(self.ds.read(i), kind, self.ds.ids[i], self.seed)
-            return self._memo[kind, i]
-        return deliver
 
 
 def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, top_k: int = 5,
@@ -285,26 +284,6 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
             out["results"] = by_fraction[f"{max(fracs):g}"]["results"]
     preds = pd.concat(all_rows, ignore_index=True) if all_rows else pd.DataFrame()
     return out, preds
-
-
-def kind_ratios(results: dict, specs: Sequence[str], kinds: Sequence[str]) -> list[dict]:
-    """One row per method and kind: recognised share and mean error as ratios to the same photos as taken
-    (the original files, same run), and the radius coverage, for the robustness targets."""
-    rows = []
-    for spec in specs:
-        base = results.get(spec)
-        if base is None:
-            continue
-        for kind in kinds:
-            m = results.get(f"{spec} as {kind}")
-            if m is None:
-                continue
-            rb, rk = base.get("recognised_frac") or 0.0, m.get("recognised_frac") or 0.0
-            rows.append({"method": spec, "query as": kind,
-                         "recognised": rk, "recognised ratio": (rk / rb) if rb else None,
-                         "mean m": m["mean_m"], "mean ratio": m["mean_m"] / base["mean_m"],
-                         "radius cover": m["radius_coverage"], "ms p50": m["predict_ms_p50"]})
-    return rows
 
 
 def _cpu_count() -> int:

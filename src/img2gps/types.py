@@ -13,9 +13,10 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-# Prediction.source values: a camera pose from relative geometry, the consensus of verified gallery photos, a
-# fallback when nothing verified, or a method's own model output (k-NN, regression).
-SOURCES = ("pose", "consensus", "fallback", "model")
+# Prediction.source values (localization/answers.py has the vocabulary): recognised answers rest on a camera pose
+# from relative geometry or on the consensus of verified gallery photos; "scene" is a verified scene seen from
+# elsewhere, "fallback" nothing verified, "model" a method's own output (k-NN, regression).
+SOURCES = ("pose", "consensus", "scene", "fallback", "model")
 
 
 @dataclass
@@ -47,10 +48,17 @@ class Prediction:
     query_view: str | None = None  # the view that verified when the image as given did not, e.g. "upsampled"
 
     def to_dict(self) -> dict[str, Any]:
-        """The one JSON-able form (CLI json/csv/text, HTTP API, page); neighbours best first, as the method ranked them."""
+        """The one JSON-able form (CLI json/csv/text, HTTP API, page); neighbours best first, as the method ranked them.
+        Adds `answer` ("recognised" / "not recognised"), `radius_note` (what the radius promises) and `source_note`
+        (what the answer rests on), in words (localization/answers.py)."""
+        from .localization.answers import radius_words, source_words, status_words
+
         d = dataclasses.asdict(self)
         d["photo_exif_position"] = list(self.photo_exif_position) if self.photo_exif_position else None
         d["query_region"] = list(self.query_region) if self.query_region else None
+        d["answer"] = status_words(self.recognised)
+        d["radius_note"] = radius_words(self.recognised)
+        d["source_note"] = source_words(self.source)
         return d
 
 

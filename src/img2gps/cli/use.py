@@ -86,11 +86,9 @@ def _text(rec: dict) -> str:
     """One prediction as text: the answer, whether it was recognised (in words), then the supporting gallery
     photos best first, each score labelled with what it is (inliers of a verified match, else cosine similarity)."""
     lines = [rec["photo"]]
-    status = ("recognised: verified against gallery photos" if rec["recognised"]
-              else "not recognised: a wide estimate")
     lines.append(f"  prediction  {rec['latitude']:.6f}, {rec['longitude']:.6f}   radius {rec['radius_m']:.0f} m   "
                  f"confidence {rec['confidence']:.2f}   {rec['method']}   source {rec['source']}")
-    lines.append(f"  {status}")
+    lines.append(f"  {rec['answer']}: {rec['source_note']}; the radius {rec['radius_note']}")
     if rec.get("query_region"):
         x0, y0, x1, y1 = rec["query_region"]
         lines.append(f"  photo found inside the image (a screenshot or a border): pixels {x0},{y0} to {x1},{y1} "
@@ -117,14 +115,14 @@ def _text(rec: dict) -> str:
 
 def _csv(records: list[dict], top_k: int) -> str:
     cols = ["photo", "latitude", "longitude", "radius_m", "confidence", "recognised", "method", "source",
-            "heading_deg", "heading_radius_deg", "exif_latitude", "exif_longitude", "exif_distance_m"]
+            "heading_deg", "heading_radius_deg", "answer", "radius_note", "exif_latitude", "exif_longitude", "exif_distance_m"]
     for i in range(1, top_k + 1):
         cols += [f"n{i}_image", f"n{i}_latitude", f"n{i}_longitude", f"n{i}_score"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for r in records:
-        row = {k: r[k] for k in cols[:10]}
+        row = {k: r[k] for k in cols[:12]}
         exif = r["photo_exif_position"] or (None, None)
         row.update(exif_latitude=exif[0], exif_longitude=exif[1], exif_distance_m=r["exif_distance_m"])
         for i, n in enumerate(r["neighbours"][:top_k], 1):

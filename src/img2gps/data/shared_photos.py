@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 from ..errors import DataError
 from ..photos import open_image
+
+if TYPE_CHECKING:  # annotations only: sources imports the photo stack this module needs without it
+    from .sources import GeoDataset
 
 ORIGINAL = "original"
 
@@ -165,3 +168,41 @@ def as_shared(data: bytes, kind: str, name: str, seed: int = 0) -> bytes:
     digest = hashlib.sha256(f"{kind}\0{name}\0{seed}".encode()).digest()
     rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
     return KINDS[kind](open_image(data), rng)  # open_image: upright pixels, metadata dropped
+
+
+class Delivered:
+    """The bytes of each held-out photo as delivered by each kind (data.shared_photos), made once per run and
+    shared by every method and fold, so all methods see the same transformed photos."""
+
+    def __init__(self, ds: GeoDataset, seed: int = 0):
+        self.ds, self.seed, self._memo = ds, seed, {}
+
+    def __call__(self, kind: str) -> Callable[[int], bytes] | None:
+        if kind == ORIGINAL:
+            return None
+
+        def deliver(i: int) -> bytes:
+            if (kind, i) not in self._memo:
+                self._memo[kind, i] = as_shared(self.ds.read(i), kind, self.ds.ids[i], self.seed)
+            return self._memo[kind, i]
+        return deliver
+
+
+def kind_ratios(results: dict, specs: Sequence[str], kinds: Sequence[str]) -> list[dict]:
+    """One row per method and kind: recognised share and mean error as ratios to the same photos as taken
+    (the original files, same run), and the radius coverage, for the robustness targets."""
+    rows = []
+    for spec in specs:
+        base = results.get(spec)
+        if base is None:
+            continue
+        for kind in kinds:
+            m = results.get(f"{spec} as {kind}")
+            if m is None:
+                continue
+            rb, rk = base.get("recognised_frac") or 0.0, m.get("recognised_frac") or 0.0
+            rows.append({"method": spec, "query as": kind,
+                         "recognised": rk, "recognised ratio": (rk / rb) if rb else None,
+                         "mean m": m["mean_m"], "mean ratio": m["mean_m"] / base["mean_m"],
+                         "radius cover": m["radius_coverage"], "ms p50": m["predict_ms_p50"]})
+    return rows

@@ -88,6 +88,39 @@ class CameraLocator:
         p = self.cfg.pose
         return f"{feature_key}-px{p.ransac_px:g}-min{p.min_inliers}-v1"
 
+    def relative(self, match: Callable[[int], tuple[np.ndarray, np.ndarray]], j: int, Kq: np.ndarray,
+                 focal35: float | None, cache: PoseCache | None = None, query_key: str | None = None,
+                 gallery_keys: Sequence[str] | None = None) -> RelativePose | None:
+        """The query's relative pose to gallery photo j (cached by the pair's content keys and query focal)."""
+        rel = "miss"
+        # The cache key carries the query focal length: the same photo pair with other intrinsics differs.
+        qk = f"{query_key}@{focal35 or 0:g}" if query_key is not None else None
+        if cache is not None and qk is not None and gallery_keys is not None:
+            rel = cache.get(qk, gallery_keys[j])
+        if isinstance(rel, str):
+            pq, pg = match(j)
+            rel = relative_pose(pg, pq, self.cameras.K(j), Kq, self.cfg.pose)
+            if cache is not None and qk is not None and gallery_keys is not None:
+                cache.put(qk, gallery_keys[j], rel)
+        return rel
+
+    def parallax(self, match: Callable[[int], tuple[np.ndarray, np.ndarray]], query_size: tuple[int, int],
+                 focal35: float | None, verified: dict[int, int], n: int = 2, cache: PoseCache | None = None,
+                 query_key: str | None = None, gallery_keys: Sequence[str] | None = None) -> list[float]:
+        """Parallax in degrees (pose.relative_pose: residual of a pure-rotation fit) of the query with each of
+        its n most strongly verified gallery photos, heading known or not; inf where no pose was found.
+
+        Small parallax means the two cameras stood at nearly one place relative to the scene's depth (or the
+        scene is far): the evidence rerank reads to call an answer recognised (localization/answers.py).
+        """
+        order = sorted(verified, key=lambda j: -verified[j])[:n]
+        Kq = intrinsics(*query_size, focal35)
+        out = []
+        for j in order:
+            rel = self.relative(match, j, Kq, focal35, cache, query_key, gallery_keys)
+            out.append(float(rel.parallax_deg) if rel is not None else float("inf"))
+        return out
+
     def locate(self, match: Callable[[int], tuple[np.ndarray, np.ndarray]], query_size: tuple[int, int],
                focal35: float | None, verified: dict[int, int], cache: PoseCache | None = None,
                query_key: str | None = None, gallery_keys: Sequence[str] | None = None) -> CameraEstimate:
@@ -101,16 +134,7 @@ class CameraLocator:
         views: list[ViewConstraint] = []
         used: list[int] = []
         for j in order:
-            rel = "miss"
-            # The cache key carries the query focal length: the same photo pair with other intrinsics differs.
-            qk = f"{query_key}@{focal35 or 0:g}" if query_key is not None else None
-            if cache is not None and qk is not None and gallery_keys is not None:
-                rel = cache.get(qk, gallery_keys[j])
-            if isinstance(rel, str):
-                pq, pg = match(j)
-                rel = relative_pose(pg, pq, cams.K(j), Kq, self.cfg.pose)
-                if cache is not None and qk is not None and gallery_keys is not None:
-                    cache.put(qk, gallery_keys[j], rel)
+            rel = self.relative(match, j, Kq, focal35, cache, query_key, gallery_keys)
             if rel is None:
                 continue
             views.append(view_constraint(rel, cams.en[j], float(cams.heading[j]), self.cfg.pose))

@@ -14,6 +14,8 @@ from ..geo import pairwise_m
 
 MIN_SPOT_M = 10.0  # phone GPS noise: two photos labelled closer than this may have been taken at one spot
 MAX_SPOT_M = 25.0  # beyond this the calibration would leave out whole neighbourhoods of a sparse gallery
+FAR_FACTOR = 2.0  # far hold-out: every gallery photo within FAR_FACTOR x R of the held-out one is left out
+HOLDOUTS = ("near", "far")  # the two hold-outs every method calibrates on
 
 
 BLOCK = 512  # rows per block: memory stays O(BLOCK x N) for large galleries
@@ -58,3 +60,10 @@ def buffered_train(train_idx, val_idx, en: np.ndarray, radius_m: float) -> np.nd
     for a in range(0, len(tr), BLOCK):
         near[a:a + BLOCK] = (pairwise_m(en[tr[a:a + BLOCK]], en[va]) <= radius_m).any(1)
     return tr[~near] if (~near).sum() >= 2 else tr
+
+
+def holdout_radius_m(spot_m: float, holdout: str) -> float:
+    """Exclusion radius in metres of a hold-out: R for "near", FAR_FACTOR x R for "far". Raises ValueError."""
+    if holdout not in HOLDOUTS:
+        raise ValueError(f"hold-out must be one of {HOLDOUTS}, not {holdout!r}")
+    return float(spot_m) * (FAR_FACTOR if holdout == "far" else 1.0)

@@ -7,7 +7,8 @@ import numpy as np
 
 from ..localization.calibration import RadiusModel
 from ..geo import LocalFrame, weighted_centre
-from ..localization.holdout import excluded_rows, same_spot_radius_m
+from ..localization.conformal import MondrianRadius
+from ..localization.holdout import HOLDOUTS, excluded_rows, holdout_radius_m, same_spot_radius_m
 from ..types import Prediction
 from .base import BasePredictor
 
@@ -25,20 +26,25 @@ class MeanCoordinate(BasePredictor):
     def _fit(self, train) -> None:
         lat, lon = train.lat, train.lon
         self.centre = weighted_centre(lat, lon)
-        # Held-out errors of "the mean of the others" calibrate the radius honestly (not in-sample); the
-        # held-out photo's same-spot siblings are left out too (localization/holdout.py).
+        # Held-out errors of "the mean of the others" calibrate the radius honestly (not in-sample), on near
+        # (same-spot siblings left out) and far (a block of 2R left out) hold-outs (localization/conformal.py).
         en = LocalFrame(*self.centre).to_en(lat, lon)
         n = len(en)
         spot = same_spot_radius_m(en)
-        errors = []
-        for a in range(0, n, 512):
-            rows = np.arange(a, min(n, a + 512))
-            keep = ~excluded_rows(en, rows, spot)
-            cnt = keep.sum(1)
-            others = np.where(cnt[:, None] > 0, (keep @ en) / np.maximum(cnt, 1)[:, None], en.mean(0))
-            errors.append(np.linalg.norm(en[rows] - others, axis=1))
-        errors = np.concatenate(errors) if n > 1 else np.zeros(n)
-        self.radius_model = RadiusModel.fit(errors, coverage=self.config.coverage, offset_m=1.0, floor_m=5.0)
+        errors, holdout = [], []
+        for h in HOLDOUTS:
+            for a in range(0, n, 512):
+                rows = np.arange(a, min(n, a + 512))
+                keep = ~excluded_rows(en, rows, holdout_radius_m(spot, h))
+                cnt = keep.sum(1)
+                others = np.where(cnt[:, None] > 0, (keep @ en) / np.maximum(cnt, 1)[:, None], en.mean(0))
+                errors.append(np.linalg.norm(en[rows] - others, axis=1))
+                holdout += [h] * len(rows)
+        errors = np.concatenate(errors) if n > 1 else np.zeros(0)
+        self.radius_model = MondrianRadius.fit(["model"] * len(errors), holdout[: len(errors)], errors,
+                                               coverage=self.config.coverage, offset_m=1.0, floor_m=5.0,
+                                               area_m=float(np.quantile(errors, self.config.coverage))
+                                               if len(errors) else 100.0).pooled
 
     def _predict_one(self, query, top_k: int) -> Prediction:
         r = self.radius_model.radius(0.0)

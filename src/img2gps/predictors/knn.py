@@ -12,7 +12,8 @@ from ..retrieval.encoders import ENCODERS, get_encoder
 from ..features.cache import embed_dataset
 from ..indexing import ExtractSpec, ensure_features
 from ..geo import LocalFrame
-from ..localization.holdout import excluded_rows, same_spot_radius_m
+from ..localization.conformal import MondrianRadius, bands
+from ..localization.holdout import HOLDOUTS, excluded_rows, holdout_radius_m, same_spot_radius_m
 from ..localization.aggregate import aggregate
 from ..retrieval.database import INDEX_KINDS, CosineIndex
 from ..types import Prediction
@@ -38,6 +39,7 @@ class KNNConfig:
     # faiss index: auto (exact up to 100k vectors, then IVF-PQ) | flat | hnsw | ivfpq
     index: str = opt("auto", choices=INDEX_KINDS, export="fit")
     calib: int = opt(2000, ge=1)  # at most this many gallery photos (seeded sample) are held out for calibration
+    sim_bands: int = opt(3, ge=1)  # Mondrian groups by the top neighbour's similarity (equal-count bands)
 
 
 @dataclass
@@ -48,8 +50,13 @@ class KNNState:
     index: CosineIndex
     frame: LocalFrame
     en: np.ndarray
-    radius_model: RadiusModel | None = None
+    radius_model: MondrianRadius | None = None
     index_report: dict = field(default_factory=dict)
+    sim_edges: list = field(default_factory=list)  # top-similarity band edges of radius_model's kinds
+
+    def radius(self, spread: float, top_sim: float) -> float:
+        """Calibrated radius (m) of an answer with this neighbour spread (m) and top cosine similarity."""
+        return self.radius_model.radius(str(bands([top_sim], self.sim_edges)[0]), spread)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -78,34 +85,41 @@ class KNNState:
     def load(cls, d: Path, kind: str, gallery, state: dict) -> "KNNState":
         index = CosineIndex.load(d, kind)
         frame = LocalFrame.around(gallery["Latitude"], gallery["Longitude"])
-        rm = RadiusModel.from_dict(state["radius_model"]) if state.get("radius_model") else None
-        return cls(index, frame, frame.to_en(gallery["Latitude"], gallery["Longitude"]), rm, state.get("index", {}))
+        rm = MondrianRadius.from_dict(state["radius_model"]) if state.get("radius_model") else None
+        return cls(index, frame, frame.to_en(gallery["Latitude"], gallery["Longitude"]), rm, state.get("index", {}),
+                   list(state.get("sim_edges", [])))
 
 
-def calibrate_radius(state: KNNState, cfg: KNNConfig) -> RadiusModel:
-    """Held-out gallery photos (a bounded seeded subset), each with its same-spot siblings left out
-    (localization/holdout.py): errors and spreads of their k-NN answers set the radius."""
+def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[MondrianRadius, list[float]]:
+    """(radius model, similarity band edges) from held-out gallery photos, near (same-spot siblings left out) and
+    far (a 2R block left out; localization/holdout.py): errors normalised by the neighbours' spread, grouped by
+    the top neighbour's similarity (Mondrian, localization/conformal.py). A query unlike the gallery lands in a
+    low band and gets that band's wider radius."""
     n = len(state.en)
     if n < 3:
-        return RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0)
+        return MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0)), []
     rows_all = np.arange(n) if n <= cfg.calib else np.sort(np.random.default_rng(0).choice(n, cfg.calib, replace=False))
     en, v = state.en, state.index.vectors
     spot = same_spot_radius_m(en)
-    errs, spreads = [], []
-    for a in range(0, len(rows_all), 512):  # memory stays O(rows x n) per block
-        rows = rows_all[a:a + 512]
-        sim = v[rows] @ v.T
-        sim[excluded_rows(en, rows, spot)] = -np.inf
-        for r, srow in zip(rows, sim):
-            idx = np.argsort(-srow)[: cfg.k]
-            idx = idx[np.isfinite(srow[idx])]
-            if not len(idx):  # every other photo stands at this spot
-                continue
-            c, s = aggregate(en[idx], srow[idx], cfg.agg)
-            errs.append(np.linalg.norm(c - en[r]))
-            spreads.append(s)
+    errs, spreads, tops, holdout = [], [], [], []
+    for h in HOLDOUTS:
+        for a in range(0, len(rows_all), 512):  # memory stays O(rows x n) per block
+            rows = rows_all[a:a + 512]
+            sim = v[rows] @ v.T
+            sim[excluded_rows(en, rows, holdout_radius_m(spot, h))] = -np.inf
+            for r, srow in zip(rows, sim):
+                idx = np.argsort(-srow)[: cfg.k]
+                idx = idx[np.isfinite(srow[idx])]
+                if not len(idx):  # every other photo stands at this spot
+                    continue
+                c, s = aggregate(en[idx], srow[idx], cfg.agg)
+                errs.append(np.linalg.norm(c - en[r]))
+                spreads.append(s)
+                tops.append(float(srow[idx[0]]))
+                holdout.append(h)
     area = float(np.quantile(np.linalg.norm(en - en.mean(0), axis=1), cfg.coverage))
-    return RadiusModel.fit(errs, spreads, coverage=cfg.coverage, area_m=area)
+    edges = [float(x) for x in np.quantile(tops, np.arange(1, cfg.sim_bands) / cfg.sim_bands)] if tops else []
+    return MondrianRadius.fit(bands(tops, edges), holdout, errs, spreads, coverage=cfg.coverage, area_m=area), edges
 
 
 class KNNPredictor(BasePredictor):
@@ -158,14 +172,14 @@ class KNNPredictor(BasePredictor):
     # -- fit / predict ------------------------------------------------------------------------------------
     def _fit(self, train) -> None:
         self.state = KNNState.build(CosineIndex(self._embed_gallery(train), self.config.index), self.gallery)
-        self.state.radius_model = calibrate_radius(self.state, self.config)
+        self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
 
     def _predict_ranked_one(self, query, top_k: int, n: int):
         s, c = self.state, self.config
         pos, spread, idx, sims = s.locate(self.embed([query])[0], c.k, c.agg, max(top_k, n))
         lat, lon = s.frame.to_latlon(pos)
-        r = s.radius_model.radius(spread)
-        return (Prediction(float(lat), float(lon), r, s.radius_model.confidence(r), False, self.spec,
+        r = s.radius(spread, float(sims[0]))
+        return (Prediction(float(lat), float(lon), r, s.radius_model.pooled.confidence(r), False, self.spec,
                            self.neighbours(idx, sims, top_k)), idx[:n])
 
     def add_refusal(self):
@@ -180,7 +194,7 @@ class KNNPredictor(BasePredictor):
         index = self.state.index
         index.add(embed_dataset(self._encoder, new))
         self.state = KNNState.build(index, self.gallery)
-        self.state.radius_model = calibrate_radius(self.state, self.config)
+        self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
 
     def fit_report(self):
         return {"index": self.state.index_report}
@@ -192,7 +206,8 @@ class KNNPredictor(BasePredictor):
             self._embedder.save(d / "embedder", thumbnails=False)
 
     def _state(self):
-        return {"radius_model": self.state.radius_model.to_dict(), "dim": int(self.state.vectors.shape[1]),
+        return {"radius_model": self.state.radius_model.to_dict(), "sim_edges": self.state.sim_edges,
+                "dim": int(self.state.vectors.shape[1]),
                 "index": self.state.index_report}
 
     def _load_files(self, d: Path, state):

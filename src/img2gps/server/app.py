@@ -54,9 +54,14 @@ class PredictionOut(BaseModel):
     longitude: float
     radius_m: float = Field(description="error radius in metres, calibrated to hold for ~80% of photos")
     confidence: float = Field(ge=0, le=1)
-    recognised: bool = Field(description="true only when verified visual evidence backs the answer")
+    recognised: bool = Field(description="true only when verified geometry places the photo at a gallery camera's spot")
+    answer: str = Field(description='"recognised" or "not recognised", in words')
+    radius_note: str = Field(description="what the radius promises, in words (an unrecognised answer's radius holds "
+                                         "for photos taken within the gallery's area)")
     method: str
-    source: str = Field("model", description="what the answer rests on: pose, consensus, fallback or model")
+    source: str = Field("model", description="what the answer rests on: pose, consensus (recognised), scene "
+                                             "(a verified scene seen from elsewhere), fallback or model")
+    source_note: str = Field("", description="what the answer rests on, in words")
     heading_deg: Optional[float] = Field(
         None, description="compass bearing the camera faced (0 = north, clockwise); null when not determined")
     heading_radius_deg: Optional[float] = Field(

@@ -428,12 +428,17 @@ class Model(nn.Module):
             ver = [(j, n) for j, n in checked.items() if n >= r["min_inliers"]]
             if ver:
                 return consensus(g["en"][[j for j, _ in ver]], [n for _, n in ver], r["cluster_m"])
+            sims, idx = top_k(g["vectors"], q, r["k"])
+            knn = np.asarray(aggregate(g["en"][idx], sims, "mean"), float)
             if r["fallback"] == "knn":
-                sims, idx = top_k(g["vectors"], q, r["k"])
-                return aggregate(g["en"][idx], sims, "mean")
-            idx = np.argsort(-score)[: r["fallback_k"]]
-            idx = idx[np.isfinite(score[idx])]
-            return weighted_median(g["en"][idx], np.exp((score[idx] - score[idx].max()) / r["fallback_t"]))
+                own = knn
+            else:
+                idx = np.argsort(-score)[: r["fallback_k"]]
+                idx = idx[np.isfinite(score[idx])]
+                own = np.asarray(weighted_median(g["en"][idx], np.exp((score[idx] - score[idx].max()) / r["fallback_t"])))
+            # the answer the model's calibration chose for unverified photos: its own, knn's, or their midpoint
+            choice = r.get("fallback_answer", "own")
+            return own if choice == "own" else knn if choice == "knn" else 0.5 * (own + knn)
 
     @staticmethod
     def _verify_shortlist(order, xy, dq, r, g):

@@ -1,51 +1,72 @@
-"""rerank's calibration: held-out gallery photos (a seeded subset), each with its same-spot siblings left out
-(localization/holdout.py), go through the exact query procedure (query.locate); their errors calibrate the radii
-(recognised / pose / not recognised), the heading radius and the pose choice. Pair inlier counts and relative
-poses go to on-disk caches, so re-fitting on a subset of a gallery (bench folds) matches only new pairs."""
+"""rerank's calibration: held-out gallery photos (a seeded subset) go through the exact query procedure
+(query.locate), each held out three ways: alone ("self": a user at a gallery spot), with its same-spot siblings
+("near") and with a 2R block ("far", localization/holdout.py). Their errors calibrate one radius per answer kind
+(Mondrian split-conformal over the three hold-outs in equal shares, localization/conformal.py), the answer given
+for scenes seen from elsewhere and for unverified photos (localization/answers.py), the heading radius and the
+pose choice. Pair inlier counts and relative poses go to on-disk caches, so re-fitting on a subset of a gallery
+(bench folds) matches only new pairs."""
 from __future__ import annotations
 
 import hashlib
 import math
 from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
 
 import numpy as np
 
 from ...localization.aggregate import aggregate
+from ...localization.answers import CHOICES, FALLBACK, SCENE, candidate, choose
 from ...localization.calibration import RadiusModel
 from ...localization.camera import PoseCache
-from ...localization.holdout import excluded_rows, same_spot_radius_m
+from ...localization.conformal import MondrianRadius, mixture_weights
+from ...localization.holdout import excluded_rows, holdout_radius_m, same_spot_radius_m
 from ...localization.pose import angle_diff_deg
 from ...verification.local import PairCache
 from .config import RerankConfig
-from .query import camera, locate, scores, verify_pair
+from .query import camera, locate, parallax, scores, verify_pair
 from .state import Calibration, RerankState
 
-MIN_CALIBRATION = 5  # fewer held-out answers of a kind than this: that kind borrows a wider radius
+MIN_CALIBRATION = 5  # fewer held-out answers than this: no heading radius, no pose choice
+# Hold-outs the radii are calibrated on, in equal shares. rerank needs "self" because its recognised kind exists
+# only there: with siblings left out, 1 of 300 bgu-west photos passed the pure-rotation test.
+CALIB_SHARES = {"self": 1 / 3, "near": 1 / 3, "far": 1 / 3}
 
 
 def calibrate(state: RerankState, cfg: RerankConfig) -> Calibration:
     """The Calibration of a built state (state.keys: the gallery's content hashes, which order the subset)."""
-    en, keys, c = state.en, state.keys, cfg
+    en, c = state.en, cfg
     n = len(state.store)
     area = float(np.quantile(np.linalg.norm(en - en.mean(0), axis=1), c.coverage)) if n > 1 else 100.0
     if n < 3:
         rm = RadiusModel(scale=1.0, floor_m=25.0, area_m=max(area, 25.0))
-        return Calibration(rm, rm, None, c.pose == "on", True, None, {"n": 0, "recognised": 0})
+        return Calibration(MondrianRadius(pooled=rm), use_pose=c.pose == "on", summary={"n": 0, "recognised": 0})
+    return _decide(calibration_records(state, c, tuple(CALIB_SHARES)), area, same_spot_radius_m(en), c)
+
+
+def calibration_records(state: RerankState, cfg: RerankConfig, holdouts: Sequence[str]) -> list[dict]:
+    """One record per (held-out photo, hold-out): its answer kind, the strongest verified pair's parallax and
+    inliers, the error (m) and spread of each answer choice (own / knn / blend; pose where a camera fix exists)
+    and the heading error where known. Hold-outs: "self", "near", "far". Public so analyses can study the
+    evidence behind the answer kinds."""
+    en, keys, c = state.en, state.keys, cfg
+    n = len(state.store)
     # Deterministic subset by content hash: bench folds of one dataset then share (and cache) the same pairs.
     order = sorted(range(n), key=lambda i: hashlib.sha1(keys[i].encode()).hexdigest())[: c.calib]
     spot_m = same_spot_radius_m(en)
-    excluded = excluded_rows(en, order, spot_m)
     pairs = PairCache(c.feature_config, c.verify_config)
     poses = PoseCache(state.locator.setting_key(c.feature_config.key))
     vectors = state.knn.index.vectors
 
-    def held_out(r: int, siblings_out: bool = True) -> dict:
+    def held_out(task: tuple[int, str]) -> dict:
         # The held-out photo queries with its stored embedding and VLAD vector: one row of similarities
         # each, never a gallery x gallery matrix.
+        r, h = task
         q = order[r]
-        skip = set(np.flatnonzero(excluded[r]).tolist()) if siblings_out else {q}
+        skip = ({q} if h == "self" else
+                set(np.flatnonzero(excluded_rows(en, [q], holdout_radius_m(spot_m, h))[0]).tolist()))
         matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         kq, dq = state.store.get(q), state.store.unit_desc(q)
+        f = state.cameras.focal35[q]
 
         def verify(j: int) -> int:
             got = pairs.get(keys[q], keys[j])
@@ -54,20 +75,24 @@ def calibrate(state: RerankState, cfg: RerankConfig) -> Calibration:
                 pairs.put(keys[q], keys[j], got)
             return got
 
-        def knn_fallback():
+        def knn_answer():
             idx = np.array([j for j in np.argsort(-g) if j not in skip][: c.k], int)
             pos, spread = aggregate(en[idx], g[idx], "mean")
             return pos, spread, idx, g[idx]
-
-        def camera_of(checked: dict[int, int]):
-            return camera(state, c, kq, dq, state.cameras.focal35[q], checked, matched, poses, keys[q])
 
         g = vectors @ vectors[q]
         v = state.vlad @ state.vlad[q] if state.vlad is not None else None
         score = scores(state, g, v)
         score[list(skip)] = -np.inf
-        loc = locate(state, c, score, g, verify, knn_fallback, skip=skip, camera_of=camera_of)
-        out = {"rec": loc.recognised, "err": float(np.linalg.norm(loc.pos - en[q])), "spread": loc.spread}
+        loc = locate(state, c, score, g, verify, knn_answer, skip=skip,
+                     camera_of=lambda ch: camera(state, c, kq, dq, f, ch, matched, poses, keys[q]),
+                     parallax_of=lambda ver: parallax(state, c, kq, dq, f, ver, matched, poses, keys[q]))
+        ver = sorted((k for k in loc.checked.values() if k >= c.min_inliers), reverse=True)
+        out = {"holdout": h, "kind": loc.kind, "parallax": (loc.parallax or [np.inf])[0],
+               "inliers": ver[0] if ver else 0, "n_verified": len(ver)}
+        for ch in CHOICES:
+            p, sp = candidate(ch, (loc.pos, loc.spread), loc.knn[:2])
+            out[ch + "_err"], out[ch + "_spread"] = float(np.linalg.norm(p - en[q])), float(sp)
         est = loc.camera
         if est is not None and est.heading_deg is not None and np.isfinite(state.cameras.heading[q]):
             out["heading_err"] = float(angle_diff_deg(est.heading_deg, state.cameras.heading[q]))
@@ -79,44 +104,57 @@ def calibrate(state: RerankState, cfg: RerankConfig) -> Calibration:
     # Held-out photos are independent: two threads use both cores (numpy and OpenCV release the GIL while
     # each keeps one BLAS thread); map keeps the order, so the result does not depend on timing.
     with ThreadPoolExecutor(2) as ex:
-        got = list(ex.map(held_out, range(len(order))))
-        # The heading error depends on the pair's geometry, not on how far the query stood from the gallery
-        # photo: it is calibrated with only the held-out photo itself left out (many more samples).
-        with_siblings = (list(ex.map(lambda r: held_out(r, False), range(len(order))))
-                         if state.cameras.n_with_heading else [])
+        got = list(ex.map(held_out, [(r, h) for h in holdouts for r in range(len(order))]))
     pairs.save()
     poses.save()
-    return _decide(got, with_siblings, area, spot_m, len(order), c)
+    return got
 
 
-def _decide(got: list[dict], with_siblings: list[dict], area: float, spot_m: float, n: int,
-            c: RerankConfig) -> Calibration:
-    """Held-out answers -> radius models, heading radius and the pose choice."""
-    rec = [g for g in got if g["rec"]]
-    unrec = [g for g in got if not g["rec"]]
-    unrec_radius = RadiusModel.fit([g["err"] for g in unrec] or [area], [g["spread"] for g in unrec] or None,
-                                   coverage=c.coverage, area_m=area)
-    # Verified answers are metre-level: a small offset keeps their radius from being inflated by the model.
-    rec_radius = (RadiusModel.fit([g["err"] for g in rec], [g["spread"] for g in rec], coverage=c.coverage,
-                                  offset_m=5.0, floor_m=3.0, area_m=area)
-                  if len(rec) >= MIN_CALIBRATION else unrec_radius)
-    cal = Calibration(rec_radius, unrec_radius, None, c.pose == "on", True, None)
-    hd = [g["heading_err"] for g in with_siblings if "heading_err" in g]
+def _decide(records: list[dict], area: float, spot_m: float, c: RerankConfig) -> Calibration:
+    """Held-out answers -> radius models per answer kind, answer choices, heading radius and the pose choice."""
+    cal = Calibration(MondrianRadius(), use_pose=c.pose == "on")
+    # The heading error depends on the pair's geometry, not on how far the query stood from the gallery
+    # photo: it is calibrated with only the held-out photo itself left out (many more samples).
+    hd = [g["heading_err"] for g in records if g["holdout"] == "self" and "heading_err" in g]
     if len(hd) >= MIN_CALIBRATION:
         cal.heading_radius = float(np.sort(hd)[min(len(hd), math.ceil((len(hd) + 1) * c.coverage)) - 1])
-    fixed = [g for g in rec if "pose_err" in g]
+    got = [g for g in records if g["holdout"] in CALIB_SHARES]
+    w = mixture_weights([g["holdout"] for g in got], CALIB_SHARES)
+    fixed = [g for g in got if g["kind"] == "recognised" and "pose_err" in g]
     pose_med = float(np.median([g["pose_err"] for g in fixed])) if fixed else None
-    cons_med = float(np.median([g["err"] for g in fixed])) if fixed else None
+    cons_med = float(np.median([g["own_err"] for g in fixed])) if fixed else None
     if len(fixed) >= MIN_CALIBRATION:
-        cal.pose_radius = RadiusModel.fit([g["pose_err"] for g in fixed], [g["pose_spread"] for g in fixed],
-                                          coverage=c.coverage, offset_m=5.0, floor_m=3.0, area_m=area)
         cal.pose_recognised = pose_med <= c.coarse_m
         if c.pose == "auto":
             cal.use_pose = pose_med < cons_med
+    for kind in (SCENE, FALLBACK):
+        m = np.array([g["kind"] == kind for g in got], bool)
+        errs = {ch: [g[ch + "_err"] for g, k in zip(got, m) if k] for ch in CHOICES}
+        cal.answer_choice[kind] = c.answer if c.answer != "auto" else choose(errs, w[m])
+    groups, errs, spreads = [], [], []
+    for g in got:
+        if g["kind"] == "recognised":
+            pose = cal.use_pose and "pose_err" in g
+            groups.append("pose" if pose else "consensus")
+            errs.append(g["pose_err"] if pose else g["own_err"])
+            spreads.append(g["pose_spread"] if pose else g["own_spread"])
+        else:
+            ch = cal.answer_choice[g["kind"]]
+            groups.append(g["kind"])
+            errs.append(g[ch + "_err"])
+            spreads.append(g[ch + "_spread"])
+    # Verified answers at a gallery spot are metre-level: a small offset keeps their radius from being inflated.
+    cal.radii = MondrianRadius.fit(groups, [g["holdout"] for g in got], errs, spreads, coverage=c.coverage,
+                                   offset_m=10.0, floor_m=3.0, area_m=area, shares=CALIB_SHARES,
+                                   offsets={"consensus": 5.0, "pose": 5.0})
+    e = np.asarray(errs)
+    rm = np.array([k in ("consensus", "pose") for k in groups], bool)
     cal.summary = {
-        "n": n, "recognised": len(rec), "same_spot_m": spot_m,
-        "recognised_median_m": float(np.median([g["err"] for g in rec])) if rec else None,
-        "unrecognised_median_m": float(np.median([g["err"] for g in unrec])) if unrec else None,
+        "n": len(got), "recognised": int(rm.sum()), "same_spot_m": spot_m,
+        "holdouts": {h: int(sum(g["holdout"] == h for g in got)) for h in CALIB_SHARES},
+        "recognised_median_m": float(np.median(e[rm])) if rm.any() else None,
+        "unrecognised_median_m": float(np.median(e[~rm])) if (~rm).any() else None,
+        "kinds": cal.radii.summary, "answer_choice": dict(cal.answer_choice),
         "heading_n": len(hd), "heading_median_deg": float(np.median(hd)) if hd else None,
         "pose_n": len(fixed), "pose_median_m": pose_med, "consensus_median_m_same_photos": cons_med,
         "use_pose": bool(cal.use_pose),

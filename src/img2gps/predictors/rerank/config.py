@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...localization.answers import CHOICES, MAX_PARALLAX_DEG, MIN_INLIERS
 from ...retrieval.database import INDEX_KINDS
 from ...retrieval.encoders import ENCODERS
 from ...verification.local import FeatureConfig, VerifyConfig
@@ -58,6 +59,12 @@ class RerankConfig:
     # when nothing verifies on the image as given (a cascade: a camera file that verifies pays nothing). Off by
     # default until the bench shows it pays and the leaderboard export reproduces it (docs/shared-photos.md)
     prep: str = opt("none", check=lambda v: _prep_problem(v))
+    # recognised only when the strongest verified pair's parallax (deg) is at most rec_parallax, with at least
+    # rec_inliers inliers (localization/answers.py)
+    rec_parallax: float = opt(MAX_PARALLAX_DEG, ge=0, export="fit")
+    rec_inliers: int = opt(MIN_INLIERS, ge=1, export="fit")
+    # scene / fallback answers: auto (per gallery, from calibration) | own | knn | blend (localization/answers.py)
+    answer: str = opt("auto", choices=("auto",) + CHOICES, export="fit")
 
     @property
     def prep_steps(self) -> tuple[str, ...]:

@@ -4,9 +4,12 @@ Query path (query.py): global embedding (lite0 by default) + VLAD over the query
 ranked by the sum of both z-scored similarities -> verify the top candidates in order (mutual ratio-test matches,
 MAGSAC fundamental matrix), stopping early after a very strong match; with near_m > 0 the gallery photos standing
 near a verified one are verified next (on penn91 this changed no answer, so it is off by default) -> the densest
-cluster of verified photos, weighted by inliers, is the answer (recognised=True). When nothing verifies, the
-answer is the weighted geometric median of the shortlist, with its own, much wider, calibrated radius
-(recognised=False).
+cluster of verified photos, weighted by inliers, is the answer. It is recognised (source "consensus") only when
+the strongest verified pair is nearly a pure rotation (parallax <= rec_parallax degrees with >= rec_inliers
+inliers: the query stood at that gallery camera's spot); otherwise it is a scene seen from elsewhere (source
+"scene"). When nothing verifies, the answer is the weighted geometric median of the shortlist (source
+"fallback"). For scene and fallback answers, calibration may choose knn's answer or the midpoint instead
+(answer=auto; localization/answers.py). Each kind has its own calibrated radius (localization/conformal.py).
 
 Camera pose (pose=auto|on|off): for the strongest verified gallery photos whose own heading is known (EXIF
 GPSImgDirection), the pair's essential matrix gives the query's heading and the direction towards it

@@ -11,6 +11,7 @@ from typing import Callable, Container, Sequence
 import numpy as np
 
 from ...geo import weighted_median_en
+from ...localization.answers import FALLBACK, SCENE, at_gallery_spot, candidate
 from ...localization.camera import CameraEstimate, PoseCache
 from ...localization.consensus import consensus
 from ...types import Neighbour, Prediction, Query
@@ -18,6 +19,8 @@ from ...verification.local import Keypoints, extract, fundamental_inliers, mutua
 from ...verification.queryprep import find_photo, retry_views
 from .config import RerankConfig
 from .state import RerankState
+
+PARALLAX_VIEWS = 1  # verified photos whose parallax is measured (the strongest decides the answer kind)
 
 
 def verify_candidates(order: Sequence[int], verify: Callable[[int], int], near: Sequence[Sequence[int]],
@@ -83,13 +86,19 @@ def resolve(checked: dict[int, int], gallery_en: np.ndarray,
 @dataclass
 class Located:
     """One query's answer in the gallery's metric frame (what calibration and prediction both consume)."""
-    recognised: bool
-    pos: np.ndarray  # (2,) east/north metres
+    kind: str  # "recognised" (verified, at a gallery camera's spot), "scene" (verified from elsewhere), "fallback"
+    pos: np.ndarray  # (2,) east/north metres: the kind's own answer (consensus, or the fallback's)
     spread: float  # metres, input to the radius model
     idx: np.ndarray  # supporting gallery indices (verified, best first) or the fallback's neighbours
-    sims: np.ndarray  # their scores (inliers when recognised)
+    sims: np.ndarray  # their scores (inliers when verified)
     checked: dict[int, int]  # every verified candidate -> inliers
-    camera: CameraEstimate | None = None  # the query camera from the verified photos (recognised answers only)
+    camera: CameraEstimate | None = None  # the query camera from the verified photos (verified answers only)
+    knn: tuple | None = None  # knn's answer (pos, spread, idx, sims): the alternative for scene / fallback
+    parallax: list[float] | None = None  # parallax (deg) with the strongest verified photos
+
+    @property
+    def verified(self) -> bool:
+        return self.kind != FALLBACK
 
 
 def scores(state: RerankState, g_sims: np.ndarray, v_sims: np.ndarray | None) -> np.ndarray:
@@ -114,12 +123,9 @@ def verify_pair(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.nda
     return n
 
 
-def camera(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray, focal35, checked: dict[int, int],
-           matched: dict, cache: PoseCache | None = None, key: str | None = None) -> CameraEstimate | None:
-    """The query camera from the verified photos (None when no gallery photo has a known heading)."""
-    if state.cameras.n_with_heading == 0:
-        return None
-    ver = {j: k for j, k in checked.items() if k >= cfg.min_inliers}
+def matcher(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray,
+            matched: dict) -> Callable[[int], tuple]:
+    """match(j) -> (query xy, gallery xy) of the mutual matches with gallery photo j (kept in `matched`)."""
     v = cfg.verify_config
 
     def match(j: int):
@@ -127,33 +133,57 @@ def camera(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray,
             m = mutual_matches(dq, state.store.unit_desc(j), v.ratio, v.mutual)
             matched[j] = (kq.xy[m[:, 0]], state.store.get(j).xy[m[:, 1]])
         return matched[j]
+    return match
 
+
+def camera(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray, focal35, checked: dict[int, int],
+           matched: dict, cache: PoseCache | None = None, key: str | None = None) -> CameraEstimate | None:
+    """The query camera from the verified photos (None when no gallery photo has a known heading)."""
+    if state.cameras.n_with_heading == 0:
+        return None
+    ver = {j: k for j, k in checked.items() if k >= cfg.min_inliers}
     f = float(focal35) if focal35 is not None and np.isfinite(focal35) else None
-    return state.locator.locate(match, kq.size, f, ver, cache, key, state.keys)
+    return state.locator.locate(matcher(state, cfg, kq, dq, matched), kq.size, f, ver, cache, key, state.keys)
+
+
+def parallax(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray, focal35,
+             verified: dict[int, int], matched: dict, cache: PoseCache | None = None,
+             key: str | None = None) -> list[float]:
+    """Parallax (deg) of the query with its strongest verified photo(s) (localization/camera.py)."""
+    f = float(focal35) if focal35 is not None and np.isfinite(focal35) else None
+    return state.locator.parallax(matcher(state, cfg, kq, dq, matched), kq.size, f, verified, PARALLAX_VIEWS,
+                                  cache, key, state.keys)
 
 
 def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.ndarray,
-           verify: Callable[[int], int], knn_fallback: Callable[[], tuple],
+           verify: Callable[[int], int], knn_answer: Callable[[], tuple],
            skip: int | Container[int] | None = None,
-           camera_of: Callable[[dict[int, int]], CameraEstimate | None] | None = None) -> Located:
+           camera_of: Callable[[dict[int, int]], CameraEstimate | None] | None = None,
+           parallax_of: Callable[[dict[int, int]], list[float]] | None = None) -> Located:
     """The query procedure shared by calibration (held-out gallery photo) and prediction.
 
     score: (N,) shortlist score over the gallery; g_sims: (N,) global similarities (fallback neighbour
-    scores); verify(j) -> inliers with gallery photo j; knn_fallback() -> (pos, spread, idx, sims);
-    camera_of(checked) -> the query camera from the verified photos (recognised answers only).
+    scores); verify(j) -> inliers with gallery photo j; knn_answer() -> (pos, spread, idx, sims);
+    camera_of(checked) -> the query camera from the verified photos; parallax_of(verified) -> parallax (deg) with
+    the strongest verified photos, which decides recognised against scene (localization/answers.py).
     """
     checked = verify_candidates(np.argsort(-score), verify, state.near, cfg, skip=skip)
     res = resolve(checked, state.en, cfg)
+    knn = knn_answer()
     if res is not None:
         pos, spread, support = res
-        return Located(True, pos, spread, np.array(support, int), np.array([checked[j] for j in support], float),
-                       checked, camera_of(checked) if camera_of is not None else None)
+        ver = {j: n for j, n in checked.items() if n >= cfg.min_inliers}
+        par = parallax_of(ver) if parallax_of is not None else []
+        strongest = sorted(ver.values(), reverse=True)
+        kind = "recognised" if at_gallery_spot(par, strongest, cfg.rec_parallax, cfg.rec_inliers) else SCENE
+        return Located(kind, pos, spread, np.array(support, int), np.array([checked[j] for j in support], float),
+                       checked, camera_of(checked) if camera_of is not None else None, knn, par)
     if cfg.fallback == "knn":
-        pos, spread, idx, sims = knn_fallback()
+        pos, spread, idx, sims = knn
     else:
         pos, spread, idx = shortlist_median(score, state.en, cfg.fallback_k, cfg.fallback_t)
         sims = g_sims[idx]
-    return Located(False, pos, spread, idx, sims, checked)
+    return Located(FALLBACK, pos, spread, idx, sims, checked, None, knn, [])
 
 
 def gallery_side(state: RerankState, sample: int = 16) -> int:
@@ -174,12 +204,13 @@ def view(state: RerankState, cfg: RerankConfig, image, focal35: float | None,
     v_sims = state.vlad @ state.codebook.encode(dq) if state.vlad is not None else None
     score = scores(state, g_sims, v_sims)
 
-    def knn_fallback():
+    def knn_answer():
         return state.knn.locate(q[0], cfg.k, "mean", top_k)
 
     matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    loc = locate(state, cfg, score, g_sims, lambda j: verify_pair(state, cfg, kq, dq, j, matched), knn_fallback,
-                 camera_of=lambda checked: camera(state, cfg, kq, dq, focal35, checked, matched))
+    loc = locate(state, cfg, score, g_sims, lambda j: verify_pair(state, cfg, kq, dq, j, matched), knn_answer,
+                 camera_of=lambda checked: camera(state, cfg, kq, dq, focal35, checked, matched),
+                 parallax_of=lambda ver: parallax(state, cfg, kq, dq, focal35, ver, matched))
     return loc, score
 
 
@@ -188,6 +219,7 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
     """One query -> (Prediction, the retrieval stage's top-n gallery rows, before verification).
 
     gallery: the model's gallery table (image, Latitude, Longitude); method: the spec the Prediction names.
+    The answer's kind (localization/answers.py) sets `source`, `recognised` and which calibrated radius applies.
     With cfg.prep (docs/shared-photos.md): the photo found inside a screenshot or padded image is located instead
     of the whole image (Prediction.query_region), and when nothing verifies, other views are tried in turn; the
     first that verifies answers (Prediction.query_view)."""
@@ -199,11 +231,11 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
     loc, score = view(state, cfg, image, query.focal35, top_k)
     ranked = np.argsort(-score)[:n]  # the retrieval stage's order (image as given), before verification
     shown = None
-    if not loc.recognised and steps:  # the cascade: other views only for a query that did not verify
+    if not loc.verified and steps:  # the cascade: other views only for a query that did not verify
         # no focal length = no camera metadata: a shared photo, whose orientation tag may be lost too
         for name, alt in retry_views(image, gallery_side(state), query.focal35 is None, steps):
             alt_loc, _ = view(state, cfg, alt, query.focal35, top_k)
-            if alt_loc.recognised:  # a view's answer is kept only when it verifies
+            if alt_loc.verified:  # a view's answer is kept only when it verifies
                 loc, shown = alt_loc, name
                 break
     extra = {"query_region": region.as_tuple() if region is not None else None, "query_view": shown}
@@ -213,28 +245,33 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
         return Neighbour(str(gallery.at[int(j), "image"]), float(gallery.at[int(j), "Latitude"]),
                          float(gallery.at[int(j), "Longitude"]), float(s))
 
-    lat, lon = state.knn.frame.to_latlon(loc.pos)
-    if not loc.recognised:
-        r = cal.unrec_radius.radius(loc.spread)
-        return (Prediction(float(lat), float(lon), r, cal.unrec_radius.confidence(r), False, method,
-                           [neighbour(j, s) for j, s in list(zip(loc.idx, loc.sims))[:top_k]], source="fallback",
-                           **extra),
-                ranked)
-    checked = loc.checked
-    model, spread = cal.rec_radius, loc.spread
-    source, recognised = "consensus", True
-    est = loc.camera  # the heading is reported even with pose=off
+    def verified_neighbours(support: list[int]) -> list[Neighbour]:
+        # every verified photo, best (most inliers) first; ties: the answer's own support (pose views, consensus) first
+        checked = loc.checked
+        others = [j for j in checked if checked[j] >= cfg.min_inliers and j not in support]
+        return [neighbour(j, checked[j]) for j in sorted(support + others, key=lambda j: -checked[j])][:top_k]
+
+    def prediction(pos, spread: float, kind: str, recognised: bool, neigh: list[Neighbour],
+                   heading: float | None) -> Prediction:
+        lat, lon = state.knn.frame.to_latlon(pos)
+        r = cal.radii.radius(kind, spread)
+        return Prediction(float(lat), float(lon), r, cal.radii.confidence(kind, r), recognised, method, neigh,
+                          heading_deg=heading, heading_radius_deg=cal.heading_radius if heading is not None else None,
+                          source=kind, **extra)
+
+    est = loc.camera  # the heading is reported for every verified answer, even with pose=off
     heading = est.heading_deg if est is not None else None
-    support = [int(j) for j in loc.idx]
-    if est is not None and est.fix is not None and cal.use_pose:
-        lat, lon = state.knn.frame.to_latlon(est.fix.en)
-        model, spread = cal.pose_radius or cal.rec_radius, est.fix.spread_m
-        source, recognised = "pose", cal.pose_recognised
-        support = list(dict.fromkeys(est.views + support))
-    r = model.radius(spread)
-    # every verified photo, best (most inliers) first; ties: the answer's own support (pose views, consensus) first
-    others = [j for j in checked if checked[j] >= cfg.min_inliers and j not in support]
-    neigh = [neighbour(j, checked[j]) for j in sorted(support + others, key=lambda j: -checked[j])]
-    return Prediction(float(lat), float(lon), r, model.confidence(r), recognised, method, neigh[:top_k],
-                      heading_deg=heading, heading_radius_deg=cal.heading_radius if heading is not None else None,
-                      source=source, **extra), ranked
+    if loc.kind == "recognised":
+        pos, spread, kind, recognised = loc.pos, loc.spread, "consensus", True
+        support = [int(j) for j in loc.idx]
+        if est is not None and est.fix is not None and cal.use_pose:
+            pos, spread, kind, recognised = est.fix.en, est.fix.spread_m, "pose", cal.pose_recognised
+            support = list(dict.fromkeys(est.views + support))
+        return prediction(pos, spread, kind, recognised, verified_neighbours(support), heading), ranked
+    choice = cal.answer_choice.get(loc.kind, "own")
+    pos, spread = candidate(choice, (loc.pos, loc.spread), loc.knn[:2])
+    if loc.kind == SCENE:
+        return prediction(pos, spread, SCENE, False, verified_neighbours([int(j) for j in loc.idx]), heading), ranked
+    idx, sims = (loc.knn[2], loc.knn[3]) if choice == "knn" else (loc.idx, loc.sims)
+    neigh = [neighbour(j, s) for j, s in list(zip(idx, sims))[:top_k]]
+    return prediction(pos, spread, FALLBACK, False, neigh, None), ranked

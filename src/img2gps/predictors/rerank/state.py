@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ModelError
+from ...localization.answers import FALLBACK, SCENE
 from ...localization.calibration import RadiusModel
+from ...localization.conformal import MondrianRadius
 from ...localization.camera import CameraLocator, GalleryCameras, LocatorConfig
 from ...retrieval.database import neighbours_within, pair_stats
 from ...retrieval.vlad import VladCodebook
@@ -28,27 +30,32 @@ KNN_DIR = "knn"
 
 @dataclass
 class Calibration:
-    """What the held-out calibration (calibrate.py) decided: the radius models of recognised, pose and not
-    recognised answers, whether pose positions are used and trusted as `recognised`, the heading radius (degrees,
-    None = unknown) and a JSON-able summary for the fit report."""
-    rec_radius: RadiusModel
-    unrec_radius: RadiusModel
-    pose_radius: RadiusModel | None = None
+    """What the held-out calibration (calibrate.py) decided: one radius model per answer kind (`consensus`, `pose`,
+    `scene`, `fallback`; localization/conformal.py), the answer given for scenes seen from elsewhere and for
+    unverified photos (own / knn / blend; localization/answers.py), whether pose positions are used and trusted as
+    `recognised`, the heading radius (degrees, None = unknown) and a JSON-able summary for the fit report."""
+    radii: MondrianRadius
+    answer_choice: dict = field(default_factory=lambda: {SCENE: "own", FALLBACK: "own"})
     use_pose: bool = False
     pose_recognised: bool = True
     heading_radius: float | None = None
     summary: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rec_radius": self.rec_radius.to_dict(), "unrec_radius": self.unrec_radius.to_dict(),
-                "pose_radius": self.pose_radius.to_dict() if self.pose_radius else None,
+        return {"radii": self.radii.to_dict(), "answer_choice": dict(self.answer_choice),
                 "use_pose": bool(self.use_pose), "pose_recognised": bool(self.pose_recognised),
                 "heading_radius_deg": self.heading_radius, "calibration": self.summary}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any], cfg: RerankConfig) -> "Calibration":
-        return cls(RadiusModel.from_dict(state.get("rec_radius")), RadiusModel.from_dict(state.get("unrec_radius")),
-                   RadiusModel.from_dict(state["pose_radius"]) if state.get("pose_radius") else None,
+        if "radii" in state:
+            radii = MondrianRadius.from_dict(state["radii"])
+        else:  # a model saved before answer kinds: its three radius models, under the kinds' names
+            rec = RadiusModel.from_dict(state.get("rec_radius"))
+            pose = RadiusModel.from_dict(state["pose_radius"]) if state.get("pose_radius") else rec
+            radii = MondrianRadius({"consensus": rec, "pose": pose, SCENE: rec},
+                                   RadiusModel.from_dict(state.get("unrec_radius")))
+        return cls(radii, {SCENE: "own", FALLBACK: "own", **state.get("answer_choice", {})},
                    bool(state.get("use_pose", cfg.pose == "on")), bool(state.get("pose_recognised", True)),
                    state.get("heading_radius_deg"), state.get("calibration", {}))
 

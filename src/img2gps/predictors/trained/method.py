@@ -17,7 +17,8 @@ import torch
 import torch.nn as nn
 
 from ...localization.calibration import RadiusModel
-from ...localization.holdout import buffered_train, same_spot_radius_m
+from ...localization.conformal import MondrianRadius
+from ...localization.holdout import HOLDOUTS, buffered_train, holdout_radius_m, same_spot_radius_m
 from ...data.splits import kfold_folds, location_disjoint_split
 from ...errors import ModelError
 from ...features.trainable import AugmentConfig, Trunk, cached_views, resolve_backbone
@@ -177,18 +178,23 @@ class TrunkHeadPredictor(BasePredictor):
             st.calibration = {"folds": 0, "note": "too few photos for inner folds: radius = area size"}
             self.log(st.calibration["note"])
             return
-        errs, spreads = [], []
-        # Each inner fold's training photos exclude the validation photos' same-spot siblings
-        # (localization/holdout.py), so the held-out errors look like those of a photo from a new spot.
+        errs, spreads, holdout = [], [], []
+        # Each inner fold's training photos exclude every photo near its validation photos
+        # (localization/holdout.py): alternately the same-spot siblings (near) and a 2R block (far), so the
+        # held-out errors look like those of a photo from a new spot and of one where no gallery photo stands;
+        # localization/conformal.py mixes the two. No fold is trained twice.
         spot = same_spot_radius_m(self._en)
         for fi, fold in enumerate(kfold_folds(n, k, c.seed)):
-            tr = buffered_train(fold.train, fold.val, self._en, spot)
+            h = HOLDOUTS[fi % len(HOLDOUTS)]
+            tr = buffered_train(fold.train, fold.val, self._en, holdout_radius_m(spot, h))
             net, _ = self._train_on(data, tr, f"calibration fold {fi + 1}/{k}")
             e, s = self._heldout(net, data, tr, fold.val)
             errs.append(e)
             spreads.append(s)
+            holdout += [h] * len(e)
         errs, spreads = np.concatenate(errs), np.concatenate(spreads)
-        st.radius_model = RadiusModel.fit(errs, spreads, coverage=c.coverage, area_m=area)
+        st.radius_model = MondrianRadius.fit(["model"] * len(errs), holdout, errs, spreads, coverage=c.coverage,
+                                             area_m=area).pooled
         rho = float(np.corrcoef(errs, spreads)[0, 1]) if np.std(spreads) > 0 and np.std(errs) > 0 else float("nan")
         st.calibration = {"folds": k, "n": int(len(errs)), "heldout_mean_m": float(errs.mean()),
                             "heldout_median_m": float(np.median(errs)), "spread_error_corr": rho}

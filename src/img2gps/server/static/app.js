@@ -58,8 +58,9 @@
 
   function render(p) {
     $("r-pos").textContent = p.latitude.toFixed(6) + ", " + p.longitude.toFixed(6);
-    $("r-radius").textContent = M.fmtM(p.radius_m) + " (holds for ~80% of photos)";
-    $("r-conf").textContent = p.confidence.toFixed(2) + (p.recognised ? " · recognised" : "");
+    $("r-answer").textContent = p.answer + ": " + p.source_note;
+    $("r-radius").textContent = M.fmtM(p.radius_m) + " (" + p.radius_note + ")";
+    $("r-conf").textContent = p.confidence.toFixed(2);
     $("r-method").textContent = p.method + " · " + p.source;
     $("r-heading").textContent = (p.heading_deg === null || p.heading_deg === undefined)
       ? "not determined"

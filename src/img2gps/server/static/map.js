@@ -188,7 +188,9 @@
         var p = it.prediction, at = ll(p.latitude, p.longitude);
         var label = it.label ? esc(it.label) + "<br>" : "";
         var info = label + "prediction " + p.latitude.toFixed(6) + ", " + p.longitude.toFixed(6) +
-          "<br>radius " + fmtM(p.radius_m) + ", confidence " + p.confidence.toFixed(2) + "<br>" + esc(p.method);
+          "<br>" + esc(p.answer || "") + "<br>radius " + fmtM(p.radius_m) +
+          (p.radius_note ? " (" + esc(p.radius_note) + ")" : "") + ", confidence " + p.confidence.toFixed(2) +
+          "<br>" + esc(p.method);
         var circle = L.circle(at, {radius: p.radius_m, color: COLORS.pred, weight: 1.5, fillOpacity: many ? 0.04 : 0.12,
           className: "img2gps-radius"});
         view.results.addLayer(circle);
