@@ -149,10 +149,10 @@ def _map_js(expr: str):
 
 def test_page_neighbour_score_says_what_it_is():
     """A match's score is an inlier count (was shown as 'score 65.000'), a fallback's a cosine similarity."""
-    got = _map_js('[M.scoreLabel({score: 65}, true), M.scoreLabel({score: 0.4271}, false)]')
+    got = _map_js('[M.scoreLabel({score: 65}, "inliers"), M.scoreLabel({score: 0.4271}, "cosine similarity")]')
     assert got == ["inliers 65", "cosine similarity 0.427"]
     app = (STATIC / "app.js").read_text()
-    assert "M.scoreLabel(n, p.recognised)" in app and '" score "' not in app
+    assert "M.scoreLabel(n, p.score_kind)" in app and '" score "' not in app
 
 
 def test_far_exif_position_does_not_zoom_the_map_out():
@@ -209,3 +209,20 @@ def test_test_runs_show_skip_reasons_and_no_library_deprecations(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Warning" not in r.stdout, r.stdout
     assert "because of a stated reason" in r.stdout
+
+
+def test_scene_answer_scores_are_labelled_as_inliers():
+    """A verified scene seen from elsewhere is not recognised, but its neighbours' scores are still inlier counts
+    (after the answer-kinds change they were labelled cosine similarities: 'cosine similarity 32.000')."""
+    from img2gps.types import Neighbour, Prediction
+
+    scene = Prediction(1.0, 2.0, 40.0, 0.5, False, "rerank", [Neighbour("g.jpg", 1.0, 2.0, 32.0)], source="scene")
+    fallback = Prediction(1.0, 2.0, 90.0, 0.2, False, "rerank", [Neighbour("g.jpg", 1.0, 2.0, 0.43)],
+                          source="fallback")
+    assert scene.to_dict()["score_kind"] == "inliers" and fallback.to_dict()["score_kind"] == "cosine similarity"
+    from img2gps.cli.use import _text
+
+    rec = {**scene.to_dict(), "photo": "q.jpg"}
+    rec["neighbours"] = [{**n, "distance_m": 0.0} for n in rec["neighbours"]]
+    text = _text(rec)
+    assert "inliers 32" in text and "cosine similarity 32" not in text

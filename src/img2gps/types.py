@@ -50,8 +50,8 @@ class Prediction:
     def to_dict(self) -> dict[str, Any]:
         """The one JSON-able form (CLI json/csv/text, HTTP API, page); neighbours best first, as the method ranked them.
         Adds `answer` ("recognised" / "not recognised"), `radius_note` (what the radius promises) and `source_note`
-        (what the answer rests on), in words (localization/answers.py)."""
-        from .localization.answers import radius_words, source_words, status_words
+        (what the answer rests on), in words, and `score_kind` (what the neighbours' scores are) (localization/answers.py)."""
+        from .localization.answers import radius_words, score_kind, source_words, status_words
 
         d = dataclasses.asdict(self)
         d["photo_exif_position"] = list(self.photo_exif_position) if self.photo_exif_position else None
@@ -59,6 +59,7 @@ class Prediction:
         d["answer"] = status_words(self.recognised)
         d["radius_note"] = radius_words(self.recognised)
         d["source_note"] = source_words(self.source)
+        d["score_kind"] = score_kind(self.source)  # what the neighbours' scores are: "inliers" | "cosine similarity"
         return d
 
 

@@ -105,10 +105,11 @@ def _text(rec: dict) -> str:
         lines.append(f"  photo EXIF  no position ({rec['exif_problem']})")
     neighbours = rec["neighbours"]  # best first, as the method ranked them
     if neighbours:
-        lines.append("  supporting gallery photos (" + ("inliers of the verified match" if rec["recognised"]
+        verified = rec["score_kind"] == "inliers"
+        lines.append("  supporting gallery photos (" + ("inliers of the verified match" if verified
                                                         else "cosine similarity of the embeddings") + "):")
     for i, n in enumerate(neighbours, 1):
-        score = (f"inliers {n['score']:.0f}" if rec["recognised"] else f"cosine similarity {n['score']:.3f}")
+        score = (f"inliers {n['score']:.0f}" if verified else f"cosine similarity {n['score']:.3f}")
         lines.append(f"  {i:>2}. {n['latitude']:.6f}, {n['longitude']:.6f}  {score}  {n['image_id']}")
     return "\n".join(lines)
 

@@ -88,6 +88,12 @@ def source_words(source: str) -> str:
     return SOURCE_WORDS.get(source, source)
 
 
+def score_kind(source: str) -> str:
+    """What a Prediction's neighbour scores are, given its `source`: "inliers" (a verified match's inlier count, for
+    `consensus`, `pose` and `scene` answers) or "cosine similarity" (of the global embeddings, otherwise)."""
+    return "inliers" if source in RECOGNISED_SOURCES + (SCENE,) else "cosine similarity"
+
+
 def is_recognised_source(source: str) -> bool:
     return source in RECOGNISED_SOURCES
 

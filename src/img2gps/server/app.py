@@ -62,6 +62,8 @@ class PredictionOut(BaseModel):
     source: str = Field("model", description="what the answer rests on: pose, consensus (recognised), scene "
                                              "(a verified scene seen from elsewhere), fallback or model")
     source_note: str = Field("", description="what the answer rests on, in words")
+    score_kind: str = Field("cosine similarity", description='what each neighbour\'s score is: "inliers" (a verified '
+                                                           'match) or "cosine similarity" (of the global embeddings)')
     heading_deg: Optional[float] = Field(
         None, description="compass bearing the camera faced (0 = north, clockwise); null when not determined")
     heading_radius_deg: Optional[float] = Field(

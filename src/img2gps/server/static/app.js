@@ -81,7 +81,7 @@
         li.appendChild(img);
       }
       var t = document.createElement("div");
-      t.innerHTML = "<b>#" + (i + 1) + "</b> " + M.scoreLabel(n, p.recognised) + " · " + M.fmtM(n.distance_m) +
+      t.innerHTML = "<b>#" + (i + 1) + "</b> " + M.scoreLabel(n, p.score_kind) + " · " + M.fmtM(n.distance_m) +
         " away<div class='id'>" + M.esc(n.image_id) + "</div>";
       li.appendChild(t);
       li.addEventListener("mouseenter", function () { view.highlight(n.image_id, true); });

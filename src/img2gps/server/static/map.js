@@ -45,10 +45,10 @@
       : Math.round(m / 1000).toLocaleString("en-US") + " km";
   }
 
-  /* What a neighbour's score is: the inlier count of a verified match when the answer was recognised, else the
-     cosine similarity of the global embeddings (as the CLI labels them). */
-  function scoreLabel(n, recognised) {
-    return recognised ? "inliers " + Math.round(n.score) : "cosine similarity " + n.score.toFixed(3);
+  /* What a neighbour's score is, from the Prediction's score_kind: the inlier count of a verified match
+     (consensus, pose and scene answers), else the cosine similarity of the global embeddings (as the CLI). */
+  function scoreLabel(n, kind) {
+    return kind === "inliers" ? "inliers " + Math.round(n.score) : "cosine similarity " + n.score.toFixed(3);
   }
 
   function bearingDeg(a, b) { // initial compass bearing from a to b, degrees clockwise from north
@@ -213,7 +213,7 @@
               dashArray: "3 4", interactive: false}));
             var nm = L.circleMarker(np, {radius: 6, color: "#fff", weight: 1.5, fillColor: COLORS.neighbour,
               fillOpacity: 0.95, className: "img2gps-neighbour"});
-            nm.bindTooltip("#" + (k + 1) + " " + esc(n.image_id) + " (" + scoreLabel(n, p.recognised) + ")");
+            nm.bindTooltip("#" + (k + 1) + " " + esc(n.image_id) + " (" + scoreLabel(n, p.score_kind) + ")");
             view.results.addLayer(nm);
             view.neighbourMarkers[n.image_id] = nm;
             bounds.push(np);
