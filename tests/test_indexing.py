@@ -5,9 +5,9 @@ import h5py
 import numpy as np
 import pytest
 
-import img2gps.indexing as indexing
+import img2gps.features.indexing as indexing
 from img2gps.data import load_dataset
-from img2gps.indexing import IndexingConfig
+from img2gps.features.indexing import IndexingConfig
 from img2gps.predictors.registry import make_predictor
 from synth import make_gallery
 

@@ -88,7 +88,7 @@ def test_protocol_equals_img2gps_eval(spec, split, site, tmp_path, monkeypatch):
 def test_lite_definition_matches_the_package():
     import torch
 
-    from img2gps.retrieval.encoders import get_encoder
+    from img2gps.features.encoders import get_encoder
 
     tm = import_model_py(Path(__file__).resolve().parents[1] / "src/img2gps/export/templates/model.py", "lb_tmpl")
     torch.manual_seed(0)

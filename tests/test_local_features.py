@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from img2gps.localization.consensus import consensus
-from img2gps.verification.local import (FeatureConfig, KeypointCache, PairCache, VerifyConfig, extract, extract_dataset,
-                                    mutual_matches, verify_pair)
+from img2gps.features.rootsift import FeatureConfig, KeypointCache, extract, extract_dataset
+from img2gps.verification.local import PairCache, VerifyConfig, mutual_matches, verify_pair
 from img2gps.retrieval.vlad import VladCodebook
 from rerank_synth import perspective, pil, textured
 
@@ -78,7 +78,7 @@ def test_keypoint_cache_round_trip_and_extract_dataset_uses_it(tmp_path):
         assert np.array_equal(x.xy, y.xy) and np.array_equal(x.desc, y.desc) and x.size == y.size
     # other settings live elsewhere; a torn file is recomputed, not trusted
     assert KeypointCache(FeatureConfig(max_side=200), root=tmp_path).get("k1") is None
-    import img2gps.verification.local as local
+    import img2gps.features.rootsift as local
 
     local._MEMORY.clear()  # the in-memory copy would still answer; test the disk
     cache._path("k1").write_bytes(b"torn")

@@ -127,7 +127,7 @@ def test_save_load_round_trip_without_the_photo_folder(fitted, tmp_path):
 def test_refit_on_a_subset_reuses_cached_features(gallery, monkeypatch, tmp_path):
     """A second fit (a bench fold) must not run SIFT again and must reuse the pair counts of the first fit:
     only the few pairs its slightly different shortlists reach are matched anew."""
-    import img2gps.verification.local as local
+    import img2gps.features.rootsift as local
     import img2gps.predictors.rerank.query as rerank
 
     monkeypatch.setenv("IMG2GPS_CACHE", str(tmp_path))  # a cold cache: the first fit matches everything

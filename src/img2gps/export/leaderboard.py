@@ -86,7 +86,7 @@ def _trained_network(st, spec: str) -> tuple[dict, dict]:
     trained blocks put back, plus the head."""
     import torch.nn as nn
 
-    from ..features.trainable import Trunk
+    from ..predictors.trained.trunk import Trunk
 
     trunk = st.trunk
     enc = trunk.encoder

@@ -1,15 +1,27 @@
-"""Per-photo feature cache on disk, keyed by the photo's content hash, under the user cache dir."""
+"""The cache module: where img2gps keeps what it can recompute (user_cache_dir), per-photo feature caches keyed by
+the photo's content hash, and pair stores."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.sources import GeoDataset
-from ..cachedir import user_cache_dir  # re-exported: callers import it from here too
 from ..photos import PhotoError
+
+if TYPE_CHECKING:  # a type only: features sit below data's sources
+    from ..data.sources import GeoDataset
+
+
+def user_cache_dir() -> Path:
+    """$IMG2GPS_CACHE, else $XDG_CACHE_HOME/img2gps, else ~/.cache/img2gps (never beside the data)."""
+    env = os.environ.get("IMG2GPS_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "img2gps"
 
 
 class PairStore:

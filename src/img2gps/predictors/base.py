@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..data.sources import GeoDataset
 from ..errors import ModelError
-from ..indexing import IndexingConfig
+from ..features.indexing import IndexingConfig
 from ..modeldir import read_manifest, write_model_dir, write_thumbnails
 from ..photos import ImageInput, open_query
 from ..types import SOURCES, Neighbour, Prediction, Query

@@ -8,9 +8,9 @@ import numpy as np
 
 from ..localization.calibration import RadiusModel
 from ..errors import ModelError
-from ..retrieval.encoders import ENCODERS, get_encoder
+from ..features.encoders import ENCODERS, get_encoder
 from ..features.cache import embed_dataset
-from ..indexing import ExtractSpec, ensure_features
+from ..features.indexing import ExtractSpec, ensure_features
 from ..geo import LocalFrame
 from ..localization.conformal import MondrianRadius, bands
 from ..localization.holdout import HOLDOUTS, excluded_rows, holdout_radius_m, same_spot_radius_m

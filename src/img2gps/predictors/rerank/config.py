@@ -5,8 +5,9 @@ from dataclasses import dataclass
 
 from ...localization.answers import CHOICES, MAX_PARALLAX_DEG, MIN_INLIERS
 from ...retrieval.database import INDEX_KINDS
-from ...retrieval.encoders import ENCODERS
-from ...verification.local import FeatureConfig, VerifyConfig
+from ...features.encoders import ENCODERS
+from ...features.rootsift import FeatureConfig
+from ...verification.local import VerifyConfig
 from ...verification.queryprep import RETRY_STEPS
 from ..spec import opt
 

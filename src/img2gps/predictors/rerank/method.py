@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from ...features.cache import embed_dataset
-from ...indexing import ExtractSpec, ensure_features
+from ...features.indexing import ExtractSpec, ensure_features
 from ...retrieval.database import CosineIndex
-from ...retrieval.encoders import get_encoder
+from ...features.encoders import get_encoder
 from ...retrieval.vlad import VladCodebook
-from ...verification.local import KeypointCache, Keypoints, extract
+from ...features.rootsift import KeypointCache, Keypoints, extract
 from ...verification.store import KeypointStore
 from ..base import BasePredictor
 from ..knn import KNNState

@@ -15,7 +15,8 @@ from ...localization.answers import FALLBACK, SCENE, at_gallery_spot, candidate
 from ...localization.camera import CameraEstimate, PoseCache
 from ...localization.consensus import consensus
 from ...types import Neighbour, Prediction, Query
-from ...verification.local import Keypoints, extract, fundamental_inliers, mutual_matches
+from ...features.rootsift import Keypoints, extract
+from ...verification.local import fundamental_inliers, mutual_matches
 from ...verification.queryprep import find_photo, retry_views
 from .config import RerankConfig
 from .state import RerankState

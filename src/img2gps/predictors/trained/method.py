@@ -21,9 +21,9 @@ from ...localization.conformal import MondrianRadius
 from ...localization.holdout import HOLDOUTS, buffered_train, holdout_radius_m, same_spot_radius_m
 from ...data.splits import kfold_folds, location_disjoint_split
 from ...errors import ModelError
-from ...features.trainable import AugmentConfig, Trunk, cached_views, resolve_backbone
+from .trunk import AugmentConfig, Trunk, cached_views, resolve_backbone
 from ...geo import LocalFrame
-from ...train import History, TrainConfig, TrainLog, plot_history, train_model
+from .training import History, TrainConfig, TrainLog, plot_history, train_model
 from ..base import BasePredictor
 from .data import CachedData, LiveData
 from .net import HeadNet, chunked

@@ -22,9 +22,9 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import DataError, PhotoError
-from .features.cache import FeatureCache
-from .verification.local import FeatureConfig, KeypointCache
+from ..errors import DataError, PhotoError
+from .cache import FeatureCache
+from .rootsift import FeatureConfig, KeypointCache
 
 ENGINES = ("local", "pool", "ray")
 
@@ -74,9 +74,9 @@ class PhotoFeatures:
 def extract_photo(data: bytes, spec: ExtractSpec, name: str = "photo") -> PhotoFeatures:
     """One photo's bytes -> its features, exactly as the in-process fit computed them (embedding from a decode
     at the encoder's load side, SIFT from the full-size decode). Errors become PhotoFeatures.error."""
-    from .photos import open_image
-    from .retrieval.encoders import get_encoder
-    from .verification.local import extract
+    from ..photos import open_image
+    from .encoders import get_encoder
+    from .rootsift import extract
 
     out = PhotoFeatures()
     try:

@@ -17,9 +17,9 @@ import torch.nn as nn
 from PIL import Image, ImageEnhance
 from tqdm.auto import tqdm
 
-from ..errors import ModelError, PhotoError
-from ..retrieval.encoders import OFFLINE_FALLBACK, get_encoder, resize_square
-from .cache import FeatureCache
+from ...errors import ModelError, PhotoError
+from ...features.encoders import OFFLINE_FALLBACK, get_encoder, resize_square
+from ...features.cache import FeatureCache
 
 
 # ----- augmentation ------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelError
-from ..cachedir import user_cache_dir
+from .cache import user_cache_dir
 
 # name -> (family, variant, input size, feature dim)
 ENCODERS = {
