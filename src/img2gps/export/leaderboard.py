@@ -167,7 +167,7 @@ def _contrastive(p) -> tuple[dict, dict]:
 
 
 def _knn(p) -> tuple[dict, dict]:
-    st = p.state  # predictors.knn.KNNState
+    st = p.state  # localization.knn.KNNState
     _check_options(p, st.index)
     cfg = {"method": "knn", "decode_side": p.query_max_side, "knn": _model_options(p.config),
            "frame": [st.frame.lat0, st.frame.lon0]}

@@ -29,14 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from ...features.cache import embed_dataset
-from ...features.indexing import ExtractSpec, ensure_features
-from ...retrieval.database import CosineIndex
 from ...features.encoders import get_encoder
-from ...retrieval.vlad import VladCodebook
+from ...features.indexing import ExtractSpec, ensure_features
 from ...features.rootsift import KeypointCache, Keypoints, extract
+from ...localization.knn import KNNState
+from ...retrieval.database import CosineIndex
+from ...retrieval.vlad import VladCodebook
 from ...verification.store import KeypointStore
 from ..base import BasePredictor
-from ..knn import KNNState
 from .calibrate import calibrate
 from .config import RerankConfig
 from .query import answer

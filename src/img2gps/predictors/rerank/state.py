@@ -21,7 +21,7 @@ from ...localization.camera import CameraLocator, GalleryCameras, LocatorConfig
 from ...retrieval.database import neighbours_within, pair_stats
 from ...retrieval.vlad import VladCodebook
 from ...verification.store import FILE as STORE_FILE, KeypointStore, write_store
-from ..knn import KNNState
+from ...localization.knn import KNNState
 from .config import RerankConfig
 
 KEYS_FILE = "content_keys.txt"
