@@ -13,6 +13,7 @@ from typing import List, Optional
 import typer
 
 from . import app, megapixels_option
+from ..answer_kinds import SCORE_INLIERS
 from ..errors import DataError, PhotoError
 from ..photos import MAX_PIXELS
 
@@ -105,7 +106,7 @@ def _text(rec: dict) -> str:
         lines.append(f"  photo EXIF  no position ({rec['exif_problem']})")
     neighbours = rec["neighbours"]  # best first, as the method ranked them
     if neighbours:
-        verified = rec["score_kind"] == "inliers"
+        verified = rec["score_kind"] == SCORE_INLIERS
         lines.append("  supporting gallery photos (" + ("inliers of the verified match" if verified
                                                         else "cosine similarity of the embeddings") + "):")
     for i, n in enumerate(neighbours, 1):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..answer_kinds import FALLBACK, OWN, SCENE
 from ..data.outdir import atomic_dir
 from ..errors import ModelError
 from ..predictors.spec import export_fields
@@ -197,10 +198,10 @@ def _rerank(p) -> tuple[dict, dict]:
     # A verified photo's position is the consensus whatever its kind unless calibration chose another answer for
     # scenes seen from elsewhere; telling those apart needs the pose stage, which model.py does not carry.
     choice = st.calibration.answer_choice
-    if choice.get("scene", "own") != "own":
-        raise ModelError(f"{p.spec}: this model answers scenes seen from elsewhere with {choice['scene']!r}, which "
+    if choice.get(SCENE, OWN) != OWN:
+        raise ModelError(f"{p.spec}: this model answers scenes seen from elsewhere with {choice[SCENE]!r}, which "
                          "the leaderboard model.py cannot reproduce; fit it with rerank:answer=own to export it")
-    r["fallback_answer"] = choice.get("fallback", "own")
+    r["fallback_answer"] = choice.get(FALLBACK, OWN)
     r.update(max_iters=int(c.verify_config.max_iters), z=[[float(m), float(s)] for m, s in st.zstats])
     cfg = {"method": "rerank", "decode_side": p.query_max_side, "encoder": enc, "rerank": r,
            "frame": [st.knn.frame.lat0, st.knn.frame.lon0]}

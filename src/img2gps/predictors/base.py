@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,22 +15,10 @@ from ..errors import ModelError
 from ..features.indexing import IndexingConfig
 from ..modeldir import read_manifest, write_model_dir, write_thumbnails
 from ..photos import ImageInput, open_query
-from ..types import SOURCES, Neighbour, Prediction, Query
+from ..types import Neighbour, Prediction, Query
 from .spec import config_from_params, config_from_saved, parse_spec, validate
 
-__all__ = ["SOURCES", "BasePredictor", "Neighbour", "Prediction", "Predictor", "Query", "config_from_params",
-           "parse_spec"]
-
-
-@runtime_checkable
-class Predictor(Protocol):
-    spec: str
-
-    def fit(self, train: GeoDataset) -> None: ...
-
-    def predict(self, images: Sequence[Query | ImageInput], top_k: int = 5) -> list[Prediction]: ...
-
-    def save(self, model_dir: Path) -> None: ...
+__all__ = ["BasePredictor", "Neighbour", "Prediction", "Query", "config_from_params", "parse_spec"]
 
 
 class BasePredictor:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..answer_kinds import MODEL
 from ..localization.calibration import RadiusModel
 from ..geo import LocalFrame, weighted_centre
 from ..localization.conformal import MondrianRadius
@@ -41,7 +42,7 @@ class MeanCoordinate(BasePredictor):
                 errors.append(np.linalg.norm(en[rows] - others, axis=1))
                 holdout += [h] * len(rows)
         errors = np.concatenate(errors) if n > 1 else np.zeros(0)
-        self.radius_model = MondrianRadius.fit(["model"] * len(errors), holdout[: len(errors)], errors,
+        self.radius_model = MondrianRadius.fit([MODEL] * len(errors), holdout[: len(errors)], errors,
                                                coverage=self.config.coverage, offset_m=1.0, floor_m=5.0,
                                                area_m=float(np.quantile(errors, self.config.coverage))
                                                if len(errors) else 100.0).pooled

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...localization.answers import CHOICES, MAX_PARALLAX_DEG, MIN_INLIERS
+from ...answer_kinds import CHOICES, KNN
+from ...localization.answers import MAX_PARALLAX_DEG, MIN_INLIERS
 from ...retrieval.database import INDEX_KINDS
 from ...features.encoders import ENCODERS
 from ...features.rootsift import FeatureConfig
@@ -42,7 +43,7 @@ class RerankConfig:
     min_inliers: int = opt(15, ge=1, export="model")  # verified when a pair has at least this many inliers
     cluster_m: float = opt(15.0, gt=0, export="model")  # verified photos this close vote together in the consensus
     # not recognised: "median" of the shortlist (below) or plain "knn" on the embedding
-    fallback: str = opt("median", choices=("median", "knn"), export="model")
+    fallback: str = opt("median", choices=("median", KNN), export="model")
     fallback_k: int = opt(10, ge=1, export="model")  # shortlist photos in the fallback's weighted geometric median
     # softmax temperature on the shortlist score (z units) for those weights
     fallback_t: float = opt(0.5, gt=0, export="model")

@@ -11,7 +11,8 @@ from typing import Callable, Container, Sequence
 import numpy as np
 
 from ...geo import weighted_median_en
-from ...localization.answers import FALLBACK, SCENE, at_gallery_spot, candidate
+from ...answer_kinds import CONSENSUS, FALLBACK, KNN, OWN, POSE, RECOGNISED, SCENE
+from ...localization.answers import at_gallery_spot, candidate
 from ...localization.camera import CameraEstimate, PoseCache
 from ...localization.consensus import consensus
 from ...types import Neighbour, Prediction, Query
@@ -87,7 +88,7 @@ def resolve(checked: dict[int, int], gallery_en: np.ndarray,
 @dataclass
 class Located:
     """One query's answer in the gallery's metric frame (what calibration and prediction both consume)."""
-    kind: str  # "recognised" (verified, at a gallery camera's spot), "scene" (verified from elsewhere), "fallback"
+    kind: str  # one of answer_kinds.FOUND_KINDS: RECOGNISED (at a gallery camera's spot), SCENE, FALLBACK
     pos: np.ndarray  # (2,) east/north metres: the kind's own answer (consensus, or the fallback's)
     spread: float  # metres, input to the radius model
     idx: np.ndarray  # supporting gallery indices (verified, best first) or the fallback's neighbours
@@ -176,10 +177,10 @@ def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.
         ver = {j: n for j, n in checked.items() if n >= cfg.min_inliers}
         par = parallax_of(ver) if parallax_of is not None else []
         strongest = sorted(ver.values(), reverse=True)
-        kind = "recognised" if at_gallery_spot(par, strongest, cfg.rec_parallax, cfg.rec_inliers) else SCENE
+        kind = RECOGNISED if at_gallery_spot(par, strongest, cfg.rec_parallax, cfg.rec_inliers) else SCENE
         return Located(kind, pos, spread, np.array(support, int), np.array([checked[j] for j in support], float),
                        checked, camera_of(checked) if camera_of is not None else None, knn, par)
-    if cfg.fallback == "knn":
+    if cfg.fallback == KNN:
         pos, spread, idx, sims = knn
     else:
         pos, spread, idx = shortlist_median(score, state.en, cfg.fallback_k, cfg.fallback_t)
@@ -262,17 +263,17 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
 
     est = loc.camera  # the heading is reported for every verified answer, even with pose=off
     heading = est.heading_deg if est is not None else None
-    if loc.kind == "recognised":
-        pos, spread, kind, recognised = loc.pos, loc.spread, "consensus", True
+    if loc.kind == RECOGNISED:
+        pos, spread, kind, recognised = loc.pos, loc.spread, CONSENSUS, True
         support = [int(j) for j in loc.idx]
         if est is not None and est.fix is not None and cal.use_pose:
-            pos, spread, kind, recognised = est.fix.en, est.fix.spread_m, "pose", cal.pose_recognised
+            pos, spread, kind, recognised = est.fix.en, est.fix.spread_m, POSE, cal.pose_recognised
             support = list(dict.fromkeys(est.views + support))
         return prediction(pos, spread, kind, recognised, verified_neighbours(support), heading), ranked
-    choice = cal.answer_choice.get(loc.kind, "own")
+    choice = cal.answer_choice.get(loc.kind, OWN)
     pos, spread = candidate(choice, (loc.pos, loc.spread), loc.knn[:2])
     if loc.kind == SCENE:
         return prediction(pos, spread, SCENE, False, verified_neighbours([int(j) for j in loc.idx]), heading), ranked
-    idx, sims = (loc.knn[2], loc.knn[3]) if choice == "knn" else (loc.idx, loc.sims)
+    idx, sims = (loc.knn[2], loc.knn[3]) if choice == KNN else (loc.idx, loc.sims)
     neigh = [neighbour(j, s) for j, s in list(zip(idx, sims))[:top_k]]
     return prediction(pos, spread, FALLBACK, False, neigh, None), ranked
