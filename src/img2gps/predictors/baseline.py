@@ -12,11 +12,12 @@ from ..localization.conformal import MondrianRadius
 from ..localization.holdout import HOLDOUTS, excluded_rows, holdout_radius_m, same_spot_radius_m
 from ..types import Prediction
 from .base import BasePredictor
+from .spec import opt
 
 
 @dataclass
 class MeanCoordinateConfig:
-    coverage: float = 0.8
+    coverage: float = opt(0.8, gt=0, lt=1)
 
 
 class MeanCoordinate(BasePredictor):

@@ -55,7 +55,7 @@ class RerankConfig:
     pose: str = opt("auto", choices=("auto", "on", "off"))  # camera position from relative pose: auto (where
     # calibration shows it better) | on | off
     pose_views: int = opt(4, ge=1)  # relative poses per query (strongest verified photos with a known heading)
-    coarse_m: float = 15.0  # pose answers whose calibrated median error exceeds this are not `recognised`
+    coarse_m: float = opt(15.0, ge=0)  # pose answers whose calibrated median error exceeds this are not `recognised`
     # Photos as people share them (verification/queryprep.py), "+"-separated, "none" = off: "border" locates the
     # photo found inside a screenshot or padded image; "upsample", "clahe", "rotate" are views tried in turn only
     # when nothing verifies on the image as given (a cascade: a camera file that verifies pays nothing). Off by
