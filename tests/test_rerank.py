@@ -128,18 +128,18 @@ def test_refit_on_a_subset_reuses_cached_features(gallery, monkeypatch, tmp_path
     """A second fit (a bench fold) must not run SIFT again and must reuse the pair counts of the first fit:
     only the few pairs its slightly different shortlists reach are matched anew."""
     import img2gps.features.rootsift as local
-    import img2gps.predictors.rerank.query as rerank
+    import img2gps.verification.local as matching
 
     monkeypatch.setenv("IMG2GPS_CACHE", str(tmp_path))  # a cold cache: the first fit matches everything
     ds = load_dataset(gallery)
     calls = {"n": 0}
-    real = rerank.mutual_matches
+    real = matching.mutual_matches
 
     def counting(*a, **k):
         calls["n"] += 1
         return real(*a, **k)
 
-    monkeypatch.setattr(rerank, "mutual_matches", counting)
+    monkeypatch.setattr(matching, "mutual_matches", counting)
     make_predictor(SPEC).fit(ds)
     first = calls["n"]
     assert first > 0

@@ -65,14 +65,21 @@ def fundamental_inliers(pa: np.ndarray, pb: np.ndarray, vcfg: VerifyConfig = Ver
     return int(mask.ravel().astype(bool).sum())
 
 
+def matched_points(xy_a: np.ndarray, da: np.ndarray, xy_b: np.ndarray, db: np.ndarray,
+                   vcfg: VerifyConfig = VerifyConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """The one matcher: (M, 2) pixel positions in photo a and in photo b of their mutual ratio-test matches, from
+    keypoint positions (N, 2) and unit descriptors (N, 128) of each."""
+    m = mutual_matches(da, db, vcfg.ratio, vcfg.mutual)
+    return xy_a[m[:, 0]], xy_b[m[:, 1]]
+
+
 def verify_pair(a: Keypoints, b: Keypoints, vcfg: VerifyConfig = VerifyConfig(), root: bool = True,
                 da: np.ndarray | None = None, db: np.ndarray | None = None) -> int:
     """Raw inlier count between two photos (verified when >= vcfg.min_inliers; the count itself does not depend
     on min_inliers, so cached counts stay valid when the threshold changes). Pass unit descriptors to reuse them."""
     da = a.unit_desc(root) if da is None else da
     db = b.unit_desc(root) if db is None else db
-    m = mutual_matches(da, db, vcfg.ratio, vcfg.mutual)
-    return fundamental_inliers(a.xy[m[:, 0]], b.xy[m[:, 1]], vcfg)
+    return fundamental_inliers(*matched_points(a.xy, da, b.xy, db, vcfg), vcfg)
 
 
 def verify_key(fcfg: FeatureConfig, vcfg: VerifyConfig) -> str:
