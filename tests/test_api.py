@@ -74,9 +74,10 @@ def test_exif_gps_is_shown_but_never_used(model):
     assert a.photo_exif_position is None
     assert b.photo_exif_position == pytest.approx(elsewhere, abs=1e-6)
     assert b.to_dict()["photo_exif_position"] == pytest.approx(list(elsewhere), abs=1e-6)
-    from img2gps.api import exif_distance_m
+    from img2gps.types import prediction_dict
 
-    assert exif_distance_m(b) == pytest.approx(haversine_m(b.latitude, b.longitude, *b.photo_exif_position))
+    assert prediction_dict(b)["exif_distance_m"] == pytest.approx(haversine_m(b.latitude, b.longitude,
+                                                                              *b.photo_exif_position))
 
 
 def test_predict_many_keeps_order_and_names_a_bad_file(model, tmp_path):

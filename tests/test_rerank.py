@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from img2gps.localization.calibration import RadiusModel, coverage
 from img2gps.data import load_dataset
 from img2gps.errors import ModelError
 from img2gps.geo import haversine_m
@@ -194,11 +193,3 @@ def test_shortlist_median_resists_one_far_candidate():
     assert np.linalg.norm(pos) < 5 and spread > 0 and idx[0] == 3
 
 
-def test_radius_calibration_covers_the_target_fraction_on_synthetic_errors():
-    rng = np.random.default_rng(3)
-    spread = rng.uniform(2, 30, 3000)
-    errors = spread * rng.exponential(1.0, 3000)  # error grows with the method's own spread
-    rm = RadiusModel.fit(errors[:1500], spread[:1500], coverage=0.8)
-    got = coverage(errors[1500:], [rm.radius(u) for u in spread[1500:]])
-    assert abs(got - 0.8) < 0.04
-    assert rm.radius(30) > rm.radius(2)

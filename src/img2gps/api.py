@@ -17,21 +17,12 @@ import pandas as pd
 from PIL import Image
 
 from .errors import ModelError, PhotoError
-from .geo import haversine_m
 from .modeldir import read_manifest, thumb_name
 from .photos import MAX_PIXELS, ImageInput, describe, open_query, read_bytes
 from .types import Prediction
 from .predictors.registry import load_model
 
 RUNTIMES = ("torch", "onnx")
-
-
-def exif_distance_m(pred: Prediction) -> float | None:
-    """Metres between the prediction and the photo's own EXIF position, when it has one."""
-    if not pred.photo_exif_position:
-        return None
-    lat, lon = pred.photo_exif_position
-    return float(haversine_m(pred.latitude, pred.longitude, lat, lon))
 
 
 @dataclass

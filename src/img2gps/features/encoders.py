@@ -209,7 +209,3 @@ def get_encoder(name: str) -> Encoder:
         raise ModelError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}")
     fam, var, size, dim = ENCODERS[name]
     return Encoder(name, fam, var, size, dim)
-
-
-def offline_encoders() -> list[str]:
-    return [n for n, (fam, *_rest) in ENCODERS.items() if fam in ("effnet-lite", "dinov2-onnx")]

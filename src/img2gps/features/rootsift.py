@@ -6,16 +6,13 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from ..errors import PhotoError
 from .cache import user_cache_dir
 
 
@@ -165,34 +162,3 @@ class KeypointCache:
         os.replace(tmp, p)
         if remember:
             _MEMORY.put((str(p), key), kp)
-
-
-def extract_dataset(ds, cfg: FeatureConfig = FeatureConfig(), keys: Sequence[str] | None = None,
-                    workers: int = 2, cache: KeypointCache | None = None, keep: bool = True) -> list[Keypoints] | None:
-    """Keypoints of every photo of a GeoDataset, extracting only those not cached yet (OpenCV releases the GIL,
-    so a small thread pool uses both cores). keep=False: only make sure the cache holds them all and return None
-    (memory stays bounded: nothing is kept per photo)."""
-    cache = cache or KeypointCache(cfg)
-    keys = list(keys) if keys is not None else [ds.content_key(i) for i in range(len(ds))]
-    out: list[Keypoints | None] = [cache.get(k) for k in keys] if keep else [None] * len(keys)
-    todo = [i for i, v in enumerate(out) if v is None and (keep or not cache.has(keys[i]))]
-
-    def work(i: int) -> tuple[int, Keypoints]:
-        try:
-            im = ds.open(i)
-        except PhotoError as e:
-            raise PhotoError(e.source, f"{e.problem} (gallery photo {ds.ids[i]})") from None
-        kp = extract(im, cfg)
-        cache.put(keys[i], kp)
-        return i, kp
-
-    if todo:
-        if workers > 1 and len(todo) > 1:
-            with ThreadPoolExecutor(workers) as ex:
-                for i, kp in ex.map(work, todo):
-                    out[i] = kp if keep else None
-        else:
-            for i in todo:
-                kp = work(i)[1]
-                out[i] = kp if keep else None
-    return out if keep else None  # type: ignore[return-value]

@@ -25,7 +25,7 @@ def _prep_problem(value: str) -> str | None:
 
 @dataclass
 class RerankConfig:
-    # global encoder for the shortlist (features/backbones.py)
+    # global encoder for the shortlist (features/encoders.py)
     embed: str = opt("lite0", choices=_encoders, export="fit")
     # VLAD codebook size for the local-feature half of the shortlist score (0 = embedding only)
     vlad: int = opt(64, ge=0, export="fit")
