@@ -40,6 +40,26 @@ def test_load_is_fast_and_does_not_re_embed(model_dir, monkeypatch):
     assert m.spec == "knn:k=2" and len(m.gallery) == 12 and m.runtime == "torch"
 
 
+def test_model_json_is_parsed_once_per_load(model_dir, monkeypatch):
+    from pathlib import Path
+
+    from img2gps.predictors import load_model
+
+    reads = []
+    real = Path.read_text
+
+    def counting(self, *a, **k):
+        if self.name == "model.json":
+            reads.append(self)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "read_text", counting)
+    assert Img2GPS.load(model_dir).manifest["spec"] == "knn:k=2"
+    assert len(reads) == 1
+    load_model(model_dir)
+    assert len(reads) == 2
+
+
 def test_predict_returns_typed_prediction_near_the_right_place(model):
     for place in range(4):
         pred = model.predict(jpeg_bytes(place_image(place, seed=900 + place)), top_k=3)

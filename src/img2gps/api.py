@@ -17,7 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from .errors import ModelError, PhotoError
-from .modeldir import read_manifest, thumb_name
+from .modeldir import thumb_name
 from .photos import MAX_PIXELS, ImageInput, describe, open_query, read_bytes
 from .types import Prediction
 from .predictors.registry import load_model
@@ -45,8 +45,7 @@ class Img2GPS:
         if runtime not in RUNTIMES:
             raise ModelError(f"unknown runtime {runtime!r}; choose {' or '.join(RUNTIMES)}")
         predictor = load_model(model_dir)  # checks every file's checksum, names what is missing or corrupted
-        manifest = read_manifest(model_dir, verify=False)
-        obj = cls(predictor, model_dir, manifest, runtime, max_pixels)
+        obj = cls(predictor, model_dir, predictor.manifest, runtime, max_pixels)
         if runtime == "onnx":
             obj._use_onnx(onnx_path)
         return obj

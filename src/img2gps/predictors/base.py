@@ -37,6 +37,7 @@ class BasePredictor:
         self.gallery: pd.DataFrame | None = None  # image, Latitude, Longitude of the fitted gallery
         self.gallery_fingerprint: str | None = None
         self.metrics: dict[str, Any] = {}
+        self.manifest: dict[str, Any] | None = None  # model.json of a loaded model (set by load)
         self._train: GeoDataset | None = None
         # How gallery features are computed (engine, workers); never saved: the model does not depend on it.
         # Library default: in-process; the CLI's --workers defaults to all cores.
@@ -151,12 +152,14 @@ class BasePredictor:
         return {}
 
     @classmethod
-    def load(cls, model_dir: Path):
-        """Load a model of this class (registry.load_model picks the class from the manifest)."""
+    def load(cls, model_dir: Path, manifest: dict[str, Any] | None = None):
+        """Load a model of this class (registry.load_model picks the class from the manifest). `manifest`: the
+        directory's model.json as modeldir.read_manifest read and checked it (read here when not given); kept as
+        `self.manifest`."""
         if cls is BasePredictor:
             raise ModelError("BasePredictor.load needs a concrete method class; use img2gps.predictors.load_model")
         model_dir = Path(model_dir)
-        manifest = read_manifest(model_dir)
+        manifest = read_manifest(model_dir) if manifest is None else manifest
         if manifest["method"] != cls.name:
             raise ModelError(f"{model_dir}: a {manifest['method']!r} model, not {cls.name!r}")
         cfg = config_from_saved(cls.Config, cls.saved_config(manifest), f"{model_dir}: model.json config")
@@ -165,6 +168,7 @@ class BasePredictor:
         obj.gallery_fingerprint = manifest.get("data_fingerprint")
         obj.metrics = manifest.get("metrics", {})
         obj.model_dir = model_dir
+        obj.manifest = manifest
         obj._load_files(model_dir, manifest.get("state", {}))
         return obj
 
