@@ -154,6 +154,26 @@ def test_refit_on_a_subset_reuses_cached_features(gallery, monkeypatch, tmp_path
     assert calls["n"] <= first // 2  # only pairs that the smaller gallery's shortlists newly reach
 
 
+def test_a_fit_hashes_each_photo_once(gallery, monkeypatch):
+    from collections import Counter
+
+    import img2gps.data.sources as sources
+
+    ds = load_dataset(gallery).subset(range(9))
+    photos = {ds.read(i): ds.ids[i] for i in range(len(ds))}
+    counts, real = Counter(), sources.hashlib.sha1
+
+    class Hashlib:  # hashlib as the dataset sees it, counting the hashes of each photo's bytes
+        def sha1(self, data=b"", *a, **k):
+            if data in photos:
+                counts[photos[data]] += 1
+            return real(data, *a, **k)
+
+    monkeypatch.setattr(sources, "hashlib", Hashlib())
+    make_predictor(SPEC).fit(ds)
+    assert counts == Counter({n: 1 for n in ds.ids})
+
+
 def test_spec_validation():
     with pytest.raises(ModelError, match="embed must be one of lite0.*not .nope."):
         make_predictor("rerank:embed=nope")

@@ -105,10 +105,12 @@ class FeatureCache:
         os.replace(tmp, p)
 
 
-def embed_dataset(encoder, ds: GeoDataset, desc: str | None = None, batch: int = 16) -> np.ndarray:
-    """(N, D) float32 embeddings of every photo, computing only those not cached yet."""
+def embed_dataset(encoder, ds: GeoDataset, desc: str | None = None, batch: int = 16,
+                  keys: list[str] | None = None) -> np.ndarray:
+    """(N, D) float32 embeddings of every photo, computing only those not cached yet. keys: the photos' content
+    hashes when the caller has them (each photo is hashed once per fit)."""
     cache = FeatureCache(f"embed-{encoder.name}")
-    keys = [ds.content_key(i) for i in range(len(ds))]
+    keys = list(keys) if keys is not None else [ds.content_key(i) for i in range(len(ds))]
     out: list[np.ndarray | None] = [cache.get(k) for k in keys]
     todo = [i for i, v in enumerate(out) if v is None]
     if todo:

@@ -94,9 +94,10 @@ class KNNPredictor(BasePredictor):
             self._embedder = train_embedding(self.config.regression_spec, train)
             return embed_gallery(self._embedder, train)
         self._encoder = get_encoder(self.config.embed)
-        stats = ensure_features(train, ExtractSpec(embed=self.config.embed), self.indexing, label="embedding")
-        self.indexing_stats = stats
-        return embed_dataset(self._encoder, train)
+        keys = [train.content_key(i) for i in range(len(train))]  # each photo hashed once
+        self.indexing_stats = ensure_features(train, ExtractSpec(embed=self.config.embed), self.indexing, keys=keys,
+                                              label="embedding")
+        return embed_dataset(self._encoder, train, keys=keys)
 
     @property
     def query_encoder(self):
@@ -144,9 +145,11 @@ class KNNPredictor(BasePredictor):
     def _add(self, new) -> None:
         """New photos' embeddings (cached, computed by self.indexing) appended to the index; existing rows untouched."""
         self._encoder = self._encoder or get_encoder(self.config.embed)
-        self.indexing_stats = ensure_features(new, ExtractSpec(embed=self.config.embed), self.indexing, label="embedding")
+        keys = [new.content_key(i) for i in range(len(new))]
+        self.indexing_stats = ensure_features(new, ExtractSpec(embed=self.config.embed), self.indexing, keys=keys,
+                                              label="embedding")
         index = self.state.index
-        index.add(embed_dataset(self._encoder, new))
+        index.add(embed_dataset(self._encoder, new, keys=keys))
         self.state = KNNState.build(index, self.gallery)
         self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
 
