@@ -137,22 +137,24 @@ def matcher(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray
 
 
 def camera(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray, focal35, checked: dict[int, int],
-           matched: dict, cache: PoseCache | None = None, key: str | None = None) -> CameraEstimate | None:
-    """The query camera from the verified photos (None when no gallery photo has a known heading)."""
+           matched: dict, cache: PoseCache | None = None, key: str | None = None,
+           poses: dict | None = None) -> CameraEstimate | None:
+    """The query camera from the verified photos (None when no gallery photo has a known heading). poses: this
+    query's relative poses by gallery index, shared with `parallax` so each pair's pose is computed once."""
     if state.cameras.n_with_heading == 0:
         return None
     ver = {j: k for j, k in checked.items() if k >= cfg.min_inliers}
     f = float(focal35) if focal35 is not None and np.isfinite(focal35) else None
-    return state.locator.locate(matcher(state, cfg, kq, dq, matched), kq.size, f, ver, cache, key, state.keys)
+    return state.locator.locate(matcher(state, cfg, kq, dq, matched), kq.size, f, ver, cache, key, state.keys, poses)
 
 
 def parallax(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray, focal35,
              verified: dict[int, int], matched: dict, cache: PoseCache | None = None,
-             key: str | None = None) -> list[float]:
+             key: str | None = None, poses: dict | None = None) -> list[float]:
     """Parallax (deg) of the query with its strongest verified photo(s) (localization/camera.py)."""
     f = float(focal35) if focal35 is not None and np.isfinite(focal35) else None
     return state.locator.parallax(matcher(state, cfg, kq, dq, matched), kq.size, f, verified, PARALLAX_VIEWS,
-                                  cache, key, state.keys)
+                                  cache, key, state.keys, poses)
 
 
 def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.ndarray,
@@ -208,9 +210,10 @@ def view(state: RerankState, cfg: RerankConfig, image, focal35: float | None,
         return state.knn.locate(q[0], cfg.k, "mean", top_k)
 
     matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    poses: dict[int, object] = {}  # this view's relative poses: the strongest pair's is computed once
     loc = locate(state, cfg, score, g_sims, lambda j: verify_pair(state, cfg, kq, dq, j, matched), knn_answer,
-                 camera_of=lambda checked: camera(state, cfg, kq, dq, focal35, checked, matched),
-                 parallax_of=lambda ver: parallax(state, cfg, kq, dq, focal35, ver, matched))
+                 camera_of=lambda checked: camera(state, cfg, kq, dq, focal35, checked, matched, poses=poses),
+                 parallax_of=lambda ver: parallax(state, cfg, kq, dq, focal35, ver, matched, poses=poses))
     return loc, score
 
 
