@@ -41,6 +41,27 @@ def test_open_query_equals_open_image_and_read_focal35(orientation, max_side):
         assert q.size[1] > q.size[0]  # upright: the 160x90 photo stands on its side
 
 
+def test_focal_length_comes_from_the_upright_size():
+    """A turned photo whose focal length comes from FocalLength and unequal focal-plane resolutions: the sensor
+    diagonal is measured on the upright size, the same for the query and for the gallery's read_meta."""
+    from img2gps.exif import EXIF_IFD, focal35_from_exif
+    from img2gps.photos import read_meta
+    from PIL.TiffImagePlugin import IFDRational
+
+    im = Image.fromarray(np.zeros((90, 160, 3), np.uint8))
+    ex = Image.Exif()
+    ex[0x0112] = 6  # turned: upright it is 90 x 160
+    ex.get_ifd(EXIF_IFD).update({0x920A: IFDRational(4, 1), 0xA20E: IFDRational(1000, 1), 0xA20F: IFDRational(250, 1),
+                                 0xA210: 3})
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", exif=ex.tobytes())
+    data = buf.getvalue()
+    sub = Image.open(io.BytesIO(data)).getexif().get_ifd(EXIF_IFD)
+    upright, raw = focal35_from_exif(sub, 90, 160), focal35_from_exif(sub, 160, 90)
+    assert upright != pytest.approx(raw)  # the test means something: the two sizes give different answers
+    assert open_query(data)[0].focal35 == read_meta(data).focal35 == read_focal35(data) == pytest.approx(upright)
+
+
 def test_query_refuses_what_is_not_rgb_pixels():
     with pytest.raises(ValueError, match="uint8"):
         Query(np.zeros((4, 4), np.uint8))

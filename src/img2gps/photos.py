@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageTooLarge, PhotoError
-from .exif import EXIF_IFD, PhotoMeta, focal35_from_exif, meta_from_exif
+from .exif import PhotoMeta, meta_from_exif
 from .types import Query
 
 try:  # HEIC/HEIF support; registering an opener is idempotent.
@@ -288,9 +288,7 @@ def read_focal35(src: ImageInput) -> float | None:
             im = src
         else:
             return None
-        with library_warnings_to([]):  # a damaged EXIF block must not print a library warning
-            exif = im.getexif()
-            return focal35_from_exif(exif.get_ifd(EXIF_IFD), *im.size) if exif else None
+        return _meta_of(im)[0].focal35  # from the upright size, as every reader of the focal length
     except Exception:
         return None
 
@@ -332,11 +330,7 @@ def open_query(src: ImageInput, max_side: int | None = None,
         return Query(np.asarray(open_image(data, max_side=max_side, max_pixels=max_pixels)), focal, name), None
     im = _open_pil(data, name, decode=False, max_pixels=max_pixels)
     meta, exif = _meta_of(im)  # header only, before any DCT scaling changes im.size
-    try:
-        with library_warnings_to([]):
-            focal = focal35_from_exif(exif.get_ifd(EXIF_IFD), *im.size) if exif else None
-    except Exception:
-        focal = None
+    focal = meta.focal35  # computed once, from the upright size
     im = _decode(im, data, name, max_side, max_pixels)
     try:
         orientation = int(exif.get(0x0112, 1)) if exif else 1
