@@ -33,13 +33,13 @@ def test_a_new_prediction_field_reaches_cli_json_http_and_page(model_dir, tmp_pa
         "Prediction", [("test_note", str, dataclasses.field(default="from the test", metadata={"doc": "added"}))],
         bases=(types.Prediction,))
     monkeypatch.setattr(types, "Prediction", extra)
-    real = Img2GPS.predict
+    real = Img2GPS.locate
 
-    def predict(self, *a, **kw):  # the method's answer, as the extended Prediction
-        p = real(self, *a, **kw)
-        return extra(**{f.name: getattr(p, f.name) for f in dataclasses.fields(p)}, test_note="seen")
+    def locate(self, *a, **kw):  # the method's answer, as the extended Prediction (predict goes through locate)
+        p, meta = real(self, *a, **kw)
+        return extra(**{f.name: getattr(p, f.name) for f in dataclasses.fields(p)}, test_note="seen"), meta
 
-    monkeypatch.setattr(Img2GPS, "predict", predict)
+    monkeypatch.setattr(Img2GPS, "locate", locate)
     photo = tmp_path / "q.jpg"
     photo.write_bytes(jpeg_bytes(place_image(1, seed=7)))
 

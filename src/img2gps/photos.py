@@ -11,7 +11,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageTooLarge, PhotoError
+from .errors import ImageTooLarge, PhotoError, UnsupportedFormat
 from .exif import PhotoMeta, meta_from_exif
 from .types import Query
 
@@ -167,8 +167,9 @@ def _pil_errors(data: bytes, name: str, max_pixels: int):
                                   f"limit {max_pixels / 1e6:.0f} MP)") from None
     except UnidentifiedImageError:
         if pillow_heif is None and data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
-            raise PhotoError(name, "HEIC/HEIF photo, but pillow-heif is not installed (pip install pillow-heif)") from None
-        raise PhotoError(name, "unknown or unsupported image format") from None
+            raise UnsupportedFormat(name, "HEIC/HEIF photo, but pillow-heif is not installed (pip install "
+                                          "pillow-heif)") from None
+        raise UnsupportedFormat(name, "unknown or unsupported image format") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise PhotoError(name, f"corrupt or truncated image ({' '.join(str(e).split())})") from None
 

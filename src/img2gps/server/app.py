@@ -7,7 +7,6 @@ decoding work, with 413 / 415 / 422 answers that say what was wrong.
 from __future__ import annotations
 
 import importlib.util
-import io
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,14 +15,13 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field, create_model
 
 from .. import __version__
 from ..api import Img2GPS
-from ..errors import ImageTooLarge, PhotoError
+from ..errors import ImageTooLarge, PhotoError, UnsupportedFormat
 from ..maps import TILES_ATTRIBUTION, TILES_URL, leaflet_dir
-from ..photos import MAX_PIXELS, PHOTO_SUFFIXES, check_pixels, library_warnings_to
+from ..photos import MAX_PIXELS, PHOTO_SUFFIXES
 from ..types import REQUIRED, output_fields, prediction_dict
 
 STATIC = Path(__file__).parent / "static"
@@ -48,6 +46,11 @@ def response_models() -> tuple[type[BaseModel], type[BaseModel]]:
     neighbour = create_model("NeighbourOut", **fields("neighbour", {}))
     return create_model("PredictionOut", **fields("prediction", {"neighbours": list[neighbour]}),
                         elapsed_ms=(float, Field(description="time to locate the photo, milliseconds"))), neighbour
+
+
+def _status(e: PhotoError) -> int:
+    """The HTTP status of an unusable photo: 413 too large, 415 not an image format we open, 422 otherwise."""
+    return 413 if isinstance(e, ImageTooLarge) else 415 if isinstance(e, UnsupportedFormat) else 422
 
 
 # Multipart framing (boundaries, part headers) around the photo: a body this much over the limit is refused.
@@ -257,24 +260,11 @@ def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None 
             raise HTTPException(413, f"{name}: {_too_big(limits.max_bytes)}")
         if not data:
             raise HTTPException(422, f"{name}: empty file (0 bytes)")
-        try:  # header only: the size is known before any pixel is decoded
-            with library_warnings_to([]):
-                with Image.open(io.BytesIO(data)) as im:
-                    w, h = im.size
-        except Image.DecompressionBombError:
-            raise HTTPException(413, f"{name}: image too large (limit {limits.max_pixels / 1e6:.0f} MP)") from None
-        except UnidentifiedImageError:
-            raise HTTPException(415, f"{name}: not a supported image format (JPEG, PNG, HEIC, WebP, TIFF)") from None
-        except Exception as e:
-            raise HTTPException(422, f"{name}: unreadable image header ({type(e).__name__})") from None
         t0 = time.perf_counter()
-        try:
-            check_pixels(w, h, name, limits.max_pixels)
-            pred = model.predict(data, top_k=top_k, max_pixels=limits.max_pixels)  # one limit, header and decode
-        except ImageTooLarge as e:
-            raise HTTPException(413, f"{name}: {e.problem}") from None
+        try:  # the one opener (photos.open_query, through the api) checks the pixels from the header, then decodes
+            pred = model.predict(data, top_k=top_k, max_pixels=limits.max_pixels)
         except PhotoError as e:
-            raise HTTPException(422, f"{name}: {e.problem}") from None
+            raise HTTPException(_status(e), f"{name}: {e.problem}") from None
         out = prediction_dict(pred, photo=name, thumb_url=thumb_url)
         out["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return out
@@ -294,6 +284,6 @@ def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None 
 
     @app.exception_handler(PhotoError)
     async def photo_error(request: Request, exc: PhotoError):
-        return JSONResponse({"detail": str(exc)}, status_code=413 if isinstance(exc, ImageTooLarge) else 422)
+        return JSONResponse({"detail": str(exc)}, status_code=_status(exc))
 
     return app
