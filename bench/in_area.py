@@ -60,7 +60,7 @@ def main() -> None:
     from img2gps.data import load_dataset
     from img2gps.geo import LocalFrame
     from img2gps.localization.holdout import excluded_mask, same_spot_radius_m
-    from img2gps.retrieval.encoders import get_encoder
+    from img2gps.features.encoders import get_encoder
 
     sets = {Path(p).name: load_dataset(p) for p in (a.a, a.b)}
     images = {k: normalised(ds) for k, ds in sets.items()}

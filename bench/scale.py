@@ -246,7 +246,7 @@ def scale_gallery(n: int, work: Path, queries: int, spec: str, side: int, query_
 def shared_embeddings() -> np.ndarray:
     from img2gps.data import load_dataset
     from img2gps.features.cache import embed_dataset
-    from img2gps.retrieval.encoders import get_encoder
+    from img2gps.features.encoders import get_encoder
 
     enc = get_encoder("lite0")
     return np.concatenate([embed_dataset(enc, load_dataset(str(DATA / d))) for d in ("penn91", "bgu-west")])

@@ -12,7 +12,7 @@ def hand_built_knn(model_dir: Path, spec: str, dim: int) -> Path:
     without fitting (and without loading the encoder's weights)."""
     from img2gps.localization.conformal import MondrianRadius
     from img2gps.predictors import make_predictor
-    from img2gps.predictors.knn import KNNState
+    from img2gps.localization.knn import KNNState
     from img2gps.retrieval.database import CosineIndex
 
     p = make_predictor(spec)

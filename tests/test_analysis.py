@@ -90,7 +90,7 @@ def test_bench_fractions_write_a_learning_curve(gallery_dir, tmp_path, capsys):
 
 # ----- backbones ---------------------------------------------------------------------------------------------
 def test_parameter_counts_from_the_torch_module_and_from_onnx(tmp_path):
-    from img2gps.retrieval.encoders import get_encoder
+    from img2gps.features.encoders import get_encoder
 
     total, feat = count_parameters(get_encoder("lite0"))
     assert total == 4_652_008 and feat == total - 1_281_000  # the published 4.7 M, minus the 1000-class layer

@@ -40,6 +40,26 @@ def test_load_is_fast_and_does_not_re_embed(model_dir, monkeypatch):
     assert m.spec == "knn:k=2" and len(m.gallery) == 12 and m.runtime == "torch"
 
 
+def test_model_json_is_parsed_once_per_load(model_dir, monkeypatch):
+    from pathlib import Path
+
+    from img2gps.predictors import load_model
+
+    reads = []
+    real = Path.read_text
+
+    def counting(self, *a, **k):
+        if self.name == "model.json":
+            reads.append(self)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "read_text", counting)
+    assert Img2GPS.load(model_dir).manifest["spec"] == "knn:k=2"
+    assert len(reads) == 1
+    load_model(model_dir)
+    assert len(reads) == 2
+
+
 def test_predict_returns_typed_prediction_near_the_right_place(model):
     for place in range(4):
         pred = model.predict(jpeg_bytes(place_image(place, seed=900 + place)), top_k=3)
@@ -74,9 +94,10 @@ def test_exif_gps_is_shown_but_never_used(model):
     assert a.photo_exif_position is None
     assert b.photo_exif_position == pytest.approx(elsewhere, abs=1e-6)
     assert b.to_dict()["photo_exif_position"] == pytest.approx(list(elsewhere), abs=1e-6)
-    from img2gps.api import exif_distance_m
+    from img2gps.types import prediction_dict
 
-    assert exif_distance_m(b) == pytest.approx(haversine_m(b.latitude, b.longitude, *b.photo_exif_position))
+    assert prediction_dict(b)["exif_distance_m"] == pytest.approx(haversine_m(b.latitude, b.longitude,
+                                                                              *b.photo_exif_position))
 
 
 def test_predict_many_keeps_order_and_names_a_bad_file(model, tmp_path):

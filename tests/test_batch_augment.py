@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance
 
-from img2gps.features.batch_augment import augment_batch, colour_jitter, crop_boxes, jitter_factors, stash
-from img2gps.features.trainable import AugmentConfig, random_resized_crop_box
+from img2gps.predictors.trained.batch_augment import augment_batch, colour_jitter, crop_boxes, jitter_factors, stash
+from img2gps.predictors.trained.trunk import AugmentConfig, random_resized_crop_box
 
 from trainable_data import grid_image
 

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from img2gps.localization.answers import at_gallery_spot, candidate, choose, radius_words, status_words
+from img2gps.answer_kinds import radius_words, status_words
+from img2gps.localization.answers import at_gallery_spot, candidate, choose
 from img2gps.localization.calibration import coverage
 from img2gps.localization.conformal import MondrianRadius, bands, mixture_weights, weighted_quantile
 from img2gps.localization.holdout import holdout_radius_m

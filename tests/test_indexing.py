@@ -5,9 +5,9 @@ import h5py
 import numpy as np
 import pytest
 
-import img2gps.indexing as indexing
+import img2gps.features.indexing as indexing
 from img2gps.data import load_dataset
-from img2gps.indexing import IndexingConfig
+from img2gps.features.indexing import IndexingConfig
 from img2gps.predictors.registry import make_predictor
 from synth import make_gallery
 
@@ -98,3 +98,39 @@ def test_bad_engine_and_progress_line(small, tmp_path, monkeypatch, capsys):
     assert st.computed == len(small)
     err = capsys.readouterr().err
     assert f"{len(small)}/{len(small)} photos" in err and "photos/s" in err and "ETA" in err
+
+
+def test_in_process_extraction_runs_on_one_thread_like_the_workers(small, tmp_path, monkeypatch):
+    """Pool and Ray workers extract on one torch thread; so does the in-process engine, then restores the
+    caller's setting: a cached embedding's bytes do not depend on which engine computed it."""
+    import torch
+
+    monkeypatch.setenv("IMG2GPS_CACHE", str(tmp_path))
+    seen = []
+
+    def fake(data, spec, name="photo"):
+        seen.append(torch.get_num_threads())
+        return indexing.PhotoFeatures(error="skipped by the test")
+
+    monkeypatch.setattr(indexing, "extract_photo", fake)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        indexing.ensure_features(small, indexing.ExtractSpec(embed="lite0"), IndexingConfig(workers=1, engine="local"),
+                                 on_error=lambda name, why: None)
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_knn_gallery_embeddings_are_the_same_bytes_in_process_and_in_the_pool(small, tmp_path, monkeypatch):
+    got = {}
+    for engine, workers in (("local", 1), ("pool", 2)):
+        monkeypatch.setenv("IMG2GPS_CACHE", str(tmp_path / engine))  # fresh: every photo is embedded
+        p = make_predictor("knn")
+        p.indexing = IndexingConfig(min_pool=0, workers=workers, engine=engine, batch=1)
+        p.fit(small)
+        assert p.indexing_stats.computed == len(small)
+        got[engine] = p.state.vectors
+    assert got["local"].tobytes() == got["pool"].tobytes()

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from img2gps.cli import main
-from img2gps.data.labelcheck import LabelRow, check_labels
+from img2gps.data.labels_csv import LabelRow, check_labels
 from synth import offset, scene, write_jpeg
 
 

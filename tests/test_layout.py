@@ -1,4 +1,4 @@
-"""The stage layout's rules (DESIGN.md "Layout"), checked on the source: registry entries resolve, no private
+"""The stage layout's rules (docs/architecture.md, README "Layout"), checked on the source: registry entries resolve, no private
 names cross modules, stages never import predictors, no import cycle between predictors/base and registry."""
 from __future__ import annotations
 
@@ -155,10 +155,10 @@ def _imports(module: str, tree: ast.AST):
 
 
 def test_methods_never_import_another_methods_class():
-    owner = {}  # method class name -> the module (or package) that defines it
+    owner = {}  # method class name -> the module, or the predictors sub-package (rerank/, trained/), defining it
     for name, target in registry.REGISTRY.items():
         mod, cls = target.split(":")
-        owner[cls] = mod.rsplit(".", 1)[0] if mod.endswith(".method") else mod
+        owner[cls] = mod.rsplit(".", 1)[0] if mod.count(".") > 2 else mod
     bad = []
     for f, module, tree in _modules():
         for src, name in _imports(module, tree):
@@ -195,3 +195,155 @@ def test_no_import_cycle_between_packages():
                 edges.add((parts[1], other[1]))
     cycles = sorted(f"{a} <-> {b}" for a, b in edges if (b, a) in edges and a < b)
     assert not cycles, cycles
+
+
+# -- the stage order, leaves and method boundaries (each checker takes the parsed modules, so a test can run it on a
+# deliberately bad fake package) -----------------------------------------------------------------------------------
+STAGE_ORDER = ("features", "retrieval", "verification", "localization")  # each imports only those before it
+LEAVES = ("types", "geo", "photos", "exif", "errors", "answer_kinds", "area")  # import no stage, only other leaves
+
+
+def _runtime_imports(module: str, tree: ast.AST):
+    """Absolute names a module imports at run time (`if TYPE_CHECKING:` blocks skipped): for `from X import y`
+    both X and X.y (y may be a module)."""
+    def walk(node):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, ast.ImportFrom):
+                src = _imported(module, child)
+                yield src
+                yield from (f"{src}.{a.name}" for a in child.names)
+            elif isinstance(child, ast.Import):
+                yield from (a.name for a in child.names)
+            yield from walk(child)
+    yield from walk(tree)
+
+
+def _top(name: str) -> str:
+    """img2gps.X.Y -> X (the package or top-level module of an img2gps name), "" for other names."""
+    parts = name.split(".")
+    return parts[1] if parts[0] == "img2gps" and len(parts) > 1 else ""
+
+
+def stage_order_violations(modules) -> list[str]:
+    """Stage modules importing anything of img2gps but a leaf, their own stage or a stage below it."""
+    bad = []
+    for f, module, tree in modules:
+        own = _top(module)
+        if own not in STAGE_ORDER:
+            continue
+        allowed = set(STAGE_ORDER[:STAGE_ORDER.index(own) + 1]) | set(LEAVES)
+        bad += sorted({f"{module} imports {n}" for n in _runtime_imports(module, tree)
+                       if _top(n) and _top(n) not in allowed})
+    return bad
+
+
+def leaf_violations(modules) -> list[str]:
+    """Leaf modules importing anything of img2gps that is not a leaf."""
+    bad = []
+    for f, module, tree in modules:
+        if module.count(".") != 1 or _top(module) not in LEAVES:
+            continue
+        bad += sorted({f"{module} imports {n}" for n in _runtime_imports(module, tree)
+                       if _top(n) and _top(n) not in LEAVES})
+    return bad
+
+
+def method_units(registry_map: dict[str, str]) -> dict[str, str]:
+    """Method name -> the module that is the method (its registered class's module; for a class in a package's
+    method.py, the whole package)."""
+    out = {}
+    for name, target in registry_map.items():
+        mod = target.split(":")[0]
+        out[name] = mod.rsplit(".", 1)[0] if mod.endswith(".method") else mod
+    return out
+
+
+def method_import_violations(modules, registry_map: dict[str, str]) -> list[str]:
+    """A method's module importing another method's module (shared logic belongs in a stage) or the registry (a
+    method never builds another method by name)."""
+    units = method_units(registry_map)
+    reg = "img2gps.predictors.registry"
+
+    def unit_of(name: str) -> str | None:
+        return next((m for m, u in units.items() if name == u or name.startswith(u + ".")), None)
+
+    bad = []
+    for f, module, tree in modules:
+        mine = unit_of(module)
+        if mine is None:
+            continue
+        bad += sorted({f"{module} ({mine}) imports {n} ({unit_of(n) or 'registry'})"
+                       for n in _runtime_imports(module, tree)
+                       if unit_of(n) not in (None, mine) or n == reg or n.startswith(reg + ".")})
+    return bad
+
+
+def test_no_method_module_imports_another_methods_module():
+    bad = method_import_violations(_modules(), registry.REGISTRY)
+    assert not bad, "\n".join(bad)
+
+
+def test_leaf_modules_import_no_stage():
+    bad = leaf_violations(_modules())
+    assert not bad, "\n".join(bad)
+
+
+def test_each_stage_imports_only_the_stages_below_it():
+    bad = stage_order_violations(_modules())
+    assert not bad, "\n".join(bad)
+
+
+def _fake(tmp_path: Path, files: dict[str, str]):
+    """A fake img2gps package under tmp_path with the given modules (path -> source), parsed like the real one."""
+    root = tmp_path / "img2gps"
+    for rel, code in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(code)
+    return _parsed(root)
+
+
+def test_the_layout_checkers_catch_deliberately_bad_modules(tmp_path):
+    mods = _fake(tmp_path, {
+        "__init__.py": "",
+        "geo.py": "from .localization.consensus import consensus\nfrom . import errors\n",  # leaf -> stage
+        "errors.py": "",
+        "features/__init__.py": "",
+        "features/cache.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..data import x\n"
+                             "from ..geo import f\n",  # fine: a type-only import and a leaf
+        "features/enc.py": "from ..retrieval.database import CosineIndex\n",  # a stage above
+        "retrieval/__init__.py": "",
+        "retrieval/database.py": "from ..features import cache\nfrom ..predictors.knn import KNNState\n",
+        "localization/__init__.py": "",
+        "localization/consensus.py": "from ..verification.local import matched_points\nfrom ..cli import app\n",
+        "verification/__init__.py": "",
+        "verification/local.py": "import numpy\n",
+        "predictors/__init__.py": "",
+        "predictors/knn.py": "from .trained.embedding import embed_queries\n"  # fine: not a method's module
+                             "def f():\n    from .registry import make_predictor\n",  # a method by name
+        "predictors/rerank/__init__.py": "",
+        "predictors/rerank/method.py": "from .state import S\n",
+        "predictors/rerank/state.py": "from ..knn import KNNState\nfrom .. import knn\n",  # another method
+        "predictors/trained/__init__.py": "",
+        "predictors/trained/regression.py": "",
+        "predictors/trained/embedding.py": "from .regression import R\n",
+    })
+    assert leaf_violations(mods) == ["img2gps.geo imports img2gps.localization.consensus",
+                                     "img2gps.geo imports img2gps.localization.consensus.consensus"]
+    stage = stage_order_violations(mods)
+    assert any(v.startswith("img2gps.features.enc imports img2gps.retrieval") for v in stage)
+    assert any(v.startswith("img2gps.retrieval.database imports img2gps.predictors") for v in stage)
+    assert any(v.startswith("img2gps.localization.consensus imports img2gps.cli") for v in stage)
+    assert not any("features.cache" in v.split(" imports ")[0] or "verification" in v.split(" imports ")[0]
+                   or "localization.consensus imports img2gps.verification" in v for v in stage)
+    fake_registry = {"knn": "img2gps.predictors.knn:K", "rerank": "img2gps.predictors.rerank.method:R",
+                     "regression": "img2gps.predictors.trained.regression:G"}
+    got = method_import_violations(mods, fake_registry)
+    assert [v for v in got if v.startswith("img2gps.predictors.knn ")] == [
+        "img2gps.predictors.knn (knn) imports img2gps.predictors.registry (registry)",
+        "img2gps.predictors.knn (knn) imports img2gps.predictors.registry.make_predictor (registry)"]
+    rest = [v for v in got if not v.startswith("img2gps.predictors.knn ")]
+    assert rest and all(v.startswith("img2gps.predictors.rerank.state (rerank) imports img2gps.predictors.knn")
+                        for v in rest)

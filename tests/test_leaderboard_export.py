@@ -50,10 +50,11 @@ def _quiet(args) -> tuple[int, str]:
 def test_protocol_equals_img2gps_eval(spec, split, site, tmp_path, monkeypatch):
     train, val = split
     if spec == "knn:embed=regression":  # keep its inner regression model tiny (a spec option cannot nest a spec)
-        import img2gps.predictors.registry as reg
+        import img2gps.predictors.trained.embedding as emb
 
-        real = reg.make_predictor
-        monkeypatch.setattr(reg, "make_predictor", lambda s: real(f"regression:{SMALL}" if s == "regression" else s))
+        real = emb.train_embedding
+        monkeypatch.setattr(emb, "train_embedding",
+                            lambda s, train: real(f"regression:{SMALL}" if s == "regression" else s, train))
     md, ex = tmp_path / "model", tmp_path / "export"
     assert _quiet(["fit", "--data", str(train), "--method", spec, "--out", str(md)])[0] == 0
     code, line = _quiet(["export", "--model", str(md), "--format", "leaderboard", "--out", str(ex)])
@@ -88,7 +89,7 @@ def test_protocol_equals_img2gps_eval(spec, split, site, tmp_path, monkeypatch):
 def test_lite_definition_matches_the_package():
     import torch
 
-    from img2gps.retrieval.encoders import get_encoder
+    from img2gps.features.encoders import get_encoder
 
     tm = import_model_py(Path(__file__).resolve().parents[1] / "src/img2gps/export/templates/model.py", "lb_tmpl")
     torch.manual_seed(0)

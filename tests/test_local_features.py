@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from img2gps.localization.consensus import consensus
-from img2gps.verification.local import (FeatureConfig, KeypointCache, PairCache, VerifyConfig, extract, extract_dataset,
-                                    mutual_matches, verify_pair)
+from img2gps.features.rootsift import FeatureConfig, KeypointCache, extract
+from img2gps.verification.local import PairCache, VerifyConfig, mutual_matches, verify_pair
 from img2gps.retrieval.vlad import VladCodebook
 from rerank_synth import perspective, pil, textured
 
@@ -60,25 +60,17 @@ def test_mutual_ratio_matching():
     assert len(mutual_matches(a[:1], a)) == 0  # fewer than two points: nothing to test
 
 
-def test_keypoint_cache_round_trip_and_extract_dataset_uses_it(tmp_path):
-    class DS:  # the two members of GeoDataset that extract_dataset uses
-        ids = ["a.jpg", "b.jpg"]
-        opened = 0
-
-        def open(self, i, max_side=None):
-            DS.opened += 1
-            return pil(textured(20 + i))
-
+def test_keypoint_cache_round_trip(tmp_path):
     cache = KeypointCache(CFG, root=tmp_path)
-    first = extract_dataset(DS(), CFG, keys=["k1", "k2"], cache=cache)
-    assert DS.opened == 2
-    again = extract_dataset(DS(), CFG, keys=["k1", "k2"], cache=KeypointCache(CFG, root=tmp_path))
-    assert DS.opened == 2  # nothing re-extracted
+    first = [extract(pil(textured(20 + i)), CFG) for i in range(2)]
+    for k, kp in zip(["k1", "k2"], first):
+        cache.put(k, kp)
+    again = [KeypointCache(CFG, root=tmp_path).get(k) for k in ["k1", "k2"]]
     for x, y in zip(first, again):
         assert np.array_equal(x.xy, y.xy) and np.array_equal(x.desc, y.desc) and x.size == y.size
     # other settings live elsewhere; a torn file is recomputed, not trusted
     assert KeypointCache(FeatureConfig(max_side=200), root=tmp_path).get("k1") is None
-    import img2gps.verification.local as local
+    import img2gps.features.rootsift as local
 
     local._MEMORY.clear()  # the in-memory copy would still answer; test the disk
     cache._path("k1").write_bytes(b"torn")

@@ -3,6 +3,7 @@ Its pixels and focal length equal what open_image / read_focal35 give; the EXIF 
 from __future__ import annotations
 
 import io
+import json
 import sys
 
 import numpy as np
@@ -41,6 +42,27 @@ def test_open_query_equals_open_image_and_read_focal35(orientation, max_side):
         assert q.size[1] > q.size[0]  # upright: the 160x90 photo stands on its side
 
 
+def test_focal_length_comes_from_the_upright_size():
+    """A turned photo whose focal length comes from FocalLength and unequal focal-plane resolutions: the sensor
+    diagonal is measured on the upright size, the same for the query and for the gallery's read_meta."""
+    from img2gps.exif import EXIF_IFD, focal35_from_exif
+    from img2gps.photos import read_meta
+    from PIL.TiffImagePlugin import IFDRational
+
+    im = Image.fromarray(np.zeros((90, 160, 3), np.uint8))
+    ex = Image.Exif()
+    ex[0x0112] = 6  # turned: upright it is 90 x 160
+    ex.get_ifd(EXIF_IFD).update({0x920A: IFDRational(4, 1), 0xA20E: IFDRational(1000, 1), 0xA20F: IFDRational(250, 1),
+                                 0xA210: 3})
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", exif=ex.tobytes())
+    data = buf.getvalue()
+    sub = Image.open(io.BytesIO(data)).getexif().get_ifd(EXIF_IFD)
+    upright, raw = focal35_from_exif(sub, 90, 160), focal35_from_exif(sub, 160, 90)
+    assert upright != pytest.approx(raw)  # the test means something: the two sizes give different answers
+    assert open_query(data)[0].focal35 == read_meta(data).focal35 == read_focal35(data) == pytest.approx(upright)
+
+
 def test_query_refuses_what_is_not_rgb_pixels():
     with pytest.raises(ValueError, match="uint8"):
         Query(np.zeros((4, 4), np.uint8))
@@ -70,3 +92,82 @@ def test_a_jpeg_through_predict_is_opened_once_and_its_exif_read_once(model_dir,
     pred = model.predict(path, top_k=2)
     assert counts == {"open": 1, "getexif": 1}
     assert pred.photo_exif_position == pytest.approx((39.95, -75.19), abs=1e-4)  # display only
+
+
+class _Counts:
+    """Counts, while active, how often a photo's bytes are read from disk, its header parsed (Image.open), its
+    pixels decoded (an ImageFile load with tiles left to decode) and its EXIF read by img2gps."""
+
+    def __init__(self, monkeypatch):
+        from pathlib import Path
+
+        from PIL import ImageFile
+
+        self.n = {"bytes": 0, "header": 0, "pixels": 0, "exif": 0}
+        self.on = False
+        real_open, real_exif = Image.open, Image.Image.getexif
+        real_load, real_read = ImageFile.ImageFile.load, Path.read_bytes
+
+        def bump(k, cond=True):
+            if self.on and cond:
+                self.n[k] += 1
+
+        def read_bytes(p):
+            bump("bytes", p.suffix == ".jpg")
+            return real_read(p)
+
+        def open_(*a, **k):
+            bump("header")
+            return real_open(*a, **k)
+
+        def load(im):
+            bump("pixels", bool(getattr(im, "tile", None)))
+            return real_load(im)
+
+        def getexif(im):
+            # Pillow's JPEG opener reads the EXIF once itself (for the DPI) and caches it: count img2gps's reads
+            bump("exif", sys._getframe(1).f_globals.get("__name__", "").startswith("img2gps"))
+            return real_exif(im)
+
+        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+        monkeypatch.setattr(Image, "open", open_)
+        monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+        monkeypatch.setattr(Image.Image, "getexif", getexif)
+
+
+@pytest.mark.parametrize("gps", [True, False])
+@pytest.mark.parametrize("via", ["api", "cli", "http"])
+def test_each_query_is_read_parsed_decoded_and_its_exif_read_once(model_dir, tmp_path, monkeypatch, capsys, via,
+                                                                 gps):
+    from fastapi.testclient import TestClient
+
+    from img2gps.cli import main
+    from img2gps.server import create_app
+
+    model = Img2GPS.load(model_dir)
+    model.warmup()  # the encoder's weights load outside the count
+    path = tmp_path / "q.jpg"
+    buf = io.BytesIO()
+    exif = gps_exif(39.95, -75.19, orientation=6, focal35=26) if gps else gps_exif(None, None, focal35=26)
+    Image.fromarray(place_image(1, seed=5)).save(buf, "JPEG", quality=92, exif=exif.tobytes())
+    path.write_bytes(buf.getvalue())
+    counts = _Counts(monkeypatch)
+    if via == "http":
+        with TestClient(create_app(model=model, warmup=False)) as c:
+            data = path.read_bytes()  # the client's upload, outside the count
+            counts.on = True
+            r = c.post("/predict", files={"file": ("q.jpg", data, "image/jpeg")})
+        assert r.status_code == 200, r.text
+        expected = {"bytes": 0, "header": 1, "pixels": 1, "exif": 1}  # the bytes come from the request
+    elif via == "cli":
+        counts.on = True
+        assert main(["predict", str(path), "--model", str(model_dir), "--format", "json"]) == 0
+        rec = json.loads(capsys.readouterr().out)[0]
+        assert (rec["exif_problem"] is None) == gps
+        expected = {"bytes": 1, "header": 1, "pixels": 1, "exif": 1}
+    else:
+        counts.on = True
+        model.predict(path, top_k=2)
+        expected = {"bytes": 1, "header": 1, "pixels": 1, "exif": 1}
+    counts.on = False
+    assert counts.n == expected

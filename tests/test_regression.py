@@ -9,7 +9,7 @@ import torch
 
 from img2gps.data import load_dataset
 from img2gps.errors import ModelError
-from img2gps.features.trainable import AttentionPool, resolve_backbone
+from img2gps.predictors.trained.trunk import AttentionPool, resolve_backbone
 from img2gps.predictors.knn import KNNConfig, KNNPredictor
 from img2gps.predictors.registry import load_model, make_predictor
 from img2gps.predictors.trained.regression import haversine_torch, metres_loss

@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from img2gps.localization.calibration import RadiusModel, coverage
 from img2gps.data import load_dataset
 from img2gps.errors import ModelError
 from img2gps.geo import haversine_m
@@ -127,19 +126,19 @@ def test_save_load_round_trip_without_the_photo_folder(fitted, tmp_path):
 def test_refit_on_a_subset_reuses_cached_features(gallery, monkeypatch, tmp_path):
     """A second fit (a bench fold) must not run SIFT again and must reuse the pair counts of the first fit:
     only the few pairs its slightly different shortlists reach are matched anew."""
-    import img2gps.verification.local as local
-    import img2gps.predictors.rerank.query as rerank
+    import img2gps.features.rootsift as local
+    import img2gps.verification.local as matching
 
     monkeypatch.setenv("IMG2GPS_CACHE", str(tmp_path))  # a cold cache: the first fit matches everything
     ds = load_dataset(gallery)
     calls = {"n": 0}
-    real = rerank.mutual_matches
+    real = matching.mutual_matches
 
     def counting(*a, **k):
         calls["n"] += 1
         return real(*a, **k)
 
-    monkeypatch.setattr(rerank, "mutual_matches", counting)
+    monkeypatch.setattr(matching, "mutual_matches", counting)
     make_predictor(SPEC).fit(ds)
     first = calls["n"]
     assert first > 0
@@ -153,6 +152,26 @@ def test_refit_on_a_subset_reuses_cached_features(gallery, monkeypatch, tmp_path
     p.fit(ds.subset(range(1, len(ds))))
     assert p.state.calibration.summary["n"] == 3 * (len(ds) - 1)  # each held out alone, near and far
     assert calls["n"] <= first // 2  # only pairs that the smaller gallery's shortlists newly reach
+
+
+def test_a_fit_hashes_each_photo_once(gallery, monkeypatch):
+    from collections import Counter
+
+    import img2gps.data.sources as sources
+
+    ds = load_dataset(gallery).subset(range(9))
+    photos = {ds.read(i): ds.ids[i] for i in range(len(ds))}
+    counts, real = Counter(), sources.hashlib.sha1
+
+    class Hashlib:  # hashlib as the dataset sees it, counting the hashes of each photo's bytes
+        def sha1(self, data=b"", *a, **k):
+            if data in photos:
+                counts[photos[data]] += 1
+            return real(data, *a, **k)
+
+    monkeypatch.setattr(sources, "hashlib", Hashlib())
+    make_predictor(SPEC).fit(ds)
+    assert counts == Counter({n: 1 for n in ds.ids})
 
 
 def test_spec_validation():
@@ -194,11 +213,3 @@ def test_shortlist_median_resists_one_far_candidate():
     assert np.linalg.norm(pos) < 5 and spread > 0 and idx[0] == 3
 
 
-def test_radius_calibration_covers_the_target_fraction_on_synthetic_errors():
-    rng = np.random.default_rng(3)
-    spread = rng.uniform(2, 30, 3000)
-    errors = spread * rng.exponential(1.0, 3000)  # error grows with the method's own spread
-    rm = RadiusModel.fit(errors[:1500], spread[:1500], coverage=0.8)
-    got = coverage(errors[1500:], [rm.radius(u) for u in spread[1500:]])
-    assert abs(got - 0.8) < 0.04
-    assert rm.radius(30) > rm.radius(2)

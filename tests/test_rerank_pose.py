@@ -83,3 +83,24 @@ def test_library_api_passes_the_query_focal_length(fitted, tmp_path):
     data = jpeg_with_exif(img, 40.0, -75.0, 10.0)
     a, b = m.predict(data), p.predict([data])[0]
     assert a.heading_deg == pytest.approx(b.heading_deg) and a.source == b.source
+
+
+def test_each_pair_pose_is_computed_once_per_query(fitted, monkeypatch):
+    """parallax (which decides recognised) and the camera fix read the same relative poses: one per pair."""
+    from collections import Counter
+
+    import img2gps.localization.camera as camera
+
+    ds, held, p = fitted
+    real, calls = camera.relative_pose, Counter()
+
+    def counting(pg, pq, *a, **k):
+        calls[pg.tobytes() + pq.tobytes()] += 1
+        return real(pg, pq, *a, **k)
+
+    monkeypatch.setattr(camera, "relative_pose", counting)
+    for i in held[:2]:
+        calls.clear()
+        q = p.predict([ds.read(i)])[0]
+        assert q.recognised and q.heading_deg is not None
+        assert calls and max(calls.values()) == 1, calls.values()

@@ -6,7 +6,7 @@ import pytest
 from img2gps.errors import ModelError
 from img2gps.retrieval.database import neighbours_within, pair_stats
 from img2gps.retrieval.vlad import VladCodebook
-from img2gps.verification.local import Keypoints
+from img2gps.features.rootsift import Keypoints
 from img2gps.verification.store import KeypointLRU, KeypointStore, write_store
 
 
@@ -194,8 +194,8 @@ def test_exact_index_is_stored_once_and_loads_the_same(tmp_path):
 def test_process_keypoint_memory_counts_only_raw_arrays_and_gallery_writes_skip_it(tmp_path):
     """Unit descriptors derived from a cached photo (4x its raw bytes) live with the caller, not in the
     process-wide LRU, whose byte bound would otherwise not hold; indexing writes go to disk only."""
-    from img2gps.verification import local
-    from img2gps.verification.local import FeatureConfig, KeypointCache
+    from img2gps.features import rootsift as local
+    from img2gps.features.rootsift import FeatureConfig, KeypointCache
 
     rng = np.random.default_rng(6)
     cache = KeypointCache(FeatureConfig(max_side=64, n_features=10), root=tmp_path)

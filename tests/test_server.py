@@ -82,7 +82,7 @@ def test_other_image_formats_and_octet_stream(client):
     ("wrong field", 422, "missing form field 'file'"),
     ("empty", 422, "empty file"),
     ("text type", 415, "content type text/plain is not an image"),
-    ("not an image", 415, "not a supported image format"),
+    ("not an image", 415, "unknown or unsupported image format"),
     ("truncated", 422, "q.jpg"),
     ("too many bytes", 413, "too large"),
     ("too many pixels", 413, "MP"),

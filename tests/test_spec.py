@@ -23,6 +23,10 @@ from states import hand_built_knn
     ("contrastive:tau_m=-3", "tau_m must be > 0"),
     ("knn:k=three", "k='three' is not a valid int"),
     ("knn:kk=3", "unknown option(s) kk"),
+    ("mean-coordinate:coverage=7", "coverage must be < 1, not 7.0"),
+    ("regression:backbone=nope", "backbone must be one of lite0, lite1, lite2, b0, b1, b2, b3, not 'nope'"),
+    ("rerank:coarse_m=-5", "coarse_m must be >= 0, not -5.0"),
+    ("regression:seed=-1", "seed must be >= 0"),
 ])
 def test_bad_specs_are_refused_at_spec_time_in_one_line(spec, problem):
     with pytest.raises(ModelError) as e:
@@ -35,6 +39,21 @@ def test_a_config_built_in_code_is_checked_the_same_way():
 
     with pytest.raises(ModelError, match="agg must be one of mean, softmax, median"):
         KNNPredictor(KNNConfig(agg="max"))
+
+
+def test_every_method_config_field_declares_its_checks():
+    from img2gps.predictors.registry import REGISTRY, predictor_class
+    from img2gps.predictors.spec import undeclared_fields
+
+    bare = {name: undeclared_fields(predictor_class(name).Config) for name in REGISTRY}
+    assert not any(bare.values()), bare
+
+
+def test_a_value_of_the_wrong_type_is_refused():
+    from img2gps.predictors.knn import KNNPredictor
+
+    with pytest.raises(ModelError, match="k must be of type int, not .3."):
+        KNNPredictor(KNNConfig(k="3"))
 
 
 def test_parse_spec():

@@ -53,7 +53,7 @@ def test_a_model_fitted_on_cuda_loads_and_predicts_on_a_cpu_only_machine(grid, t
 
 
 def live_data(grid, seed=5, size=64):
-    from img2gps.features.trainable import AugmentConfig, Trunk, resolve_backbone
+    from img2gps.predictors.trained.trunk import AugmentConfig, Trunk, resolve_backbone
     from img2gps.predictors.trained.data import LiveData
 
     enc, _ = resolve_backbone("lite0")

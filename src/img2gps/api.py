@@ -17,21 +17,13 @@ import pandas as pd
 from PIL import Image
 
 from .errors import ModelError, PhotoError
-from .geo import haversine_m
-from .modeldir import read_manifest, thumb_name
+from .modeldir import thumb_name
+from .exif import PhotoMeta
 from .photos import MAX_PIXELS, ImageInput, describe, open_query, read_bytes
 from .types import Prediction
 from .predictors.registry import load_model
 
 RUNTIMES = ("torch", "onnx")
-
-
-def exif_distance_m(pred: Prediction) -> float | None:
-    """Metres between the prediction and the photo's own EXIF position, when it has one."""
-    if not pred.photo_exif_position:
-        return None
-    lat, lon = pred.photo_exif_position
-    return float(haversine_m(pred.latitude, pred.longitude, lat, lon))
 
 
 @dataclass
@@ -54,8 +46,7 @@ class Img2GPS:
         if runtime not in RUNTIMES:
             raise ModelError(f"unknown runtime {runtime!r}; choose {' or '.join(RUNTIMES)}")
         predictor = load_model(model_dir)  # checks every file's checksum, names what is missing or corrupted
-        manifest = read_manifest(model_dir, verify=False)
-        obj = cls(predictor, model_dir, manifest, runtime, max_pixels)
+        obj = cls(predictor, model_dir, predictor.manifest, runtime, max_pixels)
         if runtime == "onnx":
             obj._use_onnx(onnx_path)
         return obj
@@ -99,8 +90,15 @@ class Img2GPS:
     def predict(self, image: ImageInput, top_k: int = 5, max_pixels: int | None = None) -> Prediction:
         """One photo (path, bytes, PIL image or HxWx3 uint8 array) -> Prediction.
 
-        A file or bytes with more than max_pixels (default: this object's max_pixels) raise errors.ImageTooLarge;
-        other unusable photos raise PhotoError, both with a one-line reason naming the photo."""
+        A file or bytes with more than max_pixels (default: this object's max_pixels) raise errors.ImageTooLarge,
+        a format it cannot open errors.UnsupportedFormat; other unusable photos raise PhotoError, each with a
+        one-line reason naming the photo."""
+        return self.locate(image, top_k, max_pixels)[0]
+
+    def locate(self, image: ImageInput, top_k: int = 5,
+               max_pixels: int | None = None) -> tuple[Prediction, PhotoMeta | None]:
+        """As predict, plus the photo's EXIF facts (None for a PIL image or an array), read in the same single
+        open: for display only (e.g. why a photo shows no EXIF position, meta.gps_problem)."""
         max_pixels = self.max_pixels if max_pixels is None else int(max_pixels)
         if not isinstance(top_k, (int, np.integer)) or top_k < 1:
             raise ModelError(f"top_k must be a positive integer, not {top_k!r}")
@@ -120,7 +118,7 @@ class Img2GPS:
             raise type(e)(name, e.problem) from None  # name the file, not "<12345 bytes>"
         if meta is not None:
             pred.photo_exif_position = (float(meta.latitude), float(meta.longitude)) if meta.has_gps else None
-        return pred
+        return pred, meta
 
     def predict_many(self, images: Sequence[ImageInput], top_k: int = 5) -> list[Prediction]:
         """A list of photos -> a list of Predictions in the same order (the first bad photo raises PhotoError)."""

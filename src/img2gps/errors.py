@@ -16,6 +16,10 @@ class ImageTooLarge(PhotoError):
     """The photo has more pixels than the configured limit (photos.MAX_PIXELS by default); HTTP 413."""
 
 
+class UnsupportedFormat(PhotoError):
+    """Not an image format img2gps can open (a HEIC photo without pillow-heif says so); HTTP 415."""
+
+
 class DataError(Img2GPSError):
     pass
 

@@ -205,7 +205,7 @@ def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, 
 def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[float] | None = None,
               top_k: int = 5, progress: bool = True, query_as: Sequence[str] | None = None,
               seed: int = 0, only_folds: Sequence[int] | None = None) -> tuple[dict, pd.DataFrame]:
-    """Returns (the bench JSON dict of DESIGN.md, per-photo predictions).
+    """Returns (the bench JSON dict, per-photo predictions).
 
     query_as: kinds of data.shared_photos (the original is always included): each held-out photo is also located
     as delivered by each kind (transformations seeded by `seed`), against the same fitted model; results then

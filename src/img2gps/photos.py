@@ -11,8 +11,8 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageTooLarge, PhotoError
-from .exif import EXIF_IFD, PhotoMeta, focal35_from_exif, meta_from_exif
+from .errors import ImageTooLarge, PhotoError, UnsupportedFormat
+from .exif import PhotoMeta, meta_from_exif
 from .types import Query
 
 try:  # HEIC/HEIF support; registering an opener is idempotent.
@@ -167,8 +167,9 @@ def _pil_errors(data: bytes, name: str, max_pixels: int):
                                   f"limit {max_pixels / 1e6:.0f} MP)") from None
     except UnidentifiedImageError:
         if pillow_heif is None and data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
-            raise PhotoError(name, "HEIC/HEIF photo, but pillow-heif is not installed (pip install pillow-heif)") from None
-        raise PhotoError(name, "unknown or unsupported image format") from None
+            raise UnsupportedFormat(name, "HEIC/HEIF photo, but pillow-heif is not installed (pip install "
+                                          "pillow-heif)") from None
+        raise UnsupportedFormat(name, "unknown or unsupported image format") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise PhotoError(name, f"corrupt or truncated image ({' '.join(str(e).split())})") from None
 
@@ -288,9 +289,7 @@ def read_focal35(src: ImageInput) -> float | None:
             im = src
         else:
             return None
-        with library_warnings_to([]):  # a damaged EXIF block must not print a library warning
-            exif = im.getexif()
-            return focal35_from_exif(exif.get_ifd(EXIF_IFD), *im.size) if exif else None
+        return _meta_of(im)[0].focal35  # from the upright size, as every reader of the focal length
     except Exception:
         return None
 
@@ -332,11 +331,7 @@ def open_query(src: ImageInput, max_side: int | None = None,
         return Query(np.asarray(open_image(data, max_side=max_side, max_pixels=max_pixels)), focal, name), None
     im = _open_pil(data, name, decode=False, max_pixels=max_pixels)
     meta, exif = _meta_of(im)  # header only, before any DCT scaling changes im.size
-    try:
-        with library_warnings_to([]):
-            focal = focal35_from_exif(exif.get_ifd(EXIF_IFD), *im.size) if exif else None
-    except Exception:
-        focal = None
+    focal = meta.focal35  # computed once, from the upright size
     im = _decode(im, data, name, max_side, max_pixels)
     try:
         orientation = int(exif.get(0x0112, 1)) if exif else 1

@@ -8,58 +8,68 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional, get_args, get_type_hints
 
 import numpy as np
 from PIL import Image
 
-# Prediction.source values (localization/answers.py has the vocabulary): recognised answers rest on a camera pose
-# from relative geometry or on the consensus of verified gallery photos; "scene" is a verified scene seen from
-# elsewhere, "fallback" nothing verified, "model" a method's own output (k-NN, regression).
-SOURCES = ("pose", "consensus", "scene", "fallback", "model")
+from .answer_kinds import MODEL, radius_words, score_kind, source_words, status_words
+
+
+
+def _doc(text: str, **kw):
+    """A dataclass field whose meaning is part of the output schema (output_fields reads it)."""
+    return field(metadata={"doc": text}, **kw)
 
 
 @dataclass
 class Neighbour:
     """A gallery photo supporting a prediction: its id, position (degrees) and the method's score (higher = better:
     a similarity for retrieval, the verified inlier count for rerank)."""
-    image_id: str
-    latitude: float
-    longitude: float
-    score: float
+    image_id: str = _doc("the gallery photo's name")
+    latitude: float = _doc("the gallery photo's latitude, degrees")
+    longitude: float = _doc("the gallery photo's longitude, degrees")
+    score: float = _doc("this gallery photo's support for the answer (higher = better); score_kind says what it is")
 
 
 @dataclass
 class Prediction:
-    latitude: float
-    longitude: float
-    radius_m: float
-    confidence: float
-    recognised: bool
-    method: str
-    neighbours: list[Neighbour] = field(default_factory=list)  # best first, in the method's own ranking
-    photo_exif_position: tuple[float, float] | None = None  # display only; never an input to any method
-    heading_deg: float | None = None  # compass bearing of the camera's optical axis: 0 = north, clockwise
-    heading_radius_deg: float | None = None  # calibrated (~80%) half-width of the heading's error; None = unknown
-    source: str = "model"  # what the answer rests on: one of SOURCES
-    # The part of the given image that was located, (x0, y0, x1, y1) pixels, when a screenshot's or padded
-    # image's border was cut away (verification/queryprep.find_photo); None = the whole image.
-    query_region: tuple[int, int, int, int] | None = None
-    query_view: str | None = None  # the view that verified when the image as given did not, e.g. "upsampled"
+    latitude: float = _doc("predicted latitude, degrees")
+    longitude: float = _doc("predicted longitude, degrees")
+    radius_m: float = _doc("error radius in metres, calibrated to hold for ~80% of photos")
+    confidence: float = _doc("0..1, higher = a smaller radius")
+    recognised: bool = _doc("true only when verified geometry places the photo at a gallery camera's spot")
+    method: str = _doc("the model's method spec")
+    # best first, in the method's own ranking
+    neighbours: list[Neighbour] = _doc("the gallery photos supporting the answer, best first",
+                                       default_factory=list)
+    photo_exif_position: tuple[float, float] | None = _doc(
+        "the photo's own EXIF GPS (lat, lon), for display only: never an input to the method", default=None)
+    heading_deg: float | None = _doc("compass bearing the camera faced (0 = north, clockwise); null when not "
+                                     "determined", default=None)
+    heading_radius_deg: float | None = _doc("calibrated (~80%) error of heading_deg in degrees; null when unknown",
+                                            default=None)
+    source: str = _doc("what the answer rests on: pose, consensus (recognised), scene (a verified scene seen from "
+                       "elsewhere), fallback or model (answer_kinds.SOURCES)", default=MODEL)
+    # The part of the given image that was located when a screenshot's or padded image's border was cut away
+    # (verification/queryprep.find_photo).
+    query_region: tuple[int, int, int, int] | None = _doc(
+        "x0, y0, x1, y1 (pixels): the photo found inside a screenshot or padded image, which was located instead "
+        "of the whole image; null = the whole image", default=None)
+    query_view: str | None = _doc("the view of the photo that verified when the image as given did not "
+                                  "(upsampled, clahe, turned 90 clockwise/anticlockwise); null = as given",
+                                  default=None)
 
     def to_dict(self) -> dict[str, Any]:
         """The one JSON-able form (CLI json/csv/text, HTTP API, page); neighbours best first, as the method ranked them.
-        Adds `answer` ("recognised" / "not recognised"), `radius_note` (what the radius promises) and `source_note`
-        (what the answer rests on), in words, and `score_kind` (what the neighbours' scores are) (localization/answers.py)."""
-        from .localization.answers import radius_words, score_kind, source_words, status_words
-
+        Adds the keys of PREDICTION_WORDS (`answer`, `radius_note`, `source_note`, `score_kind`; answer_kinds.py)."""
         d = dataclasses.asdict(self)
         d["photo_exif_position"] = list(self.photo_exif_position) if self.photo_exif_position else None
         d["query_region"] = list(self.query_region) if self.query_region else None
         d["answer"] = status_words(self.recognised)
         d["radius_note"] = radius_words(self.recognised)
         d["source_note"] = source_words(self.source)
-        d["score_kind"] = score_kind(self.source)  # what the neighbours' scores are: "inliers" | "cosine similarity"
+        d["score_kind"] = score_kind(self.source)
         return d
 
 
@@ -105,3 +115,42 @@ def prediction_dict(pred: Prediction, photo: str | None = None,
     exif = pred.photo_exif_position
     d["exif_distance_m"] = float(haversine_m(pred.latitude, pred.longitude, *exif)) if exif else None
     return d
+
+
+# -- the output schema: every key of the dict form, its type and meaning, in one place ----------------------------
+# Prediction's and Neighbour's own fields carry their meaning (`_doc`); the keys the dict form adds are listed here.
+# The HTTP API's response model (server/app.py) is derived from this, so a new field reaches every output.
+PREDICTION_WORDS = {  # added by Prediction.to_dict
+    "answer": (str, '"recognised" or "not recognised", in words'),
+    "radius_note": (str, "what the radius promises, in words (an unrecognised answer's radius holds for photos "
+                         "taken within the gallery's area)"),
+    "source_note": (str, "what the answer rests on, in words"),
+    "score_kind": (str, 'what each neighbour\'s score is: "inliers" (a verified match) or "cosine similarity" (of the '
+                        "global embeddings)"),
+}
+PREDICTION_EXTRAS = {  # added by prediction_dict
+    "photo": (str, "the photo's file name"),
+    "exif_distance_m": (Optional[float], "metres between the prediction and the EXIF position"),
+}
+NEIGHBOUR_EXTRAS = {  # added by prediction_dict, per neighbour
+    "distance_m": (float, "metres from the predicted position"),
+    "thumbnail": (Optional[str], "URL of the gallery thumbnail, if the model has one"),
+}
+REQUIRED = object()  # output_fields' default of a key that is always present
+
+
+def output_fields(kind: str = "prediction") -> dict[str, tuple[Any, Any, str]]:
+    """The dict form's keys for kind "prediction" or "neighbour": name -> (type, default or REQUIRED, meaning), in
+    output order. Read at call time from Prediction / Neighbour as this module defines them."""
+    cls, extras = (Prediction, {**PREDICTION_WORDS, **PREDICTION_EXTRAS}) if kind == "prediction" else \
+        (Neighbour, NEIGHBOUR_EXTRAS)
+    hints = get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else REQUIRED
+        if f.default_factory is not dataclasses.MISSING:
+            default = REQUIRED  # always written (a list)
+        out[f.name] = (hints[f.name], default, f.metadata.get("doc", ""))
+    for k, (t, doc) in extras.items():
+        out[k] = (t, None if type(None) in get_args(t) else REQUIRED, doc)
+    return out

@@ -59,7 +59,7 @@ def embed_ms(encoder, ds, n: int) -> float:
 
 def specs_for(cfg: BackboneConfig) -> list[tuple[str, str, str]]:
     """(backbone, method, spec) for every combination that can run; trained methods need an EfficientNet."""
-    from ..retrieval.encoders import ENCODERS
+    from ..features.encoders import ENCODERS
 
     out = []
     for b in cfg.backbones:
@@ -79,7 +79,7 @@ def specs_for(cfg: BackboneConfig) -> list[tuple[str, str, str]]:
 def run_backbones(ds, cfg: BackboneConfig = BackboneConfig(), progress: bool = True) -> tuple[list[dict], dict, object]:
     """Rows of the scaling table, the bench result and its per-photo predictions."""
     from ..evaluate import run_bench
-    from ..retrieval.encoders import FULL_NAMES, get_encoder
+    from ..features.encoders import FULL_NAMES, get_encoder
 
     combos = specs_for(cfg)
     info = {}

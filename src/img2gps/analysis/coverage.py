@@ -69,7 +69,7 @@ def photo_table(ds) -> tuple[pd.DataFrame, LocalFrame]:
 
 def loo_knn_errors(ds, embed: str, k: int) -> np.ndarray:
     """Leave-one-out k-NN error of every gallery photo (cached embeddings, the paper's weighted mean)."""
-    from ..retrieval.encoders import get_encoder
+    from ..features.encoders import get_encoder
     from ..features.cache import embed_dataset
     from ..localization.aggregate import aggregate
     from ..retrieval.database import CosineIndex

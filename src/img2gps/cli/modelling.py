@@ -113,7 +113,7 @@ def fit(
 def check_encoders(predictor) -> None:
     """Load the pretrained encoders a predictor's config names (`embed`, `backbone`): ModelError now, naming the
     offline equivalent, rather than after earlier methods or folds have been fitted."""
-    from ..retrieval.encoders import ENCODERS, get_encoder
+    from ..features.encoders import ENCODERS, get_encoder
 
     for field in ("embed", "backbone"):
         name = getattr(predictor.config, field, None)
@@ -133,7 +133,7 @@ def refuse_uncalibratable(ds) -> None:
 
 def indexing_config(workers: int, engine: str, quiet: bool):
     """The CLI's --workers/--engine/--quiet as an IndexingConfig (DataError on a bad value)."""
-    from ..indexing import IndexingConfig
+    from ..features.indexing import IndexingConfig
 
     cfg = IndexingConfig(workers=workers, engine=engine, progress=not quiet)
     cfg.check()

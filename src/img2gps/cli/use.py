@@ -13,6 +13,7 @@ from typing import List, Optional
 import typer
 
 from . import app, megapixels_option
+from ..answer_kinds import SCORE_INLIERS
 from ..errors import DataError, PhotoError
 from ..photos import MAX_PIXELS
 
@@ -63,23 +64,15 @@ def expand_photos(args: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     return photos, problems
 
 
-def _record(photo: str, pred) -> dict:
+def _record(photo: str, pred, meta) -> dict:
+    """The output record of one photo; exif_problem says why it shows no EXIF position (display only, e.g. "EXIF
+    GPS block is corrupt"), from the EXIF read when the photo was opened (it is not read again)."""
     from ..photos import readable_name
     from ..types import prediction_dict
 
     d = prediction_dict(pred, photo=readable_name(photo))
-    d["exif_problem"] = None if pred.photo_exif_position else _exif_problem(photo)
+    d["exif_problem"] = None if pred.photo_exif_position or meta is None else meta.gps_problem
     return d
-
-
-def _exif_problem(photo: str) -> str | None:
-    """Why the photo shows no EXIF position (display only, e.g. "EXIF GPS block is corrupt")."""
-    from ..photos import read_meta
-
-    try:
-        return read_meta(photo).gps_problem
-    except PhotoError as e:
-        return e.problem
 
 
 def _text(rec: dict) -> str:
@@ -105,7 +98,7 @@ def _text(rec: dict) -> str:
         lines.append(f"  photo EXIF  no position ({rec['exif_problem']})")
     neighbours = rec["neighbours"]  # best first, as the method ranked them
     if neighbours:
-        verified = rec["score_kind"] == "inliers"
+        verified = rec["score_kind"] == SCORE_INLIERS
         lines.append("  supporting gallery photos (" + ("inliers of the verified match" if verified
                                                         else "cosine similarity of the embeddings") + "):")
     for i, n in enumerate(neighbours, 1):
@@ -168,7 +161,7 @@ def predict(
                 file=sys.stderr, leave=False)  # None: a bar only on a terminal, never in redirected output
     for p in bar:
         try:
-            pred = m.predict(p, top_k=top_k)
+            pred, meta = m.locate(p, top_k=top_k)
         except PhotoError as e:
             if len(paths) == 1 and not problems:  # a single photo: its reason is the error, not a batch skip
                 raise
@@ -176,7 +169,7 @@ def predict(
             bar.write(f"skipped {e}", file=sys.stderr)
             continue
         preds.append(pred)
-        records.append(_record(p, pred))
+        records.append(_record(p, pred, meta))
         if fmt is Format.text:
             bar.write(_text(records[-1]), file=sys.stdout)
     bar.close()

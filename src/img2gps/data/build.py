@@ -22,7 +22,7 @@ from ..errors import DataError, PhotoError
 from ..photos import MAX_PIXELS, PHOTO_SUFFIXES, open_image, read_bytes, read_meta, readable_name
 from . import cleaning as cl
 from .outdir import atomic_dir, check_out
-from .labelcheck import LabelCheckConfig, LabelRow, check_labels, refuse_if_mostly_swapped
+from .labels_csv import LabelsCsvConfig, LabelRow, check_labels, refuse_if_mostly_swapped
 from .report import write_reports
 from .sources import read_labels_csv, validate_coordinates
 
@@ -45,7 +45,7 @@ class BuildConfig:
     dedup_hamming: int = DEFAULT_HAMMING
     drift: cl.DriftConfig = field(default_factory=cl.DriftConfig)
     overwrite: bool = False
-    label_checks: LabelCheckConfig = field(default_factory=LabelCheckConfig)
+    labels_csv: LabelsCsvConfig = field(default_factory=LabelsCsvConfig)
 
 
 @dataclass
@@ -333,10 +333,10 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
                     + ", ".join(unmatched[:5]) + (" ..." if len(unmatched) > 5 else ""))
             rows = [LabelRow(it.source, it.latitude, it.longitude, it.exif_position)
                     for it in items if it.label_source == "csv"]
-            label_findings = check_labels(rows, cfg.label_checks)
+            label_findings = check_labels(rows, cfg.labels_csv)
             for line in label_findings.warnings():
                 log(f"warning: {line}")
-            refuse_if_mostly_swapped(label_findings, str(cfg.labels), cfg.label_checks)
+            refuse_if_mostly_swapped(label_findings, str(cfg.labels), cfg.labels_csv)
         steps = clean(items, cfg, bbox, log)
         kept = [it for it in items if it.dropped_by is None]
         if not kept:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..answer_kinds import FALLBACK, OWN, SCENE
 from ..data.outdir import atomic_dir
 from ..errors import ModelError
 from ..predictors.spec import export_fields
@@ -86,7 +87,7 @@ def _trained_network(st, spec: str) -> tuple[dict, dict]:
     trained blocks put back, plus the head."""
     import torch.nn as nn
 
-    from ..features.trainable import Trunk
+    from ..predictors.trained.trunk import Trunk
 
     trunk = st.trunk
     enc = trunk.encoder
@@ -167,7 +168,7 @@ def _contrastive(p) -> tuple[dict, dict]:
 
 
 def _knn(p) -> tuple[dict, dict]:
-    st = p.state  # predictors.knn.KNNState
+    st = p.state  # localization.knn.KNNState
     _check_options(p, st.index)
     cfg = {"method": "knn", "decode_side": p.query_max_side, "knn": _model_options(p.config),
            "frame": [st.frame.lat0, st.frame.lon0]}
@@ -197,10 +198,10 @@ def _rerank(p) -> tuple[dict, dict]:
     # A verified photo's position is the consensus whatever its kind unless calibration chose another answer for
     # scenes seen from elsewhere; telling those apart needs the pose stage, which model.py does not carry.
     choice = st.calibration.answer_choice
-    if choice.get("scene", "own") != "own":
-        raise ModelError(f"{p.spec}: this model answers scenes seen from elsewhere with {choice['scene']!r}, which "
+    if choice.get(SCENE, OWN) != OWN:
+        raise ModelError(f"{p.spec}: this model answers scenes seen from elsewhere with {choice[SCENE]!r}, which "
                          "the leaderboard model.py cannot reproduce; fit it with rerank:answer=own to export it")
-    r["fallback_answer"] = choice.get("fallback", "own")
+    r["fallback_answer"] = choice.get(FALLBACK, OWN)
     r.update(max_iters=int(c.verify_config.max_iters), z=[[float(m), float(s)] for m, s in st.zstats])
     cfg = {"method": "rerank", "decode_side": p.query_max_side, "encoder": enc, "rerank": r,
            "frame": [st.knn.frame.lat0, st.knn.frame.lon0]}

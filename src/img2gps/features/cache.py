@@ -1,15 +1,27 @@
-"""Per-photo feature cache on disk, keyed by the photo's content hash, under the user cache dir."""
+"""The cache module: where img2gps keeps what it can recompute (user_cache_dir), per-photo feature caches keyed by
+the photo's content hash, and pair stores."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.sources import GeoDataset
-from ..cachedir import user_cache_dir  # re-exported: callers import it from here too
 from ..photos import PhotoError
+
+if TYPE_CHECKING:  # a type only: features sit below data's sources
+    from ..data.sources import GeoDataset
+
+
+def user_cache_dir() -> Path:
+    """$IMG2GPS_CACHE, else $XDG_CACHE_HOME/img2gps, else ~/.cache/img2gps (never beside the data)."""
+    env = os.environ.get("IMG2GPS_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "img2gps"
 
 
 class PairStore:
@@ -93,10 +105,12 @@ class FeatureCache:
         os.replace(tmp, p)
 
 
-def embed_dataset(encoder, ds: GeoDataset, desc: str | None = None, batch: int = 16) -> np.ndarray:
-    """(N, D) float32 embeddings of every photo, computing only those not cached yet."""
+def embed_dataset(encoder, ds: GeoDataset, desc: str | None = None, batch: int = 16,
+                  keys: list[str] | None = None) -> np.ndarray:
+    """(N, D) float32 embeddings of every photo, computing only those not cached yet. keys: the photos' content
+    hashes when the caller has them (each photo is hashed once per fit)."""
     cache = FeatureCache(f"embed-{encoder.name}")
-    keys = [ds.content_key(i) for i in range(len(ds))]
+    keys = list(keys) if keys is not None else [ds.content_key(i) for i in range(len(ds))]
     out: list[np.ndarray | None] = [cache.get(k) for k in keys]
     todo = [i for i, v in enumerate(out) if v is None]
     if todo:

@@ -26,8 +26,8 @@ from ..features.cache import FeatureCache
 from ..localization.camera import CameraLocator, LocatorConfig, PoseCache
 from ..localization.pose import intrinsics, relative_pose
 from ..retrieval.database import CosineIndex, neighbours_within
-from ..verification.local import (FeatureConfig, KeypointCache, PairCache, VerifyConfig, extract,
-                                   fundamental_inliers, mutual_matches)
+from ..features.rootsift import FeatureConfig, KeypointCache, extract
+from ..verification.local import PairCache, VerifyConfig, fundamental_inliers, mutual_matches
 
 SAME_SPOT, OVERLAP, TIME = "same-spot", "overlap", "time"
 
@@ -188,7 +188,7 @@ def gather(ds, en: np.ndarray, cfg: EvidenceConfig | None = None, keys: list[str
     """
     from threadpoolctl import threadpool_limits
 
-    from ..indexing import ExtractSpec, IndexingConfig, ensure_features
+    from ..features.indexing import ExtractSpec, IndexingConfig, ensure_features
 
     cfg = cfg or EvidenceConfig()
     keys = keys or [ds.content_key(i) for i in range(len(ds))]

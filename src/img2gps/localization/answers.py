@@ -1,15 +1,11 @@
-"""Answer kinds: what the evidence a query shows says about its answer, and how the answer is put in words.
+"""The rules that decide an answer's kind (the vocabulary and its words are img2gps/answer_kinds.py): the pure-rotation
+test that says a verified query stood at a gallery camera's spot, and the scene / fallback answer choice.
 
-Vocabulary (Prediction.source; README "Answer kinds"):
-- `consensus` / `pose` — **recognised**: geometric verification passed *and* the verified geometry places the
-  query at a gallery camera's spot: the pair with the strongest verified gallery photos is nearly a pure rotation
-  (pose.relative_pose's parallax below `max_parallax_deg`), i.e. the two cameras stood at one place relative to
-  the scene's depth. The answer is that camera's place (`consensus` of the verified photos, or the camera placed
-  by relative pose, `pose`).
-- `scene` — a verified scene seen from elsewhere: the photos match, but with parallax, so the query stood some
-  way off the gallery cameras. Not recognised; its own radius.
-- `fallback` — nothing verified: a retrieval estimate. Not recognised; its own, widest radius.
-- `model` — methods without verification (mean-coordinate, knn, regression, contrastive). Not recognised.
+- recognised (`consensus` / `pose`): geometric verification passed *and* the pair with the strongest verified
+  gallery photo is nearly a pure rotation (pose.relative_pose's parallax below `max_parallax_deg`), i.e. the two
+  cameras stood at one place relative to the scene's depth.
+- `scene`: the photos match, but with parallax, so the query stood some way off the gallery cameras.
+- `fallback`: nothing verified.
 Each kind gets its own calibrated radius (localization/conformal.py), so coverage holds per kind.
 
 For `scene` and `fallback`, rerank picks per gallery, from its own calibration, which answer to give (CHOICES):
@@ -24,9 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-RECOGNISED_SOURCES = ("consensus", "pose")
-SCENE, FALLBACK = "scene", "fallback"
-CHOICES = ("own", "knn", "blend")
+from ..answer_kinds import BLEND, CHOICES, KNN, OWN
 # The pure-rotation test, measured on bgu-west (rerank calibration records, 300 held-out photos each with only
 # itself / its same-spot siblings / a 2R block left out): strongest pair's parallax <= 1 deg with >= 30 inliers
 # took 40 photos held out alone (all within 25 m, 80th percentile error 0.6 m), one with its siblings out and
@@ -52,11 +46,11 @@ def at_gallery_spot(parallax_deg: Sequence[float], inliers: Sequence[int], max_p
 def candidate(choice: str, own: tuple[np.ndarray, float], knn: tuple[np.ndarray, float]) -> tuple[np.ndarray, float]:
     """(position en (2,), spread m) of one choice. The blend's spread adds half the two answers' disagreement,
     so the radius widens where they disagree. Raises ValueError for an unknown choice."""
-    if choice == "own":
+    if choice == OWN:
         return own
-    if choice == "knn":
+    if choice == KNN:
         return knn
-    if choice == "blend":
+    if choice == BLEND:
         a, b = np.asarray(own[0], float), np.asarray(knn[0], float)
         return 0.5 * (a + b), 0.5 * (own[1] + knn[1]) + 0.5 * float(np.linalg.norm(a - b))
     raise ValueError(f"answer choice must be one of {CHOICES}, not {choice!r}")
@@ -68,44 +62,7 @@ def choose(errors: dict[str, Sequence[float]], weights: Sequence[float], margin:
     does not move a gallery off its own answer. "own" without data."""
     w = np.asarray(weights, float)
     if not len(w) or w.sum() <= 0:
-        return "own"
+        return OWN
     means = {c: float((np.asarray(e, float) * w).sum() / w.sum()) for c, e in errors.items()}
-    best = min(means, key=lambda c: (means[c], c != "own"))
-    return best if means[best] < (1.0 - margin) * means.get("own", np.inf) else "own"
-
-
-SOURCE_WORDS = {
-    "consensus": "verified against gallery photos taken at this spot",
-    "pose": "camera placed by relative pose to verified gallery photos",
-    "scene": "the scene verified, but seen from elsewhere than the gallery photos",
-    "fallback": "nothing verified: an estimate from similar gallery photos",
-    "model": "the method's own estimate (no geometric verification)",
-}
-
-
-def source_words(source: str) -> str:
-    """What an answer of this source rests on, in words."""
-    return SOURCE_WORDS.get(source, source)
-
-
-def score_kind(source: str) -> str:
-    """What a Prediction's neighbour scores are, given its `source`: "inliers" (a verified match's inlier count, for
-    `consensus`, `pose` and `scene` answers) or "cosine similarity" (of the global embeddings, otherwise)."""
-    return "inliers" if source in RECOGNISED_SOURCES + (SCENE,) else "cosine similarity"
-
-
-def is_recognised_source(source: str) -> bool:
-    return source in RECOGNISED_SOURCES
-
-
-def status_words(recognised: bool) -> str:
-    """The answer kind in words, for every output (CLI, API, page, map)."""
-    return "recognised" if recognised else "not recognised"
-
-
-def radius_words(recognised: bool, coverage: float = 0.8) -> str:
-    """What the radius promises, in words: an unrecognised answer's radius holds only within the gallery's area."""
-    pct = f"~{round(100 * coverage)}%"
-    if recognised:
-        return f"holds for {pct} of recognised photos"
-    return f"holds for {pct} of photos taken within the gallery's area"
+    best = min(means, key=lambda c: (means[c], c != OWN))
+    return best if means[best] < (1.0 - margin) * means.get(OWN, np.inf) else OWN

@@ -9,7 +9,8 @@ import numpy as np
 
 @dataclass
 class RadiusModel:
-    """radius = max(floor_m, scale * (uncertainty + offset_m)), scale = conformal quantile of err/(u + offset).
+    """radius = max(floor_m, scale * (uncertainty + offset_m)), scale = conformal quantile of err/(u + offset)
+    (fitted per answer kind by localization/conformal.MondrianRadius).
 
     `uncertainty` is any per-prediction spread in metres the method can compute (0 if it has none); the
     offset keeps a confident-looking prediction from getting a zero radius (phone GPS is ~5-10 m itself).
@@ -21,23 +22,6 @@ class RadiusModel:
     area_m: float = 100.0  # radius of the whole gallery area at the same coverage: the scale for confidence
     coverage: float = 0.8
     n_calibration: int = 0
-
-    @classmethod
-    def fit(cls, errors_m, uncertainty_m=None, coverage: float = 0.8, offset_m: float = 10.0,
-            floor_m: float = 5.0, area_m: float | None = None) -> "RadiusModel":
-        e = np.asarray(errors_m, float)
-        e = e[np.isfinite(e)]
-        u = np.zeros_like(e) if uncertainty_m is None else np.asarray(uncertainty_m, float)[: len(e)]
-        if len(e) == 0:
-            return cls(scale=1.0, offset_m=offset_m, floor_m=floor_m, area_m=area_m or 100.0, coverage=coverage)
-        ratio = e / (u + offset_m)
-        n = len(ratio)
-        # finite-sample conformal quantile: the ceil((n+1) q)-th smallest ratio
-        rank = min(n, math.ceil((n + 1) * coverage))
-        scale = float(np.sort(ratio)[rank - 1])
-        area = float(area_m) if area_m else float(np.quantile(e, coverage))
-        return cls(scale=scale, offset_m=offset_m, floor_m=floor_m, area_m=max(area, floor_m), coverage=coverage,
-                   n_calibration=n)
 
     def radius(self, uncertainty_m: float = 0.0) -> float:
         return float(max(self.floor_m, self.scale * (uncertainty_m + self.offset_m)))

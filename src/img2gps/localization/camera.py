@@ -90,8 +90,11 @@ class CameraLocator:
 
     def relative(self, match: Callable[[int], tuple[np.ndarray, np.ndarray]], j: int, Kq: np.ndarray,
                  focal35: float | None, cache: PoseCache | None = None, query_key: str | None = None,
-                 gallery_keys: Sequence[str] | None = None) -> RelativePose | None:
-        """The query's relative pose to gallery photo j (cached by the pair's content keys and query focal)."""
+                 gallery_keys: Sequence[str] | None = None, memo: dict | None = None) -> RelativePose | None:
+        """The query's relative pose to gallery photo j (cached by the pair's content keys and query focal; `memo`:
+        this query's poses by j, so parallax and locate compute each pair's pose once)."""
+        if memo is not None and j in memo:
+            return memo[j]
         rel = "miss"
         # The cache key carries the query focal length: the same photo pair with other intrinsics differs.
         qk = f"{query_key}@{focal35 or 0:g}" if query_key is not None else None
@@ -102,11 +105,14 @@ class CameraLocator:
             rel = relative_pose(pg, pq, self.cameras.K(j), Kq, self.cfg.pose)
             if cache is not None and qk is not None and gallery_keys is not None:
                 cache.put(qk, gallery_keys[j], rel)
+        if memo is not None:
+            memo[j] = rel
         return rel
 
     def parallax(self, match: Callable[[int], tuple[np.ndarray, np.ndarray]], query_size: tuple[int, int],
                  focal35: float | None, verified: dict[int, int], n: int = 2, cache: PoseCache | None = None,
-                 query_key: str | None = None, gallery_keys: Sequence[str] | None = None) -> list[float]:
+                 query_key: str | None = None, gallery_keys: Sequence[str] | None = None,
+                 memo: dict | None = None) -> list[float]:
         """Parallax in degrees (pose.relative_pose: residual of a pure-rotation fit) of the query with each of
         its n most strongly verified gallery photos, heading known or not; inf where no pose was found.
 
@@ -117,14 +123,16 @@ class CameraLocator:
         Kq = intrinsics(*query_size, focal35)
         out = []
         for j in order:
-            rel = self.relative(match, j, Kq, focal35, cache, query_key, gallery_keys)
+            rel = self.relative(match, j, Kq, focal35, cache, query_key, gallery_keys, memo)
             out.append(float(rel.parallax_deg) if rel is not None else float("inf"))
         return out
 
     def locate(self, match: Callable[[int], tuple[np.ndarray, np.ndarray]], query_size: tuple[int, int],
                focal35: float | None, verified: dict[int, int], cache: PoseCache | None = None,
-               query_key: str | None = None, gallery_keys: Sequence[str] | None = None) -> CameraEstimate:
-        """verified: gallery index -> inlier count of the photos verification accepted for this query."""
+               query_key: str | None = None, gallery_keys: Sequence[str] | None = None,
+               memo: dict | None = None) -> CameraEstimate:
+        """verified: gallery index -> inlier count of the photos verification accepted for this query; memo: as
+        in `relative` (the same dict for one query's parallax and locate)."""
         cams = self.cameras
         order = sorted((j for j in verified if np.isfinite(cams.heading[j])), key=lambda j: -verified[j])
         order = order[: self.cfg.max_views]
@@ -134,7 +142,7 @@ class CameraLocator:
         views: list[ViewConstraint] = []
         used: list[int] = []
         for j in order:
-            rel = self.relative(match, j, Kq, focal35, cache, query_key, gallery_keys)
+            rel = self.relative(match, j, Kq, focal35, cache, query_key, gallery_keys, memo)
             if rel is None:
                 continue
             views.append(view_constraint(rel, cams.en[j], float(cams.heading[j]), self.cfg.pose))

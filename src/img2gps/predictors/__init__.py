@@ -1,5 +1,5 @@
-from .base import BasePredictor, Neighbour, Prediction, Predictor, parse_spec
+from .base import BasePredictor, Neighbour, Prediction, parse_spec
 from .registry import DEFAULT_METHOD, available_methods, load_model, make_predictor
 
-__all__ = ["BasePredictor", "Neighbour", "Prediction", "Predictor", "parse_spec", "DEFAULT_METHOD",
+__all__ = ["BasePredictor", "Neighbour", "Prediction", "parse_spec", "DEFAULT_METHOD",
            "available_methods", "load_model", "make_predictor"]

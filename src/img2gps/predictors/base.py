@@ -5,32 +5,20 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..data.sources import GeoDataset
 from ..errors import ModelError
-from ..indexing import IndexingConfig
+from ..features.indexing import IndexingConfig
 from ..modeldir import read_manifest, write_model_dir, write_thumbnails
 from ..photos import ImageInput, open_query
-from ..types import SOURCES, Neighbour, Prediction, Query
+from ..types import Neighbour, Prediction, Query
 from .spec import config_from_params, config_from_saved, parse_spec, validate
 
-__all__ = ["SOURCES", "BasePredictor", "Neighbour", "Prediction", "Predictor", "Query", "config_from_params",
-           "parse_spec"]
-
-
-@runtime_checkable
-class Predictor(Protocol):
-    spec: str
-
-    def fit(self, train: GeoDataset) -> None: ...
-
-    def predict(self, images: Sequence[Query | ImageInput], top_k: int = 5) -> list[Prediction]: ...
-
-    def save(self, model_dir: Path) -> None: ...
+__all__ = ["BasePredictor", "Neighbour", "Prediction", "Query", "config_from_params", "parse_spec"]
 
 
 class BasePredictor:
@@ -49,6 +37,7 @@ class BasePredictor:
         self.gallery: pd.DataFrame | None = None  # image, Latitude, Longitude of the fitted gallery
         self.gallery_fingerprint: str | None = None
         self.metrics: dict[str, Any] = {}
+        self.manifest: dict[str, Any] | None = None  # model.json of a loaded model (set by load)
         self._train: GeoDataset | None = None
         # How gallery features are computed (engine, workers); never saved: the model does not depend on it.
         # Library default: in-process; the CLI's --workers defaults to all cores.
@@ -163,12 +152,14 @@ class BasePredictor:
         return {}
 
     @classmethod
-    def load(cls, model_dir: Path):
-        """Load a model of this class (registry.load_model picks the class from the manifest)."""
+    def load(cls, model_dir: Path, manifest: dict[str, Any] | None = None):
+        """Load a model of this class (registry.load_model picks the class from the manifest). `manifest`: the
+        directory's model.json as modeldir.read_manifest read and checked it (read here when not given); kept as
+        `self.manifest`."""
         if cls is BasePredictor:
             raise ModelError("BasePredictor.load needs a concrete method class; use img2gps.predictors.load_model")
         model_dir = Path(model_dir)
-        manifest = read_manifest(model_dir)
+        manifest = read_manifest(model_dir) if manifest is None else manifest
         if manifest["method"] != cls.name:
             raise ModelError(f"{model_dir}: a {manifest['method']!r} model, not {cls.name!r}")
         cfg = config_from_saved(cls.Config, cls.saved_config(manifest), f"{model_dir}: model.json config")
@@ -177,6 +168,7 @@ class BasePredictor:
         obj.gallery_fingerprint = manifest.get("data_fingerprint")
         obj.metrics = manifest.get("metrics", {})
         obj.model_dir = model_dir
+        obj.manifest = manifest
         obj._load_files(model_dir, manifest.get("state", {}))
         return obj
 

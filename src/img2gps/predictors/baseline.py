@@ -5,17 +5,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..answer_kinds import MODEL
 from ..localization.calibration import RadiusModel
 from ..geo import LocalFrame, weighted_centre
 from ..localization.conformal import MondrianRadius
 from ..localization.holdout import HOLDOUTS, excluded_rows, holdout_radius_m, same_spot_radius_m
 from ..types import Prediction
 from .base import BasePredictor
+from .spec import opt
 
 
 @dataclass
 class MeanCoordinateConfig:
-    coverage: float = 0.8
+    coverage: float = opt(0.8, gt=0, lt=1)
 
 
 class MeanCoordinate(BasePredictor):
@@ -41,7 +43,7 @@ class MeanCoordinate(BasePredictor):
                 errors.append(np.linalg.norm(en[rows] - others, axis=1))
                 holdout += [h] * len(rows)
         errors = np.concatenate(errors) if n > 1 else np.zeros(0)
-        self.radius_model = MondrianRadius.fit(["model"] * len(errors), holdout[: len(errors)], errors,
+        self.radius_model = MondrianRadius.fit([MODEL] * len(errors), holdout[: len(errors)], errors,
                                                coverage=self.config.coverage, offset_m=1.0, floor_m=5.0,
                                                area_m=float(np.quantile(errors, self.config.coverage))
                                                if len(errors) else 100.0).pooled

@@ -1,20 +1,20 @@
 """k-NN retrieval over global embeddings (cosine, faiss) with a similarity-weighted position."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..localization.calibration import RadiusModel
 from ..errors import ModelError
-from ..retrieval.encoders import ENCODERS, get_encoder
 from ..features.cache import embed_dataset
-from ..indexing import ExtractSpec, ensure_features
-from ..geo import LocalFrame
+from ..features.encoders import ENCODERS, get_encoder
+from ..features.indexing import ExtractSpec, ensure_features
+from ..localization.aggregate import aggregate
+from ..localization.calibration import RadiusModel
 from ..localization.conformal import MondrianRadius, bands
 from ..localization.holdout import HOLDOUTS, excluded_rows, holdout_radius_m, same_spot_radius_m
-from ..localization.aggregate import aggregate
+from ..localization.knn import KNNState
 from ..retrieval.database import INDEX_KINDS, CosineIndex
 from ..types import Prediction
 from .base import BasePredictor
@@ -30,7 +30,7 @@ def _embed_names():
 
 @dataclass
 class KNNConfig:
-    # an encoder (features/backbones.py) or "regression" (a trained model's 256-d layer)
+    # an encoder (features/encoders.py) or "regression" (a trained model's 256-d layer)
     embed: str = opt("lite0", choices=_embed_names, export="fit")
     k: int = opt(3, ge=1, export="model")
     agg: str = opt("mean", choices=AGGS, export="model")  # mean (the paper's weighted mean) | softmax | median
@@ -40,54 +40,6 @@ class KNNConfig:
     index: str = opt("auto", choices=INDEX_KINDS, export="fit")
     calib: int = opt(2000, ge=1)  # at most this many gallery photos (seeded sample) are held out for calibration
     sim_bands: int = opt(3, ge=1)  # Mondrian groups by the top neighbour's similarity (equal-count bands)
-
-
-@dataclass
-class KNNState:
-    """A fitted k-NN gallery: the cosine index of the (N, D) unit vectors, the local metric frame and the gallery's
-    (N, 2) east/north metres in it, the calibrated radius model (None where the owner calibrates its own, e.g.
-    rerank) and the index report (kind, n, recall@10 vs exact)."""
-    index: CosineIndex
-    frame: LocalFrame
-    en: np.ndarray
-    radius_model: MondrianRadius | None = None
-    index_report: dict = field(default_factory=dict)
-    sim_edges: list = field(default_factory=list)  # top-similarity band edges of radius_model's kinds
-
-    def radius(self, spread: float, top_sim: float) -> float:
-        """Calibrated radius (m) of an answer with this neighbour spread (m) and top cosine similarity."""
-        return self.radius_model.radius(str(bands([top_sim], self.sim_edges)[0]), spread)
-
-    @property
-    def vectors(self) -> np.ndarray:
-        return self.index.vectors
-
-    @classmethod
-    def build(cls, index: CosineIndex, gallery) -> "KNNState":
-        """Index + gallery table (Latitude, Longitude per row) -> a state without radius model."""
-        frame = LocalFrame.around(gallery["Latitude"], gallery["Longitude"])
-        report = {"kind": index.kind, "n": len(index), "recall_at_10_vs_exact": index.recall_vs_exact(10)}
-        return cls(index, frame, frame.to_en(gallery["Latitude"], gallery["Longitude"]), None, report)
-
-    def locate(self, q: np.ndarray, k: int, agg: str, top_k: int):
-        """Query vector (D,) -> (position en (2,), spread m, neighbour idx, sims), max(k, top_k) neighbours
-        searched, the first k aggregated (localization.aggregate)."""
-        sims, idx = self.index.search(q.reshape(1, -1), max(k, top_k))
-        sims, idx = sims[0], idx[0]
-        c, spread = aggregate(self.en[idx[:min(k, len(idx))]], sims[:min(k, len(idx))], agg)
-        return c, spread, idx, sims
-
-    def save(self, d: Path) -> None:
-        """The index files into folder d (embeddings.npy, index.faiss)."""
-        self.index.save(d)
-
-    @classmethod
-    def load(cls, d: Path, kind: str, gallery, state: dict) -> "KNNState":
-        index = CosineIndex.load(d, kind)
-        frame = LocalFrame.around(gallery["Latitude"], gallery["Longitude"])
-        rm = MondrianRadius.from_dict(state["radius_model"]) if state.get("radius_model") else None
-        return cls(index, frame, frame.to_en(gallery["Latitude"], gallery["Longitude"]), rm, state.get("index", {}),
-                   list(state.get("sim_edges", [])))
 
 
 def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[MondrianRadius, list[float]]:
@@ -132,20 +84,20 @@ class KNNPredictor(BasePredictor):
             self.query_max_side = get_encoder(self.config.embed).load_side
         self.state: KNNState | None = None
         self._encoder = None
-        self._embedder = None  # a fitted predictor exposing embed_images(), when embed=regression
+        self._embedder = None  # a trained RegressionEmbedding (predictors/trained/embedding.py), when embed=regression
 
     # -- embeddings ---------------------------------------------------------------------------------------
     def _embed_gallery(self, train) -> np.ndarray:
         if self.config.embed == "regression":
-            from .registry import make_predictor
+            from .trained.embedding import embed_gallery, train_embedding  # torch training: only when asked for
 
-            self._embedder = make_predictor(self.config.regression_spec)
-            self._embedder.fit(train)
-            return self._embedder.embed_dataset(train)
+            self._embedder = train_embedding(self.config.regression_spec, train)
+            return embed_gallery(self._embedder, train)
         self._encoder = get_encoder(self.config.embed)
-        stats = ensure_features(train, ExtractSpec(embed=self.config.embed), self.indexing, label="embedding")
-        self.indexing_stats = stats
-        return embed_dataset(self._encoder, train)
+        keys = [train.content_key(i) for i in range(len(train))]  # each photo hashed once
+        self.indexing_stats = ensure_features(train, ExtractSpec(embed=self.config.embed), self.indexing, keys=keys,
+                                              label="embedding")
+        return embed_dataset(self._encoder, train, keys=keys)
 
     @property
     def query_encoder(self):
@@ -154,7 +106,8 @@ class KNNPredictor(BasePredictor):
 
     @property
     def embedder(self):
-        """The fitted predictor whose 256-d layer embeds queries (embed=regression), else None; read by export."""
+        """The RegressionEmbedding (state, config, spec) whose 256-d layer embeds queries (embed=regression), else
+        None; read by export."""
         return self._embedder
 
     def use_query_encoder(self, encoder) -> None:
@@ -166,7 +119,9 @@ class KNNPredictor(BasePredictor):
     def embed(self, queries) -> np.ndarray:
         """Queries (types.Query) -> (N, D) float32 embeddings, exactly as the gallery was embedded."""
         if self._embedder is not None:
-            return np.asarray(self._embedder.embed_images(list(queries)), np.float32)
+            from .trained.embedding import embed_queries
+
+            return embed_queries(self._embedder, queries)
         return np.asarray(self._encoder.embed([q.image() for q in queries]), np.float32)
 
     # -- fit / predict ------------------------------------------------------------------------------------
@@ -190,9 +145,11 @@ class KNNPredictor(BasePredictor):
     def _add(self, new) -> None:
         """New photos' embeddings (cached, computed by self.indexing) appended to the index; existing rows untouched."""
         self._encoder = self._encoder or get_encoder(self.config.embed)
-        self.indexing_stats = ensure_features(new, ExtractSpec(embed=self.config.embed), self.indexing, label="embedding")
+        keys = [new.content_key(i) for i in range(len(new))]
+        self.indexing_stats = ensure_features(new, ExtractSpec(embed=self.config.embed), self.indexing, keys=keys,
+                                              label="embedding")
         index = self.state.index
-        index.add(embed_dataset(self._encoder, new))
+        index.add(embed_dataset(self._encoder, new, keys=keys))
         self.state = KNNState.build(index, self.gallery)
         self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
 
@@ -203,7 +160,9 @@ class KNNPredictor(BasePredictor):
     def _save_files(self, d: Path) -> None:
         self.state.save(d)
         if self._embedder is not None:
-            self._embedder.save(d / "embedder", thumbnails=False)
+            from .trained.embedding import save_embedding
+
+            save_embedding(self._embedder, d / "embedder")
 
     def _state(self):
         return {"radius_model": self.state.radius_model.to_dict(), "sim_edges": self.state.sim_edges,
@@ -213,8 +172,8 @@ class KNNPredictor(BasePredictor):
     def _load_files(self, d: Path, state):
         self.state = KNNState.load(d, self.config.index, self.gallery, state)
         if self.config.embed == "regression":
-            from .registry import load_model
+            from .trained.embedding import load_embedding
 
-            self._embedder = load_model(d / "embedder")
+            self._embedder = load_embedding(d / "embedder")
         else:
             self._encoder = get_encoder(self.config.embed)

@@ -50,5 +50,5 @@ def make_predictor(spec: str) -> BasePredictor:
 
 
 def load_model(model_dir: str | Path) -> BasePredictor:
-    manifest = read_manifest(Path(model_dir), verify=False)  # the class's load() verifies the files
-    return predictor_class(manifest["method"]).load(Path(model_dir))
+    manifest = read_manifest(Path(model_dir))  # parsed once: the class's load() takes it as read and checked
+    return predictor_class(manifest["method"]).load(Path(model_dir), manifest)

@@ -80,15 +80,32 @@ def _problem(value, meta: dict) -> str | None:
     return meta["check"](value) if meta.get("check") else None
 
 
+def _type_problem(value, typ) -> str | None:
+    """Whether value has the field's type (a float field takes an int; bool is never an int or a float)."""
+    ok = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str)}.get(typ)
+    if ok is None or ok(value):
+        return None
+    return f"must be of type {typ.__name__}, not {value!r}"
+
+
 def validate(config, where: str):
-    """Check every field of a config dataclass against its declared constraints; returns the config.
+    """Check every field of a config dataclass: its type, and the constraints it declares with `opt` (every field
+    of a method's config is declared with `opt`; tests/test_spec.py checks that). Returns the config.
 
     Raises ModelError '<where>: <key> must be ...' (one line) on the first violation."""
     for f in dataclasses.fields(config):
-        why = _problem(getattr(config, f.name), f.metadata) if f.metadata else None
+        value = getattr(config, f.name)
+        why = _type_problem(value, _type_of(f)) or (_problem(value, f.metadata) if f.metadata else None)
         if why:
             raise ModelError(f"{where}: {f.name} {why}")
     return config
+
+
+def undeclared_fields(config_cls: type) -> list[str]:
+    """The config's fields declared without `opt` (none should be: their values would go unchecked)."""
+    return [f.name for f in dataclasses.fields(config_cls) if "choices" not in f.metadata]
 
 
 def _unknown(config_cls: type, keys: Iterable[str], where: str) -> None:
@@ -111,7 +128,3 @@ def config_from_saved(config_cls: type, values: dict[str, Any], where: str):
     _unknown(config_cls, values, where)
     return validate(config_cls(**values), where)
 
-
-def make_config(config_cls: type, spec: str):
-    """The config a full spec string asks for (its method name is not checked here; registry does that)."""
-    return config_from_params(config_cls, parse_spec(spec)[1], spec)

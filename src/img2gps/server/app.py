@@ -7,25 +7,22 @@ decoding work, with 413 / 415 / 422 answers that say what was wrong.
 from __future__ import annotations
 
 import importlib.util
-import io
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from .. import __version__
 from ..api import Img2GPS
-from ..errors import ImageTooLarge, PhotoError
+from ..errors import ImageTooLarge, PhotoError, UnsupportedFormat
 from ..maps import TILES_ATTRIBUTION, TILES_URL, leaflet_dir
-from ..photos import MAX_PIXELS, PHOTO_SUFFIXES, check_pixels, library_warnings_to
-from ..types import prediction_dict
+from ..photos import MAX_PIXELS, PHOTO_SUFFIXES
+from ..types import REQUIRED, output_fields, prediction_dict
 
 STATIC = Path(__file__).parent / "static"
 # Browsers often send HEIC as octet-stream or nothing; S3-style clients and some SDKs say binary/octet-stream.
@@ -39,46 +36,21 @@ class UploadLimits:
     max_top_k: int = 50
 
 
-class NeighbourOut(BaseModel):
-    image_id: str
-    latitude: float
-    longitude: float
-    score: float = Field(description="similarity of this gallery photo to the query (method-specific)")
-    thumbnail: Optional[str] = Field(None, description="URL of the gallery thumbnail, if the model has one")
-    distance_m: float = Field(description="metres from the predicted position")
+def response_models() -> tuple[type[BaseModel], type[BaseModel]]:
+    """(PredictionOut, NeighbourOut): the HTTP response models, derived from the one output schema
+    (types.output_fields), plus elapsed_ms. Built per app, so they follow Prediction as it is defined."""
+    def fields(kind: str, replace: dict) -> dict:
+        return {k: (replace.get(k, t), Field(... if d is REQUIRED else d, description=doc))
+                for k, (t, d, doc) in output_fields(kind).items()}
+
+    neighbour = create_model("NeighbourOut", **fields("neighbour", {}))
+    return create_model("PredictionOut", **fields("prediction", {"neighbours": list[neighbour]}),
+                        elapsed_ms=(float, Field(description="time to locate the photo, milliseconds"))), neighbour
 
 
-class PredictionOut(BaseModel):
-    photo: str = Field(description="uploaded file name")
-    latitude: float
-    longitude: float
-    radius_m: float = Field(description="error radius in metres, calibrated to hold for ~80% of photos")
-    confidence: float = Field(ge=0, le=1)
-    recognised: bool = Field(description="true only when verified geometry places the photo at a gallery camera's spot")
-    answer: str = Field(description='"recognised" or "not recognised", in words')
-    radius_note: str = Field(description="what the radius promises, in words (an unrecognised answer's radius holds "
-                                         "for photos taken within the gallery's area)")
-    method: str
-    source: str = Field("model", description="what the answer rests on: pose, consensus (recognised), scene "
-                                             "(a verified scene seen from elsewhere), fallback or model")
-    source_note: str = Field("", description="what the answer rests on, in words")
-    score_kind: str = Field("cosine similarity", description='what each neighbour\'s score is: "inliers" (a verified '
-                                                           'match) or "cosine similarity" (of the global embeddings)')
-    heading_deg: Optional[float] = Field(
-        None, description="compass bearing the camera faced (0 = north, clockwise); null when not determined")
-    heading_radius_deg: Optional[float] = Field(
-        None, description="calibrated (~80%) error of heading_deg in degrees; null when unknown")
-    neighbours: list[NeighbourOut]
-    photo_exif_position: Optional[list[float]] = Field(
-        None, description="the photo's own EXIF GPS (lat, lon), for display only: never an input to the method")
-    exif_distance_m: Optional[float] = Field(None, description="metres between the prediction and the EXIF position")
-    query_region: Optional[list[int]] = Field(
-        None, description="x0, y0, x1, y1 (pixels): the photo found inside a screenshot or padded image, which was "
-                          "located instead of the whole image; null = the whole image")
-    query_view: Optional[str] = Field(
-        None, description="the view of the photo that verified when the image as given did not (upsampled, clahe, "
-                          "turned 90 clockwise/anticlockwise); null = as given")
-    elapsed_ms: float
+def _status(e: PhotoError) -> int:
+    """The HTTP status of an unusable photo: 413 too large, 415 not an image format we open, 422 otherwise."""
+    return 413 if isinstance(e, ImageTooLarge) else 415 if isinstance(e, UnsupportedFormat) else 422
 
 
 # Multipart framing (boundaries, part headers) around the photo: a body this much over the limit is refused.
@@ -207,6 +179,7 @@ def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None 
         model.warmup()  # encoder weights load now, not on the first upload
     limits = limits or UploadLimits()
     gallery_ids = set(model.gallery["image"].astype(str))
+    prediction_out, _ = response_models()
 
     app = FastAPI(title="img2gps", version=__version__, docs_url=None, redoc_url=None,
                   description="Locate a photo within the model's gallery area: position, error radius, confidence "
@@ -269,7 +242,7 @@ def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None 
             raise HTTPException(404, f"no thumbnail for {image_id!r}")
         return FileResponse(p, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
-    @app.post("/predict", response_model=PredictionOut, summary="Locate one uploaded photo",
+    @app.post("/predict", response_model=prediction_out, summary="Locate one uploaded photo",
               responses={413: {"description": "file or image too large"},
                          415: {"description": "not an image / unsupported format"},
                          422: {"description": "missing, empty or corrupt upload, or a bad top_k"}},
@@ -287,24 +260,11 @@ def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None 
             raise HTTPException(413, f"{name}: {_too_big(limits.max_bytes)}")
         if not data:
             raise HTTPException(422, f"{name}: empty file (0 bytes)")
-        try:  # header only: the size is known before any pixel is decoded
-            with library_warnings_to([]):
-                with Image.open(io.BytesIO(data)) as im:
-                    w, h = im.size
-        except Image.DecompressionBombError:
-            raise HTTPException(413, f"{name}: image too large (limit {limits.max_pixels / 1e6:.0f} MP)") from None
-        except UnidentifiedImageError:
-            raise HTTPException(415, f"{name}: not a supported image format (JPEG, PNG, HEIC, WebP, TIFF)") from None
-        except Exception as e:
-            raise HTTPException(422, f"{name}: unreadable image header ({type(e).__name__})") from None
         t0 = time.perf_counter()
-        try:
-            check_pixels(w, h, name, limits.max_pixels)
-            pred = model.predict(data, top_k=top_k, max_pixels=limits.max_pixels)  # one limit, header and decode
-        except ImageTooLarge as e:
-            raise HTTPException(413, f"{name}: {e.problem}") from None
+        try:  # the one opener (photos.open_query, through the api) checks the pixels from the header, then decodes
+            pred = model.predict(data, top_k=top_k, max_pixels=limits.max_pixels)
         except PhotoError as e:
-            raise HTTPException(422, f"{name}: {e.problem}") from None
+            raise HTTPException(_status(e), f"{name}: {e.problem}") from None
         out = prediction_dict(pred, photo=name, thumb_url=thumb_url)
         out["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return out
@@ -324,6 +284,6 @@ def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None 
 
     @app.exception_handler(PhotoError)
     async def photo_error(request: Request, exc: PhotoError):
-        return JSONResponse({"detail": str(exc)}, status_code=413 if isinstance(exc, ImageTooLarge) else 422)
+        return JSONResponse({"detail": str(exc)}, status_code=_status(exc))
 
     return app

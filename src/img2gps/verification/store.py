@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..errors import ModelError
-from .local import Keypoints
+from ..features.rootsift import Keypoints
 
 FILE = "keypoints.h5"
 

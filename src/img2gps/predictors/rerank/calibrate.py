@@ -15,7 +15,8 @@ from typing import Sequence
 import numpy as np
 
 from ...localization.aggregate import aggregate
-from ...localization.answers import CHOICES, FALLBACK, SCENE, candidate, choose
+from ...answer_kinds import CHOICES, CONSENSUS, FALLBACK, POSE, RECOGNISED, RECOGNISED_SOURCES, SCENE
+from ...localization.answers import candidate, choose
 from ...localization.calibration import RadiusModel
 from ...localization.camera import PoseCache
 from ...localization.conformal import MondrianRadius, mixture_weights
@@ -120,7 +121,7 @@ def _decide(records: list[dict], area: float, spot_m: float, c: RerankConfig) ->
         cal.heading_radius = float(np.sort(hd)[min(len(hd), math.ceil((len(hd) + 1) * c.coverage)) - 1])
     got = [g for g in records if g["holdout"] in CALIB_SHARES]
     w = mixture_weights([g["holdout"] for g in got], CALIB_SHARES)
-    fixed = [g for g in got if g["kind"] == "recognised" and "pose_err" in g]
+    fixed = [g for g in got if g["kind"] == RECOGNISED and "pose_err" in g]
     pose_med = float(np.median([g["pose_err"] for g in fixed])) if fixed else None
     cons_med = float(np.median([g["own_err"] for g in fixed])) if fixed else None
     if len(fixed) >= MIN_CALIBRATION:
@@ -133,9 +134,9 @@ def _decide(records: list[dict], area: float, spot_m: float, c: RerankConfig) ->
         cal.answer_choice[kind] = c.answer if c.answer != "auto" else choose(errs, w[m])
     groups, errs, spreads = [], [], []
     for g in got:
-        if g["kind"] == "recognised":
+        if g["kind"] == RECOGNISED:
             pose = cal.use_pose and "pose_err" in g
-            groups.append("pose" if pose else "consensus")
+            groups.append(POSE if pose else CONSENSUS)
             errs.append(g["pose_err"] if pose else g["own_err"])
             spreads.append(g["pose_spread"] if pose else g["own_spread"])
         else:
@@ -146,9 +147,9 @@ def _decide(records: list[dict], area: float, spot_m: float, c: RerankConfig) ->
     # Verified answers at a gallery spot are metre-level: a small offset keeps their radius from being inflated.
     cal.radii = MondrianRadius.fit(groups, [g["holdout"] for g in got], errs, spreads, coverage=c.coverage,
                                    offset_m=10.0, floor_m=3.0, area_m=area, shares=CALIB_SHARES,
-                                   offsets={"consensus": 5.0, "pose": 5.0})
+                                   offsets={CONSENSUS: 5.0, POSE: 5.0})
     e = np.asarray(errs)
-    rm = np.array([k in ("consensus", "pose") for k in groups], bool)
+    rm = np.array([k in RECOGNISED_SOURCES for k in groups], bool)
     cal.summary = {
         "n": len(got), "recognised": int(rm.sum()), "same_spot_m": spot_m,
         "holdouts": {h: int(sum(g["holdout"] == h for g in got)) for h in CALIB_SHARES},

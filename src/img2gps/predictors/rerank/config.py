@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...localization.answers import CHOICES, MAX_PARALLAX_DEG, MIN_INLIERS
+from ...answer_kinds import CHOICES, KNN
+from ...localization.answers import MAX_PARALLAX_DEG, MIN_INLIERS
 from ...retrieval.database import INDEX_KINDS
-from ...retrieval.encoders import ENCODERS
-from ...verification.local import FeatureConfig, VerifyConfig
+from ...features.encoders import ENCODERS
+from ...features.rootsift import FeatureConfig
+from ...verification.local import VerifyConfig
 from ...verification.queryprep import RETRY_STEPS
 from ..spec import opt
 
@@ -23,7 +25,7 @@ def _prep_problem(value: str) -> str | None:
 
 @dataclass
 class RerankConfig:
-    # global encoder for the shortlist (features/backbones.py)
+    # global encoder for the shortlist (features/encoders.py)
     embed: str = opt("lite0", choices=_encoders, export="fit")
     # VLAD codebook size for the local-feature half of the shortlist score (0 = embedding only)
     vlad: int = opt(64, ge=0, export="fit")
@@ -41,7 +43,7 @@ class RerankConfig:
     min_inliers: int = opt(15, ge=1, export="model")  # verified when a pair has at least this many inliers
     cluster_m: float = opt(15.0, gt=0, export="model")  # verified photos this close vote together in the consensus
     # not recognised: "median" of the shortlist (below) or plain "knn" on the embedding
-    fallback: str = opt("median", choices=("median", "knn"), export="model")
+    fallback: str = opt("median", choices=("median", KNN), export="model")
     fallback_k: int = opt(10, ge=1, export="model")  # shortlist photos in the fallback's weighted geometric median
     # softmax temperature on the shortlist score (z units) for those weights
     fallback_t: float = opt(0.5, gt=0, export="model")
@@ -53,7 +55,7 @@ class RerankConfig:
     pose: str = opt("auto", choices=("auto", "on", "off"))  # camera position from relative pose: auto (where
     # calibration shows it better) | on | off
     pose_views: int = opt(4, ge=1)  # relative poses per query (strongest verified photos with a known heading)
-    coarse_m: float = 15.0  # pose answers whose calibrated median error exceeds this are not `recognised`
+    coarse_m: float = opt(15.0, ge=0)  # pose answers whose calibrated median error exceeds this are not `recognised`
     # Photos as people share them (verification/queryprep.py), "+"-separated, "none" = off: "border" locates the
     # photo found inside a screenshot or padded image; "upsample", "clahe", "rotate" are views tried in turn only
     # when nothing verifies on the image as given (a cascade: a camera file that verifies pays nothing). Off by

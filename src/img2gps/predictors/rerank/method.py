@@ -29,14 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from ...features.cache import embed_dataset
-from ...indexing import ExtractSpec, ensure_features
+from ...features.encoders import get_encoder
+from ...features.indexing import ExtractSpec, ensure_features
+from ...features.rootsift import KeypointCache, Keypoints, extract
+from ...localization.knn import KNNState
 from ...retrieval.database import CosineIndex
-from ...retrieval.encoders import get_encoder
 from ...retrieval.vlad import VladCodebook
-from ...verification.local import KeypointCache, Keypoints, extract
 from ...verification.store import KeypointStore
 from ..base import BasePredictor
-from ..knn import KNNState
 from .calibrate import calibrate
 from .config import RerankConfig
 from .query import answer
@@ -87,7 +87,7 @@ class RerankPredictor(BasePredictor):
         self.indexing_stats = ensure_features(train, ExtractSpec(embed=c.embed, features=fcfg), self.indexing,
                                               keys=keys, label="indexing")
         encoder = get_encoder(c.embed)
-        knn = KNNState.build(CosineIndex(embed_dataset(encoder, train), c.index), self.gallery)
+        knn = KNNState.build(CosineIndex(embed_dataset(encoder, train, keys=keys), c.index), self.gallery)
         cam = train.with_camera_meta().table  # gallery headings / focal lengths: labels.csv, else the EXIF
         self.gallery["heading"] = cam["heading"].to_numpy(float)
         self.gallery["focal35"] = cam["focal35"].to_numpy(float)
@@ -142,7 +142,7 @@ class RerankPredictor(BasePredictor):
             self.indexing_stats = ensure_features(new, ExtractSpec(embed=c.embed, features=fcfg), self.indexing,
                                                   keys=new_keys, label="indexing")
             index = s.knn.index
-            index.add(embed_dataset(get_encoder(c.embed), new))
+            index.add(embed_dataset(get_encoder(c.embed), new, keys=new_keys))
             knn = KNNState.build(index, self.gallery)
             n_old, old, cache = len(s.store), s.store, KeypointCache(fcfg)
 

@@ -11,11 +11,13 @@ from typing import Callable, Container, Sequence
 import numpy as np
 
 from ...geo import weighted_median_en
-from ...localization.answers import FALLBACK, SCENE, at_gallery_spot, candidate
+from ...answer_kinds import CONSENSUS, FALLBACK, KNN, OWN, POSE, RECOGNISED, SCENE
+from ...localization.answers import at_gallery_spot, candidate
 from ...localization.camera import CameraEstimate, PoseCache
 from ...localization.consensus import consensus
 from ...types import Neighbour, Prediction, Query
-from ...verification.local import Keypoints, extract, fundamental_inliers, mutual_matches
+from ...features.rootsift import Keypoints, extract
+from ...verification.local import fundamental_inliers, matched_points
 from ...verification.queryprep import find_photo, retry_views
 from .config import RerankConfig
 from .state import RerankState
@@ -86,7 +88,7 @@ def resolve(checked: dict[int, int], gallery_en: np.ndarray,
 @dataclass
 class Located:
     """One query's answer in the gallery's metric frame (what calibration and prediction both consume)."""
-    kind: str  # "recognised" (verified, at a gallery camera's spot), "scene" (verified from elsewhere), "fallback"
+    kind: str  # one of answer_kinds.FOUND_KINDS: RECOGNISED (at a gallery camera's spot), SCENE, FALLBACK
     pos: np.ndarray  # (2,) east/north metres: the kind's own answer (consensus, or the fallback's)
     spread: float  # metres, input to the radius model
     idx: np.ndarray  # supporting gallery indices (verified, best first) or the fallback's neighbours
@@ -115,11 +117,10 @@ def verify_pair(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.nda
     """Inliers between a query (keypoints, unit descriptors) and gallery photo j, read from the store; with
     `keep`, a verified pair's matched points (query xy, gallery xy) are stored there for the pose stage."""
     v = cfg.verify_config
-    kj = state.store.get(j)
-    m = mutual_matches(dq, state.store.unit_desc(j), v.ratio, v.mutual)
-    n = fundamental_inliers(kq.xy[m[:, 0]], kj.xy[m[:, 1]], v) if len(m) >= 8 else 0
+    pq, pj = matched_points(kq.xy, dq, state.store.get(j).xy, state.store.unit_desc(j), v)
+    n = fundamental_inliers(pq, pj, v)
     if keep is not None and n >= v.min_inliers:
-        keep[j] = (kq.xy[m[:, 0]], kj.xy[m[:, 1]])
+        keep[j] = (pq, pj)
     return n
 
 
@@ -130,29 +131,30 @@ def matcher(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray
 
     def match(j: int):
         if j not in matched:
-            m = mutual_matches(dq, state.store.unit_desc(j), v.ratio, v.mutual)
-            matched[j] = (kq.xy[m[:, 0]], state.store.get(j).xy[m[:, 1]])
+            matched[j] = matched_points(kq.xy, dq, state.store.get(j).xy, state.store.unit_desc(j), v)
         return matched[j]
     return match
 
 
 def camera(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray, focal35, checked: dict[int, int],
-           matched: dict, cache: PoseCache | None = None, key: str | None = None) -> CameraEstimate | None:
-    """The query camera from the verified photos (None when no gallery photo has a known heading)."""
+           matched: dict, cache: PoseCache | None = None, key: str | None = None,
+           poses: dict | None = None) -> CameraEstimate | None:
+    """The query camera from the verified photos (None when no gallery photo has a known heading). poses: this
+    query's relative poses by gallery index, shared with `parallax` so each pair's pose is computed once."""
     if state.cameras.n_with_heading == 0:
         return None
     ver = {j: k for j, k in checked.items() if k >= cfg.min_inliers}
     f = float(focal35) if focal35 is not None and np.isfinite(focal35) else None
-    return state.locator.locate(matcher(state, cfg, kq, dq, matched), kq.size, f, ver, cache, key, state.keys)
+    return state.locator.locate(matcher(state, cfg, kq, dq, matched), kq.size, f, ver, cache, key, state.keys, poses)
 
 
 def parallax(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray, focal35,
              verified: dict[int, int], matched: dict, cache: PoseCache | None = None,
-             key: str | None = None) -> list[float]:
+             key: str | None = None, poses: dict | None = None) -> list[float]:
     """Parallax (deg) of the query with its strongest verified photo(s) (localization/camera.py)."""
     f = float(focal35) if focal35 is not None and np.isfinite(focal35) else None
     return state.locator.parallax(matcher(state, cfg, kq, dq, matched), kq.size, f, verified, PARALLAX_VIEWS,
-                                  cache, key, state.keys)
+                                  cache, key, state.keys, poses)
 
 
 def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.ndarray,
@@ -175,10 +177,10 @@ def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.
         ver = {j: n for j, n in checked.items() if n >= cfg.min_inliers}
         par = parallax_of(ver) if parallax_of is not None else []
         strongest = sorted(ver.values(), reverse=True)
-        kind = "recognised" if at_gallery_spot(par, strongest, cfg.rec_parallax, cfg.rec_inliers) else SCENE
+        kind = RECOGNISED if at_gallery_spot(par, strongest, cfg.rec_parallax, cfg.rec_inliers) else SCENE
         return Located(kind, pos, spread, np.array(support, int), np.array([checked[j] for j in support], float),
                        checked, camera_of(checked) if camera_of is not None else None, knn, par)
-    if cfg.fallback == "knn":
+    if cfg.fallback == KNN:
         pos, spread, idx, sims = knn
     else:
         pos, spread, idx = shortlist_median(score, state.en, cfg.fallback_k, cfg.fallback_t)
@@ -208,9 +210,10 @@ def view(state: RerankState, cfg: RerankConfig, image, focal35: float | None,
         return state.knn.locate(q[0], cfg.k, "mean", top_k)
 
     matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    poses: dict[int, object] = {}  # this view's relative poses: the strongest pair's is computed once
     loc = locate(state, cfg, score, g_sims, lambda j: verify_pair(state, cfg, kq, dq, j, matched), knn_answer,
-                 camera_of=lambda checked: camera(state, cfg, kq, dq, focal35, checked, matched),
-                 parallax_of=lambda ver: parallax(state, cfg, kq, dq, focal35, ver, matched))
+                 camera_of=lambda checked: camera(state, cfg, kq, dq, focal35, checked, matched, poses=poses),
+                 parallax_of=lambda ver: parallax(state, cfg, kq, dq, focal35, ver, matched, poses=poses))
     return loc, score
 
 
@@ -261,17 +264,17 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
 
     est = loc.camera  # the heading is reported for every verified answer, even with pose=off
     heading = est.heading_deg if est is not None else None
-    if loc.kind == "recognised":
-        pos, spread, kind, recognised = loc.pos, loc.spread, "consensus", True
+    if loc.kind == RECOGNISED:
+        pos, spread, kind, recognised = loc.pos, loc.spread, CONSENSUS, True
         support = [int(j) for j in loc.idx]
         if est is not None and est.fix is not None and cal.use_pose:
-            pos, spread, kind, recognised = est.fix.en, est.fix.spread_m, "pose", cal.pose_recognised
+            pos, spread, kind, recognised = est.fix.en, est.fix.spread_m, POSE, cal.pose_recognised
             support = list(dict.fromkeys(est.views + support))
         return prediction(pos, spread, kind, recognised, verified_neighbours(support), heading), ranked
-    choice = cal.answer_choice.get(loc.kind, "own")
+    choice = cal.answer_choice.get(loc.kind, OWN)
     pos, spread = candidate(choice, (loc.pos, loc.spread), loc.knn[:2])
     if loc.kind == SCENE:
         return prediction(pos, spread, SCENE, False, verified_neighbours([int(j) for j in loc.idx]), heading), ranked
-    idx, sims = (loc.knn[2], loc.knn[3]) if choice == "knn" else (loc.idx, loc.sims)
+    idx, sims = (loc.knn[2], loc.knn[3]) if choice == KNN else (loc.idx, loc.sims)
     neigh = [neighbour(j, s) for j, s in list(zip(idx, sims))[:top_k]]
     return prediction(pos, spread, FALLBACK, False, neigh, None), ranked

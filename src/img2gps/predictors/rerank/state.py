@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ModelError
-from ...localization.answers import FALLBACK, SCENE
+from ...answer_kinds import CONSENSUS, FALLBACK, OWN, POSE, SCENE
 from ...localization.calibration import RadiusModel
 from ...localization.conformal import MondrianRadius
 from ...localization.camera import CameraLocator, GalleryCameras, LocatorConfig
 from ...retrieval.database import neighbours_within, pair_stats
 from ...retrieval.vlad import VladCodebook
 from ...verification.store import FILE as STORE_FILE, KeypointStore, write_store
-from ..knn import KNNState
+from ...localization.knn import KNNState
 from .config import RerankConfig
 
 KEYS_FILE = "content_keys.txt"
@@ -35,7 +35,7 @@ class Calibration:
     unverified photos (own / knn / blend; localization/answers.py), whether pose positions are used and trusted as
     `recognised`, the heading radius (degrees, None = unknown) and a JSON-able summary for the fit report."""
     radii: MondrianRadius
-    answer_choice: dict = field(default_factory=lambda: {SCENE: "own", FALLBACK: "own"})
+    answer_choice: dict = field(default_factory=lambda: {SCENE: OWN, FALLBACK: OWN})
     use_pose: bool = False
     pose_recognised: bool = True
     heading_radius: float | None = None
@@ -53,9 +53,9 @@ class Calibration:
         else:  # a model saved before answer kinds: its three radius models, under the kinds' names
             rec = RadiusModel.from_dict(state.get("rec_radius"))
             pose = RadiusModel.from_dict(state["pose_radius"]) if state.get("pose_radius") else rec
-            radii = MondrianRadius({"consensus": rec, "pose": pose, SCENE: rec},
+            radii = MondrianRadius({CONSENSUS: rec, POSE: pose, SCENE: rec},
                                    RadiusModel.from_dict(state.get("unrec_radius")))
-        return cls(radii, {SCENE: "own", FALLBACK: "own", **state.get("answer_choice", {})},
+        return cls(radii, {SCENE: OWN, FALLBACK: OWN, **state.get("answer_choice", {})},
                    bool(state.get("use_pose", cfg.pose == "on")), bool(state.get("pose_recognised", True)),
                    state.get("heading_radius_deg"), state.get("calibration", {}))
 

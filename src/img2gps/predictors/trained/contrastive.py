@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...features.trainable import AttentionPool, MeanPool
+from .trunk import AttentionPool, MeanPool
 from ...geo import haversine_m
 from ...localization.aggregate import aggregate
 from ...retrieval.database import CosineIndex

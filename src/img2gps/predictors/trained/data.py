@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...features.batch_augment import augment_batch, stash
-from ...features.trainable import AugmentConfig, Trunk
+from .batch_augment import augment_batch, stash
+from .trunk import AugmentConfig, Trunk
 
 STASH_SCALE = 1.5  # augmentation source squares at 1.5x the input side: a full-photo crop is downsampled 1.5x
 

@@ -16,14 +16,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ...answer_kinds import MODEL
 from ...localization.calibration import RadiusModel
 from ...localization.conformal import MondrianRadius
 from ...localization.holdout import HOLDOUTS, buffered_train, holdout_radius_m, same_spot_radius_m
 from ...data.splits import kfold_folds, location_disjoint_split
 from ...errors import ModelError
-from ...features.trainable import AugmentConfig, Trunk, cached_views, resolve_backbone
+from .trunk import AugmentConfig, Trunk, cached_views, resolve_backbone
 from ...geo import LocalFrame
-from ...train import History, TrainConfig, TrainLog, plot_history, train_model
+from .training import History, TrainConfig, TrainLog, plot_history, train_model
 from ..base import BasePredictor
 from .data import CachedData, LiveData
 from .net import HeadNet, chunked
@@ -193,7 +194,7 @@ class TrunkHeadPredictor(BasePredictor):
             spreads.append(s)
             holdout += [h] * len(e)
         errs, spreads = np.concatenate(errs), np.concatenate(spreads)
-        st.radius_model = MondrianRadius.fit(["model"] * len(errs), holdout, errs, spreads, coverage=c.coverage,
+        st.radius_model = MondrianRadius.fit([MODEL] * len(errs), holdout, errs, spreads, coverage=c.coverage,
                                              area_m=area).pooled
         rho = float(np.corrcoef(errs, spreads)[0, 1]) if np.std(spreads) > 0 and np.std(errs) > 0 else float("nan")
         st.calibration = {"folds": k, "n": int(len(errs)), "heldout_mean_m": float(errs.mean()),

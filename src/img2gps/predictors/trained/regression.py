@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ...features.trainable import AttentionPool, cached_views
+from .trunk import AttentionPool, cached_views
 from ...geo import EARTH_RADIUS_M, haversine_m, latlon_sd, lon_delta, mean_lon
 from ...errors import ModelError
 from ...types import Prediction, Query

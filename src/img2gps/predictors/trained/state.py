@@ -16,11 +16,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ...features.trainable import Trunk
+from .trunk import Trunk
 from ...geo import EARTH_RADIUS_M, LocalFrame
 from ...localization.calibration import RadiusModel
 from ...retrieval.database import CosineIndex
-from ...train import History
+from .training import History
 
 
 @dataclass

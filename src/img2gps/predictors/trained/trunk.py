@@ -17,9 +17,9 @@ import torch.nn as nn
 from PIL import Image, ImageEnhance
 from tqdm.auto import tqdm
 
-from ..errors import ModelError, PhotoError
-from ..retrieval.encoders import OFFLINE_FALLBACK, get_encoder, resize_square
-from .cache import FeatureCache
+from ...errors import ModelError, PhotoError
+from ...features.encoders import EFFICIENTNET_FAMILIES, OFFLINE_FALLBACK, get_encoder, resize_square
+from ...features.cache import FeatureCache
 
 
 # ----- augmentation ------------------------------------------------------------------------------------------
@@ -78,7 +78,7 @@ def resolve_backbone(name: str, fallback: bool = False) -> tuple[object, str]:
     """Encoder for `name`, loaded now. An online-only backbone (b0..b3) that cannot load raises, unless the user
     asked for `fallback`, which then uses the same family's offline model and says so (never random weights)."""
     enc = get_encoder(name)
-    if enc.family not in ("effnet-lite", "torchvision-effnet"):
+    if enc.family not in EFFICIENTNET_FAMILIES:
         raise ModelError(f"backbone {name!r} is not an EfficientNet; "
                          "use lite0/lite1/lite2 (offline) or b0..b3 (online)")
     try:

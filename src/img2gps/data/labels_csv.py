@@ -15,7 +15,7 @@ from ..geo import haversine_m, median_lon
 
 
 @dataclass
-class LabelCheckConfig:
+class LabelsCsvConfig:
     max_exif_m: float = 1000.0  # a label this far from the photo's own EXIF GPS contradicts it
     far_from_set_m: float = 50_000.0  # a label this far from the set's median position is implausible
     refuse_swapped_frac: float = 0.5  # refuse the CSV when more than this share of its checked rows look swapped
@@ -64,9 +64,9 @@ def set_reference(rows: list[LabelRow]) -> tuple[float, float] | None:
     return float(np.median(lat)), median_lon(lon)
 
 
-def check_labels(rows: list[LabelRow], cfg: LabelCheckConfig | None = None) -> LabelFindings:
+def check_labels(rows: list[LabelRow], cfg: LabelsCsvConfig | None = None) -> LabelFindings:
     """Flag each row; with most rows swapped, the set's own median is swapped too, so EXIF decides first."""
-    cfg = cfg or LabelCheckConfig()
+    cfg = cfg or LabelsCsvConfig()
     f = LabelFindings(checked=len(rows))
     ref = set_reference(rows)
     for r in rows:
@@ -93,9 +93,9 @@ def check_labels(rows: list[LabelRow], cfg: LabelCheckConfig | None = None) -> L
     return f
 
 
-def refuse_if_mostly_swapped(findings: LabelFindings, csv_name: str, cfg: LabelCheckConfig | None = None) -> None:
+def refuse_if_mostly_swapped(findings: LabelFindings, csv_name: str, cfg: LabelsCsvConfig | None = None) -> None:
     """DataError naming the rows when more than cfg.refuse_swapped_frac of the checked rows look swapped."""
-    cfg = cfg or LabelCheckConfig()
+    cfg = cfg or LabelsCsvConfig()
     n, m = len(findings.swapped), findings.checked
     if m and n > cfg.refuse_swapped_frac * m:
         names = ", ".join(r["image"] for r in findings.swapped[:5]) + (" ..." if n > 5 else "")

@@ -11,7 +11,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from .errors import ModelError
+from ...errors import ModelError
 
 logger = logging.getLogger("img2gps.train")
 
@@ -150,6 +150,6 @@ def _copy_state(model: torch.nn.Module) -> dict:
 
 def plot_history(hist: History, out: Path, title: str, ylabel: str) -> Path:
     """Train and validation loss per epoch with the kept (best) epoch marked, like the paper's Fig. 2."""
-    from .plots import loss_curves
+    from ...plots import loss_curves
 
     return loss_curves(Path(out), hist.train_loss, hist.val_loss or None, title=title, ylabel=ylabel)
