@@ -41,6 +41,7 @@ def read_inputs(paths: list[Path], labels: Path | None, work: Path):
     from ..data import load_dataset
     from ..data.build import BuildConfig, build_dataset
     from ..errors import DataError
+    from ..walk import walk_files
 
     datasets, raw, skipped = [], [], []
     for p in paths:
@@ -56,7 +57,9 @@ def read_inputs(paths: list[Path], labels: Path | None, work: Path):
         stage = work / "photos"
         stage.mkdir()
         for k, p in enumerate(raw):  # links to the files, one sub-folder per argument (names stay apart)
-            files = [p] if not p.is_dir() else [f for f in sorted(p.rglob("*")) if f.is_file()]
+            files, links = walk_files(p) if p.is_dir() else ([p], [])  # linked folders followed
+            skipped += [(str(f), why) for f, why in links]
+            files = [f for f in files if f.is_file()]
             for f in files:
                 link = stage / f"{k:03d}" / (f.name if f == p else f.relative_to(p))
                 link.parent.mkdir(parents=True, exist_ok=True)
