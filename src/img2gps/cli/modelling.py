@@ -84,35 +84,36 @@ def fit(
 ):
     """Fit a method on a dataset and save the model directory (model.json + the method's files + thumbnails)."""
     from ..data import load_dataset
+    from ..modeldir import model_lock
+    from ..outputs import dataset_inputs
     from ..predictors.registry import DEFAULT_METHOD, make_predictor
 
     spec = method or DEFAULT_METHOD
-    from ..outputs import dataset_inputs
-
-    _refuse_existing(out, overwrite, dataset_inputs(data) + dataset_inputs(exclude or ""))
-    predictor = make_predictor(spec)  # validate the spec and its encoder before any slow work
-    check_encoders(predictor)
-    ds = load_dataset(data)
-    report_skipped(ds)
-    names = read_name_list(exclude)
-    if names:
-        unknown = [n for n in names if n not in set(ds.ids)]
-        if unknown:
-            typer.echo(f"warning: {len(unknown)} --exclude name(s) not in the dataset, e.g. {unknown[0]}", err=True)
-        ds = ds.exclude_ids(names)
-    refuse_uncalibratable(ds)
-    predictor.indexing = indexing_config(workers, engine, quiet)
-    t0 = time.perf_counter()
-    predictor.fit(ds)
-    fit_s = time.perf_counter() - t0
-    predictor.metrics = dict(predictor.metrics, fit_s=round(fit_s, 2), excluded=len(names),
-                             **indexing_metrics(predictor))
-    predictor.save(out)
-    typer.echo(f"fitted {spec} on {len(ds)} photos in {fit_s:.1f} s -> {out}")
-    index = predictor.fit_report().get("index")
-    if index:
-        typer.echo(f"retrieval index: {index['kind']} over {index['n']} vectors, recall@10 vs exact search "
-                   f"{index['recall_at_10_vs_exact']:.3f} (sampled)")
+    with model_lock(out, "fit", wait_s=0):  # a second fit into this folder refuses at once, in one line
+        _refuse_existing(out, overwrite, dataset_inputs(data) + dataset_inputs(exclude or ""))
+        predictor = make_predictor(spec)  # validate the spec and its encoder before any slow work
+        check_encoders(predictor)
+        ds = load_dataset(data)
+        report_skipped(ds)
+        names = read_name_list(exclude)
+        if names:
+            unknown = [n for n in names if n not in set(ds.ids)]
+            if unknown:
+                typer.echo(f"warning: {len(unknown)} --exclude name(s) not in the dataset, e.g. {unknown[0]}", err=True)
+            ds = ds.exclude_ids(names)
+        refuse_uncalibratable(ds)
+        predictor.indexing = indexing_config(workers, engine, quiet)
+        t0 = time.perf_counter()
+        predictor.fit(ds)
+        fit_s = time.perf_counter() - t0
+        predictor.metrics = dict(predictor.metrics, fit_s=round(fit_s, 2), excluded=len(names),
+                                 **indexing_metrics(predictor))
+        predictor.save(out)
+        typer.echo(f"fitted {spec} on {len(ds)} photos in {fit_s:.1f} s -> {out}")
+        index = predictor.fit_report().get("index")
+        if index:
+            typer.echo(f"retrieval index: {index['kind']} over {index['n']} vectors, recall@10 vs exact search "
+                       f"{index['recall_at_10_vs_exact']:.3f} (sampled)")
 
 
 def check_encoders(predictor) -> None:
@@ -309,9 +310,12 @@ def eval_(
 
 def _record_metrics(model_dir: Path, data: str, m: dict) -> None:
     """Add eval metrics to model.json (atomic rewrite; model.json itself is not checksummed)."""
+    from ..modeldir import model_lock
+
     mp = Path(model_dir) / "model.json"
-    man = json.loads(mp.read_text())
-    man.setdefault("metrics", {})[f"eval:{data}"] = m
-    tmp = mp.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(man, indent=2))
-    os.replace(tmp, mp)
+    with model_lock(model_dir, "eval --save-metrics"):  # read-modify-write: never over another writer's model
+        man = json.loads(mp.read_text())
+        man.setdefault("metrics", {})[f"eval:{data}"] = m
+        tmp = mp.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(man, indent=2))
+        os.replace(tmp, mp)
