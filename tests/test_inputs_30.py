@@ -197,3 +197,42 @@ def test_linked_album_folders_are_followed(tmp_path, capsys):
     ds, skipped = read_inputs([top], None, work)
     assert len(ds) == 3
     assert any("link loop" in why for _, why in skipped)
+
+
+# ----------------------------------------------------------------- two phones of one model in one folder
+
+def _phone_walk(src: Path, tag: str, east_m: float, start_s: int, software: str, serial: str | None = None):
+    """Six photos, one a minute, from one phone standing around a spot `east_m` east of the origin."""
+    for k in range(6):
+        s = start_s + 60 * k
+        ex_kw = dict(make="Apple", model="iPhone 13", when=f"2024:09:23 10:{s // 60:02d}:{s % 60:02d}")
+        path = src / f"{tag}{k}.jpg"
+        write_jpeg(path, scene(ord(tag[0]) * 10 + k, 64), *offset(east_m + 2 * k, 0), **ex_kw)
+        im = Image.open(path)
+        ex = im.getexif()
+        ex[0x0131] = software
+        if serial:
+            ex.get_ifd(0x8769)[0xA431] = serial
+        im.save(path, "JPEG", exif=ex.tobytes())
+
+
+@pytest.mark.parametrize("a_b", [("17.6.1", "17.5"), ("17.6.1#SER-A", "17.6.1#SER-B")])
+def test_two_phones_of_one_model_are_two_devices(tmp_path, capsys, a_b):
+    """Two iPhone 13s photographing at once 400 m apart (interleaved in time): told apart by their software
+    version or serial number, so --drop-drift-dates drops nothing; one phone that jumps 400 m is still flagged."""
+    src = tmp_path / "src"
+    (sa, _, ser_a), (sb, _, ser_b) = (x.partition("#") for x in a_b)
+    _phone_walk(src, "a", 0, 0, sa, ser_a or None)
+    _phone_walk(src, "b", 400, 30, sb, ser_b or None)
+    assert main(["data", "build", str(src), str(tmp_path / "ds"), "--drop-drift-dates"]) == 0
+    lab = pd.read_csv(tmp_path / "ds" / "labels.csv")
+    assert len(lab) == 12, capsys.readouterr().err
+    devices = set(lab["device"])
+    assert len(devices) == 2 and all(d.startswith("Apple iPhone 13 (") for d in devices), devices
+    assert not any(ser_a and ser_a in d for d in devices)  # a serial is written only as a hash
+
+    one = tmp_path / "one"  # the same photos from one phone: its GPS jumps 400 m every 30 s
+    _phone_walk(one, "a", 0, 0, "17.6.1")
+    _phone_walk(one, "b", 400, 30, "17.6.1")
+    assert main(["data", "build", str(one), str(tmp_path / "ds1"), "--drop-drift-dates"]) == 2
+    assert "dropped all" in capsys.readouterr().err
