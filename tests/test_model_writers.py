@@ -218,3 +218,54 @@ def test_concurrent_index_add_loses_nothing(tmp_path):
     names = set(pd.read_csv(model / "gallery.csv")["image"])
     assert {f"s{s}_{k}.jpg" for s in range(2) for k in range(3)} <= names and len(names) == 24
     assert main(["verify", "--model", str(model)]) == 0
+
+
+# --------------------------------------------------------------------------- end to end on the shared data
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,method", [("penn91", "rerank"), ("bgu-west", "knn")])
+def test_index_remove_and_replace_on_shared_data(tmp_path, capsys, name, method):
+    """The default gallery (rerank on penn91) and the dense one (knn on bgu-west): remove five photos and correct
+    one label without a refit; the models verify, the removed photos never come back as support, the corrected
+    row moved, and (knn, fully deterministic) removal equals a fit on the rest."""
+    from img2gps.predictors.registry import load_model
+
+    data = (SHARED / name).resolve()
+    if not (data / "labels.csv").is_file():
+        pytest.skip(f"../shared/data/{name} not present")
+    lab = pd.read_csv(data / "labels.csv")
+    model = tmp_path / "m"
+    assert _fit(data, model, method) == 0
+    gone = lab["image"].iloc[[3, 10, 25, 40, 60]].tolist()
+    capsys.readouterr()
+    assert main(["index", "remove", *gone, "--model", str(model)]) == 0
+    assert f"({len(lab)} -> {len(lab) - 5})" in capsys.readouterr().out
+    assert main(["verify", "--model", str(model)]) == 0
+    m = load_model(model)
+    assert len(m.gallery) == len(lab) - 5 and not set(gone) & set(m.gallery["image"])
+    for p in m.predict([data / "images" / g for g in gone[:2]], top_k=10):
+        assert not {n.image_id for n in p.neighbours} & set(gone)
+    if method == "knn":
+        rest = tmp_path / "rest.txt"
+        rest.write_text("\n".join(gone) + "\n")
+        assert _fit(data, tmp_path / "m2", method, "--exclude", str(rest)) == 0
+        b = load_model(tmp_path / "m2")
+        q = [data / "images" / g for g in gone]
+        for pa, pb in zip(m.predict(q), b.predict(q)):
+            assert (pa.latitude, pa.longitude, pa.radius_m) == pytest.approx((pb.latitude, pb.longitude, pb.radius_m))
+
+    fixed = lab["image"].iloc[5]  # a corrected label for one photo: 30 m north of where it was
+    row = lab[lab["image"] == fixed].iloc[0]
+    lat = row["Latitude"] + 30 / 111_195.0
+    (tmp_path / "fix").mkdir()
+    shutil.copy(data / "images" / fixed, tmp_path / "fix" / fixed)
+    (tmp_path / "fix.csv").write_text(f"image,Latitude,Longitude\n{fixed},{lat},{row['Longitude']}\n")
+    assert main(["index", "replace", str(tmp_path / "fix"), "--model", str(model), "--labels",
+                 str(tmp_path / "fix.csv"), "--quiet"]) == 0
+    assert main(["verify", "--model", str(model)]) == 0
+    g = pd.read_csv(model / "gallery.csv")
+    assert len(g) == len(lab) - 5 and g["image"].is_unique
+    assert g.loc[g["image"] == fixed, "Latitude"].item() == pytest.approx(lat, abs=1e-7)
