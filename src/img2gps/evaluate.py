@@ -6,6 +6,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -330,36 +331,45 @@ def _safe(spec: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
 
 
-def write_outputs(json_path, result: dict, preds: pd.DataFrame, plots: bool = True) -> list:
-    """OUT.json, OUT.predictions.csv, OUT.cdf.png and one error-line map per method (at full gallery size)."""
-    import json
-    import os
-    from pathlib import Path
+def write_outputs(json_path, result: dict, preds: pd.DataFrame, plots: bool = True,
+                  check: Callable[[Path, str], None] | None = None) -> list:
+    """OUT.json, OUT.predictions.csv, OUT.cdf.png and one error-line map per method (at full gallery size).
 
+    check(path, kind) (e.g. outputs.check_file with the command's inputs bound) is called for every file before
+    any is written; it raises to refuse one (DataError).
+    """
+    import json
+
+    from .outputs import atomic_write
     from .provenance import code_revision
 
     json_path = Path(json_path)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
     result = {**result, "code": result.get("code") or code_revision()}  # git revision + dirty flag
     stem = json_path.with_suffix("")
-    written = []
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-    os.replace(tmp, json_path)
-    written.append(json_path)
+    full = preds
+    if plots and len(preds):
+        full = preds[preds["fraction"] >= preds["fraction"].max()]
+        if "query_as" in full:  # the plots show the photos as taken
+            full = full[full["query_as"] == ORIGINAL]
+    planned = [(json_path, "bench-json")]
+    if len(preds):
+        planned.append((Path(f"{stem}.predictions.csv"), "predictions-csv"))
+    if plots and len(preds):
+        planned.append((Path(f"{stem}.cdf.png"), "plot-png"))
+        planned += [(Path(f"{stem}.{_safe(s)}.map.png"), "plot-png") for s in full["spec"].unique()]
+    for path, kind in planned if check else ():
+        check(path, kind)
+    text = json.dumps(result, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    written = [atomic_write(json_path, lambda tmp: tmp.write_text(text))]
     if len(preds):
         cols = ["spec", "query_as", "image", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_m", "radius_m",
                 "confidence", "recognised", "source", "true_heading", "heading_deg", "heading_radius_deg",
                 "copy_heading", "predict_ms", "fraction", "query_region", "query_view"]
-        p = Path(f"{stem}.predictions.csv")
-        preds[[c for c in cols if c in preds.columns]].to_csv(p, index=False, float_format="%.7f")
-        written.append(p)
+        table = preds[[c for c in cols if c in preds.columns]]
+        written.append(atomic_write(planned[1][0], lambda tmp: table.to_csv(tmp, index=False, float_format="%.7f")))
     if plots and len(preds):
         from .plots import error_cdf, error_lines_map
 
-        full = preds[preds["fraction"] >= preds["fraction"].max()]
-        if "query_as" in full:  # the plots show the photos as taken
-            full = full[full["query_as"] == ORIGINAL]
         errs = {s: g["error_m"].to_numpy() for s, g in full.groupby("spec", sort=False)}
         written.append(error_cdf(Path(f"{stem}.cdf.png"), errs, f"Error CDF — {result['protocol']}"))
         for s, g in full.groupby("spec", sort=False):

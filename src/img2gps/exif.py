@@ -112,6 +112,28 @@ def focal35_from_exif(sub, width: int, height: int) -> float | None:
     return float(f35) if math.isfinite(f35) and 1 <= f35 <= 2000 else None
 
 
+def device_name(make: str | None, model: str | None, exif, sub) -> str | None:
+    """The device a photo came from, as `data build` writes it (labels.csv `device`) and as drift dates and the
+    label check group photos by it: make + model ("Apple" + "iPhone 13" -> "Apple iPhone 13", no doubled make),
+    then what tells two cameras of one model apart when the EXIF holds it: the body or lens serial number or the
+    owner name (as a short hash: they are personal) and the software version, e.g. "Apple iPhone 13 (software
+    17.6.1)". Two phones of one model on one OS version stay one device: their EXIF has nothing else to tell."""
+    name = model if (make and model and model.lower().startswith(make.lower())) else (
+        " ".join(x for x in (make, model) if x) or None)
+    if name is None:
+        return None
+    personal = [_clean_str(sub.get(tag)) for tag in (0xA431, 0xA435, 0xA430)]  # body serial, lens serial, owner
+    extra = []
+    if any(personal):
+        import hashlib
+
+        extra.append("serial #" + hashlib.sha1("|".join(p or "" for p in personal).encode()).hexdigest()[:6])
+    software = _clean_str(exif.get(0x0131))
+    if software:
+        extra.append(f"software {software}")
+    return name + (f" ({', '.join(extra)})" if extra else "")
+
+
 def meta_from_exif(exif, size: tuple[int, int], reasons: list[str]) -> PhotoMeta:
     """A photo's EXIF (a PIL Exif, or None) and raw (width, height) -> PhotoMeta. `reasons`: the library warnings
     recorded while the EXIF was read (a damaged GPS block adds some)."""
@@ -124,13 +146,11 @@ def meta_from_exif(exif, size: tuple[int, int], reasons: list[str]) -> PhotoMeta
         meta.gps_problem = "no EXIF metadata (no GPS position)"
         return meta
     make, model = _clean_str(exif.get(0x010F)), _clean_str(exif.get(0x0110))
-    # "Apple" + "iPhone 13" -> "Apple iPhone 13"; "samsung" + "SM-A315F" likewise; no doubled make.
-    meta.device = model if (make and model and model.lower().startswith(make.lower())) else (
-        " ".join(x for x in (make, model) if x) or None)
     try:
         sub = exif.get_ifd(EXIF_IFD)
     except Exception:
         sub = {}
+    meta.device = device_name(make, model, exif, sub)
     t = _clean_str(sub.get(0x9003) or exif.get(0x0132))
     if t:
         try:

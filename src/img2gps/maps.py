@@ -18,6 +18,7 @@ import pandas as pd
 
 from .errors import DataError, Img2GPSError
 from .geo import haversine_m
+from .outputs import atomic_write
 
 # Optional tiles (need a network). Plain https: the page works without them.
 TILES_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
@@ -97,6 +98,7 @@ def _page(title: str, summary: str, legend: str, table: str, data: dict, tiles: 
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="img2gps">
 <style>{(ldir / "leaflet.css").read_text()}</style>
 <style>
 body {{ font: 14px system-ui, sans-serif; margin: 0; color: #222; }}
@@ -178,6 +180,4 @@ document.querySelectorAll("tr[data-item]").forEach(function (tr) {
   tr.addEventListener("mouseleave", function () { view.focus(null); });
 });"""
     page = _page(title, summary, legend, _table(data["items"]), data, tiles, draw)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))

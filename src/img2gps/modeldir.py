@@ -7,14 +7,22 @@ method's own files. Every file is checksummed (SHA-256) into the manifest at sav
 file up to QUICK_HASH_MAX bytes and checks the size of larger ones (a 20,000-photo keypoint store is GBs; hashing
 it would dominate the load time); `read_manifest(verify="full")` (the `img2gps verify --model DIR` command)
 hashes every file.
+
+Writers lock the model (`model_lock`): a lock file beside the directory (not inside it: the directory itself is
+replaced by rename), held with flock for the whole read-modify-write, so two `index add` never lose one another's
+photos and two `fit --out` never both claim one folder. A reader (serve) needs no lock: it sees the old model or
+the new one, never a mix, and notices the change by `model_stamp`.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -116,6 +124,67 @@ def read_manifest(model_dir: Path, verify: bool | str = True) -> dict[str, Any]:
                 if file_sha256(p) != digest:
                     raise ModelError(f"{model_dir}: file {rel} is corrupted (checksum mismatch)")
     return manifest
+
+
+LOCK_WAIT_S = 600.0  # how long a second writer waits for the first by default
+
+
+def lock_path(model_dir: Path) -> Path:
+    """The lock file of a model directory: a hidden file beside it, stable while the directory is replaced."""
+    model_dir = Path(model_dir).expanduser().absolute()
+    return model_dir.parent / f".{model_dir.name}.img2gps-lock"
+
+
+@contextlib.contextmanager
+def model_lock(model_dir: Path, action: str, wait_s: float = LOCK_WAIT_S,
+               say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> Iterator[None]:
+    """Hold the writer's lock on `model_dir` inside the block. When another process holds it, say so in one line
+    and wait up to `wait_s` seconds (0: do not wait), then raise ModelError naming the holder (pid and action).
+    `action` (e.g. "index add") is recorded for the other writers' messages."""
+    import fcntl
+
+    path = lock_path(model_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline, told = time.monotonic() + wait_s, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _holder(path)
+                if time.monotonic() >= deadline:
+                    waited = f"waited {wait_s:g} s; " if wait_s > 0 else ""
+                    raise ModelError(f"{model_dir}: {holder} is writing this model ({waited}try again when it has "
+                                     "finished)") from None
+                if not told:
+                    say(f"waiting for {holder} to finish writing {model_dir} (up to {wait_s:g} s)")
+                    told = True
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {action}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock; the file stays (removing it would let two writers lock two files)
+
+
+def _holder(path: Path) -> str:
+    try:
+        pid, action = path.read_text().split(None, 1)
+        return f"another img2gps process (pid {int(pid)}, {action.strip()})"
+    except (OSError, ValueError):
+        return "another img2gps process"
+
+
+def model_stamp(model_dir: Path) -> tuple | None:
+    """What identifies the model now on disk (model.json's inode, mtime, size; every write replaces it), or None
+    when there is none: a reader compares stamps to notice that a writer replaced the model."""
+    try:
+        st = (Path(model_dir) / MANIFEST).stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 THUMB_SIDE = 200  # px: the web page shows a neighbour in a ~160 x 96 CSS px card (server/static/style.css)

@@ -30,6 +30,16 @@ def _done(paths, json_copy: Optional[Path] = None) -> None:
         typer.echo(f"wrote {json_copy}")
 
 
+def _guard(out: Path, json_copy: Optional[Path], overwrite: bool, *inputs) -> None:
+    """Before any work: --out is no input and holds none; --json is no input and replaces only a results JSON."""
+    from ..outputs import check_file, dataset_inputs, refuse_input
+
+    ins = [q for i in inputs if i for q in dataset_inputs(i)]
+    refuse_input(out, ins, folder=True)
+    if json_copy is not None:
+        check_file(json_copy, ins, "bench-json", overwrite)
+
+
 def _load(data: str):
     from ..data import load_dataset
     from .modelling import report_skipped
@@ -47,6 +57,7 @@ def _csv(value: str) -> tuple[str, ...]:
 def learning_curve(
     out: Path = typer.Option(..., "--out", help="Folder for learning_curve.png/.md/.json."),
     json_copy: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Let --json replace a file img2gps did not write."),
     bench: Optional[Path] = typer.Option(None, "--bench", help="A bench JSON made with --fractions (its .predictions.csv "
                                          "beside it gives the bootstrap interval)."),
     data: Optional[str] = typer.Option(None, "--data", help="Or run the bench now on this dataset."),
@@ -62,6 +73,7 @@ def learning_curve(
     from ..analysis.learning_curve import CurveConfig, write_learning_curve
 
     cfg = CurveConfig(metric=metric, extrapolate=extrapolate)  # checks both before any slow work
+    _guard(out, json_copy, overwrite, bench, bench and Path(bench).with_suffix(".predictions.csv"), data)
     if (bench is None) == (data is None):
         raise DataError("learning-curve: give exactly one of --bench BENCH.json or --data DATASET")
     if bench is not None:
@@ -89,6 +101,7 @@ def backbones(
     data: str = typer.Option(..., "--data", help="Labelled dataset."),
     out: Path = typer.Option(..., "--out", help="Folder for backbones.png/.md/.json."),
     json_copy: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Let --json replace a file img2gps did not write."),
     backbones_: str = typer.Option("lite0,lite1,lite2,dinov2s-imgfocus", "--backbones", help="Encoder names."),
     methods: str = typer.Option("knn", "--methods", help="knn, regression, contrastive, or spec templates with {b}."),
     protocol: str = typer.Option("kfold:5", "--protocol", help="loo | kfold:K | kfold-geo:K[:R] | split:DIR"),
@@ -97,6 +110,7 @@ def backbones(
     from ..analysis.backbones import BackboneConfig, specs_for, write_backbones
 
     cfg = BackboneConfig(backbones=_csv(backbones_), methods=_csv(methods), protocol=protocol)
+    _guard(out, json_copy, overwrite, data)
     specs_for(cfg)  # a bad name fails before any slow work
     _done(write_backbones(out, _load(data), cfg), json_copy)
 
@@ -106,6 +120,7 @@ def shaping(
     data: str = typer.Option(..., "--data", help="Labelled dataset."),
     out: Path = typer.Option(..., "--out", help="Folder for shaping.png/.md/.json."),
     json_copy: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Let --json replace a file img2gps did not write."),
     before: str = typer.Option("knn:embed=lite0:k=1", "--before", help="Method on the frozen features."),
     after: str = typer.Option("contrastive:backbone=lite0:k=1", "--after", help="Method on the trained features."),
     protocol: str = typer.Option("kfold:5", "--protocol", help="loo | kfold:K | kfold-geo:K[:R] | split:DIR"),
@@ -116,6 +131,7 @@ def shaping(
 
     for s in (before, after):
         make_predictor(s)
+    _guard(out, json_copy, overwrite, data)
     _done(write_shaping(out, _load(data), ShapingConfig(before=before, after=after, protocol=protocol)), json_copy)
 
 
@@ -124,6 +140,7 @@ def coverage(
     data: str = typer.Option(..., "--data", help="The gallery (labelled dataset)."),
     out: Path = typer.Option(..., "--out", help="Folder for coverage.png/.md/.json and coverage_cells.csv."),
     json_copy: Optional[Path] = typer.Option(None, "--json", help=JSON_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Let --json replace a file img2gps did not write."),
     cell: float = typer.Option(10.0, "--cell", help="Cell size in metres."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="A bench .predictions.csv for cell errors."),
     spec: Optional[str] = typer.Option(None, "--spec", help="Which method's rows of --predictions (default: first)."),
@@ -137,4 +154,5 @@ def coverage(
     if predictions is not None and not Path(predictions).is_file():
         raise DataError(f"{predictions}: predictions CSV not found")
     cfg = CoverageConfig(cell_m=cell, error=error, embed=embed, spec=spec, n_spots=spots)
+    _guard(out, json_copy, overwrite, data, predictions)
     _done(write_coverage(out, _load(data), cfg, predictions), json_copy)

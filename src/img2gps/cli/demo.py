@@ -70,6 +70,7 @@ def demo(
     seed: int = typer.Option(42, "--seed"),
     out: Path = typer.Option(Path("img2gps-demo"), "--out", help="Folder for the map and the predictions CSV."),
     refit: bool = typer.Option(False, "--refit", help="Ignore the cached model and fit again."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Let the demo replace files in --out that img2gps did not write."),
 ):
     """Hold out photos, fit the default method on the rest (cached), locate the held-out photos, print and map."""
     import pandas as pd
@@ -82,6 +83,12 @@ def demo(
     from ..plots import photo_panels_map
     spec = method or DEFAULT_METHOD
     src = data or str(default_data())
+    from ..outputs import check_file, dataset_inputs, refuse_input
+
+    refuse_input(out, dataset_inputs(src), folder=True)
+    for name, kind in (("demo_predictions.csv", "predictions-csv"), ("demo_map.png", "plot-png"),
+                       ("demo_map.html", "map-html")):
+        check_file(out / name, dataset_inputs(src), kind, overwrite)
     ds = load_dataset(src)
     if len(ds) < 3:
         raise DataError(f"{src}: a demo needs at least 3 labelled photos (found {len(ds)})")

@@ -1,4 +1,5 @@
-"""`img2gps index add`: append photos to a fitted model's gallery without recomputing the existing ones."""
+"""`img2gps index add|replace|remove`: edit a fitted model's gallery without recomputing the other photos, under
+the model's writer lock (modeldir.model_lock), so concurrent edits wait for each other and none is lost."""
 from __future__ import annotations
 
 import tempfile
@@ -8,9 +9,10 @@ from typing import List, Optional
 import typer
 
 from . import App, app
+from ..modeldir import LOCK_WAIT_S
 from .modelling import indexing_config, indexing_metrics
 
-index_app = App(no_args_is_help=True, help="Grow a fitted model's gallery.")
+index_app = App(no_args_is_help=True, help="Add, replace or remove a fitted model's gallery photos.")
 app.add_typer(index_app, name="index")
 
 
@@ -41,6 +43,7 @@ def read_inputs(paths: list[Path], labels: Path | None, work: Path):
     from ..data import load_dataset
     from ..data.build import BuildConfig, build_dataset
     from ..errors import DataError
+    from ..walk import walk_files
 
     datasets, raw, skipped = [], [], []
     for p in paths:
@@ -56,7 +59,9 @@ def read_inputs(paths: list[Path], labels: Path | None, work: Path):
         stage = work / "photos"
         stage.mkdir()
         for k, p in enumerate(raw):  # links to the files, one sub-folder per argument (names stay apart)
-            files = [p] if not p.is_dir() else [f for f in sorted(p.rglob("*")) if f.is_file()]
+            files, links = walk_files(p) if p.is_dir() else ([p], [])  # linked folders followed
+            skipped += [(str(f), why) for f, why in links]
+            files = [f for f in files if f.is_file()]
             for f in files:
                 link = stage / f"{k:03d}" / (f.name if f == p else f.relative_to(p))
                 link.parent.mkdir(parents=True, exist_ok=True)
@@ -72,40 +77,112 @@ def read_inputs(paths: list[Path], labels: Path | None, work: Path):
     return ds, skipped + more
 
 
+WAIT_HELP = "Seconds to wait while another img2gps process writes the model (0 = refuse at once)."
+MODEL_HELP = "A fitted knn or rerank model directory (replaced atomically, under the model's writer lock)."
+
+
 @index_app.command("add")
 def add(
     photos: List[Path] = typer.Argument(..., metavar="PHOTO", help="Photo files, folders of photos, or datasets (folder with labels.csv)."),
-    model: Path = typer.Option(..., "--model", "-m", metavar="MODEL_DIR", help="A fitted knn or rerank model directory (replaced atomically)."),
+    model: Path = typer.Option(..., "--model", "-m", metavar="MODEL_DIR", help=MODEL_HELP),
     labels: Optional[Path] = typer.Option(None, "--labels", metavar="CSV", help="CSV (image,Latitude,Longitude) whose positions override EXIF, as in `data build`."),
     workers: int = typer.Option(0, "--workers", help="Processes (or local Ray CPUs) for decode/embedding/SIFT; 0 = all cores."),
     engine: str = typer.Option("pool", "--engine", help="pool | local | ray (Ray Data; RAY_ADDRESS for a cluster)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress lines on stderr."),
+    wait: float = typer.Option(LOCK_WAIT_S, "--wait", metavar="SECONDS", help=WAIT_HELP),
 ):
     """Append photos to a fitted model without recomputing the existing ones, recalibrate, replace atomically."""
+    _edit(model, "index add", wait, photos, labels, indexing_config(workers, engine, quiet), replace=False)
+
+
+@index_app.command("replace")
+def replace(
+    photos: List[Path] = typer.Argument(..., metavar="PHOTO", help="New versions of gallery photos (same names as in the gallery: files, folders or datasets)."),
+    model: Path = typer.Option(..., "--model", "-m", metavar="MODEL_DIR", help=MODEL_HELP),
+    labels: Optional[Path] = typer.Option(None, "--labels", metavar="CSV", help="CSV (image,Latitude,Longitude) whose positions override EXIF, e.g. corrected labels."),
+    workers: int = typer.Option(0, "--workers", help="Processes (or local Ray CPUs) for decode/embedding/SIFT; 0 = all cores."),
+    engine: str = typer.Option("pool", "--engine", help="pool | local | ray (Ray Data; RAY_ADDRESS for a cluster)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress lines on stderr."),
+    wait: float = typer.Option(LOCK_WAIT_S, "--wait", metavar="SECONDS", help=WAIT_HELP),
+):
+    """Update gallery photos in place (new position or pixels): the named photos are dropped and the given versions
+    added, the others untouched; one recalibration; replaced atomically."""
+    _edit(model, "index replace", wait, photos, labels, indexing_config(workers, engine, quiet), replace=True)
+
+
+@index_app.command("remove")
+def remove(
+    names: List[str] = typer.Argument(..., metavar="NAME", help="Gallery photo names (gallery.csv's image column, as `predict` lists them), or a file with one name per line."),
+    model: Path = typer.Option(..., "--model", "-m", metavar="MODEL_DIR", help=MODEL_HELP),
+    wait: float = typer.Option(LOCK_WAIT_S, "--wait", metavar="SECONDS", help=WAIT_HELP),
+):
+    """Drop photos from a fitted model's gallery without recomputing the others; the radius calibration is
+    refreshed on what is left (it was measured on the old gallery's spacing and neighbours); replaced atomically."""
     import time
 
     from ..errors import DataError
+    from ..modeldir import model_lock
+    from ..predictors.registry import load_model
+    from .modelling import read_name_list
+
+    wanted = [n for v in names for n in read_name_list(v)]
+    if not wanted:
+        raise DataError("index remove: no photo names given")
+    with model_lock(model, "index remove", wait):
+        p = load_model(model)
+        before, t0 = len(p.gallery), time.perf_counter()
+        p.remove(wanted)
+        p.metrics = dict(p.metrics, remove_s=round(time.perf_counter() - t0, 2),
+                         calibration=_calibration_note("index remove", len(set(wanted))))
+        p.save(model)
+    typer.echo(f"removed {len(set(wanted))} photos from {model} ({before} -> {len(p.gallery)}); calibration "
+               f"refreshed on the {len(p.gallery)} photos left ({time.perf_counter() - t0:.1f} s)")
+
+
+def _calibration_note(action: str, n: int) -> dict:
+    """What model.json says about its calibration after an edit (refreshed, never left stale)."""
+    return {"state": "refreshed", "after": action, "photos": n,
+            "why": "the radii are re-measured on the edited gallery: its spacing and neighbours changed"}
+
+
+def _edit(model: Path, action: str, wait: float, photos: list[Path], labels, cfg, replace: bool) -> None:
+    """index add / replace: read the photos, then under the model's lock load, edit, recalibrate and save."""
+    import time
+
+    from ..errors import DataError
+    from ..modeldir import model_lock
     from ..predictors.registry import load_model
 
-    cfg = indexing_config(workers, engine, quiet)
-    p = load_model(model)
-    why = p.add_refusal()
-    if why:
-        raise DataError(why)
-    with tempfile.TemporaryDirectory(prefix="img2gps-add-") as work:
+    with model_lock(model, action, wait), tempfile.TemporaryDirectory(prefix="img2gps-add-") as work:
+        p = load_model(model)  # the model as it is now: any writer before us has finished
+        why = p.add_refusal()
+        if why:
+            raise DataError(why)
         ds, skipped = read_inputs(photos, labels, Path(work))
         have = set(p.gallery["image"].astype(str))
         clash = [n for n in ds.ids if n in have]
-        skipped += [(n, "a photo of this name is already in the gallery") for n in clash]
-        ds = ds.exclude_ids(clash)
+        if replace:
+            skipped += [(n, "not in the gallery (use `img2gps index add`)") for n in ds.ids if n not in have]
+            ds = ds.select_ids(clash)
+        else:
+            skipped += [(n, "a photo of this name is already in the gallery (use `img2gps index replace`)")
+                        for n in clash]
+            ds = ds.exclude_ids(clash)
         for where, reason in skipped:
             typer.echo(f"skipped {where}: {reason}", err=True)
         if len(ds) == 0:
-            raise DataError(f"nothing to add: none of the given photos is usable ({len(skipped)} skipped)")
+            raise DataError(f"nothing to {action.split()[1]}: none of the given photos is usable ({len(skipped)} skipped)")
         before = len(p.gallery)
         p.indexing = cfg
         t0 = time.perf_counter()
+        if replace:
+            p.remove(list(ds.ids), recalibrate=False)  # the add below recalibrates once
         p.add(ds)
-        p.metrics = dict(p.metrics, add_s=round(time.perf_counter() - t0, 2), **indexing_metrics(p))
+        p.metrics = dict(p.metrics, add_s=round(time.perf_counter() - t0, 2), **indexing_metrics(p),
+                         calibration=_calibration_note(action, len(ds)))
         p.save(model)
-    typer.echo(f"added {len(ds)} photos to {model} ({before} -> {len(p.gallery)}; {len(skipped)} skipped)")
+    if replace:
+        typer.echo(f"replaced {len(ds)} photos in {model} ({len(p.gallery)} photos; {len(skipped)} skipped); "
+                   "calibration refreshed")
+    else:
+        typer.echo(f"added {len(ds)} photos to {model} ({before} -> {len(p.gallery)}; {len(skipped)} skipped)")

@@ -58,7 +58,10 @@ def read_name_list(value: str | None) -> list[str]:
     return [x.strip() for x in value.split(",") if x.strip()]
 
 
-def _refuse_existing(out: Path, overwrite: bool) -> None:
+def _refuse_existing(out: Path, overwrite: bool, inputs: list[Path]) -> None:
+    from ..outputs import refuse_input
+
+    refuse_input(out, inputs, folder=True, inside_ok=True)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
     if out.exists() and any(out.iterdir()):
@@ -81,33 +84,36 @@ def fit(
 ):
     """Fit a method on a dataset and save the model directory (model.json + the method's files + thumbnails)."""
     from ..data import load_dataset
+    from ..modeldir import model_lock
+    from ..outputs import dataset_inputs
     from ..predictors.registry import DEFAULT_METHOD, make_predictor
 
     spec = method or DEFAULT_METHOD
-    _refuse_existing(out, overwrite)
-    predictor = make_predictor(spec)  # validate the spec and its encoder before any slow work
-    check_encoders(predictor)
-    ds = load_dataset(data)
-    report_skipped(ds)
-    names = read_name_list(exclude)
-    if names:
-        unknown = [n for n in names if n not in set(ds.ids)]
-        if unknown:
-            typer.echo(f"warning: {len(unknown)} --exclude name(s) not in the dataset, e.g. {unknown[0]}", err=True)
-        ds = ds.exclude_ids(names)
-    refuse_uncalibratable(ds)
-    predictor.indexing = indexing_config(workers, engine, quiet)
-    t0 = time.perf_counter()
-    predictor.fit(ds)
-    fit_s = time.perf_counter() - t0
-    predictor.metrics = dict(predictor.metrics, fit_s=round(fit_s, 2), excluded=len(names),
-                             **indexing_metrics(predictor))
-    predictor.save(out)
-    typer.echo(f"fitted {spec} on {len(ds)} photos in {fit_s:.1f} s -> {out}")
-    index = predictor.fit_report().get("index")
-    if index:
-        typer.echo(f"retrieval index: {index['kind']} over {index['n']} vectors, recall@10 vs exact search "
-                   f"{index['recall_at_10_vs_exact']:.3f} (sampled)")
+    with model_lock(out, "fit", wait_s=0):  # a second fit into this folder refuses at once, in one line
+        _refuse_existing(out, overwrite, dataset_inputs(data) + dataset_inputs(exclude or ""))
+        predictor = make_predictor(spec)  # validate the spec and its encoder before any slow work
+        check_encoders(predictor)
+        ds = load_dataset(data)
+        report_skipped(ds)
+        names = read_name_list(exclude)
+        if names:
+            unknown = [n for n in names if n not in set(ds.ids)]
+            if unknown:
+                typer.echo(f"warning: {len(unknown)} --exclude name(s) not in the dataset, e.g. {unknown[0]}", err=True)
+            ds = ds.exclude_ids(names)
+        refuse_uncalibratable(ds)
+        predictor.indexing = indexing_config(workers, engine, quiet)
+        t0 = time.perf_counter()
+        predictor.fit(ds)
+        fit_s = time.perf_counter() - t0
+        predictor.metrics = dict(predictor.metrics, fit_s=round(fit_s, 2), excluded=len(names),
+                                 **indexing_metrics(predictor))
+        predictor.save(out)
+        typer.echo(f"fitted {spec} on {len(ds)} photos in {fit_s:.1f} s -> {out}")
+        index = predictor.fit_report().get("index")
+        if index:
+            typer.echo(f"retrieval index: {index['kind']} over {index['n']} vectors, recall@10 vs exact search "
+                       f"{index['recall_at_10_vs_exact']:.3f} (sampled)")
 
 
 def check_encoders(predictor) -> None:
@@ -193,6 +199,7 @@ def bench(
     query_as: Optional[str] = typer.Option(None, "--query-as", metavar="KIND[,KIND...]", help="Also locate each held-out photo as people share it: reencode, crop, filter, screenshot, thumbnail, lowlight, rotated, or all (docs/shared-photos.md); the original is always included."),
     query_seed: int = typer.Option(0, "--query-seed", help="Seed of the --query-as transformations."),
     folds: Optional[str] = typer.Option(None, "--folds", metavar="I[,I...]", help="Run only these folds of the protocol (1-based): a partial run, recorded in the JSON."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Let --json (and the files beside it) replace files img2gps did not write."),
 ):
     """Fit each method on the training part of every fold and score it on the held-out photos."""
     from ..data.shared_photos import parse_kinds
@@ -201,6 +208,12 @@ def bench(
     from ..evaluate import results_table, run_bench, write_outputs
     from ..predictors.registry import make_predictor
 
+    from ..outputs import check_file, dataset_inputs
+
+    inputs = dataset_inputs(data) + (dataset_inputs(protocol[6:]) if protocol.startswith("split:") else [])
+    guard = lambda path, kind: check_file(path, inputs, kind, overwrite)  # noqa: E731
+    if json_out:
+        guard(json_out, "bench-json")  # before any fold is fitted
     specs = [s.strip() for s in methods.split(",") if s.strip()]
     for s in specs:  # every spec and every encoder it needs, before any fold is fitted
         check_encoders(make_predictor(s))
@@ -221,7 +234,7 @@ def bench(
     else:
         con.print(results_table(result["results"], f"{ds.name} — {protocol} — n={result['n']}"))
     if json_out:
-        for p in write_outputs(json_out, result, preds, plots=plots):
+        for p in write_outputs(json_out, result, preds, plots=plots, check=guard):
             con.print(f"wrote {p}")
         if fr and plots and len(fr) >= 2:  # error vs gallery size, with the extrapolation the data support
             from ..analysis.learning_curve import bench_learning_curve
@@ -244,6 +257,7 @@ def eval_(
     data: str = typer.Option(..., "--data", metavar="DATASET", help="Labelled photos to score (those in the model's gallery are skipped)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write metrics JSON (+ predictions CSV and plots)."),
     save_metrics: bool = typer.Option(True, "--save-metrics/--no-save-metrics", help="Record the metrics in model.json."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Let --json (and the files beside it) replace files img2gps did not write."),
 ):
     """Score a saved model on a labelled set, beside the mean-coordinate baseline of the model's gallery."""
     import numpy as np
@@ -254,6 +268,12 @@ def eval_(
     from ..geo import haversine_m, latlon_sd, weighted_centre, z2_error
     from ..predictors.registry import load_model
 
+    from ..outputs import check_file, dataset_inputs, model_inputs
+
+    inputs = model_inputs(model) + dataset_inputs(data)
+    guard = lambda path, kind: check_file(path, inputs, kind, overwrite)  # noqa: E731
+    if json_out:
+        guard(json_out, "bench-json")  # before any photo is scored
     p = load_model(model)
     ds = load_dataset(data)
     report_skipped(ds)
@@ -285,14 +305,17 @@ def eval_(
     if save_metrics:
         _record_metrics(model, ds.name, res[p.spec])
     if json_out:
-        write_outputs(json_out, result, preds)
+        write_outputs(json_out, result, preds, check=guard)
 
 
 def _record_metrics(model_dir: Path, data: str, m: dict) -> None:
     """Add eval metrics to model.json (atomic rewrite; model.json itself is not checksummed)."""
+    from ..modeldir import model_lock
+
     mp = Path(model_dir) / "model.json"
-    man = json.loads(mp.read_text())
-    man.setdefault("metrics", {})[f"eval:{data}"] = m
-    tmp = mp.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(man, indent=2))
-    os.replace(tmp, mp)
+    with model_lock(model_dir, "eval --save-metrics"):  # read-modify-write: never over another writer's model
+        man = json.loads(mp.read_text())
+        man.setdefault("metrics", {})[f"eval:{data}"] = m
+        tmp = mp.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(man, indent=2))
+        os.replace(tmp, mp)

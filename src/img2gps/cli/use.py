@@ -33,6 +33,7 @@ def expand_photos(args: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     """Arguments -> (photo paths in order, [(argument, problem)]). Folders are walked recursively for photo
     suffixes; a glob is expanded here too (quoted globs, or shells that do not expand them)."""
     from ..photos import PHOTO_SUFFIXES
+    from ..walk import walk_files
 
     photos, problems, seen = [], [], set()
 
@@ -46,9 +47,10 @@ def expand_photos(args: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
         if p.is_dir():
             # a broken link named like a photo is kept, so that it is reported rather than silently lost
             # hidden entries are never photos: macOS '._IMG.jpg' AppleDouble forks, .thumbnails/ folders
-            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in PHOTO_SUFFIXES
-                           and not any(part.startswith(".") for part in f.relative_to(p).parts)
-                           and (f.is_file() or (f.is_symlink() and not f.exists())))
+            files, links = walk_files(p)  # linked album folders are followed; loops and repeats reported
+            problems += [(str(f), why) for f, why in links]
+            found = sorted(str(f) for f in files if f.suffix.lower() in PHOTO_SUFFIXES
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
             if not found:
                 problems.append((a, "folder has no photos (" + ", ".join(sorted(PHOTO_SUFFIXES)) + ")"))
             for f in found:
@@ -139,6 +141,7 @@ def predict(
     tiles: bool = typer.Option(True, "--tiles/--no-tiles", help="Let the HTML map try to load map tiles (network)."),
     max_megapixels: Optional[float] = typer.Option(None, "--max-megapixels", metavar="MP",
                                                    help=f"Refuse photos larger than this [default: {MAX_PIXELS / 1e6:g}]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Let --map replace a file that is not an img2gps map."),
 ):
     """Locate photos: position, error radius, confidence and the gallery photos that support it.
 
@@ -155,6 +158,11 @@ def predict(
         typer.echo(f"skipped {a}: {why}", err=True)
     if not paths:
         raise DataError("no photos to locate")
+    if map_out is not None:
+        from ..outputs import check_file, model_inputs
+
+        check_file(map_out, [Path(p) for p in paths] + model_inputs(model) + ([onnx] if onnx else []), "map-html",
+                   overwrite)
     m = Img2GPS.load(model, runtime=runtime.value, onnx_path=onnx, max_pixels=megapixels_option(max_megapixels))
     records, preds, failed = [], [], len(problems)
     bar = tqdm(paths, desc="locating", unit="photo", disable=True if len(paths) < 2 else None,
@@ -231,6 +239,7 @@ def export(
                                            "than this many MiB (e.g. the leaderboard's upload limit)."),
     check: int = typer.Option(8, "--check-images", min=1, help="Gallery thumbnails to compare PyTorch and ONNX on."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Let --onnx/--out replace a file that is not an ONNX model."),
 ):
     """Export a fitted model: its query-embedding network to ONNX (checked against PyTorch), or the course
     leaderboard's model.py + preprocess.py + model.pt (self-contained: numpy/pandas/torch/Pillow/opencv only)."""
@@ -242,6 +251,12 @@ def export(
         fmt, out = ExportFormat.onnx, onnx
     if fmt is None or out is None:
         raise DataError("give --format onnx|leaderboard and --out PATH (or --onnx PATH)")
+    from ..outputs import check_file, model_inputs, refuse_input
+
+    if fmt == ExportFormat.leaderboard:
+        refuse_input(out, model_inputs(model), folder=True)
+    else:
+        check_file(out, model_inputs(model), "onnx", overwrite)
     if fmt == ExportFormat.leaderboard:
         from ..export.leaderboard import export_leaderboard
 

@@ -21,6 +21,8 @@ from tqdm.auto import tqdm
 from ..errors import DataError, PhotoError
 from ..photos import MAX_PIXELS, PHOTO_SUFFIXES, open_image, read_bytes, read_meta, readable_name
 from . import cleaning as cl
+from ..outputs import disk_problem
+from ..walk import walk_files
 from .outdir import atomic_dir, check_out
 from .labels_csv import LabelsCsvConfig, LabelRow, check_labels, refuse_if_mostly_swapped
 from .report import write_reports
@@ -70,10 +72,14 @@ def _stderr(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
 
 
-def find_photos(src: Path) -> tuple[list[Path], Counter]:
-    """Photo files under src (sorted, so runs are reproducible) and a count of ignored files by suffix."""
+def find_photos(src: Path, log: Callable[[str], None] = _stderr) -> tuple[list[Path], Counter]:
+    """Photo files under src (sorted, so runs are reproducible; linked folders followed, walk.walk_files) and a
+    count of ignored files by suffix. Linked folders not entered (loops, repeats) are logged, one line each."""
     photos, ignored = [], Counter()
-    for p in sorted(src.rglob("*")):
+    files, links = walk_files(src)
+    for p, why in links:
+        log(f"skipped {p.relative_to(src) if p.is_relative_to(src) else p}: {why}")
+    for p in files:
         # A broken symlink or a folder named like a photo is kept here so that it is reported, not silently lost.
         if not p.is_file() and p.suffix.lower() not in PHOTO_SUFFIXES:
             continue
@@ -291,7 +297,7 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
         raise DataError(f"--drop-singletons {cfg.drop_singletons_m}: radius must be >= 0 metres")
     labels = LabelOverride(Path(cfg.labels)) if cfg.labels else None
 
-    photos, ignored = find_photos(src)
+    photos, ignored = find_photos(src, log)
     if not photos:
         raise DataError(f"{src}: no photos found (looked recursively for {', '.join(sorted(PHOTO_SUFFIXES))})")
     rels = [readable_name(p.relative_to(src).as_posix()) for p in photos]
@@ -310,6 +316,8 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
                 skipped.append({"file": rel, "reason": e.problem})
                 log(f"skipped {rel}: {e.problem}")
             except Exception as e:  # one odd file must not stop a batch; it is listed like any bad file
+                if disk_problem(e):  # but a full disk stops it: every later photo would fail the same way
+                    raise
                 skipped.append({"file": rel, "reason": f"unexpected {type(e).__name__}: {e}"})
                 log(f"skipped {rel}: unexpected {type(e).__name__}: {e}")
         if not items:

@@ -12,10 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import DataError
-
-
-def _inside(child: Path, parent: Path) -> bool:
-    return child == parent or parent in child.parents
+from ..outputs import disk_problem, refuse_input, write_failed
 
 
 def check_out(out: Path, protected: list[Path], overwrite: bool, marker: str) -> None:
@@ -24,13 +21,8 @@ def check_out(out: Path, protected: list[Path], overwrite: bool, marker: str) ->
     `marker` is the file our own command writes last (report.json, split_report.json): with --overwrite we
     replace only an empty folder or a previous result of the same command, never an arbitrary folder.
     """
+    refuse_input(out, protected, folder=True)  # the one input rule (outputs.py)
     o = out.expanduser().resolve()
-    for p in protected:
-        q = p.expanduser().resolve()
-        if _inside(o, q):
-            raise DataError(f"{out}: output folder is inside the input {p}; choose a folder outside it")
-        if _inside(q, o):
-            raise DataError(f"{out}: output folder contains the input {p}; choose another folder")
     if o.exists() and not o.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
     if o.is_dir() and any(o.iterdir()):
@@ -43,7 +35,8 @@ def check_out(out: Path, protected: list[Path], overwrite: bool, marker: str) ->
 
 @contextmanager
 def atomic_dir(out: Path) -> Iterator[Path]:
-    """Yield a temp folder beside OUT; on success swap it into place, on any failure delete it."""
+    """Yield a temp folder beside OUT; on success swap it into place, on any failure delete it. A full (or
+    read-only) disk is one DataError naming OUT: the partial result is deleted, OUT stays as it was."""
     out = out.expanduser().absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -62,6 +55,8 @@ def atomic_dir(out: Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, out)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if disk_problem(e):
+            raise write_failed(out, e) from None
         raise

@@ -13,7 +13,7 @@ import pandas as pd
 from ..data.sources import GeoDataset
 from ..errors import ModelError
 from ..features.indexing import IndexingConfig
-from ..modeldir import read_manifest, write_model_dir, write_thumbnails
+from ..modeldir import read_manifest, thumb_name, write_model_dir, write_thumbnails
 from ..photos import ImageInput, open_query
 from ..types import Neighbour, Prediction, Query
 from .spec import config_from_params, config_from_saved, parse_spec, validate
@@ -59,8 +59,8 @@ class BasePredictor:
     # -- appending ---------------------------------------------------------------------------------------
     def add_refusal(self) -> str | None:
         """Why this model cannot take new gallery photos without a re-fit (None when it can)."""
-        return (f"{self.spec}: a {self.name} model cannot be extended in place (index add supports knn and rerank); "
-                "re-fit it with `img2gps fit`")
+        return (f"{self.spec}: a {self.name} model cannot be extended in place (index add, remove and replace "
+                "support knn and rerank); re-fit it with `img2gps fit`")
 
     def add(self, new: GeoDataset) -> None:
         """Append photos to a fitted (or loaded) gallery without recomputing the existing ones, then recalibrate.
@@ -81,6 +81,39 @@ class BasePredictor:
         self._add(new)
 
     def _add(self, new: GeoDataset) -> None:
+        raise NotImplementedError
+
+    def remove(self, names: Sequence[str], recalibrate: bool = True) -> None:
+        """Drop gallery photos by name; the others' features are kept, not recomputed. The calibration is then
+        refreshed on the edited gallery (removing photos changes the spacing and neighbours the radii were measured
+        on), or, with recalibrate=False, left to an add() that follows at once (index replace).
+
+        Raises ModelError for a method that cannot be edited, a name not in the gallery, or a gallery left too
+        small or too uniform to calibrate.
+        """
+        from ..localization.calibration import calibration_problem
+
+        why = self.add_refusal()
+        if why:
+            raise ModelError(why)
+        drop = set(map(str, names))
+        ids = self.gallery["image"].astype(str)
+        unknown = sorted(drop - set(ids))
+        if unknown:
+            raise ModelError(f"{unknown[0]}: not in the model's gallery ({len(unknown)} unknown name(s))")
+        keep = np.flatnonzero(~ids.isin(drop).to_numpy())
+        rest = self.gallery.iloc[keep]
+        problem = calibration_problem(rest["Latitude"].to_numpy(float), rest["Longitude"].to_numpy(float))
+        if recalibrate and problem:
+            raise ModelError(f"{self.spec}: not removed: the radius could not be calibrated on the {len(keep)} "
+                             f"photos left (a gallery of {problem})")
+        self._train = None
+        self.gallery = rest.reset_index(drop=True)
+        self.gallery_fingerprint = GeoDataset(self.gallery, lambda name: b"").fingerprint()
+        self._remove(keep, recalibrate)
+
+    def _remove(self, keep: np.ndarray, recalibrate: bool) -> None:
+        """Keep gallery rows `keep` ((M,) int, ascending) of every array; recalibrate unless told not to."""
         raise NotImplementedError
 
     # -- prediction --------------------------------------------------------------------------------------
@@ -130,8 +163,11 @@ class BasePredictor:
             self.gallery.to_csv(tmp / "gallery.csv", index=False, float_format="%.9f")
             self._save_files(tmp)
             old = getattr(self, "model_dir", None)
-            if thumbnails and old is not None and (Path(old) / "thumbs").is_dir():  # a loaded model, extended
-                shutil.copytree(Path(old) / "thumbs", tmp / "thumbs")
+            if thumbnails and old is not None and (Path(old) / "thumbs").is_dir():  # a loaded model, edited
+                (tmp / "thumbs").mkdir()
+                for name in map(thumb_name, self.gallery["image"].astype(str)):  # removed photos' are left out
+                    if (Path(old) / "thumbs" / name).is_file():
+                        shutil.copy2(Path(old) / "thumbs" / name, tmp / "thumbs" / name)
             if thumbnails and self._train is not None:
                 write_thumbnails(self._train, tmp / "thumbs")
 

@@ -153,6 +153,12 @@ class KNNPredictor(BasePredictor):
         self.state = KNNState.build(index, self.gallery)
         self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
 
+    def _remove(self, keep, recalibrate) -> None:
+        """The kept rows' stored vectors re-indexed (no photo is embedded again); calibration redone (it is cheap)."""
+        old = self.state.index
+        self.state = KNNState.build(CosineIndex(old.vectors[keep], old.kind, old.refine), self.gallery)
+        self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
+
     def fit_report(self):
         return {"index": self.state.index_report}
 

@@ -1,7 +1,8 @@
 """FastAPI app: POST /predict (photo upload -> Prediction JSON), GET /health, /model, /gallery, /gallery/{id}
 thumbnails, the web page at /, and OpenAPI docs at /docs served from installed packages (no CDN).
 
-The model is loaded once, when the app is created; uploads are checked (bytes, pixels, content type) before any
+The model is loaded when the app is created, and again on the next request after another process replaced it on
+disk (server/live.py; /health and /model say when it was loaded and whether it is stale); uploads are checked (bytes, pixels, content type) before any
 decoding work, with 413 / 415 / 422 answers that say what was wrong.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..errors import ImageTooLarge, PhotoError, UnsupportedFormat
 from ..maps import TILES_ATTRIBUTION, TILES_URL, leaflet_dir
 from ..photos import MAX_PIXELS, PHOTO_SUFFIXES
 from ..types import REQUIRED, output_fields, prediction_dict
+from .live import LiveModel
 
 STATIC = Path(__file__).parent / "static"
 # Browsers often send HEIC as octet-stream or nothing; S3-style clients and some SDKs say binary/octet-stream.
@@ -170,21 +172,37 @@ def _docs_assets() -> Path | None:
 def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None = None, tiles: bool = True,
                runtime: str = "torch", onnx_path: str | Path | None = None, model: Img2GPS | None = None,
                warmup: bool = True) -> FastAPI:
-    """Build the app around one loaded model (from `model_dir`, or an already loaded `model`)."""
+    """Build the app around one loaded model (from `model_dir`, or an already loaded `model`). With model_dir,
+    a model replaced on disk by another process is reloaded on the next request (server/live.py)."""
+    def load() -> Img2GPS:
+        m = Img2GPS.load(model_dir, runtime=runtime, onnx_path=onnx_path)
+        if warmup:
+            m.warmup()  # encoder weights load now, not on the first upload
+        return m
+
     if model is None:
         if model_dir is None:
             raise ValueError("create_app needs model_dir or model")
-        model = Img2GPS.load(model_dir, runtime=runtime, onnx_path=onnx_path)
-    if warmup:
-        model.warmup()  # encoder weights load now, not on the first upload
+        model = load()
+    elif warmup:
+        model.warmup()
     limits = limits or UploadLimits()
-    gallery_ids = set(model.gallery["image"].astype(str))
+    ids = {}  # the served model's gallery ids, by model identity (a reload brings a new gallery)
+
+    def gallery_ids(m: Img2GPS) -> set:
+        if ids.get("model") is not m:
+            ids.update(model=m, ids=set(m.gallery["image"].astype(str)))
+        return ids["ids"]
+
+    def on_change(m: Img2GPS) -> None:
+        app.state.model = m
     prediction_out, _ = response_models()
 
     app = FastAPI(title="img2gps", version=__version__, docs_url=None, redoc_url=None,
                   description="Locate a photo within the model's gallery area: position, error radius, confidence "
                               "and the gallery photos that support it.")
-    app.state.model, app.state.limits = model, limits
+    live = LiveModel(model, Path(model_dir) if model_dir is not None else None, load, on_change)
+    app.state.model, app.state.limits, app.state.live = model, limits, live
     app.add_middleware(_EarlySizeLimit, max_bytes=limits.max_bytes)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/vendor/leaflet", StaticFiles(directory=leaflet_dir()), name="leaflet")
@@ -195,7 +213,7 @@ def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None 
     def thumb_url(image_id: str) -> str | None:
         from urllib.parse import quote
 
-        return f"gallery/{quote(image_id, safe='')}" if model.thumbnail_path(image_id) else None
+        return f"gallery/{quote(image_id, safe='')}" if live.current().thumbnail_path(image_id) else None
 
     @app.get("/", include_in_schema=False)
     def index():
@@ -215,29 +233,32 @@ def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None 
 
     @app.get("/health", summary="Liveness and what model is loaded")
     def health():
+        model = live.current()
         return {"status": "ok", "version": __version__, "spec": model.spec, "gallery_size": int(len(model.gallery)),
-                "runtime": model.runtime}
+                "runtime": model.runtime, **live.status()}
 
     @app.get("/model", summary="The loaded model, upload limits and map settings")
     def model_info():
+        model = live.current()
         m = model.manifest
         return {"spec": model.spec, "method": m.get("method"), "created": m.get("created"),
                 "data_fingerprint": m.get("data_fingerprint"), "gallery_size": int(len(model.gallery)),
                 "runtime": model.runtime, "limits": asdict(limits),
                 "accepted_suffixes": sorted(PHOTO_SUFFIXES),
-                "tiles": {"url": TILES_URL, "attribution": TILES_ATTRIBUTION} if tiles else None}
+                "tiles": {"url": TILES_URL, "attribution": TILES_ATTRIBUTION} if tiles else None, **live.status()}
 
     @app.get("/gallery", summary="Every gallery photo: id, position, thumbnail URL")
     def gallery():
         return [{"id": str(r.image), "latitude": float(r.Latitude), "longitude": float(r.Longitude),
                  "thumbnail": thumb_url(str(r.image))}
-                for r in model.gallery[["image", "Latitude", "Longitude"]].itertuples(index=False)]
+                for r in live.current().gallery[["image", "Latitude", "Longitude"]].itertuples(index=False)]
 
     @app.get("/gallery/{image_id:path}", summary="Thumbnail of one gallery photo",
              responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "not a gallery photo"}})
     def gallery_thumb(image_id: str):
         # Only ids that are in the gallery table map to a file, via a hash name: no path from the URL is opened.
-        p = model.thumbnail_path(image_id) if image_id in gallery_ids else None
+        model = live.current()
+        p = model.thumbnail_path(image_id) if image_id in gallery_ids(model) else None
         if p is None:
             raise HTTPException(404, f"no thumbnail for {image_id!r}")
         return FileResponse(p, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
@@ -262,7 +283,7 @@ def create_app(model_dir: str | Path | None = None, limits: UploadLimits | None 
             raise HTTPException(422, f"{name}: empty file (0 bytes)")
         t0 = time.perf_counter()
         try:  # the one opener (photos.open_query, through the api) checks the pixels from the header, then decodes
-            pred = model.predict(data, top_k=top_k, max_pixels=limits.max_pixels)
+            pred = live.current().predict(data, top_k=top_k, max_pixels=limits.max_pixels)
         except PhotoError as e:
             raise HTTPException(_status(e), f"{name}: {e.problem}") from None
         out = prediction_dict(pred, photo=name, thumb_url=thumb_url)

@@ -161,6 +161,18 @@ class RerankPredictor(BasePredictor):
                                      vlad)
             self.state.calibration = calibrate(self.state, c)
 
+    def _remove(self, keep, recalibrate) -> None:
+        """The kept rows of the index vectors, keypoints (read lazily from the old store), VLAD vectors and
+        content keys; the codebook is kept; neighbour lists and score scales redone, then the calibration."""
+        s, c = self.state, self.config
+        with single_threaded():
+            old_index, old_store = s.knn.index, s.store
+            knn = KNNState.build(CosineIndex(old_index.vectors[keep], old_index.kind, old_index.refine), self.gallery)
+            store = KeypointStore(len(keep), lambda i: old_store.get(int(keep[i])), c.cache_mb * 2**20)
+            self.state = build_state(knn, s.encoder, [s.keys[int(i)] for i in keep], store, s.codebook,
+                                     self.gallery, c, s.vlad[keep] if s.vlad is not None else None)
+            self.state.calibration = calibrate(self.state, c) if recalibrate else s.calibration
+
     # -- persistence --------------------------------------------------------------------------------------
     def _save_files(self, d: Path) -> None:
         save_state(self.state, self.config, d)

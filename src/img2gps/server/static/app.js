@@ -16,9 +16,29 @@
     return "server answered " + status;
   }
 
+  var reloads = 0;
+
+  function modelLine(info) {
+    // the server reloads a model another process replaced; when it could not, it says the one serving is stale
+    $("model").textContent = info.spec + " · " + info.gallery_size + " gallery photos · " + info.runtime +
+      (info.stale ? " · stale: " + info.stale : "");
+  }
+
+  function refreshModel() {  // after each answer: the gallery may have been edited (index add/remove) meanwhile
+    fetch("model").then(function (r) { return r.json(); }).then(function (info) {
+      modelLine(info);
+      if (info.reloads === reloads) return null;
+      reloads = info.reloads;
+      return fetch("gallery").then(function (r) { return r.json(); }).then(function (gallery) {
+        view.setGallery(gallery.map(function (g) { return {id: g.id, lat: g.latitude, lon: g.longitude}; }));
+      });
+    }).catch(function () {});
+  }
+
   function start() {
     fetch("model").then(function (r) { return r.json(); }).then(function (info) {
-      $("model").textContent = info.spec + " · " + info.gallery_size + " gallery photos · " + info.runtime;
+      modelLine(info);
+      reloads = info.reloads || 0;
       view = M.create($("map"), {tilesUrl: info.tiles ? info.tiles.url : null,
         tilesAttribution: info.tiles ? info.tiles.attribution : "", noticeEl: $("notice")});
       return fetch("gallery").then(function (r) { return r.json(); });
@@ -53,7 +73,7 @@
         if (!r.ok) throw new Error(detail(body, r.status));
         return body;
       });
-    }).then(render).catch(function (e) { setState("error", "Error: " + e.message); });
+    }).then(function (p) { render(p); refreshModel(); }).catch(function (e) { setState("error", "Error: " + e.message); });
   }
 
   function render(p) {
