@@ -7,6 +7,7 @@ pixels and the focal length only, never the file: they cannot read the query's o
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -37,7 +38,7 @@ class Prediction:
     confidence: float
     recognised: bool
     method: str
-    neighbours: list[Neighbour] = field(default_factory=list)  # best first, in the method's own ranking
+    neighbours: list[Neighbour] = field(default_factory=list)  # best first: by the score shown (see __post_init__)
     photo_exif_position: tuple[float, float] | None = None  # display only; never an input to any method
     heading_deg: float | None = None  # compass bearing of the camera's optical axis: 0 = north, clockwise
     heading_radius_deg: float | None = None  # calibrated (~80%) half-width of the heading's error; None = unknown
@@ -46,6 +47,12 @@ class Prediction:
     # image's border was cut away (verification/queryprep.find_photo); None = the whole image.
     query_region: tuple[int, int, int, int] | None = None
     query_view: str | None = None  # the view that verified when the image as given did not, e.g. "upsampled"
+
+    def __post_init__(self):
+        # Supporting photos are numbered best first wherever they are shown, so "best" must mean the score shown
+        # beside them: a method may shortlist by another score (rerank's fallback ranks by global + VLAD
+        # similarity but shows the cosine similarity). A stable sort keeps the method's order among equal scores.
+        self.neighbours = sorted(self.neighbours, key=lambda n: -n.score if math.isfinite(n.score) else math.inf)
 
     def to_dict(self) -> dict[str, Any]:
         """The one JSON-able form (CLI json/csv/text, HTTP API, page); neighbours best first, as the method ranked them.

@@ -103,7 +103,7 @@ def _text(rec: dict) -> str:
         lines.append(f"  photo EXIF  {la:.6f}, {lo:.6f}   {rec['exif_distance_m']:.0f} m from the prediction")
     elif rec.get("exif_problem"):
         lines.append(f"  photo EXIF  no position ({rec['exif_problem']})")
-    neighbours = rec["neighbours"]  # best first, as the method ranked them
+    neighbours = rec["neighbours"]  # best first by the score shown (types.Prediction)
     if neighbours:
         verified = rec["score_kind"] == "inliers"
         lines.append("  supporting gallery photos (" + ("inliers of the verified match" if verified
