@@ -1,62 +1,22 @@
 """The web page for real: uvicorn on 127.0.0.1, headless Debian chromium via selenium, upload a penn91 photo that
 was held out of the model's gallery, and check that the result, the map and the supporting photos appear.
 
-Skips when chromium/chromedriver/selenium or the penn91 data are missing, except that CI=true turns a missing browser
-into a failure. IMG2GPS_SCREENSHOT=PATH copies the page's screenshot there (docs/web-page.png is made that way);
-IMG2GPS_BROWSER_GALLERY=all uses every other penn91 photo as the gallery instead of a 15-photo slice.
+Runs at desktop (1280x1000) and phone (390x844) size and checks the layout as the user sees it. Skips when
+chromium/chromedriver/selenium or the penn91 data are missing, except that CI=true turns a missing browser into a
+failure. IMG2GPS_SCREENSHOT=DIR fits the default method on every other penn91 photo instead of knn on a 15-photo
+slice and copies the screenshots to DIR/web-page.png and DIR/web-page-phone.png (docs/ is made that way).
 """
 from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from _browser import SIZES, ServerThread, chromium, inside, rect, rects, topmost_class
 from _use_helpers import SHARED_DATA, penn91_slice
-
-CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1280,1000"]
-
-
-def _need(ok, why: str) -> None:
-    if not ok:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{why} (required in CI: apt-get install -y chromium chromium-driver; pip install selenium)")
-        pytest.skip(why)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerThread:
-    """uvicorn in a background thread, stopped via should_exit (no process to leak)."""
-
-    def __init__(self, app):
-        import uvicorn
-
-        self.port = _free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started:
-            if time.time() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}/"
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -65,95 +25,103 @@ def penn_model(tmp_path_factory):
     if picked is None:
         pytest.skip(f"penn91 data not found under {SHARED_DATA}")
     gallery, held_out, full = picked
-    if os.environ.get("IMG2GPS_BROWSER_GALLERY") == "all":
-        gallery = full.exclude_ids(held_out)
+    spec = "knn"
+    if os.environ.get("IMG2GPS_SCREENSHOT"):  # the README's pictures show the default model on all other photos
+        from img2gps.predictors.registry import DEFAULT_METHOD
+
+        gallery, spec = full.exclude_ids(held_out), DEFAULT_METHOD
     from img2gps.predictors import make_predictor
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IMG2GPS_CACHE", str(tmp_path_factory.getbasetemp() / "img2gps-cache"))
-        p = make_predictor("knn")
+        p = make_predictor(spec)
         p.fit(gallery)
         out = tmp_path_factory.mktemp("penn") / "model"
         p.save(out)
         row = full.table.set_index("image").loc[held_out[0]]
-        yield out, SHARED_DATA / "penn91" / "images" / held_out[0], (row.Latitude, row.Longitude), len(gallery)
+        yield (out, SHARED_DATA / "penn91" / "images" / held_out[0], (row.Latitude, row.Longitude), len(gallery),
+               spec)
 
 
 @pytest.mark.slow
-def test_upload_a_held_out_photo_in_headless_chromium(penn_model, tmp_path):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_bin = shutil.which("chromedriver")
-    _need(chromium and driver_bin, "chromium / chromedriver not installed (apt-get install -y chromium "
-                                   "chromium-driver, as .ci/run does)")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support.ui import WebDriverWait
-    except ImportError:
-        _need(False, "selenium not installed")
+@pytest.mark.parametrize("size", list(SIZES))
+def test_upload_a_held_out_photo_in_headless_chromium(penn_model, tmp_path, size):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
     from img2gps.geo import haversine_m
     from img2gps.server import create_app
 
-    model_dir, photo, truth, n_gallery = penn_model
+    model_dir, photo, truth, n_gallery, spec = penn_model
     assert photo.name not in set(__import__("pandas").read_csv(model_dir / "gallery.csv")["image"])
-    os.environ.setdefault("SE_OFFLINE", "true")  # selenium must not try to download a driver
-    opts = Options()
-    opts.binary_location = chromium
-    for f in CHROME_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}"]:
-        opts.add_argument(f)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    width, height = SIZES[size]
 
-    with ServerThread(create_app(model_dir)) as url:
-        driver = webdriver.Chrome(service=Service(driver_bin), options=opts)
-        try:
-            driver.get(url)
-            body = driver.find_element(By.TAG_NAME, "body")
-            WebDriverWait(driver, 60).until(lambda d: body.get_attribute("data-ready") == "1")
-            assert len(driver.find_elements(By.CSS_SELECTOR, "path.img2gps-gallery")) == n_gallery
+    with ServerThread(create_app(model_dir)) as url, chromium(tmp_path / "profile", size) as driver:
+        driver.get(url)
+        body = driver.find_element(By.TAG_NAME, "body")
+        WebDriverWait(driver, 60).until(lambda d: body.get_attribute("data-ready") == "1")
+        assert driver.execute_script("return [innerWidth, innerHeight]") == [width, height]
+        assert len(driver.find_elements(By.CSS_SELECTOR, "path.img2gps-gallery")) == n_gallery
 
-            driver.find_element(By.ID, "file").send_keys(str(photo.resolve()))
-            WebDriverWait(driver, 120).until(lambda d: body.get_attribute("data-state") in ("done", "error"))
-            status = driver.find_element(By.ID, "status").text
-            assert body.get_attribute("data-state") == "done", status
+        driver.find_element(By.ID, "file").send_keys(str(photo.resolve()))
+        WebDriverWait(driver, 120).until(lambda d: body.get_attribute("data-state") in ("done", "error"))
+        status = driver.find_element(By.ID, "status").text
+        assert body.get_attribute("data-state") == "done", status
 
-            lat, lon = (float(x) for x in driver.find_element(By.ID, "r-pos").text.split(","))
-            # the page shows exactly the model's answer for this photo (6 decimals) ...
-            from img2gps.api import Img2GPS
+        lat, lon = (float(x) for x in driver.find_element(By.ID, "r-pos").text.split(","))
+        # the page shows exactly the model's answer for this photo (6 decimals) ...
+        from img2gps.api import Img2GPS
 
-            expected = Img2GPS.load(model_dir).predict(photo)
-            assert abs(lat - expected.latitude) < 1e-6 and abs(lon - expected.longitude) < 1e-6
-            # ... and that answer is right: knn on this 15-photo slice was measured 11.5 m off with a 19.7 m radius
+        expected = Img2GPS.load(model_dir).predict(photo)
+        assert abs(lat - expected.latitude) < 1e-6 and abs(lon - expected.longitude) < 1e-6
+        error_m = float(haversine_m(lat, lon, *truth))
+        if spec == "knn":  # ... and right: knn on this 15-photo slice was measured 11.5 m off, 19.7 m radius
             # (the gallery centre is 15 m off; nearest gallery photo 3.6 m); a wrong or shifted answer breaks this
-            error_m = float(haversine_m(lat, lon, *truth))
             assert error_m < 30 and error_m <= expected.radius_m, (error_m, expected.radius_m)
-            assert f"{expected.radius_m:.0f}" in driver.find_element(By.ID, "r-radius").text
-            assert "from the prediction" in driver.find_element(By.ID, "r-exif").text  # penn91 keeps EXIF GPS
-            assert len(driver.find_elements(By.CSS_SELECTOR, "path.img2gps-radius")) == 1
-            assert len(driver.find_elements(By.CSS_SELECTOR, "path.img2gps-prediction")) == 1
-            assert len(driver.find_elements(By.CSS_SELECTOR, "path.img2gps-neighbour")) >= 1
-            assert len(driver.find_elements(By.CSS_SELECTOR, "path.img2gps-exif")) == 1
-            assert len(driver.find_elements(By.CSS_SELECTOR, "#neighbours li")) == 5
-            WebDriverWait(driver, 30).until(lambda d: d.execute_script(
-                "return Array.from(document.querySelectorAll('#neighbours img'))"
-                ".every(i => i.complete && i.naturalWidth > 0)"))
-            # tiles either loaded or the page said they are unavailable and drew the plain grid
-            notice = driver.find_element(By.ID, "notice")
-            WebDriverWait(driver, 15).until(lambda d: notice.get_attribute("data-tiles") in ("loaded", "unavailable"))
-            tiles = notice.get_attribute("data-tiles")
-            if tiles == "unavailable":
-                assert "unavailable" in notice.text and "grid lines every" in notice.text
-            time.sleep(0.5)  # let the map finish its fit animation before the screenshot
-            shot = tmp_path / "web-page.png"
-            driver.save_screenshot(str(shot))
-            assert shot.stat().st_size > 10_000
-            if os.environ.get("IMG2GPS_SCREENSHOT"):
-                shutil.copy(shot, os.environ["IMG2GPS_SCREENSHOT"])
-            logs = driver.get_log("browser")
-        finally:
-            driver.quit()
+        assert f"{expected.radius_m:.0f}" in driver.find_element(By.ID, "r-radius").text
+        assert "from the prediction" in driver.find_element(By.ID, "r-exif").text  # penn91 keeps EXIF GPS
+        assert len(driver.find_elements(By.CSS_SELECTOR, "path.img2gps-radius")) == 1
+        assert len(driver.find_elements(By.CSS_SELECTOR, "path.img2gps-prediction")) == 1
+        assert len(driver.find_elements(By.CSS_SELECTOR, "path.img2gps-neighbour")) >= 1
+        assert len(driver.find_elements(By.CSS_SELECTOR, "path.img2gps-exif")) == 1
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#neighbours li")) == 5
+        WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+            "return Array.from(document.querySelectorAll('#neighbours img'))"
+            ".every(i => i.complete && i.naturalWidth > 0)"))
+        # tiles either loaded or the page said they are unavailable and drew the plain grid
+        notice = driver.find_element(By.ID, "notice")
+        WebDriverWait(driver, 15).until(lambda d: notice.get_attribute("data-tiles") in ("loaded", "unavailable"))
+        tiles = notice.get_attribute("data-tiles")
+        if tiles == "unavailable":
+            assert "unavailable" in notice.text and "grid lines every" in notice.text
+        time.sleep(0.5)  # let the map finish its fit animation before measuring and the screenshot
+
+        if os.environ.get("I30C_DEBUG_SHOTS"):
+            driver.save_screenshot(f"/tmp/i30c-{size}.png")
+        # The layout as the user sees it (issue 30: on a phone the panel kept its 380 px, the map was 10 px wide)
+        m, panel, thumb = rect(driver, "#map"), rect(driver, "#panel"), rect(driver, "#neighbours img")
+        if size == "phone":  # map first, full width; the panel below it, full width
+            assert m["left"] <= 1 and m["width"] >= width - 2 and m["height"] >= 0.4 * height, m
+            assert panel["width"] >= width - 2 and panel["top"] >= m["bottom"] - 1, (panel, m)
+            assert driver.execute_script("return document.documentElement.scrollWidth") <= width  # no sideways
+        else:  # panel beside a wide map, and the supporting photos visible without scrolling
+            assert panel["right"] <= m["left"] + 1 and m["width"] >= 0.6 * width, (panel, m)
+            assert thumb["bottom"] <= min(height, panel["bottom"]) and thumb["height"] >= 60, (thumb, panel)
+            cx, cy = (thumb["left"] + thumb["right"]) / 2, (thumb["top"] + thumb["bottom"]) / 2
+            assert topmost_class(driver, cx, cy) == "IMG"  # not covered by anything
+        # every drawn marker of the answer lies on the visible map
+        for sel in ("path.img2gps-prediction", "path.img2gps-exif", "path.img2gps-neighbour"):
+            for r in rects(driver, sel):
+                assert inside(r, m), (sel, r, m)
+
+        shot = tmp_path / "web-page.png"
+        driver.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
+        if os.environ.get("IMG2GPS_SCREENSHOT"):
+            name = "web-page.png" if size == "desktop" else "web-page-phone.png"
+            shutil.copy(shot, Path(os.environ["IMG2GPS_SCREENSHOT"]) / name)
+        logs = driver.get_log("browser")
     # No script errors; failed tile requests (no network) are expected and allowed.
     severe = [e["message"] for e in logs if e["level"] == "SEVERE" and "tile.openstreetmap.org" not in e["message"]]
     assert not severe, severe
-    print(f"browser test: {photo.name} located {error_m:.0f} m from its label; tiles {tiles}")
+    print(f"browser test ({size}): {photo.name} located {error_m:.0f} m from its label; tiles {tiles}")

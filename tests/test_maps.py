@@ -62,3 +62,21 @@ def test_mismatched_inputs_are_refused():
     bad.radius_m = float("nan")
     with pytest.raises(DataError, match="radius_m"):
         map_data([bad])
+
+
+def test_demo_png_titles_keep_whole_long_names():
+    """The demo PNG cut the start of long names ('...Image2GPS__IMG_7178.jpg' lost whose photo it was)."""
+    import numpy as np
+
+    from img2gps.plots import photo_panels_figure
+
+    names = ["CeciliaChen98__Image2GPS__IMG_7178.jpg",
+             "LarrySimingDeng__IMG2GPS-Demo__penn-levine-hall-walnut-street.jpg"]
+    lat, lon = np.array([39.9515, 39.9520]), np.array([-75.1915, -75.1910])
+    fig = photo_panels_figure(lat, lon, lat + 1e-4, lon, [30.0, 40.0], names, "demo", lat, lon)
+    fig.canvas.draw()
+    for k, (ax, name) in enumerate(zip(fig.axes, names), 1):
+        title = ax.get_title()
+        assert title.split("\nerror")[0].replace("\n", "") == f"{k}. {name}", title
+        box = ax.title.get_window_extent()  # the wrapped title is no wider than its panel, so never clipped
+        assert box.width <= ax.get_window_extent().width * 1.15, (box.width, ax.get_window_extent().width, name)

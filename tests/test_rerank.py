@@ -91,6 +91,17 @@ def test_rerank_exposes_its_query_encoder_and_retrieval_order(fitted):
     assert_same_prediction(pred, p.predict([ds.read(held[0])], top_k=3)[0], abs_tol=0.0)  # same answer either way
 
 
+def test_fallback_supporting_photos_are_ordered_by_the_score_they_show(fitted):
+    """An unverified answer shortlists by global + VLAD similarity but shows the cosine similarity: on these
+    unknown scenes the shown scores read e.g. 0.874, 0.904, 0.892 under #1, #2, #3 before the fix."""
+    ds, held, p = fitted
+    preds = p.predict([pil(textured(seed)) for seed in (995, 996, 997)], top_k=5)
+    for q in preds:
+        assert q.source == "fallback" and len(q.neighbours) == 5
+        shown = [round(n.score, 3) for n in q.neighbours]
+        assert shown == sorted(shown, reverse=True), shown
+
+
 def test_queries_are_decoded_at_full_size(fitted):
     """SIFT must see the query at the gallery's resolution: a 640 px default decode lost most verifications."""
     assert fitted[2].query_max_side is None

@@ -1,6 +1,8 @@
 """Figures: predictions vs truth with error lines (paper Fig. 4), error CDF, loss curves. Headless (Agg)."""
 from __future__ import annotations
 
+import textwrap
+
 from pathlib import Path
 
 import matplotlib
@@ -92,7 +94,9 @@ def photo_panels_figure(true_lat, true_lon, pred_lat, pred_lon, radius_m, labels
         ax.scatter([t[k, 0]], [t[k, 1]], s=40, facecolors="none", edgecolors="#2ca02c", linewidths=1.5, zorder=3)
         ax.scatter([p[k, 0]], [p[k, 1]], s=30, c="#d62728", marker="x", zorder=4)
         err = float(np.linalg.norm(t[k] - p[k]))
-        ax.set_title(f"{k + 1}. {str(labels[k])[-22:]}\nerror {err:.0f} m, radius {r[k]:.0f} m"
+        # the whole name, wrapped (a cut name lost its start, e.g. whose photo it is)
+        name = "\n".join(textwrap.wrap(f"{k + 1}. {labels[k]}", 30, break_on_hyphens=False)) or f"{k + 1}."
+        ax.set_title(f"{name}\nerror {err:.0f} m, radius {r[k]:.0f} m"
                      + ("" if err <= r[k] else " (outside)"), fontsize=7)
         ax.set_xlim(lo[0] - pad, hi[0] + pad)
         ax.set_ylim(lo[1] - pad, hi[1] + pad)

@@ -7,6 +7,7 @@ pixels and the focal length only, never the file: they cannot read the query's o
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, get_args, get_type_hints
 
@@ -40,7 +41,7 @@ class Prediction:
     confidence: float = _doc("0..1, higher = a smaller radius")
     recognised: bool = _doc("true only when verified geometry places the photo at a gallery camera's spot")
     method: str = _doc("the model's method spec")
-    # best first, in the method's own ranking
+    # best first by the score shown (__post_init__)
     neighbours: list[Neighbour] = _doc("the gallery photos supporting the answer, best first",
                                        default_factory=list)
     photo_exif_position: tuple[float, float] | None = _doc(
@@ -59,6 +60,12 @@ class Prediction:
     query_view: str | None = _doc("the view of the photo that verified when the image as given did not "
                                   "(upsampled, clahe, turned 90 clockwise/anticlockwise); null = as given",
                                   default=None)
+
+    def __post_init__(self):
+        # Supporting photos are numbered best first wherever they are shown, so "best" must mean the score shown
+        # beside them: a method may shortlist by another score (rerank's fallback ranks by global + VLAD
+        # similarity but shows the cosine similarity). A stable sort keeps the method's order among equal scores.
+        self.neighbours = sorted(self.neighbours, key=lambda n: -n.score if math.isfinite(n.score) else math.inf)
 
     def to_dict(self) -> dict[str, Any]:
         """The one JSON-able form (CLI json/csv/text, HTTP API, page); neighbours best first, as the method ranked them.

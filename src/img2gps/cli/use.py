@@ -22,6 +22,8 @@ class Format(str, Enum):
     text = "text"
     json = "json"
     csv = "csv"
+    geojson = "geojson"
+    kml = "kml"
 
 
 class Runtime(str, Enum):
@@ -98,7 +100,7 @@ def _text(rec: dict) -> str:
         lines.append(f"  photo EXIF  {la:.6f}, {lo:.6f}   {rec['exif_distance_m']:.0f} m from the prediction")
     elif rec.get("exif_problem"):
         lines.append(f"  photo EXIF  no position ({rec['exif_problem']})")
-    neighbours = rec["neighbours"]  # best first, as the method ranked them
+    neighbours = rec["neighbours"]  # best first by the score shown (types.Prediction)
     if neighbours:
         verified = rec["score_kind"] == SCORE_INLIERS
         lines.append("  supporting gallery photos (" + ("inliers of the verified match" if verified
@@ -133,8 +135,16 @@ def predict(
     photos: List[str] = typer.Argument(..., metavar="PHOTO", help="Photos, folders (searched recursively) or glob patterns."),
     model: Path = typer.Option(..., "--model", "-m", metavar="MODEL_DIR", help="Model directory written by `img2gps fit`."),
     top_k: int = typer.Option(5, "--top-k", min=1, help="Supporting gallery photos to list per photo."),
-    fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output on stdout: text, json or csv."),
+    fmt: Format = typer.Option(Format.text, "--format", "-f", help="Output on stdout: text, json, csv, geojson "
+                               "(GIS tools) or kml (Google Earth)."),
     map_out: Optional[Path] = typer.Option(None, "--map", help="Also write an offline HTML map of the predictions."),
+    geojson_out: Optional[Path] = typer.Option(None, "--geojson", metavar="FILE", help="Also write the predictions "
+                                               "as GeoJSON (one point per photo, for GIS tools)."),
+    kml_out: Optional[Path] = typer.Option(None, "--kml", metavar="FILE", help="Also write the predictions as KML "
+                                           "(point and error circle per photo, for Google Earth)."),
+    exif_out: Optional[Path] = typer.Option(None, "--write-exif", metavar="OUT", help="Write a copy of each JPEG "
+                                            "with the found position in its EXIF GPS tags (the original is never "
+                                            "changed): OUT is the copy's file for one photo, a folder for several."),
     runtime: Runtime = typer.Option(Runtime.torch, "--runtime", help="Run the query encoder with torch or onnx."),
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="ONNX file for --runtime onnx (default: "
                                         "MODEL/encoder.onnx, else an export cached once in the user cache dir)."),
@@ -149,6 +159,7 @@ def predict(
     """
     from tqdm.auto import tqdm
 
+    from .. import geofiles
     from ..api import Img2GPS
 
     paths, problems = expand_photos(photos)
@@ -164,7 +175,7 @@ def predict(
         check_file(map_out, [Path(p) for p in paths] + model_inputs(model) + ([onnx] if onnx else []), "map-html",
                    overwrite)
     m = Img2GPS.load(model, runtime=runtime.value, onnx_path=onnx, max_pixels=megapixels_option(max_megapixels))
-    records, preds, failed = [], [], len(problems)
+    records, preds, located, failed = [], [], [], len(problems)
     bar = tqdm(paths, desc="locating", unit="photo", disable=True if len(paths) < 2 else None,
                 file=sys.stderr, leave=False)  # None: a bar only on a terminal, never in redirected output
     for p in bar:
@@ -177,6 +188,7 @@ def predict(
             bar.write(f"skipped {e}", file=sys.stderr)
             continue
         preds.append(pred)
+        located.append(p)
         records.append(_record(p, pred, meta))
         if fmt is Format.text:
             bar.write(_text(records[-1]), file=sys.stdout)
@@ -185,6 +197,15 @@ def predict(
         typer.echo(json.dumps(records, indent=2))
     elif fmt is Format.csv:
         typer.echo(_csv(records, top_k), nl=False)
+    elif fmt is Format.geojson:
+        typer.echo(geofiles.geojson_text(records), nl=False)
+    elif fmt is Format.kml:
+        typer.echo(geofiles.kml_text(records), nl=False)
+    for path, text in ((geojson_out, geofiles.geojson_text), (kml_out, geofiles.kml_text)):
+        if path is not None and records:
+            typer.echo(f"wrote {geofiles.write_atomic(path, text(records))}", err=True)
+    if exif_out is not None:
+        failed += _write_exif_copies([(p, r) for p, r in zip(located, records)], exif_out, len(paths) > 1)
     if map_out is not None and preds:
         from ..maps import write_map_html
 
@@ -196,6 +217,28 @@ def predict(
     if failed:
         typer.echo(f"{failed} of {len(paths) + len(problems)} input(s) skipped", err=True)
         raise typer.Exit(1)
+
+
+def _write_exif_copies(done: list[tuple[str, dict]], out: Path, many: bool) -> int:
+    """--write-exif: each located photo's copy with its answer in EXIF (geofiles.write_exif_copy); OUT is the
+    file for one photo, a folder (copies keep the photos' names) for several. A photo whose copy cannot be
+    made is reported on one line and counted; returns how many failed."""
+    from ..geofiles import write_exif_copy
+
+    failed, used = 0, set()
+    for photo, rec in done:
+        target = out / Path(photo).name if many or out.is_dir() else out
+        try:
+            if target in used:
+                raise DataError(f"{target}: two photos share this name; give each batch its own --write-exif folder")
+            used.add(target)
+            typer.echo(f"wrote {write_exif_copy(photo, rec, target)}", err=True)
+        except (PhotoError, DataError) as e:
+            if not many:
+                raise
+            failed += 1
+            typer.echo(f"skipped {e}", err=True)
+    return failed
 
 
 @app.command()

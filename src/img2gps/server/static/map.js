@@ -75,6 +75,16 @@
     return [a[0] + m * Math.cos(r) / mLat, a[1] + m * Math.sin(r) / mLon];
   }
 
+  /* A small round marker with a number in it (answers and truths on a map of many photos): readable without
+     hovering, drawn above the circles. kind: "prediction" | "truth" | "exif" (class img2gps-num-KIND). */
+  function numbered(at, n, kind, colour) {
+    return L.marker(at, {keyboard: false, riseOnHover: true, icon: L.divIcon({
+      className: "img2gps-num img2gps-num-" + kind, iconSize: [18, 18], iconAnchor: [9, 9],
+      html: "<div style='width:18px;height:18px;border-radius:50%;background:" + colour + ";color:#fff;" +
+            "border:1.5px solid #fff;box-sizing:border-box;font:bold 10px/15px sans-serif;text-align:center;" +
+            "box-shadow:0 0 2px rgba(0,0,0,.6)'>" + n + "</div>"})});
+  }
+
   function niceStep(extent) { // grid spacing giving roughly 4-10 lines across the area
     var steps = [5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000, 20000, 50000];
     for (var i = 0; i < steps.length; i++) if (extent / steps[i] <= 8) return steps[i];
@@ -191,10 +201,12 @@
           "<br>" + esc(p.answer || "") + "<br>radius " + fmtM(p.radius_m) +
           (p.radius_note ? " (" + esc(p.radius_note) + ")" : "") + ", confidence " + p.confidence.toFixed(2) +
           "<br>" + esc(p.method);
-        var circle = L.circle(at, {radius: p.radius_m, color: COLORS.pred, weight: 1.5, fillOpacity: many ? 0.04 : 0.12,
-          className: "img2gps-radius"});
+        // many circles on one map stay faint, so the numbered markers read through them
+        var cs = many ? {weight: 1, opacity: 0.35, fillOpacity: 0.03} : {weight: 1.5, opacity: 1, fillOpacity: 0.12};
+        var circle = L.circle(at, {radius: p.radius_m, color: COLORS.pred, weight: cs.weight, opacity: cs.opacity,
+          fillOpacity: cs.fillOpacity, className: "img2gps-radius"});
         view.results.addLayer(circle);
-        layers.push([circle, {weight: 1.5, opacity: 1, fillOpacity: many ? 0.04 : 0.12}]);
+        layers.push([circle, cs]);
         if (p.heading_deg !== null && p.heading_deg !== undefined) {
           var len = Math.max(25, Math.min(80, p.radius_m));
           view.results.addLayer(L.polygon(viewCone(at, p.heading_deg, p.heading_radius_deg, len), {
@@ -203,22 +215,11 @@
             (p.heading_radius_deg ? " (\u00b1" + Math.round(p.heading_radius_deg) + "\u00b0)" : "")));
           info += "<br>heading " + Math.round(p.heading_deg) + "\u00b0";
         }
-        var mk = L.circleMarker(at, {radius: 7, color: "#fff", weight: 2, fillColor: COLORS.pred, fillOpacity: 1,
-          className: "img2gps-prediction"}).bindPopup(info);
+        var mk = many ? numbered(at, i + 1, "prediction", COLORS.pred)
+          : L.circleMarker(at, {radius: 9, color: "#fff", weight: 2, fillColor: COLORS.pred, fillOpacity: 1,
+                                className: "img2gps-prediction"});
+        mk.bindPopup(info);
         if (it.label) mk.bindTooltip(esc(it.label));
-        if (showNeighbours) {
-          (p.neighbours || []).forEach(function (n, k) {
-            var np = ll(n.latitude, n.longitude);
-            view.results.addLayer(L.polyline([at, np], {color: COLORS.neighbour, weight: 1, opacity: 0.7,
-              dashArray: "3 4", interactive: false}));
-            var nm = L.circleMarker(np, {radius: 6, color: "#fff", weight: 1.5, fillColor: COLORS.neighbour,
-              fillOpacity: 0.95, className: "img2gps-neighbour"});
-            nm.bindTooltip("#" + (k + 1) + " " + esc(n.image_id) + " (" + scoreLabel(n, p.score_kind) + ")");
-            view.results.addLayer(nm);
-            view.neighbourMarkers[n.image_id] = nm;
-            bounds.push(np);
-          });
-        }
         var others = [["truth", it.truth, COLORS.truth, "true position"],
                       ["exif", p.photo_exif_position, COLORS.exif, "photo's own EXIF position"]];
         others.forEach(function (o) {
@@ -237,21 +238,40 @@
               className: "img2gps-exif-far", iconSize: [18, 18], iconAnchor: [9, 9],
               html: "<div style='transform: rotate(" + (deg - 90).toFixed(0) + "deg); color:" + o[2] +
                     "; font: bold 16px sans-serif; line-height: 18px; text-align: center'>&#10148;</div>"})});
-            arrow.bindTooltip(label + o[3] + ": " + fmtM(d) + " " + compass(deg) + " of the prediction, off this map",
-              {permanent: true, direction: "top", className: "img2gps-exif-far-label"});
+            // the label wraps and opens toward the map's centre ("auto"), and the arrow is kept in view, so
+            // neither is cut at the map's edge
+            arrow.bindTooltip("<div style='white-space:normal;width:max-content;max-width:170px'>" + label + o[3] +
+              ": " + fmtM(d) + " " + compass(deg) + " of the prediction, off this map</div>",
+              {permanent: true, direction: "auto", className: "img2gps-exif-far-label"});
             view.results.addLayer(arrow);
+            bounds.push(towards(at, deg, ext));
             return;
           }
-          var om = L.circleMarker(o[1], {radius: 6, color: "#fff", weight: 2, fillColor: o[2],
-            fillOpacity: 1, className: "img2gps-" + o[0]}).bindTooltip(label + o[3] + ": " + fmtM(d) + " from the prediction");
-          if (many) om.bindTooltip(String(i + 1), {permanent: true, direction: "right", className: "img2gps-num"});
+          // on a map of many photos, numbered like its answer, so that the pair reads without hovering
+          var om = many ? numbered(o[1], i + 1, o[0], o[2])
+            : L.circleMarker(o[1], {radius: 6, color: "#fff", weight: 2, fillColor: o[2], fillOpacity: 1,
+                                    className: "img2gps-" + o[0]});
+          om.bindTooltip(label + o[3] + ": " + fmtM(d) + " from the prediction");
           view.results.addLayer(om);
-          layers.push([om, {opacity: 1, fillOpacity: 1}]);
+          layers.push([om, many ? {opacity: 1} : {opacity: 1, fillOpacity: 1}]);
           bounds.push(o[1]);
         });
-        if (many) mk.bindTooltip(String(i + 1), {permanent: true, direction: "left", className: "img2gps-num"});
         view.results.addLayer(mk);
-        layers.push([mk, {opacity: 1, fillOpacity: 1}]);
+        layers.push([mk, many ? {opacity: 1} : {opacity: 1, fillOpacity: 1}]);
+        // supporting photos go above the answer's marker: one 0 m from the answer shows inside its red ring
+        if (showNeighbours) {
+          (p.neighbours || []).forEach(function (n, k) {
+            var np = ll(n.latitude, n.longitude);
+            view.results.addLayer(L.polyline([at, np], {color: COLORS.neighbour, weight: 1, opacity: 0.7,
+              dashArray: "3 4", interactive: false}));
+            var nm = L.circleMarker(np, {radius: 6, color: "#fff", weight: 1.5, fillColor: COLORS.neighbour,
+              fillOpacity: 0.95, className: "img2gps-neighbour"});
+            nm.bindTooltip("#" + (k + 1) + " " + esc(n.image_id) + " (" + scoreLabel(n, p.score_kind) + ")");
+            view.results.addLayer(nm);
+            view.neighbourMarkers[n.image_id] = nm;
+            bounds.push(np);
+          });
+        }
         mk.on("mouseover", function () { view.focus(i); });
         mk.on("mouseout", function () { view.focus(null); });
         view.items.push(layers);
@@ -277,6 +297,7 @@
           Object.keys(l[1]).forEach(function (k) { st[k] = dim ? l[1][k] * 0.15 : l[1][k]; });
           if (!dim && i !== null && i !== undefined && "weight" in l[1]) st.weight = l[1].weight * 2;
           if (l[0].setStyle) l[0].setStyle(st);
+          else if (l[0].setOpacity) l[0].setOpacity(st.opacity);
           if (!dim && i !== null && i !== undefined && l[0].bringToFront) l[0].bringToFront();
         });
       });

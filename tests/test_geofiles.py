@@ -1,0 +1,162 @@
+"""Outputs people ask for (issue 30): the found position written into a COPY of the photo's EXIF (never the
+original), and predictions as GeoJSON (GIS tools) and KML (Google Earth), all from types.prediction_dict and
+written atomically. Each test failed on 559cef9 (no such options)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import xml.etree.ElementTree as ET
+
+import pytest
+from PIL import Image
+
+from _use_helpers import jpeg_bytes, model_env, place_image, place_latlon
+from img2gps.cli import main
+from img2gps.photos import read_meta
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    yield from model_env(tmp_path_factory)
+
+
+@pytest.fixture()
+def photos(tmp_path):
+    d = tmp_path / "queries"
+    d.mkdir()
+    (d / "a_place1.jpg").write_bytes(jpeg_bytes(place_image(1, seed=501)))  # no EXIF at all
+    (d / "b_place3.jpg").write_bytes(jpeg_bytes(place_image(3, seed=502), gps=place_latlon(3)))  # its own GPS
+    return d
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _sha(p) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def _json_answer(capsys, photo, model_dir) -> dict:
+    code, out, err = run(capsys, "predict", photo, "--model", model_dir, "--format", "json")
+    assert code == 0, err
+    return json.loads(out)[0]
+
+
+def test_write_exif_puts_the_answer_in_a_copy_and_leaves_the_photo_alone(capsys, model_dir, photos, tmp_path):
+    photo = photos / "b_place3.jpg"
+    before = _sha(photo)
+    want = _json_answer(capsys, photo, model_dir)
+    code, out, err = run(capsys, "predict", photo, "--model", model_dir, "--write-exif", tmp_path / "copy.jpg")
+    assert code == 0, err
+    assert _sha(photo) == before  # the original is untouched
+    meta = read_meta(tmp_path / "copy.jpg")  # read back by img2gps's own EXIF reader
+    assert meta.latitude == pytest.approx(want["latitude"], abs=1e-7)
+    assert meta.longitude == pytest.approx(want["longitude"], abs=1e-7)
+    assert meta.latitude != pytest.approx(place_latlon(3)[0], abs=1e-7)  # the answer, not the photo's old GPS
+    assert meta.h_error_m == pytest.approx(want["radius_m"], abs=0.01)  # the radius as the positioning error
+    with Image.open(photo) as a, Image.open(tmp_path / "copy.jpg") as b:  # pixels unchanged: no re-encoding
+        assert a.tobytes() == b.tobytes()
+    assert "copy.jpg" in err
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
+def test_write_exif_refuses_the_original_as_its_output(capsys, model_dir, photos):
+    photo = photos / "a_place1.jpg"
+    before = _sha(photo)
+    os.link(photo, photos / "hard_link.jpg")
+    for target in (photo, photos / "hard_link.jpg", photos):  # the file, a hard link to it, its own folder
+        code, out, err = run(capsys, "predict", photo, "--model", model_dir, "--write-exif", target)
+        assert code == 2 and "never the original" in err and len(err.strip().splitlines()) == 1, err
+    assert _sha(photo) == before
+
+
+def test_write_exif_for_a_batch_fills_a_folder(capsys, model_dir, photos, tmp_path):
+    code, out, err = run(capsys, "predict", photos, "--model", model_dir, "--write-exif", tmp_path / "tagged")
+    assert code == 0, err
+    got = sorted(p.name for p in (tmp_path / "tagged").iterdir())
+    assert got == ["a_place1.jpg", "b_place3.jpg"]
+    assert read_meta(tmp_path / "tagged" / "a_place1.jpg").has_gps  # it had no EXIF before
+
+
+def test_write_exif_refuses_a_png_in_one_line(capsys, model_dir, tmp_path):
+    png = tmp_path / "q.png"
+    Image.fromarray(place_image(2, seed=7)).save(png)
+    code, out, err = run(capsys, "predict", png, "--model", model_dir, "--write-exif", tmp_path / "q_gps.png")
+    assert code == 2 and "JPEG" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "q_gps.png").exists()
+
+
+def test_geojson_and_kml_files_carry_the_same_answers_as_json(capsys, model_dir, photos, tmp_path):
+    code, out, err = run(capsys, "predict", photos, "--model", model_dir, "--format", "json",
+                         "--geojson", tmp_path / "p.geojson", "--kml", tmp_path / "p.kml")
+    assert code == 0, err
+    records = json.loads(out)
+    gj = json.loads((tmp_path / "p.geojson").read_text())
+    assert gj["type"] == "FeatureCollection" and len(gj["features"]) == len(records) == 2
+    for f, r in zip(gj["features"], records):
+        assert f["geometry"] == {"type": "Point", "coordinates": [r["longitude"], r["latitude"]]}  # lon first
+        assert f["properties"]["radius_m"] == r["radius_m"] and f["properties"]["answer"] == r["answer"]
+        assert [n["image_id"] for n in f["properties"]["neighbours"]] == [n["image_id"] for n in r["neighbours"]]
+    ns = {"k": "http://www.opengis.net/kml/2.2"}
+    doc = ET.parse(tmp_path / "p.kml").getroot()
+    marks = doc.findall(".//k:Placemark", ns)
+    assert len(marks) == 2
+    for m, r in zip(marks, records):
+        lon, lat, _ = (float(x) for x in m.find(".//k:Point/k:coordinates", ns).text.split(","))
+        assert (lat, lon) == (pytest.approx(r["latitude"], abs=1e-12), pytest.approx(r["longitude"], abs=1e-12))
+        ring = [tuple(map(float, p.split(",")[:2])) for p in m.find(".//k:LinearRing/k:coordinates", ns).text.split()]
+        from img2gps.geo import haversine_m
+
+        d = [float(haversine_m(lat, lon, b, a)) for a, b in ring]
+        assert ring[0] == ring[-1] and min(d) == pytest.approx(r["radius_m"], rel=0.01) and max(d) == pytest.approx(
+            r["radius_m"], rel=0.01)  # the error circle, radius_m metres all round
+        assert r["answer"] in m.find("k:description", ns).text
+
+
+def test_geojson_and_kml_on_stdout(capsys, model_dir, photos):
+    code, out, err = run(capsys, "predict", photos / "a_place1.jpg", "--model", model_dir, "--format", "geojson")
+    assert code == 0 and json.loads(out)["features"][0]["properties"]["photo"].endswith("a_place1.jpg"), err
+    code, out, err = run(capsys, "predict", photos / "a_place1.jpg", "--model", model_dir, "--format", "kml")
+    assert code == 0 and ET.fromstring(out).tag.endswith("kml"), err
+
+
+def test_an_interrupted_write_leaves_the_old_file(tmp_path, monkeypatch):
+    from img2gps import geofiles, outputs
+
+    target = tmp_path / "p.geojson"
+    target.write_text("old")
+
+    def boom(*a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outputs.os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        geofiles.write_atomic(target, "new")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["p.geojson"]
+
+
+def test_exif_copy_of_real_phone_photos_keeps_every_other_tag(penn91):
+    """penn91's re-encoded iPhone/Samsung photos carry tags piexif reads but cannot write back as read (MakerNote,
+    ComponentsConfiguration, SceneType): the copy keeps them all, with only the GPS block replaced."""
+    import piexif
+
+    from img2gps.geofiles import exif_copy_bytes
+
+    names = ["whuang06__img2gps__img_00033.jpg", "CeciliaChen98__Image2GPS__IMG_7159.jpg",
+             "LarrySimingDeng__IMG2GPS-Demo__penn-levine-hall-walnut-street.jpg"]
+    for name in names:
+        src = penn91 / "images" / name
+        data = src.read_bytes()
+        copy = exif_copy_bytes(data, name, {"latitude": -33.5, "longitude": 151.25, "radius_m": 40.0,
+                                            "heading_deg": 271.0})
+        a, b = piexif.load(data), piexif.load(copy)
+        for ifd in ("0th", "Exif"):
+            assert set(a[ifd]) <= set(b[ifd]), (name, ifd, set(a[ifd]) - set(b[ifd]))
+        m0, m1 = read_meta(src), read_meta(copy)
+        assert (m1.time, m1.device, m1.focal35) == (m0.time, m0.device, m0.focal35)
+        assert (m1.latitude, m1.longitude) == (pytest.approx(-33.5, abs=1e-7), pytest.approx(151.25, abs=1e-7))
+        assert m1.heading == pytest.approx(271.0) and m1.h_error_m == pytest.approx(40.0)
