@@ -85,7 +85,7 @@ def test_two_fits_into_one_folder_never_both_succeed(tmp_path):
     line (whichever is second: the lock, or the model the first left there); the model is whole."""
     ds = make_gallery(tmp_path / "ds", n_places=3, views=2, size=48)
     model = tmp_path / "m"
-    cmd = CLI + ["fit", "--data", str(ds), "--method", "mean-coordinate",
+    cmd = CLI + ["fit", "--data", str(ds), "--method", "knn", "--workers", "1",  # seconds each: they overlap
            "--out", str(model), "--quiet"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path))
              for _ in range(2)]
