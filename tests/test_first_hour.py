@@ -226,3 +226,43 @@ def test_scene_answer_scores_are_labelled_as_inliers():
     rec["neighbours"] = [{**n, "distance_m": 0.0} for n in rec["neighbours"]]
     text = _text(rec)
     assert "inliers 32" in text and "cosine similarity 32" not in text
+
+
+def test_root_help_has_an_example_and_points_to_demo(capsys):
+    """Issue 30: `img2gps --help` had no example and did not point to `demo`."""
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    commands = {ln.split()[0] for ln in out.split("Commands:")[1].split("\n\n")[0].splitlines() if ln.startswith("  ")
+                and not ln.startswith("   ")}
+    assert "`img2gps demo`" in out.split("Commands:")[1]
+    examples = [ln.split()[1:] for ln in out.splitlines() if ln.startswith("    img2gps ")]
+    assert len(examples) >= 2, out
+    for words in examples:  # each example names a real command with options it really takes
+        assert words[0] in commands, words
+        args = words[:2] if words[0] in ("data", "index", "analyze") else words[:1]
+        rest = [w for w in words[len(args):] if w.startswith("--")]
+        assert main(args + [w for w in words[len(args):]] + ["--help"]) == 0, (words, capsys.readouterr().err)
+        shown = capsys.readouterr().out
+        assert all(f in shown for f in rest), (words, shown)
+
+
+def test_use_md_quotes_only_wording_the_tool_prints():
+    """docs/use.md quoted answer lines ("not recognised: a wide estimate") that the tool never prints: every
+    double-quoted phrase in its prose must be wording of the tool, i.e. in its source or one of the answer lines
+    it composes (answer words + what the answer rests on)."""
+    import re
+
+    from img2gps.localization.answers import SOURCE_WORDS, radius_words, status_words
+
+    src = " ".join(" ".join(p.read_text().split()) for p in (ROOT / "src" / "img2gps").rglob("*")
+                   if p.suffix in (".py", ".js", ".html"))
+    composed = {f"{status_words(r)}: {w}" for r in (True, False) for w in SOURCE_WORDS.values()}
+    composed |= {f"the radius {radius_words(r)}" for r in (True, False)}
+    text = (ROOT / "docs" / "use.md").read_text()
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    prose = "\n".join(ln for ln in prose.splitlines() if not ln.startswith("    "))  # no code blocks
+    quotes = [" ".join(q.split()) for q in re.findall(r'"([^"`]+)"', prose)]
+    quotes = [q for q in quotes if not q.startswith("Hand in to")]  # a README section title, not tool output
+    assert quotes, "no quoted wording found"
+    for q in quotes:
+        assert q in src or any(q in c for c in composed), q
