@@ -266,3 +266,21 @@ def test_use_md_quotes_only_wording_the_tool_prints():
     assert quotes, "no quoted wording found"
     for q in quotes:
         assert q in src or any(q in c for c in composed), q
+
+
+def test_readme_results_are_a_short_current_table_and_tests_have_a_fast_subset():
+    """The README's results read like a lab notebook (revision hashes, two different "recognised" figures), and the
+    fast test subset was far from the test command; .ci/run must still run exactly the README's test command."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    results = readme.split("\n## Results", 1)[1].split("\n## ", 1)[0]
+    assert "(bench/results.md)" in results and not re.search(r"\b[0-9a-f]{7,40}\b", results)
+    header = next(ln for ln in results.splitlines() if ln.startswith("| data set"))
+    assert header.count("recognised") == 1 and results.count("recognised (") == 0
+    test_cmd = next(ln.strip() for ln in readme.splitlines() if ln.strip().startswith("pip install")
+                    and ln.strip().endswith("python -m pytest"))
+    after = readme.split(test_cmd, 1)[1].lstrip("\n").split("\n\n")[0]
+    assert 'python -m pytest -m "not slow"' in after, after
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert ci[ci.index("# --- the README's test command (keep identical) ---") + 1] == test_cmd
