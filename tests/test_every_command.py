@@ -188,7 +188,8 @@ def test_analyses(work):
     ds = t / "ds"
     _cli("analyze", "learning-curve", "--data", ds, "--out", t / "lc", "--protocol", "kfold:2", "--fractions", "0.5,1")
     _cli("analyze", "backbones", "--data", ds, "--out", t / "bb", "--protocol", "kfold:2", "--backbones", "lite0")
-    _cli("analyze", "shaping", "--data", ds, "--out", t / "sh", "--protocol", "kfold:2")
+    _cli("analyze", "shaping", "--data", ds, "--out", t / "sh", "--protocol", "kfold:2",  # a tiny training
+         "--after", "contrastive:backbone=lite0:k=1:epochs=3:views=1:calib_folds=2")
     _cli("analyze", "coverage", "--data", ds, "--out", t / "cov")
     for d, f in (("lc", "learning_curve.md"), ("bb", "backbones.md"), ("sh", "shaping.md"), ("cov", "coverage.md")):
         assert (t / d / f).is_file(), (d, f)
