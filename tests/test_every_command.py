@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 # (group, command) pairs run below; the README's "Command line" block and `--help` must name no other.
-RUN = {("data", "build"), ("data", "split"), ("data", "check"), ("fit", None), ("index", "add"), ("bench", None),
+RUN = {("data", "build"), ("data", "split"), ("data", "check"), ("fit", None), ("index", "add"), ("index", "remove"),
+       ("index", "replace"), ("bench", None),
        ("eval", None), ("verify", None), ("predict", None), ("serve", None), ("export", None),
        ("analyze", "learning-curve"), ("analyze", "backbones"), ("analyze", "shaping"), ("analyze", "coverage"),
        ("demo", None)}
@@ -42,18 +43,16 @@ def _documented() -> set[tuple[str, str | None]]:
     block = text.split("## Command line", 1)[1].split("\n\n", 2)[1]
     found = set()
     groups = {"data", "index", "analyze"}
-    for ln in block.splitlines():
-        words = ln.split()
-        if len(words) >= 2 and words[0] == "img2gps":
-            sub = words[2].split("|") if words[1] in groups else [None]
-            found |= {(words[1], s) for s in sub}
+    for ln in block.splitlines():  # a line may hold two invocations: "img2gps index remove ... | img2gps index ..."
+        for cmd, sub in re.findall(r"img2gps (\S+)(?: (\S+))?", ln.split("#")[0]):
+            found |= {(cmd, x) for x in sub.split("|")} if cmd in groups else {(cmd, None)}
     return found
 
 
 def test_every_documented_command_is_run(capsys):
     documented = _documented()
     assert main(["--help"]) == 0
-    out = capsys.readouterr().out.split("Commands:")[1]
+    out = capsys.readouterr().out.split("Commands:")[1].split("\n\n")[0]
     top = {m.group(1) for m in (re.match(r"^  (\S+)", ln) for ln in out.splitlines()) if m}
     assert top == {c for c, _ in RUN}, top ^ {c for c, _ in RUN}
     assert documented <= RUN, documented - RUN
@@ -175,12 +174,22 @@ def test_serve(work):
         proc.wait(timeout=30)
 
 
-def test_index_add(work):
+def test_index_commands(work):
+    """index add, and the other index commands where the README documents them."""
     name, t = work
     shutil.copytree(t / "model", t / "model2")
     labels = ["--labels", t / "queries.csv"] if name == "bgu-west" else []
+    n = len(pd.read_csv(t / "model" / "gallery.csv"))
     _cli("index", "add", "--model", t / "model2", t / "queries", *labels)
-    assert len(pd.read_csv(t / "model2" / "gallery.csv")) > len(pd.read_csv(t / "model" / "gallery.csv"))
+    added = len(pd.read_csv(t / "model2" / "gallery.csv"))
+    assert added > n
+    documented = _documented()
+    if ("index", "replace") in documented:
+        _cli("index", "replace", "--model", t / "model2", t / "queries", *labels)
+        assert len(pd.read_csv(t / "model2" / "gallery.csv")) == added
+    if ("index", "remove") in documented:
+        _cli("index", "remove", "--model", t / "model2", next((t / "queries").iterdir()).name)
+        assert len(pd.read_csv(t / "model2" / "gallery.csv")) == added - 1
 
 
 def test_analyses(work):

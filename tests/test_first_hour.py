@@ -252,12 +252,13 @@ def test_use_md_quotes_only_wording_the_tool_prints():
     it composes (answer words + what the answer rests on)."""
     import re
 
-    from img2gps.localization.answers import SOURCE_WORDS, radius_words, status_words
+    from img2gps.types import Prediction
 
     src = " ".join(" ".join(p.read_text().split()) for p in (ROOT / "src" / "img2gps").rglob("*")
                    if p.suffix in (".py", ".js", ".html"))
-    composed = {f"{status_words(r)}: {w}" for r in (True, False) for w in SOURCE_WORDS.values()}
-    composed |= {f"the radius {radius_words(r)}" for r in (True, False)}
+    words = [Prediction(0.0, 0.0, 1.0, 0.5, r, "m", source=s).to_dict() for r in (True, False)
+             for s in ("pose", "consensus", "scene", "fallback", "model")]  # the answer lines the text output prints
+    composed = {f"{d['answer']}: {d['source_note']}" for d in words} | {f"the radius {d['radius_note']}" for d in words}
     text = (ROOT / "docs" / "use.md").read_text()
     prose = re.sub(r"```.*?```", "", text, flags=re.S)
     prose = "\n".join(ln for ln in prose.splitlines() if not ln.startswith("    "))  # no code blocks
