@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from _browser import SIZES, ServerThread, chromium, inside, rect, rects, topmost_class
+from _browser import SIZES, ServerThread, chromium, inside, rect, rects, screenshot, topmost_class
 from _use_helpers import SHARED_DATA, penn91_slice
 
 
@@ -108,8 +108,6 @@ def test_upload_a_held_out_photo_in_headless_chromium(penn_model, tmp_path, size
             assert "unavailable" in notice.text and "grid lines every" in notice.text
         time.sleep(0.5)  # let the map finish its fit animation before measuring and the screenshot
 
-        if os.environ.get("I30C_DEBUG_SHOTS"):
-            driver.save_screenshot(f"/tmp/i30c-{size}.png")
         # The layout as the user sees it (issue 30: on a phone the panel kept its 380 px, the map was 10 px wide)
         m, panel, thumb = rect(driver, "#map"), rect(driver, "#panel"), rect(driver, "#neighbours img")
         if size == "phone":  # map first, full width; the panel below it, full width
@@ -127,7 +125,7 @@ def test_upload_a_held_out_photo_in_headless_chromium(penn_model, tmp_path, size
                 assert inside(r, m), (sel, r, m)
 
         shot = tmp_path / "web-page.png"
-        driver.save_screenshot(str(shot))
+        screenshot(driver, shot, full_page=size == "phone")  # on a phone: the map and the panel below it
         assert shot.stat().st_size > 10_000
         if os.environ.get("IMG2GPS_SCREENSHOT"):
             name = "web-page.png" if size == "desktop" else "web-page-phone.png"
