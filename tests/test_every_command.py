@@ -152,7 +152,9 @@ def test_export_onnx_and_leaderboard(work):
 
 def test_serve(work):
     name, t = work
-    port = 8700 + (os.getpid() % 200)
+    from _browser import free_port
+
+    port = free_port()
     cmd = [sys.executable, "-c", "import sys; from img2gps.cli import run; sys.argv[0] = 'img2gps'; run()",
            "serve", "--model", str(t / "model"), "--port", str(port), "--no-tiles"]
     proc = subprocess.Popen(cmd, env=_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
