@@ -26,7 +26,7 @@ def need(ok, why: str) -> None:
         pytest.skip(why)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -38,7 +38,7 @@ class ServerThread:
     def __init__(self, app):
         import uvicorn
 
-        self.port = _free_port()
+        self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -108,3 +108,19 @@ def topmost_class(driver, x: float, y: float) -> str:
 def inside(inner: dict, outer: dict, tol: float = 0.5) -> bool:
     return (inner["left"] >= outer["left"] - tol and inner["right"] <= outer["right"] + tol
             and inner["top"] >= outer["top"] - tol and inner["bottom"] <= outer["bottom"] + tol)
+
+
+def screenshot(driver, path, full_page: bool = False) -> None:
+    """A PNG of the viewport, or with full_page of the whole page as it scrolls (a phone's column)."""
+    if not full_page:
+        driver.save_screenshot(str(path))
+        return
+    import base64
+
+    w, h = driver.execute_script("return [document.documentElement.scrollWidth, "
+                                 "document.documentElement.scrollHeight]")
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
+                                                            "clip": {"x": 0, "y": 0, "width": w, "height": h,
+                                                                     "scale": 1}})
+    with open(path, "wb") as f:
+        f.write(base64.b64decode(shot["data"]))

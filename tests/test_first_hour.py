@@ -226,3 +226,62 @@ def test_scene_answer_scores_are_labelled_as_inliers():
     rec["neighbours"] = [{**n, "distance_m": 0.0} for n in rec["neighbours"]]
     text = _text(rec)
     assert "inliers 32" in text and "cosine similarity 32" not in text
+
+
+def test_root_help_has_an_example_and_points_to_demo(capsys):
+    """Issue 30: `img2gps --help` had no example and did not point to `demo`."""
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    commands = {ln.split()[0] for ln in out.split("Commands:")[1].split("\n\n")[0].splitlines() if ln.startswith("  ")
+                and not ln.startswith("   ")}
+    assert "`img2gps demo`" in out.split("Commands:")[1]
+    examples = [ln.split()[1:] for ln in out.splitlines() if ln.startswith("    img2gps ")]
+    assert len(examples) >= 2, out
+    for words in examples:  # each example names a real command with options it really takes
+        assert words[0] in commands, words
+        args = words[:2] if words[0] in ("data", "index", "analyze") else words[:1]
+        rest = [w for w in words[len(args):] if w.startswith("--")]
+        assert main(args + [w for w in words[len(args):]] + ["--help"]) == 0, (words, capsys.readouterr().err)
+        shown = capsys.readouterr().out
+        assert all(f in shown for f in rest), (words, shown)
+
+
+def test_use_md_quotes_only_wording_the_tool_prints():
+    """docs/use.md quoted answer lines ("not recognised: a wide estimate") that the tool never prints: every
+    double-quoted phrase in its prose must be wording of the tool, i.e. in its source or one of the answer lines
+    it composes (answer words + what the answer rests on)."""
+    import re
+
+    from img2gps.types import Prediction
+
+    src = " ".join(" ".join(p.read_text().split()) for p in (ROOT / "src" / "img2gps").rglob("*")
+                   if p.suffix in (".py", ".js", ".html"))
+    words = [Prediction(0.0, 0.0, 1.0, 0.5, r, "m", source=s).to_dict() for r in (True, False)
+             for s in ("pose", "consensus", "scene", "fallback", "model")]  # the answer lines the text output prints
+    composed = {f"{d['answer']}: {d['source_note']}" for d in words} | {f"the radius {d['radius_note']}" for d in words}
+    text = (ROOT / "docs" / "use.md").read_text()
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    prose = "\n".join(ln for ln in prose.splitlines() if not ln.startswith("    "))  # no code blocks
+    quotes = [" ".join(q.split()) for q in re.findall(r'"([^"`]+)"', prose)]
+    quotes = [q for q in quotes if not q.startswith("Hand in to")]  # a README section title, not tool output
+    assert quotes, "no quoted wording found"
+    for q in quotes:
+        assert q in src or any(q in c for c in composed), q
+
+
+def test_readme_results_are_a_short_current_table_and_tests_have_a_fast_subset():
+    """The README's results read like a lab notebook (revision hashes, two different "recognised" figures), and the
+    fast test subset was far from the test command; .ci/run must still run exactly the README's test command."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    results = readme.split("\n## Results", 1)[1].split("\n## ", 1)[0]
+    assert "(bench/results.md)" in results and not re.search(r"\b[0-9a-f]{7,40}\b", results)
+    header = next(ln for ln in results.splitlines() if ln.startswith("| data set"))
+    assert header.count("recognised") == 1 and results.count("recognised (") == 0
+    test_cmd = next(ln.strip() for ln in readme.splitlines() if ln.strip().startswith("pip install")
+                    and ln.strip().endswith("python -m pytest"))
+    after = readme.split(test_cmd, 1)[1].lstrip("\n").split("\n\n")[0]
+    assert 'python -m pytest -m "not slow"' in after, after
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert ci[ci.index("# --- the README's test command (keep identical) ---") + 1] == test_cmd

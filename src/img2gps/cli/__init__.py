@@ -65,7 +65,19 @@ class App(typer.Typer):
         return super().command(*args, cls=cls or HelpCommand, **kw)
 
 
-app = App(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# Shown under `img2gps --help`; \b keeps click from re-wrapping the example lines.
+EPILOG = """Start here: `img2gps demo` fits the default method on the default gallery ($IMG2GPS_DATA, else
+../shared/data/penn91), locates held-out photos, writes a map and prints the commands that use its model.
+
+\b
+Example, from your own geotagged photos:
+  img2gps data build PHOTOS/ DATASET/
+  img2gps fit --data DATASET/ --method rerank --out MODEL/
+  img2gps predict photo.jpg --model MODEL/ --map where.html
+
+Each command's --help says more."""
+
+app = App(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, epilog=EPILOG,
           help="Locate campus photos: build a dataset, fit a model, benchmark it, predict, serve.")
 
 
