@@ -25,6 +25,9 @@ from .outdir import atomic_dir, check_out
 from .labelcheck import LabelCheckConfig, LabelRow, check_labels, refuse_if_mostly_swapped
 from .report import write_reports
 from .sources import read_labels_csv, validate_coordinates
+from .video import VIDEO_SUFFIXES
+from .track import read_track
+from .walk import TrackConfig, add_walk
 
 DEFAULT_HAMMING = 4  # phash distance (of 64 bits) that counts as "the same picture"
 REPORT_SINGLETON_M = 5.0  # radius used to report singletons when --drop-singletons is not given
@@ -46,6 +49,7 @@ class BuildConfig:
     drift: cl.DriftConfig = field(default_factory=cl.DriftConfig)
     overwrite: bool = False
     label_checks: LabelCheckConfig = field(default_factory=LabelCheckConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)  # --track: videos, and photos placed by time
 
 
 @dataclass
@@ -64,24 +68,27 @@ class Item:
     heading: float | None = None  # EXIF GPSImgDirection (true north), degrees
     focal35: float | None = None  # 35 mm-equivalent focal length, mm
     exif_position: tuple[float, float] | None = None  # the photo's own EXIF GPS (checks --labels rows)
+    video: str | None = None  # a video frame: the video (relative to SRC) and its time in it, seconds
+    video_time_s: float | None = None
+    travel_deg: float | None = None  # placed on a track: direction of travel there (compass degrees)
 
 
 def _stderr(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
 
 
-def find_photos(src: Path) -> tuple[list[Path], Counter]:
-    """Photo files under src (sorted, so runs are reproducible) and a count of ignored files by suffix."""
+def find_photos(src: Path, suffixes=PHOTO_SUFFIXES) -> tuple[list[Path], Counter]:
+    """Files under src with these suffixes (sorted, so runs are reproducible) and a count of ignored files by suffix."""
     photos, ignored = [], Counter()
-    for p in sorted(src.rglob("*")):
+    for p in sorted(src.rglob("*")) if src.is_dir() else [src]:
         # A broken symlink or a folder named like a photo is kept here so that it is reported, not silently lost.
-        if not p.is_file() and p.suffix.lower() not in PHOTO_SUFFIXES:
+        if not p.is_file() and p.suffix.lower() not in suffixes:
             continue
-        rel = p.relative_to(src)
+        rel = p.relative_to(src) if src.is_dir() else Path(p.name)
         # Hidden files (macOS '._IMG.jpg' resource forks, .DS_Store) are never photos.
         if any(part.startswith(".") for part in rel.parts):
             ignored["hidden"] += 1
-        elif p.suffix.lower() in PHOTO_SUFFIXES:
+        elif p.suffix.lower() in suffixes:
             photos.append(p)
         else:
             ignored[p.suffix.lower() or "(no suffix)"] += 1
@@ -181,6 +188,10 @@ def read_one(path: Path, rel: str, name: str, labels: LabelOverride | None, cfg:
         lat, lon, source = float(row["Latitude"]), float(row["Longitude"]), "csv"
     elif meta.has_gps:
         lat, lon, source = meta.latitude, meta.longitude, "exif"
+    elif cfg.track.path is not None:  # placed by its capture time once the clock offset is known (walk.place_photos)
+        if not meta.time:
+            raise PhotoError(rel, f"{meta.gps_problem or 'no GPS position'} and no capture time to place it on the track")
+        lat, lon, source = np.nan, np.nan, "track"
     else:
         extra = " and not in the --labels CSV" if labels else ""
         raise PhotoError(rel, f"{meta.gps_problem or 'no GPS position'}{extra}")
@@ -279,9 +290,9 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
     cfg = replace(cfg) if cfg else BuildConfig()  # a copy: the caller's config is not modified
     if not src.exists():
         raise DataError(f"{src}: photo folder not found")
-    if not src.is_dir():
-        raise DataError(f"{src}: not a folder")
-    protected = [src] + ([Path(cfg.labels)] if cfg.labels else [])
+    if not src.is_dir() and src.suffix.lower() not in VIDEO_SUFFIXES:
+        raise DataError(f"{src}: not a folder (nor a video: {', '.join(sorted(VIDEO_SUFFIXES))})")
+    protected = [src] + [Path(p) for p in (cfg.labels, cfg.track.path) if p]
     check_out(out, protected, cfg.overwrite, marker="report.json")
     bbox = cl.parse_bbox(cfg.bbox) if cfg.bbox else None
     cfg.drop_dates = tuple(cl.parse_dates(",".join(cfg.drop_dates)))
@@ -289,13 +300,18 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
         raise DataError(f"--dedup-hamming {cfg.dedup_hamming}: must be between 0 and 64")
     if cfg.drop_singletons_m is not None and cfg.drop_singletons_m < 0:
         raise DataError(f"--drop-singletons {cfg.drop_singletons_m}: radius must be >= 0 metres")
+    if not (cfg.track.sampling.step_m > 0) or not np.isfinite(cfg.track.time_offset_s or 0.0):
+        raise DataError("--frame-step must be > 0 metres and --time-offset a finite number of seconds")
     labels = LabelOverride(Path(cfg.labels)) if cfg.labels else None
+    track = read_track(cfg.track.path) if cfg.track.path else None
 
-    photos, ignored = find_photos(src)
-    if not photos:
+    files, ignored = find_photos(src, PHOTO_SUFFIXES | VIDEO_SUFFIXES)
+    if not files:
         raise DataError(f"{src}: no photos found (looked recursively for {', '.join(sorted(PHOTO_SUFFIXES))})")
-    rels = [readable_name(p.relative_to(src).as_posix()) for p in photos]
-    names = output_names(rels)
+    rels_all = [readable_name((p.relative_to(src) if src.is_dir() else Path(p.name)).as_posix()) for p in files]
+    names_all = output_names(rels_all)
+    is_video = [p.suffix.lower() in VIDEO_SUFFIXES for p in files]
+    photos, rels, names = ([x for x, v in zip(xs, is_video) if not v] for xs in (files, rels_all, names_all))
 
     with atomic_dir(out) as tmp:
         images_dir = tmp / "images"
@@ -312,14 +328,17 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
             except Exception as e:  # one odd file must not stop a batch; it is listed like any bad file
                 skipped.append({"file": rel, "reason": f"unexpected {type(e).__name__}: {e}"})
                 log(f"skipped {rel}: unexpected {type(e).__name__}: {e}")
+        walk_report = add_walk(items, skipped, track, [x for x, v in zip(zip(files, rels_all, names_all), is_video) if v],
+                               cfg, images_dir, log, Item)
         if not items:
             why = Counter(s["reason"] for s in skipped).most_common(1)[0][0]
             hint = ""
             if "GPS" in why and not labels:
                 hint = ("; give their positions in a CSV (columns image,Latitude,Longitude) with "
                         f"`img2gps data build {src} {out} --labels CSV`")
-            raise DataError(f"{src}: none of the {len(photos)} photo file(s) is usable (most common problem: {why})"
-                            + hint)
+            eg = next(s["file"] for s in skipped if s["reason"] == why)
+            raise DataError(f"{src}: none of the {len(files)} photo/video file(s) is usable (most common problem: {why}; "
+                            f"e.g. {eg})" + hint)
 
         no_gps = sum("GPS" in s["reason"] for s in skipped)
         if no_gps and not labels:
@@ -346,13 +365,18 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
                 (images_dir / it.image).unlink()
         table = pd.DataFrame([{"image": it.image, "Latitude": it.latitude, "Longitude": it.longitude,
                                "time": it.time or "", "device": it.device or "",
-                               "heading": it.heading, "focal35": it.focal35} for it in kept])
+                               "heading": it.heading, "focal35": it.focal35, "video": it.video or "",
+                               "video_time_s": it.video_time_s, "travel_deg": it.travel_deg} for it in kept])
+        if track is None:  # the walk columns only where a track placed something
+            table = table.drop(columns=["video", "video_time_s", "travel_deg"])
         table.to_csv(tmp / "labels.csv", index=False)
         cfg_d = asdict(cfg)
         cfg_d["labels"] = str(cfg.labels) if cfg.labels else None
+        cfg_d["track"]["path"] = str(cfg.track.path) if cfg.track.path else None
         report = {
             "tool": "img2gps data build", "source": str(src), "config": cfg_d,
-            "counts": {"files": len(photos) + sum(ignored.values()), "photo_files": len(photos),
+            "counts": {"files": len(files) + sum(ignored.values()), "photo_files": len(photos),
+                       "videos": sum(is_video),
                        "ignored_files": dict(ignored), "skipped": len(skipped), "geotagged": len(items),
                        "kept": len(kept), "dropped": {s: steps[s]["dropped"] for s in STEPS},
                        "label_source": dict(Counter(it.label_source for it in kept)),
@@ -360,6 +384,7 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
                        "landscape": sum(it.width > it.height for it in kept)},
             "skipped": skipped,
             "labels": {**labels.summary(), "checks": label_findings.to_dict()} if labels else None,
+            "track": walk_report,
             "cleaning": steps,
             "photos": [{"image": it.image, "source": it.source, "label_source": it.label_source,
                         "width": it.width, "height": it.height, "phash": f"{it.phash:016x}",
