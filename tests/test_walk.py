@@ -223,3 +223,74 @@ def test_photos_without_gps_are_placed_by_time_with_the_estimated_offset(tmp_pat
     assert "late.jpg" not in lab.index and any(s["file"] == "late.jpg" for s in r["skipped"])
     r2 = _build(tmp_path / "src", tmp_path / "out2", gpx, allow_outside=True, time_offset_s=want)
     assert r2["track"]["placed_by_time"] == 13 and r2["track"]["time_offset_given_s"] == want
+
+
+# --------------------------------------------------------------------------- end to end on the shared data
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clock", [0.0, 37.0])
+def test_data_build_turns_a_bgu_west_walk_video_into_placed_frames(tmp_path, capsys, clock):
+    """One bgu-west walk encoded at its real timing (camera clock `clock` s fast) with a noisy GPX from its labels:
+    `img2gps data build VIDEO OUT --track GPX [--time-offset]` places the frames within 2 m (median) of the
+    position interpolated from the labels at each frame's true time."""
+    from conftest import SHARED_DATA
+    from walk_synth import bgu_walks, noisy_track
+
+    data = (SHARED_DATA / "bgu-west").resolve()
+    if not (data / "labels.csv").exists():
+        pytest.skip("../shared/data/bgu-west not present")
+    walk = bgu_walks(data)[2]
+    start = float(walk["t"].iloc[0]) - 1.0
+    video = write_video(tmp_path / "walk.mp4", [data / "images" / n for n in walk["image"]],
+                        walk["t"].to_numpy() - start, start + clock, end_s=float(walk["t"].iloc[-1]) - start + 2)
+    gpx = write_gpx(tmp_path / "walk.gpx", *noisy_track(walk["t"], walk["Latitude"], walk["Longitude"]))
+    args = ["data", "build", str(video), str(tmp_path / "out"), "--track", str(gpx)]
+    assert main(args + (["--time-offset", str(-clock)] if clock else [])) == 0
+    assert "frames from 1 video(s)" in capsys.readouterr().out
+    lab = pd.read_csv(tmp_path / "out" / "labels.csv")
+    assert len(lab) >= 0.5 * len(walk)  # about one frame per photo shown (view changes) and per 2 m
+    from img2gps.geo import LocalFrame
+
+    fr = LocalFrame.around(walk["Latitude"], walk["Longitude"])
+    en = fr.to_en(walk["Latitude"].to_numpy(), walk["Longitude"].to_numpy())
+    tt = start + lab["video_time_s"].to_numpy()
+    truth = fr.to_latlon(np.stack([np.interp(tt, walk["t"], en[:, 0]), np.interp(tt, walk["t"], en[:, 1])], 1))
+    err = haversine_m(lab["Latitude"], lab["Longitude"], *truth)
+    assert np.median(err) < 2.0, np.median(err)
+
+
+@pytest.mark.slow
+def test_data_build_places_penn91_photos_by_time_and_samples_their_video(tmp_path, penn91):
+    """penn91's iPhone 13 walk: every other photo's EXIF (zoned time + GPS) makes the GPX; the others lose their
+    GPS and are placed by time; the same photos as a video at their real timing give frames on the track."""
+    from img2gps.photos import read_meta
+
+    rows = []
+    for p in sorted((penn91 / "images").glob("*.jpg")):
+        m = read_meta(p.read_bytes())
+        t, zoned = utc_seconds(m.time)
+        if m.device == "Apple iPhone 13" and zoned and m.has_gps:
+            rows.append((t, p, m.latitude, m.longitude))
+    rows.sort(key=lambda r: r[0])
+    rows = [r for r in rows if r[0] - rows[0][0] < 3 * 3600]
+    assert len(rows) >= 40
+    track_rows, bare = rows[::2], rows[1::2]
+    gpx = write_gpx(tmp_path / "walk.gpx", *(np.array([r[i] for r in track_rows]) for i in (0, 2, 3)))
+    src = tmp_path / "src"
+    src.mkdir()
+    for t, p, *_ in bare:
+        with Image.open(p) as im:
+            ex = im.getexif()
+            del ex[0x8825]  # no GPS: the photo must be placed by its time
+            im.save(src / p.name, "JPEG", quality=90, exif=ex.tobytes())
+    start = rows[0][0] - 1
+    write_video(src / "walk.mp4", [r[1] for r in rows], np.array([r[0] for r in rows]) - start, start,
+                size=(640, 480), fps=2, end_s=rows[-1][0] - start + 1)
+    assert main(["data", "build", str(src), str(tmp_path / "out"), "--track", str(gpx)]) == 0
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())["track"]
+    inside = [r for r in bare if track_rows[0][0] <= r[0] <= track_rows[-1][0]]
+    assert rep["placed_by_time"] == len(inside) and rep["refused_outside_track"] == len(bare) - len(inside)
+    assert rep["offset_estimate"]["zoned"] is None  # no photo brought both GPS and a time: nothing to estimate
+    assert rep["videos"]["walk.mp4"]["frames"] >= 10
+    lab = pd.read_csv(tmp_path / "out" / "labels.csv")
+    assert (lab["video"].fillna("") == "walk.mp4").sum() == rep["videos"]["walk.mp4"]["frames"]

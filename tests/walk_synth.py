@@ -45,12 +45,12 @@ def write_video(path: Path, images: list, times_s: np.ndarray, start_utc: float,
     s.options = {"crf": str(crf), "preset": "veryfast"} if codec == "libx264" else {}
     if threads:
         s.codec_context.thread_count = threads
-    cur, arr = -1, None
+    cur, arr = None, None
     for k in range(int(np.ceil(end * fps))):
-        i = int(np.searchsorted(times_s, k / fps, side="right")) - 1
+        i = max(0, int(np.searchsorted(times_s, k / fps, side="right")) - 1)
         if i != cur:
             cur = i
-            im = _load(images[max(i, 0)], size)
+            im = _load(images[i], size)
             arr = np.asarray(im.convert("RGB"))[: s.height, : s.width]
         for p in s.encode(_frame(arr)):
             out.mux(p)
@@ -67,7 +67,9 @@ def _frame(arr):
 
 
 def _load(im, size) -> Image.Image:
-    im = im if isinstance(im, Image.Image) else Image.open(im)
+    if not isinstance(im, Image.Image):
+        with Image.open(im) as f:
+            im = f.convert("RGB")
     return im.resize(size, Image.Resampling.BILINEAR) if size and im.size != size else im
 
 
