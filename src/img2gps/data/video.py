@@ -26,7 +26,7 @@ THUMB_W = 64
 class SamplingConfig:
     step_m: float = 2.0  # a frame each time the walker has moved this far along the track
     view_check_s: float = 0.5  # between distance steps, look for a view change this often
-    view_change: float = 0.12  # thumbnail difference (0..1) that counts as a new view
+    view_change: float = 0.08  # mean abs difference of grey thumbnails (0..1) that counts as a new view
     duplicate: float = 0.02  # thumbnail difference below which a frame repeats the last kept one
     window_s: float = 0.4  # a due frame is the sharpest within this window
     blur_ratio: float = 0.3  # sharper than this share of the recent median, or skipped as blurred
