@@ -105,8 +105,8 @@ def placement(data: Path, work: Path) -> tuple[dict, dict]:
     errs = np.concatenate(errs)
     ex = made["exif"]
     placed = lab.set_index("image").reindex(ex.loc[~ex["gps"], "image"])
-    p_err = haversine_m(placed["Latitude"], placed["Longitude"], ex.loc[~ex["gps"], "Latitude"],
-                        ex.loc[~ex["gps"], "Longitude"])
+    p_err = haversine_m(placed["Latitude"].to_numpy(), placed["Longitude"].to_numpy(),
+                        ex.loc[~ex["gps"], "Latitude"].to_numpy(), ex.loc[~ex["gps"], "Longitude"].to_numpy())
     tr = rep["track"]
     est = tr["offset_estimate"]["zoned"]
     res = {

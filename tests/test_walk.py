@@ -294,3 +294,31 @@ def test_data_build_places_penn91_photos_by_time_and_samples_their_video(tmp_pat
     assert rep["videos"]["walk.mp4"]["frames"] >= 10
     lab = pd.read_csv(tmp_path / "out" / "labels.csv")
     assert (lab["video"].fillna("") == "walk.mp4").sum() == rep["videos"]["walk.mp4"]["frames"]
+
+
+def test_a_portrait_phone_video_comes_out_upright(tmp_path):
+    """Phones store portrait video landscape with a display rotation of -90 degrees (ffmpeg turns it a quarter
+    clockwise to show it): the frames must be written upright, the stripe on the stored left edge on top."""
+    import av
+
+    path = tmp_path / "portrait.mp4"
+    out = av.open(str(path), "w")
+    out.metadata["creation_time"] = "2025-12-22T07:47:00Z"
+    s = out.add_stream("libx264", rate=5)
+    s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+    s.set_display_rotation(-90)
+    stored = np.full((64, 96, 3), 128, np.uint8)
+    stored[:, :16] = (255, 0, 0)
+    for _ in range(10):
+        for p in s.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")):
+            out.mux(p)
+    for p in s.encode():
+        out.mux(p)
+    out.close()
+    t = np.array([T0 - 5, T0 + 10])
+    lat, lon = offset(np.zeros(2), np.zeros(2))
+    _build(path, tmp_path / "out", write_gpx(tmp_path / "t.gpx", t, np.asarray(lat), np.asarray(lon)))
+    name = pd.read_csv(tmp_path / "out" / "labels.csv")["image"].iloc[0]
+    im = np.asarray(Image.open(tmp_path / "out" / "images" / name))
+    assert im.shape[:2] == (96, 64)
+    assert im[:10, :, 0].mean() > 200 and im[:10, :, 1].mean() < 60 and im[-10:, :, 0].mean() < 160
