@@ -81,7 +81,7 @@ def make_walks(data: Path, work: Path, seed: int = 0) -> dict:
 
 def placement(data: Path, work: Path) -> tuple[dict, dict]:
     from img2gps.data.build import BuildConfig, build_dataset
-    from img2gps.data.walk import TrackConfig
+    from img2gps.data.walk_gallery import TrackConfig
     from img2gps.geo import LocalFrame, haversine_m
 
     t0 = time.perf_counter()
@@ -164,7 +164,7 @@ def speed(data: Path, work: Path, seconds: float = 300.0, fps: int = 30) -> dict
     from PIL import Image
 
     from img2gps.data.build import BuildConfig, build_dataset
-    from img2gps.data.walk import TrackConfig
+    from img2gps.data.walk_gallery import TrackConfig
 
     walk = max(bgu_walks(data), key=lambda d: d["t"].iloc[-1] - d["t"].iloc[0])
     walk = walk[walk["t"] <= walk["t"].iloc[0] + seconds].reset_index(drop=True)

@@ -16,7 +16,7 @@ from img2gps.data.build import BuildConfig, build_dataset
 from img2gps.data.clock import estimate_offset, iso_utc, utc_seconds
 from img2gps.data.track import make_track, read_track
 from img2gps.data.video import SamplingConfig
-from img2gps.data.walk import TrackConfig
+from img2gps.data.walk_gallery import TrackConfig
 from img2gps.errors import DataError
 from img2gps.geo import haversine_m
 from synth import gps_exif, offset, scene
@@ -148,6 +148,7 @@ def test_video_frames_come_by_distance_and_view_with_their_track_position(tmp_pa
     times = [utc_seconds(x)[0] - T0 for x in lab["time"]]
     assert np.allclose(times, vs, atol=1e-3)
     assert r["track"]["videos"]["walk.mp4"]["frames"] == len(lab)
+    assert r["counts"]["videos"] == 1 and ".mp4" not in r["counts"]["ignored_files"]
     for name in lab["image"]:
         assert Image.open(tmp_path / "out" / "images" / name).size == (96, 96)
 

@@ -44,7 +44,7 @@ def build(
     """Read geotagged photos, orient and resize them, clean (opt-in steps) and write a dataset with a report."""
     from ..data.build import BuildConfig, build_dataset
     from ..data.video import SamplingConfig
-    from ..data.walk import TrackConfig
+    from ..data.walk_gallery import TrackConfig
 
     cfg = BuildConfig(max_side=max_side, labels=labels, bbox=bbox, drop_singletons_m=drop_singletons,
                       drop_dates=tuple((drop_dates or "").split(",")) if drop_dates else (),

@@ -25,9 +25,9 @@ from .outdir import atomic_dir, check_out
 from .labelcheck import LabelCheckConfig, LabelRow, check_labels, refuse_if_mostly_swapped
 from .report import write_reports
 from .sources import read_labels_csv, validate_coordinates
-from .video import VIDEO_SUFFIXES
+from .video import VIDEO_SUFFIXES, find_videos
 from .track import read_track
-from .walk import TrackConfig, add_walk
+from .walk_gallery import TrackConfig, add_walk
 
 DEFAULT_HAMMING = 4  # phash distance (of 64 bits) that counts as "the same picture"
 REPORT_SINGLETON_M = 5.0  # radius used to report singletons when --drop-singletons is not given
@@ -77,18 +77,18 @@ def _stderr(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
 
 
-def find_photos(src: Path, suffixes=PHOTO_SUFFIXES) -> tuple[list[Path], Counter]:
-    """Files under src with these suffixes (sorted, so runs are reproducible) and a count of ignored files by suffix."""
+def find_photos(src: Path) -> tuple[list[Path], Counter]:
+    """Photo files under src (sorted, so runs are reproducible) and a count of ignored files by suffix."""
     photos, ignored = [], Counter()
-    for p in sorted(src.rglob("*")) if src.is_dir() else [src]:
+    for p in sorted(src.rglob("*")):
         # A broken symlink or a folder named like a photo is kept here so that it is reported, not silently lost.
-        if not p.is_file() and p.suffix.lower() not in suffixes:
+        if not p.is_file() and p.suffix.lower() not in PHOTO_SUFFIXES:
             continue
-        rel = p.relative_to(src) if src.is_dir() else Path(p.name)
+        rel = p.relative_to(src)
         # Hidden files (macOS '._IMG.jpg' resource forks, .DS_Store) are never photos.
         if any(part.startswith(".") for part in rel.parts):
             ignored["hidden"] += 1
-        elif p.suffix.lower() in suffixes:
+        elif p.suffix.lower() in PHOTO_SUFFIXES:
             photos.append(p)
         else:
             ignored[p.suffix.lower() or "(no suffix)"] += 1
@@ -188,7 +188,7 @@ def read_one(path: Path, rel: str, name: str, labels: LabelOverride | None, cfg:
         lat, lon, source = float(row["Latitude"]), float(row["Longitude"]), "csv"
     elif meta.has_gps:
         lat, lon, source = meta.latitude, meta.longitude, "exif"
-    elif cfg.track.path is not None:  # placed by its capture time once the clock offset is known (walk.place_photos)
+    elif cfg.track.path is not None:  # placed by its time once the clock offset is known (walk_gallery.place_photos)
         if not meta.time:
             raise PhotoError(rel, f"{meta.gps_problem or 'no GPS position'} and no capture time to place it on the track")
         lat, lon, source = np.nan, np.nan, "track"
@@ -305,13 +305,14 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
     labels = LabelOverride(Path(cfg.labels)) if cfg.labels else None
     track = read_track(cfg.track.path) if cfg.track.path else None
 
-    files, ignored = find_photos(src, PHOTO_SUFFIXES | VIDEO_SUFFIXES)
-    if not files:
+    photos, ignored = find_photos(src) if src.is_dir() else ([], Counter())
+    videos = find_videos(src, ignored)
+    if not photos and not videos:
         raise DataError(f"{src}: no photos found (looked recursively for {', '.join(sorted(PHOTO_SUFFIXES))})")
+    files = photos + videos
     rels_all = [readable_name((p.relative_to(src) if src.is_dir() else Path(p.name)).as_posix()) for p in files]
     names_all = output_names(rels_all)
-    is_video = [p.suffix.lower() in VIDEO_SUFFIXES for p in files]
-    photos, rels, names = ([x for x, v in zip(xs, is_video) if not v] for xs in (files, rels_all, names_all))
+    rels, names = rels_all[:len(photos)], names_all[:len(photos)]
 
     with atomic_dir(out) as tmp:
         images_dir = tmp / "images"
@@ -328,8 +329,8 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
             except Exception as e:  # one odd file must not stop a batch; it is listed like any bad file
                 skipped.append({"file": rel, "reason": f"unexpected {type(e).__name__}: {e}"})
                 log(f"skipped {rel}: unexpected {type(e).__name__}: {e}")
-        walk_report = add_walk(items, skipped, track, [x for x, v in zip(zip(files, rels_all, names_all), is_video) if v],
-                               cfg, images_dir, log, Item)
+        walk_report = add_walk(items, skipped, track, list(zip(videos, rels_all[len(photos):], names_all[len(photos):])), cfg,
+                               images_dir, log, Item)
         if not items:
             why = Counter(s["reason"] for s in skipped).most_common(1)[0][0]
             hint = ""
@@ -376,7 +377,7 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
         report = {
             "tool": "img2gps data build", "source": str(src), "config": cfg_d,
             "counts": {"files": len(files) + sum(ignored.values()), "photo_files": len(photos),
-                       "videos": sum(is_video),
+                       "videos": len(videos),
                        "ignored_files": dict(ignored), "skipped": len(skipped), "geotagged": len(items),
                        "kept": len(kept), "dropped": {s: steps[s]["dropped"] for s in STEPS},
                        "label_source": dict(Counter(it.label_source for it in kept)),

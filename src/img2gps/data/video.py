@@ -6,7 +6,7 @@ frame costs a grey thumbnail and a sharpness score at most; only chosen frames a
 """
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -52,6 +52,20 @@ class SamplingStats:
     blurred: int = 0
     duplicates: int = 0
     kept: int = 0
+
+
+def find_videos(src: Path, ignored: Counter) -> list[Path]:
+    """Video files under the folder `src` (sorted; hidden ones left out), or [src] when `src` is a video file.
+    Their suffixes are taken off `ignored`, where data build's photo search counts every file it does not use."""
+    if not src.is_dir():
+        return [src] if src.suffix.lower() in VIDEO_SUFFIXES else []
+    out = [p for p in sorted(src.rglob("*")) if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
+           and not any(part.startswith(".") for part in p.relative_to(src).parts)]
+    for p in out:
+        ignored[p.suffix.lower()] -= 1
+    for k in [k for k, v in ignored.items() if v <= 0]:
+        del ignored[k]
+    return out
 
 
 def _open(path: Path, rel: str):
