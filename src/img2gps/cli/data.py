@@ -54,7 +54,9 @@ def build(
                                         sampling=SamplingConfig(step_m=frame_step)))
     r = build_dataset(src, out, cfg)
     c, sp = r["counts"], r["area"]["nearest_other_photo_m"]
-    typer.echo(f"{out}: kept {c['kept']} of {c['photo_files']} photo files "
+    files = (f"of {c['photo_files']} photo files" if not c.get("videos") else
+             f"photos and frames from {c['photo_files']} photo files and {c['videos']} video(s)")
+    typer.echo(f"{out}: kept {c['kept']} {files} "
                f"({c['skipped']} skipped, {c['geotagged'] - c['kept']} dropped by cleaning); "
                f"spacing median {sp['median']} m, P90 {sp['p90']} m")
     for step, s in r["cleaning"].items():

@@ -329,8 +329,9 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
             except Exception as e:  # one odd file must not stop a batch; it is listed like any bad file
                 skipped.append({"file": rel, "reason": f"unexpected {type(e).__name__}: {e}"})
                 log(f"skipped {rel}: unexpected {type(e).__name__}: {e}")
-        walk_report = add_walk(items, skipped, track, list(zip(videos, rels_all[len(photos):], names_all[len(photos):])), cfg,
-                               images_dir, log, Item)
+        n = len(photos)
+        walk_report = add_walk(items, skipped, track, list(zip(videos, rels_all[n:], names_all[n:])), cfg, images_dir,
+                               log, Item)
         if not items:
             why = Counter(s["reason"] for s in skipped).most_common(1)[0][0]
             hint = ""
