@@ -250,7 +250,7 @@ def main() -> None:
     data = Path(a.data).resolve()
     work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="i33-walk-"))
     os.environ.setdefault("IMG2GPS_CACHE", str(work / "cache"))
-    head = {"data": str(a.data), "revision": code_revision(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    head = {"data": str(a.data), "code": code_revision(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": "python bench/walk_video.py " + " ".join(sys.argv[1:]), "cpus": os.cpu_count()}
     if "placement" in parts or "gallery" in parts:
         res, made = placement(data, work / "placement")
