@@ -15,7 +15,8 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("build")
 def build(
-    src: Path = typer.Argument(..., metavar="PHOTOS_DIR", help="Folder of photos (searched recursively; JPEG, HEIC/HEIF, PNG). Never written to."),
+    src: Path = typer.Argument(..., metavar="PHOTOS_DIR", help="Folder of photos (searched recursively; JPEG, HEIC/HEIF, PNG) "
+                                                           "and walk videos (MP4, MOV; need --track), or one video. Never written to."),
     out: Path = typer.Argument(..., metavar="DATASET", help="New dataset folder: images/, labels.csv, report.json, report.md, points.png."),
     labels: Optional[Path] = typer.Option(None, "--labels", metavar="CSV", help="CSV (image,Latitude,Longitude) whose positions override EXIF GPS [default: none, EXIF only]."),
     max_side: int = typer.Option(1200, "--max-side", help="Long side of the written JPEGs in pixels (0 = keep size)."),
@@ -29,24 +30,44 @@ def build(
     max_megapixels: Optional[float] = typer.Option(None, "--max-megapixels", metavar="MP",
                                                    help=f"Refuse photos larger than this [default: {MAX_PIXELS / 1e6:g}]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it holds an earlier build."),
+    track: Optional[Path] = typer.Option(None, "--track", metavar="FILE", help="GPS track (GPX; CSV time,latitude,longitude; "
+                                         "Google Takeout JSON; KML): videos become frames placed on it, and photos without GPS are placed by capture time."),
+    time_offset: Optional[float] = typer.Option(None, "--time-offset", metavar="S", help="Seconds added to capture times to "
+                                                "reach the track's clock [default: estimated from photos with GPS and a time, else 0]."),
+    allow_outside_track: bool = typer.Option(False, "--allow-outside-track", help="Place photos taken outside the track's "
+                                             "time span (or in a gap over 5 min) at the nearest track point instead of skipping them."),
+    frame_step: float = typer.Option(2.0, "--frame-step", metavar="M", help="Take a video frame every M metres walked "
+                                     "(and at each view change)."),
     check_labels: bool = typer.Option(False, "--check-labels", help="Then run `data check` on the result: report in "
                                                                     "OUT/label_check/ (labels are not changed)."),
 ) -> None:
     """Read geotagged photos, orient and resize them, clean (opt-in steps) and write a dataset with a report."""
     from ..data.build import BuildConfig, build_dataset
+    from ..data.video import SamplingConfig
+    from ..data.walk_gallery import TrackConfig
 
     cfg = BuildConfig(max_side=max_side, labels=labels, bbox=bbox, drop_singletons_m=drop_singletons,
                       drop_dates=tuple((drop_dates or "").split(",")) if drop_dates else (),
                       drop_drift_dates=drop_drift_dates, dedup=dedup, dedup_hamming=dedup_hamming, overwrite=overwrite,
-                      max_pixels=megapixels_option(max_megapixels))
+                      max_pixels=megapixels_option(max_megapixels),
+                      track=TrackConfig(path=track, time_offset_s=time_offset, allow_outside=allow_outside_track,
+                                        sampling=SamplingConfig(step_m=frame_step)))
     r = build_dataset(src, out, cfg)
     c, sp = r["counts"], r["area"]["nearest_other_photo_m"]
-    typer.echo(f"{out}: kept {c['kept']} of {c['photo_files']} photo files "
+    files = (f"of {c['photo_files']} photo files" if not c.get("videos") else
+             f"photos and frames from {c['photo_files']} photo files and {c['videos']} video(s)")
+    typer.echo(f"{out}: kept {c['kept']} {files} "
                f"({c['skipped']} skipped, {c['geotagged'] - c['kept']} dropped by cleaning); "
                f"spacing median {sp['median']} m, P90 {sp['p90']} m")
     for step, s in r["cleaning"].items():
         verb = "dropped" if s["enabled"] else "would drop (off)"
         typer.echo(f"  {step}: {verb} {s['would_drop']}")
+    if r.get("track"):
+        t = r["track"]
+        typer.echo(f"  track {t['file']}: {t['placed_by_time']} photo(s) placed by time, {t['refused_outside_track']} "
+                   f"outside it; frames from {len(t['videos'])} video(s): {sum(v['frames'] for v in t['videos'].values())}; "
+                   f"clock offset used {t['offset_used_s']['zoned']:+.1f} s (zoned times, videos), "
+                   f"{t['offset_used_s']['zone_less']:+.1f} s (zone-less times)")
     typer.echo(f"  report: {out / 'report.md'}")
     if check_labels:
         from ..labelcheck import check_dataset

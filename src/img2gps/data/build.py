@@ -1,8 +1,7 @@
-"""`data build`: a folder of phone photos -> a clean dataset (images/ + labels.csv + report + points map).
-
-Reads every photo under SRC (recursively), takes its position from EXIF GPS (or a --labels CSV, which wins),
-writes an upright, resized, metadata-free JPEG per photo, and runs the cleaning steps. Each cleaning step is
-opt-in, but every step is always evaluated and reported, so a user sees what it *would* drop before using it.
+"""`data build`: a folder of phone photos (and walk videos, data/walk_gallery.py) -> a clean dataset (images/ +
+labels.csv + report + points map). Reads every photo under SRC (recursively), takes its position from EXIF GPS
+(or a --labels CSV, which wins), writes an upright, resized, metadata-free JPEG per photo, and runs the cleaning
+steps: each is opt-in, but always evaluated and reported, so a user sees what it *would* drop before using it.
 """
 from __future__ import annotations
 
@@ -27,6 +26,8 @@ from .outdir import atomic_dir, check_out
 from .labels_csv import LabelsCsvConfig, LabelRow, check_labels, refuse_if_mostly_swapped
 from .report import write_reports
 from .sources import read_labels_csv, validate_coordinates
+from .video import VIDEO_SUFFIXES, find_videos
+from .walk_gallery import TrackConfig, add_walk
 
 DEFAULT_HAMMING = 4  # phash distance (of 64 bits) that counts as "the same picture"
 REPORT_SINGLETON_M = 5.0  # radius used to report singletons when --drop-singletons is not given
@@ -48,6 +49,7 @@ class BuildConfig:
     drift: cl.DriftConfig = field(default_factory=cl.DriftConfig)
     overwrite: bool = False
     labels_csv: LabelsCsvConfig = field(default_factory=LabelsCsvConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)  # --track: videos, and photos placed by time
 
 
 @dataclass
@@ -66,6 +68,9 @@ class Item:
     heading: float | None = None  # EXIF GPSImgDirection (true north), degrees
     focal35: float | None = None  # 35 mm-equivalent focal length, mm
     exif_position: tuple[float, float] | None = None  # the photo's own EXIF GPS (checks --labels rows)
+    video: str | None = None  # a video frame: the video (relative to SRC) and its time in it, seconds
+    video_time_s: float | None = None
+    travel_deg: float | None = None  # placed on a track: direction of travel there (compass degrees)
 
 
 def _stderr(msg: str) -> None:
@@ -187,6 +192,10 @@ def read_one(path: Path, rel: str, name: str, labels: LabelOverride | None, cfg:
         lat, lon, source = float(row["Latitude"]), float(row["Longitude"]), "csv"
     elif meta.has_gps:
         lat, lon, source = meta.latitude, meta.longitude, "exif"
+    elif cfg.track.path is not None:  # placed by its time once the clock offset is known (walk_gallery.place_photos)
+        if not meta.time:
+            raise PhotoError(rel, f"{meta.gps_problem or 'no GPS position'} and no capture time to place it on the track")
+        lat, lon, source = np.nan, np.nan, "track"
     else:
         extra = " and not in the --labels CSV" if labels else ""
         raise PhotoError(rel, f"{meta.gps_problem or 'no GPS position'}{extra}")
@@ -285,9 +294,9 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
     cfg = replace(cfg) if cfg else BuildConfig()  # a copy: the caller's config is not modified
     if not src.exists():
         raise DataError(f"{src}: photo folder not found")
-    if not src.is_dir():
-        raise DataError(f"{src}: not a folder")
-    protected = [src] + ([Path(cfg.labels)] if cfg.labels else [])
+    if not src.is_dir() and src.suffix.lower() not in VIDEO_SUFFIXES:
+        raise DataError(f"{src}: not a folder (nor a video: {', '.join(sorted(VIDEO_SUFFIXES))})")
+    protected = [src] + [Path(p) for p in (cfg.labels, cfg.track.path) if p]
     check_out(out, protected, cfg.overwrite, marker="report.json")
     bbox = cl.parse_bbox(cfg.bbox) if cfg.bbox else None
     cfg.drop_dates = tuple(cl.parse_dates(",".join(cfg.drop_dates)))
@@ -296,12 +305,16 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
     if cfg.drop_singletons_m is not None and cfg.drop_singletons_m < 0:
         raise DataError(f"--drop-singletons {cfg.drop_singletons_m}: radius must be >= 0 metres")
     labels = LabelOverride(Path(cfg.labels)) if cfg.labels else None
+    track = cfg.track.open_track()
 
-    photos, ignored = find_photos(src, log)
-    if not photos:
+    photos, ignored = find_photos(src, log) if src.is_dir() else ([], Counter())
+    videos = find_videos(src, ignored)
+    if not photos and not videos:
         raise DataError(f"{src}: no photos found (looked recursively for {', '.join(sorted(PHOTO_SUFFIXES))})")
-    rels = [readable_name(p.relative_to(src).as_posix()) for p in photos]
-    names = output_names(rels)
+    files = photos + videos
+    rels_all = [readable_name((p.relative_to(src) if src.is_dir() else Path(p.name)).as_posix()) for p in files]
+    names_all = output_names(rels_all)
+    rels, names = rels_all[:len(photos)], names_all[:len(photos)]
 
     with atomic_dir(out) as tmp:
         images_dir = tmp / "images"
@@ -320,14 +333,18 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
                     raise
                 skipped.append({"file": rel, "reason": f"unexpected {type(e).__name__}: {e}"})
                 log(f"skipped {rel}: unexpected {type(e).__name__}: {e}")
+        n = len(photos)
+        walk_report = add_walk(items, skipped, track, list(zip(videos, rels_all[n:], names_all[n:])), cfg, images_dir,
+                               log, Item)
         if not items:
             why = Counter(s["reason"] for s in skipped).most_common(1)[0][0]
             hint = ""
             if "GPS" in why and not labels:
                 hint = ("; give their positions in a CSV (columns image,Latitude,Longitude) with "
                         f"`img2gps data build {src} {out} --labels CSV`")
-            raise DataError(f"{src}: none of the {len(photos)} photo file(s) is usable (most common problem: {why})"
-                            + hint)
+            eg = next(s["file"] for s in skipped if s["reason"] == why)
+            raise DataError(f"{src}: none of the {len(files)} photo/video file(s) is usable (most common problem: {why}; "
+                            f"e.g. {eg})" + hint)
 
         no_gps = sum("GPS" in s["reason"] for s in skipped)
         if no_gps and not labels:
@@ -354,13 +371,18 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
                 (images_dir / it.image).unlink()
         table = pd.DataFrame([{"image": it.image, "Latitude": it.latitude, "Longitude": it.longitude,
                                "time": it.time or "", "device": it.device or "",
-                               "heading": it.heading, "focal35": it.focal35} for it in kept])
+                               "heading": it.heading, "focal35": it.focal35, "video": it.video or "",
+                               "video_time_s": it.video_time_s, "travel_deg": it.travel_deg} for it in kept])
+        if track is None:  # the walk columns only where a track placed something
+            table = table.drop(columns=["video", "video_time_s", "travel_deg"])
         table.to_csv(tmp / "labels.csv", index=False)
         cfg_d = asdict(cfg)
         cfg_d["labels"] = str(cfg.labels) if cfg.labels else None
+        cfg_d["track"]["path"] = str(cfg.track.path) if cfg.track.path else None
         report = {
             "tool": "img2gps data build", "source": str(src), "config": cfg_d,
-            "counts": {"files": len(photos) + sum(ignored.values()), "photo_files": len(photos),
+            "counts": {"files": len(files) + sum(ignored.values()), "photo_files": len(photos),
+                       "videos": len(videos),
                        "ignored_files": dict(ignored), "skipped": len(skipped), "geotagged": len(items),
                        "kept": len(kept), "dropped": {s: steps[s]["dropped"] for s in STEPS},
                        "label_source": dict(Counter(it.label_source for it in kept)),
@@ -368,6 +390,7 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
                        "landscape": sum(it.width > it.height for it in kept)},
             "skipped": skipped,
             "labels": {**labels.summary(), "checks": label_findings.to_dict()} if labels else None,
+            "track": walk_report,
             "cleaning": steps,
             "photos": [{"image": it.image, "source": it.source, "label_source": it.label_source,
                         "width": it.width, "height": it.height, "phash": f"{it.phash:016x}",

@@ -84,6 +84,15 @@ def markdown(r: dict) -> str:
         lines += ["", "## Skipped files", ""] + [f"- `{s['file']}`: {s['reason']}" for s in r["skipped"][:50]]
         if len(r["skipped"]) > 50:
             lines.append(f"- ... and {len(r['skipped']) - 50} more (see report.json)")
+    tr = r.get("track")
+    if tr:
+        est = ", ".join(f"{k}: {v['offset_s']:+.1f} s from {v['photos']} photos (median misfit {v['median_m']} m)"
+                        for k, v in tr["offset_estimate"].items() if v) or "none (no photo with both GPS and a time)"
+        lines += ["", f"Track `{tr['file']}`: {tr['points']} points, {tr['span_utc'][0]} .. {tr['span_utc'][1]}, "
+                      f"{tr['walked_m']:.0f} m; clock offset estimated {est}; used {tr['offset_used_s']}; "
+                      f"{tr['placed_by_time']} photos placed by time, {tr['refused_outside_track']} outside the track."]
+        lines += [f"- `{v}`: {s['frames']} frames of {s['decoded']} ({s['blurred']} blurred, {s['duplicates']} "
+                  "near-duplicates skipped)" for v, s in tr["videos"].items()]
     lab = r.get("labels")
     if lab:
         lines += ["", f"Labels CSV `{lab['csv']}`: {lab['rows']} rows, {lab['used']} used, "
