@@ -38,7 +38,9 @@ def _make_faiss(kind: str, dim: int, train: np.ndarray):
     nlist = int(max(16, min(1024, 4 * np.sqrt(max(len(train), 1)))))  # capped: training cost stays bounded
     nlist = min(nlist, max(1, len(train) // 39))  # faiss wants ~39 training points per centroid
     m = next(m for m in (dim // 8, dim // 4, dim // 2, dim, 1) if m >= 1 and dim % m == 0)
-    index = faiss.index_factory(dim, f"IVF{nlist},PQ{m}", faiss.METRIC_INNER_PRODUCT)
+    # "np": no polysemous training (a code permutation for Hamming filtering, which search does not use); it was
+    # nearly all of the build time (49 s against 3 s for 4,000 x 64 vectors, on the loaded 2-core machine)
+    index = faiss.index_factory(dim, f"IVF{nlist},PQ{m}np", faiss.METRIC_INNER_PRODUCT)
     index.train(np.ascontiguousarray(train))
     return _tune(index)
 
