@@ -102,6 +102,8 @@ TITLES = {
     "scale-vectors": "Scale (issue 11): retrieval alone on many vectors",
     "i24-scale-warm": "Scale (issue 24): fit memory before/after on 500-1,000-photo synthetic galleries, extraction cached",
     "i24-scale-fresh": "Scale (issue 24): one fit from a fresh cache, 1,000 synthetic photos",
+    "i31-vectors-100k": "Scale (issue 31): retrieval alone, 100,000 gallery-like vectors, recall@10 vs exact by setting",
+    "i31-vectors-1m": "Scale (issue 31): retrieval alone, 1,000,000 gallery-like vectors, the chosen settings",
     "i11-noloss-main": "No loss (issue 11): rerank leave-one-out on main before the stage refactor",
     "i11-noloss-branch": "No loss (issue 11): rerank leave-one-out with the keypoint store and bounded fit",
     "i20-targets": "Issue 20 targets: photos as people share them (measured vs target)",

@@ -192,6 +192,9 @@ def main(argv=None) -> int:
             r = {"generator": gen, "generate_s": round(gen_s, 1)} | sweep(
                 v, kind, [int(x) for x in a.nprobe.split(",")], [int(x) for x in a.shortlist.split(",")], a.queries)
             doc["runs"].append(r)
+            doc["table"] = [{"generator": x["generator"], "vectors": x["vectors"], "kind": x["kind"],
+                             "build_s": x["build_s"], "index_rss_gb": x["index_rss_gb"]} | st
+                            for x in doc["runs"] for st in x["settings"]]
             _write(a.json, doc)
         del v
     doc["machine"]["load_at_end"] = os.getloadavg()[0]
