@@ -10,4 +10,8 @@ py=${PYTHON:-python}
 $py bench/scale_vectors.py --n 1000000 --nprobe 32,64,128,256 --shortlist 100,250,500,1000 \
     --json bench/results/i31-vectors-1m.json
 $py bench/scale_vectors.py --n 100000 --generators campus,noise --json bench/results/i31-vectors-100k.json
+# after the first 1M grid (8-bit PQ codes: ~85 ms per query whatever nprobe, i31-vectors-1m-pq8.json) the
+# index moved to 4-bit fast-scan codes; the 100k line above ran the 8-bit codes (i31-vectors-100k-pq8.json)
+$py bench/scale_vectors.py --n 1000000 --nprobe 16,32,64,128 --shortlist 250,500,1000,2000 \
+    --json bench/results/i31-vectors-1m.json
 $py bench/scale_vectors.py --n 100000 --kinds hnsw --shortlist 100,250,500 --json bench/results/i31-vectors-100k-hnsw.json

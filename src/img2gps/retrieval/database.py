@@ -34,13 +34,16 @@ def _make_faiss(kind: str, dim: int, train: np.ndarray):
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
         return _tune(index)
-    # IVF-PQ: nlist ~ 4 sqrt(N) coarse cells, dim/8-byte codes (8 dims per sub-quantizer when it divides)
+    # IVF-PQ: nlist ~ 4 sqrt(N) coarse cells. Codes: 4 dims per sub-quantizer, 4 bits each (dim / 2 bytes), in
+    # faiss's fast-scan layout (SIMD table lookups): at a million vectors the scan of 8-bit codes (8 dims per
+    # byte, the same bytes) took ~85 ms per query whatever nprobe was (bench/results/i31-vectors-1m-pq8.json).
     nlist = int(max(16, min(1024, 4 * np.sqrt(max(len(train), 1)))))  # capped: training cost stays bounded
     nlist = min(nlist, max(1, len(train) // 39))  # faiss wants ~39 training points per centroid
-    m = next(m for m in (dim // 8, dim // 4, dim // 2, dim, 1) if m >= 1 and dim % m == 0)
-    # "np": no polysemous training (a code permutation for Hamming filtering, which search does not use); it was
-    # nearly all of the build time (49 s against 3 s for 4,000 x 64 vectors, on the loaded 2-core machine)
-    index = faiss.index_factory(dim, f"IVF{nlist},PQ{m}np", faiss.METRIC_INNER_PRODUCT)
+    if dim % 4 == 0:
+        codes = f"PQ{dim // 4}x4fs"
+    else:  # "np": no polysemous training (a code permutation for Hamming filtering, unused here, and slow)
+        codes = "PQ{}np".format(next(m for m in (dim // 8, dim // 4, dim // 2, dim, 1) if m >= 1 and dim % m == 0))
+    index = faiss.index_factory(dim, f"IVF{nlist},{codes}", faiss.METRIC_INNER_PRODUCT)
     index.train(np.ascontiguousarray(train))
     return _tune(index)
 
