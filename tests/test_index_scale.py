@@ -68,3 +68,11 @@ def test_add_in_chunks_equals_one_build_and_save_load_keeps_the_kind(big, tmp_pa
     # a model saved before float16 storage (float32 embeddings.npy) loads into the same form
     np.save(tmp_path / "embeddings.npy", auto.vectors.astype(np.float32))
     assert CosineIndex.load(tmp_path).vectors.dtype == np.float16
+
+
+def test_codes_are_fast_scan_when_the_dimension_allows_it(big):
+    assert type(CosineIndex(big).index).__name__ == "IndexIVFPQFastScan"  # 4-bit codes, 4 dims each
+    odd = _clustered(2000, dim=30)
+    index = CosineIndex(odd, "ivfpq")
+    assert type(index.index).__name__ == "IndexIVFPQ" and not index.index.do_polysemous_training
+    assert index.search(odd[:3], 1)[1][:, 0].tolist() == [0, 1, 2]
