@@ -153,11 +153,12 @@ class CosineIndex:
         rows = rng.choice(len(self), min(sample, len(self)), replace=False)
         _, got = self.search_excluding(k, rows)
         hits = 0
-        for r, g in enumerate(rows):
-            s = self.dot(self.vectors[g])
-            s[g] = -np.inf
-            exact = np.argpartition(-s, k)[:k]
-            hits += len(set(exact.tolist()) & set(got[r].tolist()))
+        for a in range(0, len(rows), 50):  # 50 exact rows per pass over the stored vectors: 200 MB at 1M vectors
+            block = rows[a:a + 50]
+            s = self.dot(self.vectors[block])
+            s[np.arange(len(block)), block] = -np.inf
+            for r, exact in enumerate(np.argpartition(-s, k, axis=1)[:, :k], start=a):
+                hits += len(set(exact.tolist()) & set(got[r].tolist()))
         return hits / (len(rows) * k)
 
     def search_excluding(self, k: int, rows=None) -> tuple[np.ndarray, np.ndarray]:
