@@ -103,6 +103,7 @@ TITLES = {
     "i24-scale-warm": "Scale (issue 24): fit memory before/after on 500-1,000-photo synthetic galleries, extraction cached",
     "i24-scale-fresh": "Scale (issue 24): one fit from a fresh cache, 1,000 synthetic photos",
     "i31-vectors-1m": "Scale (issue 31): retrieval alone, 1,000,000 gallery-like vectors, IVF-PQ fast scan (the index auto picks)",
+    "i31-vectors-100k": "Scale (issue 31): retrieval alone, 100,000 gallery-like vectors, IVF-PQ fast scan (where auto starts)",
     "i31-vectors-1m-pq8": "Scale (issue 31): retrieval alone, 1,000,000 vectors, the 8-bit IVF-PQ it replaced",
     "i31-vectors-100k-pq8": "Scale (issue 31): retrieval alone, 100,000 vectors, 8-bit IVF-PQ, two generators",
     "i31-vectors-100k-hnsw": "Scale (issue 31): retrieval alone, 100,000 vectors, HNSW",

@@ -49,10 +49,11 @@ def _make_faiss(kind: str, dim: int, train: np.ndarray):
 
 
 # Search-time settings of the approximate kinds (faiss does not store them with the index, so they are set here
-# on build and on load). Chosen on a million gallery-like vectors (bench/results/i31-vectors-1m.json, one core):
-# nprobe 64 + 1,000 re-scored candidates gave recall@10 0.967 against exact search at 12.7 ms p50 per query;
-# nprobe 16 stayed below 0.89 whatever the shortlist, 250 candidates below 0.95 whatever nprobe.
-NPROBE = 64  # IVF cells scanned per query (of at most 1024)
+# on build and on load). Chosen on gallery-like vectors (bench/results/i31-vectors-1m.json, -100k.json, one core):
+# nprobe 128 + 1,000 re-scored candidates gave recall@10 0.972 against exact search at 13.5 ms p50 per query at a
+# million vectors and 0.968 at 4.4 ms at 100,000 (nprobe 64: 0.967 and 0.9545); nprobe 16 stayed below 0.89
+# at a million whatever the shortlist.
+NPROBE = 128  # IVF cells scanned per query (of at most 1024)
 EF_SEARCH = 128  # HNSW candidate list
 SHORTLIST = 1000  # at least this many approximate candidates are re-scored exactly (float16 rows, ~2.5 MB read)
 
