@@ -1,16 +1,15 @@
 #!/usr/bin/env python3
 """Scale bench: cost of `rerank` (fit, memory, disk, load, worst-case query) on synthetic galleries, and of
-retrieval alone on many vectors. Cost only, not accuracy.
+retrieval alone on many vectors (bench/scale_vectors.py). Cost only, not accuracy.
 
 Synthetic galleries: random crops / flips / colour jitter of the penn91 photos at a 1200 px long side, at random
 positions in penn91's bounding box, generated into --work (resumable: existing photos are kept). Each timed fit
 runs `img2gps fit` in a child process with a fresh IMG2GPS_CACHE; peak RSS is that of the whole process tree,
 sampled every 0.2 s from /proc. Worst-case queries are bgu-west photos (another campus: nothing verifies, so every
-shortlist candidate is checked). Retrieval alone: gallery-like vectors (real Lite0 embeddings of the shared photos
-plus noise; queries are perturbed gallery vectors) and random unit vectors, through retrieval.database.CosineIndex.
+shortlist candidate is checked). Retrieval alone (recall against exact search at up to a million vectors) is
+bench/scale_vectors.py, which uses `shared_embeddings` from here.
 
     python bench/scale.py --sizes 1000 --json bench/results/scale.json
-    python bench/scale.py --vectors 100000,1000000 --json bench/results/scale-vectors.json
 """
 from __future__ import annotations
 
@@ -252,62 +251,13 @@ def shared_embeddings() -> np.ndarray:
     return np.concatenate([embed_dataset(enc, load_dataset(str(DATA / d))) for d in ("penn91", "bgu-west")])
 
 
-def scale_vectors(n: int, kind: str, base: np.ndarray | None, n_queries: int = 100, seed: int = 0) -> dict:
-    import resource
-
-    from img2gps.retrieval.database import CosineIndex, l2_normalise
-
-    rng = np.random.default_rng(seed)
-    dim = base.shape[1] if base is not None else 1280
-    vecs = np.empty((n, dim), np.float32)
-    for s in range(0, n, 100_000):  # generated in chunks to bound the temporaries
-        m = min(100_000, n - s)
-        if base is None:
-            vecs[s:s + m] = rng.normal(size=(m, dim))
-        else:
-            b = l2_normalise(base)
-            vecs[s:s + m] = b[rng.integers(0, len(b), m)] + rng.normal(0, 0.02, (m, dim))
-    vecs[:] = l2_normalise(vecs)
-    qi = rng.choice(n, n_queries, replace=False)
-    queries = l2_normalise(vecs[qi] + rng.normal(0, 0.01, (n_queries, dim)).astype(np.float32))
-    exact = np.concatenate([np.argsort(-(queries @ vecs[s:s + 200_000].T), 1)[:, :10] + s
-                            for s in range(0, n, 200_000)], 1)
-    truth = []
-    for r in range(n_queries):  # the best 10 of each chunk's best 10
-        cand = exact[r]
-        truth.append(set(cand[np.argsort(-(vecs[cand] @ queries[r]))[:10]].tolist()))
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    t0 = time.perf_counter()
-    index = CosineIndex(vecs, kind)
-    build_s = time.perf_counter() - t0
-    index.search(queries[:1], 10)
-    ms, hits = [], 0
-    for r in range(n_queries):
-        t = time.perf_counter()
-        _, idx = index.search(queries[r:r + 1], 10)
-        ms.append((time.perf_counter() - t) * 1000)
-        hits += len(truth[r] & set(idx[0].tolist()))
-    import faiss
-
-    return {"vectors": n, "data": "gallery-like" if base is not None else "random", "kind": index.kind,
-            "build_s": build_s, "index_bytes_per_vector": faiss.serialize_index(index.index).nbytes / n,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30,
-            "rss_before_build_gb": rss0 / 2**30, "search_ms_p50": float(np.median(ms)),
-            "search_ms_p95": float(np.quantile(ms, 0.95)), "recall_at_10_vs_exact": hits / (10 * n_queries)}
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="", help="gallery sizes, e.g. 1000,5000")
-    ap.add_argument("--vectors", default="", help="retrieval-alone sizes, e.g. 100000,1000000")
-    ap.add_argument("--kinds", default="ivfpq", help="index kinds for the retrieval-alone test")
     ap.add_argument("--spec", default="rerank")
     ap.add_argument("--queries", type=int, default=30, help="worst-case (bgu-west) queries per gallery")
     ap.add_argument("--query-side", type=int, default=1200, help="resize queries to this long side (0 = as stored)")
     ap.add_argument("--query-only", action="store_true", help="re-time queries of already fitted models in --work")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="faiss threads for the retrieval-alone test (on a shared 2-core machine spinning OpenMP "
-                         "threads are slower than one)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/img2gps-scale"))
     ap.add_argument("--src", type=Path, default=REPO / "src",
                     help="img2gps source tree the fits run (e.g. a checkout of an older revision, for before/after)")
@@ -316,6 +266,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warm-pairs", action="store_true", help="--warm also copies pair counts and poses")
     ap.add_argument("--keep-cache", action="store_true", help="keep each fit's cache (to --warm later fits)")
     ap.add_argument("--label", default="", help="row label (e.g. before / after); rows are keyed by size, spec, label")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="faiss threads (on a shared 2-core machine spinning OpenMP threads are slower than one)")
     ap.add_argument("--json", type=Path, required=True)
     a = ap.parse_args(argv)
     import faiss
@@ -341,19 +293,6 @@ def main(argv=None) -> int:
         print(rows[key], flush=True)
         doc["galleries"] = sorted(rows.values(), key=lambda r: (r.get("label", ""), r["photos"]))
         _write(a.json, doc)
-    vrows = {(r["vectors"], r["data"], r["kind"]): r for r in doc.get("retrieval", [])}
-    sizes = [int(x) for x in a.vectors.split(",") if x]
-    if sizes:
-        base = shared_embeddings()
-        for n in sizes:
-            for data in ("gallery-like", "random"):
-                for kind in a.kinds.split(","):
-                    print(f"vectors {n} {data} {kind} ...", flush=True)
-                    r = scale_vectors(n, kind, base if data == "gallery-like" else None)
-                    print(r, flush=True)
-                    vrows[(n, data, r["kind"])] = r
-                    doc["retrieval"] = sorted(vrows.values(), key=lambda r: (r["vectors"], r["data"], r["kind"]))
-                    _write(a.json, doc)
     return 0
 
 

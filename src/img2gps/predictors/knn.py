@@ -57,7 +57,7 @@ def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[MondrianRadius, l
     for h in HOLDOUTS:
         for a in range(0, len(rows_all), 512):  # memory stays O(rows x n) per block
             rows = rows_all[a:a + 512]
-            sim = v[rows] @ v.T
+            sim = state.index.dot(v[rows])
             sim[excluded_rows(en, rows, holdout_radius_m(spot, h))] = -np.inf
             for r, srow in zip(rows, sim):
                 idx = np.argsort(-srow)[: cfg.k]

@@ -33,37 +33,62 @@ def _make_faiss(kind: str, dim: int, train: np.ndarray):
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = 128
-        return index
-    # IVF-PQ: nlist ~ 4 sqrt(N) coarse cells, dim/8-byte codes (8 dims per sub-quantizer when it divides)
+        return _tune(index)
+    # IVF-PQ: nlist ~ 4 sqrt(N) coarse cells. Codes: 4 dims per sub-quantizer, 4 bits each (dim / 2 bytes), in
+    # faiss's fast-scan layout (SIMD table lookups): at a million vectors the scan of 8-bit codes (8 dims per
+    # byte, the same bytes) took ~85 ms per query whatever nprobe was (bench/results/i31-vectors-1m-pq8.json).
     nlist = int(max(16, min(1024, 4 * np.sqrt(max(len(train), 1)))))  # capped: training cost stays bounded
     nlist = min(nlist, max(1, len(train) // 39))  # faiss wants ~39 training points per centroid
-    m = next(m for m in (dim // 8, dim // 4, dim // 2, dim, 1) if m >= 1 and dim % m == 0)
-    index = faiss.index_factory(dim, f"IVF{nlist},PQ{m}", faiss.METRIC_INNER_PRODUCT)
+    if dim % 4 == 0:
+        codes = f"PQ{dim // 4}x4fs"
+    else:  # "np": no polysemous training (a code permutation for Hamming filtering, unused here, and slow)
+        codes = "PQ{}np".format(next(m for m in (dim // 8, dim // 4, dim // 2, dim, 1) if m >= 1 and dim % m == 0))
+    index = faiss.index_factory(dim, f"IVF{nlist},{codes}", faiss.METRIC_INNER_PRODUCT)
     index.train(np.ascontiguousarray(train))
-    index.nprobe = min(nlist, 32)
+    return _tune(index)
+
+
+# Search-time settings of the approximate kinds (faiss does not store them with the index, so they are set here
+# on build and on load). Chosen on gallery-like vectors (bench/results/i31-vectors-1m.json, -100k.json, one core):
+# nprobe 128 + 1,000 re-scored candidates gave recall@10 0.972 against exact search at 13.5 ms p50 per query at a
+# million vectors and 0.968 at 4.4 ms at 100,000 (nprobe 64: 0.967 and 0.9545); nprobe 16 stayed below 0.89
+# at a million whatever the shortlist.
+NPROBE = 128  # IVF cells scanned per query (of at most 1024)
+EF_SEARCH = 128  # HNSW candidate list
+SHORTLIST = 1000  # at least this many approximate candidates are re-scored exactly (float16 rows, ~2.5 MB read)
+
+
+def _tune(index):
+    if hasattr(index, "nprobe"):
+        index.nprobe = min(index.nlist, NPROBE)
+    if hasattr(index, "hnsw"):
+        index.hnsw.efSearch = EF_SEARCH
     return index
 
 
 class CosineIndex:
-    """Cosine search over L2-normalised float32 vectors with a faiss index chosen by size.
+    """Cosine search over L2-normalised vectors with a faiss index chosen by size.
 
-    `vectors`: (N, D) float32 unit rows, in insertion order (row i = gallery photo i), kept for exact
-    similarities and for re-scoring approximate candidates. `kind`: 'auto' (exact IndexFlatIP up to
-    EXACT_MAX vectors, else IVF-PQ), 'flat', 'hnsw' or 'ivfpq'. Approximate kinds fetch `refine` x k candidates
-    and re-rank them exactly, so their similarities are exact cosines.
+    `vectors`: (N, D) unit rows, in insertion order (row i = gallery photo i), kept for exact similarities and
+    for re-scoring approximate candidates: float32 for the exact kind; float16 for the approximate kinds (half the
+    RAM at a million vectors; every similarity is still computed in float32). `kind`: 'auto' (exact IndexFlatIP
+    up to EXACT_MAX vectors, else IVF-PQ), 'flat', 'hnsw' or 'ivfpq'. Approximate kinds fetch
+    max(`refine` x k, `shortlist`) candidates and re-rank them exactly, so their similarities are exact cosines.
     """
+
+    CHUNK = 65_536  # rows normalised / added / scanned at a time: temporaries stay small at a million vectors
 
     def __init__(self, vectors: np.ndarray, kind: str = "auto", refine: int = 4, train_max: int = 50_000,
                  seed: int = 0):
-        v = l2_normalise(vectors)
-        self.kind = resolve_kind(kind, len(v))
-        self.refine = refine
+        n, dim = np.shape(vectors)
+        self.kind = resolve_kind(kind, n)
+        self.refine, self.shortlist = refine, SHORTLIST
         rng = np.random.default_rng(seed)
-        train = v if len(v) <= train_max else v[np.sort(rng.choice(len(v), train_max, replace=False))]
-        self.vectors = np.zeros((0, v.shape[1]), np.float32)
-        self.index = _make_faiss(self.kind, v.shape[1], train)
-        self.add(v)
+        rows = np.arange(n) if n <= train_max else np.sort(rng.choice(n, train_max, replace=False))
+        dtype = np.float32 if self.kind == "flat" else np.float16
+        self.vectors = np.zeros((0, dim), dtype)
+        self.index = _make_faiss(self.kind, dim, l2_normalise(vectors[rows]) if self.kind == "ivfpq" else None)
+        self.add(vectors)
 
     def __len__(self) -> int:
         return self.index.ntotal
@@ -74,14 +99,34 @@ class CosineIndex:
 
     def add(self, vectors: np.ndarray) -> None:
         """Append (M, D) vectors (normalised here); they get gallery indices len(self) .. len(self)+M-1."""
-        v = l2_normalise(vectors)
-        self.vectors = np.concatenate([self.vectors, v]) if len(self.vectors) else v
-        self.index.add(v)
+        n0, m = len(self.vectors), len(vectors)
+        if n0 == 0 and m <= self.CHUNK and self.kind == "flat":
+            self.vectors = l2_normalise(vectors)
+            self.index.add(self.vectors)
+            return
+        out = np.empty((n0 + m, np.shape(vectors)[1]), self.vectors.dtype)
+        out[:n0] = self.vectors
+        for s in range(0, m, self.CHUNK):
+            v = l2_normalise(vectors[s:s + self.CHUNK])
+            out[n0 + s:n0 + s + len(v)] = v
+            self.index.add(v)
+        self.vectors = out
+
+    def dot(self, queries: np.ndarray) -> np.ndarray:
+        """float32 dot products with every stored vector: (D,) query -> (N,), (Q, D) -> (Q, N). Queries are used as
+        given (pass unit rows for cosines); float16 storage is widened a chunk at a time."""
+        q = np.asarray(queries, np.float32)
+        if self.vectors.dtype == np.float32:
+            return q @ self.vectors.T if q.ndim == 2 else self.vectors @ q
+        out = np.empty(q.shape[:-1] + (len(self.vectors),), np.float32)
+        for s in range(0, len(self.vectors), self.CHUNK):
+            out[..., s:s + self.CHUNK] = q @ self.vectors[s:s + self.CHUNK].astype(np.float32).T
+        return out
 
     def similarities(self, query: np.ndarray) -> np.ndarray:
         """(N,) cosine similarity of one (D,) or (1, D) query to every stored vector, in gallery order."""
         q = np.asarray(query, np.float32).ravel()
-        return (self.vectors @ (q / max(float(np.linalg.norm(q)), 1e-12))).astype(float)
+        return self.dot(q / max(float(np.linalg.norm(q)), 1e-12)).astype(float)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(Q, D) queries -> (sims (Q, k'), idx (Q, k')) best first, k' = min(k, len(self))."""
@@ -89,12 +134,13 @@ class CosineIndex:
         q = l2_normalise(queries)
         if self.kind == "flat":
             return self.index.search(q, k)
-        _, cand = self.index.search(q, min(len(self), max(k * self.refine, k + 10)))
+        _, cand = self.index.search(q, min(len(self), max(k * self.refine, k + 10, self.shortlist)))
         sims = np.full((len(q), k), -np.inf, np.float32)
         idx = np.full((len(q), k), -1, np.int64)
         for r in range(len(q)):
-            c = cand[r][cand[r] >= 0]
-            s = self.vectors[c] @ q[r]
+            c = np.sort(cand[r][cand[r] >= 0])  # in memory order: a faster gather from a large array
+            rows = self.vectors[c].astype(np.float32)
+            s = (rows @ q[r]) / np.maximum(np.linalg.norm(rows, axis=1), 1e-12)  # float16 rows: exact cosines
             top = np.argsort(-s, kind="stable")[:k]
             sims[r, :len(top)], idx[r, :len(top)] = s[top], c[top]
         return sims, idx
@@ -108,11 +154,12 @@ class CosineIndex:
         rows = rng.choice(len(self), min(sample, len(self)), replace=False)
         _, got = self.search_excluding(k, rows)
         hits = 0
-        for r, g in enumerate(rows):
-            s = self.vectors @ self.vectors[g]
-            s[g] = -np.inf
-            exact = np.argpartition(-s, k)[:k]
-            hits += len(set(exact.tolist()) & set(got[r].tolist()))
+        for a in range(0, len(rows), 50):  # 50 exact rows per pass over the stored vectors: 200 MB at 1M vectors
+            block = rows[a:a + 50]
+            s = self.dot(self.vectors[block])
+            s[np.arange(len(block)), block] = -np.inf
+            for r, exact in enumerate(np.argpartition(-s, k, axis=1)[:, :k], start=a):
+                hits += len(set(exact.tolist()) & set(got[r].tolist()))
         return hits / (len(rows) * k)
 
     def search_excluding(self, k: int, rows=None) -> tuple[np.ndarray, np.ndarray]:
@@ -128,8 +175,8 @@ class CosineIndex:
         return np.array(out_s), np.array(out_i)
 
     def save(self, d: Path) -> None:
-        """Write embeddings.npy (the unit vectors) into directory d, and index.faiss for an approximate index
-        (an exact one is the same vectors again: load rebuilds it from embeddings.npy)."""
+        """Write embeddings.npy (the unit vectors, in their stored dtype) into directory d, and index.faiss for an
+        approximate index (an exact one is the same vectors again: load rebuilds it from embeddings.npy)."""
         import faiss
 
         np.save(d / "embeddings.npy", self.vectors)
@@ -147,15 +194,13 @@ class CosineIndex:
         if resolve_kind(kind, len(v)) == "flat":
             return cls(v, "flat")
         obj = cls.__new__(cls)
-        obj.kind, obj.refine = resolve_kind(kind, len(v)), 4
-        obj.vectors = l2_normalise(v)
-        obj.index = faiss.read_index(str(d / "index.faiss"))
+        obj.kind, obj.refine, obj.shortlist = resolve_kind(kind, len(v)), 4, SHORTLIST
+        obj.vectors = v.astype(np.float16, copy=False)  # stored unit rows (float32 in models saved before)
+        obj.index = _tune(faiss.read_index(str(d / "index.faiss")))
         if obj.index.ntotal != len(v):
             from ..errors import ModelError
 
             raise ModelError(f"{d}: index.faiss holds {obj.index.ntotal} vectors, embeddings.npy {len(v)}")
-        if hasattr(obj.index, "nprobe"):
-            obj.index.nprobe = min(obj.index.nlist, 32)
         return obj
 
 
@@ -169,13 +214,14 @@ def pair_stats(v: np.ndarray, max_rows: int = 2000, seed: int = 0) -> tuple[floa
     if n < 2:
         return 0.0, 1.0
     if n <= max_rows:
+        v = np.asarray(v, np.float32)
         s = v @ v.T
         off = s[~np.eye(n, dtype=bool)]
     else:
         rng = np.random.default_rng(seed)
         a = rng.choice(n, max_rows, replace=False)
         b = rng.choice(n, max_rows, replace=False)
-        s = v[a] @ v[b].T
+        s = v[a].astype(np.float32) @ v[b].astype(np.float32).T
         off = s[a[:, None] != b[None, :]]
     return float(off.mean()), float(off.std() + 1e-6)
 

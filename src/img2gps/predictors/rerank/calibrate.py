@@ -81,7 +81,7 @@ def calibration_records(state: RerankState, cfg: RerankConfig, holdouts: Sequenc
             pos, spread = aggregate(en[idx], g[idx], "mean")
             return pos, spread, idx, g[idx]
 
-        g = vectors @ vectors[q]
+        g = state.knn.index.dot(vectors[q])
         v = state.vlad @ state.vlad[q] if state.vlad is not None else None
         score = scores(state, g, v)
         score[list(skip)] = -np.inf
