@@ -40,6 +40,7 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
 
+from img2gps.capture_time import session_of  # noqa: E402
 from img2gps.data import cleaning as cl  # noqa: E402
 from img2gps.labelcheck import CheckConfig, check_dataset  # noqa: E402
 from img2gps.labelcheck.apply import corrected_table  # noqa: E402
@@ -53,8 +54,7 @@ KINDS = {"a": "10% moved 30-150 m", "b": "all + 8 m Gaussian", "c": "one capture
 
 def sessions(ds) -> tuple[list[str | None], list[str]]:
     cap = capture_meta(ds)
-    return ([f"{t.date().isoformat()} {d}" if t is not None else None for t, d in zip(cap.times, cap.devices)],
-            cap.sources)
+    return [session_of(t, d) for t, d in zip(cap.times, cap.devices)], cap.sources
 
 
 def corrupt(ds, kind: str, seed: int, sess: list[str | None]) -> tuple[pd.DataFrame, np.ndarray, dict]:
@@ -221,8 +221,8 @@ def run_kind(ds, kind: str, seed: int, sess, src, rerank: bool, repeats: int, va
         en = LocalFrame.around(dsc.lat, dsc.lon).to_en(dsc.lat, dsc.lon)
         cap = capture_meta(dsc)
         tm, devs = cap.times, cap.devices
-        rep = cl.drift_dates([t.isoformat() if t else None for t in tm], devs, en, dsc.ids)
-        dates = [t.date().isoformat() if t else None for t in tm]
+        rep = cl.drift_dates(tm, devs, en, dsc.ids)
+        dates = [cl.date_of(t) for t in tm]
         keep_drift = np.array([d not in rep.flagged for d in dates], bool)
         keep_single = ~cl.singleton_mask(en, 5.0)
         n = len(ds)

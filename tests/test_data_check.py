@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from img2gps.labelcheck.evidence import OVERLAP, SAME_SPOT, TIME, Evidence, Link, time_from_name, time_links
+from img2gps.capture_time import time_from_name
+from img2gps.labelcheck.evidence import OVERLAP, SAME_SPOT, TIME, Evidence, Link, time_links
 from img2gps.labelcheck.judge import DOUBTFUL, OK, WRONG, JudgeConfig, judge, session_shifts
 
 

@@ -21,6 +21,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from ..capture_time import consecutive, parse_time, time_from_name
 from ..errors import PhotoError
 from ..features.cache import FeatureCache
 from ..localization.camera import CameraLocator, LocatorConfig, PoseCache
@@ -30,11 +31,6 @@ from ..verification.local import (FeatureConfig, KeypointCache, PairCache, Verif
                                    fundamental_inliers, mutual_matches)
 
 SAME_SPOT, OVERLAP, TIME = "same-spot", "overlap", "time"
-
-# Phone camera file names that carry the capture time (Android/Samsung, Oppo/Realme/OnePlus, Pixel, iOS exports).
-NAME_TIME = (re.compile(r"(?<!\d)(20\d{6})[_-](\d{6})(?!\d)"),  # 20251222_094711, IMG_20251222_094711, PXL_..
-             re.compile(r"^IMG(20\d{6})(\d{6})(?!\d)", re.I))  # IMG20251224101500
-
 
 @dataclass
 class EvidenceConfig:
@@ -82,19 +78,6 @@ class Evidence:
     stats: dict = field(default_factory=dict)
 
 
-def time_from_name(name: str) -> datetime | None:
-    """Capture time from a phone camera file name (e.g. 20251222_094711.jpg, IMG20251224101500.jpg), else None."""
-    stem = name.rsplit("/", 1)[-1]
-    for pat in NAME_TIME:
-        m = pat.search(stem)
-        if m:
-            try:
-                return datetime.strptime(m.group(1) + m.group(2), "%Y%m%d%H%M%S")
-            except ValueError:
-                return None
-    return None
-
-
 def name_family(name: str) -> str:
     """A device stand-in for photos without EXIF: the file-name pattern (each phone maker names files its way)."""
     stem = name.rsplit("/", 1)[-1]
@@ -112,7 +95,6 @@ class CaptureMeta:
 
 def capture_meta(ds) -> CaptureMeta:
     """Per photo, from labels.csv columns first, then the photo's EXIF header, then its file name."""
-    from ..data.cleaning import parse_time
     from ..photos import read_meta
 
     t = ds.table
@@ -146,19 +128,14 @@ def capture_meta(ds) -> CaptureMeta:
 
 
 def time_links(times, devices, max_s: float) -> list[list[Link]]:
-    """Each photo's previous and next capture from the same device on the same day, within max_s seconds."""
+    """Each photo's previous and next capture from the same device on the same day, within max_s seconds
+    (ordered by capture_time's rule: zoned and zone-less times meet only when the device's zone is known)."""
     out: list[list[Link]] = [[] for _ in times]
-    groups: dict[tuple, list[tuple[datetime, int]]] = {}
-    for i, (t, d) in enumerate(zip(times, devices)):
-        if t is not None:
-            groups.setdefault((t.date(), d), []).append((t, i))
-    for rows in groups.values():
-        rows.sort()
-        for (t0, a), (t1, b) in zip(rows, rows[1:]):
-            dt = (t1 - t0).total_seconds()
-            if dt <= max_s:
-                out[a].append(Link(b, TIME, dt_s=dt))
-                out[b].append(Link(a, TIME, dt_s=dt))
+    steps, _ = consecutive(times, devices)
+    for a, b, dt in steps:
+        if dt <= max_s:
+            out[a].append(Link(b, TIME, dt_s=dt))
+            out[b].append(Link(a, TIME, dt_s=dt))
     return out
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..capture_time import session_of
 from ..localization.consensus import consensus
 from .evidence import OVERLAP, SAME_SPOT, TIME, Evidence, Link
 
@@ -138,7 +139,7 @@ def session_shifts(en: np.ndarray, ev: Evidence, cfg: JudgeConfig) -> list[Sessi
     the one whose correction explains the most cross-session disagreement first (ties: the smaller session,
     the larger one being the reference), and the offsets re-measured after each.
     """
-    sess = [f"{t.date().isoformat()} {d}" if t is not None else None for t, d in zip(ev.times, ev.devices)]
+    sess = [session_of(t, d) for t, d in zip(ev.times, ev.devices)]
     groups: dict[str, list[int]] = {}
     for i, s in enumerate(sess):
         if s is not None:
