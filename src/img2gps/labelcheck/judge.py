@@ -33,6 +33,7 @@ from .evidence import OVERLAP, SAME_SPOT, TIME, Evidence, Link
 
 OK, DOUBTFUL, WRONG = "ok", "doubtful", "wrong"
 KIND_WEIGHT = {SAME_SPOT: 1.0, OVERLAP: 0.5}  # time links: link_weight
+POSE = "pose fix"  # the camera position triangulated from verified views (evidence.PoseFixEvidence)
 
 
 @dataclass
@@ -46,8 +47,9 @@ class JudgeConfig:
     wrong_min: float = 1.5  # ... and >= this much evidence: wrong
     doubt_h_error_m: float = 30.0  # the phone itself reported a worse accuracy: doubtful
     session_m: float = 15.0  # a session offset at least this large ...
-    session_min_links: int = 5  # ... from at least this many cross-session same-spot/overlap links
+    session_min_links: int = 8  # ... from at least this many cross-session links (same-spot, overlap, pose fix)
     session_min_photos: int = 3  # ... of at least this many of the session's photos
+    pose_min_weight: float = 1.0  # a pose fix weighs at least this (else: the weights of the views it rests on)
 
 
 @dataclass
@@ -98,6 +100,10 @@ def _pair_tol(i: int, link: Link, tol: float, herr: np.ndarray, cfg: JudgeConfig
     return t
 
 
+def _fix_of(i: int, ev: Evidence):
+    return ev.fixes[i] if ev.fixes else None
+
+
 def _median_offset(offs: list) -> tuple[np.ndarray, float]:
     o = np.array(offs)
     med = np.median(o, axis=0)
@@ -108,8 +114,12 @@ def _median_offset(offs: list) -> tuple[np.ndarray, float]:
 def _session_offset(en, ev, sess, s, members, cfg) -> SessionShift | None:
     offs, who = {SAME_SPOT: [], OVERLAP: []}, {SAME_SPOT: set(), OVERLAP: set()}
     for i in members:
+        fx = _fix_of(i, ev)
+        if fx is not None and fx.views and all(sess[j] != s for j in fx.views):
+            offs[SAME_SPOT].append(en[i] - fx.en)  # a camera placed by other sessions' photos: the offset itself
+            who[SAME_SPOT].add(i)
         for l in ev.links[i]:
-            if l.kind in (SAME_SPOT, OVERLAP) and sess[l.j] != s:
+            if l.kind in (SAME_SPOT, OVERLAP) and sess[l.j] != s and not (fx is not None and l.j in fx.views):
                 offs[l.kind].append(en[i] - en[l.j])
                 who[l.kind].add(i)
     # same-spot offsets measure the shift itself; overlapping views add the distance between the two cameras
@@ -180,40 +190,54 @@ def judge_photo(i: int, en: np.ndarray, ev: Evidence, tol: float, cfg: JudgeConf
             return Verdict(DOUBTFUL, None, phone + "; no other photo confirms it", evidence=kinds)
         return Verdict(OK, None, "not checked: no verified view of the same scene and no capture-time neighbour",
                        evidence=kinds)
-    own, dis = 1.0, []
-    n_agree = 0
+    # evidence items: (kind, where it places photo i (2,), weight, tolerance m, extra uncertainty of the place m)
+    items = []
+    fx = _fix_of(i, ev)
+    in_fix = set(fx.views) if fx is not None else set()
+    w_fix = 0.0
     for l in links:
         w = link_weight(l, tol, cfg) * _trust(l.j, en, ev, tol, herr, cfg, i, wrong)
-        if np.linalg.norm(en[i] - en[l.j]) <= _pair_tol(i, l, tol, herr, cfg):
-            own += w
+        if l.kind != TIME and l.j in in_fix:
+            w_fix += w  # the views that triangulated the camera speak through its position (below)
+            continue
+        extra = cfg.view_m if l.kind == OVERLAP else cfg.walk_mps * l.dt_s if l.kind == TIME else 0.0
+        items.append((l.kind, en[l.j], w, _pair_tol(i, l, tol, herr, cfg), extra))
+    if fx is not None:
+        # a position, not only "these photos agree": as precise as the labels it rests on and its own residuals
+        hv = np.nanmean(herr[fx.views]) if np.isfinite(herr[fx.views]).any() else np.nan
+        t = tol if not (np.isfinite(herr[i]) and np.isfinite(hv)) else max(tol, 1.5 * float(np.hypot(herr[i], hv)))
+        items.append((POSE, fx.en, max(w_fix, cfg.pose_min_weight), t + fx.spread_m, fx.spread_m))
+    own, dis, n_agree = 1.0, [], 0
+    for it in items:
+        if np.linalg.norm(en[i] - it[1]) <= it[3]:
+            own += it[2]
             n_agree += 1
         else:
-            dis.append((l, w))
-    ev_d = {**kinds, "agree": n_agree, "disagree": len(dis)}
+            dis.append(it)
+    ev_d = {**kinds, "pose_fix": int(fx is not None), "agree": n_agree, "disagree": len(dis)}
     if not dis:
-        score = own / own
         if phone:
-            return Verdict(DOUBTFUL, score, phone + f"; {n_agree} other photo(s) agree with it", evidence=ev_d)
-        return Verdict(OK, score, f"{n_agree} other photo(s) agree with the label", evidence=ev_d)
-    pts = np.array([en[l.j] for l, _ in dis])
-    ws = np.array([w for _, w in dis])
+            return Verdict(DOUBTFUL, 1.0, phone + f"; {n_agree} piece(s) of evidence agree with it", evidence=ev_d)
+        return Verdict(OK, 1.0, f"{n_agree} piece(s) of evidence agree with the label", evidence=ev_d)
+    pts = np.array([it[1] for it in dis])
+    ws = np.array([it[2] for it in dis])
     c = consensus(pts, ws, tol)
     members = [dis[k] for k in c.support]
-    other = float(sum(w for _, w in members))
+    other = float(sum(it[2] for it in members))
     score = own / (own + other)
-    # the proposal rests on same-spot and time evidence; overlapping views only when there is nothing else
-    strong = [(l, w) for l, w in members if l.kind != OVERLAP] or members
-    p = np.array([en[l.j] for l, _ in strong])
-    pw = np.array([w for _, w in strong])
+    # the proposal rests on a pose fix when there is one, else on same-spot and time evidence; overlapping
+    # views only when there is nothing else
+    strong = [it for it in members if it[0] == POSE] or [it for it in members if it[0] != OVERLAP] or members
+    p = np.array([it[1] for it in strong])
+    pw = np.array([it[2] for it in strong])
     prop = (p * pw[:, None]).sum(0) / pw.sum()
     spread = float(np.sqrt((pw * ((p - prop) ** 2).sum(1)).sum() / pw.sum()))
-    extra = max((cfg.view_m if l.kind == OVERLAP else cfg.walk_mps * l.dt_s if l.kind == TIME else 0.0)
-                for l, _ in strong)
+    extra = max(it[4] for it in strong)
     sigma = float(np.sqrt(spread ** 2 + (tol / cfg.tol_factor) ** 2 / len(strong) + (extra / 2) ** 2))
     dist = float(np.linalg.norm(prop - en[i]))
-    what = ", ".join(f"{sum(1 for l, _ in members if l.kind == k)} {k}" for k in (SAME_SPOT, OVERLAP, TIME)
-                     if any(l.kind == k for l, _ in members))
-    said = f"{len(members)} other photo(s) ({what}) place it {dist:.0f} m away; {n_agree} agree with the label"
+    what = ", ".join(f"{sum(1 for it in members if it[0] == k)} {k}" for k in (SAME_SPOT, OVERLAP, TIME, POSE)
+                     if any(it[0] == k for it in members))
+    said = f"other photos ({what}) place it {dist:.0f} m away; {n_agree} piece(s) of evidence agree with the label"
     if other >= cfg.wrong_ratio * own and other >= cfg.wrong_min:
         return Verdict(WRONG, score, said, prop, sigma, ev_d)
     if other >= own or phone:

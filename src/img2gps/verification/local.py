@@ -43,6 +43,12 @@ class VerifyConfig:
     max_iters: int = 2000  # bounds the worst-case cost of one verification
 
 
+# The settings gallery photos are verified with: rerank's defaults and the label check's (one owner, so a fitted
+# model's keypoint, pair and pose caches serve the label check and the other way round).
+GALLERY_FEATURES = FeatureConfig(max_side=1024, n_features=2000, root=True)
+GALLERY_VERIFY = VerifyConfig()
+
+
 @dataclass
 class Keypoints:
     """One photo's keypoints: xy (N, 2) float32 pixels, desc (N, 128) uint8 SIFT, size (w, h) after resizing."""
@@ -237,6 +243,17 @@ def mutual_matches(da: np.ndarray, db: np.ndarray, ratio: float = 0.8, mutual: b
     return np.stack([ia, best[ia]], axis=1)
 
 
+def matched_points(a: Keypoints, b: Keypoints, vcfg: VerifyConfig = GALLERY_VERIFY, root: bool = True,
+                   da: np.ndarray | None = None, db: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The matcher: pixel coordinates (M, 2) in a and (M, 2) in b of the two photos' mutual ratio-test matches
+    (rerank's verification and pose stages and the label check all match through here). Pass unit descriptors
+    (Keypoints.unit_desc) to reuse them; a is the side the ratio test is applied on."""
+    da = a.unit_desc(root) if da is None else da
+    db = b.unit_desc(root) if db is None else db
+    m = mutual_matches(da, db, vcfg.ratio, vcfg.mutual)
+    return a.xy[m[:, 0]], b.xy[m[:, 1]]
+
+
 def fundamental_inliers(pa: np.ndarray, pb: np.ndarray, vcfg: VerifyConfig = VerifyConfig()) -> int:
     """Inliers of a MAGSAC fundamental-matrix fit (0 when too few points to try)."""
     if len(pa) < 8:
@@ -255,10 +272,7 @@ def verify_pair(a: Keypoints, b: Keypoints, vcfg: VerifyConfig = VerifyConfig(),
                 da: np.ndarray | None = None, db: np.ndarray | None = None) -> int:
     """Raw inlier count between two photos (verified when >= vcfg.min_inliers; the count itself does not depend
     on min_inliers, so cached counts stay valid when the threshold changes). Pass unit descriptors to reuse them."""
-    da = a.unit_desc(root) if da is None else da
-    db = b.unit_desc(root) if db is None else db
-    m = mutual_matches(da, db, vcfg.ratio, vcfg.mutual)
-    return fundamental_inliers(a.xy[m[:, 0]], b.xy[m[:, 1]], vcfg)
+    return fundamental_inliers(*matched_points(a, b, vcfg, root, da, db), vcfg)
 
 
 def verify_key(fcfg: FeatureConfig, vcfg: VerifyConfig) -> str:

@@ -15,7 +15,7 @@ from ...localization.answers import FALLBACK, SCENE, at_gallery_spot, candidate
 from ...localization.camera import CameraEstimate, PoseCache
 from ...localization.consensus import consensus
 from ...types import Neighbour, Prediction, Query
-from ...verification.local import Keypoints, extract, fundamental_inliers, mutual_matches
+from ...verification.local import Keypoints, extract, fundamental_inliers, matched_points
 from ...verification.queryprep import find_photo, retry_views
 from .config import RerankConfig
 from .state import RerankState
@@ -115,11 +115,10 @@ def verify_pair(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.nda
     """Inliers between a query (keypoints, unit descriptors) and gallery photo j, read from the store; with
     `keep`, a verified pair's matched points (query xy, gallery xy) are stored there for the pose stage."""
     v = cfg.verify_config
-    kj = state.store.get(j)
-    m = mutual_matches(dq, state.store.unit_desc(j), v.ratio, v.mutual)
-    n = fundamental_inliers(kq.xy[m[:, 0]], kj.xy[m[:, 1]], v) if len(m) >= 8 else 0
+    pq, pj = matched_points(kq, state.store.get(j), v, da=dq, db=state.store.unit_desc(j))
+    n = fundamental_inliers(pq, pj, v)
     if keep is not None and n >= v.min_inliers:
-        keep[j] = (kq.xy[m[:, 0]], kj.xy[m[:, 1]])
+        keep[j] = (pq, pj)
     return n
 
 
@@ -130,8 +129,7 @@ def matcher(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray
 
     def match(j: int):
         if j not in matched:
-            m = mutual_matches(dq, state.store.unit_desc(j), v.ratio, v.mutual)
-            matched[j] = (kq.xy[m[:, 0]], state.store.get(j).xy[m[:, 1]])
+            matched[j] = matched_points(kq, state.store.get(j), v, da=dq, db=state.store.unit_desc(j))
         return matched[j]
     return match
 
