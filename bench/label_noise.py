@@ -168,7 +168,8 @@ def detect(ds, kind: str, seed: int, sess) -> dict:
             "after": dist_m(fixed["Latitude"], fixed["Longitude"], ds.lat, ds.lon)}
 
 
-VARIANTS = ("original", "corrupted", "corrected", "corrupted_leave_out_wrong", "corrupted_drop_drift_dates",
+VARIANTS = ("original", "corrupted", "corrected", "corrupted_leave_out_wrong", "corrupted_leave_out_flagged",
+            "corrupted_drop_drift_dates",
             "corrupted_drop_singletons_5m")
 
 
@@ -210,7 +211,13 @@ def run_kind(ds, kind: str, seed: int, sess, src, rerank: bool, repeats: int, va
            "mean_corrected_label_to_original_all_m": round(float(cat["after"].mean()), 2),
            "mean_corrupted_label_to_original_all_m": round(float(cat["before"].mean()), 2),
            "check_s": [round(x["seconds"], 1) for x in runs],
-           "shifted_sessions": [x["res"].summary["shifted_sessions"] for x in runs]}
+           "shifted_sessions": [x["res"].summary["shifted_sessions"] for x in runs],
+           # a session flagged as shifted: the injected one found (kind c), and an unmoved one flagged (any kind)
+           "copies_session_found": sum(bool(x["info"]) and any(s["session"] == x["info"]["session"] for s in
+                                                               x["res"].summary["shifted_sessions"]) for x in runs),
+           "copies_unmoved_session_flagged": sum(any(s["session"] != x["info"].get("session") for s in
+                                                     x["res"].summary["shifted_sessions"]) for x in runs),
+           "pose_fixes": [x["res"].summary["pairs"].get("pose_fixes") for x in runs]}
     wrong = first["wrong"]
     print(f" {ds.name} kind {kind}: {json.dumps({k: v for k, v in out.items() if k != 'shifted_sessions'})}",
           file=sys.stderr, flush=True)
@@ -227,9 +234,10 @@ def run_kind(ds, kind: str, seed: int, sess, src, rerank: bool, repeats: int, va
         keep_single = ~cl.singleton_mask(en, 5.0)
         n = len(ds)
         tables = {"original": ds.table, "corrupted": table, "corrected": fixed, "corrupted_leave_out_wrong": table,
+                  "corrupted_leave_out_flagged": table,
                   "corrupted_drop_drift_dates": table, "corrupted_drop_singletons_5m": table}
         keep = {"original": np.ones(n, bool), "corrupted": np.ones(n, bool), "corrected": np.ones(n, bool),
-                "corrupted_leave_out_wrong": ~wrong,
+                "corrupted_leave_out_wrong": ~wrong, "corrupted_leave_out_flagged": ~first["flag"],
                 "corrupted_drop_drift_dates": keep_drift, "corrupted_drop_singletons_5m": keep_single}
         out["drift_dates_flagged"] = rep.flagged
         out["rerank_kfold5"] = rr = {}
@@ -265,6 +273,7 @@ def table_rows(results: dict) -> list[dict]:
                 "rerank corrupted m": rr.get("corrupted", {}).get("mean_m"),
                 "rerank corrected m": rr.get("corrected", {}).get("mean_m"),
                 "rerank wrong left out m": rr.get("corrupted_leave_out_wrong", {}).get("mean_m"),
+                "rerank flagged left out m": rr.get("corrupted_leave_out_flagged", {}).get("mean_m"),
                 "rerank drop drift dates m": rr.get("corrupted_drop_drift_dates", {}).get("mean_m"),
                 "rerank drop singletons m": rr.get("corrupted_drop_singletons_5m", {}).get("mean_m"),
                 "recovered": _recovered(rr), "check s": float(np.median(k["check_s"]))})

@@ -201,3 +201,18 @@ def test_a_pose_fix_turns_overlapping_views_into_a_position():
     assert [x.verdict for x in v1[:4]] == [OK] * 4 and "pose fix" in v1[4].reason
     ev.fixes[4] = PoseFixEvidence(np.array([44.0, 12.0]), 2.0, [1, 2, 3])  # a fix that agrees with the label
     assert judge(en, ev)[0][4].verdict == OK
+
+
+def test_an_overlapping_view_with_a_ray_must_have_the_label_near_the_ray():
+    """An overlapping view of a photo of known heading gives a direction (relative pose): a label 45 m off to the
+    side disagrees, though it is within the plain overlap tolerance; one along the ray agrees."""
+    from img2gps.labelcheck.judge import agrees
+
+    en = np.array([[0.0, 0.0], [0.0, 45.0], [40.0, 3.0]])
+    cfg = JudgeConfig()
+    herr = np.full(3, np.nan)
+    east = (1.0, 0.0)
+    assert agrees(1, Link(0, OVERLAP, 40, 5.0), en, 12.0, herr, cfg)  # no ray: within 12 + 40 m
+    assert not agrees(1, Link(0, OVERLAP, 40, 5.0, ray_en=east), en, 12.0, herr, cfg)
+    assert agrees(2, Link(0, OVERLAP, 40, 5.0, ray_en=east), en, 12.0, herr, cfg)
+    assert not agrees(2, Link(0, OVERLAP, 40, 5.0, ray_en=(-1.0, 0.0)), en, 12.0, herr, cfg)  # behind camera 0

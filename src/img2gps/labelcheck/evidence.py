@@ -25,7 +25,7 @@ from ..capture_time import consecutive, parse_time, time_from_name
 from ..errors import PhotoError
 from ..features.cache import FeatureCache
 from ..localization.camera import CameraLocator, GalleryCameras, LocatorConfig, PoseCache
-from ..localization.pose import intrinsics
+from ..localization.pose import intrinsics, view_constraint
 from ..retrieval.database import CosineIndex, neighbours_within
 from ..verification.local import (GALLERY_FEATURES, GALLERY_VERIFY, FeatureConfig, KeypointCache, PairCache,
                                   VerifyConfig, extract, fundamental_inliers, matched_points)
@@ -55,6 +55,9 @@ class Link:
     inliers: int = 0  # verified views
     parallax_deg: float = float("nan")  # verified views: the pure-rotation residual (NaN: no pose)
     dt_s: float = float("nan")  # time links: seconds between the two captures
+    # overlapping views of a photo j of known heading: unit east/north direction from camera j towards this
+    # photo's camera (localization.pose.view_constraint); None when unknown or the pair has no parallax
+    ray_en: tuple | None = None
 
 
 @dataclass
@@ -194,7 +197,7 @@ def gather(ds, en: np.ndarray, cfg: EvidenceConfig | None = None, keys: list[str
     cams = GalleryCameras(np.asarray(en, float), cap.heading, cap.focal35, lambda j: kp(j).size)
     locator = CameraLocator(cams, LocatorConfig(max_views=cfg.pose_views))
     poses = PoseCache(locator.setting_key(cfg.fcfg.key))  # rerank's pose cache
-    counts = {"pairs": len(pairs), "matched": 0, "poses": 0}
+    counts = {"pairs": len(pairs), "matched": 0}
 
     def match(i: int):
         ki = kp(i)
@@ -217,6 +220,16 @@ def gather(ds, en: np.ndarray, cfg: EvidenceConfig | None = None, keys: list[str
         rel = locator.relative(match(a), b, intrinsics(*kp(a).size, focal(a)), focal(a), poses, keys[a], keys)
         return a, b, int(n), float(rel.parallax_deg) if rel is not None else float("nan")
 
+    def ray(q: int, g: int, rel=None) -> tuple | None:
+        """Direction from camera g towards camera q, from their relative pose and g's compass heading."""
+        if not np.isfinite(cap.heading[g]):
+            return None
+        rel = rel or locator.relative(match(q), g, intrinsics(*kp(q).size, focal(q)), focal(q), poses, keys[q], keys)
+        if rel is None:
+            return None
+        v = view_constraint(rel, cams.en[g], float(cap.heading[g]), locator.cfg.pose)
+        return None if v.ray_en is None else (float(v.ray_en[0]), float(v.ray_en[1]))
+
     links = time_links(cap.times, cap.devices, cfg.time_s)
     with threadpool_limits(1):
         results = _map(one, pairs, cfg.workers)
@@ -224,8 +237,9 @@ def gather(ds, en: np.ndarray, cfg: EvidenceConfig | None = None, keys: list[str
             if n < cfg.vcfg.min_inliers:
                 continue
             kind = SAME_SPOT if np.isfinite(par) and par < cfg.rotation_deg else OVERLAP
-            links[a].append(Link(b, kind, n, par))
-            links[b].append(Link(a, kind, n, par))
+            ra, rb = (ray(a, b), ray(b, a)) if kind == OVERLAP else (None, None)
+            links[a].append(Link(b, kind, n, par, ray_en=ra))
+            links[b].append(Link(a, kind, n, par, ray_en=rb))
 
         def fix(i: int) -> PoseFixEvidence | None:
             verified = {l.j: l.inliers for l in links[i] if l.kind != TIME}
@@ -243,6 +257,7 @@ def gather(ds, en: np.ndarray, cfg: EvidenceConfig | None = None, keys: list[str
     counts["same_spot"] = sum(1 for r in results if r[2] >= cfg.vcfg.min_inliers and np.isfinite(r[3])
                               and r[3] < cfg.rotation_deg)
     counts["pose_fixes"] = sum(f is not None for f in fixes)
+    counts["rays"] = sum(1 for ls in links for l in ls if l.ray_en is not None)
     return Evidence(links, retrieval, cap.times, cap.sources, cap.devices, cap.h_error_m, unreadable, counts, fixes)
 
 

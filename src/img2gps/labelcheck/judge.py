@@ -50,6 +50,8 @@ class JudgeConfig:
     session_min_links: int = 8  # ... from at least this many cross-session links (same-spot, overlap, pose fix)
     session_min_photos: int = 3  # ... of at least this many of the session's photos
     pose_min_weight: float = 1.0  # a pose fix weighs at least this (else: the weights of the views it rests on)
+    ray_deg: float = 15.0  # an overlapping view's ray (relative pose + the other camera's compass heading) +- this
+    ray_range_m: float = 150.0  # ... and the two cameras at most this far apart (pose.PoseConfig.max_range_m)
 
 
 @dataclass
@@ -98,6 +100,27 @@ def _pair_tol(i: int, link: Link, tol: float, herr: np.ndarray, cfg: JudgeConfig
     elif link.kind == TIME:
         t += cfg.walk_mps * link.dt_s
     return t
+
+
+def _ray_miss_m(d: np.ndarray, ray: np.ndarray, cfg: JudgeConfig) -> float:
+    """How far offset d (2,) = x_i - x_j lies outside the ray's wedge (metres; 0 inside): the ray from camera j
+    towards camera i, widened by ray_deg either side (compass and pose error)."""
+    s = float(d @ ray)
+    if s <= 0:
+        return float(np.linalg.norm(d))
+    perp = abs(float(d[0] * ray[1] - d[1] * ray[0]))
+    return max(0.0, perp - s * np.tan(np.radians(cfg.ray_deg)))
+
+
+def agrees(i: int, link: Link, en: np.ndarray, tol: float, herr: np.ndarray, cfg: JudgeConfig) -> bool:
+    """Does `link` agree with photo i's label? Within the pair tolerance; an overlapping view whose relative pose
+    gives a ray (the other camera's heading known) must also have the label near that ray and within view range."""
+    d = np.asarray(en[i] - en[link.j], float)
+    t = _pair_tol(i, link, tol, herr, cfg)
+    if link.kind == OVERLAP and link.ray_en is not None:
+        base = t - cfg.view_m
+        return float(np.linalg.norm(d)) <= base + cfg.ray_range_m and _ray_miss_m(d, np.asarray(link.ray_en), cfg) <= base
+    return float(np.linalg.norm(d)) <= t
 
 
 def _fix_of(i: int, ev: Evidence):
@@ -173,7 +196,7 @@ def _trust(i: int, en: np.ndarray, ev: Evidence, tol: float, herr: np.ndarray, c
     if wrong is not None and wrong[i]:
         return 0.2
     agree = sum(link_weight(l, tol, cfg) for l in ev.links[i]
-                if l.j != exclude and np.linalg.norm(en[i] - en[l.j]) <= _pair_tol(i, l, tol, herr, cfg))
+                if l.j != exclude and agrees(i, l, en, tol, herr, cfg))
     return 1.0 + min(0.5 * agree, 1.0)
 
 
@@ -201,15 +224,15 @@ def judge_photo(i: int, en: np.ndarray, ev: Evidence, tol: float, cfg: JudgeConf
             w_fix += w  # the views that triangulated the camera speak through its position (below)
             continue
         extra = cfg.view_m if l.kind == OVERLAP else cfg.walk_mps * l.dt_s if l.kind == TIME else 0.0
-        items.append((l.kind, en[l.j], w, _pair_tol(i, l, tol, herr, cfg), extra))
+        items.append((l.kind, en[l.j], w, None if agrees(i, l, en, tol, herr, cfg) else -1.0, extra))
     if fx is not None:
         # a position, not only "these photos agree": as precise as the labels it rests on and its own residuals
         hv = np.nanmean(herr[fx.views]) if np.isfinite(herr[fx.views]).any() else np.nan
         t = tol if not (np.isfinite(herr[i]) and np.isfinite(hv)) else max(tol, 1.5 * float(np.hypot(herr[i], hv)))
         items.append((POSE, fx.en, max(w_fix, cfg.pose_min_weight), t + fx.spread_m, fx.spread_m))
     own, dis, n_agree = 1.0, [], 0
-    for it in items:
-        if np.linalg.norm(en[i] - it[1]) <= it[3]:
+    for it in items:  # tolerance None: agreement decided above (link rules); -1: disagrees
+        if it[3] is None or (it[3] >= 0 and np.linalg.norm(en[i] - it[1]) <= it[3]):
             own += it[2]
             n_agree += 1
         else:
