@@ -6,20 +6,25 @@ Pure functions on east/north metres (no I/O). Two steps:
    photos of *other* sessions, with labels offset by one common vector (coordinate-wise median of the offsets of
    same-spot links, or of same-spot and overlap links, whichever has the smaller standard error; at least
    `session_min_links` links from `session_min_photos` photos, |median| >= `session_m` and >= 3
-   robust standard errors), was shifted as a whole (the paper's "GPS drift dates"): every photo of it is
+   robust standard errors; a photo whose pose fix rests only on other sessions' photos adds label - fix as one
+   same-spot offset), was shifted as a whole (the paper's "GPS drift dates"): every photo of it is
    `wrong`, proposed = label - offset. Inside the session the photos agree with each other, so the per-photo
    step alone could not see it.
 2. **Per photo**, on the session-corrected labels: each link j says where photo i should be. A link *agrees*
    when |x_i - x_j| <= its tolerance: `tol_m` (from the data: 3 x the median label distance of same-spot
    pairs, within [tol_min_m, tol_max_m]; wider where the phones reported a worse accuracy) for a same-spot
-   link, + `view_m` for an overlapping view, + `walk_mps` x dt for a capture-time neighbour. Agreeing
+   link, + `view_m` for an overlapping view (when the other camera's heading gives a ray from the relative
+   pose, the label must instead lie within `ray_deg` of that ray, `agrees`), + `walk_mps` x dt for a
+   capture-time neighbour. A **pose fix** (the camera triangulated from verified views of known heading,
+   evidence.PoseFixEvidence) speaks for the views it rests on, as one position with their weight. Agreeing
    evidence (plus the label's own prior weight 1) is weighed against the densest cluster of disagreeing
    evidence (localization.consensus); each link is weighted by its kind (link_weight) and by how well its photo is itself
    corroborated by others, so of two photos that contradict each other only the one the rest disagree with
    is blamed. score = own / (own + other), in [0, 1]. `wrong` when the other side weighs at least `wrong_ratio`
    times as much and at least `wrong_min`; `doubtful` when it weighs at least as much as the own side, or when the
-   phone reported an accuracy worse than `doubt_h_error_m`. The proposed position is the weighted mean of the
-   disagreeing cluster's same-spot and time evidence (overlap only when nothing else), with its uncertainty.
+   phone reported an accuracy worse than `doubt_h_error_m`. The proposed position is the pose fix when it is in
+   the disagreeing cluster, else the weighted mean of that cluster's same-spot and time evidence (overlap only
+   when nothing else), with its uncertainty.
 """
 from __future__ import annotations
 
