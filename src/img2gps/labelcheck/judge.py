@@ -57,6 +57,8 @@ class JudgeConfig:
     pose_min_weight: float = 1.0  # a pose fix weighs at least this (else: the weights of the views it rests on)
     ray_deg: float = 15.0  # an overlapping view's ray (relative pose + the other camera's compass heading) +- this
     ray_range_m: float = 150.0  # ... and the two cameras at most this far apart (pose.PoseConfig.max_range_m)
+    ray_weight: float = 1.0  # evidence weight of an overlapping view with a ray
+    far_gain: float = 2.0  # a disagreeing view d m away with tolerance t weighs min(far_gain, d / t) x its weight
 
 
 @dataclass
@@ -88,10 +90,13 @@ def tolerance_m(en: np.ndarray, ev: Evidence, cfg: JudgeConfig) -> float:
 
 
 def link_weight(link: Link, tol: float, cfg: JudgeConfig) -> float:
-    """Evidence weight of one link: 1 for a same-spot view, 0.5 for an overlapping one; a capture-time neighbour
-    weighs min(1, tol / (walk_mps x dt)), so a neighbour minutes away (who could have walked anywhere) hardly votes."""
+    """Evidence weight of one link: 1 for a same-spot view, 0.5 for an overlapping one (`ray_weight` when its
+    relative pose gives a ray: it then says where, not only "near"); a capture-time neighbour weighs
+    min(1, tol / (walk_mps x dt)), so a neighbour minutes away (who could have walked anywhere) hardly votes."""
     if link.kind == TIME:
         return min(1.0, tol / max(cfg.walk_mps * link.dt_s, 1e-9))
+    if link.kind == OVERLAP and link.ray_en is not None:
+        return cfg.ray_weight
     return KIND_WEIGHT[link.kind]
 
 
@@ -195,6 +200,13 @@ def session_shifts(en: np.ndarray, ev: Evidence, cfg: JudgeConfig) -> list[Sessi
         out.append(best)
 
 
+def _seen_agreeing(j: int, en, ev: Evidence, tol: float, herr, cfg: JudgeConfig, exclude: int, wrong) -> bool:
+    """Is photo j's label confirmed by a verified view (not a time neighbour) of a photo other than `exclude`?"""
+    if wrong is not None and wrong[j]:
+        return False
+    return any(l.kind != TIME and l.j != exclude and agrees(j, l, en, tol, herr, cfg) for l in ev.links[j])
+
+
 def _trust(i: int, en: np.ndarray, ev: Evidence, tol: float, herr: np.ndarray, cfg: JudgeConfig,
            exclude: int, wrong: np.ndarray | None) -> float:
     """How far photo i's own label is corroborated by its links other than `exclude` (1 .. 2; 0.2 if judged wrong)."""
@@ -218,30 +230,38 @@ def judge_photo(i: int, en: np.ndarray, ev: Evidence, tol: float, cfg: JudgeConf
             return Verdict(DOUBTFUL, None, phone + "; no other photo confirms it", evidence=kinds)
         return Verdict(OK, None, "not checked: no verified view of the same scene and no capture-time neighbour",
                        evidence=kinds)
-    # evidence items: (kind, where it places photo i (2,), weight, tolerance m, extra uncertainty of the place m)
+    # evidence items: (kind, where it places photo i (2,), weight, agreement tolerance m (None: agrees, -1: does
+    # not), extra uncertainty of the place m, how far from the place the photo may be m, its photo corroborated)
     items = []
     fx = _fix_of(i, ev)
     in_fix = set(fx.views) if fx is not None else set()
     w_fix = 0.0
     for l in links:
-        w = link_weight(l, tol, cfg) * _trust(l.j, en, ev, tol, herr, cfg, i, wrong)
+        trust = _trust(l.j, en, ev, tol, herr, cfg, i, wrong)
+        w = link_weight(l, tol, cfg) * trust
         if l.kind != TIME and l.j in in_fix:
             w_fix += w  # the views that triangulated the camera speak through its position (below)
             continue
         extra = cfg.view_m if l.kind == OVERLAP else cfg.walk_mps * l.dt_s if l.kind == TIME else 0.0
-        items.append((l.kind, en[l.j], w, None if agrees(i, l, en, tol, herr, cfg) else -1.0, extra))
+        items.append((l.kind, en[l.j], w, None if agrees(i, l, en, tol, herr, cfg) else -1.0, extra,
+                      _pair_tol(i, l, tol, herr, cfg), _seen_agreeing(l.j, en, ev, tol, herr, cfg, i, wrong)))
     if fx is not None:
         # a position, not only "these photos agree": as precise as the labels it rests on and its own residuals
         hv = np.nanmean(herr[fx.views]) if np.isfinite(herr[fx.views]).any() else np.nan
         t = tol if not (np.isfinite(herr[i]) and np.isfinite(hv)) else max(tol, 1.5 * float(np.hypot(herr[i], hv)))
-        items.append((POSE, fx.en, max(w_fix, cfg.pose_min_weight), t + fx.spread_m, fx.spread_m))
+        items.append((POSE, fx.en, max(w_fix, cfg.pose_min_weight), t + fx.spread_m, fx.spread_m, t + fx.spread_m,
+                      False))
     own, dis, n_agree = 1.0, [], 0
     for it in items:  # tolerance None: agreement decided above (link rules); -1: disagrees
-        if it[3] is None or (it[3] >= 0 and np.linalg.norm(en[i] - it[1]) <= it[3]):
+        d = float(np.linalg.norm(en[i] - it[1]))
+        if it[3] is None or (it[3] >= 0 and d <= it[3]):
             own += it[2]
             n_agree += 1
-        else:
+        elif it[0] == TIME or not it[6]:
             dis.append(it)
+        else:  # a verified view of a photo that others corroborate, far outside its own tolerance, is no edge
+            # case: it weighs up to far_gain x more (two photos that only contradict each other stay doubtful)
+            dis.append(it[:2] + (it[2] * float(np.clip(d / it[5], 1.0, cfg.far_gain)),) + it[3:])
     ev_d = {**kinds, "pose_fix": int(fx is not None), "agree": n_agree, "disagree": len(dis)}
     if not dis:
         if phone:
@@ -250,15 +270,19 @@ def judge_photo(i: int, en: np.ndarray, ev: Evidence, tol: float, cfg: JudgeConf
     pts = np.array([it[1] for it in dis])
     ws = np.array([it[2] for it in dis])
     c = consensus(pts, ws, tol)
-    members = [dis[k] for k in c.support]
-    other = float(sum(it[2] for it in members))
-    score = own / (own + other)
+    in_seed = set(int(k) for k in c.support)
+    seed = [dis[k] for k in sorted(in_seed)]
     # the proposal rests on a pose fix when there is one, else on same-spot and time evidence; overlapping
     # views only when there is nothing else
-    strong = [it for it in members if it[0] == POSE] or [it for it in members if it[0] != OVERLAP] or members
+    strong = [it for it in seed if it[0] == POSE] or [it for it in seed if it[0] != OVERLAP] or seed
     p = np.array([it[1] for it in strong])
     pw = np.array([it[2] for it in strong])
     prop = (p * pw[:, None]).sum(0) / pw.sum()
+    # the other side: every disagreeing piece of evidence compatible with the proposal, each within its own
+    # tolerance (an overlapping view or a time neighbour a minute away says only "within tens of metres")
+    members = [it for k, it in enumerate(dis) if k in in_seed or np.linalg.norm(prop - it[1]) <= it[5]]
+    other = float(sum(it[2] for it in members))
+    score = own / (own + other)
     spread = float(np.sqrt((pw * ((p - prop) ** 2).sum(1)).sum() / pw.sum()))
     extra = max(it[4] for it in strong)
     sigma = float(np.sqrt(spread ** 2 + (tol / cfg.tol_factor) ** 2 / len(strong) + (extra / 2) ** 2))
