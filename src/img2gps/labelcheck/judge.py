@@ -29,6 +29,7 @@ Pure functions on east/north metres (no I/O). Two steps:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -217,6 +218,17 @@ def _trust(i: int, en: np.ndarray, ev: Evidence, tol: float, herr: np.ndarray, c
     return 1.0 + min(0.5 * agree, 1.0)
 
 
+class _Item(NamedTuple):
+    """One piece of evidence about photo i's label."""
+    kind: str  # SAME_SPOT | OVERLAP | TIME | POSE
+    place: np.ndarray  # (2,) east/north metres where it puts photo i
+    weight: float
+    agrees: bool  # with photo i's label (its own rule: tolerance, ray)
+    extra_m: float  # how uncertain `place` is beyond the label noise (metres)
+    reach_m: float  # how far from `place` photo i may be and still fit this evidence (metres)
+    corroborated: bool  # the evidence's own photo is confirmed by another verified view
+
+
 def judge_photo(i: int, en: np.ndarray, ev: Evidence, tol: float, cfg: JudgeConfig,
                 wrong: np.ndarray | None = None) -> Verdict:
     herr = ev.h_error_m
@@ -230,9 +242,7 @@ def judge_photo(i: int, en: np.ndarray, ev: Evidence, tol: float, cfg: JudgeConf
             return Verdict(DOUBTFUL, None, phone + "; no other photo confirms it", evidence=kinds)
         return Verdict(OK, None, "not checked: no verified view of the same scene and no capture-time neighbour",
                        evidence=kinds)
-    # evidence items: (kind, where it places photo i (2,), weight, agreement tolerance m (None: agrees, -1: does
-    # not), extra uncertainty of the place m, how far from the place the photo may be m, its photo corroborated)
-    items = []
+    items: list[_Item] = []
     fx = _fix_of(i, ev)
     in_fix = set(fx.views) if fx is not None else set()
     w_fix = 0.0
@@ -243,52 +253,53 @@ def judge_photo(i: int, en: np.ndarray, ev: Evidence, tol: float, cfg: JudgeConf
             w_fix += w  # the views that triangulated the camera speak through its position (below)
             continue
         extra = cfg.view_m if l.kind == OVERLAP else cfg.walk_mps * l.dt_s if l.kind == TIME else 0.0
-        items.append((l.kind, en[l.j], w, None if agrees(i, l, en, tol, herr, cfg) else -1.0, extra,
-                      _pair_tol(i, l, tol, herr, cfg), _seen_agreeing(l.j, en, ev, tol, herr, cfg, i, wrong)))
+        items.append(_Item(l.kind, en[l.j], w, agrees(i, l, en, tol, herr, cfg), extra,
+                           _pair_tol(i, l, tol, herr, cfg), _seen_agreeing(l.j, en, ev, tol, herr, cfg, i, wrong)))
     if fx is not None:
         # a position, not only "these photos agree": as precise as the labels it rests on and its own residuals
         hv = np.nanmean(herr[fx.views]) if np.isfinite(herr[fx.views]).any() else np.nan
         t = tol if not (np.isfinite(herr[i]) and np.isfinite(hv)) else max(tol, 1.5 * float(np.hypot(herr[i], hv)))
-        items.append((POSE, fx.en, max(w_fix, cfg.pose_min_weight), t + fx.spread_m, fx.spread_m, t + fx.spread_m,
-                      False))
-    own, dis, n_agree = 1.0, [], 0
-    for it in items:  # tolerance None: agreement decided above (link rules); -1: disagrees
-        d = float(np.linalg.norm(en[i] - it[1]))
-        if it[3] is None or (it[3] >= 0 and d <= it[3]):
-            own += it[2]
-            n_agree += 1
-        elif it[0] == TIME or not it[6]:
+        t += fx.spread_m
+        items.append(_Item(POSE, fx.en, max(w_fix, cfg.pose_min_weight), float(np.linalg.norm(en[i] - fx.en)) <= t,
+                           fx.spread_m, t, False))
+    own, dis = 1.0, []
+    for it in items:
+        if it.agrees:
+            own += it.weight
+        elif it.kind == TIME or not it.corroborated:
             dis.append(it)
         else:  # a verified view of a photo that others corroborate, far outside its own tolerance, is no edge
             # case: it weighs up to far_gain x more (two photos that only contradict each other stay doubtful)
-            dis.append(it[:2] + (it[2] * float(np.clip(d / it[5], 1.0, cfg.far_gain)),) + it[3:])
+            far = float(np.linalg.norm(en[i] - it.place)) / it.reach_m
+            dis.append(it._replace(weight=it.weight * float(np.clip(far, 1.0, cfg.far_gain))))
+    n_agree = len(items) - len(dis)
     ev_d = {**kinds, "pose_fix": int(fx is not None), "agree": n_agree, "disagree": len(dis)}
     if not dis:
         if phone:
             return Verdict(DOUBTFUL, 1.0, phone + f"; {n_agree} piece(s) of evidence agree with it", evidence=ev_d)
         return Verdict(OK, 1.0, f"{n_agree} piece(s) of evidence agree with the label", evidence=ev_d)
-    pts = np.array([it[1] for it in dis])
-    ws = np.array([it[2] for it in dis])
+    pts = np.array([it.place for it in dis])
+    ws = np.array([it.weight for it in dis])
     c = consensus(pts, ws, tol)
     in_seed = set(int(k) for k in c.support)
     seed = [dis[k] for k in sorted(in_seed)]
     # the proposal rests on a pose fix when there is one, else on same-spot and time evidence; overlapping
     # views only when there is nothing else
-    strong = [it for it in seed if it[0] == POSE] or [it for it in seed if it[0] != OVERLAP] or seed
-    p = np.array([it[1] for it in strong])
-    pw = np.array([it[2] for it in strong])
+    strong = [it for it in seed if it.kind == POSE] or [it for it in seed if it.kind != OVERLAP] or seed
+    p = np.array([it.place for it in strong])
+    pw = np.array([it.weight for it in strong])
     prop = (p * pw[:, None]).sum(0) / pw.sum()
     # the other side: every disagreeing piece of evidence compatible with the proposal, each within its own
     # tolerance (an overlapping view or a time neighbour a minute away says only "within tens of metres")
-    members = [it for k, it in enumerate(dis) if k in in_seed or np.linalg.norm(prop - it[1]) <= it[5]]
-    other = float(sum(it[2] for it in members))
+    members = [it for k, it in enumerate(dis) if k in in_seed or np.linalg.norm(prop - it.place) <= it.reach_m]
+    other = float(sum(it.weight for it in members))
     score = own / (own + other)
     spread = float(np.sqrt((pw * ((p - prop) ** 2).sum(1)).sum() / pw.sum()))
-    extra = max(it[4] for it in strong)
+    extra = max(it.extra_m for it in strong)
     sigma = float(np.sqrt(spread ** 2 + (tol / cfg.tol_factor) ** 2 / len(strong) + (extra / 2) ** 2))
     dist = float(np.linalg.norm(prop - en[i]))
-    what = ", ".join(f"{sum(1 for it in members if it[0] == k)} {k}" for k in (SAME_SPOT, OVERLAP, TIME, POSE)
-                     if any(it[0] == k for it in members))
+    what = ", ".join(f"{sum(1 for it in members if it.kind == k)} {k}" for k in (SAME_SPOT, OVERLAP, TIME, POSE)
+                     if any(it.kind == k for it in members))
     said = f"other photos ({what}) place it {dist:.0f} m away; {n_agree} piece(s) of evidence agree with the label"
     if other >= cfg.wrong_ratio * own and other >= cfg.wrong_min:
         return Verdict(WRONG, score, said, prop, sigma, ev_d)
