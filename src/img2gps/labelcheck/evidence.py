@@ -58,8 +58,8 @@ class Link:
     inliers: int = 0  # verified views
     parallax_deg: float = float("nan")  # verified views: the pure-rotation residual (NaN: no pose)
     dt_s: float = float("nan")  # time links: seconds between the two captures
-    # overlapping views of a photo j of known heading: unit east/north direction from camera j towards this
-    # photo's camera (localization.pose.view_constraint); None when unknown or the pair has no parallax
+    # overlapping views where either photo's heading is known: unit east/north direction from camera j towards
+    # this photo's camera (localization.pose.view_constraint); None when unknown or the pair has no parallax
     ray_en: tuple | None = None
 
 
@@ -241,6 +241,8 @@ def gather(ds, en: np.ndarray, cfg: EvidenceConfig | None = None, keys: list[str
                 continue
             kind = SAME_SPOT if np.isfinite(par) and par < cfg.rotation_deg else OVERLAP
             ra, rb = (ray(a, b), ray(b, a)) if kind == OVERLAP else (None, None)
+            # one known heading is enough: the ray from b towards a is the reverse of the one from a towards b
+            ra, rb = ra or _reverse(rb), rb or _reverse(ra)
             links[a].append(Link(b, kind, n, par, ray_en=ra))
             links[b].append(Link(a, kind, n, par, ray_en=rb))
 
@@ -262,6 +264,10 @@ def gather(ds, en: np.ndarray, cfg: EvidenceConfig | None = None, keys: list[str
     counts["pose_fixes"] = sum(f is not None for f in fixes)
     counts["rays"] = sum(1 for ls in links for l in ls if l.ray_en is not None)
     return Evidence(links, retrieval, cap.times, cap.sources, cap.devices, cap.h_error_m, unreadable, counts, fixes)
+
+
+def _reverse(ray: tuple | None) -> tuple | None:
+    return None if ray is None else (-ray[0], -ray[1])
 
 
 def _map(fn, items, workers: int) -> list:

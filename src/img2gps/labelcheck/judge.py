@@ -104,7 +104,9 @@ def link_weight(link: Link, tol: float, cfg: JudgeConfig) -> float:
 def _pair_tol(i: int, link: Link, tol: float, herr: np.ndarray, cfg: JudgeConfig) -> float:
     hi, hj = herr[i], herr[link.j]
     t = tol
-    if np.isfinite(hi) and np.isfinite(hj):  # the phones' own 1-sigma figures, two of them
+    # the phones' own 1-sigma figures, two of them; not for capture-time neighbours: one phone's fixes seconds
+    # apart share most of their error (same satellites, same surroundings)
+    if link.kind != TIME and np.isfinite(hi) and np.isfinite(hj):
         t = max(t, 1.5 * float(np.hypot(hi, hj)))
     if link.kind == OVERLAP:
         t += cfg.view_m
