@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-import pandas as pd
 
 from ..capture_time import consecutive, parse_time, time_from_name
 from ..errors import PhotoError
