@@ -216,3 +216,23 @@ def test_an_overlapping_view_with_a_ray_must_have_the_label_near_the_ray():
     assert not agrees(1, Link(0, OVERLAP, 40, 5.0, ray_en=east), en, 12.0, herr, cfg)
     assert agrees(2, Link(0, OVERLAP, 40, 5.0, ray_en=east), en, 12.0, herr, cfg)
     assert not agrees(2, Link(0, OVERLAP, 40, 5.0, ray_en=(-1.0, 0.0)), en, 12.0, herr, cfg)  # behind camera 0
+
+
+def test_a_capture_time_neighbour_far_out_of_walking_reach_weighs_fully():
+    """Photo 1 sits 150 m from the photos taken 27 s before and 45 s after it (walking reach 12 + 2 x dt m): no
+    near miss. Out-of-reach neighbours then weigh up to 1 each, so the label is wrong and the proposal lies between
+    its neighbours; a photo 60 m from a neighbour 45 s away (within reach) is left alone."""
+    t0 = datetime(2024, 9, 23, 10, 0, 0)
+    times = [t0, t0.replace(second=27), t0.replace(minute=1, second=12), t0.replace(minute=1, second=20),
+             t0.replace(minute=1, second=25)]
+    en = np.array([[0.0, 0.0], [150.0, 0.0], [10.0, 5.0], [12.0, 4.0], [14.0, 9.0]])
+    ev = _evidence(5, [(2, 3, SAME_SPOT), (3, 4, SAME_SPOT), (2, 4, SAME_SPOT)], times=times)
+    tl = time_links(times, ["d"] * 5, 300)
+    for i in range(5):
+        ev.links[i] += tl[i]
+    v, _, _ = judge(en, ev)
+    assert v[1].verdict == WRONG and np.linalg.norm(v[1].proposed_en - [5.0, 2.5]) < 6
+    assert [x.verdict for x in (v[0], v[2], v[3], v[4])] == [OK] * 4
+    en2 = en.copy()
+    en2[1] = [60.0, 0.0]
+    assert judge(en2, ev)[0][1].verdict == OK

@@ -93,12 +93,20 @@ def tolerance_m(en: np.ndarray, ev: Evidence, cfg: JudgeConfig) -> float:
 def link_weight(link: Link, tol: float, cfg: JudgeConfig) -> float:
     """Evidence weight of one link: 1 for a same-spot view, 0.5 for an overlapping one (`ray_weight` when its
     relative pose gives a ray: it then says where, not only "near"); a capture-time neighbour weighs
-    min(1, tol / (walk_mps x dt)), so a neighbour minutes away (who could have walked anywhere) hardly votes."""
+    min(1, tol / (walk_mps x dt)), so a neighbour minutes away (who could have walked anywhere) hardly votes
+    for the label (against it: time_miss_weight)."""
     if link.kind == TIME:
         return min(1.0, tol / max(cfg.walk_mps * link.dt_s, 1e-9))
     if link.kind == OVERLAP and link.ray_en is not None:
         return cfg.ray_weight
     return KIND_WEIGHT[link.kind]
+
+
+def time_miss_weight(d: float, link: Link, tol: float, herr2: np.ndarray, cfg: JudgeConfig) -> float:
+    """Weight of a capture-time neighbour d metres away that disagrees (d beyond the walking reach tol +
+    walk_mps x dt): its plain link_weight, raised towards 1 as d - reach grows to `tol` beyond the reach."""
+    reach = tol + cfg.walk_mps * link.dt_s
+    return float(max(link_weight(link, tol, cfg), min(1.0, (d - reach) / tol)))
 
 
 def _pair_tol(i: int, link: Link, tol: float, herr: np.ndarray, cfg: JudgeConfig) -> float:
@@ -251,11 +259,14 @@ def judge_photo(i: int, en: np.ndarray, ev: Evidence, tol: float, cfg: JudgeConf
     for l in links:
         trust = _trust(l.j, en, ev, tol, herr, cfg, i, wrong)
         w = link_weight(l, tol, cfg) * trust
+        ok = agrees(i, l, en, tol, herr, cfg)
+        if l.kind == TIME and not ok:  # how far out of walking reach: 150 m in 27 s is no near miss
+            w = time_miss_weight(float(np.linalg.norm(en[i] - en[l.j])), l, tol, herr[[i, l.j]], cfg) * trust
         if l.kind != TIME and l.j in in_fix:
             w_fix += w  # the views that triangulated the camera speak through its position (below)
             continue
         extra = cfg.view_m if l.kind == OVERLAP else cfg.walk_mps * l.dt_s if l.kind == TIME else 0.0
-        items.append(_Item(l.kind, en[l.j], w, agrees(i, l, en, tol, herr, cfg), extra,
+        items.append(_Item(l.kind, en[l.j], w, ok, extra,
                            _pair_tol(i, l, tol, herr, cfg), _seen_agreeing(l.j, en, ev, tol, herr, cfg, i, wrong)))
     if fx is not None:
         # a position, not only "these photos agree": as precise as the labels it rests on and its own residuals
