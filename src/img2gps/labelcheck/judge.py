@@ -292,7 +292,9 @@ def judge_photo(i: int, en: np.ndarray, ev: Evidence, tol: float, cfg: JudgeConf
             return Verdict(DOUBTFUL, 1.0, phone + f"; {n_agree} piece(s) of evidence agree with it", evidence=ev_d)
         return Verdict(OK, 1.0, f"{n_agree} piece(s) of evidence agree with the label", evidence=ev_d)
     pts = np.array([it.place for it in dis])
-    ws = np.array([it.weight for it in dis])
+    # where the evidence places the photo: each piece counts by its weight and how sharply it places (a neighbour
+    # 5 s away says "here"; one 60 s away, "within 130 m of here")
+    ws = np.array([it.weight * tol / (tol + it.extra_m) for it in dis])
     c = consensus(pts, ws, tol)
     in_seed = set(int(k) for k in c.support)
     seed = [dis[k] for k in sorted(in_seed)]
@@ -300,7 +302,7 @@ def judge_photo(i: int, en: np.ndarray, ev: Evidence, tol: float, cfg: JudgeConf
     # views only when there is nothing else
     strong = [it for it in seed if it.kind == POSE] or [it for it in seed if it.kind != OVERLAP] or seed
     p = np.array([it.place for it in strong])
-    pw = np.array([it.weight for it in strong])
+    pw = np.array([it.weight * tol / (tol + it.extra_m) for it in strong])
     prop = (p * pw[:, None]).sum(0) / pw.sum()
     # the other side: every disagreeing piece of evidence compatible with the proposal, each within its own
     # tolerance (an overlapping view or a time neighbour a minute away says only "within tens of metres")
