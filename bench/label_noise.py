@@ -14,9 +14,12 @@ Kinds of injected error (seeded; the corrupted labels live only in memory and in
 Per dataset and kind: precision/recall of `wrong` (and of `wrong`+`doubtful`) against the injected errors, recall
 among moved photos that have a verified view (any verified sibling), the share of them that have one, the median
 distance of the corrupted label and of the proposed position from the original label (moved photos; a photo with no
-proposal keeps its label). Detection figures pool `--repeats` seeded copies per kind (seeds seed + 100 k); the
+proposal keeps its label), the copies in which the injected session was found as shifted (kind c) and those in
+which a session that was not moved was flagged as shifted (any kind), and the pose fixes per copy. Detection
+figures pool `--repeats` seeded copies per kind (seeds seed + 100 k); the
 rerank figures use the first copy., and rerank kfold:5 mean error fitted on the original / corrupted / corrected copy and
-on the corrupted copy with the `wrong` photos left out (what `fit --exclude REPORT/wrong.txt` does), and
+on the corrupted copy with the `wrong` photos left out (what `fit --exclude REPORT/wrong.txt` does) or with the
+`wrong` and `doubtful` ones left out (`fit --exclude REPORT/flagged.txt`), and
 on the corrupted copy after the paper's two cleaning steps (drop drift dates, drop singletons within 5 m),
 always evaluated against the original labels. Also: the check on the original data (photos flagged wrong) and its
 time. JSON to bench/results/label-noise.json; `python bench/make_results.py` renders it.
