@@ -25,7 +25,8 @@ import re
 from collections.abc import Hashable, Sequence
 from datetime import date, datetime, timedelta, timezone, tzinfo
 
-__all__ = ["parse_time", "time_from_name", "seconds_between", "local_day", "session_of", "is_zoned", "sequences", "consecutive"]
+__all__ = ["parse_time", "time_from_name", "seconds_between", "local_day", "session_of", "is_zoned", "sequences",
+           "consecutive"]
 
 _EXIF_TIME = re.compile(r"^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d+)?)(Z|[+-]\d{2}:?\d{2})?$")
 _EPOCH = re.compile(r"\d{10}(\d{3})?(\.\d+)?")

@@ -5,7 +5,8 @@ Per photo, at bounded cost (at most `topn + near_n` verifications, each pair cou
   nearest to it are verified (verification.local's matcher and GALLERY_FEATURES / GALLERY_VERIFY settings, as
   rerank, so the pair, pose and keypoint caches a fitted model filled are reused). A verified pair whose inlier
   rays fit a pure rotation (median angular residual below `rotation_deg`, localization/pose.relative_pose) was
-  taken from one spot: a **same-spot** link. Any other verified pair sees an overlapping scene from two places: an **overlap**.
+  taken from one spot: a **same-spot** link. Any other verified pair sees an overlapping scene from two places:
+  an **overlap**.
 * **pose**: where the other photo's compass heading is known, the pair's relative pose gives the direction from
   that camera towards this one (a ray on an overlapping view), and verified views of several such photos
   triangulate this photo's camera (localization CameraLocator.locate, rerank's pose stage): a **pose fix**.

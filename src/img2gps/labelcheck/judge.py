@@ -140,7 +140,8 @@ def agrees(i: int, link: Link, en: np.ndarray, tol: float, herr: np.ndarray, cfg
     t = _pair_tol(i, link, tol, herr, cfg)
     if link.kind == OVERLAP and link.ray_en is not None:
         base = t - cfg.view_m
-        return float(np.linalg.norm(d)) <= base + cfg.ray_range_m and _ray_miss_m(d, np.asarray(link.ray_en), cfg) <= base
+        near_enough = float(np.linalg.norm(d)) <= base + cfg.ray_range_m
+        return near_enough and _ray_miss_m(d, np.asarray(link.ray_en), cfg) <= base
     return float(np.linalg.norm(d)) <= t
 
 

@@ -34,11 +34,14 @@ class RerankConfig:
     max_verify: int = opt(16, ge=1, export="model")  # hard cap on verifications per query (bounds latency)
     # a photo verified this strongly ends the shortlist (its neighbours are still checked)
     stop_inliers: int = opt(60, export="model")
-    max_side: int = opt(GALLERY_FEATURES.max_side, ge=1, export="model")  # photos are resized to this long side before SIFT
+    # photos are resized to this long side before SIFT (defaults: the verification stage's GALLERY_* settings)
+    max_side: int = opt(GALLERY_FEATURES.max_side, ge=1, export="model")
     features: int = opt(GALLERY_FEATURES.n_features, ge=1, export="model")  # strongest keypoints per photo
     ratio: float = opt(GALLERY_VERIFY.ratio, gt=0, le=1, export="model")  # Lowe's ratio test
-    ransac_px: float = opt(GALLERY_VERIFY.ransac_px, gt=0, export="model")  # MAGSAC fundamental-matrix threshold (pixels at max_side)
-    min_inliers: int = opt(GALLERY_VERIFY.min_inliers, ge=1, export="model")  # verified when a pair has at least this many inliers
+    # MAGSAC fundamental-matrix threshold (pixels at max_side)
+    ransac_px: float = opt(GALLERY_VERIFY.ransac_px, gt=0, export="model")
+    # verified when a pair has at least this many inliers
+    min_inliers: int = opt(GALLERY_VERIFY.min_inliers, ge=1, export="model")
     cluster_m: float = opt(15.0, gt=0, export="model")  # verified photos this close vote together in the consensus
     # not recognised: "median" of the shortlist (below) or plain "knn" on the embedding
     fallback: str = opt("median", choices=("median", "knn"), export="model")
