@@ -14,9 +14,12 @@ Kinds of injected error (seeded; the corrupted labels live only in memory and in
 Per dataset and kind: precision/recall of `wrong` (and of `wrong`+`doubtful`) against the injected errors, recall
 among moved photos that have a verified view (any verified sibling), the share of them that have one, the median
 distance of the corrupted label and of the proposed position from the original label (moved photos; a photo with no
-proposal keeps its label). Detection figures pool `--repeats` seeded copies per kind (seeds seed + 100 k); the
+proposal keeps its label), the copies in which the injected session was found as shifted (kind c) and those in
+which a session that was not moved was flagged as shifted (any kind), and the pose fixes per copy. Detection
+figures pool `--repeats` seeded copies per kind (seeds seed + 100 k); the
 rerank figures use the first copy., and rerank kfold:5 mean error fitted on the original / corrupted / corrected copy and
-on the corrupted copy with the `wrong` photos left out (what `fit --exclude REPORT/wrong.txt` does), and
+on the corrupted copy with the `wrong` photos left out (what `fit --exclude REPORT/wrong.txt` does) or with the
+`wrong` and `doubtful` ones left out (`fit --exclude REPORT/flagged.txt`), and
 on the corrupted copy after the paper's two cleaning steps (drop drift dates, drop singletons within 5 m),
 always evaluated against the original labels. Also: the check on the original data (photos flagged wrong) and its
 time. JSON to bench/results/label-noise.json; `python bench/make_results.py` renders it.
@@ -40,6 +43,7 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
 
+from img2gps.capture_time import session_of  # noqa: E402
 from img2gps.data import cleaning as cl  # noqa: E402
 from img2gps.labelcheck import CheckConfig, check_dataset  # noqa: E402
 from img2gps.labelcheck.apply import corrected_table  # noqa: E402
@@ -53,8 +57,7 @@ KINDS = {"a": "10% moved 30-150 m", "b": "all + 8 m Gaussian", "c": "one capture
 
 def sessions(ds) -> tuple[list[str | None], list[str]]:
     cap = capture_meta(ds)
-    return ([f"{t.date().isoformat()} {d}" if t is not None else None for t, d in zip(cap.times, cap.devices)],
-            cap.sources)
+    return [session_of(t, d) for t, d in zip(cap.times, cap.devices)], cap.sources
 
 
 def corrupt(ds, kind: str, seed: int, sess: list[str | None]) -> tuple[pd.DataFrame, np.ndarray, dict]:
@@ -168,7 +171,8 @@ def detect(ds, kind: str, seed: int, sess) -> dict:
             "after": dist_m(fixed["Latitude"], fixed["Longitude"], ds.lat, ds.lon)}
 
 
-VARIANTS = ("original", "corrupted", "corrected", "corrupted_leave_out_wrong", "corrupted_drop_drift_dates",
+VARIANTS = ("original", "corrupted", "corrected", "corrupted_leave_out_wrong", "corrupted_leave_out_flagged",
+            "corrupted_drop_drift_dates",
             "corrupted_drop_singletons_5m")
 
 
@@ -210,7 +214,13 @@ def run_kind(ds, kind: str, seed: int, sess, src, rerank: bool, repeats: int, va
            "mean_corrected_label_to_original_all_m": round(float(cat["after"].mean()), 2),
            "mean_corrupted_label_to_original_all_m": round(float(cat["before"].mean()), 2),
            "check_s": [round(x["seconds"], 1) for x in runs],
-           "shifted_sessions": [x["res"].summary["shifted_sessions"] for x in runs]}
+           "shifted_sessions": [x["res"].summary["shifted_sessions"] for x in runs],
+           # a session flagged as shifted: the injected one found (kind c), and an unmoved one flagged (any kind)
+           "copies_session_found": sum(bool(x["info"]) and any(s["session"] == x["info"]["session"] for s in
+                                                               x["res"].summary["shifted_sessions"]) for x in runs),
+           "copies_unmoved_session_flagged": sum(any(s["session"] != x["info"].get("session") for s in
+                                                     x["res"].summary["shifted_sessions"]) for x in runs),
+           "pose_fixes": [x["res"].summary["pairs"].get("pose_fixes") for x in runs]}
     wrong = first["wrong"]
     print(f" {ds.name} kind {kind}: {json.dumps({k: v for k, v in out.items() if k != 'shifted_sessions'})}",
           file=sys.stderr, flush=True)
@@ -221,15 +231,16 @@ def run_kind(ds, kind: str, seed: int, sess, src, rerank: bool, repeats: int, va
         en = LocalFrame.around(dsc.lat, dsc.lon).to_en(dsc.lat, dsc.lon)
         cap = capture_meta(dsc)
         tm, devs = cap.times, cap.devices
-        rep = cl.drift_dates([t.isoformat() if t else None for t in tm], devs, en, dsc.ids)
-        dates = [t.date().isoformat() if t else None for t in tm]
+        rep = cl.drift_dates(tm, devs, en, dsc.ids)
+        dates = [cl.date_of(t) for t in tm]
         keep_drift = np.array([d not in rep.flagged for d in dates], bool)
         keep_single = ~cl.singleton_mask(en, 5.0)
         n = len(ds)
         tables = {"original": ds.table, "corrupted": table, "corrected": fixed, "corrupted_leave_out_wrong": table,
+                  "corrupted_leave_out_flagged": table,
                   "corrupted_drop_drift_dates": table, "corrupted_drop_singletons_5m": table}
         keep = {"original": np.ones(n, bool), "corrupted": np.ones(n, bool), "corrected": np.ones(n, bool),
-                "corrupted_leave_out_wrong": ~wrong,
+                "corrupted_leave_out_wrong": ~wrong, "corrupted_leave_out_flagged": ~first["flag"],
                 "corrupted_drop_drift_dates": keep_drift, "corrupted_drop_singletons_5m": keep_single}
         out["drift_dates_flagged"] = rep.flagged
         out["rerank_kfold5"] = rr = {}
@@ -265,6 +276,7 @@ def table_rows(results: dict) -> list[dict]:
                 "rerank corrupted m": rr.get("corrupted", {}).get("mean_m"),
                 "rerank corrected m": rr.get("corrected", {}).get("mean_m"),
                 "rerank wrong left out m": rr.get("corrupted_leave_out_wrong", {}).get("mean_m"),
+                "rerank flagged left out m": rr.get("corrupted_leave_out_flagged", {}).get("mean_m"),
                 "rerank drop drift dates m": rr.get("corrupted_drop_drift_dates", {}).get("mean_m"),
                 "rerank drop singletons m": rr.get("corrupted_drop_singletons_5m", {}).get("mean_m"),
                 "recovered": _recovered(rr), "check s": float(np.median(k["check_s"]))})

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from img2gps.labelcheck.evidence import OVERLAP, SAME_SPOT, TIME, Evidence, Link, time_from_name, time_links
+from img2gps.capture_time import time_from_name
+from img2gps.labelcheck.evidence import OVERLAP, SAME_SPOT, TIME, Evidence, Link, time_links
 from img2gps.labelcheck.judge import DOUBTFUL, OK, WRONG, JudgeConfig, judge, session_shifts
 
 
@@ -67,22 +68,26 @@ def test_capture_time_neighbours_bound_the_distance_by_walking_speed():
 
 def test_a_shifted_capture_session_is_found_and_undone():
     rng = np.random.default_rng(0)
-    true = rng.uniform(0, 100, (6, 2))
-    # photos i and i+6 stand at one spot; session "a" (0-5 and 12-13) is the larger, so it is the reference
+    k = 9  # session_min_links: 8
+    true = rng.uniform(0, 100, (k, 2))
+    # photos i and i+k stand at one spot; session "a" (0..k-1 and the last two) is the larger, so it is the reference
     en = np.r_[true, true + rng.normal(0, 2, true.shape), [[50.0, 50.0], [60.0, 50.0]]]
     n = len(en)
-    devices = ["a"] * 6 + ["b"] * 6 + ["a"] * 2
+    devices = ["a"] * k + ["b"] * k + ["a"] * 2
     times = [datetime(2025, 1, 1, 10, i) for i in range(n)]
-    edges = [(i, i + 6, SAME_SPOT) for i in range(6)]
+    edges = [(i, i + k, SAME_SPOT) for i in range(k)]
     cfg = JudgeConfig()
     assert session_shifts(en, _evidence(n, edges, times, devices), cfg) == []
     shifted = en.copy()
-    shifted[6:12] += [30.0, -28.0]
+    shifted[k:2 * k] += [30.0, -28.0]
     found = session_shifts(shifted, _evidence(n, edges, times, devices), cfg)
-    assert len(found) == 1 and found[0].photos == list(range(6, 12))
+    assert len(found) == 1 and found[0].photos == list(range(k, 2 * k))
     v, _, _ = judge(shifted, _evidence(n, edges, times, devices), cfg)
-    assert [x.verdict for x in v[6:12]] == [WRONG] * 6 and [x.verdict for x in v[:6]] == [OK] * 6
-    assert np.linalg.norm(v[6].proposed_en - en[6]) < 8
+    assert [x.verdict for x in v[k:2 * k]] == [WRONG] * k and [x.verdict for x in v[:k]] == [OK] * k
+    assert np.linalg.norm(v[k].proposed_en - en[k]) < 8
+    # too few cross-session links (a 25-photo session with 6 views on bgu-west): no session shift claimed
+    few = [(i, i + k, SAME_SPOT) for i in range(6)]
+    assert session_shifts(shifted, _evidence(n, few, times, devices), cfg) == []
 
 
 def test_time_from_phone_file_names():
@@ -177,3 +182,57 @@ def test_data_build_check_labels_writes_the_check_into_the_dataset(tmp_path):
     rep = json.loads((out / "label_check" / "label_check.json").read_text())
     assert rep["photos"] == 6 and rep["wrong"] == 0
     assert (out / "label_check" / "map.html").is_file() and (out / "labels.csv").is_file()
+
+
+def test_a_pose_fix_turns_overlapping_views_into_a_position():
+    """Three overlapping views say only "within 40 m + tolerance" each; the camera they triangulate (a pose fix)
+    places the photo to a few metres, so a 45 m move is found and the proposal is the fix (issue 32)."""
+    from img2gps.labelcheck.evidence import PoseFixEvidence
+
+    en = np.array([[0, 0], [30, 5], [-25, 10], [5, 30], [45.0, 10.0]])  # photo 4 belongs near (2, 8)
+    base = [(a, b, SAME_SPOT) for a in range(4) for b in range(a + 1, 4)]
+    edges = base + [(4, a, OVERLAP) for a in (1, 2, 3)]
+    ev = _evidence(5, edges)
+    v0, _, _ = judge(en, ev)
+    assert v0[4].verdict == OK  # the overlap tolerance covers 45 m
+    ev.fixes = [None] * 4 + [PoseFixEvidence(np.array([2.0, 8.0]), 2.0, [1, 2, 3])]
+    v1, _, _ = judge(en, ev)
+    assert v1[4].verdict == WRONG and np.linalg.norm(v1[4].proposed_en - [2, 8]) < 1e-6
+    assert [x.verdict for x in v1[:4]] == [OK] * 4 and "pose fix" in v1[4].reason
+    ev.fixes[4] = PoseFixEvidence(np.array([44.0, 12.0]), 2.0, [1, 2, 3])  # a fix that agrees with the label
+    assert judge(en, ev)[0][4].verdict == OK
+
+
+def test_an_overlapping_view_with_a_ray_must_have_the_label_near_the_ray():
+    """An overlapping view of a photo of known heading gives a direction (relative pose): a label 45 m off to the
+    side disagrees, though it is within the plain overlap tolerance; one along the ray agrees."""
+    from img2gps.labelcheck.judge import agrees
+
+    en = np.array([[0.0, 0.0], [0.0, 45.0], [40.0, 3.0]])
+    cfg = JudgeConfig()
+    herr = np.full(3, np.nan)
+    east = (1.0, 0.0)
+    assert agrees(1, Link(0, OVERLAP, 40, 5.0), en, 12.0, herr, cfg)  # no ray: within 12 + 40 m
+    assert not agrees(1, Link(0, OVERLAP, 40, 5.0, ray_en=east), en, 12.0, herr, cfg)
+    assert agrees(2, Link(0, OVERLAP, 40, 5.0, ray_en=east), en, 12.0, herr, cfg)
+    assert not agrees(2, Link(0, OVERLAP, 40, 5.0, ray_en=(-1.0, 0.0)), en, 12.0, herr, cfg)  # behind camera 0
+
+
+def test_a_capture_time_neighbour_far_out_of_walking_reach_weighs_fully():
+    """Photo 1 sits 150 m from the photos taken 27 s before and 45 s after it (walking reach 12 + 2 x dt m): no
+    near miss. Out-of-reach neighbours then weigh up to 1 each, so the label is wrong and the proposal lies between
+    its neighbours; a photo 60 m from a neighbour 45 s away (within reach) is left alone."""
+    t0 = datetime(2024, 9, 23, 10, 0, 0)
+    times = [t0, t0.replace(second=27), t0.replace(minute=1, second=12), t0.replace(minute=1, second=20),
+             t0.replace(minute=1, second=25)]
+    en = np.array([[0.0, 0.0], [150.0, 0.0], [10.0, 5.0], [12.0, 4.0], [14.0, 9.0]])
+    ev = _evidence(5, [(2, 3, SAME_SPOT), (3, 4, SAME_SPOT), (2, 4, SAME_SPOT)], times=times)
+    tl = time_links(times, ["d"] * 5, 300)
+    for i in range(5):
+        ev.links[i] += tl[i]
+    v, _, _ = judge(en, ev)
+    assert v[1].verdict == WRONG and np.linalg.norm(v[1].proposed_en - [5.0, 2.5]) < 6
+    assert [x.verdict for x in (v[0], v[2], v[3], v[4])] == [OK] * 4
+    en2 = en.copy()
+    en2[1] = [60.0, 0.0]
+    assert judge(en2, ev)[0][1].verdict == OK

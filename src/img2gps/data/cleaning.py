@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 
 import numpy as np
 from scipy.spatial import cKDTree
 
+from ..capture_time import consecutive, local_day, parse_time  # parse_time: re-exported
 from ..errors import DataError
 from ..geo import LocalFrame, lon_in_range, median_lon
 
@@ -115,28 +116,7 @@ class DriftReport:
     flagged: list[str] = field(default_factory=list)
     no_time: int = 0
     unreadable: list[str] = field(default_factory=list)  # photos whose time is given but cannot be read
-    unordered: int = 0  # photos with a zone-less time on a (date, device) that also has zoned times: not compared
-
-
-def parse_time(t) -> datetime | None:
-    """An ISO 8601 time (with or without a zone: '2024-09-23T10:00:00', '...Z', '...+02:00') or an EXIF-style
-    '2024:09:23 10:00:00' -> datetime (aware when the text carries a zone), None when it cannot be read."""
-    if t is None or (isinstance(t, float) and np.isnan(t)) or str(t).strip() == "":
-        return None
-    s = str(t).strip()
-    if re.fullmatch(r"\d{10}(\d{3})?(\.\d+)?", s):  # Unix time in seconds or milliseconds (GPS loggers, Takeout)
-        v = float(s)
-        return datetime.fromtimestamp(v / 1000 if len(s.split(".")[0]) == 13 else v, tz=timezone.utc)
-    m = _EXIF_TIME.match(s)
-    if m:  # EXIF's own spelling, as exiftool CSV exports keep it
-        s = f"{m.group(1)}-{m.group(2)}-{m.group(3)}T{m.group(4)}" + (m.group(5) or "")
-    try:
-        return datetime.fromisoformat(s)
-    except ValueError:
-        return None
-
-
-_EXIF_TIME = re.compile(r"^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d+)?)(Z|[+-]\d{2}:?\d{2})?$")
+    unordered: int = 0  # zone-less times on a (date, device) with zoned times of several offsets: not compared
 
 
 def drift_dates(times, devices, en: np.ndarray, names, cfg: DriftConfig = DriftConfig()) -> DriftReport:
@@ -146,36 +126,33 @@ def drift_dates(times, devices, en: np.ndarray, names, cfg: DriftConfig = DriftC
     is normal and must not look like drift.
     """
     rep = DriftReport()
-    groups: dict[tuple[str, str, bool], list[tuple[datetime, int]]] = {}
+    parsed, devs = [], []
     for i, (t, dev) in enumerate(zip(times, devices)):
         dt = parse_time(t)
+        parsed.append(dt)
+        devs.append(str(dev or "unknown device"))
         if dt is None:
             rep.no_time += 1
             if t is not None and not (isinstance(t, float) and np.isnan(t)) and str(t).strip():
                 rep.unreadable.append(str(names[i]))
             continue
-        day = dt.date().isoformat()  # the local date where the photo was taken, zone or not
+        day = local_day(dt).isoformat()  # the local date where the photo was taken, zone or not
         rep.per_date.setdefault(day, {"photos": 0, "jumps": [], "max_speed_mps": 0.0, "flagged": False})
         rep.per_date[day]["photos"] += 1
-        # A time with a zone (EXIF OffsetTime, '...Z' from a GPS logger or Google Takeout) and one without (camera
-        # local time) cannot be ordered: the zone of the second is unknown. Each kind is compared only with its own.
-        aware = dt.tzinfo is not None
-        groups.setdefault((day, str(dev or "unknown device"), aware), []).append((dt, i))
-    for (day, dev, aware), rows in groups.items():
-        if not aware and (day, dev, True) in groups:
-            rep.unordered += len(rows)
-        rows.sort()
-        info = rep.per_date[day]
-        for (t0, a), (t1, b) in zip(rows, rows[1:]):
-            dist = float(np.linalg.norm(en[b] - en[a]))
-            secs = (t1 - t0).total_seconds()
-            speed = dist / secs if secs > 0 else (np.inf if dist > 0 else 0.0)
-            if np.isfinite(speed):
-                info["max_speed_mps"] = max(info["max_speed_mps"], round(speed, 2))
-            if dist > cfg.min_jump_m and speed > cfg.max_speed_mps:
-                info["jumps"].append({"from": names[a], "to": names[b], "device": dev, "distance_m": round(dist, 1),
-                                      "seconds": secs, "speed_mps": None if not np.isfinite(speed) else round(speed, 2)})
-                info["flagged"] = True
+    # ordered per (device, day) by capture_time's one rule: a zone-less time is never silently compared with a
+    # zoned one (it borrows the zone only when all that device's zoned times that day share one)
+    steps, not_ordered = consecutive(parsed, devs)
+    rep.unordered = len(not_ordered)
+    for a, b, secs in steps:
+        info = rep.per_date[local_day(parsed[a]).isoformat()]
+        dist = float(np.linalg.norm(en[b] - en[a]))
+        speed = dist / secs if secs > 0 else (np.inf if dist > 0 else 0.0)
+        if np.isfinite(speed):
+            info["max_speed_mps"] = max(info["max_speed_mps"], round(speed, 2))
+        if dist > cfg.min_jump_m and speed > cfg.max_speed_mps:
+            info["jumps"].append({"from": names[a], "to": names[b], "device": devs[a], "distance_m": round(dist, 1),
+                                  "seconds": secs, "speed_mps": None if not np.isfinite(speed) else round(speed, 2)})
+            info["flagged"] = True
     rep.flagged = sorted(d for d, v in rep.per_date.items() if v["flagged"])
     return rep
 
@@ -202,8 +179,8 @@ def parse_dates(text: str | None) -> list[str]:
 
 
 def date_of(t) -> str | None:
-    dt = parse_time(t)
-    return dt.date().isoformat() if dt else None
+    dt = local_day(parse_time(t))
+    return dt.isoformat() if dt else None
 
 
 # ---------------------------------------------------------------- near-duplicates

@@ -1,7 +1,8 @@
 """Capture times on one clock: every time becomes seconds since 1970 UTC, and a camera's clock offset against a
 GPS track is estimated from the photos that carry both a position and a time.
 
-All time arithmetic of the track/video code goes through `utc_seconds` (text -> UTC seconds) and `iso_utc` (the
+All time arithmetic of the track/video code goes through `utc_seconds` (parsed by capture_time, the one
+capture-time module) (text -> UTC seconds) and `iso_utc` (the
 reverse), so one rule decides how a zone-less camera time is read: as if it were UTC, flagged `zoned=False`, and
 its zone then lands in the estimated offset of the zone-less times (`Offsets`), kept apart from zoned times.
 """
@@ -13,7 +14,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from .cleaning import parse_time
+from ..capture_time import is_zoned, parse_time
 
 ZONE_RANGE_S = 15 * 3600  # the offset search spans every time zone (UTC-12..+14) plus an hour of clock error
 
@@ -25,7 +26,7 @@ def utc_seconds(text) -> tuple[float | None, bool]:
     dt = parse_time(text)
     if dt is None:
         return None, False
-    zoned = dt.tzinfo is not None and dt.utcoffset() is not None
+    zoned = is_zoned(dt)
     return (dt if zoned else dt.replace(tzinfo=timezone.utc)).timestamp(), zoned
 
 

@@ -2,10 +2,14 @@
 
 Per photo, at bounded cost (at most `topn + near_n` verifications, each pair counted once and cached):
 * **verified views**: its `topn` retrieval neighbours (global embedding, faiss) and the `near_n` photos labelled
-  nearest to it are verified (RootSIFT, mutual ratio test, MAGSAC on F; the settings of `rerank`, so the pair
-  cache and keypoint cache a fitted model filled are reused). A verified pair whose inlier rays fit a pure
-  rotation (median angular residual below `rotation_deg`, localization/pose.relative_pose) was taken from one
-  spot: a **same-spot** link. Any other verified pair sees an overlapping scene from two places: an **overlap**.
+  nearest to it are verified (verification.local's matcher and GALLERY_FEATURES / GALLERY_VERIFY settings, as
+  rerank, so the pair, pose and keypoint caches a fitted model filled are reused). A verified pair whose inlier
+  rays fit a pure rotation (median angular residual below `rotation_deg`, localization/pose.relative_pose) was
+  taken from one spot: a **same-spot** link. Any other verified pair sees an overlapping scene from two places:
+  an **overlap**.
+* **pose**: where the other photo's compass heading is known, the pair's relative pose gives the direction from
+  that camera towards this one (a ray on an overlapping view), and verified views of several such photos
+  triangulate this photo's camera (localization CameraLocator.locate, rerank's pose stage): a **pose fix**.
 * **capture time**: the photo before and the photo after it from the same device on the same day, within
   `time_s` seconds (EXIF DateTimeOriginal, a labels.csv `time` column, else a phone-style file name such as
   `20251222_094711.jpg` or `IMG20251224101500.jpg`): a **time** link; a walker covers at most `walk_mps` m/s.
@@ -19,45 +23,32 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-import pandas as pd
 
+from ..capture_time import consecutive, parse_time, time_from_name
 from ..errors import PhotoError
 from ..features.cache import FeatureCache
-from ..localization.camera import CameraLocator, LocatorConfig, PoseCache
-from ..localization.pose import intrinsics, relative_pose
+from ..localization.camera import CameraLocator, GalleryCameras, LocatorConfig, PoseCache
+from ..localization.pose import intrinsics, view_constraint
 from ..retrieval.database import CosineIndex, neighbours_within
 from ..features.rootsift import FeatureConfig, KeypointCache, extract
-from ..verification.local import PairCache, VerifyConfig, fundamental_inliers, mutual_matches
+from ..verification.local import (GALLERY_FEATURES, GALLERY_VERIFY, PairCache, VerifyConfig, fundamental_inliers,
+                                  matched_points)
 
 SAME_SPOT, OVERLAP, TIME = "same-spot", "overlap", "time"
-
-# Phone camera file names that carry the capture time (Android/Samsung, Oppo/Realme/OnePlus, Pixel, iOS exports).
-NAME_TIME = (re.compile(r"(?<!\d)(20\d{6})[_-](\d{6})(?!\d)"),  # 20251222_094711, IMG_20251222_094711, PXL_..
-             re.compile(r"^IMG(20\d{6})(\d{6})(?!\d)", re.I))  # IMG20251224101500
-
 
 @dataclass
 class EvidenceConfig:
     embed: str = "lite0"  # global encoder of the retrieval shortlist (rerank's default: shared cache)
-    max_side: int = 1024  # SIFT settings of rerank's defaults, so a fitted model's caches are reused
-    features: int = 2000
-    ratio: float = 0.8
-    ransac_px: float = 1.0
-    min_inliers: int = 15  # verified pair
+    # the verification stage's settings (rerank's defaults), so a fitted model's caches are reused
+    fcfg: FeatureConfig = GALLERY_FEATURES
+    vcfg: VerifyConfig = GALLERY_VERIFY
     topn: int = 8  # retrieval neighbours verified per photo
     near_n: int = 4  # photos labelled nearest to it, also verified
     near_m: float = 60.0  # ... when labelled within this many metres
     rotation_deg: float = 1.5  # median angular residual of a pure-rotation fit below this: same spot
     time_s: float = 300.0  # capture-time neighbours at most this far apart (seconds)
+    pose_views: int = 6  # relative poses per photo for its pose fix (verified photos with a known heading)
     workers: int = 2  # verification threads (OpenCV and numpy release the GIL)
-
-    @property
-    def fcfg(self) -> FeatureConfig:
-        return FeatureConfig(self.max_side, self.features, True)
-
-    @property
-    def vcfg(self) -> VerifyConfig:
-        return VerifyConfig(self.ratio, True, self.ransac_px, self.min_inliers)
 
 
 @dataclass
@@ -68,6 +59,18 @@ class Link:
     inliers: int = 0  # verified views
     parallax_deg: float = float("nan")  # verified views: the pure-rotation residual (NaN: no pose)
     dt_s: float = float("nan")  # time links: seconds between the two captures
+    # overlapping views where either photo's heading is known: unit east/north direction from camera j towards
+    # this photo's camera (localization.pose.view_constraint); None when unknown or the pair has no parallax
+    ray_en: tuple | None = None
+
+
+@dataclass
+class PoseFixEvidence:
+    """A photo's camera position from its verified views: en (2,) east/north metres, spread_m (RMS residual of
+    the constraints, metres), views (photo indices whose relative pose agreed with the fix)."""
+    en: np.ndarray
+    spread_m: float
+    views: list[int]
 
 
 @dataclass
@@ -80,19 +83,9 @@ class Evidence:
     h_error_m: np.ndarray  # (N,) EXIF GPSHPositioningError, NaN where absent
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (image, reason): no visual evidence
     stats: dict = field(default_factory=dict)
-
-
-def time_from_name(name: str) -> datetime | None:
-    """Capture time from a phone camera file name (e.g. 20251222_094711.jpg, IMG20251224101500.jpg), else None."""
-    stem = name.rsplit("/", 1)[-1]
-    for pat in NAME_TIME:
-        m = pat.search(stem)
-        if m:
-            try:
-                return datetime.strptime(m.group(1) + m.group(2), "%Y%m%d%H%M%S")
-            except ValueError:
-                return None
-    return None
+    # per photo: where its verified views place its camera (localization CameraLocator: relative poses to verified
+    # photos of known heading, triangulated), None where they do not fix a position
+    fixes: list[PoseFixEvidence | None] = field(default_factory=list)
 
 
 def name_family(name: str) -> str:
@@ -108,18 +101,17 @@ class CaptureMeta:
     devices: list[str]  # labels.csv device, else the EXIF model, else the file-name pattern
     h_error_m: np.ndarray  # (N,) EXIF GPSHPositioningError, NaN where absent
     focal35: np.ndarray  # (N,) 35 mm-equivalent focal length (labels.csv column, else EXIF), NaN where unknown
+    heading: np.ndarray  # (N,) compass heading, degrees from true north (labels.csv, else EXIF), NaN where unknown
 
 
 def capture_meta(ds) -> CaptureMeta:
     """Per photo, from labels.csv columns first, then the photo's EXIF header, then its file name."""
-    from ..data.cleaning import parse_time
     from ..photos import read_meta
 
     t = ds.table
     n = len(ds)
-    out = CaptureMeta([], [], [], np.full(n, np.nan), np.full(n, np.nan))
-    if "focal35" in t.columns:
-        out.focal35[:] = pd.to_numeric(t["focal35"], errors="coerce").to_numpy(float)
+    cam = ds.with_camera_meta().table  # heading and focal35 as rerank's fit reads them
+    out = CaptureMeta([], [], [], np.full(n, np.nan), cam["focal35"].to_numpy(float), cam["heading"].to_numpy(float))
     for i, name in enumerate(ds.ids):
         meta = None
         try:
@@ -140,25 +132,18 @@ def capture_meta(ds) -> CaptureMeta:
         out.devices.append(dev)
         if meta is not None and meta.h_error_m is not None:
             out.h_error_m[i] = meta.h_error_m
-        if meta is not None and meta.focal35 is not None and not np.isfinite(out.focal35[i]):
-            out.focal35[i] = meta.focal35
     return out
 
 
 def time_links(times, devices, max_s: float) -> list[list[Link]]:
-    """Each photo's previous and next capture from the same device on the same day, within max_s seconds."""
+    """Each photo's previous and next capture from the same device on the same day, within max_s seconds
+    (ordered by capture_time's rule: zoned and zone-less times meet only when the device's zone is known)."""
     out: list[list[Link]] = [[] for _ in times]
-    groups: dict[tuple, list[tuple[datetime, int]]] = {}
-    for i, (t, d) in enumerate(zip(times, devices)):
-        if t is not None:
-            groups.setdefault((t.date(), d), []).append((t, i))
-    for rows in groups.values():
-        rows.sort()
-        for (t0, a), (t1, b) in zip(rows, rows[1:]):
-            dt = (t1 - t0).total_seconds()
-            if dt <= max_s:
-                out[a].append(Link(b, TIME, dt_s=dt))
-                out[b].append(Link(a, TIME, dt_s=dt))
+    steps, _ = consecutive(times, devices)
+    for a, b, dt in steps:
+        if dt <= max_s:
+            out[a].append(Link(b, TIME, dt_s=dt))
+            out[b].append(Link(a, TIME, dt_s=dt))
     return out
 
 
@@ -184,7 +169,8 @@ def gather(ds, en: np.ndarray, cfg: EvidenceConfig | None = None, keys: list[str
 
     Features come from the per-photo caches (computed here for photos a fit has not seen); unreadable photos
     get no visual evidence and are listed in Evidence.unreadable. Cost: N x (topn + near_n) verifications at
-    most, minus every pair the pair cache already holds.
+    most, minus every pair the pair cache already holds, plus up to pose_views relative poses per photo with a
+    verified view of a photo of known heading (pose cache shared with rerank).
     """
     from threadpoolctl import threadpool_limits
 
@@ -206,61 +192,88 @@ def gather(ds, en: np.ndarray, cfg: EvidenceConfig | None = None, keys: list[str
     pairs = [(ok[a], ok[b]) for a, b in pairs_ok]
 
     cap = capture_meta(ds)
-    focal = cap.focal35
     pcache = PairCache(cfg.fcfg, cfg.vcfg)
-    lcfg = LocatorConfig()
-    poses = PoseCache(CameraLocator(None, lcfg).setting_key(cfg.fcfg.key))  # rerank's pose cache
 
     def kp(i: int):
         k = kcache.get(keys[i])
         return k if k is not None else extract(ds.open(i), cfg.fcfg)
 
-    counts = {"pairs": len(pairs), "matched": 0, "poses": 0}
+    cams = GalleryCameras(np.asarray(en, float), cap.heading, cap.focal35, lambda j: kp(j).size)
+    locator = CameraLocator(cams, LocatorConfig(max_views=cfg.pose_views))
+    poses = PoseCache(locator.setting_key(cfg.fcfg.key))  # rerank's pose cache
+    counts = {"pairs": len(pairs), "matched": 0}
+
+    def match(i: int):
+        ki = kp(i)
+        return lambda j: matched_points(ki, kp(j), cfg.vcfg)
+
+    def focal(i: int) -> float | None:
+        return float(cap.focal35[i]) if np.isfinite(cap.focal35[i]) else None
 
     def one(pair: tuple[int, int]) -> tuple[int, int, int, float]:
         a, b = pair
         n = pcache.get(keys[a], keys[b])
         if n is None:
             n = pcache.get(keys[b], keys[a])
-        ka = kb = m = None
         if n is None:
-            ka, kb = kp(a), kp(b)
-            m = mutual_matches(ka.unit_desc(True), kb.unit_desc(True), cfg.ratio, True)
-            n = fundamental_inliers(ka.xy[m[:, 0]], kb.xy[m[:, 1]], cfg.vcfg) if len(m) >= 8 else 0
+            n = fundamental_inliers(*match(a)(b), cfg.vcfg)
             pcache.put(keys[a], keys[b], n)
             counts["matched"] += 1
-        if n < cfg.min_inliers:
+        if n < cfg.vcfg.min_inliers:
             return a, b, int(n), float("nan")
-        fa = float(focal[a]) if np.isfinite(focal[a]) else None
-        qk = f"{keys[a]}@{fa or 0:g}"
-        rel = poses.get(qk, keys[b])
-        if isinstance(rel, str):
-            if m is None:
-                ka, kb = kp(a), kp(b)
-                m = mutual_matches(ka.unit_desc(True), kb.unit_desc(True), cfg.ratio, True)
-            fb = float(focal[b]) if np.isfinite(focal[b]) else None
-            rel = relative_pose(kb.xy[m[:, 1]], ka.xy[m[:, 0]], intrinsics(*kb.size, fb), intrinsics(*ka.size, fa),
-                                lcfg.pose)
-            poses.put(qk, keys[b], rel)
-            counts["poses"] += 1
+        rel = locator.relative(match(a), b, intrinsics(*kp(a).size, focal(a)), focal(a), poses, keys[a], keys)
         return a, b, int(n), float(rel.parallax_deg) if rel is not None else float("nan")
+
+    def ray(q: int, g: int, rel=None) -> tuple | None:
+        """Direction from camera g towards camera q, from their relative pose and g's compass heading."""
+        if not np.isfinite(cap.heading[g]):
+            return None
+        rel = rel or locator.relative(match(q), g, intrinsics(*kp(q).size, focal(q)), focal(q), poses, keys[q], keys)
+        if rel is None:
+            return None
+        v = view_constraint(rel, cams.en[g], float(cap.heading[g]), locator.cfg.pose)
+        return None if v.ray_en is None else (float(v.ray_en[0]), float(v.ray_en[1]))
 
     links = time_links(cap.times, cap.devices, cfg.time_s)
     with threadpool_limits(1):
-        if cfg.workers > 1:
-            with ThreadPoolExecutor(cfg.workers) as ex:
-                results = list(ex.map(one, pairs, chunksize=16))
-        else:
-            results = [one(p) for p in pairs]
+        results = _map(one, pairs, cfg.workers)
+        for a, b, n, par in results:
+            if n < cfg.vcfg.min_inliers:
+                continue
+            kind = SAME_SPOT if np.isfinite(par) and par < cfg.rotation_deg else OVERLAP
+            ra, rb = (ray(a, b), ray(b, a)) if kind == OVERLAP else (None, None)
+            # one known heading is enough: the ray from b towards a is the reverse of the one from a towards b
+            ra, rb = ra or _reverse(rb), rb or _reverse(ra)
+            links[a].append(Link(b, kind, n, par, ray_en=ra))
+            links[b].append(Link(a, kind, n, par, ray_en=rb))
+
+        def fix(i: int) -> PoseFixEvidence | None:
+            verified = {l.j: l.inliers for l in links[i] if l.kind != TIME}
+            if not any(np.isfinite(cap.heading[j]) for j in verified):
+                return None
+            est = locator.locate(match(i), kp(i).size, focal(i), verified, poses, keys[i], keys)
+            if est.fix is None:
+                return None
+            return PoseFixEvidence(np.asarray(est.fix.en, float), float(est.fix.spread_m), list(est.views))
+
+        fixes = _map(fix, range(len(ds)), cfg.workers)
     pcache.save()
     poses.save()
-    for a, b, n, par in results:
-        if n < cfg.min_inliers:
-            continue
-        kind = SAME_SPOT if np.isfinite(par) and par < cfg.rotation_deg else OVERLAP
-        links[a].append(Link(b, kind, n, par))
-        links[b].append(Link(a, kind, n, par))
-    counts["verified"] = sum(1 for r in results if r[2] >= cfg.min_inliers)
-    counts["same_spot"] = sum(1 for r in results if r[2] >= cfg.min_inliers and np.isfinite(r[3])
+    counts["verified"] = sum(1 for r in results if r[2] >= cfg.vcfg.min_inliers)
+    counts["same_spot"] = sum(1 for r in results if r[2] >= cfg.vcfg.min_inliers and np.isfinite(r[3])
                               and r[3] < cfg.rotation_deg)
-    return Evidence(links, retrieval, cap.times, cap.sources, cap.devices, cap.h_error_m, unreadable, counts)
+    counts["pose_fixes"] = sum(f is not None for f in fixes)
+    counts["rays"] = sum(1 for ls in links for l in ls if l.ray_en is not None)
+    return Evidence(links, retrieval, cap.times, cap.sources, cap.devices, cap.h_error_m, unreadable, counts, fixes)
+
+
+def _reverse(ray: tuple | None) -> tuple | None:
+    return None if ray is None else (-ray[0], -ray[1])
+
+
+def _map(fn, items, workers: int) -> list:
+    items = list(items)
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as ex:
+            return list(ex.map(fn, items, chunksize=16))
+    return [fn(x) for x in items]

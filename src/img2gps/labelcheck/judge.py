@@ -6,32 +6,40 @@ Pure functions on east/north metres (no I/O). Two steps:
    photos of *other* sessions, with labels offset by one common vector (coordinate-wise median of the offsets of
    same-spot links, or of same-spot and overlap links, whichever has the smaller standard error; at least
    `session_min_links` links from `session_min_photos` photos, |median| >= `session_m` and >= 3
-   robust standard errors), was shifted as a whole (the paper's "GPS drift dates"): every photo of it is
+   robust standard errors; a photo whose pose fix rests only on other sessions' photos adds label - fix as one
+   same-spot offset), was shifted as a whole (the paper's "GPS drift dates"): every photo of it is
    `wrong`, proposed = label - offset. Inside the session the photos agree with each other, so the per-photo
    step alone could not see it.
 2. **Per photo**, on the session-corrected labels: each link j says where photo i should be. A link *agrees*
    when |x_i - x_j| <= its tolerance: `tol_m` (from the data: 3 x the median label distance of same-spot
    pairs, within [tol_min_m, tol_max_m]; wider where the phones reported a worse accuracy) for a same-spot
-   link, + `view_m` for an overlapping view, + `walk_mps` x dt for a capture-time neighbour. Agreeing
+   link, + `view_m` for an overlapping view (when the other camera's heading gives a ray from the relative
+   pose, the label must instead lie within `ray_deg` of that ray, `agrees`), + `walk_mps` x dt for a
+   capture-time neighbour. A **pose fix** (the camera triangulated from verified views of known heading,
+   evidence.PoseFixEvidence) speaks for the views it rests on, as one position with their weight. Agreeing
    evidence (plus the label's own prior weight 1) is weighed against the densest cluster of disagreeing
    evidence (localization.consensus); each link is weighted by its kind (link_weight) and by how well its photo is itself
    corroborated by others, so of two photos that contradict each other only the one the rest disagree with
    is blamed. score = own / (own + other), in [0, 1]. `wrong` when the other side weighs at least `wrong_ratio`
    times as much and at least `wrong_min`; `doubtful` when it weighs at least as much as the own side, or when the
-   phone reported an accuracy worse than `doubt_h_error_m`. The proposed position is the weighted mean of the
-   disagreeing cluster's same-spot and time evidence (overlap only when nothing else), with its uncertainty.
+   phone reported an accuracy worse than `doubt_h_error_m`. The proposed position is the pose fix when it is in
+   the disagreeing cluster, else the weighted mean of that cluster's same-spot and time evidence (overlap only
+   when nothing else), with its uncertainty.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
+from ..capture_time import session_of
 from ..localization.consensus import consensus
 from .evidence import OVERLAP, SAME_SPOT, TIME, Evidence, Link
 
 OK, DOUBTFUL, WRONG = "ok", "doubtful", "wrong"
 KIND_WEIGHT = {SAME_SPOT: 1.0, OVERLAP: 0.5}  # time links: link_weight
+POSE = "pose fix"  # the camera position triangulated from verified views (evidence.PoseFixEvidence)
 
 
 @dataclass
@@ -45,8 +53,13 @@ class JudgeConfig:
     wrong_min: float = 1.5  # ... and >= this much evidence: wrong
     doubt_h_error_m: float = 30.0  # the phone itself reported a worse accuracy: doubtful
     session_m: float = 15.0  # a session offset at least this large ...
-    session_min_links: int = 5  # ... from at least this many cross-session same-spot/overlap links
+    session_min_links: int = 8  # ... from at least this many cross-session links (same-spot, overlap, pose fix)
     session_min_photos: int = 3  # ... of at least this many of the session's photos
+    pose_min_weight: float = 1.0  # a pose fix weighs at least this (else: the weights of the views it rests on)
+    ray_deg: float = 15.0  # an overlapping view's ray (relative pose + the other camera's compass heading) +- this
+    ray_range_m: float = 150.0  # ... and the two cameras at most this far apart (pose.PoseConfig.max_range_m)
+    ray_weight: float = 1.0  # evidence weight of an overlapping view with a ray
+    far_gain: float = 2.0  # a disagreeing view d m away with tolerance t weighs min(far_gain, d / t) x its weight
 
 
 @dataclass
@@ -78,23 +91,62 @@ def tolerance_m(en: np.ndarray, ev: Evidence, cfg: JudgeConfig) -> float:
 
 
 def link_weight(link: Link, tol: float, cfg: JudgeConfig) -> float:
-    """Evidence weight of one link: 1 for a same-spot view, 0.5 for an overlapping one; a capture-time neighbour
-    weighs min(1, tol / (walk_mps x dt)), so a neighbour minutes away (who could have walked anywhere) hardly votes."""
+    """Evidence weight of one link: 1 for a same-spot view, 0.5 for an overlapping one (`ray_weight` when its
+    relative pose gives a ray: it then says where, not only "near"); a capture-time neighbour weighs
+    min(1, tol / (walk_mps x dt)), so a neighbour minutes away (who could have walked anywhere) hardly votes
+    for the label (against it: time_miss_weight)."""
     if link.kind == TIME:
         return min(1.0, tol / max(cfg.walk_mps * link.dt_s, 1e-9))
+    if link.kind == OVERLAP and link.ray_en is not None:
+        return cfg.ray_weight
     return KIND_WEIGHT[link.kind]
+
+
+def time_miss_weight(d: float, link: Link, tol: float, herr2: np.ndarray, cfg: JudgeConfig) -> float:
+    """Weight of a capture-time neighbour d metres away that disagrees (d beyond the walking reach tol +
+    walk_mps x dt): its plain link_weight, raised towards 1 as d - reach grows to `tol` beyond the reach."""
+    reach = tol + cfg.walk_mps * link.dt_s
+    return float(max(link_weight(link, tol, cfg), min(1.0, (d - reach) / tol)))
 
 
 def _pair_tol(i: int, link: Link, tol: float, herr: np.ndarray, cfg: JudgeConfig) -> float:
     hi, hj = herr[i], herr[link.j]
     t = tol
-    if np.isfinite(hi) and np.isfinite(hj):  # the phones' own 1-sigma figures, two of them
+    # the phones' own 1-sigma figures, two of them; not for capture-time neighbours: one phone's fixes seconds
+    # apart share most of their error (same satellites, same surroundings)
+    if link.kind != TIME and np.isfinite(hi) and np.isfinite(hj):
         t = max(t, 1.5 * float(np.hypot(hi, hj)))
     if link.kind == OVERLAP:
         t += cfg.view_m
     elif link.kind == TIME:
         t += cfg.walk_mps * link.dt_s
     return t
+
+
+def _ray_miss_m(d: np.ndarray, ray: np.ndarray, cfg: JudgeConfig) -> float:
+    """How far offset d (2,) = x_i - x_j lies outside the ray's wedge (metres; 0 inside): the ray from camera j
+    towards camera i, widened by ray_deg either side (compass and pose error)."""
+    s = float(d @ ray)
+    if s <= 0:
+        return float(np.linalg.norm(d))
+    perp = abs(float(d[0] * ray[1] - d[1] * ray[0]))
+    return max(0.0, perp - s * np.tan(np.radians(cfg.ray_deg)))
+
+
+def agrees(i: int, link: Link, en: np.ndarray, tol: float, herr: np.ndarray, cfg: JudgeConfig) -> bool:
+    """Does `link` agree with photo i's label? Within the pair tolerance; an overlapping view whose relative pose
+    gives a ray (the other camera's heading known) must also have the label near that ray and within view range."""
+    d = np.asarray(en[i] - en[link.j], float)
+    t = _pair_tol(i, link, tol, herr, cfg)
+    if link.kind == OVERLAP and link.ray_en is not None:
+        base = t - cfg.view_m
+        near_enough = float(np.linalg.norm(d)) <= base + cfg.ray_range_m
+        return near_enough and _ray_miss_m(d, np.asarray(link.ray_en), cfg) <= base
+    return float(np.linalg.norm(d)) <= t
+
+
+def _fix_of(i: int, ev: Evidence):
+    return ev.fixes[i] if ev.fixes else None
 
 
 def _median_offset(offs: list) -> tuple[np.ndarray, float]:
@@ -107,8 +159,12 @@ def _median_offset(offs: list) -> tuple[np.ndarray, float]:
 def _session_offset(en, ev, sess, s, members, cfg) -> SessionShift | None:
     offs, who = {SAME_SPOT: [], OVERLAP: []}, {SAME_SPOT: set(), OVERLAP: set()}
     for i in members:
+        fx = _fix_of(i, ev)
+        if fx is not None and fx.views and all(sess[j] != s for j in fx.views):
+            offs[SAME_SPOT].append(en[i] - fx.en)  # a camera placed by other sessions' photos: the offset itself
+            who[SAME_SPOT].add(i)
         for l in ev.links[i]:
-            if l.kind in (SAME_SPOT, OVERLAP) and sess[l.j] != s:
+            if l.kind in (SAME_SPOT, OVERLAP) and sess[l.j] != s and not (fx is not None and l.j in fx.views):
                 offs[l.kind].append(en[i] - en[l.j])
                 who[l.kind].add(i)
     # same-spot offsets measure the shift itself; overlapping views add the distance between the two cameras
@@ -138,7 +194,7 @@ def session_shifts(en: np.ndarray, ev: Evidence, cfg: JudgeConfig) -> list[Sessi
     the one whose correction explains the most cross-session disagreement first (ties: the smaller session,
     the larger one being the reference), and the offsets re-measured after each.
     """
-    sess = [f"{t.date().isoformat()} {d}" if t is not None else None for t, d in zip(ev.times, ev.devices)]
+    sess = [session_of(t, d) for t, d in zip(ev.times, ev.devices)]
     groups: dict[str, list[int]] = {}
     for i, s in enumerate(sess):
         if s is not None:
@@ -156,14 +212,32 @@ def session_shifts(en: np.ndarray, ev: Evidence, cfg: JudgeConfig) -> list[Sessi
         out.append(best)
 
 
+def _seen_agreeing(j: int, en, ev: Evidence, tol: float, herr, cfg: JudgeConfig, exclude: int, wrong) -> bool:
+    """Is photo j's label confirmed by a verified view (not a time neighbour) of a photo other than `exclude`?"""
+    if wrong is not None and wrong[j]:
+        return False
+    return any(l.kind != TIME and l.j != exclude and agrees(j, l, en, tol, herr, cfg) for l in ev.links[j])
+
+
 def _trust(i: int, en: np.ndarray, ev: Evidence, tol: float, herr: np.ndarray, cfg: JudgeConfig,
            exclude: int, wrong: np.ndarray | None) -> float:
     """How far photo i's own label is corroborated by its links other than `exclude` (1 .. 2; 0.2 if judged wrong)."""
     if wrong is not None and wrong[i]:
         return 0.2
     agree = sum(link_weight(l, tol, cfg) for l in ev.links[i]
-                if l.j != exclude and np.linalg.norm(en[i] - en[l.j]) <= _pair_tol(i, l, tol, herr, cfg))
+                if l.j != exclude and agrees(i, l, en, tol, herr, cfg))
     return 1.0 + min(0.5 * agree, 1.0)
+
+
+class _Item(NamedTuple):
+    """One piece of evidence about photo i's label."""
+    kind: str  # SAME_SPOT | OVERLAP | TIME | POSE
+    place: np.ndarray  # (2,) east/north metres where it puts photo i
+    weight: float
+    agrees: bool  # with photo i's label (its own rule: tolerance, ray)
+    extra_m: float  # how uncertain `place` is beyond the label noise (metres)
+    reach_m: float  # how far from `place` photo i may be and still fit this evidence (metres)
+    corroborated: bool  # the evidence's own photo is confirmed by another verified view
 
 
 def judge_photo(i: int, en: np.ndarray, ev: Evidence, tol: float, cfg: JudgeConfig,
@@ -179,40 +253,70 @@ def judge_photo(i: int, en: np.ndarray, ev: Evidence, tol: float, cfg: JudgeConf
             return Verdict(DOUBTFUL, None, phone + "; no other photo confirms it", evidence=kinds)
         return Verdict(OK, None, "not checked: no verified view of the same scene and no capture-time neighbour",
                        evidence=kinds)
-    own, dis = 1.0, []
-    n_agree = 0
+    items: list[_Item] = []
+    fx = _fix_of(i, ev)
+    in_fix = set(fx.views) if fx is not None else set()
+    w_fix = 0.0
     for l in links:
-        w = link_weight(l, tol, cfg) * _trust(l.j, en, ev, tol, herr, cfg, i, wrong)
-        if np.linalg.norm(en[i] - en[l.j]) <= _pair_tol(i, l, tol, herr, cfg):
-            own += w
-            n_agree += 1
-        else:
-            dis.append((l, w))
-    ev_d = {**kinds, "agree": n_agree, "disagree": len(dis)}
+        trust = _trust(l.j, en, ev, tol, herr, cfg, i, wrong)
+        w = link_weight(l, tol, cfg) * trust
+        ok = agrees(i, l, en, tol, herr, cfg)
+        if l.kind == TIME and not ok:  # how far out of walking reach: 150 m in 27 s is no near miss
+            w = time_miss_weight(float(np.linalg.norm(en[i] - en[l.j])), l, tol, herr[[i, l.j]], cfg) * trust
+        if l.kind != TIME and l.j in in_fix:
+            w_fix += w  # the views that triangulated the camera speak through its position (below)
+            continue
+        extra = cfg.view_m if l.kind == OVERLAP else cfg.walk_mps * l.dt_s if l.kind == TIME else 0.0
+        items.append(_Item(l.kind, en[l.j], w, ok, extra,
+                           _pair_tol(i, l, tol, herr, cfg), _seen_agreeing(l.j, en, ev, tol, herr, cfg, i, wrong)))
+    if fx is not None:
+        # a position, not only "these photos agree": as precise as the labels it rests on and its own residuals
+        hv = np.nanmean(herr[fx.views]) if np.isfinite(herr[fx.views]).any() else np.nan
+        t = tol if not (np.isfinite(herr[i]) and np.isfinite(hv)) else max(tol, 1.5 * float(np.hypot(herr[i], hv)))
+        t += fx.spread_m
+        items.append(_Item(POSE, fx.en, max(w_fix, cfg.pose_min_weight), float(np.linalg.norm(en[i] - fx.en)) <= t,
+                           fx.spread_m, t, False))
+    own, dis = 1.0, []
+    for it in items:
+        if it.agrees:
+            own += it.weight
+        elif it.kind == TIME or not it.corroborated:
+            dis.append(it)
+        else:  # a verified view of a photo that others corroborate, far outside its own tolerance, is no edge
+            # case: it weighs up to far_gain x more (two photos that only contradict each other stay doubtful)
+            far = float(np.linalg.norm(en[i] - it.place)) / it.reach_m
+            dis.append(it._replace(weight=it.weight * float(np.clip(far, 1.0, cfg.far_gain))))
+    n_agree = len(items) - len(dis)
+    ev_d = {**kinds, "pose_fix": int(fx is not None), "agree": n_agree, "disagree": len(dis)}
     if not dis:
-        score = own / own
         if phone:
-            return Verdict(DOUBTFUL, score, phone + f"; {n_agree} other photo(s) agree with it", evidence=ev_d)
-        return Verdict(OK, score, f"{n_agree} other photo(s) agree with the label", evidence=ev_d)
-    pts = np.array([en[l.j] for l, _ in dis])
-    ws = np.array([w for _, w in dis])
+            return Verdict(DOUBTFUL, 1.0, phone + f"; {n_agree} piece(s) of evidence agree with it", evidence=ev_d)
+        return Verdict(OK, 1.0, f"{n_agree} piece(s) of evidence agree with the label", evidence=ev_d)
+    pts = np.array([it.place for it in dis])
+    # where the evidence places the photo: each piece counts by its weight and how sharply it places (a neighbour
+    # 5 s away says "here"; one 60 s away, "within 130 m of here")
+    ws = np.array([it.weight * tol / (tol + it.extra_m) for it in dis])
     c = consensus(pts, ws, tol)
-    members = [dis[k] for k in c.support]
-    other = float(sum(w for _, w in members))
-    score = own / (own + other)
-    # the proposal rests on same-spot and time evidence; overlapping views only when there is nothing else
-    strong = [(l, w) for l, w in members if l.kind != OVERLAP] or members
-    p = np.array([en[l.j] for l, _ in strong])
-    pw = np.array([w for _, w in strong])
+    in_seed = set(int(k) for k in c.support)
+    seed = [dis[k] for k in sorted(in_seed)]
+    # the proposal rests on a pose fix when there is one, else on same-spot and time evidence; overlapping
+    # views only when there is nothing else
+    strong = [it for it in seed if it.kind == POSE] or [it for it in seed if it.kind != OVERLAP] or seed
+    p = np.array([it.place for it in strong])
+    pw = np.array([it.weight * tol / (tol + it.extra_m) for it in strong])
     prop = (p * pw[:, None]).sum(0) / pw.sum()
+    # the other side: every disagreeing piece of evidence compatible with the proposal, each within its own
+    # tolerance (an overlapping view or a time neighbour a minute away says only "within tens of metres")
+    members = [it for k, it in enumerate(dis) if k in in_seed or np.linalg.norm(prop - it.place) <= it.reach_m]
+    other = float(sum(it.weight for it in members))
+    score = own / (own + other)
     spread = float(np.sqrt((pw * ((p - prop) ** 2).sum(1)).sum() / pw.sum()))
-    extra = max((cfg.view_m if l.kind == OVERLAP else cfg.walk_mps * l.dt_s if l.kind == TIME else 0.0)
-                for l, _ in strong)
+    extra = max(it.extra_m for it in strong)
     sigma = float(np.sqrt(spread ** 2 + (tol / cfg.tol_factor) ** 2 / len(strong) + (extra / 2) ** 2))
     dist = float(np.linalg.norm(prop - en[i]))
-    what = ", ".join(f"{sum(1 for l, _ in members if l.kind == k)} {k}" for k in (SAME_SPOT, OVERLAP, TIME)
-                     if any(l.kind == k for l, _ in members))
-    said = f"{len(members)} other photo(s) ({what}) place it {dist:.0f} m away; {n_agree} agree with the label"
+    what = ", ".join(f"{sum(1 for it in members if it.kind == k)} {k}" for k in (SAME_SPOT, OVERLAP, TIME, POSE)
+                     if any(it.kind == k for it in members))
+    said = f"other photos ({what}) place it {dist:.0f} m away; {n_agree} piece(s) of evidence agree with the label"
     if other >= cfg.wrong_ratio * own and other >= cfg.wrong_min:
         return Verdict(WRONG, score, said, prop, sigma, ev_d)
     if other >= own or phone:

@@ -25,6 +25,12 @@ class VerifyConfig:
     max_iters: int = 2000  # bounds the worst-case cost of one verification
 
 
+# The settings gallery photos are verified with: rerank's defaults and the label check's (one owner, so a fitted
+# model's keypoint, pair and pose caches serve the label check and the other way round).
+GALLERY_FEATURES = FeatureConfig(max_side=1024, n_features=2000, root=True)
+GALLERY_VERIFY = VerifyConfig()
+
+
 # -- matching and verification ---------------------------------------------------------------------------------
 def mutual_matches(da: np.ndarray, db: np.ndarray, ratio: float = 0.8, mutual: bool = True,
                    sim: np.ndarray | None = None) -> np.ndarray:
@@ -65,21 +71,22 @@ def fundamental_inliers(pa: np.ndarray, pb: np.ndarray, vcfg: VerifyConfig = Ver
     return int(mask.ravel().astype(bool).sum())
 
 
-def matched_points(xy_a: np.ndarray, da: np.ndarray, xy_b: np.ndarray, db: np.ndarray,
-                   vcfg: VerifyConfig = VerifyConfig()) -> tuple[np.ndarray, np.ndarray]:
-    """The one matcher: (M, 2) pixel positions in photo a and in photo b of their mutual ratio-test matches, from
-    keypoint positions (N, 2) and unit descriptors (N, 128) of each."""
+def matched_points(a: Keypoints, b: Keypoints, vcfg: VerifyConfig = GALLERY_VERIFY, root: bool = True,
+                   da: np.ndarray | None = None, db: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The one matcher: pixel coordinates (M, 2) in a and (M, 2) in b of the two photos' mutual ratio-test matches
+    (rerank's verification and pose stages and the label check all match through here). Pass unit descriptors
+    (Keypoints.unit_desc) to reuse them; a is the side the ratio test is applied on."""
+    da = a.unit_desc(root) if da is None else da
+    db = b.unit_desc(root) if db is None else db
     m = mutual_matches(da, db, vcfg.ratio, vcfg.mutual)
-    return xy_a[m[:, 0]], xy_b[m[:, 1]]
+    return a.xy[m[:, 0]], b.xy[m[:, 1]]
 
 
 def verify_pair(a: Keypoints, b: Keypoints, vcfg: VerifyConfig = VerifyConfig(), root: bool = True,
                 da: np.ndarray | None = None, db: np.ndarray | None = None) -> int:
     """Raw inlier count between two photos (verified when >= vcfg.min_inliers; the count itself does not depend
     on min_inliers, so cached counts stay valid when the threshold changes). Pass unit descriptors to reuse them."""
-    da = a.unit_desc(root) if da is None else da
-    db = b.unit_desc(root) if db is None else db
-    return fundamental_inliers(*matched_points(a.xy, da, b.xy, db, vcfg), vcfg)
+    return fundamental_inliers(*matched_points(a, b, vcfg, root, da, db), vcfg)
 
 
 def verify_key(fcfg: FeatureConfig, vcfg: VerifyConfig) -> str:

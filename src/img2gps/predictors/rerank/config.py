@@ -8,7 +8,7 @@ from ...localization.answers import MAX_PARALLAX_DEG, MIN_INLIERS
 from ...retrieval.database import INDEX_KINDS
 from ...features.encoders import ENCODERS
 from ...features.rootsift import FeatureConfig
-from ...verification.local import VerifyConfig
+from ...verification.local import GALLERY_FEATURES, GALLERY_VERIFY, VerifyConfig
 from ...verification.queryprep import RETRY_STEPS
 from ..spec import opt
 
@@ -36,11 +36,14 @@ class RerankConfig:
     max_verify: int = opt(16, ge=1, export="model")  # hard cap on verifications per query (bounds latency)
     # a photo verified this strongly ends the shortlist (its neighbours are still checked)
     stop_inliers: int = opt(60, export="model")
-    max_side: int = opt(1024, ge=1, export="model")  # photos are resized to this long side before SIFT
-    features: int = opt(2000, ge=1, export="model")  # strongest keypoints per photo
-    ratio: float = opt(0.8, gt=0, le=1, export="model")  # Lowe's ratio test
-    ransac_px: float = opt(1.0, gt=0, export="model")  # MAGSAC fundamental-matrix threshold (pixels at max_side)
-    min_inliers: int = opt(15, ge=1, export="model")  # verified when a pair has at least this many inliers
+    # photos are resized to this long side before SIFT (defaults: the verification stage's GALLERY_* settings)
+    max_side: int = opt(GALLERY_FEATURES.max_side, ge=1, export="model")
+    features: int = opt(GALLERY_FEATURES.n_features, ge=1, export="model")  # strongest keypoints per photo
+    ratio: float = opt(GALLERY_VERIFY.ratio, gt=0, le=1, export="model")  # Lowe's ratio test
+    # MAGSAC fundamental-matrix threshold (pixels at max_side)
+    ransac_px: float = opt(GALLERY_VERIFY.ransac_px, gt=0, export="model")
+    # verified when a pair has at least this many inliers
+    min_inliers: int = opt(GALLERY_VERIFY.min_inliers, ge=1, export="model")
     cluster_m: float = opt(15.0, gt=0, export="model")  # verified photos this close vote together in the consensus
     # not recognised: "median" of the shortlist (below) or plain "knn" on the embedding
     fallback: str = opt("median", choices=("median", KNN), export="model")

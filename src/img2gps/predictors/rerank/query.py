@@ -117,7 +117,7 @@ def verify_pair(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.nda
     """Inliers between a query (keypoints, unit descriptors) and gallery photo j, read from the store; with
     `keep`, a verified pair's matched points (query xy, gallery xy) are stored there for the pose stage."""
     v = cfg.verify_config
-    pq, pj = matched_points(kq.xy, dq, state.store.get(j).xy, state.store.unit_desc(j), v)
+    pq, pj = matched_points(kq, state.store.get(j), v, da=dq, db=state.store.unit_desc(j))
     n = fundamental_inliers(pq, pj, v)
     if keep is not None and n >= v.min_inliers:
         keep[j] = (pq, pj)
@@ -131,7 +131,7 @@ def matcher(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray
 
     def match(j: int):
         if j not in matched:
-            matched[j] = matched_points(kq.xy, dq, state.store.get(j).xy, state.store.unit_desc(j), v)
+            matched[j] = matched_points(kq, state.store.get(j), v, da=dq, db=state.store.unit_desc(j))
         return matched[j]
     return match
 
