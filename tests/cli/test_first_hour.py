@@ -16,7 +16,7 @@ import pytest
 
 from img2gps.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "src" / "img2gps" / "server" / "static"
 
 
