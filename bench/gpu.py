@@ -25,7 +25,7 @@ SPECS and writes into $OUT (at most 8 files come back; these are 5):
 The JSON is rewritten after every method, so a run cut short still brings back what finished.
 
 What full fine-tuning runs with on the GPU: float16 autocast + loss scaling, the crop and colour augmentation done
-on the GPU in batches (features/batch_augment.py), cuDNN autotuning, the CPU path's seeds, folds, validation split
+on the GPU in batches (predictors/trained/batch_augment.py), cuDNN autotuning, the CPU path's seeds, folds, validation split
 and radius calibration.
 
 Time fitting (the whole command must end within 8 minutes on one H200; figures to check on the first run;

@@ -347,3 +347,17 @@ def test_the_layout_checkers_catch_deliberately_bad_modules(tmp_path):
     rest = [v for v in got if not v.startswith("img2gps.predictors.knn ")]
     assert rest and all(v.startswith("img2gps.predictors.rerank.state (rerank) imports img2gps.predictors.knn")
                         for v in rest)
+
+
+def test_tests_never_read_private_names():
+    """Tests check behaviour through public names: no `_private` imported from img2gps, no `x._private` read
+    (Python's own sys._getframe aside)."""
+    bad = []
+    for f in sorted(Path(__file__).parent.rglob("*.py")):
+        tree = ast.parse(f.read_text(), str(f))
+        for n in ast.walk(tree):
+            if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("img2gps"):
+                bad += [f"{f.name}:{n.lineno} imports {a.name}" for a in n.names if _private(a.name)]
+            elif isinstance(n, ast.Attribute) and _private(n.attr) and ast.unparse(n) != "sys._getframe":
+                bad.append(f"{f.name}:{n.lineno} reads {ast.unparse(n)}")
+    assert not bad, "\n".join(bad)

@@ -79,7 +79,7 @@ def _record(photo: str, pred, meta) -> dict:
     return d
 
 
-def _text(rec: dict) -> str:
+def as_text(rec: dict) -> str:
     """One prediction as text: the answer, whether it was recognised (in words), then the supporting gallery
     photos best first, each score labelled with what it is (inliers of a verified match, else cosine similarity)."""
     lines = [rec["photo"]]
@@ -191,7 +191,7 @@ def predict(
         located.append(p)
         records.append(_record(p, pred, meta))
         if fmt is Format.text:
-            bar.write(_text(records[-1]), file=sys.stdout)
+            bar.write(as_text(records[-1]), file=sys.stdout)
     bar.close()
     if fmt is Format.json:
         typer.echo(json.dumps(records, indent=2))

@@ -139,7 +139,7 @@ def export_onnx(predictor, out: str | Path, model_dir: str | Path | None = None,
 
 
 class OnnxEncoder:
-    """Same contract as retrieval.encoders.Encoder.embed (list of PIL -> (N, dim) float32), run by onnxruntime."""
+    """Same contract as features.encoders.Encoder.embed (list of PIL -> (N, dim) float32), run by onnxruntime."""
 
     def __init__(self, path: str | Path, base):
         import onnx

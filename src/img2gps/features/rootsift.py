@@ -130,15 +130,21 @@ class KeypointCache:
         self.cfg = cfg
         self.dir = Path(root or user_cache_dir()) / "keypoints" / cfg.key
 
-    def _path(self, key: str) -> Path:
+    def path(self, key: str) -> Path:
+        """The .npz file that holds (or would hold) the photo's keypoints."""
         return self.dir / key[:2] / f"{key}.npz"
+
+    @property
+    def memory(self) -> "_Memory":
+        """The process-wide in-memory LRU in front of every KeypointCache (`bytes`, `clear()`)."""
+        return _MEMORY
 
     def has(self, key: str) -> bool:
         """Whether the photo's keypoints are cached on disk (a torn file is found out by get)."""
-        return self._path(key).is_file()
+        return self.path(key).is_file()
 
     def get(self, key: str) -> Keypoints | None:
-        p = self._path(key)
+        p = self.path(key)
         kp = _MEMORY.get((str(p), key))
         if kp is not None:
             return kp
@@ -155,7 +161,7 @@ class KeypointCache:
     def put(self, key: str, kp: Keypoints, remember: bool = True) -> None:
         """Write the photo's keypoints to disk; remember=False keeps them out of the in-memory LRU (gallery
         indexing writes every photo once and reads them back later, in another order)."""
-        p = self._path(key)
+        p = self.path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(f"{p.stem}.tmp{os.getpid()}.npz")
         np.savez(tmp, xy=kp.xy, desc=kp.desc, size=np.array(kp.size, np.int32))

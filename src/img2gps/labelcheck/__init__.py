@@ -4,7 +4,7 @@ evidence.py gathers, per photo and at bounded cost, what other photos say about 
 and overlapping views, capture-time neighbours, the phone's reported accuracy, retrieval neighbours);
 judge.py turns that into a label score, a verdict with its reason and a proposed position; report.py writes
 the Markdown/JSON report and the HTML map; apply.py writes a corrected copy of the dataset.
-(data/labelcheck.py is the other, earlier check: a --labels CSV against the photos' own EXIF GPS.)
+(data/labels_csv.py is the other, earlier check: a --labels CSV against the photos' own EXIF GPS.)
 """
 from __future__ import annotations
 

@@ -92,7 +92,7 @@ def _type_problem(value, typ) -> str | None:
 
 def validate(config, where: str):
     """Check every field of a config dataclass: its type, and the constraints it declares with `opt` (every field
-    of a method's config is declared with `opt`; tests/test_spec.py checks that). Returns the config.
+    of a method's config is declared with `opt`; tests/predictors/test_spec.py checks that). Returns the config.
 
     Raises ModelError '<where>: <key> must be ...' (one line) on the first violation."""
     for f in dataclasses.fields(config):

@@ -35,6 +35,11 @@ class KeypointLRU:
         self._d: OrderedDict[int, tuple[Keypoints, int]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def keys(self) -> list[int]:
+        """The photo indices held, least recently used first."""
+        with self._lock:
+            return list(self._d)
+
     def get(self, i: int) -> Keypoints | None:
         with self._lock:
             entry = self._d.get(i)

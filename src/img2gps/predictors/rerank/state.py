@@ -2,7 +2,9 @@
 
 Files in the model directory: knn/{embeddings.npy, index.faiss} (the global index), keypoints.h5 (the gallery's
 keypoints, verification/store.py), content_keys.txt (the gallery photos' content hashes), vlad_codebook.npy and
-vlad_gallery.npy (when vlad > 0); the calibration lives in model.json's state.
+vlad_gallery.npy (when vlad > 0), near.npz (each photo's neighbour list); the calibration and the score statistics
+live in model.json's state. What fit computed is read back on load, not recomputed (a model saved before near.npz
+and the statistics were saved recomputes them, with the same result).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from ...localization.knn import KNNState
 from .config import RerankConfig
 
 KEYS_FILE = "content_keys.txt"
+NEAR_FILE = "near.npz"
 KNN_DIR = "knn"
 
 
@@ -88,9 +91,11 @@ class RerankState:
 
 
 def build_state(knn: KNNState, encoder, keys, store: KeypointStore, codebook: VladCodebook | None,
-                gallery: pd.DataFrame, cfg: RerankConfig, vlad: np.ndarray | None = None) -> RerankState:
-    """Everything derived from the stored gallery: VLAD vectors (unless given), neighbour lists, score scales
-    (none quadratic in N). `gallery` may carry heading / focal35 columns (NaN = unknown)."""
+                gallery: pd.DataFrame, cfg: RerankConfig, vlad: np.ndarray | None = None, near: list | None = None,
+                zstats: list | None = None) -> RerankState:
+    """Everything derived from the stored gallery: VLAD vectors, neighbour lists, score scales (none quadratic in
+    N), each computed unless given (a loaded model gives what its fit saved). `gallery` may carry heading / focal35
+    columns (NaN = unknown)."""
     nan = np.full(len(gallery), np.nan)
     cameras = GalleryCameras(knn.en, gallery["heading"].to_numpy(float) if "heading" in gallery else nan,
                              gallery["focal35"].to_numpy(float) if "focal35" in gallery else nan,
@@ -99,9 +104,11 @@ def build_state(knn: KNNState, encoder, keys, store: KeypointStore, codebook: Vl
     if vlad is None and codebook is not None:
         vlad = codebook.encode_all(store.unit_desc, len(store))
     vlad = vlad if codebook is not None else None
-    near = neighbours_within(knn.en, cfg.near_m, cfg.near_max)
-    # z-score each similarity over gallery-gallery pairs so the two halves of the score weigh the same
-    zstats = [pair_stats(knn.index.vectors)] + ([pair_stats(vlad)] if vlad is not None else [])
+    if near is None:
+        near = neighbours_within(knn.en, cfg.near_m, cfg.near_max)
+    if zstats is None:
+        # z-score each similarity over gallery-gallery pairs so the two halves of the score weigh the same
+        zstats = [pair_stats(knn.index.vectors)] + ([pair_stats(vlad)] if vlad is not None else [])
     return RerankState(knn, encoder, keys, store, codebook, vlad, cameras, locator, near, zstats)
 
 
@@ -114,11 +121,14 @@ def save_state(state: RerankState, cfg: RerankConfig, d: Path) -> None:
     if state.codebook is not None:
         np.save(d / "vlad_codebook.npy", state.codebook.centroids)
         np.save(d / "vlad_gallery.npy", state.vlad)
+    np.savez(d / NEAR_FILE, offsets=np.cumsum([0] + [len(x) for x in state.near]),
+             ids=np.array([j for x in state.near for j in x], np.int64))
 
 
 def state_dict(state: RerankState, cfg: RerankConfig) -> dict[str, Any]:
     """The JSON-able part (model.json's state)."""
-    return {**state.calibration.to_dict(), "features": cfg.feature_config.key, "index": state.knn.index_report}
+    return {**state.calibration.to_dict(), "features": cfg.feature_config.key, "index": state.knn.index_report,
+            "zstats": [[float(m), float(s)] for m, s in state.zstats]}
 
 
 def load_state(d: Path, gallery: pd.DataFrame, cfg: RerankConfig, saved: dict[str, Any], encoder) -> RerankState:
@@ -134,6 +144,12 @@ def load_state(d: Path, gallery: pd.DataFrame, cfg: RerankConfig, saved: dict[st
     if (d / "vlad_codebook.npy").is_file():
         codebook = VladCodebook(np.load(d / "vlad_codebook.npy"))
         vlad = np.load(d / "vlad_gallery.npy") if (d / "vlad_gallery.npy").is_file() else None
-    state = build_state(knn, encoder, keys, store, codebook, gallery, cfg, vlad)
+    near = None
+    if (d / NEAR_FILE).is_file():
+        with np.load(d / NEAR_FILE) as z:
+            off, ids = z["offsets"], z["ids"]
+        near = [[int(j) for j in ids[off[i]:off[i + 1]]] for i in range(len(off) - 1)]
+    zstats = [tuple(x) for x in saved["zstats"]] if "zstats" in saved else None
+    state = build_state(knn, encoder, keys, store, codebook, gallery, cfg, vlad, near, zstats)
     state.calibration = Calibration.from_dict(saved, cfg)
     return state

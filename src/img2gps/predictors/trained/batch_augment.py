@@ -1,7 +1,7 @@
 """The paper's augmentation (random resized crop + colour jitter) on batches of image tensors, on whatever device
 they live, so full fine-tuning on a GPU is not held up by per-photo PIL work on the main thread.
 
-Same distribution as the PIL version in features/trainable.py (`augment`): the crop's area fraction, aspect ratio
+Same distribution as the PIL version in predictors/trained/trunk.py (`augment`): the crop's area fraction, aspect ratio
 and position are drawn exactly as `random_resized_crop_box` draws them (10 tries, else the whole photo), in the
 photo's own pixel frame; the jitter factors as `colour_jitter` draws them, applied in the same order (brightness,
 contrast, saturation, hue) with PIL ImageEnhance's formulas (blend with black, with the mean grey, with the

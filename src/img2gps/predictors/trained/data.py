@@ -33,7 +33,7 @@ class LiveData:
 
     Every photo is stashed once, on the training device, as a uint8 square for augmentation and as the query path's
     own input square (Trunk.squares) for clean views; a batch is cropped and colour-jittered there in one go
-    (features/batch_augment), so no per-photo PIL work on the main thread holds the GPU up. Random crops come from
+    (batch_augment.py), so no per-photo PIL work on the main thread holds the GPU up. Random crops come from
     one CPU generator seeded with aug_seed: the same seed gives the same crops on any device. Memory: ~0.5 MB per
     photo at 224 px."""
 

@@ -288,7 +288,7 @@ _POOL_SCRIPT = textwrap.dedent("""
 def test_ctrl_c_during_worker_pool_start(tmp_path):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the pool's workers start: one
     line on stderr and exit code 130, no worker traceback ("Exception in initializer")."""
-    script = _POOL_SCRIPT.format(tests=str(Path(__file__).parent), gallery=str(tmp_path / "g"),
+    script = _POOL_SCRIPT.format(tests=str(Path(__file__).parents[1]), gallery=str(tmp_path / "g"),
                                  model=str(tmp_path / "m"))
     env = dict(os.environ, IMG2GPS_CACHE=str(tmp_path / "cache"))
     p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

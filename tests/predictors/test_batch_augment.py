@@ -1,4 +1,4 @@
-"""features/batch_augment.py: the PIL augmentation's distribution, on batches of tensors (what full fine-tuning on a
+"""predictors/trained/batch_augment.py: the PIL augmentation's distribution, on batches of tensors (what full fine-tuning on a
 GPU uses), checked against the PIL version it stands in for."""
 import numpy as np
 import pytest

@@ -16,7 +16,7 @@ import pytest
 
 from img2gps.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "src" / "img2gps" / "server" / "static"
 
 
@@ -220,11 +220,11 @@ def test_scene_answer_scores_are_labelled_as_inliers():
     fallback = Prediction(1.0, 2.0, 90.0, 0.2, False, "rerank", [Neighbour("g.jpg", 1.0, 2.0, 0.43)],
                           source="fallback")
     assert scene.to_dict()["score_kind"] == "inliers" and fallback.to_dict()["score_kind"] == "cosine similarity"
-    from img2gps.cli.use import _text
+    from img2gps.cli.use import as_text
 
     rec = {**scene.to_dict(), "photo": "q.jpg"}
     rec["neighbours"] = [{**n, "distance_m": 0.0} for n in rec["neighbours"]]
-    text = _text(rec)
+    text = as_text(rec)
     assert "inliers 32" in text and "cosine similarity 32" not in text
 
 

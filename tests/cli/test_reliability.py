@@ -250,7 +250,7 @@ def test_short_load_test_has_no_5xx(model_dir, gallery_dir, tmp_path):
     """A short version of bench/load_test.py: concurrent good and bad uploads against a real server process."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("load_test", Path(__file__).parents[1] / "bench" / "load_test.py")
+    spec = importlib.util.spec_from_file_location("load_test", Path(__file__).parents[2] / "bench" / "load_test.py")
     lt = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(lt)
     from corpus import build_photo_corpus

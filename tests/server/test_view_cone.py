@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-MAP_JS = Path(__file__).resolve().parents[1] / "src" / "img2gps" / "server" / "static" / "map.js"
+MAP_JS = Path(__file__).resolve().parents[2] / "src" / "img2gps" / "server" / "static" / "map.js"
 
 
 @pytest.mark.parametrize("heading, d_lat, d_lon", [(0, 1, 0), (90, 0, 1), (180, -1, 0), (270, 0, -1)])

@@ -133,6 +133,21 @@ def test_save_load_round_trip_without_the_photo_folder(fitted, tmp_path):
                (y.recognised, y.source, y.heading_deg, [n.image_id for n in y.neighbours])
 
 
+def test_load_reads_what_fit_computed_instead_of_recomputing_it(fitted, tmp_path, monkeypatch):
+    import img2gps.predictors.rerank.state as state
+
+    ds, held, p = fitted
+    p.save(tmp_path / "m")
+
+    def boom(*a, **k):
+        raise AssertionError("load recomputed what fit saved")
+
+    monkeypatch.setattr(state, "pair_stats", boom)
+    monkeypatch.setattr(state, "neighbours_within", boom)
+    q = load_model(tmp_path / "m")
+    assert q.state.zstats == [tuple(z) for z in p.state.zstats] and q.state.near == p.state.near
+
+
 @pytest.mark.slow
 def test_refit_on_a_subset_reuses_cached_features(gallery, monkeypatch, tmp_path):
     """A second fit (a bench fold) must not run SIFT again and must reuse the pair counts of the first fit:

@@ -24,7 +24,7 @@ def test_store_round_trip_reads_only_requested_photos(tmp_path):
         got = store.get(i)
         assert np.array_equal(got.xy, kps[i].xy) and np.array_equal(got.desc, kps[i].desc)
         assert got.desc.dtype == np.uint8 and got.size == (400, 300)
-    assert sorted(store.cache._d) == [0, 1, 4]  # nothing else was read
+    assert sorted(store.cache.keys()) == [0, 1, 4]  # nothing else was read
     assert store.unit_desc(0).dtype == np.float32 and np.allclose(np.linalg.norm(store.unit_desc(0), axis=1), 1, atol=1e-5)
     assert list(store.counts) == [50, 0, 120, 7, 300]
     with pytest.raises(ModelError, match="holds 5 photos, the gallery 6"):
@@ -42,19 +42,19 @@ def test_lru_is_bounded_in_bytes():
     lru = KeypointLRU(max_bytes=3 * one.nbytes + 10)
     for i in range(10):
         lru.put(i, _kp(rng, 100))
-    assert lru.bytes <= 3 * one.nbytes + 10 and sorted(lru._d) == [7, 8, 9]
+    assert lru.bytes <= 3 * one.nbytes + 10 and sorted(lru.keys()) == [7, 8, 9]
     kp = lru.get(7)
     kp.unit_desc(True)  # its float32 RootSIFT form now counts too
     lru.touch(7, kp)
     # its true size (5x the raw bytes) is over the bound alone: the others go, the one in use stays
-    assert sorted(lru._d) == [7] and lru.bytes == kp.nbytes > lru.max_bytes
+    assert sorted(lru.keys()) == [7] and lru.bytes == kp.nbytes > lru.max_bytes
     lru = KeypointLRU(max_bytes=3 * kp.nbytes)
     for i in range(10):  # every entry grows after it is cached, as the fit's VLAD pass does
         lru.put(i, _kp(rng, 100))
         lru.get(i).unit_desc(True)
         lru.touch(i, lru.get(i))
-        assert lru.bytes == sum(lru.get(j).nbytes for j in list(lru._d)) <= lru.max_bytes
-    assert sorted(lru._d) == [7, 8, 9]
+        assert lru.bytes == sum(lru.get(j).nbytes for j in lru.keys()) <= lru.max_bytes
+    assert sorted(lru.keys()) == [7, 8, 9]
 
 
 def test_pair_stats_exact_when_small_and_close_when_sampled():
@@ -194,25 +194,25 @@ def test_exact_index_is_stored_once_and_loads_the_same(tmp_path):
 def test_process_keypoint_memory_counts_only_raw_arrays_and_gallery_writes_skip_it(tmp_path):
     """Unit descriptors derived from a cached photo (4x its raw bytes) live with the caller, not in the
     process-wide LRU, whose byte bound would otherwise not hold; indexing writes go to disk only."""
-    from img2gps.features import rootsift as local
     from img2gps.features.rootsift import FeatureConfig, KeypointCache
 
     rng = np.random.default_rng(6)
     cache = KeypointCache(FeatureConfig(max_side=64, n_features=10), root=tmp_path)
-    local._MEMORY.clear()
+    memory = cache.memory  # the process-wide LRU in front of every keypoint cache
+    memory.clear()
     raw = [_kp(rng, 200) for _ in range(5)]
     for i, kp in enumerate(raw):
         cache.put(f"k{i}", kp)
-    assert local._MEMORY.bytes == sum(k.nbytes for k in raw)
+    assert memory.bytes == sum(k.nbytes for k in raw)
     got = cache.get("k0")
     got.unit_desc(True)
-    assert got.nbytes > 4 * raw[0].nbytes and local._MEMORY.bytes == sum(k.nbytes for k in raw)
+    assert got.nbytes > 4 * raw[0].nbytes and memory.bytes == sum(k.nbytes for k in raw)
     again = cache.get("k0")
     assert np.array_equal(again.desc, raw[0].desc) and again.nbytes == raw[0].nbytes  # a fresh object
     cache.put("gallery", _kp(rng, 50), remember=False)
-    assert local._MEMORY.bytes == sum(k.nbytes for k in raw) and cache.has("gallery")
+    assert memory.bytes == sum(k.nbytes for k in raw) and cache.has("gallery")
     assert len(cache.get("gallery")) == 50  # read back from disk (and only now remembered)
-    local._MEMORY.clear()
+    memory.clear()
 
 
 def test_vlad_encode_all_equals_encoding_one_by_one():

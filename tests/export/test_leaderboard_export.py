@@ -19,7 +19,7 @@ from img2gps.cli import main
 from img2gps.export.leaderboard import import_model_py, leaderboard_contents
 from leaderboard_helpers import run_protocol, write_split
 
-BGU = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bgu-west"
+BGU = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "bgu-west"
 SMALL = "epochs=3:views=1:calib_folds=2"  # tiny trained models: the test is about export, not accuracy
 SPECS = ["mean-coordinate", "knn", "knn:embed=regression", f"regression:{SMALL}", f"contrastive:{SMALL}",
          "rerank:calib=5"]
@@ -91,7 +91,7 @@ def test_lite_definition_matches_the_package():
 
     from img2gps.features.encoders import get_encoder
 
-    tm = import_model_py(Path(__file__).resolve().parents[1] / "src/img2gps/export/templates/model.py", "lb_tmpl")
+    tm = import_model_py(Path(__file__).resolve().parents[2] / "src/img2gps/export/templates/model.py", "lb_tmpl")
     torch.manual_seed(0)
     for v in (0, 1, 2):
         enc = get_encoder(f"lite{v}")
@@ -128,7 +128,7 @@ def test_rerank_query_encoder_exports_to_onnx_with_size_warning(tmp_path, capsys
 
 
 def test_prepare_data_column_aliases_and_path_resolution(tmp_path, monkeypatch):
-    pre = import_model_py(Path(__file__).resolve().parents[1] / "src/img2gps/export/templates/preprocess.py", "lb_pre")
+    pre = import_model_py(Path(__file__).resolve().parents[2] / "src/img2gps/export/templates/preprocess.py", "lb_pre")
     (tmp_path / "data" / "images").mkdir(parents=True)
     (tmp_path / "data" / "images" / "a.jpg").write_bytes(b"x")
     (tmp_path / "cwd").mkdir()

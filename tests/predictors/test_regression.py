@@ -144,9 +144,12 @@ def test_distance_losses_are_finite_where_a_plain_haversine_is_nan():
 
 
 def test_metres_loss_is_huber_on_the_error_in_metres():
+    from img2gps.predictors.trained.state import RegressionState
+
     p = make_predictor("regression:loss=metres:huber_m=10")
-    p._setup_trunk()  # the target statistics live in the fitted state
-    p._prepare_targets(np.array([39.95, 39.9509]), np.array([-75.19, -75.19]))  # lat std = 0.00045 deg = 50.04 m
+    # the target statistics of two photos 100 m apart, north-south (as fit z-scores them): lat std 0.00045 deg
+    p.state = RegressionState(None, False, torch.device("cpu"),
+                              norm={"lat_mean": 39.95045, "lat_std": 0.00045, "lon_mean": -75.19, "lon_std": 1e-5})
     target = torch.zeros(1, 2)
     three_m = torch.tensor([[3.0 / (0.00045 * 111_195.0), 0.0]])  # 3 m north, in z units
     assert float(p.loss_fn(three_m, target)) == pytest.approx(0.5 * 9.0, rel=1e-3)

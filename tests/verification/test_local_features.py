@@ -70,10 +70,8 @@ def test_keypoint_cache_round_trip(tmp_path):
         assert np.array_equal(x.xy, y.xy) and np.array_equal(x.desc, y.desc) and x.size == y.size
     # other settings live elsewhere; a torn file is recomputed, not trusted
     assert KeypointCache(FeatureConfig(max_side=200), root=tmp_path).get("k1") is None
-    import img2gps.features.rootsift as local
-
-    local._MEMORY.clear()  # the in-memory copy would still answer; test the disk
-    cache._path("k1").write_bytes(b"torn")
+    cache.memory.clear()  # the in-memory copy would still answer; test the disk
+    cache.path("k1").write_bytes(b"torn")
     assert cache.get("k1") is None
 
 

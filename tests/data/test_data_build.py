@@ -21,7 +21,7 @@ from img2gps.exif import dms as exif_dms
 from img2gps.photos import read_meta
 from synth import gps_exif
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 BASE = (39.9515, -75.1915)  # somewhere on a campus; every synthetic position is a metre offset from here
 
 
