@@ -18,7 +18,7 @@ import pytest
 from img2gps.cli import main
 from synth import make_gallery, offset, scene, write_jpeg
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 CLI = [sys.executable, "-c", "import sys; from img2gps.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
@@ -222,7 +222,7 @@ def test_concurrent_index_add_loses_nothing(tmp_path):
 
 # --------------------------------------------------------------------------- end to end on the shared data
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ import pytest
 from _use_helpers import SHARED_DATA
 from img2gps.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 # (group, command) pairs run below; the README's "Command line" block and `--help` must name no other.

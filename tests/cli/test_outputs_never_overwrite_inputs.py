@@ -1,4 +1,4 @@
-"""Issue 30, section 1 (part): inputs that broke img2gps on 559cef9, one test per kind (each failed there).
+"""Inputs that broke img2gps on 559cef9, one test per kind (each failed there).
 
 Kinds: an output path that is one of the command's inputs; a disk that fills during `data build`; an album folder
 that is a symbolic link. Everything is made in code (tiny synthetic photos); no test here fits a real encoder.
