@@ -15,6 +15,7 @@ from ..geo import LocalFrame
 from ..localization.conformal import MondrianRadius, bands
 from ..localization.holdout import HOLDOUTS, excluded_rows, holdout_radius_m, same_spot_radius_m
 from ..localization.aggregate import aggregate
+from ..localization.recognition import choose_copy_sim
 from ..retrieval.database import INDEX_KINDS, CosineIndex
 from ..types import Prediction
 from .base import BasePredictor
@@ -53,6 +54,15 @@ class KNNState:
     radius_model: MondrianRadius | None = None
     index_report: dict = field(default_factory=dict)
     sim_edges: list = field(default_factory=list)  # top-similarity band edges of radius_model's kinds
+    copy_sim: float = 2.0  # a query at least this similar to its top photo is a copy of it (2 = never)
+
+    def answer(self, q: np.ndarray, k: int, agg: str, top_k: int):
+        """locate(), except that a copy of a gallery photo (top similarity >= copy_sim) is answered at that
+        photo's position with no spread (localization/recognition.py)."""
+        c, spread, idx, sims = self.locate(q, k, agg, top_k)
+        if len(idx) and sims[0] >= self.copy_sim:
+            c, spread = self.en[idx[0]], 0.0
+        return c, spread, idx, sims
 
     def radius(self, spread: float, top_sim: float) -> float:
         """Calibrated radius (m) of an answer with this neighbour spread (m) and top cosine similarity."""
@@ -87,7 +97,24 @@ class KNNState:
         frame = LocalFrame.around(gallery["Latitude"], gallery["Longitude"])
         rm = MondrianRadius.from_dict(state["radius_model"]) if state.get("radius_model") else None
         return cls(index, frame, frame.to_en(gallery["Latitude"], gallery["Longitude"]), rm, state.get("index", {}),
-                   list(state.get("sim_edges", [])))
+                   list(state.get("sim_edges", [])), float(state.get("copy_sim", 2.0)))
+
+
+def copy_records(v: np.ndarray, en: np.ndarray, rows, k: int, agg: str) -> tuple[np.ndarray, ...]:
+    """Gallery photos rows held out alone: (top similarity, error (m) of answering at the top photo, error of the
+    k-NN answer), each (len(rows),), for choosing the copy threshold (localization/recognition.py)."""
+    tops, top_err, own_err = [], [], []
+    for a in range(0, len(rows), 512):
+        r = np.asarray(rows[a:a + 512], int)
+        sim = v[r] @ v.T
+        sim[np.arange(len(r)), r] = -np.inf
+        idx = np.argsort(-sim, axis=1)[:, :k]
+        for i, q in enumerate(r):
+            c, _ = aggregate(en[idx[i]], sim[i, idx[i]], agg)
+            tops.append(float(sim[i, idx[i, 0]]))
+            top_err.append(float(np.linalg.norm(en[idx[i, 0]] - en[q])))
+            own_err.append(float(np.linalg.norm(c - en[q])))
+    return np.array(tops), np.array(top_err), np.array(own_err)
 
 
 def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[MondrianRadius, list[float]]:
@@ -131,6 +158,7 @@ class KNNPredictor(BasePredictor):
         if self.config.embed in ENCODERS:  # decode queries exactly as large as gallery photos are decoded
             self.query_max_side = get_encoder(self.config.embed).load_side
         self.state: KNNState | None = None
+        self.copy_report: dict | None = None  # how the copy threshold was chosen (fit report)
         self._encoder = None
         self._embedder = None  # a fitted predictor exposing embed_images(), when embed=regression
 
@@ -172,11 +200,18 @@ class KNNPredictor(BasePredictor):
     # -- fit / predict ------------------------------------------------------------------------------------
     def _fit(self, train) -> None:
         self.state = KNNState.build(CosineIndex(self._embed_gallery(train), self.config.index), self.gallery)
-        self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
+        self._calibrate()
+
+    def _calibrate(self) -> None:
+        s, c = self.state, self.config
+        s.radius_model, s.sim_edges = calibrate_radius(s, c)
+        if len(s.en) > 3:
+            rows = np.arange(len(s.en))[: c.calib]
+            s.copy_sim, self.copy_report = choose_copy_sim(*copy_records(s.index.vectors, s.en, rows, c.k, c.agg))
 
     def _predict_ranked_one(self, query, top_k: int, n: int):
         s, c = self.state, self.config
-        pos, spread, idx, sims = s.locate(self.embed([query])[0], c.k, c.agg, max(top_k, n))
+        pos, spread, idx, sims = s.answer(self.embed([query])[0], c.k, c.agg, max(top_k, n))
         lat, lon = s.frame.to_latlon(pos)
         r = s.radius(spread, float(sims[0]))
         return (Prediction(float(lat), float(lon), r, s.radius_model.pooled.confidence(r), False, self.spec,
@@ -194,10 +229,10 @@ class KNNPredictor(BasePredictor):
         index = self.state.index
         index.add(embed_dataset(self._encoder, new))
         self.state = KNNState.build(index, self.gallery)
-        self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
+        self._calibrate()
 
     def fit_report(self):
-        return {"index": self.state.index_report}
+        return {"index": self.state.index_report, "copy": self.copy_report}
 
     # -- persistence --------------------------------------------------------------------------------------
     def _save_files(self, d: Path) -> None:
@@ -207,6 +242,7 @@ class KNNPredictor(BasePredictor):
 
     def _state(self):
         return {"radius_model": self.state.radius_model.to_dict(), "sim_edges": self.state.sim_edges,
+                "copy_sim": self.state.copy_sim,
                 "dim": int(self.state.vectors.shape[1]),
                 "index": self.state.index_report}
 

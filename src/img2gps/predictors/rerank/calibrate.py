@@ -15,12 +15,13 @@ from typing import Sequence
 import numpy as np
 
 from ...localization.aggregate import aggregate
-from ...localization.answers import CHOICES, FALLBACK, SCENE, candidate, choose
+from ...localization.answers import CHOICES, FALLBACK, SCENE, at_gallery_spot, candidate, choose
 from ...localization.calibration import RadiusModel
 from ...localization.camera import PoseCache
 from ...localization.conformal import MondrianRadius, mixture_weights
 from ...localization.holdout import excluded_rows, holdout_radius_m, same_spot_radius_m
 from ...localization.pose import angle_diff_deg
+from ...localization.recognition import COPY_FLOOR, RecognitionRule, choose_copy_sim, choose_spot_rule
 from ...verification.local import PairCache
 from .config import RerankConfig
 from .query import camera, locate, parallax, scores, verify_pair
@@ -89,7 +90,11 @@ def calibration_records(state: RerankState, cfg: RerankConfig, holdouts: Sequenc
                      parallax_of=lambda ver: parallax(state, c, kq, dq, f, ver, matched, poses, keys[q]))
         ver = sorted((k for k in loc.checked.values() if k >= c.min_inliers), reverse=True)
         out = {"holdout": h, "kind": loc.kind, "parallax": (loc.parallax or [np.inf])[0],
-               "inliers": ver[0] if ver else 0, "n_verified": len(ver)}
+               "inliers": ver[0] if ver else 0, "n_verified": len(ver), "top_sim": -np.inf, "top_err": np.inf}
+        if loc.top is not None and loc.top[1] >= COPY_FLOOR:  # a copy candidate: does the top photo verify?
+            t = loc.top[0]
+            if (loc.checked[t] if t in loc.checked else verify(t)) >= c.min_inliers:
+                out["top_sim"], out["top_err"] = loc.top[1], float(np.linalg.norm(en[t] - en[q]))
         for ch in CHOICES:
             p, sp = candidate(ch, (loc.pos, loc.spread), loc.knn[:2])
             out[ch + "_err"], out[ch + "_spread"] = float(np.linalg.norm(p - en[q])), float(sp)
@@ -120,6 +125,8 @@ def _decide(records: list[dict], area: float, spot_m: float, c: RerankConfig) ->
         cal.heading_radius = float(np.sort(hd)[min(len(hd), math.ceil((len(hd) + 1) * c.coverage)) - 1])
     got = [g for g in records if g["holdout"] in CALIB_SHARES]
     w = mixture_weights([g["holdout"] for g in got], CALIB_SHARES)
+    cal.rule, rec_summary = recognition_rule(got, w, c)
+    got = [reclassify(g, cal.rule) for g in got]
     fixed = [g for g in got if g["kind"] == "recognised" and "pose_err" in g]
     pose_med = float(np.median([g["pose_err"] for g in fixed])) if fixed else None
     cons_med = float(np.median([g["own_err"] for g in fixed])) if fixed else None
@@ -157,6 +164,33 @@ def _decide(records: list[dict], area: float, spot_m: float, c: RerankConfig) ->
         "kinds": cal.radii.summary, "answer_choice": dict(cal.answer_choice),
         "heading_n": len(hd), "heading_median_deg": float(np.median(hd)) if hd else None,
         "pose_n": len(fixed), "pose_median_m": pose_med, "consensus_median_m_same_photos": cons_med,
-        "use_pose": bool(cal.use_pose),
+        "use_pose": bool(cal.use_pose), "recognition": rec_summary,
     }
     return cal
+
+
+def recognition_rule(got: list[dict], w: np.ndarray, c: RerankConfig) -> tuple[RecognitionRule, dict]:
+    """The recognition rules chosen on the records (localization/recognition.py): the copy threshold on the
+    photos held out alone, the spot rule (parallax, inliers) on the other verified records, mixture-weighted."""
+    own = [g for g in got if g["holdout"] == "self"]
+    copy_sim, copy_report = choose_copy_sim([g["top_sim"] for g in own], [g["top_err"] for g in own],
+                                            [g["own_err"] for g in own])
+    rest = np.array([not (g.get("top_sim", -np.inf) >= copy_sim) for g in got], bool)
+    par = np.array([g["parallax"] if g["n_verified"] else np.inf for g in got], float)
+    mp, mi, table = choose_spot_rule(par[rest], np.array([g["inliers"] for g in got])[rest],
+                                     np.array([g["own_err"] for g in got])[rest], w[rest],
+                                     (c.rec_parallax, c.rec_inliers))
+    return RecognitionRule(mp, mi, copy_sim), {"copy": copy_report, "max_parallax_deg": mp, "min_inliers": mi,
+                                               "table": table}
+
+
+def reclassify(g: dict, rule: RecognitionRule) -> dict:
+    """A calibration record's answer kind under `rule`: a verified copy is recognised at the top photo (error
+    top_err, no spread, no pose), a verified answer at a gallery spot is recognised, other verified ones scenes."""
+    if g.get("top_sim", -np.inf) >= rule.copy_sim:
+        g = {k: v for k, v in g.items() if not k.startswith("pose_")}
+        return g | {"kind": "recognised", "own_err": g["top_err"], "own_spread": 0.0}
+    if not g["n_verified"]:
+        return g
+    spot = at_gallery_spot([g["parallax"]], [g["inliers"]], rule.max_parallax_deg, rule.min_inliers)
+    return g | {"kind": "recognised" if spot else SCENE}

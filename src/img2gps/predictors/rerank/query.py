@@ -14,6 +14,7 @@ from ...geo import weighted_median_en
 from ...localization.answers import FALLBACK, SCENE, at_gallery_spot, candidate
 from ...localization.camera import CameraEstimate, PoseCache
 from ...localization.consensus import consensus
+from ...localization.recognition import RecognitionRule
 from ...types import Neighbour, Prediction, Query
 from ...verification.local import Keypoints, extract, fundamental_inliers, mutual_matches
 from ...verification.queryprep import find_photo, retry_views
@@ -95,6 +96,8 @@ class Located:
     camera: CameraEstimate | None = None  # the query camera from the verified photos (verified answers only)
     knn: tuple | None = None  # knn's answer (pos, spread, idx, sims): the alternative for scene / fallback
     parallax: list[float] | None = None  # parallax (deg) with the strongest verified photos
+    copy: bool = False  # the query is a copy of gallery photo idx[0] (localization/recognition.py)
+    top: tuple[int, float] | None = None  # (gallery index, global similarity) of the top retrieved photo
 
     @property
     def verified(self) -> bool:
@@ -159,31 +162,44 @@ def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.
            verify: Callable[[int], int], knn_answer: Callable[[], tuple],
            skip: int | Container[int] | None = None,
            camera_of: Callable[[dict[int, int]], CameraEstimate | None] | None = None,
-           parallax_of: Callable[[dict[int, int]], list[float]] | None = None) -> Located:
+           parallax_of: Callable[[dict[int, int]], list[float]] | None = None,
+           rule: RecognitionRule | None = None) -> Located:
     """The query procedure shared by calibration (held-out gallery photo) and prediction.
 
     score: (N,) shortlist score over the gallery; g_sims: (N,) global similarities (fallback neighbour
     scores); verify(j) -> inliers with gallery photo j; knn_answer() -> (pos, spread, idx, sims);
     camera_of(checked) -> the query camera from the verified photos; parallax_of(verified) -> parallax (deg) with
-    the strongest verified photos, which decides recognised against scene (localization/answers.py).
+    the strongest verified photos, which decides recognised against scene (localization/answers.py);
+    rule: the recognition rules (localization/recognition.py; default: cfg's spot rule, no copies). A verified
+    copy of a gallery photo is recognised at that photo's position.
     """
+    rule = rule or RecognitionRule(cfg.rec_parallax, cfg.rec_inliers, copy_sim=2.0)
     checked = verify_candidates(np.argsort(-score), verify, state.near, cfg, skip=skip)
-    res = resolve(checked, state.en, cfg)
+    allowed = np.where(np.isfinite(score), g_sims, -np.inf)
+    top = (int(np.argmax(allowed)), float(np.max(allowed))) if len(allowed) else None
     knn = knn_answer()
+    if top is not None and rule.is_copy(top[1]):
+        n = checked[top[0]] if top[0] in checked else verify(top[0])
+        if n >= cfg.min_inliers:
+            checked = {**checked, top[0]: n}
+            return Located("recognised", state.en[top[0]].copy(), 0.0, np.array([top[0]]), np.array([float(n)]),
+                           checked, camera_of(checked) if camera_of is not None else None, knn, [0.0], copy=True,
+                           top=top)
+    res = resolve(checked, state.en, cfg)
     if res is not None:
         pos, spread, support = res
         ver = {j: n for j, n in checked.items() if n >= cfg.min_inliers}
         par = parallax_of(ver) if parallax_of is not None else []
         strongest = sorted(ver.values(), reverse=True)
-        kind = "recognised" if at_gallery_spot(par, strongest, cfg.rec_parallax, cfg.rec_inliers) else SCENE
+        kind = "recognised" if at_gallery_spot(par, strongest, rule.max_parallax_deg, rule.min_inliers) else SCENE
         return Located(kind, pos, spread, np.array(support, int), np.array([checked[j] for j in support], float),
-                       checked, camera_of(checked) if camera_of is not None else None, knn, par)
+                       checked, camera_of(checked) if camera_of is not None else None, knn, par, top=top)
     if cfg.fallback == "knn":
         pos, spread, idx, sims = knn
     else:
         pos, spread, idx = shortlist_median(score, state.en, cfg.fallback_k, cfg.fallback_t)
         sims = g_sims[idx]
-    return Located(FALLBACK, pos, spread, idx, sims, checked, None, knn, [])
+    return Located(FALLBACK, pos, spread, idx, sims, checked, None, knn, [], top=top)
 
 
 def gallery_side(state: RerankState, sample: int = 16) -> int:
@@ -210,7 +226,8 @@ def view(state: RerankState, cfg: RerankConfig, image, focal35: float | None,
     matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     loc = locate(state, cfg, score, g_sims, lambda j: verify_pair(state, cfg, kq, dq, j, matched), knn_answer,
                  camera_of=lambda checked: camera(state, cfg, kq, dq, focal35, checked, matched),
-                 parallax_of=lambda ver: parallax(state, cfg, kq, dq, focal35, ver, matched))
+                 parallax_of=lambda ver: parallax(state, cfg, kq, dq, focal35, ver, matched),
+                 rule=state.calibration.rule if state.calibration is not None else None)
     return loc, score
 
 
@@ -264,7 +281,7 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
     if loc.kind == "recognised":
         pos, spread, kind, recognised = loc.pos, loc.spread, "consensus", True
         support = [int(j) for j in loc.idx]
-        if est is not None and est.fix is not None and cal.use_pose:
+        if est is not None and est.fix is not None and cal.use_pose and not loc.copy:
             pos, spread, kind, recognised = est.fix.en, est.fix.spread_m, "pose", cal.pose_recognised
             support = list(dict.fromkeys(est.views + support))
         return prediction(pos, spread, kind, recognised, verified_neighbours(support), heading), ranked
