@@ -21,6 +21,12 @@ import numpy as np
 from .geo import LocalFrame, bbox_of
 
 AREA_GAP_M = 2000.0  # photos farther apart than this (with nothing between) are different places
+# A photo whose own GPS lies farther from an area than the area's size plus this margin was not taken where
+# img2gps can place it. The size: a photo taken from outside the region may still show it (a campus seen from
+# across the street), but not from farther away than the region is wide. The margin: a phone fix's own error
+# (penn91's phones report 5.7-22 m; a coarse Wi-Fi or cell fix is reported at 65 m or more), so a good photo
+# with a poor fix is not called foreign.
+OUTSIDE_MARGIN_M = 100.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,16 @@ def nearest_area(areas: list[Area], lat: float, lon: float) -> int:
     """Index in `areas` of the area whose region is nearest to (lat, lon) (0 m when inside one)."""
     d = [float(a.distance_m(lat, lon)) for a in areas]
     return int(np.argmin(d))
+
+
+def outside_m(areas: list[Area], lat: float, lon: float, margin_m: float = OUTSIDE_MARGIN_M) -> float | None:
+    """Metres from (lat, lon) to the nearest area's region when that is more than the area's size plus margin_m
+    (the position is far outside every area: see OUTSIDE_MARGIN_M), else None."""
+    if not areas or not (np.isfinite(lat) and np.isfinite(lon)):
+        return None
+    a = areas[nearest_area(areas, lat, lon)]
+    d = float(a.distance_m(lat, lon))
+    return d if d > a.size_m + margin_m else None
 
 
 def describe(areas: list[Area]) -> list[str]:

@@ -46,18 +46,25 @@ class Prediction:
     # image's border was cut away (verification/queryprep.find_photo); None = the whole image.
     query_region: tuple[int, int, int, int] | None = None
     query_view: str | None = None  # the view that verified when the image as given did not, e.g. "upsampled"
+    radius_coverage: float = 0.8  # the share of photos the radius was calibrated to hold for (the method's coverage)
+    # metres from the gallery's area to the photo's own EXIF GPS when that lies far outside it (area.outside_m);
+    # None otherwise. Display only, set after the method answered; never an input to any method.
+    exif_outside_m: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The one JSON-able form (CLI json/csv/text, HTTP API, page); neighbours best first, as the method ranked them.
-        Adds `answer` ("recognised" / "not recognised"), `radius_note` (what the radius promises) and `source_note`
-        (what the answer rests on), in words, and `score_kind` (what the neighbours' scores are) (localization/answers.py)."""
-        from .localization.answers import radius_words, score_kind, source_words, status_words
+        Adds `answer` ("recognised" / "not recognised"), `radius_note` (what the radius promises, at the coverage it
+        was calibrated for), `source_note` (what the answer rests on) and `exif_note` (when the photo's own GPS lies
+        far outside the gallery's area; else None), in words, and `score_kind` (what the neighbours' scores are)
+        (localization/answers.py)."""
+        from .localization.answers import outside_words, radius_words, score_kind, source_words, status_words
 
         d = dataclasses.asdict(self)
         d["photo_exif_position"] = list(self.photo_exif_position) if self.photo_exif_position else None
         d["query_region"] = list(self.query_region) if self.query_region else None
         d["answer"] = status_words(self.recognised)
-        d["radius_note"] = radius_words(self.recognised)
+        d["radius_note"] = radius_words(self.recognised, self.radius_coverage)
+        d["exif_note"] = outside_words(self.exif_outside_m) if self.exif_outside_m is not None else None
         d["source_note"] = source_words(self.source)
         d["score_kind"] = score_kind(self.source)  # what the neighbours' scores are: "inliers" | "cosine similarity"
         return d
@@ -93,9 +100,9 @@ def prediction_dict(pred: Prediction, photo: str | None = None,
                     thumb_url: Callable[[str], str | None] | None = None) -> dict[str, Any]:
     """The one JSON-able form of a Prediction, shared by the CLI (json, csv, text), the HTTP API and the page:
     Prediction.to_dict() plus `photo` (when given), exif_distance_m (metres from the photo's own EXIF position,
-    display only; None without one) and per neighbour (best first) distance_m from the prediction and, with
+    display only; None without one), `radius_text` and `exif_distance_text` (geo.format_distance) and per neighbour (best first) distance_m from the prediction and, with
     thumb_url, its thumbnail URL."""
-    from .geo import haversine_m
+    from .geo import format_distance, haversine_m
 
     d = ({"photo": photo} if photo is not None else {}) | pred.to_dict()
     for n in d["neighbours"]:
@@ -104,4 +111,6 @@ def prediction_dict(pred: Prediction, photo: str | None = None,
             n["thumbnail"] = thumb_url(n["image_id"])
     exif = pred.photo_exif_position
     d["exif_distance_m"] = float(haversine_m(pred.latitude, pred.longitude, *exif)) if exif else None
+    d["radius_text"] = format_distance(pred.radius_m)
+    d["exif_distance_text"] = format_distance(d["exif_distance_m"]) if exif else None
     return d

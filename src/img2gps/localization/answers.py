@@ -104,8 +104,18 @@ def status_words(recognised: bool) -> str:
 
 
 def radius_words(recognised: bool, coverage: float = 0.8) -> str:
-    """What the radius promises, in words: an unrecognised answer's radius holds only within the gallery's area."""
-    pct = f"~{round(100 * coverage)}%"
+    """What the radius promises, in words, at the coverage it was calibrated for: an unrecognised answer's radius
+    holds only within the gallery's area."""
+    pct = f"{round(100 * coverage)}%"
     if recognised:
         return f"holds for {pct} of recognised photos"
     return f"holds for {pct} of photos taken within the gallery's area"
+
+
+def outside_words(distance_m: float) -> str:
+    """What a photo whose own GPS lies far outside the gallery's area (distance_m metres from it) means for the
+    answer, in words (the position stays the method's answer; area.outside_m decides when this applies)."""
+    from ..geo import format_distance
+
+    return (f"its own GPS places it {format_distance(distance_m)} from this gallery's area; img2gps can only place "
+            "photos taken within it")

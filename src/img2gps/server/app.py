@@ -52,7 +52,7 @@ class PredictionOut(BaseModel):
     photo: str = Field(description="uploaded file name")
     latitude: float
     longitude: float
-    radius_m: float = Field(description="error radius in metres, calibrated to hold for ~80% of photos")
+    radius_m: float = Field(description="error radius in metres, calibrated to hold for radius_coverage of photos")
     confidence: float = Field(ge=0, le=1)
     recognised: bool = Field(description="true only when verified geometry places the photo at a gallery camera's spot")
     answer: str = Field(description='"recognised" or "not recognised", in words')
@@ -72,6 +72,11 @@ class PredictionOut(BaseModel):
     photo_exif_position: Optional[list[float]] = Field(
         None, description="the photo's own EXIF GPS (lat, lon), for display only: never an input to the method")
     exif_distance_m: Optional[float] = Field(None, description="metres between the prediction and the EXIF position")
+    exif_distance_text: Optional[str] = Field(None, description="exif_distance_m in words (metres below 1 km, km above)")
+    exif_note: Optional[str] = Field(None, description="when the photo's own EXIF GPS lies far outside the gallery's "
+                                                       "area: that, in words (the position is still the method's)")
+    radius_text: str = Field("", description="radius_m in words (metres below 1 km, km above)")
+    radius_coverage: float = Field(0.8, description="share of photos the radius was calibrated to hold for")
     query_region: Optional[list[int]] = Field(
         None, description="x0, y0, x1, y1 (pixels): the photo found inside a screenshot or padded image, which was "
                           "located instead of the whole image; null = the whole image")

@@ -40,6 +40,7 @@
     return (s === 0 && c === 0) ? (lons[0] || 0) : Math.atan2(s, c) * 180 / Math.PI;
   }
 
+  /* The one distance rule (geo.format_distance in Python): metres below 1 km, km above. */
   function fmtM(m) {
     return m < 1000 ? Math.round(m) + " m" : m < 100000 ? (m / 1000).toFixed(2) + " km"
       : Math.round(m / 1000).toLocaleString("en-US") + " km";
@@ -190,6 +191,7 @@
         var info = label + "prediction " + p.latitude.toFixed(6) + ", " + p.longitude.toFixed(6) +
           "<br>" + esc(p.answer || "") + "<br>radius " + fmtM(p.radius_m) +
           (p.radius_note ? " (" + esc(p.radius_note) + ")" : "") + ", confidence " + p.confidence.toFixed(2) +
+          (p.exif_note ? "<br>" + esc(p.exif_note) : "") +
           "<br>" + esc(p.method);
         var circle = L.circle(at, {radius: p.radius_m, color: COLORS.pred, weight: 1.5, fillOpacity: many ? 0.04 : 0.12,
           className: "img2gps-radius"});
