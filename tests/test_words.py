@@ -83,3 +83,29 @@ def test_every_output_says_so_and_the_answer_does_not_change(model_dir, tmp_path
         assert r["exif_note"] is None
         page = c.get("/static/app.js").text
     assert "p.exif_note" in page and "r-elsewhere" in page  # the page shows the HTTP answer's note
+
+
+@pytest.mark.slow
+def test_penn91_photos_against_a_bgu_west_model_say_they_are_from_elsewhere(penn91, bgu_west, tmp_path, capsys):
+    """All 91 penn91 photos (own EXIF GPS in Philadelphia) answered by a bgu-west model (Beer Sheva): every output
+    says their own GPS is outside the gallery's area; none does for penn91's own gallery, leaving each photo out."""
+    from img2gps.data import load_dataset
+    from img2gps.predictors import make_predictor
+
+    p = make_predictor("knn")
+    p.fit(load_dataset(bgu_west))
+    p.save(tmp_path / "bgu")
+    assert main(["predict", str(penn91 / "images"), "--model", str(tmp_path / "bgu"), "--format", "json"]) == 0
+    recs = json.loads(capsys.readouterr().out)
+    assert len(recs) == 91 and all("from this gallery's area" in (r["exif_note"] or "") for r in recs)
+    assert main(["predict", str(penn91 / "images"), "--model", str(tmp_path / "bgu"), "--format", "text"]) == 0
+    assert capsys.readouterr().out.count("photo from elsewhere: its own GPS places it") == 91
+    files = sorted((penn91 / "images").iterdir())
+    with TestClient(create_app(model=Img2GPS.load(tmp_path / "bgu"))) as c:
+        for f in files:
+            r = c.post("/predict", files={"file": (f.name, f.read_bytes(), "image/jpeg")}).json()
+            assert r["exif_note"] and r["exif_note"].startswith("its own GPS places it"), f.name
+    ds = load_dataset(penn91)
+    for i in range(len(ds)):  # penn91 leave-one-out: each photo's own GPS against the other 90's area
+        rest = np.delete(np.arange(len(ds)), i)
+        assert outside_m(split_areas(ds.lat[rest], ds.lon[rest]), ds.lat[i], ds.lon[i]) is None, ds.ids[i]
