@@ -146,6 +146,7 @@ def score_queries(p, ds: GeoDataset, indices, lat_sd: float = 1.0, lon_sd: float
             "pred_lat": pred.latitude, "pred_lon": pred.longitude,
             "error_m": float(haversine_m(tlat, tlon, pred.latitude, pred.longitude)),
             "radius_m": pred.radius_m, "confidence": pred.confidence, "recognised": bool(pred.recognised),
+            "chance_25m": np.nan if pred.chance_25m is None else float(pred.chance_25m),
             "z2": z2_error(pred.latitude, pred.longitude, tlat, tlon, (lat_sd, lon_sd)),
             "predict_ms": ms, **retrieval_hits(ranked, tlat, tlon, glat, glon),
             "source": pred.source,
@@ -349,7 +350,7 @@ def write_outputs(json_path, result: dict, preds: pd.DataFrame, plots: bool = Tr
     written.append(json_path)
     if len(preds):
         cols = ["spec", "query_as", "image", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_m", "radius_m",
-                "confidence", "recognised", "source", "true_heading", "heading_deg", "heading_radius_deg",
+                "confidence", "chance_25m", "recognised", "source", "true_heading", "heading_deg", "heading_radius_deg",
                 "copy_heading", "predict_ms", "fraction", "query_region", "query_view"]
         p = Path(f"{stem}.predictions.csv")
         preds[[c for c in cols if c in preds.columns]].to_csv(p, index=False, float_format="%.7f")

@@ -84,9 +84,10 @@ def _table(items: list[dict]) -> str:
         # data-item: hovering the row highlights that photo's answer, circle and truth on the map (numbered alike)
         rows.append(f"<tr data-item='{i}'>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
             i + 1, it["label"], p.get("answer", "") + (f" ({p['exif_note']})" if p.get("exif_note") else ""),
-            f"{p['latitude']:.6f}", f"{p['longitude']:.6f}", f"{p['radius_m']:.0f}", p.get("radius_note", ""), f"{p['confidence']:.2f}", err, inside)) + "</tr>")
+            f"{p['latitude']:.6f}", f"{p['longitude']:.6f}", f"{p['radius_m']:.0f}", p.get("radius_note", ""),
+            p.get("chance_note") or f"{p['confidence']:.2f}", err, inside)) + "</tr>")
     head = "".join(f"<th>{h}</th>" for h in ("#", "photo", "answer", "latitude", "longitude", "radius m",
-                                             "radius holds", "confidence", "error m", "inside radius"))
+                                             "radius holds", "chance", "error m", "inside radius"))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 

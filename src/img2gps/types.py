@@ -50,6 +50,10 @@ class Prediction:
     # metres from the gallery's area to the photo's own EXIF GPS when that lies far outside it (area.outside_m);
     # None otherwise. Display only, set after the method answered; never an input to any method.
     exif_outside_m: float | None = None
+    # the calibrated probability that the true spot lies within 25 m (localization/chance.py); None for a model
+    # saved before it was fitted. `confidence` is its documented alias (the same number; the old area rule only
+    # for such older models), kept so existing clients keep working.
+    chance_25m: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The one JSON-able form (CLI json/csv/text, HTTP API, page); neighbours best first, as the method ranked them.
@@ -57,7 +61,8 @@ class Prediction:
         was calibrated for), `source_note` (what the answer rests on) and `exif_note` (when the photo's own GPS lies
         far outside the gallery's area; else None), in words, and `score_kind` (what the neighbours' scores are)
         (localization/answers.py)."""
-        from .localization.answers import outside_words, radius_words, score_kind, source_words, status_words
+        from .localization.answers import (chance_words, outside_words, radius_words, score_kind, source_words,
+                                           status_words)
 
         d = dataclasses.asdict(self)
         d["photo_exif_position"] = list(self.photo_exif_position) if self.photo_exif_position else None
@@ -66,6 +71,7 @@ class Prediction:
         d["radius_note"] = radius_words(self.recognised, self.radius_coverage)
         d["exif_note"] = outside_words(self.exif_outside_m) if self.exif_outside_m is not None else None
         d["source_note"] = source_words(self.source)
+        d["chance_note"] = chance_words(self.chance_25m)
         d["score_kind"] = score_kind(self.source)  # what the neighbours' scores are: "inliers" | "cosine similarity"
         return d
 

@@ -86,8 +86,9 @@ def _text(rec: dict) -> str:
     """One prediction as text: the answer, whether it was recognised (in words), then the supporting gallery
     photos best first, each score labelled with what it is (inliers of a verified match, else cosine similarity)."""
     lines = [rec["photo"]]
+    chance = rec.get("chance_note") or f"confidence {rec['confidence']:.2f}"  # older models: no calibrated chance
     lines.append(f"  prediction  {rec['latitude']:.6f}, {rec['longitude']:.6f}   radius {rec['radius_text']}   "
-                 f"confidence {rec['confidence']:.2f}   {rec['method']}   source {rec['source']}")
+                 f"{chance}   {rec['method']}   source {rec['source']}")
     lines.append(f"  {rec['answer']}: {rec['source_note']}; the radius {rec['radius_note']}")
     if rec.get("exif_note"):
         lines.append(f"  photo from elsewhere: {rec['exif_note']}")
@@ -117,7 +118,7 @@ def _text(rec: dict) -> str:
 
 
 def _csv(records: list[dict], top_k: int) -> str:
-    cols = ["photo", "latitude", "longitude", "radius_m", "confidence", "recognised", "method", "source",
+    cols = ["photo", "latitude", "longitude", "radius_m", "confidence", "chance_25m", "recognised", "method", "source",
             "heading_deg", "heading_radius_deg", "answer", "radius_note", "exif_latitude", "exif_longitude", "exif_distance_m", "exif_note"]
     for i in range(1, top_k + 1):
         cols += [f"n{i}_image", f"n{i}_latitude", f"n{i}_longitude", f"n{i}_score"]
@@ -125,7 +126,7 @@ def _csv(records: list[dict], top_k: int) -> str:
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for r in records:
-        row = {k: r[k] for k in cols[:12]}
+        row = {k: r[k] for k in cols[:13]}
         exif = r["photo_exif_position"] or (None, None)
         row.update(exif_latitude=exif[0], exif_longitude=exif[1], exif_distance_m=r["exif_distance_m"],
                    exif_note=r["exif_note"])

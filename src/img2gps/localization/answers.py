@@ -119,3 +119,8 @@ def outside_words(distance_m: float) -> str:
 
     return (f"its own GPS places it {format_distance(distance_m)} from this gallery's area; img2gps can only place "
             "photos taken within it")
+
+
+def chance_words(chance: float | None) -> str | None:
+    """The calibrated chance within 25 m in words ("chance within 25 m: 83%"); None when the model has none."""
+    return None if chance is None else f"chance within 25 m: {round(100 * chance)}%"

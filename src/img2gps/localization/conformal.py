@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .calibration import RadiusModel
+from .chance import fit_chance
 from .holdout import HOLDOUTS
 
 NEAR, FAR = HOLDOUTS
@@ -127,7 +128,11 @@ class MondrianRadius:
                 models[kind] = RadiusModel(scale=pooled.scale, offset_m=max(off, pooled.offset_m), floor_m=floor_m,
                                            area_m=pooled.area_m, coverage=coverage, n_calibration=int(m.sum()))
             summary[kind]["scale"] = models[kind].scale
-        return cls(models, pooled, summary)
+        # the chance within 25 m, one curve over the radius for every kind (localization/chance.py)
+        radii = [models[kind].radius(float(x)) for kind, x in zip(k.tolist(), u)]
+        curve = fit_chance(radii, e, w)
+        models = {kind: m.with_chance(curve) for kind, m in models.items()}
+        return cls(models, pooled.with_chance(curve), summary)
 
     def model(self, kind: str) -> RadiusModel:
         return self.kinds.get(kind, self.pooled)
@@ -137,6 +142,9 @@ class MondrianRadius:
 
     def confidence(self, kind: str, radius_m: float) -> float:
         return self.model(kind).confidence(radius_m)
+
+    def chance(self, kind: str, radius_m: float) -> float | None:
+        return self.model(kind).chance(radius_m)
 
     def to_dict(self) -> dict:
         return {"kinds": {k: m.to_dict() for k, m in self.kinds.items()}, "pooled": self.pooled.to_dict(),

@@ -48,7 +48,8 @@ class MeanCoordinate(BasePredictor):
 
     def _predict_one(self, query, top_k: int) -> Prediction:
         r = self.radius_model.radius(0.0)
-        return Prediction(self.centre[0], self.centre[1], r, self.radius_model.confidence(r), False, self.spec, [])
+        return Prediction(self.centre[0], self.centre[1], r, self.radius_model.confidence(r), False, self.spec, [],
+                          chance_25m=self.radius_model.chance(r))
 
     def _state(self):
         return {"centre": list(self.centre), "radius_model": self.radius_model.to_dict()}

@@ -215,7 +215,7 @@ class KNNPredictor(BasePredictor):
         lat, lon = s.frame.to_latlon(pos)
         r = s.radius(spread, float(sims[0]))
         return (Prediction(float(lat), float(lon), r, s.radius_model.pooled.confidence(r), False, self.spec,
-                           self.neighbours(idx, sims, top_k)), idx[:n])
+                           self.neighbours(idx, sims, top_k), chance_25m=s.radius_model.pooled.chance(r)), idx[:n])
 
     def add_refusal(self):
         if self.config.embed == "regression":

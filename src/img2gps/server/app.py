@@ -77,6 +77,9 @@ class PredictionOut(BaseModel):
                                                        "area: that, in words (the position is still the method's)")
     radius_text: str = Field("", description="radius_m in words (metres below 1 km, km above)")
     radius_coverage: float = Field(0.8, description="share of photos the radius was calibrated to hold for")
+    chance_25m: Optional[float] = Field(None, description="calibrated probability that the true spot lies within 25 m "
+                                                          "(confidence is its alias); null for older models")
+    chance_note: Optional[str] = Field(None, description='chance_25m in words, e.g. "chance within 25 m: 83%"')
     query_region: Optional[list[int]] = Field(
         None, description="x0, y0, x1, y1 (pixels): the photo found inside a screenshot or padded image, which was "
                           "located instead of the whole image; null = the whole image")

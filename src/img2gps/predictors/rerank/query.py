@@ -273,6 +273,7 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
         lat, lon = state.knn.frame.to_latlon(pos)
         r = cal.radii.radius(kind, spread)
         return Prediction(float(lat), float(lon), r, cal.radii.confidence(kind, r), recognised, method, neigh,
+                          chance_25m=cal.radii.chance(kind, r),
                           heading_deg=heading, heading_radius_deg=cal.heading_radius if heading is not None else None,
                           source=kind, **extra)
 

@@ -60,7 +60,7 @@
     $("r-pos").textContent = p.latitude.toFixed(6) + ", " + p.longitude.toFixed(6);
     $("r-answer").textContent = p.answer + ": " + p.source_note;
     $("r-radius").textContent = M.fmtM(p.radius_m) + " (" + p.radius_note + ")";
-    $("r-conf").textContent = p.confidence.toFixed(2);
+    $("r-conf").textContent = p.chance_note || ("confidence " + p.confidence.toFixed(2));
     $("r-method").textContent = p.method + " · " + p.source;
     $("r-heading").textContent = (p.heading_deg === null || p.heading_deg === undefined)
       ? "not determined"

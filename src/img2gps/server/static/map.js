@@ -190,7 +190,7 @@
         var label = it.label ? esc(it.label) + "<br>" : "";
         var info = label + "prediction " + p.latitude.toFixed(6) + ", " + p.longitude.toFixed(6) +
           "<br>" + esc(p.answer || "") + "<br>radius " + fmtM(p.radius_m) +
-          (p.radius_note ? " (" + esc(p.radius_note) + ")" : "") + ", confidence " + p.confidence.toFixed(2) +
+          (p.radius_note ? " (" + esc(p.radius_note) + ")" : "") + ", " + (p.chance_note || "confidence " + p.confidence.toFixed(2)) +
           (p.exif_note ? "<br>" + esc(p.exif_note) : "") +
           "<br>" + esc(p.method);
         var circle = L.circle(at, {radius: p.radius_m, color: COLORS.pred, weight: 1.5, fillOpacity: many ? 0.04 : 0.12,
