@@ -12,7 +12,7 @@ from img2gps.types import Prediction, prediction_dict
 
 def _records(n, seed):
     rng = np.random.default_rng(seed)
-    kinds = rng.choice(["near", "far"], n)
+    kinds = rng.choice(["near", "block"], n)
     spread = np.where(kinds == "near", rng.uniform(0, 10, n), rng.uniform(10, 80, n))
     err = rng.exponential(1.0, n) * (5 + spread)  # the error grows with the spread
     return kinds, spread, err

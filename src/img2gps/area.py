@@ -56,6 +56,14 @@ class Area:
         return float(np.max(np.linalg.norm(h[:, None, :] - h[None, :, :], axis=-1)))
 
     @property
+    def region_m2(self) -> float:
+        """Area of the region in square metres (0 for a degenerate region)."""
+        h = self.hull_en
+        if len(h) < 3:
+            return 0.0
+        return float(0.5 * abs(_cross(h, np.roll(h, -1, axis=0)).sum()))
+
+    @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(lat_min, lon_min, lat_max, lon_max) of the region (geo.bbox_of convention across +-180)."""
         lat, lon = self.frame.to_latlon(self.hull_en)
@@ -135,6 +143,23 @@ def outside_m(areas: list[Area], lat: float, lon: float, margin_m: float = OUTSI
     a = areas[nearest_area(areas, lat, lon)]
     d = float(a.distance_m(lat, lon))
     return d if d > a.size_m + margin_m else None
+
+
+def area_point_distances_m(lat, lon, n: int = 2000, seed: int = 0) -> np.ndarray:
+    """(n,) metres from points spread over a gallery's areas (Area.sample; each area gets points in proportion to
+    its photos) to the nearest gallery photo at (lat, lon): how far a photo taken anywhere in the area stands
+    from the gallery (the prediction-to-sample distances of kNNDM, Linnenbrink et al., GMD 2024)."""
+    from scipy.spatial import cKDTree
+
+    lat, lon = np.asarray(lat, float).reshape(-1), np.asarray(lon, float).reshape(-1)
+    areas = split_areas(lat, lon)
+    out = []
+    for i, a in enumerate(areas):
+        m = max(1, int(round(n * a.n_photos / len(lat))))
+        plat, plon = a.sample(m, seed + i)
+        tree = cKDTree(a.frame.to_en(lat[a.rows], lon[a.rows]).reshape(-1, 2))
+        out.append(tree.query(np.asarray(a.frame.to_en(plat, plon)).reshape(-1, 2))[0])
+    return np.concatenate(out)
 
 
 def describe(areas: list[Area]) -> list[str]:

@@ -233,6 +233,7 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
     out: dict = {
         "data": ds.name, "protocol": protocol, "n": int(sum(len(f.val) for f in folds)),
         "n_folds": n_all, "train_dropped_by_buffer": int(sum(f.dropped for f in folds)),
+        **({"folds_info": folds[0].info} if folds and folds[0].info else {}),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": "img2gps " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("img2gps") else None,
         "machine": {"python": platform.python_version(), "cpus": _cpu_count(), "platform": platform.platform()},

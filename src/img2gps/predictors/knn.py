@@ -13,7 +13,7 @@ from ..features.cache import embed_dataset
 from ..indexing import ExtractSpec, ensure_features
 from ..geo import LocalFrame
 from ..localization.conformal import MondrianRadius, bands
-from ..localization.holdout import HOLDOUTS, excluded_rows, holdout_radius_m, same_spot_radius_m
+from ..localization.holdout import HOLDOUTS, HoldoutPlan, excluded_rows
 from ..localization.aggregate import aggregate
 from ..localization.recognition import choose_copy_sim
 from ..retrieval.database import INDEX_KINDS, CosineIndex
@@ -118,8 +118,8 @@ def copy_records(v: np.ndarray, en: np.ndarray, rows, k: int, agg: str) -> tuple
 
 
 def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[MondrianRadius, list[float]]:
-    """(radius model, similarity band edges) from held-out gallery photos, near (same-spot siblings left out) and
-    far (a 2R block left out; localization/holdout.py): errors normalised by the neighbours' spread, grouped by
+    """(radius model, similarity band edges) from held-out gallery photos, near (same-spot siblings left out),
+    area (as far from the rest as points spread over the area) and block (localization/holdout.py): errors normalised by the neighbours' spread, grouped by
     the top neighbour's similarity (Mondrian, localization/conformal.py). A query unlike the gallery lands in a
     low band and gets that band's wider radius."""
     n = len(state.en)
@@ -127,13 +127,13 @@ def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[MondrianRadius, l
         return MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0)), []
     rows_all = np.arange(n) if n <= cfg.calib else np.sort(np.random.default_rng(0).choice(n, cfg.calib, replace=False))
     en, v = state.en, state.index.vectors
-    spot = same_spot_radius_m(en)
+    plan = HoldoutPlan(en, state.frame)
     errs, spreads, tops, holdout = [], [], [], []
     for h in HOLDOUTS:
         for a in range(0, len(rows_all), 512):  # memory stays O(rows x n) per block
             rows = rows_all[a:a + 512]
             sim = v[rows] @ v.T
-            sim[excluded_rows(en, rows, holdout_radius_m(spot, h))] = -np.inf
+            sim[excluded_rows(en, rows, plan.radii(h, rows))] = -np.inf
             for r, srow in zip(rows, sim):
                 idx = np.argsort(-srow)[: cfg.k]
                 idx = idx[np.isfinite(srow[idx])]

@@ -1,7 +1,8 @@
 """rerank's calibration: held-out gallery photos (a seeded subset) go through the exact query procedure
-(query.locate), each held out three ways: alone ("self": a user at a gallery spot), with its same-spot siblings
-("near") and with a 2R block ("far", localization/holdout.py). Their errors calibrate one radius per answer kind
-(Mondrian split-conformal over the three hold-outs in equal shares, localization/conformal.py), the answer given
+(query.locate), each held out four ways: alone ("self": a user at a gallery spot), with its same-spot siblings
+("near"), as far from the rest as a point spread over the area ("area") and with a block ("block";
+localization/holdout.py). Their errors calibrate the recognition rules (localization/recognition.py), one radius
+per answer kind (Mondrian split-conformal over the hold-outs in equal shares, localization/conformal.py), the answer given
 for scenes seen from elsewhere and for unverified photos (localization/answers.py), the heading radius and the
 pose choice. Pair inlier counts and relative poses go to on-disk caches, so re-fitting on a subset of a gallery
 (bench folds) matches only new pairs."""
@@ -19,7 +20,7 @@ from ...localization.answers import CHOICES, FALLBACK, SCENE, at_gallery_spot, c
 from ...localization.calibration import RadiusModel
 from ...localization.camera import PoseCache
 from ...localization.conformal import MondrianRadius, mixture_weights
-from ...localization.holdout import excluded_rows, holdout_radius_m, same_spot_radius_m
+from ...localization.holdout import HoldoutPlan, excluded_rows, same_spot_radius_m
 from ...localization.pose import angle_diff_deg
 from ...localization.recognition import COPY_FLOOR, RecognitionRule, choose_copy_sim, choose_spot_rule
 from ...verification.local import PairCache
@@ -30,7 +31,7 @@ from .state import Calibration, RerankState
 MIN_CALIBRATION = 5  # fewer held-out answers than this: no heading radius, no pose choice
 # Hold-outs the radii are calibrated on, in equal shares. rerank needs "self" because its recognised kind exists
 # only there: with siblings left out, 1 of 300 bgu-west photos passed the pure-rotation test.
-CALIB_SHARES = {"self": 1 / 3, "near": 1 / 3, "far": 1 / 3}
+CALIB_SHARES = {"self": 0.25, "near": 0.25, "area": 0.25, "block": 0.25}
 
 
 def calibrate(state: RerankState, cfg: RerankConfig) -> Calibration:
@@ -47,13 +48,13 @@ def calibrate(state: RerankState, cfg: RerankConfig) -> Calibration:
 def calibration_records(state: RerankState, cfg: RerankConfig, holdouts: Sequence[str]) -> list[dict]:
     """One record per (held-out photo, hold-out): its answer kind, the strongest verified pair's parallax and
     inliers, the error (m) and spread of each answer choice (own / knn / blend; pose where a camera fix exists)
-    and the heading error where known. Hold-outs: "self", "near", "far". Public so analyses can study the
+    and the heading error where known. Hold-outs: "self", "near", "area", "block". Public so analyses can study the
     evidence behind the answer kinds."""
     en, keys, c = state.en, state.keys, cfg
     n = len(state.store)
     # Deterministic subset by content hash: bench folds of one dataset then share (and cache) the same pairs.
     order = sorted(range(n), key=lambda i: hashlib.sha1(keys[i].encode()).hexdigest())[: c.calib]
-    spot_m = same_spot_radius_m(en)
+    plan = HoldoutPlan(en, state.knn.frame)
     pairs = PairCache(c.feature_config, c.verify_config)
     poses = PoseCache(state.locator.setting_key(c.feature_config.key))
     vectors = state.knn.index.vectors
@@ -64,7 +65,7 @@ def calibration_records(state: RerankState, cfg: RerankConfig, holdouts: Sequenc
         r, h = task
         q = order[r]
         skip = ({q} if h == "self" else
-                set(np.flatnonzero(excluded_rows(en, [q], holdout_radius_m(spot_m, h))[0]).tolist()))
+                set(np.flatnonzero(excluded_rows(en, [q], plan.radii(h, [q]))[0]).tolist()))
         matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         kq, dq = state.store.get(q), state.store.unit_desc(q)
         f = state.cameras.focal35[q]
