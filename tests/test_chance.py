@@ -45,3 +45,23 @@ def test_chance_in_words_on_every_output():
     d = prediction_dict(Prediction(40.0, -75.0, 20.0, 0.83, False, "knn", chance_25m=0.834))
     assert d["chance_note"] == "chance within 25 m: 83%" and d["chance_25m"] == pytest.approx(0.834)
     assert prediction_dict(Prediction(40.0, -75.0, 20.0, 0.5, False, "knn"))["chance_note"] is None
+
+
+def test_difficulty_bins_pick_the_signal_that_separates_and_keep_30_per_bin():
+    from img2gps.localization.difficulty import DifficultyBins, merged_edges
+
+    rng = np.random.default_rng(0)
+    n = 400
+    inl = rng.uniform(15, 500, n)
+    sim = rng.uniform(0.5, 0.9, n)
+    score = 50.0 / inl * rng.exponential(1.0, n)  # weak evidence (few inliers): large normalised errors
+    bins = DifficultyBins.fit(["scene"] * n, {"inliers": inl, "top_sim": sim}, score, np.ones(n))
+    assert bins.kinds["scene"]["signal"] == "inliers" and len(bins.kinds["scene"]["edges"]) == 2
+    assert abs(bins.measured["scene"]["inliers"]) > 3 * abs(bins.measured["scene"]["top_sim"])
+    g = bins.groups(["scene"] * n, {"inliers": inl, "top_sim": sim})
+    assert min(g.count(x) for x in set(g)) >= 30 and len(set(g)) == 3
+    assert bins.group("fallback", {"inliers": 3.0}) == "fallback"  # a kind without bins keeps its name
+    # 70 values with 3 bins: merged to 2 bins of >= 30
+    e = merged_edges(np.arange(70.0))
+    assert len(e) == 1 and min(np.bincount(np.searchsorted(e, np.arange(70.0), side="right"))) >= 30
+    assert merged_edges(np.arange(50.0)) == []

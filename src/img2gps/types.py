@@ -54,6 +54,7 @@ class Prediction:
     # saved before it was fitted. `confidence` is its documented alias (the same number; the old area rule only
     # for such older models), kept so existing clients keep working.
     chance_25m: float | None = None
+    difficulty: str | None = None  # the Mondrian group whose radius applies: "kind" or "kind:signal=bI"
 
     def to_dict(self) -> dict[str, Any]:
         """The one JSON-able form (CLI json/csv/text, HTTP API, page); neighbours best first, as the method ranked them.

@@ -116,7 +116,7 @@ class MondrianRadius:
         models, summary = {}, {}
         for kind in sorted(set(k.tolist())):
             m = k == kind
-            off = (offsets or {}).get(kind, offset_m)
+            off = (offsets or {}).get(kind.split(":")[0], offset_m)  # a difficulty bin keeps its kind's offset
             n_eff = w[m].sum() ** 2 / max((w[m] ** 2).sum(), 1e-300)
             summary[kind] = {**{str(x): int((m & (h == x)).sum()) for x in sorted(set(h.tolist()))},
                              "share": float(w[m].sum() / w.sum()) if w.sum() else 0.0}

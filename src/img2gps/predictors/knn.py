@@ -68,6 +68,10 @@ class KNNState:
         """Calibrated radius (m) of an answer with this neighbour spread (m) and top cosine similarity."""
         return self.radius_model.radius(str(bands([top_sim], self.sim_edges)[0]), spread)
 
+    def group(self, top_sim: float) -> str:
+        """The difficulty bin (Mondrian group) of an answer with this top similarity, as Prediction.difficulty."""
+        return f"model:top_sim={bands([top_sim], self.sim_edges)[0]}"
+
     @property
     def vectors(self) -> np.ndarray:
         return self.index.vectors
@@ -215,7 +219,8 @@ class KNNPredictor(BasePredictor):
         lat, lon = s.frame.to_latlon(pos)
         r = s.radius(spread, float(sims[0]))
         return (Prediction(float(lat), float(lon), r, s.radius_model.pooled.confidence(r), False, self.spec,
-                           self.neighbours(idx, sims, top_k), chance_25m=s.radius_model.pooled.chance(r)), idx[:n])
+                           self.neighbours(idx, sims, top_k), chance_25m=s.radius_model.pooled.chance(r),
+                           difficulty=s.group(float(sims[0]))), idx[:n])
 
     def add_refusal(self):
         if self.config.embed == "regression":

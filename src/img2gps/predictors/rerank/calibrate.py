@@ -20,6 +20,7 @@ from ...localization.answers import CHOICES, FALLBACK, SCENE, at_gallery_spot, c
 from ...localization.calibration import RadiusModel
 from ...localization.camera import PoseCache
 from ...localization.conformal import MondrianRadius, mixture_weights
+from ...localization.difficulty import SIGNALS, DifficultyBins
 from ...localization.holdout import HoldoutPlan, excluded_rows, same_spot_radius_m
 from ...localization.pose import angle_diff_deg
 from ...localization.recognition import COPY_FLOOR, RecognitionRule, choose_copy_sim, choose_spot_rule
@@ -90,7 +91,8 @@ def calibration_records(state: RerankState, cfg: RerankConfig, holdouts: Sequenc
                      camera_of=lambda ch: camera(state, c, kq, dq, f, ch, matched, poses, keys[q]),
                      parallax_of=lambda ver: parallax(state, c, kq, dq, f, ver, matched, poses, keys[q]))
         ver = sorted((k for k in loc.checked.values() if k >= c.min_inliers), reverse=True)
-        out = {"holdout": h, "kind": loc.kind, "parallax": (loc.parallax or [np.inf])[0],
+        out = {**{"sig_" + k: v for k, v in loc.signals.items()},
+               "holdout": h, "kind": loc.kind, "parallax": (loc.parallax or [np.inf])[0],
                "inliers": ver[0] if ver else 0, "n_verified": len(ver), "top_sim": -np.inf, "top_err": np.inf}
         if loc.top is not None and loc.top[1] >= COPY_FLOOR:  # a copy candidate: does the top photo verify?
             t = loc.top[0]
@@ -152,11 +154,16 @@ def _decide(records: list[dict], area: float, spot_m: float, c: RerankConfig) ->
             errs.append(g[ch + "_err"])
             spreads.append(g[ch + "_spread"])
     # Verified answers at a gallery spot are metre-level: a small offset keeps their radius from being inflated.
+    offsets = {"consensus": 5.0, "pose": 5.0}
+    off = np.array([offsets.get(k, 10.0) for k in groups])
+    sig = {s: np.array([g.get("sig_" + s, np.nan) for g in got], float) for s in SIGNALS}
+    cal.bins = DifficultyBins.fit(groups, sig, np.asarray(errs) / (np.asarray(spreads) + off), w)
+    kinds = list(groups)
+    groups = cal.bins.groups(kinds, sig)
     cal.radii = MondrianRadius.fit(groups, [g["holdout"] for g in got], errs, spreads, coverage=c.coverage,
-                                   offset_m=10.0, floor_m=3.0, area_m=area, shares=CALIB_SHARES,
-                                   offsets={"consensus": 5.0, "pose": 5.0})
+                                   offset_m=10.0, floor_m=3.0, area_m=area, shares=CALIB_SHARES, offsets=offsets)
     e = np.asarray(errs)
-    rm = np.array([k in ("consensus", "pose") for k in groups], bool)
+    rm = np.array([k in ("consensus", "pose") for k in kinds], bool)
     cal.summary = {
         "n": len(got), "recognised": int(rm.sum()), "same_spot_m": spot_m,
         "holdouts": {h: int(sum(g["holdout"] == h for g in got)) for h in CALIB_SHARES},
@@ -165,7 +172,7 @@ def _decide(records: list[dict], area: float, spot_m: float, c: RerankConfig) ->
         "kinds": cal.radii.summary, "answer_choice": dict(cal.answer_choice),
         "heading_n": len(hd), "heading_median_deg": float(np.median(hd)) if hd else None,
         "pose_n": len(fixed), "pose_median_m": pose_med, "consensus_median_m_same_photos": cons_med,
-        "use_pose": bool(cal.use_pose), "recognition": rec_summary,
+        "use_pose": bool(cal.use_pose), "recognition": rec_summary, "difficulty": cal.bins.to_dict(),
     }
     return cal
 

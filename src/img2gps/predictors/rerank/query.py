@@ -5,7 +5,7 @@ The same `locate` runs for calibration's held-out gallery photos (calibrate.py) 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Container, Sequence
 
 import numpy as np
@@ -14,6 +14,7 @@ from ...geo import weighted_median_en
 from ...localization.answers import FALLBACK, SCENE, at_gallery_spot, candidate
 from ...localization.camera import CameraEstimate, PoseCache
 from ...localization.consensus import consensus
+from ...localization.difficulty import shortlist_spread
 from ...localization.recognition import RecognitionRule
 from ...types import Neighbour, Prediction, Query
 from ...verification.local import Keypoints, extract, fundamental_inliers, mutual_matches
@@ -98,6 +99,15 @@ class Located:
     parallax: list[float] | None = None  # parallax (deg) with the strongest verified photos
     copy: bool = False  # the query is a copy of gallery photo idx[0] (localization/recognition.py)
     top: tuple[int, float] | None = None  # (gallery index, global similarity) of the top retrieved photo
+    signals: dict = field(default_factory=dict)  # evidence the query shows (localization/difficulty.py)
+
+    def with_signals(self, score: np.ndarray, en: np.ndarray, min_inliers: int) -> "Located":
+        """This answer with its difficulty signals set (top_sim, spread10, inliers, parallax)."""
+        ver = [n for n in self.checked.values() if n >= min_inliers]
+        self.signals = {"top_sim": self.top[1] if self.top else float("nan"),
+                        "spread10": shortlist_spread(score, en), "inliers": float(max(ver, default=0)),
+                        "parallax": float(self.parallax[0]) if self.verified and self.parallax else float("nan")}
+        return self
 
     @property
     def verified(self) -> bool:
@@ -184,7 +194,7 @@ def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.
             checked = {**checked, top[0]: n}
             return Located("recognised", state.en[top[0]].copy(), 0.0, np.array([top[0]]), np.array([float(n)]),
                            checked, camera_of(checked) if camera_of is not None else None, knn, [0.0], copy=True,
-                           top=top)
+                           top=top).with_signals(score, state.en, cfg.min_inliers)
     res = resolve(checked, state.en, cfg)
     if res is not None:
         pos, spread, support = res
@@ -193,13 +203,15 @@ def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.
         strongest = sorted(ver.values(), reverse=True)
         kind = "recognised" if at_gallery_spot(par, strongest, rule.max_parallax_deg, rule.min_inliers) else SCENE
         return Located(kind, pos, spread, np.array(support, int), np.array([checked[j] for j in support], float),
-                       checked, camera_of(checked) if camera_of is not None else None, knn, par, top=top)
+                       checked, camera_of(checked) if camera_of is not None else None, knn, par,
+                       top=top).with_signals(score, state.en, cfg.min_inliers)
     if cfg.fallback == "knn":
         pos, spread, idx, sims = knn
     else:
         pos, spread, idx = shortlist_median(score, state.en, cfg.fallback_k, cfg.fallback_t)
         sims = g_sims[idx]
-    return Located(FALLBACK, pos, spread, idx, sims, checked, None, knn, [], top=top)
+    return Located(FALLBACK, pos, spread, idx, sims, checked, None, knn, [], top=top).with_signals(
+        score, state.en, cfg.min_inliers)
 
 
 def gallery_side(state: RerankState, sample: int = 16) -> int:
@@ -271,9 +283,10 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
     def prediction(pos, spread: float, kind: str, recognised: bool, neigh: list[Neighbour],
                    heading: float | None) -> Prediction:
         lat, lon = state.knn.frame.to_latlon(pos)
-        r = cal.radii.radius(kind, spread)
-        return Prediction(float(lat), float(lon), r, cal.radii.confidence(kind, r), recognised, method, neigh,
-                          chance_25m=cal.radii.chance(kind, r),
+        group = cal.bins.group(kind, loc.signals)  # the answer kind's difficulty bin (localization/difficulty.py)
+        r = cal.radii.radius(group, spread)
+        return Prediction(float(lat), float(lon), r, cal.radii.confidence(group, r), recognised, method, neigh,
+                          chance_25m=cal.radii.chance(group, r), difficulty=group,
                           heading_deg=heading, heading_radius_deg=cal.heading_radius if heading is not None else None,
                           source=kind, **extra)
 

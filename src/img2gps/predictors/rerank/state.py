@@ -16,6 +16,7 @@ import pandas as pd
 from ...errors import ModelError
 from ...localization.answers import FALLBACK, SCENE
 from ...localization.calibration import RadiusModel
+from ...localization.difficulty import DifficultyBins
 from ...localization.recognition import RecognitionRule
 from ...localization.conformal import MondrianRadius
 from ...localization.camera import CameraLocator, GalleryCameras, LocatorConfig
@@ -42,12 +43,13 @@ class Calibration:
     heading_radius: float | None = None
     summary: dict = field(default_factory=dict)
     rule: RecognitionRule = field(default_factory=RecognitionRule)  # what is recognised (chosen on the records)
+    bins: DifficultyBins = field(default_factory=DifficultyBins)  # difficulty bins within each answer kind
 
     def to_dict(self) -> dict[str, Any]:
         return {"radii": self.radii.to_dict(), "answer_choice": dict(self.answer_choice),
                 "use_pose": bool(self.use_pose), "pose_recognised": bool(self.pose_recognised),
                 "heading_radius_deg": self.heading_radius, "calibration": self.summary,
-                "recognition": self.rule.to_dict()}
+                "recognition": self.rule.to_dict(), "difficulty": self.bins.to_dict()}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any], cfg: RerankConfig) -> "Calibration":
@@ -62,7 +64,8 @@ class Calibration:
                    bool(state.get("use_pose", cfg.pose == "on")), bool(state.get("pose_recognised", True)),
                    state.get("heading_radius_deg"), state.get("calibration", {}),
                    RecognitionRule.from_dict(state.get("recognition"), max_parallax_deg=cfg.rec_parallax,
-                                             min_inliers=cfg.rec_inliers, copy_sim=2.0))
+                                             min_inliers=cfg.rec_inliers, copy_sim=2.0),
+                   DifficultyBins.from_dict(state.get("difficulty")))
 
 
 @dataclass
