@@ -86,6 +86,7 @@ def test_knn_answers_a_copy_of_a_gallery_photo_at_that_photo(gallery_dir):
     for i in range(0, len(ds), 4):
         q = p.predict([ds.read(i)])[0]
         assert q.neighbours[0].image_id == ds.ids[i] and q.neighbours[0].score > 0.9999
+        assert q.difficulty.startswith("model")  # its difficulty bin (or the kind, with too few records)
         assert haversine_m(ds.lat[i], ds.lon[i], q.latitude, q.longitude) <= 1.0
         q = p.predict([reencoded(ds.read(i))])[0]  # the synthetic views are near copies of each other too
         assert haversine_m(ds.lat[i], ds.lon[i], q.latitude, q.longitude) <= 1.0 or q.neighbours[0].score < 0.99

@@ -27,11 +27,13 @@ def shortlist_spread(score: np.ndarray, en: np.ndarray, n: int = SHORTLIST_N) ->
     eligible (a held-out photo's own block)."""
     s = np.asarray(score, float)
     idx = np.argsort(-s)[:n]
-    idx = idx[np.isfinite(s[idx])]
-    if len(idx) < 2:
-        return 0.0
-    p = en[idx]
-    return float(np.sqrt(((p - p.mean(0)) ** 2).sum(1).mean()))
+    return positions_spread(en[idx[np.isfinite(s[idx])]])
+
+
+def positions_spread(p: np.ndarray) -> float:
+    """RMS distance (m) of positions p (M, 2) from their mean; 0 for fewer than two."""
+    p = np.asarray(p, float).reshape(-1, 2)
+    return float(np.sqrt(((p - p.mean(0)) ** 2).sum(1).mean())) if len(p) >= 2 else 0.0
 
 
 def weighted_spearman(x, y, w) -> float:
@@ -73,9 +75,9 @@ class DifficultyBins:
     measured: dict = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, kinds, signals: dict, score, weights) -> "DifficultyBins":
+    def fit(cls, kinds, signals: dict, score, weights, max_bins: int = MAX_BINS) -> "DifficultyBins":
         """kinds (N,), signals: name -> (N,) values (NaN where a signal does not apply), score (N,) the
-        nonconformity score, weights (N,) mixture weights."""
+        nonconformity score, weights (N,) mixture weights; at most max_bins bins per kind."""
         k, sc, w = np.asarray(kinds, object), np.asarray(score, float), np.asarray(weights, float)
         out, measured = {}, {}
         for kind in sorted(set(k.tolist())):
@@ -90,7 +92,7 @@ class DifficultyBins:
             if not rho:
                 continue
             best = max(rho, key=lambda s: abs(rho[s]))
-            edges = merged_edges(np.asarray(signals[best], float)[m])
+            edges = merged_edges(np.asarray(signals[best], float)[m], max_bins)
             if edges:
                 out[kind] = {"signal": best, "edges": edges}
         return cls(out, measured)

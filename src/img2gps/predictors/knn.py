@@ -12,7 +12,8 @@ from ..retrieval.encoders import ENCODERS, get_encoder
 from ..features.cache import embed_dataset
 from ..indexing import ExtractSpec, ensure_features
 from ..geo import LocalFrame
-from ..localization.conformal import MondrianRadius, bands
+from ..localization.conformal import MondrianRadius, bands, mixture_weights
+from ..localization.difficulty import SHORTLIST_N, DifficultyBins, positions_spread
 from ..localization.holdout import HOLDOUTS, HoldoutPlan, excluded_rows
 from ..localization.aggregate import aggregate
 from ..localization.recognition import choose_copy_sim
@@ -40,7 +41,9 @@ class KNNConfig:
     # faiss index: auto (exact up to 100k vectors, then IVF-PQ) | flat | hnsw | ivfpq
     index: str = opt("auto", choices=INDEX_KINDS, export="fit")
     calib: int = opt(2000, ge=1)  # at most this many gallery photos (seeded sample) are held out for calibration
-    sim_bands: int = opt(3, ge=1)  # Mondrian groups by the top neighbour's similarity (equal-count bands)
+    # at most this many difficulty bins (Mondrian groups) of the signal, top similarity or the spread of the top-10
+    # neighbours' positions, that separates best on the calibration records (localization/difficulty.py)
+    sim_bands: int = opt(3, ge=1)
 
 
 @dataclass
@@ -53,7 +56,8 @@ class KNNState:
     en: np.ndarray
     radius_model: MondrianRadius | None = None
     index_report: dict = field(default_factory=dict)
-    sim_edges: list = field(default_factory=list)  # top-similarity band edges of radius_model's kinds
+    sim_edges: list = field(default_factory=list)  # top-similarity band edges (models saved before `bins`)
+    bins: DifficultyBins | None = None  # the difficulty bins of radius_model's groups
     copy_sim: float = 2.0  # a query at least this similar to its top photo is a copy of it (2 = never)
 
     def answer(self, q: np.ndarray, k: int, agg: str, top_k: int):
@@ -64,13 +68,15 @@ class KNNState:
             c, spread = self.en[idx[0]], 0.0
         return c, spread, idx, sims
 
-    def radius(self, spread: float, top_sim: float) -> float:
-        """Calibrated radius (m) of an answer with this neighbour spread (m) and top cosine similarity."""
-        return self.radius_model.radius(str(bands([top_sim], self.sim_edges)[0]), spread)
+    def group(self, top_sim: float, spread10: float) -> str:
+        """The difficulty bin (Mondrian group) of an answer with this top cosine similarity and top-10 spread (m)."""
+        if self.bins is None:  # a model saved before difficulty bins: bands of the top similarity
+            return str(bands([top_sim], self.sim_edges)[0])
+        return self.bins.group("model", {"top_sim": top_sim, "spread10": spread10})
 
-    def group(self, top_sim: float) -> str:
-        """The difficulty bin (Mondrian group) of an answer with this top similarity, as Prediction.difficulty."""
-        return f"model:top_sim={bands([top_sim], self.sim_edges)[0]}"
+    def radius(self, spread: float, group: str) -> float:
+        """Calibrated radius (m) of an answer with this neighbour spread (m) in this difficulty bin."""
+        return self.radius_model.radius(group, spread)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -101,7 +107,8 @@ class KNNState:
         frame = LocalFrame.around(gallery["Latitude"], gallery["Longitude"])
         rm = MondrianRadius.from_dict(state["radius_model"]) if state.get("radius_model") else None
         return cls(index, frame, frame.to_en(gallery["Latitude"], gallery["Longitude"]), rm, state.get("index", {}),
-                   list(state.get("sim_edges", [])), float(state.get("copy_sim", 2.0)))
+                   list(state.get("sim_edges", [])), copy_sim=float(state.get("copy_sim", 2.0)),
+                   bins=DifficultyBins.from_dict(state["difficulty"]) if state.get("difficulty") else None)
 
 
 def copy_records(v: np.ndarray, en: np.ndarray, rows, k: int, agg: str) -> tuple[np.ndarray, ...]:
@@ -121,27 +128,31 @@ def copy_records(v: np.ndarray, en: np.ndarray, rows, k: int, agg: str) -> tuple
     return np.array(tops), np.array(top_err), np.array(own_err)
 
 
-def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[MondrianRadius, list[float]]:
-    """(radius model, similarity band edges) from held-out gallery photos, near (same-spot siblings left out),
-    area (as far from the rest as points spread over the area) and block (localization/holdout.py): errors normalised by the neighbours' spread, grouped by
-    the top neighbour's similarity (Mondrian, localization/conformal.py). A query unlike the gallery lands in a
-    low band and gets that band's wider radius."""
+def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[MondrianRadius, DifficultyBins]:
+    """(radius model, difficulty bins) from held-out gallery photos, near (same-spot siblings left out), area (as
+    far from the rest as points spread over the area) and block (localization/holdout.py): errors normalised by
+    the neighbours' spread, grouped into bins of the signal (top similarity or top-10 spread) that separates best
+    (Mondrian, localization/conformal.py, localization/difficulty.py). A query unlike the gallery lands in a
+    weak-evidence bin and gets that bin's wider radius."""
     n = len(state.en)
     if n < 3:
-        return MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0)), []
+        return MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0)), DifficultyBins()
     rows_all = np.arange(n) if n <= cfg.calib else np.sort(np.random.default_rng(0).choice(n, cfg.calib, replace=False))
     en, v = state.en, state.index.vectors
     plan = HoldoutPlan(en, state.frame)
-    errs, spreads, tops, holdout = [], [], [], []
+    errs, spreads, tops, s10, holdout = [], [], [], [], []
     for h in HOLDOUTS:
         for a in range(0, len(rows_all), 512):  # memory stays O(rows x n) per block
             rows = rows_all[a:a + 512]
             sim = v[rows] @ v.T
             sim[excluded_rows(en, rows, plan.radii(h, rows))] = -np.inf
             for r, srow in zip(rows, sim):
-                idx = np.argsort(-srow)[: cfg.k]
+                idx = np.argsort(-srow)[: max(cfg.k, SHORTLIST_N)]
                 idx = idx[np.isfinite(srow[idx])]
+                s10.append(positions_spread(en[idx[:SHORTLIST_N]]))
+                idx = idx[: cfg.k]
                 if not len(idx):  # every other photo stands at this spot
+                    s10.pop()
                     continue
                 c, s = aggregate(en[idx], srow[idx], cfg.agg)
                 errs.append(np.linalg.norm(c - en[r]))
@@ -149,8 +160,11 @@ def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[MondrianRadius, l
                 tops.append(float(srow[idx[0]]))
                 holdout.append(h)
     area = float(np.quantile(np.linalg.norm(en - en.mean(0), axis=1), cfg.coverage))
-    edges = [float(x) for x in np.quantile(tops, np.arange(1, cfg.sim_bands) / cfg.sim_bands)] if tops else []
-    return MondrianRadius.fit(bands(tops, edges), holdout, errs, spreads, coverage=cfg.coverage, area_m=area), edges
+    score = np.asarray(errs) / (np.asarray(spreads) + 10.0)  # MondrianRadius's default offset
+    sig = {"top_sim": np.asarray(tops), "spread10": np.asarray(s10)}
+    bins = DifficultyBins.fit(["model"] * len(errs), sig, score, mixture_weights(holdout), cfg.sim_bands)
+    groups = bins.groups(["model"] * len(errs), sig)
+    return MondrianRadius.fit(groups, holdout, errs, spreads, coverage=cfg.coverage, area_m=area), bins
 
 
 class KNNPredictor(BasePredictor):
@@ -208,19 +222,20 @@ class KNNPredictor(BasePredictor):
 
     def _calibrate(self) -> None:
         s, c = self.state, self.config
-        s.radius_model, s.sim_edges = calibrate_radius(s, c)
+        s.radius_model, s.bins = calibrate_radius(s, c)
         if len(s.en) > 3:
             rows = np.arange(len(s.en))[: c.calib]
             s.copy_sim, self.copy_report = choose_copy_sim(*copy_records(s.index.vectors, s.en, rows, c.k, c.agg))
 
     def _predict_ranked_one(self, query, top_k: int, n: int):
         s, c = self.state, self.config
-        pos, spread, idx, sims = s.answer(self.embed([query])[0], c.k, c.agg, max(top_k, n))
+        pos, spread, idx, sims = s.answer(self.embed([query])[0], c.k, c.agg, max(top_k, n, SHORTLIST_N))
         lat, lon = s.frame.to_latlon(pos)
-        r = s.radius(spread, float(sims[0]))
+        group = s.group(float(sims[0]), positions_spread(s.en[idx[:SHORTLIST_N]]))
+        r = s.radius(spread, group)
         return (Prediction(float(lat), float(lon), r, s.radius_model.pooled.confidence(r), False, self.spec,
                            self.neighbours(idx, sims, top_k), chance_25m=s.radius_model.pooled.chance(r),
-                           difficulty=s.group(float(sims[0]))), idx[:n])
+                           difficulty=group), idx[:n])
 
     def add_refusal(self):
         if self.config.embed == "regression":
@@ -247,6 +262,7 @@ class KNNPredictor(BasePredictor):
 
     def _state(self):
         return {"radius_model": self.state.radius_model.to_dict(), "sim_edges": self.state.sim_edges,
+                "difficulty": self.state.bins.to_dict() if self.state.bins else None,
                 "copy_sim": self.state.copy_sim,
                 "dim": int(self.state.vectors.shape[1]),
                 "index": self.state.index_report}
