@@ -109,3 +109,13 @@ def test_penn91_photos_against_a_bgu_west_model_say_they_are_from_elsewhere(penn
     for i in range(len(ds)):  # penn91 leave-one-out: each photo's own GPS against the other 90's area
         rest = np.delete(np.arange(len(ds)), i)
         assert outside_m(split_areas(ds.lat[rest], ds.lon[rest]), ds.lat[i], ds.lon[i]) is None, ds.ids[i]
+
+
+def test_the_map_page_says_so_too(tmp_path):
+    from img2gps.maps import write_map_html
+
+    p = Prediction(40.0, -75.0, 30.0, 0.5, False, "knn", photo_exif_position=IRVINE, exif_outside_m=3_824_584.0,
+                   chance_25m=0.5)
+    write_map_html(tmp_path / "m.html", [p])
+    html = (tmp_path / "m.html").read_text()
+    assert "its own GPS places it 3,825 km from this gallery" in html and "chance within 25 m: 50%" in html

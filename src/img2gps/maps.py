@@ -41,7 +41,9 @@ def _script(text: str) -> str:
 
 
 def _pred_dict(p) -> dict:
-    d = p.to_dict() if hasattr(p, "to_dict") else dict(p)
+    from .types import Prediction, prediction_dict
+
+    d = prediction_dict(p) if isinstance(p, Prediction) else dict(p)  # the one Prediction-to-dict
     for k in ("latitude", "longitude", "radius_m", "confidence"):
         if not isinstance(d.get(k), (int, float)) or not math.isfinite(d[k]):
             raise DataError(f"map: prediction has no finite {k}")
