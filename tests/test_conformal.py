@@ -78,6 +78,11 @@ def test_bands_and_holdout_radii():
     assert 40 < plan.block_m < 55 and plan.fold_radius("area") == pytest.approx(np.median(plan.area_m))
     with pytest.raises(ValueError):
         plan.radii("nowhere", rows)
+    # block: the photo's whole k-means block (a fifth of the gallery) and every photo within R of it
+    ex = plan.excluded("block", rows)
+    assert ex[np.arange(10), rows].all() and np.all(ex.sum(1) >= 60 // 5 - 6) and np.all(ex.sum(1) < 40)
+    near = plan.excluded("near", rows)
+    assert np.all(ex.sum(1) >= near.sum(1))
 
 
 def test_answer_kind_and_choice_helpers():

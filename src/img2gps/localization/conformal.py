@@ -30,6 +30,7 @@ from .chance import fit_chance
 from .holdout import HOLDOUTS
 
 SHARES = {h: 1.0 / len(HOLDOUTS) for h in HOLDOUTS}  # default mixture: each hold-out an equal share
+CHANCE_HOLDOUT = "area"  # the chance within 25 m promises for a photo taken anywhere in the gallery's area
 MIN_KIND = 8  # fewer (weighted-effective) calibration answers than this: the kind borrows the pooled radius
 
 
@@ -126,9 +127,11 @@ class MondrianRadius:
                 models[kind] = RadiusModel(scale=pooled.scale, offset_m=max(off, pooled.offset_m), floor_m=floor_m,
                                            area_m=pooled.area_m, coverage=coverage, n_calibration=int(m.sum()))
             summary[kind]["scale"] = models[kind].scale
-        # the chance within 25 m, one curve over the radius for every kind (localization/chance.py)
-        radii = [models[kind].radius(float(x)) for kind, x in zip(k.tolist(), u)]
-        curve = fit_chance(radii, e, w)
+        # the chance within 25 m, one curve over the radius for every kind (localization/chance.py), fitted on
+        # the hold-out that stands for a photo taken anywhere in the area (all of them when it is missing)
+        radii = np.array([models[kind].radius(float(x)) for kind, x in zip(k.tolist(), u)])
+        a = h == CHANCE_HOLDOUT if (h == CHANCE_HOLDOUT).sum() >= 10 else np.ones(len(h), bool)
+        curve = fit_chance(radii[a], e[a], w[a])
         models = {kind: m.with_chance(curve) for kind, m in models.items()}
         return cls(models, pooled.with_chance(curve), summary)
 

@@ -10,9 +10,10 @@
   and their nearest gallery photo, so the held-out photos stand as far from the rest as such points do (the
   exclusion idea of NNDM / kNNDM cross-validation: Milà et al., Methods Ecol. Evol. 2022; Linnenbrink et al.,
   GMD 2024).
-- **block**: a photo where the gallery has a hole: every gallery photo within the radius of a disc holding
-  BLOCK_SHARE of the area is left out (the scale of one of kfold-geo:5's five spatial folds), so the
-  weak-evidence answers are calibrated on photos that really stood far from the gallery.
+- **block**: a photo where the gallery has a hole: its whole spatial block is left out, as kfold-geo does (the
+  gallery cut by k-means on east/north metres into round(1 / BLOCK_SHARE) blocks, plus every photo within R of
+  the block), so the weak-evidence answers are calibrated on photos that really stood far from the gallery.
+  (Trained methods, which calibrate on inner folds, use a disc holding BLOCK_SHARE of the area instead.)
 """
 from __future__ import annotations
 
@@ -85,6 +86,31 @@ class HoldoutPlan:
         region = split_areas(lat, lon)[0].region_m2 if len(en) else 0.0
         self.block_m = float(max(np.sqrt(BLOCK_SHARE * region / np.pi), 2 * self.spot_m))
         self._area_r = np.random.default_rng(seed).choice(self.area_m, len(en)) if len(en) else np.zeros(0)
+        self._en = en
+        self._blocks = None  # (labels (N,), per block the (N,) mask it leaves out), made on first use
+
+    def _block_masks(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._blocks is None:
+            from scipy.spatial import cKDTree
+
+            from ..geo import spatial_clusters
+
+            labels = spatial_clusters(self._en, int(round(1 / BLOCK_SHARE)), seed=42)
+            masks = np.stack([cKDTree(self._en[labels == b]).query(self._en)[0] <= self.spot_m
+                              for b in range(int(labels.max()) + 1)])
+            self._blocks = (labels, masks)
+        return self._blocks
+
+    def excluded(self, holdout: str, rows) -> np.ndarray:
+        """(len(rows), N) bool: the gallery photos left out when each of rows is held out this way (itself
+        always). Raises ValueError for an unknown hold-out."""
+        rows = np.asarray(rows, int).reshape(-1)
+        if holdout == "block" and len(self._en) >= 2 * round(1 / BLOCK_SHARE):
+            labels, masks = self._block_masks()
+            m = masks[labels[rows]].copy()
+            m[np.arange(len(rows)), rows] = True
+            return m
+        return excluded_rows(self._en, rows, self.radii(holdout, rows))
 
     def radii(self, holdout: str, rows) -> np.ndarray:
         """Exclusion radius (m) per held-out photo rows (gallery indices). Raises ValueError for an unknown name."""

@@ -8,7 +8,7 @@ import numpy as np
 from ..localization.calibration import RadiusModel
 from ..geo import LocalFrame, weighted_centre
 from ..localization.conformal import MondrianRadius
-from ..localization.holdout import HOLDOUTS, HoldoutPlan, excluded_rows
+from ..localization.holdout import HOLDOUTS, HoldoutPlan
 from ..types import Prediction
 from .base import BasePredictor
 
@@ -36,7 +36,7 @@ class MeanCoordinate(BasePredictor):
         for h in HOLDOUTS if plan is not None else ():
             for a in range(0, n, 512):
                 rows = np.arange(a, min(n, a + 512))
-                keep = ~excluded_rows(en, rows, plan.radii(h, rows))
+                keep = ~plan.excluded(h, rows)
                 cnt = keep.sum(1)
                 others = np.where(cnt[:, None] > 0, (keep @ en) / np.maximum(cnt, 1)[:, None], en.mean(0))
                 errors.append(np.linalg.norm(en[rows] - others, axis=1))

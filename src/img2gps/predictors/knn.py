@@ -14,7 +14,7 @@ from ..indexing import ExtractSpec, ensure_features
 from ..geo import LocalFrame
 from ..localization.conformal import MondrianRadius, bands, mixture_weights
 from ..localization.difficulty import SHORTLIST_N, DifficultyBins, positions_spread
-from ..localization.holdout import HOLDOUTS, HoldoutPlan, excluded_rows
+from ..localization.holdout import HOLDOUTS, HoldoutPlan
 from ..localization.aggregate import aggregate
 from ..localization.recognition import choose_copy_sim
 from ..retrieval.database import INDEX_KINDS, CosineIndex
@@ -145,7 +145,7 @@ def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[MondrianRadius, D
         for a in range(0, len(rows_all), 512):  # memory stays O(rows x n) per block
             rows = rows_all[a:a + 512]
             sim = v[rows] @ v.T
-            sim[excluded_rows(en, rows, plan.radii(h, rows))] = -np.inf
+            sim[plan.excluded(h, rows)] = -np.inf
             for r, srow in zip(rows, sim):
                 idx = np.argsort(-srow)[: max(cfg.k, SHORTLIST_N)]
                 idx = idx[np.isfinite(srow[idx])]

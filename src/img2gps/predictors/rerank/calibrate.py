@@ -21,7 +21,7 @@ from ...localization.calibration import RadiusModel
 from ...localization.camera import PoseCache
 from ...localization.conformal import MondrianRadius, mixture_weights
 from ...localization.difficulty import SIGNALS, DifficultyBins
-from ...localization.holdout import HoldoutPlan, excluded_rows, same_spot_radius_m
+from ...localization.holdout import HoldoutPlan, same_spot_radius_m
 from ...localization.pose import angle_diff_deg
 from ...localization.recognition import COPY_FLOOR, RecognitionRule, choose_copy_sim, choose_spot_rule
 from ...verification.local import PairCache
@@ -66,7 +66,7 @@ def calibration_records(state: RerankState, cfg: RerankConfig, holdouts: Sequenc
         r, h = task
         q = order[r]
         skip = ({q} if h == "self" else
-                set(np.flatnonzero(excluded_rows(en, [q], plan.radii(h, [q]))[0]).tolist()))
+                set(np.flatnonzero(plan.excluded(h, [q])[0]).tolist()))
         matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         kq, dq = state.store.get(q), state.store.unit_desc(q)
         f = state.cameras.focal35[q]
