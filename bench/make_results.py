@@ -123,6 +123,10 @@ TITLES = {
                       "from the rest as points spread over the area)",
     "i28-bgu-kfoldgeo5": "Promises where people take photos (issue 28): bgu-west location-disjoint 5-fold (the "
                          "stress case)",
+    "i28b-bgu-kfold5": "Issue 28, second calibration (chance on the area hold-out, whole-block hold-out): bgu-west "
+                       "random 5-fold",
+    "i28b-bgu-knndm5": "Issue 28, second calibration: bgu-west kNNDM 5-fold",
+    "i28b-bgu-kfoldgeo5": "Issue 28, second calibration: bgu-west location-disjoint 5-fold (the stress case)",
 }
 
 
