@@ -127,6 +127,7 @@ TITLES = {
                        "random 5-fold",
     "i28b-bgu-knndm5": "Issue 28, second calibration: bgu-west kNNDM 5-fold",
     "i28b-bgu-kfoldgeo5": "Issue 28, second calibration: bgu-west location-disjoint 5-fold (the stress case)",
+    "i28b-penn-loo": "Issue 28, second calibration: penn91 leave-one-out",
 }
 
 
