@@ -187,7 +187,7 @@ def parse_fractions(value: str | None) -> list[float] | None:
 @app.command(epilog=METHODS_HELP + "\n\n" + PROTOCOLS_HELP)
 def bench(
     data: str = typer.Option(..., "--data", metavar="DATASET", help="Labelled dataset (folder, .parquet or hf://)."),
-    protocol: str = typer.Option("loo", "--protocol", help="loo | kfold:K | kfold-geo:K[:R] | knndm:K | split:DIR"),
+    protocol: str = typer.Option("loo", "--protocol", help="A protocol listed below, e.g. loo, kfold:5 or knndm:5."),
     methods: str = typer.Option("knn", "--methods", help="Comma-separated method specs (listed below); mean-coordinate is always added."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the bench JSON (+ .predictions.csv and plots)."),
     fractions: Optional[str] = typer.Option(None, "--fractions", help="Gallery fractions for a learning curve, e.g. 0.25,0.5,1.0"),
