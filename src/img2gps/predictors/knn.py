@@ -12,9 +12,11 @@ from ..features.encoders import ENCODERS, get_encoder
 from ..features.indexing import ExtractSpec, ensure_features
 from ..localization.aggregate import aggregate
 from ..localization.calibration import RadiusModel
-from ..localization.conformal import MondrianRadius, bands
-from ..localization.holdout import HOLDOUTS, excluded_rows, holdout_radius_m, same_spot_radius_m
+from ..localization.conformal import MondrianRadius, bands, mixture_weights
+from ..localization.difficulty import SHORTLIST_N, DifficultyBins, positions_spread
+from ..localization.holdout import HOLDOUTS, HoldoutPlan
 from ..localization.knn import KNNState
+from ..localization.recognition import choose_copy_sim
 from ..retrieval.database import INDEX_KINDS, CosineIndex
 from ..types import Prediction
 from .base import BasePredictor
@@ -39,30 +41,53 @@ class KNNConfig:
     # faiss index: auto (exact up to 100k vectors, then IVF-PQ) | flat | hnsw | ivfpq
     index: str = opt("auto", choices=INDEX_KINDS, export="fit")
     calib: int = opt(2000, ge=1)  # at most this many gallery photos (seeded sample) are held out for calibration
-    sim_bands: int = opt(3, ge=1)  # Mondrian groups by the top neighbour's similarity (equal-count bands)
+    # at most this many difficulty bins (Mondrian groups) of the signal, top similarity or the spread of the top-10
+    # neighbours' positions, that separates best on the calibration records (localization/difficulty.py)
+    sim_bands: int = opt(3, ge=1)
 
 
-def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[MondrianRadius, list[float]]:
-    """(radius model, similarity band edges) from held-out gallery photos, near (same-spot siblings left out) and
-    far (a 2R block left out; localization/holdout.py): errors normalised by the neighbours' spread, grouped by
-    the top neighbour's similarity (Mondrian, localization/conformal.py). A query unlike the gallery lands in a
-    low band and gets that band's wider radius."""
+def copy_records(v: np.ndarray, en: np.ndarray, rows, k: int, agg: str) -> tuple[np.ndarray, ...]:
+    """Gallery photos rows held out alone: (top similarity, error (m) of answering at the top photo, error of the
+    k-NN answer), each (len(rows),), for choosing the copy threshold (localization/recognition.py)."""
+    tops, top_err, own_err = [], [], []
+    for a in range(0, len(rows), 512):
+        r = np.asarray(rows[a:a + 512], int)
+        sim = v[r] @ v.T
+        sim[np.arange(len(r)), r] = -np.inf
+        idx = np.argsort(-sim, axis=1)[:, :k]
+        for i, q in enumerate(r):
+            c, _ = aggregate(en[idx[i]], sim[i, idx[i]], agg)
+            tops.append(float(sim[i, idx[i, 0]]))
+            top_err.append(float(np.linalg.norm(en[idx[i, 0]] - en[q])))
+            own_err.append(float(np.linalg.norm(c - en[q])))
+    return np.array(tops), np.array(top_err), np.array(own_err)
+
+
+def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[MondrianRadius, DifficultyBins]:
+    """(radius model, difficulty bins) from held-out gallery photos, near (same-spot siblings left out), area (as
+    far from the rest as points spread over the area) and block (localization/holdout.py): errors normalised by
+    the neighbours' spread, grouped into bins of the signal (top similarity or top-10 spread) that separates best
+    (Mondrian, localization/conformal.py, localization/difficulty.py). A query unlike the gallery lands in a
+    weak-evidence bin and gets that bin's wider radius."""
     n = len(state.en)
     if n < 3:
-        return MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0)), []
+        return MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0)), DifficultyBins()
     rows_all = np.arange(n) if n <= cfg.calib else np.sort(np.random.default_rng(0).choice(n, cfg.calib, replace=False))
     en, v = state.en, state.index.vectors
-    spot = same_spot_radius_m(en)
-    errs, spreads, tops, holdout = [], [], [], []
+    plan = HoldoutPlan(en, state.frame)
+    errs, spreads, tops, s10, holdout = [], [], [], [], []
     for h in HOLDOUTS:
         for a in range(0, len(rows_all), 512):  # memory stays O(rows x n) per block
             rows = rows_all[a:a + 512]
             sim = state.index.dot(v[rows])
-            sim[excluded_rows(en, rows, holdout_radius_m(spot, h))] = -np.inf
+            sim[plan.excluded(h, rows)] = -np.inf
             for r, srow in zip(rows, sim):
-                idx = np.argsort(-srow)[: cfg.k]
+                idx = np.argsort(-srow)[: max(cfg.k, SHORTLIST_N)]
                 idx = idx[np.isfinite(srow[idx])]
+                s10.append(positions_spread(en[idx[:SHORTLIST_N]]))
+                idx = idx[: cfg.k]
                 if not len(idx):  # every other photo stands at this spot
+                    s10.pop()
                     continue
                 c, s = aggregate(en[idx], srow[idx], cfg.agg)
                 errs.append(np.linalg.norm(c - en[r]))
@@ -70,8 +95,11 @@ def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[MondrianRadius, l
                 tops.append(float(srow[idx[0]]))
                 holdout.append(h)
     area = float(np.quantile(np.linalg.norm(en - en.mean(0), axis=1), cfg.coverage))
-    edges = [float(x) for x in np.quantile(tops, np.arange(1, cfg.sim_bands) / cfg.sim_bands)] if tops else []
-    return MondrianRadius.fit(bands(tops, edges), holdout, errs, spreads, coverage=cfg.coverage, area_m=area), edges
+    score = np.asarray(errs) / (np.asarray(spreads) + 10.0)  # MondrianRadius's default offset
+    sig = {"top_sim": np.asarray(tops), "spread10": np.asarray(s10)}
+    bins = DifficultyBins.fit(["model"] * len(errs), sig, score, mixture_weights(holdout), cfg.sim_bands)
+    groups = bins.groups(["model"] * len(errs), sig)
+    return MondrianRadius.fit(groups, holdout, errs, spreads, coverage=cfg.coverage, area_m=area), bins
 
 
 class KNNPredictor(BasePredictor):
@@ -83,6 +111,7 @@ class KNNPredictor(BasePredictor):
         if self.config.embed in ENCODERS:  # decode queries exactly as large as gallery photos are decoded
             self.query_max_side = get_encoder(self.config.embed).load_side
         self.state: KNNState | None = None
+        self.copy_report: dict | None = None  # how the copy threshold was chosen (fit report)
         self._encoder = None
         self._embedder = None  # a trained RegressionEmbedding (predictors/trained/embedding.py), when embed=regression
 
@@ -127,15 +156,24 @@ class KNNPredictor(BasePredictor):
     # -- fit / predict ------------------------------------------------------------------------------------
     def _fit(self, train) -> None:
         self.state = KNNState.build(CosineIndex(self._embed_gallery(train), self.config.index), self.gallery)
-        self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
+        self._calibrate()
+
+    def _calibrate(self) -> None:
+        s, c = self.state, self.config
+        s.radius_model, s.bins = calibrate_radius(s, c)
+        if len(s.en) > 3:
+            rows = np.arange(len(s.en))[: c.calib]
+            s.copy_sim, self.copy_report = choose_copy_sim(*copy_records(s.index.vectors, s.en, rows, c.k, c.agg))
 
     def _predict_ranked_one(self, query, top_k: int, n: int):
         s, c = self.state, self.config
-        pos, spread, idx, sims = s.locate(self.embed([query])[0], c.k, c.agg, max(top_k, n))
+        pos, spread, idx, sims = s.answer(self.embed([query])[0], c.k, c.agg, max(top_k, n, SHORTLIST_N))
         lat, lon = s.frame.to_latlon(pos)
-        r = s.radius(spread, float(sims[0]))
+        group = s.group(float(sims[0]), positions_spread(s.en[idx[:SHORTLIST_N]]))
+        r = s.radius(spread, group)
         return (Prediction(float(lat), float(lon), r, s.radius_model.pooled.confidence(r), False, self.spec,
-                           self.neighbours(idx, sims, top_k)), idx[:n])
+                           self.neighbours(idx, sims, top_k), chance_25m=s.radius_model.pooled.chance(r),
+                           difficulty=group), idx[:n])
 
     def add_refusal(self):
         if self.config.embed == "regression":
@@ -151,16 +189,16 @@ class KNNPredictor(BasePredictor):
         index = self.state.index
         index.add(embed_dataset(self._encoder, new, keys=keys))
         self.state = KNNState.build(index, self.gallery)
-        self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
+        self._calibrate()
 
     def _remove(self, keep, recalibrate) -> None:
         """The kept rows' stored vectors re-indexed (no photo is embedded again); calibration redone (it is cheap)."""
         old = self.state.index
         self.state = KNNState.build(CosineIndex(old.vectors[keep], old.kind, old.refine), self.gallery)
-        self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
+        self._calibrate()
 
     def fit_report(self):
-        return {"index": self.state.index_report}
+        return {"index": self.state.index_report, "copy": self.copy_report}
 
     # -- persistence --------------------------------------------------------------------------------------
     def _save_files(self, d: Path) -> None:
@@ -172,6 +210,8 @@ class KNNPredictor(BasePredictor):
 
     def _state(self):
         return {"radius_model": self.state.radius_model.to_dict(), "sim_edges": self.state.sim_edges,
+                "difficulty": self.state.bins.to_dict() if self.state.bins else None,
+                "copy_sim": self.state.copy_sim,
                 "dim": int(self.state.vectors.shape[1]),
                 "index": self.state.index_report}
 
