@@ -97,7 +97,7 @@ def by_kind(rows: pd.DataFrame) -> dict[str, dict]:
     ch = rows["chance_25m"].to_numpy(float) if "chance_25m" in rows else np.full(len(e), np.nan)
     groups = {"recognised": rec, "not recognised": ~rec} | {f"source={s}": src == s for s in sorted(set(src))}
     if "difficulty" in rows:
-        dif = rows["difficulty"].astype(str).to_numpy()
+        dif = rows["difficulty"].fillna("").astype(str).to_numpy()  # missing (a model without bins) stays ""
         groups |= {f"difficulty={d}": dif == d for d in sorted(set(dif)) if ":" in d}
     return {k: {"n": int(m.sum()), "share": float(m.mean()), "radius_coverage": float(np.mean(e[m] <= r[m])),
                 "radius_median_m": float(np.median(r[m])), "median_m": float(np.median(e[m])),
