@@ -25,6 +25,7 @@ COLS = [("mean m", "mean_m", "f1"), ("median m", "median_m", "f1"), ("P90 m", "p
         ("<=10 m", "acc_10m", "pct"), ("<=25 m", "acc_25m", "pct"), ("<=50 m", "acc_50m", "pct"),
         ("nMSE", "mse_norm", "f3"), ("radius cover", "radius_coverage", "pct"),
         ("radius median m", "radius_median_m", "f1"), ("recognised", "recognised_frac", "pct"),
+        ("verified", "verified_frac", "pct"),
         ("recog. median m", "recognised_median_m", "f1"), ("recog. <=25 m", "recognised_acc_25m", "pct"), ("R@1", "recall_at_1", "pct"), ("R@10", "recall_at_10", "pct"),
         ("fit s", "fit_s", "f1"),
         ("ms/photo p50", "predict_ms_p50", "f0"), ("ms/photo p95", "predict_ms_p95", "f0"),

@@ -13,9 +13,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .answer_kinds import VERIFIED_SOURCES
 from .data.shared_photos import ORIGINAL, Delivered, kind_ratios
 from .data.sources import GeoDataset
 from .data.splits import Fold, folds_for_protocol
+from .errors import DataError
 from .geo import LocalFrame, haversine_m, latlon_sd, spatial_clusters, z2_error
 from .photos import open_query
 from .predictors.registry import make_predictor
@@ -24,7 +26,8 @@ from .provenance import code_revision
 BASELINE = "mean-coordinate"
 METRIC_KEYS = ("mean_m", "median_m", "p90_m", "acc_10m", "acc_25m", "acc_50m", "mse_norm", "fit_s",
                "predict_ms_p50", "predict_ms_p95", "radius_coverage", "radius_median_m", "recognised_frac",
-               "recognised_median_m", "recognised_acc_25m", "recall_at_1", "recall_at_5", "recall_at_10")
+               "verified_frac", "recognised_median_m", "recognised_acc_25m", "recall_at_1", "recall_at_5",
+               "recall_at_10")
 RECALL_N = (1, 5, 10)
 RECALL_M = 25.0  # VPR convention: a retrieved gallery photo within 25 m of the truth is a positive
 HEADING_KEYS = ("heading_n", "heading_truth_n", "heading_median_deg", "heading_acc_15deg", "heading_acc_30deg",
@@ -75,6 +78,8 @@ def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
         "radius_coverage": float(np.mean(e <= rows["radius_m"].to_numpy(float))),
         "radius_median_m": float(np.median(rows["radius_m"].to_numpy(float))),
         "recognised_frac": float(rec.mean()),
+        # verified: recognised or a verified scene (answer_kinds.VERIFIED_SOURCES); None without a `source` column
+        "verified_frac": float(rows["source"].isin(VERIFIED_SOURCES).mean()) if "source" in rows else None,
         "recognised_median_m": float(np.median(e[rec])) if rec.any() else None,
         "recognised_acc_25m": float(np.mean(e[rec] <= 25)) if rec.any() else None,
         **{f"recall_at_{n}": _recall(rows, n) for n in RECALL_N},
@@ -205,27 +210,27 @@ def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, 
 
 def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[float] | None = None,
               top_k: int = 5, progress: bool = True, query_as: Sequence[str] | None = None,
-              seed: int = 0, only_folds: Sequence[int] | None = None) -> tuple[dict, pd.DataFrame]:
+              seed: int = 0, only_folds: Sequence[int] | None = None,
+              checkpoint: Path | None = None) -> tuple[dict, pd.DataFrame]:
     """Returns (the bench JSON dict, per-photo predictions).
 
     query_as: kinds of data.shared_photos (the original is always included): each held-out photo is also located
     as delivered by each kind (transformations seeded by `seed`), against the same fitted model; results then
-    hold one entry per method and kind ("SPEC as KIND"), and `table` their ratios to the original photos."""
+    hold one entry per method and kind ("SPEC as KIND"), and `table` their ratios to the original photos.
+    checkpoint: a folder (bench_resume.folder_for) where each finished fold is saved and from which a rerun of the
+    same run (same key: data, protocol, methods, kinds, seed, fractions, code) reads it instead of computing it."""
     kinds = [ORIGINAL] + [k for k in dict.fromkeys(query_as or []) if k != ORIGINAL]
     delivered = Delivered(ds, seed)
     specs = list(dict.fromkeys([BASELINE] + [s for s in specs if s]))  # baseline always first, no duplicates
     ds = ds.with_camera_meta()  # true headings for scoring (and gallery headings for methods that use them)
     folds = folds_for_protocol(protocol, ds)
     n_all = len(folds)
+    numbers = sorted(set(only_folds)) if only_folds else list(range(1, n_all + 1))  # the protocol's fold numbers
     if only_folds:
         if any(not 1 <= f <= n_all for f in only_folds):
-            from .errors import DataError
-
             raise DataError(f"{ds.name}: --folds {','.join(map(str, only_folds))}: protocol {protocol} has folds 1..{n_all}")
         folds = [folds[f - 1] for f in sorted(set(only_folds))]
     if any(len(f.train) == 0 for f in folds) or not folds:
-        from .errors import DataError
-
         raise DataError(f"{ds.name}: protocol {protocol} leaves a fold with no training photos "
                         f"({len(ds)} photo(s) in the dataset; the spatial buffer may remove them all)")
     fracs = sorted(set(fractions or [])) or [1.0]
@@ -241,17 +246,32 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
                   "predict_ms_*": "milliseconds per photo, batch 1"},
         "results": {},
     }
+    ck = None
+    if checkpoint is not None:
+        from .bench_resume import FoldCheckpoints, run_key
+
+        ck = FoldCheckpoints(checkpoint, run_key(ds, protocol, specs, kinds, seed, fracs, out["code"]),
+                             lambda m: print(m, file=sys.stderr))
     by_fraction: dict = {}
     gallery_n: dict = {}  # fraction -> {fold: training-gallery size}
     total = len(specs) * len(folds) * len(fracs)
     bar = tqdm(total=total, desc="bench", unit="fit", disable=None if progress else True)  # None: terminal only
     for frac in fracs:
         for spec in specs:
-            run = MethodRun(spec)
-            for fi, fold in enumerate(folds):
+            run, warm = MethodRun(spec), True
+            for fi, (fold, number) in enumerate(zip(folds, numbers)):
                 bar.set_postfix_str(f"{spec} f={frac:g} fold {fi + 1}/{len(folds)}")
                 f = fold if frac >= 1.0 else Fold(subsample_spatial(fold.train, ds.lat, ds.lon, frac), fold.val)
-                run_fold(spec, ds, f, run, warm=(fi == 0), top_k=top_k, kinds=kinds, delivered=delivered)
+                saved = ck.load(frac, spec, number) if ck else None
+                if saved is not None:
+                    run.rows.extend(saved[0])
+                    run.fit_s += saved[1]
+                else:
+                    n0, fit0 = len(run.rows), run.fit_s
+                    run_fold(spec, ds, f, run, warm=warm, top_k=top_k, kinds=kinds, delivered=delivered)
+                    warm = False  # the first fold computed in this process warms up; resumed ones need none
+                    if ck:
+                        ck.save(frac, spec, number, run.rows[n0:], run.fit_s - fit0)
                 gallery_n.setdefault(frac, {})[fi] = len(f.train)  # the learning curve's x axis
                 bar.update(1)
             every = pd.DataFrame(run.rows)

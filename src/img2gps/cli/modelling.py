@@ -222,7 +222,12 @@ def bench(
     ds = load_dataset(data)
     report_skipped(ds)
     only = [int(f) for f in folds.split(",") if f.strip()] if folds else None
-    result, preds = run_bench(ds, protocol, specs, fractions=fr, query_as=kinds, seed=query_seed, only_folds=only)
+    from ..bench_resume import FoldCheckpoints, folder_for
+
+    # with --json, every finished fold is saved beside it: a stopped run continues from its last finished fold
+    ck = folder_for(json_out) if json_out else None
+    result, preds = run_bench(ds, protocol, specs, fractions=fr, query_as=kinds, seed=query_seed, only_folds=only,
+                              checkpoint=ck)
     result["command"] = "img2gps bench " + " ".join(_quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
     con = Console()
     if fr and result["results_fraction"] != 1.0:
@@ -236,6 +241,7 @@ def bench(
     if json_out:
         for p in write_outputs(json_out, result, preds, plots=plots, check=guard):
             con.print(f"wrote {p}")
+        FoldCheckpoints.remove(ck)  # the JSON now holds every fold
         if fr and plots and len(fr) >= 2:  # error vs gallery size, with the extrapolation the data support
             from ..analysis.learning_curve import bench_learning_curve
 
