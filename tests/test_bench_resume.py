@@ -96,3 +96,33 @@ def test_the_kind_table_gives_verified_and_recognised_shares_relative_to_the_pho
     (row,) = kind_ratios({"m": taken | {"verified_frac": 0.0}, "m as crop": crop}, ["m"], ["crop"])
     assert row["verified ratio"] is None  # no ratio to nothing
     json.dumps(row)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["penn91", "bgu-west"])
+def test_bench_cli_resumes_after_ctrl_c(name, tmp_path, monkeypatch, capsys):
+    from conftest import SHARED_DATA
+    from img2gps.cli import main
+
+    data = (SHARED_DATA / name).resolve()
+    if not (data / "labels.csv").exists():
+        pytest.skip(f"../shared/data/{name} not present")
+    out = tmp_path / "r.json"
+    argv = ["bench", "--data", str(data), "--protocol", "kfold:5", "--folds", "1,2", "--methods", "mean-coordinate",
+            "--query-as", "reencode", "--json", str(out), "--no-plots"]
+    real, calls = evaluate.run_fold, []
+
+    def interrupted(*a, **kw):  # the user presses Ctrl-C during fold 2
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+    monkeypatch.setattr(evaluate, "run_fold", interrupted)
+    assert main(argv) == 130 and not out.exists() and folder_for(out).is_dir()
+    monkeypatch.setattr(evaluate, "run_fold", real)
+    assert main(argv) == 0
+    assert "resuming: 1 finished fold(s)" in capsys.readouterr().err
+    res = json.loads(out.read_text())
+    assert res["folds_run"] == [1, 2] and "mean-coordinate as reencode" in res["results"]
+    assert res["results"]["mean-coordinate"]["verified_frac"] == 0.0  # the baseline verifies nothing
+    assert not folder_for(out).exists()  # the JSON holds every fold now
