@@ -18,7 +18,7 @@ from ...localization.consensus import consensus
 from ...types import Neighbour, Prediction, Query
 from ...features.rootsift import Keypoints, extract
 from ...verification.local import fundamental_inliers, matched_points
-from ...verification.queryprep import find_photo, retry_views
+from ...verification.queryprep import CROPS, centre_crops, find_photo, retry_views
 from .config import RerankConfig
 from .state import RerankState
 
@@ -217,6 +217,22 @@ def view(state: RerankState, cfg: RerankConfig, image, focal35: float | None,
     return loc, score
 
 
+def best_crop(state: RerankState, cfg: RerankConfig, image, focal35: float | None,
+              top_k: int) -> tuple[Located, str, tuple[int, int, int, int]] | None:
+    """The best verified centre crop of a query (queryprep.centre_crops): (its answer, view name, pixel box), or
+    None when no crop verifies. Best: recognised before scene, then the most inliers with one gallery photo. A
+    crop keeping f of each side has an f times narrower field of view, so its 35 mm focal length is focal35 / f."""
+    best, rank = None, None
+    for name, f, reg in centre_crops(image):
+        loc, _ = view(state, cfg, image.crop(reg.as_tuple()), focal35 / f if focal35 else None, top_k)
+        if not loc.verified:
+            continue
+        r = (loc.kind == RECOGNISED, max(loc.checked.values()))
+        if rank is None or r > rank:
+            best, rank = (loc, name, reg.as_tuple()), r
+    return best
+
+
 def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: int, gallery,
            method: str) -> tuple[Prediction, np.ndarray]:
     """One query -> (Prediction, the retrieval stage's top-n gallery rows, before verification).
@@ -225,7 +241,8 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
     The answer's kind (localization/answers.py) sets `source`, `recognised` and which calibrated radius applies.
     With cfg.prep (docs/shared-photos.md): the photo found inside a screenshot or padded image is located instead
     of the whole image (Prediction.query_region), and when nothing verifies, other views are tried in turn; the
-    first that verifies answers (Prediction.query_view)."""
+    first that verifies answers (Prediction.query_view); then, with "crops", the best verified centre crop
+    (its box in query_region)."""
     image = query.image()
     steps = cfg.prep_steps
     region = find_photo(image) if "border" in steps else None
@@ -241,7 +258,14 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
             if alt_loc.verified:  # a view's answer is kept only when it verifies
                 loc, shown = alt_loc, name
                 break
-    extra = {"query_region": region.as_tuple() if region is not None else None, "query_view": shown}
+    box = region.as_tuple() if region is not None else None
+    if not loc.verified and CROPS in steps:
+        crop = best_crop(state, cfg, image, query.focal35, top_k)
+        if crop is not None:
+            loc, shown, (x0, y0, x1, y1) = crop
+            dx, dy = box[:2] if box is not None else (0, 0)
+            box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)  # in the delivered image's pixels
+    extra = {"query_region": box, "query_view": shown}
     cal = state.calibration
 
     def neighbour(j: int, s: float) -> Neighbour:
