@@ -15,6 +15,7 @@ from ...answer_kinds import CONSENSUS, FALLBACK, KNN, OWN, POSE, RECOGNISED, SCE
 from ...localization.answers import at_gallery_spot, candidate
 from ...localization.camera import CameraEstimate, PoseCache
 from ...localization.consensus import consensus
+from ...localization.pose import unknown_focal_margin_deg
 from ...types import Neighbour, Prediction, Query
 from ...features.rootsift import Keypoints, extract
 from ...verification.local import fundamental_inliers, matched_points
@@ -267,6 +268,10 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
             box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)  # in the delivered image's pixels
     extra = {"query_region": box, "query_view": shown}
     cal = state.calibration
+    heading_radius = cal.heading_radius  # calibrated on gallery photos, whose focal lengths are known
+    known = query.focal35 is not None and np.isfinite(query.focal35) and query.focal35 > 0
+    if heading_radius is not None and not known:  # an assumed focal length (pose.py): widened honestly
+        heading_radius += unknown_focal_margin_deg(*image.size)
 
     def neighbour(j: int, s: float) -> Neighbour:
         return Neighbour(str(gallery.at[int(j), "image"]), float(gallery.at[int(j), "Latitude"]),
@@ -283,7 +288,7 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
         lat, lon = state.knn.frame.to_latlon(pos)
         r = cal.radii.radius(kind, spread)
         return Prediction(float(lat), float(lon), r, cal.radii.confidence(kind, r), recognised, method, neigh,
-                          heading_deg=heading, heading_radius_deg=cal.heading_radius if heading is not None else None,
+                          heading_deg=heading, heading_radius_deg=heading_radius if heading is not None else None,
                           source=kind, **extra)
 
     est = loc.camera  # the heading is reported for every verified answer, even with pose=off
