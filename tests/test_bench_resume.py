@@ -57,6 +57,7 @@ def test_a_stopped_bench_continues_from_its_last_finished_fold(gallery_dir, tmp_
     again, again_preds = bench(ds, ck)
     assert calls == order[1:]  # only the remaining folds were computed
     assert "resuming: 1 finished fold(s)" in capsys.readouterr().err
+    assert again.pop("resumed_folds") == 1 and "resumed_folds" not in full
     assert untimed(again["results"]) == untimed(full["results"])
     assert [{k: v for k, v in r.items() if k != "ms p50"} for r in again["table"]] == \
         [{k: v for k, v in r.items() if k != "ms p50"} for r in full["table"]]

@@ -27,7 +27,8 @@ def run_key(ds, protocol: str, specs: Sequence[str], kinds: Sequence[str], seed:
         h.update(f"{name}\0{float(lat):.9f}\0{float(lon):.9f}\n".encode())
     return {"data": ds.name, "data_sha256": h.hexdigest(), "protocol": protocol, "methods": list(specs),
             "query_as": list(kinds), "seed": int(seed), "fractions": [float(f) for f in fractions],
-            "code": {k: code.get(k) for k in ("version", "git_revision", "git_dirty")} | {"sources_sha256": sources_digest()}}
+            "code": {k: code.get(k) for k in ("version", "git_revision", "git_dirty")}
+            | {"sources_sha256": sources_digest()}}
 
 
 def sources_digest() -> str:
@@ -48,7 +49,8 @@ class FoldCheckpoints:
     def __init__(self, folder: Path, key: dict, say: Callable[[str], None] = print):
         self.folder, self.key, self.say = Path(folder), key, say
         if self.folder.exists() and not (self.folder / KEY_FILE).exists() and any(self.folder.iterdir()):
-            raise DataError(f"{self.folder}: exists and is not a bench checkpoint folder; move it or pick another --json")
+            raise DataError(f"{self.folder}: exists and is not a bench checkpoint folder; "
+                            "move it or pick another --json")
         old = self._read(self.folder / KEY_FILE)
         if old is not None and old != key:
             changed = ", ".join(k for k in key if old.get(k) != key[k]) or "format"

@@ -14,6 +14,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .answer_kinds import VERIFIED_SOURCES
+from .bench_resume import FoldCheckpoints, run_key
 from .data.shared_photos import ORIGINAL, Delivered, kind_ratios
 from .data.sources import GeoDataset
 from .data.splits import Fold, folds_for_protocol
@@ -246,12 +247,8 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
                   "predict_ms_*": "milliseconds per photo, batch 1"},
         "results": {},
     }
-    ck = None
-    if checkpoint is not None:
-        from .bench_resume import FoldCheckpoints, run_key
-
-        ck = FoldCheckpoints(checkpoint, run_key(ds, protocol, specs, kinds, seed, fracs, out["code"]),
-                             lambda m: print(m, file=sys.stderr))
+    ck = FoldCheckpoints(checkpoint, run_key(ds, protocol, specs, kinds, seed, fracs, out["code"]),
+                         lambda m: print(m, file=sys.stderr)) if checkpoint is not None else None
     by_fraction: dict = {}
     gallery_n: dict = {}  # fraction -> {fold: training-gallery size}
     total = len(specs) * len(folds) * len(fracs)
@@ -263,9 +260,10 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
                 bar.set_postfix_str(f"{spec} f={frac:g} fold {fi + 1}/{len(folds)}")
                 f = fold if frac >= 1.0 else Fold(subsample_spatial(fold.train, ds.lat, ds.lon, frac), fold.val)
                 saved = ck.load(frac, spec, number) if ck else None
-                if saved is not None:
+                if saved is not None:  # a finished fold of an earlier, stopped run: recorded in the JSON
                     run.rows.extend(saved[0])
                     run.fit_s += saved[1]
+                    out["resumed_folds"] = out.get("resumed_folds", 0) + 1
                 else:
                     n0, fit0 = len(run.rows), run.fit_s
                     run_fold(spec, ds, f, run, warm=warm, top_k=top_k, kinds=kinds, delivered=delivered)
@@ -322,7 +320,8 @@ def results_table(results: dict, title: str = "") -> "rich.table.Table":  # noqa
     t = Table(title=title or None)
     cols = [("method", None), ("mean m", "mean_m"), ("median m", "median_m"), ("P90 m", "p90_m"),
             ("<=10m", "acc_10m"), ("<=25m", "acc_25m"), ("<=50m", "acc_50m"), ("nMSE", "mse_norm"),
-            ("radius cov.", "radius_coverage"), ("recog.", "recognised_frac"), ("R@1", "recall_at_1"),
+            ("radius cov.", "radius_coverage"), ("recog.", "recognised_frac"), ("verified", "verified_frac"),
+            ("R@1", "recall_at_1"),
             ("R@10", "recall_at_10"), ("fit s", "fit_s"),
             ("ms/img p50", "predict_ms_p50"), ("heading n", "heading_n"), ("heading° p50", "heading_median_deg"),
             ("<=15°", "heading_acc_15deg")]
@@ -337,7 +336,7 @@ def results_table(results: dict, title: str = "") -> "rich.table.Table":  # noqa
             elif k == "heading_n":
                 cells.append(str(v))
             elif k.startswith("acc") or k.startswith("recall") or k in ("radius_coverage", "recognised_frac",
-                                                                         "heading_acc_15deg"):
+                                                                         "verified_frac", "heading_acc_15deg"):
                 cells.append(f"{100 * v:.0f}%")
             elif k == "mse_norm":
                 cells.append(f"{v:.3f}")
