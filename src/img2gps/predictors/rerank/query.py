@@ -219,8 +219,8 @@ def view(state: RerankState, cfg: RerankConfig, image, focal35: float | None,
 
 
 def best_crop(state: RerankState, cfg: RerankConfig, image, focal35: float | None,
-              top_k: int) -> tuple[Located, str, tuple[int, int, int, int]] | None:
-    """The best verified centre crop of a query (queryprep.centre_crops): (its answer, view name, pixel box), or
+              top_k: int) -> tuple[Located, str] | None:
+    """The best verified centre crop of a query (queryprep.centre_crops): (its answer, its view name), or
     None when no crop verifies. Best: recognised before scene, then the most inliers with one gallery photo. A
     crop keeping f of each side has an f times narrower field of view, so its 35 mm focal length is focal35 / f."""
     best, rank = None, None
@@ -230,7 +230,7 @@ def best_crop(state: RerankState, cfg: RerankConfig, image, focal35: float | Non
             continue
         r = (loc.kind == RECOGNISED, max(loc.checked.values()))
         if rank is None or r > rank:
-            best, rank = (loc, name, reg.as_tuple()), r
+            best, rank = (loc, name), r
     return best
 
 
@@ -242,8 +242,7 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
     The answer's kind (localization/answers.py) sets `source`, `recognised` and which calibrated radius applies.
     With cfg.prep (docs/shared-photos.md): the photo found inside a screenshot or padded image is located instead
     of the whole image (Prediction.query_region), and when nothing verifies, other views are tried in turn; the
-    first that verifies answers (Prediction.query_view); then, with "crops", the best verified centre crop
-    (its box in query_region)."""
+    first that verifies answers (Prediction.query_view); then, with "crops", the best verified centre crop."""
     image = query.image()
     steps = cfg.prep_steps
     region = find_photo(image) if "border" in steps else None
@@ -259,14 +258,11 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
             if alt_loc.verified:  # a view's answer is kept only when it verifies
                 loc, shown = alt_loc, name
                 break
-    box = region.as_tuple() if region is not None else None
-    if not loc.verified and CROPS in steps:
+    if not loc.verified and CROPS in steps:  # query_view names the crop (of the photo found, with border)
         crop = best_crop(state, cfg, image, query.focal35, top_k)
         if crop is not None:
-            loc, shown, (x0, y0, x1, y1) = crop
-            dx, dy = box[:2] if box is not None else (0, 0)
-            box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)  # in the delivered image's pixels
-    extra = {"query_region": box, "query_view": shown}
+            loc, shown = crop
+    extra = {"query_region": region.as_tuple() if region is not None else None, "query_view": shown}
     cal = state.calibration
     heading_radius = cal.heading_radius  # calibrated on gallery photos, whose focal lengths are known
     known = query.focal35 is not None and np.isfinite(query.focal35) and query.focal35 > 0
