@@ -168,6 +168,8 @@ def section(path: Path) -> list[str]:
         meta.append(f"{d['n']} held-out predictions")
     if d.get("folds_run"):
         meta.append(f"a partial run: fold(s) {', '.join(map(str, d['folds_run']))} of {d.get('n_folds', '?')} only")
+    if d.get("resumed_folds"):
+        meta.append(f"{d['resumed_folds']} fold result(s) read from an earlier, stopped run of the same command and code")
     if d.get("train_dropped_by_buffer"):
         meta.append(f"{d['train_dropped_by_buffer']} training photos dropped by the spatial buffer (over all folds)")
     if d.get("date"):
