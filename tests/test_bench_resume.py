@@ -126,4 +126,11 @@ def test_bench_cli_resumes_after_ctrl_c(name, tmp_path, monkeypatch, capsys):
     res = json.loads(out.read_text())
     assert res["folds_run"] == [1, 2] and "mean-coordinate as reencode" in res["results"]
     assert res["results"]["mean-coordinate"]["verified_frac"] == 0.0  # the baseline verifies nothing
+    # a partial run keeps its folds for a later run of more folds; a run of all folds removes them
+    assert len(list(folder_for(out).glob("*.fold.json"))) == 2
+    del argv[argv.index("--folds"):argv.index("--folds") + 2]  # now all five folds
+    calls.clear()
+    monkeypatch.setattr(evaluate, "run_fold", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
+    assert main(argv) == 0 and len(calls) == 3  # folds 3-5 only
+    assert json.loads(out.read_text())["resumed_folds"] == 2
     assert not folder_for(out).exists()  # the JSON holds every fold now

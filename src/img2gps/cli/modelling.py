@@ -241,7 +241,10 @@ def bench(
     if json_out:
         for p in write_outputs(json_out, result, preds, plots=plots, check=guard):
             con.print(f"wrote {p}")
-        FoldCheckpoints.remove(ck)  # the JSON now holds every fold
+        if only:  # a partial run keeps its folds: a later run of more folds with this --json reuses them
+            con.print(f"kept the finished folds in {ck} for a later run of more folds")
+        else:
+            FoldCheckpoints.remove(ck)  # the JSON now holds every fold
         if fr and plots and len(fr) >= 2:  # error vs gallery size, with the extrapolation the data support
             from ..analysis.learning_curve import bench_learning_curve
 
