@@ -27,8 +27,7 @@ from .provenance import code_revision
 BASELINE = "mean-coordinate"
 METRIC_KEYS = ("mean_m", "median_m", "p90_m", "acc_10m", "acc_25m", "acc_50m", "mse_norm", "fit_s",
                "predict_ms_p50", "predict_ms_p95", "radius_coverage", "radius_median_m", "recognised_frac",
-               "verified_frac", "recognised_median_m", "recognised_acc_25m", "recall_at_1", "recall_at_5",
-               "recall_at_10")
+               "recognised_median_m", "recognised_acc_25m", "recall_at_1", "recall_at_5", "recall_at_10")
 RECALL_N = (1, 5, 10)
 RECALL_M = 25.0  # VPR convention: a retrieved gallery photo within 25 m of the truth is a positive
 HEADING_KEYS = ("heading_n", "heading_truth_n", "heading_median_deg", "heading_acc_15deg", "heading_acc_30deg",
@@ -58,7 +57,8 @@ def heading_metrics(true_deg, pred_deg, radius_deg=None) -> dict:
 
 
 def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
-    """rows: one per query with error_m, radius_m, recognised, z2 (squared z-error summed over lat/lon), ms."""
+    """rows: one per query with error_m, radius_m, recognised, z2 (squared z-error summed over lat/lon), ms.
+    With a `source` column also verified_frac (share recognised or a verified scene), sources and by_kind."""
     e = rows["error_m"].to_numpy(float)
     if len(e) == 0:
         return {k: float("nan") for k in METRIC_KEYS} | {"n": 0}
@@ -79,12 +79,11 @@ def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
         "radius_coverage": float(np.mean(e <= rows["radius_m"].to_numpy(float))),
         "radius_median_m": float(np.median(rows["radius_m"].to_numpy(float))),
         "recognised_frac": float(rec.mean()),
-        # verified: recognised or a verified scene (answer_kinds.VERIFIED_SOURCES); None without a `source` column
-        "verified_frac": float(rows["source"].isin(VERIFIED_SOURCES).mean()) if "source" in rows else None,
         "recognised_median_m": float(np.median(e[rec])) if rec.any() else None,
         "recognised_acc_25m": float(np.mean(e[rec] <= 25)) if rec.any() else None,
         **{f"recall_at_{n}": _recall(rows, n) for n in RECALL_N},
-    } | ({"sources": {str(k): int(v) for k, v in rows["source"].value_counts().items()},
+    } | ({"verified_frac": float(rows["source"].isin(VERIFIED_SOURCES).mean()),  # recognised or a verified scene
+          "sources": {str(k): int(v) for k, v in rows["source"].value_counts().items()},
           "by_kind": by_kind(rows)} if "source" in rows else {}
          ) | (heading_metrics(rows["true_heading"], rows["heading_deg"], rows["heading_radius_deg"])
          if "true_heading" in rows else {})
