@@ -111,6 +111,8 @@ TITLES = {
     "i20-bgu-kfold5": "Photos as people share them: rerank prep off (landed) and on, bgu-west random 5-fold",
     "i20-latency": "Photos as people share them: camera-file latency, prep off vs on, back to back",
     "i20-penn91-loo": "Photos as people share them: no loss, rerank leave-one-out on penn91",
+    "i29-penn91-kfold5-fold1-crop": "Photos as people share them (issue 29): crops, prep off and on with the crops "
+                                    "step, penn91 random 5-fold, fold 1 only",
     "i19-penn-loo": "Answers you can trust (issue 19): penn91 leave-one-out, radius and recognised by answer kind",
     "i19-bgu-kfold5": "Answers you can trust (issue 19): bgu-west random 5-fold, by answer kind",
     "i19-bgu-kfoldgeo5": "Answers you can trust (issue 19): bgu-west location-disjoint 5-fold, by answer kind",
