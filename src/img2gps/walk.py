@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Container
 
 
-def walk_files(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+def walk_files(root: Path, listed_dirs: Container[str] = ()) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Files under `root` (links followed), sorted, as paths through `root`; and [(path, why skipped)] for linked
-    folders not entered. Broken links are returned as files (the caller reports them when it opens them)."""
+    folders not entered. Broken links are returned as files (the caller reports them when it opens them), and so
+    are folders whose (lower-case) suffix is in `listed_dirs` (a folder named like a photo is reported, not
+    silently walked into and forgotten; its contents are read too)."""
     root = Path(root)
     files: list[Path] = []
     skipped: list[tuple[Path, str]] = []
@@ -37,6 +40,7 @@ def walk_files(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
                 keep.append(d)
         dirs[:] = keep
         files += [Path(here) / n for n in names]
+        files += [Path(here) / d for d in dirs if Path(d).suffix.lower() in listed_dirs]
     return sorted(files), skipped
 
 

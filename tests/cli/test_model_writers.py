@@ -162,7 +162,9 @@ def test_index_remove_equals_fit_without_them(tmp_path, capsys):
     a, b = load_model(model), load_model(tmp_path / "m2")
     assert a.gallery["image"].tolist() == b.gallery["image"].tolist()
     assert np.abs(a.state.vectors - b.state.vectors).max() <= 1e-5
-    assert a.state.radius_model.to_dict() == b.state.radius_model.to_dict()
+    # the same radius model, up to the float noise of vectors that agree to 1e-5
+    assert json.loads(json.dumps(a.state.radius_model.to_dict()), parse_float=lambda x: round(float(x), 6)) == \
+        json.loads(json.dumps(b.state.radius_model.to_dict()), parse_float=lambda x: round(float(x), 6))
     assert len(list((model / "thumbs").iterdir())) == 15
     man = json.loads((model / "model.json").read_text())
     assert man["metrics"]["calibration"]["state"] == "refreshed" and man["gallery_size"] == 15

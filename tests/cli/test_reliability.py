@@ -242,7 +242,7 @@ def test_sigterm_during_fit_keeps_previous_model(model_dir, gallery_dir, tmp_pat
     assert proc.returncode == 130, (proc.returncode, err[-300:])  # 130: the signal hit the fit (0 would mean it missed)
     m = load_model(target)  # checksums verified: the previous model, untouched
     assert m.spec == "knn:k=1"
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model.")]  # temp dirs cleaned up
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model.") and not p.name.endswith("-lock")]  # temp dirs cleaned up (the writer lock stays)
 
 
 @pytest.mark.slow

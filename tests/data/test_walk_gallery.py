@@ -270,7 +270,7 @@ def test_data_build_places_penn91_photos_by_time_and_samples_their_video(tmp_pat
     for p in sorted((penn91 / "images").glob("*.jpg")):
         m = read_meta(p.read_bytes())
         t, zoned = utc_seconds(m.time)
-        if m.device == "Apple iPhone 13" and zoned and m.has_gps:
+        if (m.device or "").split(" (")[0] == "Apple iPhone 13" and zoned and m.has_gps:  # "(software ...)" follows
             rows.append((t, p, m.latitude, m.longitude))
     rows.sort(key=lambda r: r[0])
     rows = [r for r in rows if r[0] - rows[0][0] < 3 * 3600]

@@ -81,7 +81,7 @@ def find_photos(src: Path, log: Callable[[str], None] = _stderr) -> tuple[list[P
     """Photo files under src (sorted, so runs are reproducible; linked folders followed, walk.walk_files) and a
     count of ignored files by suffix. Linked folders not entered (loops, repeats) are logged, one line each."""
     photos, ignored = [], Counter()
-    files, links = walk_files(src)
+    files, links = walk_files(src, PHOTO_SUFFIXES)
     for p, why in links:
         log(f"skipped {p.relative_to(src) if p.is_relative_to(src) else p}: {why}")
     for p in files:

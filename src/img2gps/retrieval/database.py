@@ -191,10 +191,13 @@ class CosineIndex:
         import faiss
 
         v = np.load(d / "embeddings.npy")
-        if resolve_kind(kind, len(v)) == "flat":
-            return cls(v, "flat")
         obj = cls.__new__(cls)
         obj.kind, obj.refine, obj.shortlist = resolve_kind(kind, len(v)), 4, SHORTLIST
+        if obj.kind == "flat":  # the stored rows are unit vectors already: normalising again would move last bits
+            obj.vectors = np.ascontiguousarray(v, np.float32)
+            obj.index = faiss.IndexFlatIP(v.shape[1])
+            obj.index.add(obj.vectors)
+            return obj
         obj.vectors = v.astype(np.float16, copy=False)  # stored unit rows (float32 in models saved before)
         obj.index = _tune(faiss.read_index(str(d / "index.faiss")))
         if obj.index.ntotal != len(v):
