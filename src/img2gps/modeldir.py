@@ -21,7 +21,7 @@ import numpy as np
 from .data.outdir import atomic_dir
 from .errors import ModelError, PhotoError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-area plane, radius models and calibrations (area.py)
 MANIFEST = "model.json"
 QUICK_HASH_MAX = 64 * 2**20  # bytes: larger files are size-checked at load and hashed by verify="full"
 

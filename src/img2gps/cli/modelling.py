@@ -104,10 +104,22 @@ def fit(
                              **indexing_metrics(predictor))
     predictor.save(out)
     typer.echo(f"fitted {spec} on {len(ds)} photos in {fit_s:.1f} s -> {out}")
-    index = predictor.fit_report().get("index")
+    echo_areas(ds)
+    report = predictor.fit_report()
+    if report.get("note"):
+        typer.echo(report["note"])
+    index = report.get("index")
     if index:
         typer.echo(f"retrieval index: {index['kind']} over {index['n']} vectors, recall@10 vs exact search "
                    f"{index['recall_at_10_vs_exact']:.3f} (sampled)")
+
+
+def echo_areas(ds) -> None:
+    """The gallery's areas (area.describe), one line each: each area has its own metric frame and calibration."""
+    from ..area import describe, split_areas
+
+    for line in describe(split_areas(ds.lat, ds.lon)):
+        typer.echo(line)
 
 
 def check_encoders(predictor) -> None:

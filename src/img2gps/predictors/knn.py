@@ -11,6 +11,7 @@ from ..errors import ModelError
 from ..retrieval.encoders import ENCODERS, get_encoder
 from ..features.cache import embed_dataset
 from ..indexing import ExtractSpec, ensure_features
+from ..area import GalleryPlane
 from ..geo import LocalFrame
 from ..localization.conformal import MondrianRadius, bands
 from ..localization.holdout import HOLDOUTS, excluded_rows, holdout_radius_m, same_spot_radius_m
@@ -44,19 +45,31 @@ class KNNConfig:
 
 @dataclass
 class KNNState:
-    """A fitted k-NN gallery: the cosine index of the (N, D) unit vectors, the local metric frame and the gallery's
-    (N, 2) east/north metres in it, the calibrated radius model (None where the owner calibrates its own, e.g.
-    rerank) and the index report (kind, n, recall@10 vs exact)."""
+    """A fitted k-NN gallery: the cosine index of the (N, D) unit vectors, the gallery's plane (area.GalleryPlane:
+    its areas, each photo's area and (N, 2) east/north metres in its area's frame), one calibrated radius model
+    and top-similarity band edges per area (empty where the owner calibrates its own, e.g. rerank) and the index
+    report (kind, n, recall@10 vs exact). An answer averages the neighbours of one area only: the top neighbour's."""
     index: CosineIndex
-    frame: LocalFrame
-    en: np.ndarray
-    radius_model: MondrianRadius | None = None
+    plane: GalleryPlane
+    radius_models: list[MondrianRadius] = field(default_factory=list)  # per area, in plane order
     index_report: dict = field(default_factory=dict)
-    sim_edges: list = field(default_factory=list)  # top-similarity band edges of radius_model's kinds
+    sim_edges: list = field(default_factory=list)  # per area: top-similarity band edges of its radius model's kinds
 
-    def radius(self, spread: float, top_sim: float) -> float:
-        """Calibrated radius (m) of an answer with this neighbour spread (m) and top cosine similarity."""
-        return self.radius_model.radius(str(bands([top_sim], self.sim_edges)[0]), spread)
+    @property
+    def en(self) -> np.ndarray:
+        return self.plane.en
+
+    @property
+    def frame(self) -> LocalFrame:
+        """The metric frame of a one-area gallery. Raises ModelError for a gallery of several areas."""
+        if self.plane.n_areas != 1:
+            raise ModelError(f"the gallery covers {self.plane.n_areas} far-apart areas, each with its own frame; "
+                             "an output with one frame (e.g. the leaderboard export) cannot hold it")
+        return self.plane.areas[0].frame
+
+    def radius(self, spread: float, top_sim: float, area: int = 0) -> float:
+        """Calibrated radius (m) of an answer in `area` with this neighbour spread (m) and top cosine similarity."""
+        return self.radius_models[area].radius(str(bands([top_sim], self.sim_edges[area])[0]), spread)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -64,16 +77,20 @@ class KNNState:
 
     @classmethod
     def build(cls, index: CosineIndex, gallery) -> "KNNState":
-        """Index + gallery table (Latitude, Longitude per row) -> a state without radius model."""
-        frame = LocalFrame.around(gallery["Latitude"], gallery["Longitude"])
+        """Index + gallery table (Latitude, Longitude per row) -> a state without radius models."""
         report = {"kind": index.kind, "n": len(index), "recall_at_10_vs_exact": index.recall_vs_exact(10)}
-        return cls(index, frame, frame.to_en(gallery["Latitude"], gallery["Longitude"]), None, report)
+        return cls(index, GalleryPlane.of(gallery["Latitude"], gallery["Longitude"]), [], report)
 
-    def locate(self, q: np.ndarray, k: int, agg: str, top_k: int):
+    def locate(self, q: np.ndarray, k: int, agg: str, top_k: int, area: int | None = None):
         """Query vector (D,) -> (position en (2,), spread m, neighbour idx, sims), max(k, top_k) neighbours
-        searched, the first k aggregated (localization.aggregate)."""
-        sims, idx = self.index.search(q.reshape(1, -1), max(k, top_k))
-        sims, idx = sims[0], idx[0]
+        searched, the first k aggregated (localization.aggregate). Neighbours come from one area: `area`, else
+        the top neighbour's."""
+        n = max(k, top_k)
+        if self.plane.n_areas == 1:
+            sims, idx = self.index.search(q.reshape(1, -1), n)
+            sims, idx = sims[0], idx[0]
+        else:
+            sims, idx = in_area(self.index.similarities(q), self.plane.label, n, area)
         c, spread = aggregate(self.en[idx[:min(k, len(idx))]], sims[:min(k, len(idx))], agg)
         return c, spread, idx, sims
 
@@ -84,42 +101,67 @@ class KNNState:
     @classmethod
     def load(cls, d: Path, kind: str, gallery, state: dict) -> "KNNState":
         index = CosineIndex.load(d, kind)
-        frame = LocalFrame.around(gallery["Latitude"], gallery["Longitude"])
-        rm = MondrianRadius.from_dict(state["radius_model"]) if state.get("radius_model") else None
-        return cls(index, frame, frame.to_en(gallery["Latitude"], gallery["Longitude"]), rm, state.get("index", {}),
-                   list(state.get("sim_edges", [])))
+        rms = [MondrianRadius.from_dict(r) for r in state.get("radius_models", [])]
+        return cls(index, GalleryPlane.of(gallery["Latitude"], gallery["Longitude"]), rms, state.get("index", {}),
+                   [list(e) for e in state.get("sim_edges", [])])
 
 
-def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[MondrianRadius, list[float]]:
-    """(radius model, similarity band edges) from held-out gallery photos, near (same-spot siblings left out) and
-    far (a 2R block left out; localization/holdout.py): errors normalised by the neighbours' spread, grouped by
-    the top neighbour's similarity (Mondrian, localization/conformal.py). A query unlike the gallery lands in a
-    low band and gets that band's wider radius."""
-    n = len(state.en)
+def in_area(sims: np.ndarray, label: np.ndarray, n: int, area: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(sims, idx) of the n most similar gallery photos (sims: (N,) over the gallery, -inf = left out) within one
+    area: `area`, else the most similar photo's. Best first; fewer than n when the area has fewer."""
+    if area is None:
+        area = int(label[int(np.argmax(sims))])
+    s = np.where(label == area, sims, -np.inf)
+    idx = np.argsort(-s, kind="stable")[:n]
+    idx = idx[np.isfinite(s[idx])]
+    return s[idx], idx
+
+
+def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[list[MondrianRadius], list[list[float]]]:
+    """Per area (radius model, similarity band edges) from held-out gallery photos, near (same-spot siblings left
+    out) and far (a 2R block left out; localization/holdout.py): errors normalised by the neighbours' spread,
+    grouped by the top neighbour's similarity (Mondrian, localization/conformal.py) and by the area the answer
+    fell in. A query unlike the gallery lands in a low band and gets that band's wider radius."""
+    n, plane = len(state.en), state.plane
     if n < 3:
-        return MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0)), []
+        return [MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0))] * plane.n_areas, \
+            [[] for _ in plane.areas]
     rows_all = np.arange(n) if n <= cfg.calib else np.sort(np.random.default_rng(0).choice(n, cfg.calib, replace=False))
     en, v = state.en, state.index.vectors
     spot = same_spot_radius_m(en)
-    errs, spreads, tops, holdout = [], [], [], []
+    errs, spreads, tops, holdout, areas = [], [], [], [], []
     for h in HOLDOUTS:
         for a in range(0, len(rows_all), 512):  # memory stays O(rows x n) per block
             rows = rows_all[a:a + 512]
             sim = v[rows] @ v.T
             sim[excluded_rows(en, rows, holdout_radius_m(spot, h))] = -np.inf
             for r, srow in zip(rows, sim):
-                idx = np.argsort(-srow)[: cfg.k]
-                idx = idx[np.isfinite(srow[idx])]
+                if plane.n_areas == 1:
+                    idx = np.argsort(-srow)[: cfg.k]
+                    idx = idx[np.isfinite(srow[idx])]
+                elif np.isfinite(srow).any():
+                    idx = in_area(srow, plane.label, cfg.k)[1]
+                else:
+                    idx = []
                 if not len(idx):  # every other photo stands at this spot
                     continue
                 c, s = aggregate(en[idx], srow[idx], cfg.agg)
-                errs.append(np.linalg.norm(c - en[r]))
+                errs.append(plane.distance_m(c, en[r]))
                 spreads.append(s)
                 tops.append(float(srow[idx[0]]))
                 holdout.append(h)
-    area = float(np.quantile(np.linalg.norm(en - en.mean(0), axis=1), cfg.coverage))
-    edges = [float(x) for x in np.quantile(tops, np.arange(1, cfg.sim_bands) / cfg.sim_bands)] if tops else []
-    return MondrianRadius.fit(bands(tops, edges), holdout, errs, spreads, coverage=cfg.coverage, area_m=area), edges
+                areas.append(int(plane.label[idx[0]]))
+    models, all_edges = [], []
+    errs, spreads, tops, holdout, areas = (np.asarray(x) for x in (errs, spreads, tops, holdout, areas))
+    for i in range(plane.n_areas):
+        m = areas == i
+        own = en[plane.rows(i)]
+        area = float(np.quantile(np.linalg.norm(own - own.mean(0), axis=1), cfg.coverage))
+        edges = [float(x) for x in np.quantile(tops[m], np.arange(1, cfg.sim_bands) / cfg.sim_bands)] if m.any() else []
+        models.append(MondrianRadius.fit(bands(tops[m], edges), holdout[m], errs[m], spreads[m],
+                                         coverage=cfg.coverage, area_m=area))
+        all_edges.append(edges)
+    return models, all_edges
 
 
 class KNNPredictor(BasePredictor):
@@ -172,14 +214,15 @@ class KNNPredictor(BasePredictor):
     # -- fit / predict ------------------------------------------------------------------------------------
     def _fit(self, train) -> None:
         self.state = KNNState.build(CosineIndex(self._embed_gallery(train), self.config.index), self.gallery)
-        self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
+        self.state.radius_models, self.state.sim_edges = calibrate_radius(self.state, self.config)
 
     def _predict_ranked_one(self, query, top_k: int, n: int):
         s, c = self.state, self.config
         pos, spread, idx, sims = s.locate(self.embed([query])[0], c.k, c.agg, max(top_k, n))
-        lat, lon = s.frame.to_latlon(pos)
-        r = s.radius(spread, float(sims[0]))
-        return (Prediction(float(lat), float(lon), r, s.radius_model.pooled.confidence(r), False, self.spec,
+        lat, lon = s.plane.to_latlon(pos)
+        area = int(s.plane.label[idx[0]])
+        r = s.radius(spread, float(sims[0]), area)
+        return (Prediction(float(lat), float(lon), r, s.radius_models[area].pooled.confidence(r), False, self.spec,
                            self.neighbours(idx, sims, top_k)), idx[:n])
 
     def add_refusal(self):
@@ -194,7 +237,7 @@ class KNNPredictor(BasePredictor):
         index = self.state.index
         index.add(embed_dataset(self._encoder, new))
         self.state = KNNState.build(index, self.gallery)
-        self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
+        self.state.radius_models, self.state.sim_edges = calibrate_radius(self.state, self.config)
 
     def fit_report(self):
         return {"index": self.state.index_report}
@@ -206,7 +249,7 @@ class KNNPredictor(BasePredictor):
             self._embedder.save(d / "embedder", thumbnails=False)
 
     def _state(self):
-        return {"radius_model": self.state.radius_model.to_dict(), "sim_edges": self.state.sim_edges,
+        return {"radius_models": [r.to_dict() for r in self.state.radius_models], "sim_edges": self.state.sim_edges,
                 "dim": int(self.state.vectors.shape[1]),
                 "index": self.state.index_report}
 

@@ -15,7 +15,6 @@ import pandas as pd
 
 from ...errors import ModelError
 from ...localization.answers import FALLBACK, SCENE
-from ...localization.calibration import RadiusModel
 from ...localization.conformal import MondrianRadius
 from ...localization.camera import CameraLocator, GalleryCameras, LocatorConfig
 from ...retrieval.database import neighbours_within, pair_stats
@@ -48,13 +47,7 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any], cfg: RerankConfig) -> "Calibration":
-        if "radii" in state:
-            radii = MondrianRadius.from_dict(state["radii"])
-        else:  # a model saved before answer kinds: its three radius models, under the kinds' names
-            rec = RadiusModel.from_dict(state.get("rec_radius"))
-            pose = RadiusModel.from_dict(state["pose_radius"]) if state.get("pose_radius") else rec
-            radii = MondrianRadius({"consensus": rec, "pose": pose, SCENE: rec},
-                                   RadiusModel.from_dict(state.get("unrec_radius")))
+        radii = MondrianRadius.from_dict(state["radii"])
         return cls(radii, {SCENE: "own", FALLBACK: "own", **state.get("answer_choice", {})},
                    bool(state.get("use_pose", cfg.pose == "on")), bool(state.get("pose_recognised", True)),
                    state.get("heading_radius_deg"), state.get("calibration", {}))
@@ -69,7 +62,7 @@ class RerankState:
     models saved before `index add`); store: their keypoints; codebook / vlad: the VLAD codebook and (N, K*128)
     gallery vectors (None when vlad=0 or too few keypoints); cameras / locator: gallery headings and focal lengths
     for the pose stage; near: per photo the gallery photos within near_m; zstats: (mean, sd) of the global and VLAD
-    similarities over gallery pairs; calibration: see Calibration (None until calibrated)."""
+    similarities over gallery pairs; calibrations: one Calibration per area of knn.plane (empty until calibrated)."""
     knn: KNNState
     encoder: Any
     keys: list[str] | None
@@ -80,7 +73,7 @@ class RerankState:
     locator: CameraLocator
     near: list
     zstats: list
-    calibration: Calibration | None = None
+    calibrations: list[Calibration] = field(default_factory=list)
 
     @property
     def en(self) -> np.ndarray:
@@ -118,7 +111,8 @@ def save_state(state: RerankState, cfg: RerankConfig, d: Path) -> None:
 
 def state_dict(state: RerankState, cfg: RerankConfig) -> dict[str, Any]:
     """The JSON-able part (model.json's state)."""
-    return {**state.calibration.to_dict(), "features": cfg.feature_config.key, "index": state.knn.index_report}
+    return {"areas": [c.to_dict() for c in state.calibrations], "features": cfg.feature_config.key,
+            "index": state.knn.index_report}
 
 
 def load_state(d: Path, gallery: pd.DataFrame, cfg: RerankConfig, saved: dict[str, Any], encoder) -> RerankState:
@@ -135,5 +129,5 @@ def load_state(d: Path, gallery: pd.DataFrame, cfg: RerankConfig, saved: dict[st
         codebook = VladCodebook(np.load(d / "vlad_codebook.npy"))
         vlad = np.load(d / "vlad_gallery.npy") if (d / "vlad_gallery.npy").is_file() else None
     state = build_state(knn, encoder, keys, store, codebook, gallery, cfg, vlad)
-    state.calibration = Calibration.from_dict(saved, cfg)
+    state.calibrations = [Calibration.from_dict(a, cfg) for a in saved["areas"]]
     return state
