@@ -127,25 +127,12 @@ def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[list[MondrianRadi
         return [MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0))] * plane.n_areas, \
             [[] for _ in plane.areas]
     rows_all = np.arange(n) if n <= cfg.calib else np.sort(np.random.default_rng(0).choice(n, cfg.calib, replace=False))
-    en, v = state.en, state.index.vectors
-    spot = same_spot_radius_m(en)
+    en = state.en
     errs, spreads, tops, holdout, areas = [], [], [], [], []
     for h in HOLDOUTS:
-        for a in range(0, len(rows_all), 512):  # memory stays O(rows x n) per block
-            rows = rows_all[a:a + 512]
-            sim = v[rows] @ v.T
-            sim[excluded_rows(en, rows, holdout_radius_m(spot, h))] = -np.inf
-            for r, srow in zip(rows, sim):
-                if plane.n_areas == 1:
-                    idx = np.argsort(-srow)[: cfg.k]
-                    idx = idx[np.isfinite(srow[idx])]
-                elif np.isfinite(srow).any():
-                    idx = in_area(srow, plane.label, cfg.k)[1]
-                else:
-                    idx = []
-                if not len(idx):  # every other photo stands at this spot
-                    continue
-                c, s = aggregate(en[idx], srow[idx], cfg.agg)
+        for i in range(plane.n_areas):  # a held-out photo leaves out what lies within its own area's radius
+            radius = holdout_radius_m(same_spot_radius_m(en[plane.rows(i)]), h)
+            for r, c, s, idx, srow in _held_out(state, cfg, rows_all[plane.label[rows_all] == i], radius):
                 errs.append(plane.distance_m(c, en[r]))
                 spreads.append(s)
                 tops.append(float(srow[idx[0]]))
@@ -162,6 +149,25 @@ def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[list[MondrianRadi
                                          coverage=cfg.coverage, area_m=area))
         all_edges.append(edges)
     return models, all_edges
+
+
+def _held_out(state: KNNState, cfg: KNNConfig, rows: np.ndarray, radius_m: float):
+    """Per held-out gallery row (everything within radius_m of it left out): (row, answer en, spread, the
+    aggregated neighbours' idx, the row's similarities), the neighbours from one area as at query time."""
+    en, v, plane = state.en, state.index.vectors, state.plane
+    for a in range(0, len(rows), 512):  # memory stays O(rows x n) per block
+        block = rows[a:a + 512]
+        sim = v[block] @ v.T
+        sim[excluded_rows(en, block, radius_m)] = -np.inf
+        for r, srow in zip(block, sim):
+            if plane.n_areas == 1:
+                idx = np.argsort(-srow)[: cfg.k]
+                idx = idx[np.isfinite(srow[idx])]
+            else:
+                idx = in_area(srow, plane.label, cfg.k)[1] if np.isfinite(srow).any() else []
+            if len(idx):  # else every other photo stands at this spot
+                c, s = aggregate(en[idx], srow[idx], cfg.agg)
+                yield r, c, s, idx, srow
 
 
 class KNNPredictor(BasePredictor):
