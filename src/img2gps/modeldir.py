@@ -19,7 +19,9 @@ from typing import Any, Callable
 import numpy as np
 
 from .data.outdir import atomic_dir
+from . import __version__
 from .errors import ModelError, PhotoError
+from .provenance import code_fingerprint
 
 FORMAT_VERSION = 2  # 2: per-area plane, radius models and calibrations (area.py)
 MANIFEST = "model.json"
@@ -72,7 +74,7 @@ def write_model_dir(model_dir: Path, manifest: dict[str, Any], write_files: Call
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         full = {"format_version": FORMAT_VERSION, **manifest,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "package_versions": package_versions(),
+                "package_versions": package_versions(), "code_fingerprint": code_fingerprint(),
                 "checksums": {str(p.relative_to(tmp)): file_sha256(p) for p in files},
                 "sizes": {str(p.relative_to(tmp)): p.stat().st_size for p in files}}
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, default=json_default))
@@ -100,7 +102,8 @@ def read_manifest(model_dir: Path, verify: bool | str = True) -> dict[str, Any]:
         raise ModelError(f"{mpath}: manifest lacks spec/method")
     fv = manifest.get("format_version")
     if fv != FORMAT_VERSION:
-        raise ModelError(f"{mpath}: model format version {fv} is not supported by this img2gps (expects {FORMAT_VERSION}); re-fit the model")
+        raise ModelError(f"{mpath}: {writer(manifest)} (model format {fv}); this img2gps {__version__} reads "
+                         f"format {FORMAT_VERSION}: re-fit the model")
     if verify not in (True, False, "quick", "full"):
         raise ValueError(f"verify must be True, False, 'quick' or 'full', not {verify!r}")
     if verify:
@@ -116,6 +119,15 @@ def read_manifest(model_dir: Path, verify: bool | str = True) -> dict[str, Any]:
                 if file_sha256(p) != digest:
                     raise ModelError(f"{model_dir}: file {rel} is corrupted (checksum mismatch)")
     return manifest
+
+
+def writer(manifest: dict[str, Any]) -> str:
+    """Which code wrote a model, in words: the img2gps version and the code fingerprint in its manifest."""
+    pv = manifest.get("package_versions")
+    version = pv.get("img2gps") if isinstance(pv, dict) else None
+    code = manifest.get("code_fingerprint")
+    return (f"written by img2gps {version or '(unknown version)'}"
+            + (f", code {str(code)[:10]}" if code else ", before code fingerprints"))
 
 
 THUMB_SIDE = 200  # px: the web page shows a neighbour in a ~160 x 96 CSS px card (server/static/style.css)

@@ -164,10 +164,13 @@ def indexing_metrics(predictor) -> dict:
 
 @app.command()
 def verify(model: Path = typer.Option(..., "--model", help="Model directory to check.")):
-    """Hash every file of a model directory against model.json (loading hashes only the small files)."""
+    """Hash every file of a model directory against model.json (loading hashes only the small files), then load it
+    exactly as `predict` does: a model verify accepts, predict accepts."""
     from ..modeldir import read_manifest
+    from ..predictors.registry import load_model
 
     man = read_manifest(model, verify="full")
+    load_model(model)
     total = sum(man.get("sizes", {}).values())
     typer.echo(f"ok: {model}: {len(man.get('checksums', {}))} files match model.json"
                + (f" ({total / 2**20:.1f} MiB hashed)" if total else ""))
