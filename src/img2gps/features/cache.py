@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from ..data.sources import GeoDataset
 from ..cachedir import user_cache_dir  # re-exported: callers import it from here too
-from ..photos import PhotoError
+from ..photos import DECODE_VERSION, PhotoError
 
 
 class PairStore:
@@ -71,7 +71,7 @@ class PairStore:
 
 class FeatureCache:
     def __init__(self, kind: str, root: Path | None = None):
-        self.dir = (root or user_cache_dir()) / "features" / kind
+        self.dir = (root or user_cache_dir()) / "features" / f"{kind}-decode{DECODE_VERSION}"
 
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.npy"

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import PhotoError
+from ..photos import DECODE_VERSION
 from ..features.cache import PairStore, user_cache_dir
 
 
@@ -31,7 +32,7 @@ class FeatureConfig:
 
     @property
     def key(self) -> str:
-        return f"sift{'root' if self.root else ''}-{self.max_side}-{self.n_features}-v1"
+        return f"sift{'root' if self.root else ''}-{self.max_side}-{self.n_features}-v1-decode{DECODE_VERSION}"
 
 
 @dataclass(frozen=True)
