@@ -139,3 +139,39 @@ def test_fit_and_data_build_report_the_areas(two_areas, tmp_path, capsys):
                  str(tmp_path / "m")]) == 0
     out = capsys.readouterr().out
     assert "area 1: " in out and "area 2: " in out and "answers the centre of area 1 of 2" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["knn", "rerank"])
+def test_penn_and_ben_gurion_in_one_gallery(penn91, spec, tmp_path):
+    """The real case: penn91 + bgu-west (9,300 km apart) in one dataset. Eight held-out photos per area: every
+    answer lies in its own area, and each area's mean error is within 1.1x of a model fitted on that area alone."""
+    from img2gps.evaluate import score_queries
+
+    bgu = penn91.parent / "bgu-west"
+    if not (bgu / "labels.csv").exists():
+        pytest.skip("../shared/data/bgu-west not present")
+    (tmp_path / "images").mkdir()
+    tables = []
+    for src in (penn91, bgu):  # linked, never copied
+        t = pd.read_csv(src / "labels.csv")[["image", "Latitude", "Longitude"]]
+        for name in t["image"]:
+            (tmp_path / "images" / name).symlink_to(src / "images" / name)
+        tables.append(t)
+    pd.concat(tables).to_csv(tmp_path / "labels.csv", index=False)
+    ds = load_dataset(tmp_path)
+    areas = split_areas(ds.lat, ds.lon)
+    assert [a.n_photos for a in areas] == [775, 91]
+    rng = np.random.default_rng(3)
+    held = [np.sort(rng.choice(a.rows, 8, replace=False)) for a in areas]
+    keep = np.setdiff1d(np.arange(len(ds)), np.concatenate(held))
+    both = make_predictor(spec)
+    both.fit(ds.subset(keep))
+    for i, a in enumerate(areas):
+        alone = make_predictor(spec)
+        alone.fit(ds.subset(np.setdiff1d(a.rows, held[i])))
+        got = pd.DataFrame(score_queries(both, ds, held[i]))
+        ref = pd.DataFrame(score_queries(alone, ds, held[i]))
+        assert all(bool(a.contains(la, lo, margin_m=25.0)) for la, lo in zip(got["pred_lat"], got["pred_lon"]))
+        assert got["radius_m"].max() < 1000
+        assert got["error_m"].mean() <= 1.1 * ref["error_m"].mean(), (got["error_m"].mean(), ref["error_m"].mean())
