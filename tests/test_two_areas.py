@@ -109,6 +109,11 @@ def test_a_look_alike_in_both_areas_is_answered_in_one_not_between(tmp_path):
     areas = split_areas(ds.lat, ds.lon)
     for q in p.predict([view(scene(7), 999), view(scene(7), 998)]):
         assert sum(bool(a.contains(q.latitude, q.longitude, margin_m=50.0)) for a in areas) == 1, q
+    from img2gps.errors import ModelError
+    from img2gps.export.leaderboard import leaderboard_contents
+
+    with pytest.raises(ModelError, match="2 far-apart areas"):  # model.py carries one frame: refused in one line
+        leaderboard_contents(p)
 
 
 def test_mean_coordinate_gives_the_largest_areas_centre_and_says_so(two_areas, tmp_path):
