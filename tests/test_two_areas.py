@@ -149,9 +149,9 @@ def test_fit_and_data_build_report_the_areas(two_areas, tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", ["knn", "rerank"])
 def test_penn_and_ben_gurion_in_one_gallery(penn91, spec, tmp_path):
-    """The real case: penn91 + bgu-west (9,300 km apart) in one dataset, eight held-out photos per area. Every
-    answer lies in one area's region, never between; on bgu-west the mean error is within 1.1x of a model fitted
-    on bgu-west alone. (Penn photos whose nearest gallery photo by global embedding is a Ben-Gurion one can be
+    """The real case: penn91 + bgu-west (9,300 km apart) in one dataset, the seeded 20% of each area that
+    bench/two_areas.py holds out (155 + 18 photos). Every answer lies in one area's region, never between; on
+    bgu-west the mean error is within 1.1x of a model fitted on bgu-west alone. (Penn photos whose nearest gallery photo by global embedding is a Ben-Gurion one can be
     answered on the wrong campus: bench/results/i30-two-areas.notes.md.)"""
     from img2gps.evaluate import score_queries
 
@@ -169,8 +169,8 @@ def test_penn_and_ben_gurion_in_one_gallery(penn91, spec, tmp_path):
     ds = load_dataset(tmp_path)
     areas = split_areas(ds.lat, ds.lon)
     assert [a.n_photos for a in areas] == [775, 91]
-    rng = np.random.default_rng(3)
-    held = [np.sort(rng.choice(a.rows, 8, replace=False)) for a in areas]
+    rng = np.random.default_rng(0)
+    held = [np.sort(rng.choice(a.rows, round(0.2 * a.n_photos), replace=False)) for a in areas]
     both = make_predictor(spec)
     both.fit(ds.subset(np.setdiff1d(np.arange(len(ds)), np.concatenate(held))))
     got = pd.DataFrame(score_queries(both, ds, np.concatenate(held)))
@@ -179,4 +179,5 @@ def test_penn_and_ben_gurion_in_one_gallery(penn91, spec, tmp_path):
     alone = make_predictor(spec)
     alone.fit(ds.subset(np.setdiff1d(areas[0].rows, held[0])))
     ref = pd.DataFrame(score_queries(alone, ds, held[0]))
-    assert got["error_m"][:8].mean() <= 1.1 * ref["error_m"].mean(), (got["error_m"][:8].mean(), ref["error_m"].mean())
+    mine = got["error_m"][:len(held[0])].mean()
+    assert mine <= 1.1 * ref["error_m"].mean(), (mine, ref["error_m"].mean())
