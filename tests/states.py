@@ -21,6 +21,6 @@ def hand_built_knn(model_dir: Path, spec: str, dim: int) -> Path:
     p.gallery_fingerprint = "hand-built"
     v = np.random.default_rng(0).normal(size=(3, dim)).astype(np.float32)
     p.state = KNNState.build(CosineIndex(v / np.linalg.norm(v, axis=1, keepdims=True), "flat"), p.gallery)
-    p.state.radius_model = MondrianRadius()
+    p.state.radius_models, p.state.sim_edges = [MondrianRadius()], [[]]
     p.save(model_dir)
     return model_dir

@@ -14,7 +14,7 @@ from ..localization.aggregate import aggregate
 from ..localization.calibration import RadiusModel
 from ..localization.conformal import MondrianRadius, bands
 from ..localization.holdout import HOLDOUTS, excluded_rows, holdout_radius_m, same_spot_radius_m
-from ..localization.knn import KNNState
+from ..localization.knn import KNNState, in_area
 from ..retrieval.database import INDEX_KINDS, CosineIndex
 from ..types import Prediction
 from .base import BasePredictor
@@ -42,36 +42,57 @@ class KNNConfig:
     sim_bands: int = opt(3, ge=1)  # Mondrian groups by the top neighbour's similarity (equal-count bands)
 
 
-def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[MondrianRadius, list[float]]:
-    """(radius model, similarity band edges) from held-out gallery photos, near (same-spot siblings left out) and
-    far (a 2R block left out; localization/holdout.py): errors normalised by the neighbours' spread, grouped by
-    the top neighbour's similarity (Mondrian, localization/conformal.py). A query unlike the gallery lands in a
-    low band and gets that band's wider radius."""
-    n = len(state.en)
+def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[list[MondrianRadius], list[list[float]]]:
+    """Per area (radius model, similarity band edges) from held-out gallery photos, near (same-spot siblings left
+    out) and far (a 2R block left out; localization/holdout.py): errors normalised by the neighbours' spread,
+    grouped by the top neighbour's similarity (Mondrian, localization/conformal.py) and by the area the answer
+    fell in. A query unlike the gallery lands in a low band and gets that band's wider radius."""
+    n, plane = len(state.en), state.plane
     if n < 3:
-        return MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0)), []
+        return [MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0))] * plane.n_areas, \
+            [[] for _ in plane.areas]
     rows_all = np.arange(n) if n <= cfg.calib else np.sort(np.random.default_rng(0).choice(n, cfg.calib, replace=False))
-    en, v = state.en, state.index.vectors
-    spot = same_spot_radius_m(en)
-    errs, spreads, tops, holdout = [], [], [], []
+    en = state.en
+    errs, spreads, tops, holdout, areas = [], [], [], [], []
     for h in HOLDOUTS:
-        for a in range(0, len(rows_all), 512):  # memory stays O(rows x n) per block
-            rows = rows_all[a:a + 512]
-            sim = state.index.dot(v[rows])
-            sim[excluded_rows(en, rows, holdout_radius_m(spot, h))] = -np.inf
-            for r, srow in zip(rows, sim):
-                idx = np.argsort(-srow)[: cfg.k]
-                idx = idx[np.isfinite(srow[idx])]
-                if not len(idx):  # every other photo stands at this spot
-                    continue
-                c, s = aggregate(en[idx], srow[idx], cfg.agg)
-                errs.append(np.linalg.norm(c - en[r]))
+        for i in range(plane.n_areas):  # a held-out photo leaves out what lies within its own area's radius
+            radius = holdout_radius_m(same_spot_radius_m(en[plane.rows(i)]), h)
+            for r, c, s, idx, srow in _held_out(state, cfg, rows_all[plane.label[rows_all] == i], radius):
+                errs.append(plane.distance_m(c, en[r]))
                 spreads.append(s)
                 tops.append(float(srow[idx[0]]))
                 holdout.append(h)
-    area = float(np.quantile(np.linalg.norm(en - en.mean(0), axis=1), cfg.coverage))
-    edges = [float(x) for x in np.quantile(tops, np.arange(1, cfg.sim_bands) / cfg.sim_bands)] if tops else []
-    return MondrianRadius.fit(bands(tops, edges), holdout, errs, spreads, coverage=cfg.coverage, area_m=area), edges
+                areas.append(int(plane.label[idx[0]]))
+    models, all_edges = [], []
+    errs, spreads, tops, holdout, areas = (np.asarray(x) for x in (errs, spreads, tops, holdout, areas))
+    for i in range(plane.n_areas):
+        m = areas == i
+        own = en[plane.rows(i)]
+        area = float(np.quantile(np.linalg.norm(own - own.mean(0), axis=1), cfg.coverage))
+        edges = [float(x) for x in np.quantile(tops[m], np.arange(1, cfg.sim_bands) / cfg.sim_bands)] if m.any() else []
+        models.append(MondrianRadius.fit(bands(tops[m], edges), holdout[m], errs[m], spreads[m],
+                                         coverage=cfg.coverage, area_m=area))
+        all_edges.append(edges)
+    return models, all_edges
+
+
+def _held_out(state: KNNState, cfg: KNNConfig, rows: np.ndarray, radius_m: float):
+    """Per held-out gallery row (everything within radius_m of it left out): (row, answer en, spread, the
+    aggregated neighbours' idx, the row's similarities), the neighbours from one area as at query time."""
+    en, v, plane = state.en, state.index.vectors, state.plane
+    for a in range(0, len(rows), 512):  # memory stays O(rows x n) per block
+        block = rows[a:a + 512]
+        sim = state.index.dot(v[block])
+        sim[excluded_rows(en, block, radius_m)] = -np.inf
+        for r, srow in zip(block, sim):
+            if plane.n_areas == 1:
+                idx = np.argsort(-srow)[: cfg.k]
+                idx = idx[np.isfinite(srow[idx])]
+            else:
+                idx = in_area(srow, plane.label, cfg.k)[1] if np.isfinite(srow).any() else []
+            if len(idx):  # else every other photo stands at this spot
+                c, s = aggregate(en[idx], srow[idx], cfg.agg)
+                yield r, c, s, idx, srow
 
 
 class KNNPredictor(BasePredictor):
@@ -127,14 +148,15 @@ class KNNPredictor(BasePredictor):
     # -- fit / predict ------------------------------------------------------------------------------------
     def _fit(self, train) -> None:
         self.state = KNNState.build(CosineIndex(self._embed_gallery(train), self.config.index), self.gallery)
-        self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
+        self.state.radius_models, self.state.sim_edges = calibrate_radius(self.state, self.config)
 
     def _predict_ranked_one(self, query, top_k: int, n: int):
         s, c = self.state, self.config
         pos, spread, idx, sims = s.locate(self.embed([query])[0], c.k, c.agg, max(top_k, n))
-        lat, lon = s.frame.to_latlon(pos)
-        r = s.radius(spread, float(sims[0]))
-        return (Prediction(float(lat), float(lon), r, s.radius_model.pooled.confidence(r), False, self.spec,
+        lat, lon = s.plane.to_latlon(pos)
+        area = int(s.plane.label[idx[0]])
+        r = s.radius(spread, float(sims[0]), area)
+        return (Prediction(float(lat), float(lon), r, s.radius_models[area].pooled.confidence(r), False, self.spec,
                            self.neighbours(idx, sims, top_k)), idx[:n])
 
     def add_refusal(self):
@@ -151,13 +173,13 @@ class KNNPredictor(BasePredictor):
         index = self.state.index
         index.add(embed_dataset(self._encoder, new, keys=keys))
         self.state = KNNState.build(index, self.gallery)
-        self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
+        self.state.radius_models, self.state.sim_edges = calibrate_radius(self.state, self.config)
 
     def _remove(self, keep, recalibrate) -> None:
         """The kept rows' stored vectors re-indexed (no photo is embedded again); calibration redone (it is cheap)."""
         old = self.state.index
         self.state = KNNState.build(CosineIndex(old.vectors[keep], old.kind, old.refine), self.gallery)
-        self.state.radius_model, self.state.sim_edges = calibrate_radius(self.state, self.config)
+        self.state.radius_models, self.state.sim_edges = calibrate_radius(self.state, self.config)
 
     def fit_report(self):
         return {"index": self.state.index_report}
@@ -171,7 +193,7 @@ class KNNPredictor(BasePredictor):
             save_embedding(self._embedder, d / "embedder")
 
     def _state(self):
-        return {"radius_model": self.state.radius_model.to_dict(), "sim_edges": self.state.sim_edges,
+        return {"radius_models": [r.to_dict() for r in self.state.radius_models], "sim_edges": self.state.sim_edges,
                 "dim": int(self.state.vectors.shape[1]),
                 "index": self.state.index_report}
 

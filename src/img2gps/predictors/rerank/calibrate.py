@@ -33,27 +33,36 @@ MIN_CALIBRATION = 5  # fewer held-out answers than this: no heading radius, no p
 CALIB_SHARES = {"self": 1 / 3, "near": 1 / 3, "far": 1 / 3}
 
 
-def calibrate(state: RerankState, cfg: RerankConfig) -> Calibration:
-    """The Calibration of a built state (state.keys: the gallery's content hashes, which order the subset)."""
-    en, c = state.en, cfg
+def calibrate(state: RerankState, cfg: RerankConfig) -> list[Calibration]:
+    """One Calibration per area of the gallery (state.knn.plane), from the held-out answers that fell in that
+    area (state.keys: the gallery's content hashes, which order the subset)."""
+    en, c, plane = state.en, cfg, state.knn.plane
     n = len(state.store)
-    area = float(np.quantile(np.linalg.norm(en - en.mean(0), axis=1), c.coverage)) if n > 1 else 100.0
-    if n < 3:
-        rm = RadiusModel(scale=1.0, floor_m=25.0, area_m=max(area, 25.0))
-        return Calibration(MondrianRadius(pooled=rm), use_pose=c.pose == "on", summary={"n": 0, "recognised": 0})
-    return _decide(calibration_records(state, c, tuple(CALIB_SHARES)), area, same_spot_radius_m(en), c)
+    out = []
+    records = calibration_records(state, c, tuple(CALIB_SHARES)) if n >= 3 else []
+    for a in range(plane.n_areas):
+        own = en[plane.rows(a)]
+        area = float(np.quantile(np.linalg.norm(own - own.mean(0), axis=1), c.coverage)) if len(own) > 1 else 100.0
+        if n < 3:
+            rm = RadiusModel(scale=1.0, floor_m=25.0, area_m=max(area, 25.0))
+            out.append(Calibration(MondrianRadius(pooled=rm), use_pose=c.pose == "on",
+                                   summary={"n": 0, "recognised": 0}))
+        else:
+            out.append(_decide([g for g in records if g["area"] == a], area, same_spot_radius_m(own), c))
+    return out
 
 
 def calibration_records(state: RerankState, cfg: RerankConfig, holdouts: Sequence[str]) -> list[dict]:
-    """One record per (held-out photo, hold-out): its answer kind, the strongest verified pair's parallax and
-    inliers, the error (m) and spread of each answer choice (own / knn / blend; pose where a camera fix exists)
-    and the heading error where known. Hold-outs: "self", "near", "far". Public so analyses can study the
+    """One record per (held-out photo, hold-out): its answer kind and area, the strongest verified pair's
+    parallax and inliers, the error (m) and spread of each answer choice (own / knn / blend; pose where a camera
+    fix exists) and the heading error where known. Hold-outs: "self", "near", "far". Up to cfg.calib photos of
+    each area are held out, each with its own area's same-spot radius. Public so analyses can study the
     evidence behind the answer kinds."""
-    en, keys, c = state.en, state.keys, cfg
-    n = len(state.store)
+    en, keys, c, plane = state.en, state.keys, cfg, state.knn.plane
     # Deterministic subset by content hash: bench folds of one dataset then share (and cache) the same pairs.
-    order = sorted(range(n), key=lambda i: hashlib.sha1(keys[i].encode()).hexdigest())[: c.calib]
-    spot_m = same_spot_radius_m(en)
+    order = [int(i) for a in range(plane.n_areas)
+             for i in sorted(plane.rows(a), key=lambda i: hashlib.sha1(keys[i].encode()).hexdigest())[: c.calib]]
+    spots = [same_spot_radius_m(en[plane.rows(a)]) for a in range(plane.n_areas)]
     pairs = PairCache(c.feature_config, c.verify_config)
     poses = PoseCache(state.locator.setting_key(c.feature_config.key))
     vectors = state.knn.index.vectors
@@ -63,6 +72,7 @@ def calibration_records(state: RerankState, cfg: RerankConfig, holdouts: Sequenc
         # each, never a gallery x gallery matrix.
         r, h = task
         q = order[r]
+        spot_m = spots[plane.label[q]]
         skip = ({q} if h == "self" else
                 set(np.flatnonzero(excluded_rows(en, [q], holdout_radius_m(spot_m, h))[0]).tolist()))
         matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -76,8 +86,8 @@ def calibration_records(state: RerankState, cfg: RerankConfig, holdouts: Sequenc
                 pairs.put(keys[q], keys[j], got)
             return got
 
-        def knn_answer():
-            idx = np.array([j for j in np.argsort(-g) if j not in skip][: c.k], int)
+        def knn_answer(area: int):
+            idx = np.array([j for j in np.argsort(-g) if j not in skip and plane.label[j] == area][: c.k], int)
             pos, spread = aggregate(en[idx], g[idx], "mean")
             return pos, spread, idx, g[idx]
 
@@ -89,16 +99,16 @@ def calibration_records(state: RerankState, cfg: RerankConfig, holdouts: Sequenc
                      camera_of=lambda ch: camera(state, c, kq, dq, f, ch, matched, poses, keys[q]),
                      parallax_of=lambda ver: parallax(state, c, kq, dq, f, ver, matched, poses, keys[q]))
         ver = sorted((k for k in loc.checked.values() if k >= c.min_inliers), reverse=True)
-        out = {"holdout": h, "kind": loc.kind, "parallax": (loc.parallax or [np.inf])[0],
+        out = {"holdout": h, "kind": loc.kind, "area": loc.area, "parallax": (loc.parallax or [np.inf])[0],
                "inliers": ver[0] if ver else 0, "n_verified": len(ver)}
         for ch in CHOICES:
             p, sp = candidate(ch, (loc.pos, loc.spread), loc.knn[:2])
-            out[ch + "_err"], out[ch + "_spread"] = float(np.linalg.norm(p - en[q])), float(sp)
+            out[ch + "_err"], out[ch + "_spread"] = plane.distance_m(p, en[q]), float(sp)
         est = loc.camera
         if est is not None and est.heading_deg is not None and np.isfinite(state.cameras.heading[q]):
             out["heading_err"] = float(angle_diff_deg(est.heading_deg, state.cameras.heading[q]))
         if est is not None and est.fix is not None:
-            out["pose_err"] = float(np.linalg.norm(est.fix.en - en[q]))
+            out["pose_err"] = plane.distance_m(est.fix.en, en[q])
             out["pose_spread"] = est.fix.spread_m
         return out
 
