@@ -25,7 +25,8 @@ COLS = [("mean m", "mean_m", "f1"), ("median m", "median_m", "f1"), ("P90 m", "p
         ("<=10 m", "acc_10m", "pct"), ("<=25 m", "acc_25m", "pct"), ("<=50 m", "acc_50m", "pct"),
         ("nMSE", "mse_norm", "f3"), ("radius cover", "radius_coverage", "pct"),
         ("radius median m", "radius_median_m", "f1"), ("recognised", "recognised_frac", "pct"),
-        ("recog. median m", "recognised_median_m", "f1"), ("recog. <=25 m", "recognised_acc_25m", "pct"), ("R@1", "recall_at_1", "pct"), ("R@10", "recall_at_10", "pct"),
+        ("recog. median m", "recognised_median_m", "f1"), ("recog. <=25 m", "recognised_acc_25m", "pct"),
+        ("chance ECE", "chance_ece", "f3"), ("R@1", "recall_at_1", "pct"), ("R@10", "recall_at_10", "pct"),
         ("fit s", "fit_s", "f1"),
         ("ms/photo p50", "predict_ms_p50", "f0"), ("ms/photo p95", "predict_ms_p95", "f0"),
         ("heading n", "heading_n", "int"), ("heading median °", "heading_median_deg", "f1"),
@@ -52,12 +53,14 @@ def metrics_table(results: dict) -> list[str]:
     return lines
 
 
-KIND_COLS = [("n", "n", "int"), ("radius cover", "radius_coverage", "pct"), ("radius median m", "radius_median_m", "f1"),
-             ("error median m", "median_m", "f1"), ("<=25 m", "acc_25m", "pct")]
+KIND_COLS = [("n", "n", "int"), ("share", "share", "pct"), ("radius cover", "radius_coverage", "pct"),
+             ("radius median m", "radius_median_m", "f1"), ("error median m", "median_m", "f1"),
+             ("<=25 m (precision)", "acc_25m", "pct"), ("mean chance", "chance_mean", "f2")]
 
 
 def kinds_table(results: dict) -> list[str]:
-    """Per method and answer kind (recognised / not / each source): the radius promise measured per kind."""
+    """Per method, answer kind (recognised / not / each source) and difficulty bin (difficulty=KIND:SIGNAL=bI,
+    the Mondrian group whose radius applied): the radius promise measured per kind and bin."""
     rows = [(spec, kind, v) for spec, m in results.items() for kind, v in (m.get("by_kind") or {}).items()]
     if not rows:
         return []
@@ -119,6 +122,17 @@ TITLES = {
     "i19-bgu-kfold5": "Answers you can trust (issue 19): bgu-west random 5-fold, by answer kind",
     "i19-bgu-kfoldgeo5": "Answers you can trust (issue 19): bgu-west location-disjoint 5-fold, by answer kind",
     "i19-in-area": "Telling a photo from elsewhere: ROC AUC of the top similarity (issue 19)",
+    "i28-penn-loo": "Promises where people take photos (issue 28): penn91 leave-one-out, by answer kind and bin",
+    "i28-bgu-kfold5": "Promises where people take photos (issue 28): bgu-west random 5-fold, by answer kind and bin",
+    "i28-bgu-knndm5": "Promises where people take photos (issue 28): bgu-west kNNDM 5-fold (held-out photos as far "
+                      "from the rest as points spread over the area)",
+    "i28-bgu-kfoldgeo5": "Promises where people take photos (issue 28): bgu-west location-disjoint 5-fold (the "
+                         "stress case)",
+    "i28b-bgu-kfold5": "Issue 28, second calibration (chance on the area hold-out, whole-block hold-out): bgu-west "
+                       "random 5-fold",
+    "i28b-bgu-knndm5": "Issue 28, second calibration: bgu-west kNNDM 5-fold",
+    "i28b-bgu-kfoldgeo5": "Issue 28, second calibration: bgu-west location-disjoint 5-fold (the stress case)",
+    "i28b-penn-loo": "Issue 28, second calibration: penn91 leave-one-out",
 }
 
 
@@ -174,6 +188,11 @@ def section(path: Path) -> list[str]:
         meta.append(f"a partial run: fold(s) {', '.join(map(str, d['folds_run']))} of {d.get('n_folds', '?')} only")
     if d.get("train_dropped_by_buffer"):
         meta.append(f"{d['train_dropped_by_buffer']} training photos dropped by the spatial buffer (over all folds)")
+    if d.get("folds_info"):
+        fi = d["folds_info"]
+        meta.append(f"kNNDM: {fi['clusters']} clusters; held-out photos' nearest training photo median "
+                    f"{fi['heldout_nnd_median_m']:.1f} m (P90 {fi['heldout_nnd_p90_m']:.1f}) against "
+                    f"{fi['area_nnd_median_m']:.1f} m (P90 {fi['area_nnd_p90_m']:.1f}) for points spread over the area")
     if d.get("date"):
         meta.append(f"run {d['date']}")
     if d.get("machine"):

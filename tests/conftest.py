@@ -41,3 +41,11 @@ def penn91():
     if not (p / "labels.csv").exists():
         pytest.skip("../shared/data/penn91 not present")
     return p
+
+
+@pytest.fixture(scope="session")
+def bgu_west():
+    p = (SHARED_DATA / "bgu-west").resolve()
+    if not (p / "labels.csv").exists():
+        pytest.skip("../shared/data/bgu-west not present")
+    return p

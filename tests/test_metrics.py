@@ -41,13 +41,14 @@ def test_every_column_has_its_known_value():
         "recognised_frac": 0.4,
         "recognised_median_m": 6.0,  # recognised errors 2, 4, 8, 100
         "recognised_acc_25m": 0.75,  # 2, 4, 8 of 2, 4, 8, 100
+        "chance_ece": None,          # no chance column
         "recall_at_1": 0.2,
         "recall_at_5": 0.4,
         "recall_at_10": 0.6,
     }
     assert set(m) == set(expected)
     for k, v in expected.items():
-        assert m[k] == pytest.approx(v), k
+        assert m[k] == pytest.approx(v) if v is not None else m[k] is None, k
 
 
 def test_no_recognised_no_retrieval_and_empty():
@@ -64,7 +65,13 @@ def test_by_kind_measures_the_radius_promise_per_answer_kind():
     t["source"] = ["consensus", "consensus", "scene", "consensus", "fallback", "fallback", "fallback", "fallback",
                    "fallback", "consensus"]
     k = metrics(t)["by_kind"]
-    assert k["recognised"] == {"n": 4, "radius_coverage": 0.25, "radius_median_m": 5.0, "median_m": 6.0,
-                               "acc_25m": 0.75}  # recognised: errors 2 4 8 100, radii 1 5 5 25 -> only 4<=5
+    assert k["recognised"] == {"n": 4, "share": 0.4, "radius_coverage": 0.25, "radius_median_m": 5.0,
+                               "median_m": 6.0, "acc_25m": 0.75, "chance_mean": None}
+    # recognised: errors 2 4 8 100, radii 1 5 5 25 -> only 4<=5
+    t["difficulty"] = ["consensus:inliers=b0"] * 2 + ["scene"] + ["consensus:inliers=b1"] + ["fallback"] * 6
+    t["chance_25m"] = np.linspace(0.1, 1.0, 10)
+    k = metrics(t)["by_kind"]
+    assert k["difficulty=consensus:inliers=b0"]["n"] == 2 and "difficulty=scene" not in k
+    assert k["difficulty=consensus:inliers=b1"]["chance_mean"] == pytest.approx(0.4)
     assert k["not recognised"]["n"] == 6 and k["source=fallback"]["n"] == 5 and k["source=scene"]["n"] == 1
     assert k["source=fallback"]["radius_coverage"] == pytest.approx(0.4)  # 10<=10, 20<=25 of 10 20 30 40 60

@@ -1,6 +1,6 @@
 """The answer kinds and their words, in one place: what an answer rests on (Prediction.source), the kind rerank's
 query procedure finds before it picks a source, the answers a gallery may give for scenes and unverified photos,
-and how every output (CLI, HTTP API, page, map) puts them in words. A leaf: it imports nothing from img2gps, so
+and how every output (CLI, HTTP API, page, map) puts them in words. A leaf: it imports only the leaf geo, so
 types.py and every stage may import it. localization/answers.py holds the rules that decide between the kinds.
 
 Sources (README "Answer kinds"):
@@ -12,6 +12,8 @@ Sources (README "Answer kinds"):
 - `model` — methods without verification (mean-coordinate, knn, regression, contrastive). Not recognised.
 """
 from __future__ import annotations
+
+from .geo import format_distance
 
 CONSENSUS, POSE, SCENE, FALLBACK, MODEL = "consensus", "pose", "scene", "fallback", "model"
 SOURCES = (POSE, CONSENSUS, SCENE, FALLBACK, MODEL)
@@ -57,8 +59,21 @@ def status_words(recognised: bool) -> str:
 
 
 def radius_words(recognised: bool, coverage: float = 0.8) -> str:
-    """What the radius promises, in words: an unrecognised answer's radius holds only within the gallery's area."""
-    pct = f"~{round(100 * coverage)}%"
+    """What the radius promises, in words, at the coverage it was calibrated for: an unrecognised answer's radius
+    holds only within the gallery's area."""
+    pct = f"{round(100 * coverage)}%"
     if recognised:
         return f"holds for {pct} of recognised photos"
     return f"holds for {pct} of photos taken within the gallery's area"
+
+
+def outside_words(distance_m: float) -> str:
+    """What a photo whose own GPS lies far outside the gallery's area (distance_m metres from it) means for the
+    answer, in words (the position stays the method's answer; area.outside_m decides when this applies)."""
+    return (f"its own GPS places it {format_distance(distance_m)} from this gallery's area; img2gps can only place "
+            "photos taken within it")
+
+
+def chance_words(chance: float | None) -> str | None:
+    """The calibrated chance within 25 m in words ("chance within 25 m: 83%"); None when the model has none."""
+    return None if chance is None else f"chance within 25 m: {round(100 * chance)}%"

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from .area import outside_m, split_areas
 from .errors import ModelError, PhotoError
 from .modeldir import thumb_name
 from .exif import PhotoMeta
@@ -35,6 +36,7 @@ class Img2GPS:
     max_pixels: int = MAX_PIXELS  # larger photos raise errors.ImageTooLarge (HTTP 413)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _ids: frozenset | None = field(default=None, repr=False)
+    _areas: list | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, model_dir: str | Path, runtime: str = "torch", onnx_path: str | Path | None = None,
@@ -118,7 +120,16 @@ class Img2GPS:
             raise type(e)(name, e.problem) from None  # name the file, not "<12345 bytes>"
         if meta is not None:
             pred.photo_exif_position = (float(meta.latitude), float(meta.longitude)) if meta.has_gps else None
+        if pred.photo_exif_position:  # display only: the answer above never saw it
+            pred.exif_outside_m = outside_m(self.areas, *pred.photo_exif_position)
         return pred, meta
+
+    @property
+    def areas(self) -> list:
+        """The gallery's areas (area.split_areas), computed once."""
+        if self._areas is None:
+            self._areas = split_areas(self.gallery["Latitude"], self.gallery["Longitude"])
+        return self._areas
 
     def predict_many(self, images: Sequence[ImageInput], top_k: int = 5) -> list[Prediction]:
         """A list of photos -> a list of Predictions in the same order (the first bad photo raises PhotoError)."""

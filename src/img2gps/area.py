@@ -28,6 +28,12 @@ from .geo import LocalFrame, bbox_of, haversine_m
 AREA_GAP_M = 2000.0  # photos farther apart than this (with nothing between) are different places
 # east offset (m) between two areas on a gallery's plane: far beyond any area's size or any radius img2gps uses
 AREA_SPACING_M = 1.0e7
+# A photo whose own GPS lies farther from an area than the area's size plus this margin was not taken where
+# img2gps can place it. The size: a photo taken from outside the region may still show it (a campus seen from
+# across the street), but not from farther away than the region is wide. The margin: a phone fix's own error
+# (penn91's phones report 5.7-22 m; a coarse Wi-Fi or cell fix is reported at 65 m or more), so a good photo
+# with a poor fix is not called foreign.
+OUTSIDE_MARGIN_M = 100.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,14 @@ class Area:
         if len(h) < 2:
             return 0.0
         return float(np.max(np.linalg.norm(h[:, None, :] - h[None, :, :], axis=-1)))
+
+    @property
+    def region_m2(self) -> float:
+        """Area of the region in square metres (0 for a degenerate region)."""
+        h = self.hull_en
+        if len(h) < 3:
+            return 0.0
+        return float(0.5 * abs(_cross(h, np.roll(h, -1, axis=0)).sum()))
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -128,6 +142,33 @@ def nearest_area(areas: list[Area], lat: float, lon: float) -> int:
     return int(np.argmin(d))
 
 
+def outside_m(areas: list[Area], lat: float, lon: float, margin_m: float = OUTSIDE_MARGIN_M) -> float | None:
+    """Metres from (lat, lon) to the nearest area's region when that is more than the area's size plus margin_m
+    (the position is far outside every area: see OUTSIDE_MARGIN_M), else None."""
+    if not areas or not (np.isfinite(lat) and np.isfinite(lon)):
+        return None
+    a = areas[nearest_area(areas, lat, lon)]
+    d = float(a.distance_m(lat, lon))
+    return d if d > a.size_m + margin_m else None
+
+
+def area_point_distances_m(lat, lon, n: int = 2000, seed: int = 0) -> np.ndarray:
+    """(n,) metres from points spread over a gallery's areas (Area.sample; each area gets points in proportion to
+    its photos) to the nearest gallery photo at (lat, lon): how far a photo taken anywhere in the area stands
+    from the gallery (the prediction-to-sample distances of kNNDM, Linnenbrink et al., GMD 2024)."""
+    from scipy.spatial import cKDTree
+
+    lat, lon = np.asarray(lat, float).reshape(-1), np.asarray(lon, float).reshape(-1)
+    areas = split_areas(lat, lon)
+    out = []
+    for i, a in enumerate(areas):
+        m = max(1, int(round(n * a.n_photos / len(lat))))
+        plat, plon = a.sample(m, seed + i)
+        tree = cKDTree(a.frame.to_en(lat[a.rows], lon[a.rows]).reshape(-1, 2))
+        out.append(tree.query(np.asarray(a.frame.to_en(plat, plon)).reshape(-1, 2))[0])
+    return np.concatenate(out)
+
+
 def describe(areas: list[Area]) -> list[str]:
     """One line per area for `data build` and `fit` reports: photos, size and centre."""
     return [f"area {i + 1}: {a.n_photos} photos, {a.size_m:.0f} m across, centre {a.centre[0]:.5f}, "
@@ -164,6 +205,10 @@ class GalleryPlane:
     def rows(self, area: int) -> np.ndarray:
         """Indices of the photos in area `area`."""
         return np.flatnonzero(self.label == area)
+
+    def area_en(self, area: int) -> np.ndarray:
+        """(M, 2) east/north metres of area `area`'s photos in that area's own frame (areas[area].frame)."""
+        return self.en[self.rows(area)] - (area * AREA_SPACING_M, 0.0)
 
     def area_at(self, en) -> np.ndarray:
         """Area index of each plane position en (..., 2): the area whose strip it lies in."""

@@ -24,7 +24,7 @@ from .provenance import code_revision
 BASELINE = "mean-coordinate"
 METRIC_KEYS = ("mean_m", "median_m", "p90_m", "acc_10m", "acc_25m", "acc_50m", "mse_norm", "fit_s",
                "predict_ms_p50", "predict_ms_p95", "radius_coverage", "radius_median_m", "recognised_frac",
-               "recognised_median_m", "recognised_acc_25m", "recall_at_1", "recall_at_5", "recall_at_10")
+               "recognised_median_m", "recognised_acc_25m", "chance_ece", "recall_at_1", "recall_at_5", "recall_at_10")
 RECALL_N = (1, 5, 10)
 RECALL_M = 25.0  # VPR convention: a retrieved gallery photo within 25 m of the truth is a positive
 HEADING_KEYS = ("heading_n", "heading_truth_n", "heading_median_deg", "heading_acc_15deg", "heading_acc_30deg",
@@ -77,6 +77,7 @@ def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
         "recognised_frac": float(rec.mean()),
         "recognised_median_m": float(np.median(e[rec])) if rec.any() else None,
         "recognised_acc_25m": float(np.mean(e[rec] <= 25)) if rec.any() else None,
+        "chance_ece": _chance_ece(rows),
         **{f"recall_at_{n}": _recall(rows, n) for n in RECALL_N},
     } | ({"sources": {str(k): int(v) for k, v in rows["source"].value_counts().items()},
           "by_kind": by_kind(rows)} if "source" in rows else {}
@@ -85,17 +86,35 @@ def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
 
 
 def by_kind(rows: pd.DataFrame) -> dict[str, dict]:
-    """Per answer kind (recognised / not recognised, and each `source`): count, radius coverage, median radius
-    and error (m), share within 25 m. The radius is a promise per kind, so it is measured per kind."""
+    """Per answer kind (recognised / not recognised, each `source`) and per difficulty bin (`difficulty`, the
+    Mondrian group whose radius applied): count, share of all answers, radius coverage, median radius and error
+    (m), share within 25 m (for recognised answers: their precision) and the mean chance within 25 m. The radius
+    is a promise per kind and bin, so it is measured per kind and bin."""
     e = rows["error_m"].to_numpy(float)
     r = rows["radius_m"].to_numpy(float)
     rec = rows["recognised"].to_numpy(bool)
     src = rows["source"].astype(str).to_numpy()
+    ch = rows["chance_25m"].to_numpy(float) if "chance_25m" in rows else np.full(len(e), np.nan)
     groups = {"recognised": rec, "not recognised": ~rec} | {f"source={s}": src == s for s in sorted(set(src))}
-    return {k: {"n": int(m.sum()), "radius_coverage": float(np.mean(e[m] <= r[m])),
+    if "difficulty" in rows:
+        dif = rows["difficulty"].astype(str).to_numpy()
+        groups |= {f"difficulty={d}": dif == d for d in sorted(set(dif)) if ":" in d}
+    return {k: {"n": int(m.sum()), "share": float(m.mean()), "radius_coverage": float(np.mean(e[m] <= r[m])),
                 "radius_median_m": float(np.median(r[m])), "median_m": float(np.median(e[m])),
-                "acc_25m": float(np.mean(e[m] <= 25))}
+                "acc_25m": float(np.mean(e[m] <= 25)),
+                "chance_mean": float(np.nanmean(ch[m])) if np.isfinite(ch[m]).any() else None}
             for k, m in groups.items() if m.any()}
+
+
+def _chance_ece(rows: pd.DataFrame) -> float | None:
+    """Expected calibration error (10 bins) of the chance within 25 m against the errors; None without chances."""
+    from .localization.chance import CHANCE_M, ece
+
+    if "chance_25m" not in rows:
+        return None
+    c = rows["chance_25m"].to_numpy(float)
+    ok = np.isfinite(c)
+    return ece(c[ok], rows["error_m"].to_numpy(float)[ok] <= CHANCE_M) if ok.any() else None
 
 
 def _recall(rows: pd.DataFrame, n: int) -> float | None:
@@ -147,9 +166,10 @@ def score_queries(p, ds: GeoDataset, indices, lat_sd: float = 1.0, lon_sd: float
             "pred_lat": pred.latitude, "pred_lon": pred.longitude,
             "error_m": float(haversine_m(tlat, tlon, pred.latitude, pred.longitude)),
             "radius_m": pred.radius_m, "confidence": pred.confidence, "recognised": bool(pred.recognised),
+            "chance_25m": np.nan if pred.chance_25m is None else float(pred.chance_25m),
             "z2": z2_error(pred.latitude, pred.longitude, tlat, tlon, (lat_sd, lon_sd)),
             "predict_ms": ms, **retrieval_hits(ranked, tlat, tlon, glat, glon),
-            "source": pred.source,
+            "source": pred.source, "difficulty": pred.difficulty or pred.source,
             "true_heading": float(ds.table.at[int(i), "heading"]) if "heading" in ds.table else np.nan,
             "heading_deg": np.nan if pred.heading_deg is None else float(pred.heading_deg),
             "heading_radius_deg": np.nan if pred.heading_radius_deg is None else float(pred.heading_radius_deg),
@@ -233,6 +253,7 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
     out: dict = {
         "data": ds.name, "protocol": protocol, "n": int(sum(len(f.val) for f in folds)),
         "n_folds": n_all, "train_dropped_by_buffer": int(sum(f.dropped for f in folds)),
+        **({"folds_info": folds[0].info} if folds and folds[0].info else {}),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": "img2gps " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("img2gps") else None,
         "machine": {"python": platform.python_version(), "cpus": _cpu_count(), "platform": platform.platform()},
@@ -363,7 +384,7 @@ def write_outputs(json_path, result: dict, preds: pd.DataFrame, plots: bool = Tr
     written = [atomic_write(json_path, lambda tmp: tmp.write_text(text))]
     if len(preds):
         cols = ["spec", "query_as", "image", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_m", "radius_m",
-                "confidence", "recognised", "source", "true_heading", "heading_deg", "heading_radius_deg",
+                "confidence", "chance_25m", "recognised", "difficulty", "source", "true_heading", "heading_deg", "heading_radius_deg",
                 "copy_heading", "predict_ms", "fraction", "query_region", "query_view"]
         table = preds[[c for c in cols if c in preds.columns]]
         written.append(atomic_write(planned[1][0], lambda tmp: table.to_csv(tmp, index=False, float_format="%.7f")))

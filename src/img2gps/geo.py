@@ -160,3 +160,13 @@ def spatial_clusters(en: np.ndarray, k: int, seed: int = 42) -> np.ndarray:
     distinct = len(np.unique(np.round(en, 3), axis=0)) if len(en) else 0
     k = max(1, min(k, distinct))
     return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(en)
+
+
+def format_distance(m: float) -> str:
+    """A distance in words, read the same in every output (CLI, API notes, page, maps; server/static/map.js fmtM
+    follows the same rule): whole metres below 1 km, km with two decimals below 100 km, whole km with thousands
+    separators above ("740 m", "1.25 km", "3,825 km")."""
+    m = float(m)
+    if m < 1000:
+        return f"{m:.0f} m"
+    return f"{m / 1000:.2f} km" if m < 100_000 else f"{m / 1000:,.0f} km"

@@ -42,7 +42,9 @@ def _script(text: str) -> str:
 
 
 def _pred_dict(p) -> dict:
-    d = p.to_dict() if hasattr(p, "to_dict") else dict(p)
+    from .types import Prediction, prediction_dict
+
+    d = prediction_dict(p) if isinstance(p, Prediction) else dict(p)  # the one Prediction-to-dict
     for k in ("latitude", "longitude", "radius_m", "confidence"):
         if not isinstance(d.get(k), (int, float)) or not math.isfinite(d[k]):
             raise DataError(f"map: prediction has no finite {k}")
@@ -84,10 +86,11 @@ def _table(items: list[dict]) -> str:
         inside = "" if it["error_m"] is None else ("yes" if it["error_m"] <= p["radius_m"] else "no")
         # data-item: hovering the row highlights that photo's answer, circle and truth on the map (numbered alike)
         rows.append(f"<tr data-item='{i}'>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
-            i + 1, it["label"], p.get("answer", ""), f"{p['latitude']:.6f}", f"{p['longitude']:.6f}",
-            f"{p['radius_m']:.0f}", p.get("radius_note", ""), f"{p['confidence']:.2f}", err, inside)) + "</tr>")
+            i + 1, it["label"], p.get("answer", "") + (f" ({p['exif_note']})" if p.get("exif_note") else ""),
+            f"{p['latitude']:.6f}", f"{p['longitude']:.6f}", f"{p['radius_m']:.0f}", p.get("radius_note", ""),
+            p.get("chance_note") or f"{p['confidence']:.2f}", err, inside)) + "</tr>")
     head = "".join(f"<th>{h}</th>" for h in ("#", "photo", "answer", "latitude", "longitude", "radius m",
-                                             "radius holds", "confidence", "error m", "inside radius"))
+                                             "radius holds", "chance", "error m", "inside radius"))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 

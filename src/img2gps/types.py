@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, get_args, get_type_hints
 import numpy as np
 from PIL import Image
 
-from .answer_kinds import MODEL, radius_words, score_kind, source_words, status_words
+from .answer_kinds import MODEL, chance_words, outside_words, radius_words, score_kind, source_words, status_words
 
 
 
@@ -38,7 +38,8 @@ class Prediction:
     latitude: float = _doc("predicted latitude, degrees")
     longitude: float = _doc("predicted longitude, degrees")
     radius_m: float = _doc("error radius in metres, calibrated to hold for ~80% of photos")
-    confidence: float = _doc("0..1, higher = a smaller radius")
+    confidence: float = _doc("0..1: the same number as chance_25m (its documented alias); older models: higher = "
+                                 "a smaller radius")
     recognised: bool = _doc("true only when verified geometry places the photo at a gallery camera's spot")
     method: str = _doc("the model's method spec")
     # best first by the score shown (__post_init__)
@@ -60,6 +61,16 @@ class Prediction:
     query_view: str | None = _doc("the view of the photo that verified when the image as given did not "
                                   "(upsampled, clahe, turned 90 clockwise/anticlockwise); null = as given",
                                   default=None)
+    radius_coverage: float = _doc("the share of photos the radius was calibrated to hold for (the method's "
+                                  "coverage)", default=0.8)
+    exif_outside_m: float | None = _doc(
+        "metres from the gallery's area to the photo's own EXIF GPS when that lies far outside it (area.outside_m); "
+        "null otherwise. Display only, set after the method answered; never an input to any method", default=None)
+    chance_25m: float | None = _doc(
+        "the calibrated probability that the true spot lies within 25 m (localization/chance.py); null for a model "
+        "saved before it was fitted. `confidence` is its documented alias", default=None)
+    difficulty: str | None = _doc('the Mondrian group whose radius applies: "kind" or "kind:signal=bI"',
+                                  default=None)
 
     def __post_init__(self):
         # Supporting photos are numbered best first wherever they are shown, so "best" must mean the score shown
@@ -69,14 +80,17 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         """The one JSON-able form (CLI json/csv/text, HTTP API, page); neighbours best first, as the method ranked them.
-        Adds the keys of PREDICTION_WORDS (`answer`, `radius_note`, `source_note`, `score_kind`; answer_kinds.py)."""
+        Adds the keys of PREDICTION_WORDS (`answer`, `radius_note`, `exif_note`, `source_note`, `chance_note`,
+        `score_kind`; answer_kinds.py)."""
         d = dataclasses.asdict(self)
         d["photo_exif_position"] = list(self.photo_exif_position) if self.photo_exif_position else None
         d["query_region"] = list(self.query_region) if self.query_region else None
         d["answer"] = status_words(self.recognised)
-        d["radius_note"] = radius_words(self.recognised)
+        d["radius_note"] = radius_words(self.recognised, self.radius_coverage)
+        d["exif_note"] = outside_words(self.exif_outside_m) if self.exif_outside_m is not None else None
         d["source_note"] = source_words(self.source)
-        d["score_kind"] = score_kind(self.source)
+        d["chance_note"] = chance_words(self.chance_25m)
+        d["score_kind"] = score_kind(self.source)  # what the neighbours' scores are: "inliers" | "cosine similarity"
         return d
 
 
@@ -110,9 +124,9 @@ def prediction_dict(pred: Prediction, photo: str | None = None,
                     thumb_url: Callable[[str], str | None] | None = None) -> dict[str, Any]:
     """The one JSON-able form of a Prediction, shared by the CLI (json, csv, text), the HTTP API and the page:
     Prediction.to_dict() plus `photo` (when given), exif_distance_m (metres from the photo's own EXIF position,
-    display only; None without one) and per neighbour (best first) distance_m from the prediction and, with
+    display only; None without one), `radius_text` and `exif_distance_text` (geo.format_distance) and per neighbour (best first) distance_m from the prediction and, with
     thumb_url, its thumbnail URL."""
-    from .geo import haversine_m
+    from .geo import format_distance, haversine_m
 
     d = ({"photo": photo} if photo is not None else {}) | pred.to_dict()
     for n in d["neighbours"]:
@@ -121,6 +135,8 @@ def prediction_dict(pred: Prediction, photo: str | None = None,
             n["thumbnail"] = thumb_url(n["image_id"])
     exif = pred.photo_exif_position
     d["exif_distance_m"] = float(haversine_m(pred.latitude, pred.longitude, *exif)) if exif else None
+    d["radius_text"] = format_distance(pred.radius_m)
+    d["exif_distance_text"] = format_distance(d["exif_distance_m"]) if exif else None
     return d
 
 
@@ -131,13 +147,18 @@ PREDICTION_WORDS = {  # added by Prediction.to_dict
     "answer": (str, '"recognised" or "not recognised", in words'),
     "radius_note": (str, "what the radius promises, in words (an unrecognised answer's radius holds for photos "
                          "taken within the gallery's area)"),
+    "exif_note": (Optional[str], "when the photo's own GPS lies far outside the gallery's area, that in words; "
+                                 "else null"),
     "source_note": (str, "what the answer rests on, in words"),
+    "chance_note": (Optional[str], 'the chance within 25 m in words ("chance within 25 m: 83%"); null without one'),
     "score_kind": (str, 'what each neighbour\'s score is: "inliers" (a verified match) or "cosine similarity" (of the '
                         "global embeddings)"),
 }
 PREDICTION_EXTRAS = {  # added by prediction_dict
     "photo": (str, "the photo's file name"),
     "exif_distance_m": (Optional[float], "metres between the prediction and the EXIF position"),
+    "radius_text": (str, "radius_m as read (metres below 1 km, km above; geo.format_distance)"),
+    "exif_distance_text": (Optional[str], "exif_distance_m as read; null without an EXIF position"),
 }
 NEIGHBOUR_EXTRAS = {  # added by prediction_dict, per neighbour
     "distance_m": (float, "metres from the predicted position"),

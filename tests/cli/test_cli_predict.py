@@ -38,10 +38,10 @@ def test_text_output_shows_prediction_neighbours_and_exif(capsys, model_dir, pho
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].endswith("b_place3.jpg")
-    assert "prediction" in lines[1] and "radius" in lines[1] and "confidence" in lines[1] and "knn:k=2" in lines[1]
+    assert "prediction" in lines[1] and "radius" in lines[1] and "chance within 25 m: " in lines[1] and "knn:k=2" in lines[1]
     # knn never verifies: said in words, with what its radius promises
     assert lines[2].strip() == ("not recognised: the method's own estimate (no geometric verification); "
-                                "the radius holds for ~80% of photos taken within the gallery's area")
+                                "the radius holds for 80% of photos taken within the gallery's area")
     assert "photo EXIF" in lines[3] and "m from the prediction" in lines[3]
     assert "supporting gallery photos (cosine similarity" in lines[4]
     assert lines[5].strip().startswith("1.") and "place3_" in lines[5] and "cosine similarity 0." in lines[5]

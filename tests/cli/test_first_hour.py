@@ -42,7 +42,8 @@ def test_fit_and_bench_help_list_methods_and_protocols(command, capsys):
     assert "(the default)" in out
     if command == "bench":
         for proto, words in (("loo", "leave-one-out"), ("kfold:K", "random folds"),
-                             ("kfold-geo:K[:R]", "spatial folds"), ("split:DIR", "train.csv")):
+                             ("kfold-geo:K[:R]", "spatial folds"), ("knndm:K", "K folds whose held-out"),
+                             ("split:DIR", "train.csv")):
             line = next((ln for ln in out.splitlines() if ln.strip().startswith(proto + " ")), "")
             assert words in line, (proto, out)
 
@@ -222,9 +223,9 @@ def test_scene_answer_scores_are_labelled_as_inliers():
     assert scene.to_dict()["score_kind"] == "inliers" and fallback.to_dict()["score_kind"] == "cosine similarity"
     from img2gps.cli.use import as_text
 
-    rec = {**scene.to_dict(), "photo": "q.jpg"}
-    rec["neighbours"] = [{**n, "distance_m": 0.0} for n in rec["neighbours"]]
-    text = as_text(rec)
+    from img2gps.types import prediction_dict
+
+    text = as_text(prediction_dict(scene, photo="q.jpg"))  # the one Prediction-to-dict the CLI prints from
     assert "inliers 32" in text and "cosine similarity 32" not in text
 
 

@@ -26,7 +26,8 @@ def photos(tmp_path):
     d = tmp_path / "queries"
     d.mkdir()
     (d / "a_place1.jpg").write_bytes(jpeg_bytes(place_image(1, seed=501)))  # no EXIF at all
-    (d / "b_place3.jpg").write_bytes(jpeg_bytes(place_image(3, seed=502), gps=place_latlon(3)))  # its own GPS
+    own = (place_latlon(3)[0] + 0.0005, place_latlon(3)[1])  # its own GPS, 56 m off: no answer lands exactly there
+    (d / "b_place3.jpg").write_bytes(jpeg_bytes(place_image(3, seed=502), gps=own))
     return d
 
 
@@ -56,7 +57,7 @@ def test_write_exif_puts_the_answer_in_a_copy_and_leaves_the_photo_alone(capsys,
     meta = read_meta(tmp_path / "copy.jpg")  # read back by img2gps's own EXIF reader
     assert meta.latitude == pytest.approx(want["latitude"], abs=1e-7)
     assert meta.longitude == pytest.approx(want["longitude"], abs=1e-7)
-    assert meta.latitude != pytest.approx(place_latlon(3)[0], abs=1e-7)  # the answer, not the photo's old GPS
+    assert meta.latitude != pytest.approx(place_latlon(3)[0] + 0.0005, abs=1e-7)  # the answer, not its old GPS
     assert meta.h_error_m == pytest.approx(want["radius_m"], abs=0.01)  # the radius as the positioning error
     with Image.open(photo) as a, Image.open(tmp_path / "copy.jpg") as b:  # pixels unchanged: no re-encoding
         assert a.tobytes() == b.tobytes()

@@ -6,7 +6,7 @@ from img2gps.answer_kinds import radius_words, status_words
 from img2gps.localization.answers import at_gallery_spot, candidate, choose
 from img2gps.localization.calibration import coverage
 from img2gps.localization.conformal import MondrianRadius, bands, mixture_weights, weighted_quantile
-from img2gps.localization.holdout import holdout_radius_m
+from img2gps.localization.holdout import HoldoutPlan
 
 
 def test_weighted_quantile_equals_plain_conformal_rank_for_equal_weights():
@@ -32,8 +32,8 @@ def test_mondrian_radius_holds_per_kind_on_a_near_far_mixture():
 
     def draw(n):
         kind = rng.choice(["tight", "wide"], n)
-        hold = rng.choice(["near", "far"], n)
-        scale = np.where(kind == "tight", 5.0, 40.0) * np.where(hold == "far", 1.6, 1.0)
+        hold = rng.choice(["near", "block"], n)
+        scale = np.where(kind == "tight", 5.0, 40.0) * np.where(hold == "block", 1.6, 1.0)
         return kind, hold, np.abs(rng.normal(0, 1, n)) * scale
 
     k, h, e = draw(4000)
@@ -45,7 +45,7 @@ def test_mondrian_radius_holds_per_kind_on_a_near_far_mixture():
         assert 0.76 <= coverage(e2[sel], r[sel]) <= 0.84
     pooled = np.full(len(e2), m.pooled.radius())
     assert coverage(e2[k2 == "wide"], pooled[k2 == "wide"]) < 0.7  # the pooled radius misses the wide kind
-    assert m.summary["tight"]["near"] + m.summary["tight"]["far"] == int((k == "tight").sum())
+    assert m.summary["tight"]["near"] + m.summary["tight"]["block"] == int((k == "tight").sum())
     back = MondrianRadius.from_dict(m.to_dict())
     assert back.radius("wide", 3.0) == pytest.approx(m.radius("wide", 3.0))
 
@@ -64,11 +64,26 @@ def test_old_single_radius_state_loads_as_pooled():
     assert m.radius("anything", 5.0) == 30.0
 
 
-def test_bands_and_holdout_radius():
+def test_bands_and_holdout_radii():
+    from img2gps.geo import LocalFrame
+
     assert list(bands([0.1, 0.5, 0.9], [0.3, 0.7])) == ["b0", "b1", "b2"]
-    assert holdout_radius_m(10.0, "near") == 10.0 and holdout_radius_m(10.0, "far") == 20.0
+    rng = np.random.default_rng(0)
+    en = rng.uniform(0, 200, (60, 2))
+    plan = HoldoutPlan(en, LocalFrame(40.0, -75.0))
+    rows = np.arange(10)
+    assert np.all(plan.radii("near", rows) == plan.spot_m) and np.all(plan.radii("block", rows) == plan.block_m)
+    area = plan.radii("area", rows)
+    assert np.all(area >= 0) and np.all(area <= plan.area_m.max()) and np.array_equal(area, plan.radii("area", rows))
+    # a fifth of a 200 m x 200 m square is a disc of ~50 m radius
+    assert 40 < plan.block_m < 55 and plan.fold_radius("area") == pytest.approx(np.median(plan.area_m))
     with pytest.raises(ValueError):
-        holdout_radius_m(10.0, "nowhere")
+        plan.radii("nowhere", rows)
+    # block: the photo's whole k-means block (a fifth of the gallery) and every photo within R of it
+    ex = plan.excluded("block", rows)
+    assert ex[np.arange(10), rows].all() and np.all(ex.sum(1) >= 60 // 5 - 6) and np.all(ex.sum(1) < 40)
+    near = plan.excluded("near", rows)
+    assert np.all(ex.sum(1) >= near.sum(1))
 
 
 def test_answer_kind_and_choice_helpers():

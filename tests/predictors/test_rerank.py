@@ -60,13 +60,13 @@ def test_rerank_recognises_other_views_to_metres(fitted):
         scene = ds.ids[i].split("_")[0]
         assert q.neighbours and all(n.image_id.startswith(scene) for n in q.neighbours)
         assert q.neighbours[0].score >= p.config.min_inliers  # neighbours carry inlier counts
-    # Calibration holds out each photo alone, with its same-spot siblings (all within 10 m) and with a 20 m
-    # block: only alone can it be recognised (its siblings are turned views from its spot); with them left out
-    # nothing of its scene remains, as for a user at a new spot.
+    # Calibration holds out each photo alone, with its same-spot siblings (all within 10 m), as far as a point of
+    # the area and with a block: only alone can it be recognised (its siblings are turned views from its spot);
+    # with them left out nothing of its scene remains, as for a user at a new spot.
     summary = p.state.calibrations[0].summary
-    assert summary["n"] == 48 and summary["same_spot_m"] == 10.0  # 16 photos, 3 hold-outs
+    assert summary["n"] == 64 and summary["same_spot_m"] == 10.0  # 16 photos, 4 hold-outs
     kinds = summary["kinds"]
-    assert kinds["consensus"]["self"] >= 14 and kinds["consensus"]["near"] == kinds["consensus"]["far"] == 0  # 15/16
+    assert kinds["consensus"]["self"] >= 14 and kinds["consensus"]["near"] == kinds["consensus"]["block"] == 0
 
 
 def test_a_scene_seen_from_elsewhere_is_verified_but_not_recognised(fitted):
@@ -122,7 +122,7 @@ def test_save_load_round_trip_without_the_photo_folder(fitted, tmp_path):
     p.save(tmp_path / "m")
     man = json.loads((tmp_path / "m" / "model.json").read_text())
     assert man["method"] == "rerank" and "keypoints.h5" in man["checksums"]
-    assert man["state"]["areas"][0]["calibration"]["n"] == 48  # 16 held-out photos: alone, near and far
+    assert man["state"]["areas"][0]["calibration"]["n"] == 64  # 16 held-out photos: alone, near, area and block
     q = load_model(tmp_path / "m")
     queries = [ds.read(i) for i in held[:3]]
     a, b = p.predict(queries), q.predict(queries)

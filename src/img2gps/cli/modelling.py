@@ -37,6 +37,8 @@ Protocols (--protocol):
   kfold:K          K random folds (seed 42), e.g. kfold:5
   kfold-geo:K[:R]  K spatial folds (k-means on metres); training photos within R m (default 10) of a
                    validation photo are dropped: the honest score for photos taken away from the gallery
+  knndm:K          K folds whose held-out photos stand as far from the rest as points spread over the
+                   gallery's area do (kNNDM, Linnenbrink et al. 2024): photos taken anywhere in the area
   split:DIR        DIR/train.csv and DIR/val.csv, as written by `img2gps data split`"""
 
 
@@ -206,7 +208,7 @@ def parse_fractions(value: str | None) -> list[float] | None:
 @app.command(epilog=METHODS_HELP + "\n\n" + PROTOCOLS_HELP)
 def bench(
     data: str = typer.Option(..., "--data", metavar="DATASET", help="Labelled dataset (folder, .parquet or hf://)."),
-    protocol: str = typer.Option("loo", "--protocol", help="loo | kfold:K | kfold-geo:K[:R] | split:DIR"),
+    protocol: str = typer.Option("loo", "--protocol", help="A protocol listed below, e.g. loo, kfold:5 or knndm:5."),
     methods: str = typer.Option("knn", "--methods", help="Comma-separated method specs (listed below); mean-coordinate is always added."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the bench JSON (+ .predictions.csv and plots)."),
     fractions: Optional[str] = typer.Option(None, "--fractions", help="Gallery fractions for a learning curve, e.g. 0.25,0.5,1.0"),

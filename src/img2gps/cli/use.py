@@ -83,9 +83,12 @@ def as_text(rec: dict) -> str:
     """One prediction as text: the answer, whether it was recognised (in words), then the supporting gallery
     photos best first, each score labelled with what it is (inliers of a verified match, else cosine similarity)."""
     lines = [rec["photo"]]
-    lines.append(f"  prediction  {rec['latitude']:.6f}, {rec['longitude']:.6f}   radius {rec['radius_m']:.0f} m   "
-                 f"confidence {rec['confidence']:.2f}   {rec['method']}   source {rec['source']}")
+    chance = rec.get("chance_note") or f"confidence {rec['confidence']:.2f}"  # older models: no calibrated chance
+    lines.append(f"  prediction  {rec['latitude']:.6f}, {rec['longitude']:.6f}   radius {rec['radius_text']}   "
+                 f"{chance}   {rec['method']}   source {rec['source']}")
     lines.append(f"  {rec['answer']}: {rec['source_note']}; the radius {rec['radius_note']}")
+    if rec.get("exif_note"):
+        lines.append(f"  photo from elsewhere: {rec['exif_note']}")
     if rec.get("query_region"):
         x0, y0, x1, y1 = rec["query_region"]
         lines.append(f"  photo found inside the image (a screenshot or a border): pixels {x0},{y0} to {x1},{y1} "
@@ -97,7 +100,7 @@ def as_text(rec: dict) -> str:
         lines.append(f"  heading     {rec['heading_deg']:.0f} deg from north" + (f" +/- {hr:.0f} deg" if hr else ""))
     if rec["photo_exif_position"]:
         la, lo = rec["photo_exif_position"]
-        lines.append(f"  photo EXIF  {la:.6f}, {lo:.6f}   {rec['exif_distance_m']:.0f} m from the prediction")
+        lines.append(f"  photo EXIF  {la:.6f}, {lo:.6f}   {rec['exif_distance_text']} from the prediction")
     elif rec.get("exif_problem"):
         lines.append(f"  photo EXIF  no position ({rec['exif_problem']})")
     neighbours = rec["neighbours"]  # best first by the score shown (types.Prediction)
@@ -112,17 +115,18 @@ def as_text(rec: dict) -> str:
 
 
 def _csv(records: list[dict], top_k: int) -> str:
-    cols = ["photo", "latitude", "longitude", "radius_m", "confidence", "recognised", "method", "source",
-            "heading_deg", "heading_radius_deg", "answer", "radius_note", "exif_latitude", "exif_longitude", "exif_distance_m"]
+    cols = ["photo", "latitude", "longitude", "radius_m", "confidence", "chance_25m", "recognised", "method", "source",
+            "heading_deg", "heading_radius_deg", "answer", "radius_note", "exif_latitude", "exif_longitude", "exif_distance_m", "exif_note"]
     for i in range(1, top_k + 1):
         cols += [f"n{i}_image", f"n{i}_latitude", f"n{i}_longitude", f"n{i}_score"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for r in records:
-        row = {k: r[k] for k in cols[:12]}
+        row = {k: r[k] for k in cols[:13]}
         exif = r["photo_exif_position"] or (None, None)
-        row.update(exif_latitude=exif[0], exif_longitude=exif[1], exif_distance_m=r["exif_distance_m"])
+        row.update(exif_latitude=exif[0], exif_longitude=exif[1], exif_distance_m=r["exif_distance_m"],
+                   exif_note=r["exif_note"])
         for i, n in enumerate(r["neighbours"][:top_k], 1):
             row.update({f"n{i}_image": n["image_id"], f"n{i}_latitude": n["latitude"],
                         f"n{i}_longitude": n["longitude"], f"n{i}_score": n["score"]})

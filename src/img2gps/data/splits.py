@@ -17,6 +17,7 @@ class Fold:
     train: np.ndarray  # indices into the dataset
     val: np.ndarray
     dropped: int = 0  # training photos removed by the spatial buffer
+    info: dict | None = None  # how the protocol chose the folds (knndm: clusters, distance match), for the bench
 
 
 def _en(lat, lon) -> np.ndarray:
@@ -60,6 +61,57 @@ def kfold_geo_folds(lat, lon, k: int, radius_m: float = 10.0, seed: int = SEED) 
     return folds
 
 
+KNNDM_CANDIDATES = 24  # cluster counts tried between K and N (geometric grid)
+
+
+def knndm_folds(lat, lon, k: int, seed: int = SEED, n_points: int = 2000) -> list[Fold]:
+    """kNNDM cross-validation (Linnenbrink, Milà, Ludwig & Meyer, "kNNDM CV", Geosci. Model Dev. 2024): K folds
+    whose held-out photos stand as far from the remaining gallery as points spread over the gallery's area do.
+
+    The photos are grouped by k-means into q clusters, the clusters dealt to K folds of about equal size (seeded
+    order, each to the smallest fold), and each photo's distance to the nearest photo of another fold compared
+    with the distances from n_points points drawn uniformly over the gallery's area (area.Area.sample) to the
+    nearest gallery photo (Wasserstein distance of the two distributions). The q from K to N (random folds) with
+    the smallest distance is used; Fold.info records q, the distance and both medians."""
+    from scipy.stats import wasserstein_distance
+
+    from ..area import area_point_distances_m
+
+    n = len(lat)
+    if k < 2 or k > n:
+        raise DataError(f"knndm:{k} needs 2 <= K <= number of photos ({n})")
+    en = _en(lat, lon)
+    target = area_point_distances_m(lat, lon, n_points, seed)
+    rng = np.random.default_rng(seed)
+    best = None
+    for q in sorted(set(np.geomspace(k, n, KNNDM_CANDIDATES).round().astype(int).tolist())):
+        labels = spatial_clusters(en, q, seed) if q < n else rng.permutation(n)
+        fold_of = _deal(labels, k, np.random.default_rng(seed))
+        nnd = np.array([pairwise_m(en[fold_of == f], en[fold_of != f]).min(1) for f in range(k)], dtype=object)
+        nnd = np.concatenate(list(nnd))
+        w = float(wasserstein_distance(nnd, target))
+        if best is None or w < best[0]:
+            best = (w, q, fold_of, nnd)
+    w, q, fold_of, nnd = best
+    info = {"clusters": int(q), "wasserstein_m": w, "heldout_nnd_median_m": float(np.median(nnd)),
+            "area_nnd_median_m": float(np.median(target)), "area_nnd_p90_m": float(np.quantile(target, 0.9)),
+            "heldout_nnd_p90_m": float(np.quantile(nnd, 0.9))}
+    idx = np.arange(n)
+    return [Fold(idx[fold_of != f], idx[fold_of == f], 0, info) for f in range(k)]
+
+
+def _deal(labels: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Fold of each photo: clusters in a seeded order, each to the fold with the fewest photos so far."""
+    sizes = np.zeros(k, int)
+    fold_of = np.zeros(len(labels), int)
+    for c in rng.permutation(np.unique(labels)):
+        f = int(np.argmin(sizes))
+        m = labels == c
+        fold_of[m] = f
+        sizes[f] += int(m.sum())
+    return fold_of
+
+
 def random_split(n: int, val_frac: float = 0.2, seed: int = SEED) -> Fold:
     perm = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(n * val_frac)))
@@ -85,7 +137,8 @@ def location_disjoint_split(lat, lon, val_frac: float = 0.2, radius_m: float = 1
 
 
 def folds_for_protocol(protocol: str, ds) -> list[Fold]:
-    """'loo' | 'kfold:K' | 'kfold-geo:K[:R]' | 'split:DIR' (DIR/train.csv + DIR/val.csv naming images of ds)."""
+    """'loo' | 'kfold:K' | 'kfold-geo:K[:R]' | 'knndm:K' | 'split:DIR' (DIR/train.csv + DIR/val.csv naming images
+    of ds)."""
     name, *args = protocol.split(":")
     n = len(ds)
     try:
@@ -93,13 +146,15 @@ def folds_for_protocol(protocol: str, ds) -> list[Fold]:
             return loo_folds(n)
         if name == "kfold" and len(args) == 1:
             return kfold_folds(n, int(args[0]))
+        if name == "knndm" and len(args) == 1:
+            return knndm_folds(ds.lat, ds.lon, int(args[0]))
         if name == "kfold-geo" and len(args) in (1, 2):
             return kfold_geo_folds(ds.lat, ds.lon, int(args[0]), float(args[1]) if len(args) == 2 else 10.0)
     except ValueError:
         raise DataError(f"protocol {protocol!r}: K and R must be numbers") from None
     if name == "split" and args:
         return [split_from_dir(Path(":".join(args)), ds)]
-    raise DataError(f"unknown protocol {protocol!r}; use loo, kfold:K, kfold-geo:K[:R] or split:DIR")
+    raise DataError(f"unknown protocol {protocol!r}; use loo, kfold:K, kfold-geo:K[:R], knndm:K or split:DIR")
 
 
 def split_from_dir(d: Path, ds) -> Fold:

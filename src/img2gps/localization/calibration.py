@@ -22,13 +22,27 @@ class RadiusModel:
     area_m: float = 100.0  # radius of the whole gallery area at the same coverage: the scale for confidence
     coverage: float = 0.8
     n_calibration: int = 0
+    # the calibrated chance within CHANCE_M (localization/chance.py): radius breakpoints (m, ascending) and the
+    # probability at each; None for a model saved before it was fitted
+    chance_r: list | None = None
+    chance_p: list | None = None
 
     def radius(self, uncertainty_m: float = 0.0) -> float:
         return float(max(self.floor_m, self.scale * (uncertainty_m + self.offset_m)))
 
+    def chance(self, radius_m: float) -> float | None:
+        """The calibrated probability that the true spot lies within CHANCE_M of an answer with this radius (None
+        for a model saved before the chance was fitted)."""
+        if not self.chance_r:
+            return None
+        return float(np.interp(radius_m, self.chance_r, self.chance_p))
+
     def confidence(self, radius_m: float) -> float:
-        """1 for a pinpoint answer, 0 when the radius is as wide as guessing the area's centre."""
-        return float(np.clip(1.0 - radius_m / max(self.area_m, 1e-6), 0.0, 1.0))
+        """Prediction.confidence: the calibrated chance (a documented alias of chance_25m); for a model saved
+        before the chance was fitted, the old area rule (1 for a pinpoint answer, 0 when the radius is as wide as
+        guessing the area's centre)."""
+        c = self.chance(radius_m)
+        return c if c is not None else float(np.clip(1.0 - radius_m / max(self.area_m, 1e-6), 0.0, 1.0))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -36,6 +50,12 @@ class RadiusModel:
     @classmethod
     def from_dict(cls, d: dict | None) -> "RadiusModel":
         return cls(**d) if d else cls()
+
+    def with_chance(self, curve: tuple[list, list] | None) -> "RadiusModel":
+        """This model with the chance curve (radius breakpoints, probabilities) set."""
+        from dataclasses import replace
+
+        return replace(self, chance_r=curve[0], chance_p=curve[1]) if curve else self
 
 
 # The fewest gallery photos whose held-out errors give a finite 80% conformal quantile with one to spare

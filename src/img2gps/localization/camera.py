@@ -86,7 +86,7 @@ class CameraLocator:
 
     def setting_key(self, feature_key: str) -> str:
         p = self.cfg.pose
-        return f"{feature_key}-px{p.ransac_px:g}-min{p.min_inliers}-v1"
+        return f"{feature_key}-px{p.ransac_px:g}-min{p.min_inliers}-v2"  # v2: degenerate pairs as rotations
 
     def relative(self, match: Callable[[int], tuple[np.ndarray, np.ndarray]], j: int, Kq: np.ndarray,
                  focal35: float | None, cache: PoseCache | None = None, query_key: str | None = None,

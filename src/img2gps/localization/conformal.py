@@ -1,23 +1,22 @@
-"""Radii per answer kind from near and far held-out gallery photos (group-conditional split-conformal).
+"""Radii per answer kind from held-out gallery photos (group-conditional split-conformal).
 
-What a user asks about is either a photo taken at a gallery spot ("near") or one taken somewhere in the gallery's
-area where no gallery photo stands ("far"). Calibration therefore holds out gallery photos in two ways
-(localization/holdout.py): *near* leaves out the photo and its same-spot siblings (every photo within R),
-*far* leaves out a disc of FAR_FACTOR x R around it, so the query stands as far from every gallery photo as a
-photo from a location-disjoint fold does (bgu-west `kfold-geo:5`: nearest training photo median 21 m, R 10 m).
-The two populations are mixed with stated weights (NEAR_WEIGHT / 1 - NEAR_WEIGHT, each spread evenly over its
-held-out photos), and the conformal quantile is taken on that weighted mixture.
+What a user asks about is a photo taken at a gallery spot, one taken anywhere in the gallery's area, or one taken
+where the gallery has a hole. Calibration holds out gallery photos in those three ways (localization/holdout.py:
+near, area, block). The populations are mixed with stated weights (equal shares by default, each spread evenly
+over its held-out photos), and the conformal quantile is taken on that weighted mixture.
 
 Coverage is promised per *answer kind* (e.g. rerank's recognised / scene / fallback, or knn's similarity
-band): the kind is decided by evidence the query itself shows, so the calibration photos of one kind are
-exchangeable with new queries of that kind whether they were taken near or far. This is Mondrian
+band), and within a kind per *difficulty bin* of the evidence the query shows (localization/difficulty.py): the
+group is decided by evidence the query itself shows, so the calibration photos of one group are
+exchangeable with new queries of that group whether they were taken near or far. This is Mondrian
 (group-conditional) conformal prediction (Vovk, Gammerman & Shafer, "Algorithmic Learning in a Random World",
-2005, ch. 4; Vovk et al., "Mondrian confidence machine", 2003) in its split form (Lei, G'Sell, Rinaldo,
-Tibshirani & Wasserman, "Distribution-free predictive inference for regression", JASA 2018), with a normalised
-nonconformity score error / (scale + offset), where the scale is evidence the method computes per query (spread
-of the neighbours' or verified photos' positions; Papadopoulos, Proedrou, Vovk & Gammerman, "Inductive
-confidence machines for regression", ECML 2002; Papadopoulos et al., JAIR 2011). The weighted quantile is the
-one of Tibshirani, Barber, Candes & Ramdas, "Conformal prediction under covariate shift" (NeurIPS 2019).
+2005, ch. 4; Vovk et al., "Mondrian confidence machine", 2003; Boström & Johansson, "Mondrian conformal
+regressors", COPA 2020) in its split form (Lei, G'Sell, Rinaldo, Tibshirani & Wasserman, "Distribution-free
+predictive inference for regression", JASA 2018), with a normalised nonconformity score error / (scale + offset),
+where the scale is evidence the method computes per query (spread of the neighbours' or verified photos'
+positions; Papadopoulos, Proedrou, Vovk & Gammerman, "Inductive confidence machines for regression", ECML 2002;
+Papadopoulos et al., JAIR 2011). The weighted quantile is the one of Tibshirani, Barber, Candes & Ramdas,
+"Conformal prediction under covariate shift" (NeurIPS 2019).
 """
 from __future__ import annotations
 
@@ -27,19 +26,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .calibration import RadiusModel
+from .chance import fit_chance
 from .holdout import HOLDOUTS
 
-NEAR, FAR = HOLDOUTS
-NEAR_WEIGHT = 0.5  # share of the near population in the mixture the radius is calibrated on
+SHARES = {h: 1.0 / len(HOLDOUTS) for h in HOLDOUTS}  # default mixture: each hold-out an equal share
+CHANCE_HOLDOUT = "area"  # the chance within 25 m promises for a photo taken anywhere in the gallery's area
 MIN_KIND = 8  # fewer (weighted-effective) calibration answers than this: the kind borrows the pooled radius
 
 
 def mixture_weights(holdout, shares: dict[str, float] | None = None) -> np.ndarray:
     """Per held-out answer (holdout names, (N,)), its weight in the mixture: shares[h] / #answers of hold-out h.
-    Default shares: NEAR_WEIGHT near, the rest far. A hold-out missing from the data gives up its share (the
+    Default shares: SHARES (equal). A hold-out missing from the data gives up its share (the
     others are renormalised); a hold-out without a share gets weight 0."""
     h = np.asarray(holdout, object)
-    shares = dict(shares) if shares else {NEAR: NEAR_WEIGHT, FAR: 1.0 - NEAR_WEIGHT}
+    shares = dict(shares) if shares else dict(SHARES)
     counts = {k: int((h == k).sum()) for k in shares}
     total = sum(v for k, v in shares.items() if counts[k])
     w = np.zeros(len(h))
@@ -105,7 +105,7 @@ class MondrianRadius:
     def fit(cls, kinds, holdout, errors_m, scale_m=None, coverage: float = 0.8, offset_m: float = 10.0,
             floor_m: float = 5.0, area_m: float = 100.0, shares: dict[str, float] | None = None,
             offsets: dict[str, float] | None = None) -> "MondrianRadius":
-        """kinds, holdout (hold-out names, e.g. "near"/"far"), errors_m, scale_m: (N,) per held-out answer.
+        """kinds, holdout (hold-out names, e.g. "near"/"area"/"block"), errors_m, scale_m: (N,) per held-out answer.
         shares: hold-out -> mixture share (mixture_weights). offsets: per-kind offset_m overriding offset_m
         (a metre-level kind keeps a small offset)."""
         k = np.asarray(kinds, object)
@@ -117,7 +117,7 @@ class MondrianRadius:
         models, summary = {}, {}
         for kind in sorted(set(k.tolist())):
             m = k == kind
-            off = (offsets or {}).get(kind, offset_m)
+            off = (offsets or {}).get(kind.split(":")[0], offset_m)  # a difficulty bin keeps its kind's offset
             n_eff = w[m].sum() ** 2 / max((w[m] ** 2).sum(), 1e-300)
             summary[kind] = {**{str(x): int((m & (h == x)).sum()) for x in sorted(set(h.tolist()))},
                              "share": float(w[m].sum() / w.sum()) if w.sum() else 0.0}
@@ -127,7 +127,13 @@ class MondrianRadius:
                 models[kind] = RadiusModel(scale=pooled.scale, offset_m=max(off, pooled.offset_m), floor_m=floor_m,
                                            area_m=pooled.area_m, coverage=coverage, n_calibration=int(m.sum()))
             summary[kind]["scale"] = models[kind].scale
-        return cls(models, pooled, summary)
+        # the chance within 25 m, one curve over the radius for every kind (localization/chance.py), fitted on
+        # the hold-out that stands for a photo taken anywhere in the area (all of them when it is missing)
+        radii = np.array([models[kind].radius(float(x)) for kind, x in zip(k.tolist(), u)])
+        a = h == CHANCE_HOLDOUT if (h == CHANCE_HOLDOUT).sum() >= 10 else np.ones(len(h), bool)
+        curve = fit_chance(radii[a], e[a], w[a])
+        models = {kind: m.with_chance(curve) for kind, m in models.items()}
+        return cls(models, pooled.with_chance(curve), summary)
 
     def model(self, kind: str) -> RadiusModel:
         return self.kinds.get(kind, self.pooled)
@@ -137,6 +143,9 @@ class MondrianRadius:
 
     def confidence(self, kind: str, radius_m: float) -> float:
         return self.model(kind).confidence(radius_m)
+
+    def chance(self, kind: str, radius_m: float) -> float | None:
+        return self.model(kind).chance(radius_m)
 
     def to_dict(self) -> dict:
         return {"kinds": {k: m.to_dict() for k, m in self.kinds.items()}, "pooled": self.pooled.to_dict(),

@@ -1,6 +1,7 @@
 """The k-NN answer over a gallery's global embeddings, shared by the methods that retrieve (knn, rerank): the cosine
 index, the gallery's plane (area.GalleryPlane: each area in its own metric frame), optional calibrated radius
-models (one per area), and the similarity-weighted position of the top k of one area (localization.aggregate)."""
+models (one per area), and the similarity-weighted position of the top k of one area (localization.aggregate),
+with the copy rule (localization/recognition.py) and the difficulty bins of the radius (localization/difficulty.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,20 +14,22 @@ from ..errors import ModelError
 from ..geo import LocalFrame
 from ..retrieval.database import CosineIndex
 from .aggregate import aggregate
-from .conformal import MondrianRadius, bands
+from .conformal import MondrianRadius
+from .difficulty import DifficultyBins
 
 
 @dataclass
 class KNNState:
     """A fitted k-NN gallery: the cosine index of the (N, D) unit vectors, the gallery's plane (area.GalleryPlane:
     its areas, each photo's area and (N, 2) east/north metres in its area's frame), one calibrated radius model
-    and top-similarity band edges per area (empty where the owner calibrates its own, e.g. rerank) and the index
-    report (kind, n, recall@10 vs exact). An answer averages the neighbours of one area only: the top neighbour's."""
+    and its difficulty bins per area (empty where the owner calibrates its own, e.g. rerank), the index report
+    (kind, n, recall@10 vs exact) and the copy threshold. An answer averages the neighbours of one area only: the top neighbour's."""
     index: CosineIndex
     plane: GalleryPlane
     radius_models: list[MondrianRadius] = field(default_factory=list)  # per area, in plane order
     index_report: dict = field(default_factory=dict)
-    sim_edges: list = field(default_factory=list)  # per area: top-similarity band edges of its radius model's kinds
+    bins: list[DifficultyBins] = field(default_factory=list)  # per area: the difficulty bins of its radius model
+    copy_sim: float = 2.0  # a query at least this similar to its top photo is a copy of it (2 = never)
 
     @property
     def en(self) -> np.ndarray:
@@ -40,9 +43,22 @@ class KNNState:
                              "an output with one frame (e.g. the leaderboard export) cannot hold it")
         return self.plane.areas[0].frame
 
-    def radius(self, spread: float, top_sim: float, area: int = 0) -> float:
-        """Calibrated radius (m) of an answer in `area` with this neighbour spread (m) and top cosine similarity."""
-        return self.radius_models[area].radius(str(bands([top_sim], self.sim_edges[area])[0]), spread)
+    def answer(self, q: np.ndarray, k: int, agg: str, top_k: int, area: int | None = None):
+        """locate(), except that a copy of a gallery photo (top similarity >= copy_sim) is answered at that
+        photo's position with no spread (localization/recognition.py)."""
+        c, spread, idx, sims = self.locate(q, k, agg, top_k, area)
+        if len(idx) and sims[0] >= self.copy_sim:
+            c, spread = self.en[idx[0]], 0.0
+        return c, spread, idx, sims
+
+    def group(self, top_sim: float, spread10: float, area: int = 0) -> str:
+        """The difficulty bin (Mondrian group) in `area` of an answer with this top cosine similarity and top-10
+        spread (m)."""
+        return self.bins[area].group("model", {"top_sim": top_sim, "spread10": spread10})
+
+    def radius(self, spread: float, group: str, area: int = 0) -> float:
+        """Calibrated radius (m) of an answer in `area` with this neighbour spread (m) in this difficulty bin."""
+        return self.radius_models[area].radius(group, spread)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -75,8 +91,9 @@ class KNNState:
     def load(cls, d: Path, kind: str, gallery, state: dict) -> "KNNState":
         index = CosineIndex.load(d, kind)
         rms = [MondrianRadius.from_dict(r) for r in state.get("radius_models", [])]
+        bins = [DifficultyBins.from_dict(b) for b in state.get("difficulty", [])]
         return cls(index, GalleryPlane.of(gallery["Latitude"], gallery["Longitude"]), rms, state.get("index", {}),
-                   [list(e) for e in state.get("sim_edges", [])])
+                   bins, copy_sim=float(state.get("copy_sim", 2.0)))
 
 
 def in_area(sims: np.ndarray, label: np.ndarray, n: int, area: int | None = None) -> tuple[np.ndarray, np.ndarray]:

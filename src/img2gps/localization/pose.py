@@ -81,6 +81,26 @@ def angle_diff_deg(a, b) -> np.ndarray:
     return np.minimum(d, 360.0 - d)
 
 
+def rotation_only(ng: np.ndarray, nq: np.ndarray, thr: float, min_inliers: int) -> "RelativePose | None":
+    """The pure rotation (Kabsch, refit twice on the matches it explains within 3 thr radians) relating the
+    normalised points ng -> nq (N, 2) each; None unless it explains at least min_inliers of them."""
+    rg = np.c_[ng, np.ones(len(ng))]
+    rq = np.c_[nq, np.ones(len(nq))]
+    rg /= np.linalg.norm(rg, axis=1, keepdims=True)
+    rq /= np.linalg.norm(rq, axis=1, keepdims=True)
+    keep = np.ones(len(rg), bool)
+    for _ in range(3):
+        if keep.sum() < 3:
+            return None
+        U, _, Vt = np.linalg.svd(rq[keep].T @ rg[keep])
+        R = U @ np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))]) @ Vt
+        res = np.arccos(np.clip((rg @ R.T * rq).sum(1), -1, 1))
+        keep = res <= 3 * thr
+    if keep.sum() < max(min_inliers, 3):
+        return None
+    return RelativePose(R, np.zeros(3), int(keep.sum()), float(np.degrees(np.median(res[keep]))))
+
+
 @dataclass
 class RelativePose:
     R: np.ndarray  # (3, 3): X_query = R X_gallery + t
@@ -106,12 +126,12 @@ def relative_pose(pts_gallery: np.ndarray, pts_query: np.ndarray, K_gallery: np.
     try:
         E, mask = cv2.findEssentialMat(ng, nq, np.eye(3), method=cv2.USAC_ACCURATE, prob=0.999, threshold=thr)
     except cv2.error:
-        return None
-    if E is None or mask is None or E.shape != (3, 3):  # several stacked solutions: degenerate input
-        return None
+        E, mask = None, None
+    if E is None or mask is None or E.shape != (3, 3) or mask.sum() < cfg.min_inliers:
+        # Degenerate for the essential matrix: the same photo (every match at its own place), a pure rotation or
+        # a plane. A rotation that explains the matches is then the answer: parallax ~0, the query stood there.
+        return rotation_only(ng, nq, thr, cfg.min_inliers)
     mask = mask.ravel().astype(bool)
-    if mask.sum() < cfg.min_inliers:
-        return None
     # Pure-rotation fit of the inlier rays (Kabsch): its angular residual is the pair's parallax. With little
     # parallax (same spot, or a far scene) the essential matrix's translation is noise, but this rotation holds.
     rg = np.c_[ng[mask], np.ones(mask.sum())]

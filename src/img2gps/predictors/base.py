@@ -127,7 +127,7 @@ class BasePredictor:
         length only: the query's own EXIF GPS and direction never reach them."""
         if self.gallery is None:
             raise ModelError(f"{self.spec}: predict called before fit/load")
-        return [self._predict_one(self.query(im), top_k) for im in images]
+        return [self._stamped(self._predict_one(self.query(im), top_k)) for im in images]
 
     def predict_ranked(self, images: Sequence[Query | ImageInput], top_k: int = 5,
                        n: int = 10) -> list[tuple[Prediction, np.ndarray | None]]:
@@ -135,7 +135,12 @@ class BasePredictor:
         before any verification) for retrieval methods, None for the others. Used by the bench's recall@N."""
         if self.gallery is None:
             raise ModelError(f"{self.spec}: predict called before fit/load")
-        return [self._predict_ranked_one(self.query(im), top_k, n) for im in images]
+        return [(self._stamped(p), r) for p, r in (self._predict_ranked_one(self.query(im), top_k, n) for im in images)]
+
+    def _stamped(self, pred: Prediction) -> Prediction:
+        """The Prediction with the coverage its radius was calibrated for (the method's `coverage` option)."""
+        pred.radius_coverage = float(getattr(self.config, "coverage", pred.radius_coverage))
+        return pred
 
     def _predict_one(self, query: Query, top_k: int) -> Prediction:
         return self._predict_ranked_one(query, top_k, 0)[0]

@@ -13,7 +13,7 @@ from ..localization.calibration import RadiusModel
 from ..area import describe, split_areas
 from ..geo import LocalFrame, weighted_centre
 from ..localization.conformal import MondrianRadius
-from ..localization.holdout import HOLDOUTS, excluded_rows, holdout_radius_m, same_spot_radius_m
+from ..localization.holdout import HOLDOUTS, HoldoutPlan
 from ..types import Prediction
 from .base import BasePredictor
 from .spec import opt
@@ -36,15 +36,16 @@ class MeanCoordinate(BasePredictor):
         self.centre = weighted_centre(lat, lon)
         self.centre_of = f"the centre of area 1 of {len(areas)}: {describe(areas)[0].split(': ', 1)[1]}"
         # Held-out errors of "the mean of the others" calibrate the radius honestly (not in-sample), on near
-        # (same-spot siblings left out) and far (a block of 2R left out) hold-outs (localization/conformal.py).
-        en = LocalFrame(*self.centre).to_en(lat, lon)
+        # (same-spot siblings left out), area and block hold-outs (localization/holdout.py).
+        frame = LocalFrame(*self.centre)
+        en = frame.to_en(lat, lon)
         n = len(en)
-        spot = same_spot_radius_m(en)
+        plan = HoldoutPlan(en, frame) if n > 1 else None
         errors, holdout = [], []
-        for h in HOLDOUTS:
+        for h in HOLDOUTS if plan is not None else ():
             for a in range(0, n, 512):
                 rows = np.arange(a, min(n, a + 512))
-                keep = ~excluded_rows(en, rows, holdout_radius_m(spot, h))
+                keep = ~plan.excluded(h, rows)
                 cnt = keep.sum(1)
                 others = np.where(cnt[:, None] > 0, (keep @ en) / np.maximum(cnt, 1)[:, None], en.mean(0))
                 errors.append(np.linalg.norm(en[rows] - others, axis=1))
@@ -57,7 +58,8 @@ class MeanCoordinate(BasePredictor):
 
     def _predict_one(self, query, top_k: int) -> Prediction:
         r = self.radius_model.radius(0.0)
-        return Prediction(self.centre[0], self.centre[1], r, self.radius_model.confidence(r), False, self.spec, [])
+        return Prediction(self.centre[0], self.centre[1], r, self.radius_model.confidence(r), False, self.spec, [],
+                          chance_25m=self.radius_model.chance(r))
 
     def fit_report(self):
         return {"note": f"{self.spec} answers {self.centre_of}"}

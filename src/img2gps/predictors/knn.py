@@ -12,9 +12,11 @@ from ..features.encoders import ENCODERS, get_encoder
 from ..features.indexing import ExtractSpec, ensure_features
 from ..localization.aggregate import aggregate
 from ..localization.calibration import RadiusModel
-from ..localization.conformal import MondrianRadius, bands
-from ..localization.holdout import HOLDOUTS, excluded_rows, holdout_radius_m, same_spot_radius_m
+from ..localization.conformal import MondrianRadius, mixture_weights
+from ..localization.difficulty import SHORTLIST_N, DifficultyBins, positions_spread
+from ..localization.holdout import HOLDOUTS, PlaneHoldouts
 from ..localization.knn import KNNState, in_area
+from ..localization.recognition import choose_copy_sim
 from ..retrieval.database import INDEX_KINDS, CosineIndex
 from ..types import Prediction
 from .base import BasePredictor
@@ -39,60 +41,87 @@ class KNNConfig:
     # faiss index: auto (exact up to 100k vectors, then IVF-PQ) | flat | hnsw | ivfpq
     index: str = opt("auto", choices=INDEX_KINDS, export="fit")
     calib: int = opt(2000, ge=1)  # at most this many gallery photos (seeded sample) are held out for calibration
-    sim_bands: int = opt(3, ge=1)  # Mondrian groups by the top neighbour's similarity (equal-count bands)
+    # at most this many difficulty bins (Mondrian groups) of the signal, top similarity or the spread of the top-10
+    # neighbours' positions, that separates best on the calibration records (localization/difficulty.py)
+    sim_bands: int = opt(3, ge=1)
 
 
-def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[list[MondrianRadius], list[list[float]]]:
-    """Per area (radius model, similarity band edges) from held-out gallery photos, near (same-spot siblings left
-    out) and far (a 2R block left out; localization/holdout.py): errors normalised by the neighbours' spread,
-    grouped by the top neighbour's similarity (Mondrian, localization/conformal.py) and by the area the answer
-    fell in. A query unlike the gallery lands in a low band and gets that band's wider radius."""
+def copy_records(v: np.ndarray, plane, rows, k: int, agg: str) -> tuple[np.ndarray, ...]:
+    """Gallery photos rows held out alone: (top similarity, error (m) of answering at the top photo, error of the
+    k-NN answer), each (len(rows),), for choosing the copy threshold (localization/recognition.py). plane:
+    area.GalleryPlane of the gallery; the k neighbours come from the top photo's area, as at query time."""
+    en = plane.en
+    tops, top_err, own_err = [], [], []
+    for a in range(0, len(rows), 512):
+        r = np.asarray(rows[a:a + 512], int)
+        sim = v[r] @ v.T
+        sim[np.arange(len(r)), r] = -np.inf
+        for i, q in enumerate(r):
+            idx = np.argsort(-sim[i])[:k] if plane.n_areas == 1 else in_area(sim[i], plane.label, k)[1]
+            c, _ = aggregate(en[idx], sim[i, idx], agg)
+            tops.append(float(sim[i, idx[0]]))
+            top_err.append(plane.distance_m(en[idx[0]], en[q]))
+            own_err.append(plane.distance_m(c, en[q]))
+    return np.array(tops), np.array(top_err), np.array(own_err)
+
+
+def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[list[MondrianRadius], list[DifficultyBins]]:
+    """Per area (radius model, difficulty bins) from held-out gallery photos, near (same-spot siblings left out),
+    area (as far from the rest as points spread over the area) and block (localization/holdout.py; each photo by
+    its own area's radii): errors normalised by the neighbours' spread, grouped by the area the answer fell in
+    and into bins of the signal (top similarity or top-10 spread) that separates best (Mondrian,
+    localization/conformal.py, localization/difficulty.py). A query unlike the gallery lands in a weak-evidence
+    bin and gets that bin's wider radius."""
     n, plane = len(state.en), state.plane
     if n < 3:
-        return [MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0))] * plane.n_areas, \
-            [[] for _ in plane.areas]
+        return ([MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0))] * plane.n_areas,
+                [DifficultyBins() for _ in plane.areas])
     rows_all = np.arange(n) if n <= cfg.calib else np.sort(np.random.default_rng(0).choice(n, cfg.calib, replace=False))
     en = state.en
-    errs, spreads, tops, holdout, areas = [], [], [], [], []
+    plan = PlaneHoldouts(plane)
+    errs, spreads, tops, s10, holdout, areas = [], [], [], [], [], []
     for h in HOLDOUTS:
-        for i in range(plane.n_areas):  # a held-out photo leaves out what lies within its own area's radius
-            radius = holdout_radius_m(same_spot_radius_m(en[plane.rows(i)]), h)
-            for r, c, s, idx, srow in _held_out(state, cfg, rows_all[plane.label[rows_all] == i], radius):
-                errs.append(plane.distance_m(c, en[r]))
-                spreads.append(s)
-                tops.append(float(srow[idx[0]]))
-                holdout.append(h)
-                areas.append(int(plane.label[idx[0]]))
-    models, all_edges = [], []
-    errs, spreads, tops, holdout, areas = (np.asarray(x) for x in (errs, spreads, tops, holdout, areas))
+        for r, idx, srow in _held_out(state, plan, h, rows_all, max(cfg.k, SHORTLIST_N)):
+            s10.append(positions_spread(en[idx[:SHORTLIST_N]]))
+            c, s = aggregate(en[idx[:cfg.k]], srow[idx[:cfg.k]], cfg.agg)
+            errs.append(plane.distance_m(c, en[r]))
+            spreads.append(s)
+            tops.append(float(srow[idx[0]]))
+            holdout.append(h)
+            areas.append(int(plane.label[idx[0]]))
+    errs, spreads, tops, s10, holdout, areas = (np.asarray(x) for x in (errs, spreads, tops, s10, holdout, areas))
+    models, all_bins = [], []
     for i in range(plane.n_areas):
         m = areas == i
         own = en[plane.rows(i)]
         area = float(np.quantile(np.linalg.norm(own - own.mean(0), axis=1), cfg.coverage))
-        edges = [float(x) for x in np.quantile(tops[m], np.arange(1, cfg.sim_bands) / cfg.sim_bands)] if m.any() else []
-        models.append(MondrianRadius.fit(bands(tops[m], edges), holdout[m], errs[m], spreads[m],
-                                         coverage=cfg.coverage, area_m=area))
-        all_edges.append(edges)
-    return models, all_edges
+        score = errs[m] / (spreads[m] + 10.0)  # MondrianRadius's default offset
+        sig = {"top_sim": tops[m], "spread10": s10[m]}
+        bins = DifficultyBins.fit(["model"] * int(m.sum()), sig, score, mixture_weights(list(holdout[m])),
+                                  cfg.sim_bands) if m.any() else DifficultyBins()
+        groups = bins.groups(["model"] * int(m.sum()), sig)
+        models.append(MondrianRadius.fit(groups, list(holdout[m]), errs[m], spreads[m], coverage=cfg.coverage,
+                                         area_m=area))
+        all_bins.append(bins)
+    return models, all_bins
 
 
-def _held_out(state: KNNState, cfg: KNNConfig, rows: np.ndarray, radius_m: float):
-    """Per held-out gallery row (everything within radius_m of it left out): (row, answer en, spread, the
-    aggregated neighbours' idx, the row's similarities), the neighbours from one area as at query time."""
-    en, v, plane = state.en, state.index.vectors, state.plane
+def _held_out(state: KNNState, plan: PlaneHoldouts, holdout: str, rows: np.ndarray, n: int):
+    """Per held-out gallery row (plan.excluded(holdout) left out): (row, up to n neighbours' idx best first, the
+    row's similarities), the neighbours from one area as at query time; rows with no neighbour left are skipped."""
+    v, plane = state.index.vectors, state.plane
     for a in range(0, len(rows), 512):  # memory stays O(rows x n) per block
         block = rows[a:a + 512]
         sim = state.index.dot(v[block])
-        sim[excluded_rows(en, block, radius_m)] = -np.inf
+        sim[plan.excluded(holdout, block)] = -np.inf
         for r, srow in zip(block, sim):
             if plane.n_areas == 1:
-                idx = np.argsort(-srow)[: cfg.k]
+                idx = np.argsort(-srow)[:n]
                 idx = idx[np.isfinite(srow[idx])]
             else:
-                idx = in_area(srow, plane.label, cfg.k)[1] if np.isfinite(srow).any() else []
+                idx = in_area(srow, plane.label, n)[1] if np.isfinite(srow).any() else []
             if len(idx):  # else every other photo stands at this spot
-                c, s = aggregate(en[idx], srow[idx], cfg.agg)
-                yield r, c, s, idx, srow
+                yield r, idx, srow
 
 
 class KNNPredictor(BasePredictor):
@@ -104,6 +133,7 @@ class KNNPredictor(BasePredictor):
         if self.config.embed in ENCODERS:  # decode queries exactly as large as gallery photos are decoded
             self.query_max_side = get_encoder(self.config.embed).load_side
         self.state: KNNState | None = None
+        self.copy_report: dict | None = None  # how the copy threshold was chosen (fit report)
         self._encoder = None
         self._embedder = None  # a trained RegressionEmbedding (predictors/trained/embedding.py), when embed=regression
 
@@ -148,16 +178,26 @@ class KNNPredictor(BasePredictor):
     # -- fit / predict ------------------------------------------------------------------------------------
     def _fit(self, train) -> None:
         self.state = KNNState.build(CosineIndex(self._embed_gallery(train), self.config.index), self.gallery)
-        self.state.radius_models, self.state.sim_edges = calibrate_radius(self.state, self.config)
+        self._calibrate()
+
+    def _calibrate(self) -> None:
+        s, c = self.state, self.config
+        s.radius_models, s.bins = calibrate_radius(s, c)
+        if len(s.en) > 3:
+            rows = np.arange(len(s.en))[: c.calib]
+            s.copy_sim, self.copy_report = choose_copy_sim(*copy_records(s.index.vectors, s.plane, rows, c.k, c.agg))
 
     def _predict_ranked_one(self, query, top_k: int, n: int):
         s, c = self.state, self.config
-        pos, spread, idx, sims = s.locate(self.embed([query])[0], c.k, c.agg, max(top_k, n))
+        pos, spread, idx, sims = s.answer(self.embed([query])[0], c.k, c.agg, max(top_k, n, SHORTLIST_N))
         lat, lon = s.plane.to_latlon(pos)
         area = int(s.plane.label[idx[0]])
-        r = s.radius(spread, float(sims[0]), area)
-        return (Prediction(float(lat), float(lon), r, s.radius_models[area].pooled.confidence(r), False, self.spec,
-                           self.neighbours(idx, sims, top_k)), idx[:n])
+        group = s.group(float(sims[0]), positions_spread(s.en[idx[:SHORTLIST_N]]), area)
+        r = s.radius(spread, group, area)
+        rm = s.radius_models[area]
+        return (Prediction(float(lat), float(lon), r, rm.pooled.confidence(r), False, self.spec,
+                           self.neighbours(idx, sims, top_k), chance_25m=rm.pooled.chance(r),
+                           difficulty=group), idx[:n])
 
     def add_refusal(self):
         if self.config.embed == "regression":
@@ -173,16 +213,16 @@ class KNNPredictor(BasePredictor):
         index = self.state.index
         index.add(embed_dataset(self._encoder, new, keys=keys))
         self.state = KNNState.build(index, self.gallery)
-        self.state.radius_models, self.state.sim_edges = calibrate_radius(self.state, self.config)
+        self._calibrate()
 
     def _remove(self, keep, recalibrate) -> None:
         """The kept rows' stored vectors re-indexed (no photo is embedded again); calibration redone (it is cheap)."""
         old = self.state.index
         self.state = KNNState.build(CosineIndex(old.vectors[keep], old.kind, old.refine), self.gallery)
-        self.state.radius_models, self.state.sim_edges = calibrate_radius(self.state, self.config)
+        self._calibrate()
 
     def fit_report(self):
-        return {"index": self.state.index_report}
+        return {"index": self.state.index_report, "copy": self.copy_report}
 
     # -- persistence --------------------------------------------------------------------------------------
     def _save_files(self, d: Path) -> None:
@@ -193,7 +233,9 @@ class KNNPredictor(BasePredictor):
             save_embedding(self._embedder, d / "embedder")
 
     def _state(self):
-        return {"radius_models": [r.to_dict() for r in self.state.radius_models], "sim_edges": self.state.sim_edges,
+        return {"radius_models": [r.to_dict() for r in self.state.radius_models],
+                "difficulty": [b.to_dict() for b in self.state.bins],
+                "copy_sim": self.state.copy_sim,
                 "dim": int(self.state.vectors.shape[1]),
                 "index": self.state.index_report}
 

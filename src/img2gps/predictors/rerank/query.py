@@ -5,7 +5,7 @@ The same `locate` runs for calibration's held-out gallery photos (calibrate.py) 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Container, Sequence
 
 import numpy as np
@@ -15,6 +15,8 @@ from ...answer_kinds import CONSENSUS, FALLBACK, KNN, OWN, POSE, RECOGNISED, SCE
 from ...localization.answers import at_gallery_spot, candidate
 from ...localization.camera import CameraEstimate, PoseCache
 from ...localization.consensus import consensus
+from ...localization.difficulty import shortlist_spread
+from ...localization.recognition import RecognitionRule
 from ...types import Neighbour, Prediction, Query
 from ...features.rootsift import Keypoints, extract
 from ...verification.local import fundamental_inliers, matched_points
@@ -98,6 +100,17 @@ class Located:
     knn: tuple | None = None  # knn's answer (pos, spread, idx, sims): the alternative for scene / fallback
     parallax: list[float] | None = None  # parallax (deg) with the strongest verified photos
     area: int = 0  # the gallery area (knn.plane) the answer lies in
+    copy: bool = False  # the query is a copy of gallery photo idx[0] (localization/recognition.py)
+    top: tuple[int, float] | None = None  # (gallery index, global similarity) of the top retrieved photo
+    signals: dict = field(default_factory=dict)  # evidence the query shows (localization/difficulty.py)
+
+    def with_signals(self, score: np.ndarray, en: np.ndarray, min_inliers: int) -> "Located":
+        """This answer with its difficulty signals set (top_sim, spread10, inliers, parallax)."""
+        ver = [n for n in self.checked.values() if n >= min_inliers]
+        self.signals = {"top_sim": self.top[1] if self.top else float("nan"),
+                        "spread10": shortlist_spread(score, en), "inliers": float(max(ver, default=0)),
+                        "parallax": float(self.parallax[0]) if self.verified and self.parallax else float("nan")}
+        return self
 
     @property
     def verified(self) -> bool:
@@ -162,35 +175,51 @@ def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.
            verify: Callable[[int], int], knn_answer: Callable[[int], tuple],
            skip: int | Container[int] | None = None,
            camera_of: Callable[[dict[int, int]], CameraEstimate | None] | None = None,
-           parallax_of: Callable[[dict[int, int]], list[float]] | None = None) -> Located:
+           parallax_of: Callable[[dict[int, int]], list[float]] | None = None,
+           rules: Sequence[RecognitionRule] | None = None) -> Located:
     """The query procedure shared by calibration (held-out gallery photo) and prediction.
 
     score: (N,) shortlist score over the gallery; g_sims: (N,) global similarities (fallback neighbour
     scores); verify(j) -> inliers with gallery photo j; knn_answer(area) -> (pos, spread, idx, sims) from that
     area's photos; camera_of(checked) -> the query camera from the verified photos; parallax_of(verified) ->
     parallax (deg) with the strongest verified photos, which decides recognised against scene
-    (localization/answers.py). The answer lies in one area of the gallery (answer_area): only that area's
-    verified photos, shortlist and knn neighbours are used.
+    (localization/answers.py); rules: the recognition rules of each area (localization/recognition.py; default:
+    cfg's spot rule, no copies). A verified copy of a gallery photo is recognised at that photo's position.
+    The answer lies in one area of the gallery (answer_area): only that area's verified photos, shortlist, top
+    photo and knn neighbours are used.
     """
     checked = verify_candidates(np.argsort(-score), verify, state.near, cfg, skip=skip)
     area, checked = answer_area(state, cfg, checked, score, g_sims)
-    res = resolve(checked, state.en, cfg)
+    rule = rules[area] if rules else RecognitionRule(cfg.rec_parallax, cfg.rec_inliers, copy_sim=2.0)
+    if state.knn.plane.n_areas > 1:
+        score = np.where(state.knn.plane.label == area, score, -np.inf)  # this area's shortlist only
+    allowed = np.where(np.isfinite(score), g_sims, -np.inf)
+    top = (int(np.argmax(allowed)), float(np.max(allowed))) if len(allowed) else None
     knn = knn_answer(area)
+    if top is not None and rule.is_copy(top[1]):
+        n = checked[top[0]] if top[0] in checked else verify(top[0])
+        if n >= cfg.min_inliers:
+            checked = {**checked, top[0]: n}
+            return Located(RECOGNISED, state.en[top[0]].copy(), 0.0, np.array([top[0]]), np.array([float(n)]),
+                           checked, camera_of(checked) if camera_of is not None else None, knn, [0.0], area=area,
+                           copy=True, top=top).with_signals(score, state.en, cfg.min_inliers)
+    res = resolve(checked, state.en, cfg)
     if res is not None:
         pos, spread, support = res
         ver = {j: n for j, n in checked.items() if n >= cfg.min_inliers}
         par = parallax_of(ver) if parallax_of is not None else []
         strongest = sorted(ver.values(), reverse=True)
-        kind = RECOGNISED if at_gallery_spot(par, strongest, cfg.rec_parallax, cfg.rec_inliers) else SCENE
+        kind = RECOGNISED if at_gallery_spot(par, strongest, rule.max_parallax_deg, rule.min_inliers) else SCENE
         return Located(kind, pos, spread, np.array(support, int), np.array([checked[j] for j in support], float),
-                       checked, camera_of(checked) if camera_of is not None else None, knn, par, area)
+                       checked, camera_of(checked) if camera_of is not None else None, knn, par, area=area,
+                       top=top).with_signals(score, state.en, cfg.min_inliers)
     if cfg.fallback == KNN:
         pos, spread, idx, sims = knn
     else:
-        own = np.where(state.knn.plane.label == area, score, -np.inf)
-        pos, spread, idx = shortlist_median(own, state.en, cfg.fallback_k, cfg.fallback_t)
+        pos, spread, idx = shortlist_median(score, state.en, cfg.fallback_k, cfg.fallback_t)
         sims = g_sims[idx]
-    return Located(FALLBACK, pos, spread, idx, sims, checked, None, knn, [], area)
+    return Located(FALLBACK, pos, spread, idx, sims, checked, None, knn, [], area=area, top=top).with_signals(
+        score, state.en, cfg.min_inliers)
 
 
 def answer_area(state: RerankState, cfg: RerankConfig, checked: dict[int, int], score: np.ndarray,
@@ -236,7 +265,8 @@ def view(state: RerankState, cfg: RerankConfig, image, focal35: float | None,
     poses: dict[int, object] = {}  # this view's relative poses: the strongest pair's is computed once
     loc = locate(state, cfg, score, g_sims, lambda j: verify_pair(state, cfg, kq, dq, j, matched), knn_answer,
                  camera_of=lambda checked: camera(state, cfg, kq, dq, focal35, checked, matched, poses=poses),
-                 parallax_of=lambda ver: parallax(state, cfg, kq, dq, focal35, ver, matched, poses=poses))
+                 parallax_of=lambda ver: parallax(state, cfg, kq, dq, focal35, ver, matched, poses=poses),
+                 rules=[cal.rule for cal in state.calibrations] or None)
     return loc, score
 
 
@@ -280,8 +310,10 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
     def prediction(pos, spread: float, kind: str, recognised: bool, neigh: list[Neighbour],
                    heading: float | None) -> Prediction:
         lat, lon = state.knn.plane.to_latlon(pos)
-        r = cal.radii.radius(kind, spread)
-        return Prediction(float(lat), float(lon), r, cal.radii.confidence(kind, r), recognised, method, neigh,
+        group = cal.bins.group(kind, loc.signals)  # the answer kind's difficulty bin (localization/difficulty.py)
+        r = cal.radii.radius(group, spread)
+        return Prediction(float(lat), float(lon), r, cal.radii.confidence(group, r), recognised, method, neigh,
+                          chance_25m=cal.radii.chance(group, r), difficulty=group,
                           heading_deg=heading, heading_radius_deg=cal.heading_radius if heading is not None else None,
                           source=kind, **extra)
 
@@ -290,7 +322,7 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
     if loc.kind == RECOGNISED:
         pos, spread, kind, recognised = loc.pos, loc.spread, CONSENSUS, True
         support = [int(j) for j in loc.idx]
-        if est is not None and est.fix is not None and cal.use_pose:
+        if est is not None and est.fix is not None and cal.use_pose and not loc.copy:
             pos, spread, kind, recognised = est.fix.en, est.fix.spread_m, POSE, cal.pose_recognised
             support = list(dict.fromkeys(est.views + support))
         return prediction(pos, spread, kind, recognised, verified_neighbours(support), heading), ranked

@@ -17,6 +17,8 @@ import pandas as pd
 
 from ...errors import ModelError
 from ...answer_kinds import FALLBACK, OWN, SCENE
+from ...localization.difficulty import DifficultyBins
+from ...localization.recognition import RecognitionRule
 from ...localization.conformal import MondrianRadius
 from ...localization.camera import CameraLocator, GalleryCameras, LocatorConfig
 from ...retrieval.database import neighbours_within, pair_stats
@@ -42,18 +44,24 @@ class Calibration:
     pose_recognised: bool = True
     heading_radius: float | None = None
     summary: dict = field(default_factory=dict)
+    rule: RecognitionRule = field(default_factory=RecognitionRule)  # what is recognised (chosen on the records)
+    bins: DifficultyBins = field(default_factory=DifficultyBins)  # difficulty bins within each answer kind
 
     def to_dict(self) -> dict[str, Any]:
         return {"radii": self.radii.to_dict(), "answer_choice": dict(self.answer_choice),
                 "use_pose": bool(self.use_pose), "pose_recognised": bool(self.pose_recognised),
-                "heading_radius_deg": self.heading_radius, "calibration": self.summary}
+                "heading_radius_deg": self.heading_radius, "calibration": self.summary,
+                "recognition": self.rule.to_dict(), "difficulty": self.bins.to_dict()}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any], cfg: RerankConfig) -> "Calibration":
         radii = MondrianRadius.from_dict(state["radii"])
         return cls(radii, {SCENE: OWN, FALLBACK: OWN, **state.get("answer_choice", {})},
                    bool(state.get("use_pose", cfg.pose == "on")), bool(state.get("pose_recognised", True)),
-                   state.get("heading_radius_deg"), state.get("calibration", {}))
+                   state.get("heading_radius_deg"), state.get("calibration", {}),
+                   RecognitionRule.from_dict(state.get("recognition"), max_parallax_deg=cfg.rec_parallax,
+                                             min_inliers=cfg.rec_inliers, copy_sim=2.0),
+                   DifficultyBins.from_dict(state.get("difficulty")))
 
 
 @dataclass

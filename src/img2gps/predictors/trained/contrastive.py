@@ -129,7 +129,8 @@ class ContrastivePredictor(TrunkHeadPredictor):
 
     def _predict_ranked_one(self, query: Query, top_k: int, n: int):
         lat, lon, r, conf, idx, sims = contrastive_locate(self.state, self.config, query, max(top_k, n))
-        return Prediction(lat, lon, r, conf, False, self.spec, self.neighbours(idx, sims, top_k)), idx[:n]
+        return Prediction(lat, lon, r, conf, False, self.spec, self.neighbours(idx, sims, top_k),
+                          chance_25m=self.state.radius_model.chance(r)), idx[:n]
 
     # -- persistence --------------------------------------------------------------------------------------
     def _save_files(self, d) -> None:

@@ -19,7 +19,7 @@ import torch.nn as nn
 from ...answer_kinds import MODEL
 from ...localization.calibration import RadiusModel
 from ...localization.conformal import MondrianRadius
-from ...localization.holdout import HOLDOUTS, buffered_train, holdout_radius_m, same_spot_radius_m
+from ...localization.holdout import HOLDOUTS, HoldoutPlan, buffered_train
 from ...data.splits import kfold_folds, location_disjoint_split
 from ...errors import ModelError
 from .trunk import AugmentConfig, Trunk, cached_views, resolve_backbone
@@ -181,13 +181,13 @@ class TrunkHeadPredictor(BasePredictor):
             return
         errs, spreads, holdout = [], [], []
         # Each inner fold's training photos exclude every photo near its validation photos
-        # (localization/holdout.py): alternately the same-spot siblings (near) and a 2R block (far), so the
-        # held-out errors look like those of a photo from a new spot and of one where no gallery photo stands;
+        # (localization/holdout.py): in turn the same-spot siblings (near), the area's typical distance (area) and
+        # a block (block), so the held-out errors look like those of photos taken anywhere and in the gallery's holes;
         # localization/conformal.py mixes the two. No fold is trained twice.
-        spot = same_spot_radius_m(self._en)
+        plan = HoldoutPlan(self._en, st.frame)
         for fi, fold in enumerate(kfold_folds(n, k, c.seed)):
             h = HOLDOUTS[fi % len(HOLDOUTS)]
-            tr = buffered_train(fold.train, fold.val, self._en, holdout_radius_m(spot, h))
+            tr = buffered_train(fold.train, fold.val, self._en, plan.fold_radius(h))
             net, _ = self._train_on(data, tr, f"calibration fold {fi + 1}/{k}")
             e, s = self._heldout(net, data, tr, fold.val)
             errs.append(e)

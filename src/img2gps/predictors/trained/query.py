@@ -68,7 +68,7 @@ def regression_answer(state: RegressionState, config, query: Query, spec: str) -
     lat, lon = latlon(state, z)
     rm = state.radius_model
     r = rm.radius(float(spread[0]))
-    return Prediction(float(lat[0]), float(lon[0]), r, rm.confidence(r), False, spec, [])
+    return Prediction(float(lat[0]), float(lon[0]), r, rm.confidence(r), False, spec, [], chance_25m=rm.chance(r))
 
 
 # -- contrastive --------------------------------------------------------------------------------------------

@@ -80,7 +80,7 @@
     $("r-pos").textContent = p.latitude.toFixed(6) + ", " + p.longitude.toFixed(6);
     $("r-answer").textContent = p.answer + ": " + p.source_note;
     $("r-radius").textContent = M.fmtM(p.radius_m) + " (" + p.radius_note + ")";
-    $("r-conf").textContent = p.confidence.toFixed(2);
+    $("r-conf").textContent = p.chance_note || ("confidence " + p.confidence.toFixed(2));
     $("r-method").textContent = p.method + " · " + p.source;
     $("r-heading").textContent = (p.heading_deg === null || p.heading_deg === undefined)
       ? "not determined"
@@ -88,8 +88,10 @@
         (p.heading_radius_deg ? " (\u00b1" + Math.round(p.heading_radius_deg) + "\u00b0)" : "");
     $("r-exif").textContent = p.photo_exif_position
       ? p.photo_exif_position[0].toFixed(6) + ", " + p.photo_exif_position[1].toFixed(6) + " (" +
-        M.fmtM(p.exif_distance_m) + " from the prediction)"
+        M.fmtM(p.exif_distance_m) + " from the prediction)" + (p.exif_note ? ": " + p.exif_note : "")
       : "none in this photo";
+    $("r-elsewhere").textContent = p.exif_note ? "Photo from elsewhere: " + p.exif_note : "";
+    $("r-elsewhere").hidden = !p.exif_note;
     $("r-time").textContent = Math.round(p.elapsed_ms) + " ms";
     var ol = $("neighbours");
     ol.textContent = "";

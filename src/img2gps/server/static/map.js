@@ -40,6 +40,7 @@
     return (s === 0 && c === 0) ? (lons[0] || 0) : Math.atan2(s, c) * 180 / Math.PI;
   }
 
+  /* The one distance rule (geo.format_distance in Python): metres below 1 km, km above. */
   function fmtM(m) {
     return m < 1000 ? Math.round(m) + " m" : m < 100000 ? (m / 1000).toFixed(2) + " km"
       : Math.round(m / 1000).toLocaleString("en-US") + " km";
@@ -199,7 +200,8 @@
         var label = it.label ? esc(it.label) + "<br>" : "";
         var info = label + "prediction " + p.latitude.toFixed(6) + ", " + p.longitude.toFixed(6) +
           "<br>" + esc(p.answer || "") + "<br>radius " + fmtM(p.radius_m) +
-          (p.radius_note ? " (" + esc(p.radius_note) + ")" : "") + ", confidence " + p.confidence.toFixed(2) +
+          (p.radius_note ? " (" + esc(p.radius_note) + ")" : "") + ", " + (p.chance_note || "confidence " + p.confidence.toFixed(2)) +
+          (p.exif_note ? "<br>" + esc(p.exif_note) : "") +
           "<br>" + esc(p.method);
         // many circles on one map stay faint, so the numbered markers read through them
         var cs = many ? {weight: 1, opacity: 0.35, fillOpacity: 0.03} : {weight: 1.5, opacity: 1, fillOpacity: 0.12};
