@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import img2gps
 from img2gps.cli import main
 from synth import make_gallery, offset, scene, write_jpeg
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
+SRC = str(Path(img2gps.__file__).resolve().parents[1])  # the child processes run the code this test imported
 CLI = [sys.executable, "-c", "import sys; from img2gps.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
