@@ -176,7 +176,7 @@ def test_refit_on_a_subset_reuses_cached_features(gallery, monkeypatch, tmp_path
     calls["n"] = 0
     p = make_predictor(SPEC)
     p.fit(ds.subset(range(1, len(ds))))
-    assert p.state.calibrations[0].summary["n"] == 3 * (len(ds) - 1)  # each held out alone, near and far
+    assert p.state.calibrations[0].summary["n"] == 4 * (len(ds) - 1)  # each held out alone, near, area, block
     assert calls["n"] <= first // 2  # only pairs that the smaller gallery's shortlists newly reach
 
 

@@ -191,8 +191,11 @@ class CosineIndex:
         import faiss
 
         v = np.load(d / "embeddings.npy")
-        if resolve_kind(kind, len(v)) == "flat":
-            return cls(v, "flat")
+        if resolve_kind(kind, len(v)) == "flat":  # the stored unit rows as they are (normalising again moves bits)
+            obj = cls(np.zeros((0, v.shape[1]), np.float32), "flat")
+            obj.vectors = np.ascontiguousarray(v, np.float32)
+            obj.index.add(obj.vectors)
+            return obj
         obj = cls.__new__(cls)
         obj.kind, obj.refine, obj.shortlist = resolve_kind(kind, len(v)), 4, SHORTLIST
         obj.vectors = v.astype(np.float16, copy=False)  # stored unit rows (float32 in models saved before)
