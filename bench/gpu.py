@@ -320,7 +320,8 @@ def bench(bundle: Path, out: Path, dry_run: bool, install_s: float, only: list[s
     import torch
 
     from img2gps.data import load_dataset
-    from img2gps.evaluate import run_bench, write_outputs
+    from img2gps.bench_outputs import write_outputs
+    from img2gps.evaluate import run_bench
 
     p = plan(dry_run, *caps)
     if only:

@@ -25,6 +25,7 @@ COLS = [("mean m", "mean_m", "f1"), ("median m", "median_m", "f1"), ("P90 m", "p
         ("<=10 m", "acc_10m", "pct"), ("<=25 m", "acc_25m", "pct"), ("<=50 m", "acc_50m", "pct"),
         ("nMSE", "mse_norm", "f3"), ("radius cover", "radius_coverage", "pct"),
         ("radius median m", "radius_median_m", "f1"), ("recognised", "recognised_frac", "pct"),
+        ("verified", "verified_frac", "pct"),
         ("recog. median m", "recognised_median_m", "f1"), ("recog. <=25 m", "recognised_acc_25m", "pct"),
         ("chance ECE", "chance_ece", "f3"), ("R@1", "recall_at_1", "pct"), ("R@10", "recall_at_10", "pct"),
         ("fit s", "fit_s", "f1"),
@@ -118,6 +119,8 @@ TITLES = {
     "i20-bgu-kfold5": "Photos as people share them: rerank prep off (landed) and on, bgu-west random 5-fold",
     "i20-latency": "Photos as people share them: camera-file latency, prep off vs on, back to back",
     "i20-penn91-loo": "Photos as people share them: no loss, rerank leave-one-out on penn91",
+    "i29-penn91-kfold5-fold1-crop": "Photos as people share them (issue 29): crops, prep off and on with the crops "
+                                    "step, penn91 random 5-fold, fold 1 only",
     "i19-penn-loo": "Answers you can trust (issue 19): penn91 leave-one-out, radius and recognised by answer kind",
     "i19-bgu-kfold5": "Answers you can trust (issue 19): bgu-west random 5-fold, by answer kind",
     "i19-bgu-kfoldgeo5": "Answers you can trust (issue 19): bgu-west location-disjoint 5-fold, by answer kind",
@@ -186,6 +189,8 @@ def section(path: Path) -> list[str]:
         meta.append(f"{d['n']} held-out predictions")
     if d.get("folds_run"):
         meta.append(f"a partial run: fold(s) {', '.join(map(str, d['folds_run']))} of {d.get('n_folds', '?')} only")
+    if d.get("resumed_folds"):
+        meta.append(f"{d['resumed_folds']} fold result(s) read from an earlier, stopped run of the same command and code")
     if d.get("train_dropped_by_buffer"):
         meta.append(f"{d['train_dropped_by_buffer']} training photos dropped by the spatial buffer (over all folds)")
     if d.get("folds_info"):

@@ -13,9 +13,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .answer_kinds import VERIFIED_SOURCES
+from .bench_resume import FoldCheckpoints, run_key
 from .data.shared_photos import ORIGINAL, Delivered, kind_ratios
 from .data.sources import GeoDataset
 from .data.splits import Fold, folds_for_protocol
+from .errors import DataError
 from .geo import LocalFrame, haversine_m, latlon_sd, spatial_clusters, z2_error
 from .photos import open_query
 from .predictors.registry import make_predictor
@@ -54,7 +57,8 @@ def heading_metrics(true_deg, pred_deg, radius_deg=None) -> dict:
 
 
 def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
-    """rows: one per query with error_m, radius_m, recognised, z2 (squared z-error summed over lat/lon), ms."""
+    """rows: one per query with error_m, radius_m, recognised, z2 (squared z-error summed over lat/lon), ms.
+    With a `source` column also verified_frac (share recognised or a verified scene), sources and by_kind."""
     e = rows["error_m"].to_numpy(float)
     if len(e) == 0:
         return {k: float("nan") for k in METRIC_KEYS} | {"n": 0}
@@ -79,7 +83,8 @@ def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
         "recognised_acc_25m": float(np.mean(e[rec] <= 25)) if rec.any() else None,
         "chance_ece": _chance_ece(rows),
         **{f"recall_at_{n}": _recall(rows, n) for n in RECALL_N},
-    } | ({"sources": {str(k): int(v) for k, v in rows["source"].value_counts().items()},
+    } | ({"verified_frac": float(rows["source"].isin(VERIFIED_SOURCES).mean()),  # recognised or a verified scene
+          "sources": {str(k): int(v) for k, v in rows["source"].value_counts().items()},
           "by_kind": by_kind(rows)} if "source" in rows else {}
          ) | (heading_metrics(rows["true_heading"], rows["heading_deg"], rows["heading_radius_deg"])
          if "true_heading" in rows else {})
@@ -97,7 +102,7 @@ def by_kind(rows: pd.DataFrame) -> dict[str, dict]:
     ch = rows["chance_25m"].to_numpy(float) if "chance_25m" in rows else np.full(len(e), np.nan)
     groups = {"recognised": rec, "not recognised": ~rec} | {f"source={s}": src == s for s in sorted(set(src))}
     if "difficulty" in rows:
-        dif = rows["difficulty"].astype(str).to_numpy()
+        dif = rows["difficulty"].fillna("").astype(str).to_numpy()  # missing (a model without bins) stays ""
         groups |= {f"difficulty={d}": dif == d for d in sorted(set(dif)) if ":" in d}
     return {k: {"n": int(m.sum()), "share": float(m.mean()), "radius_coverage": float(np.mean(e[m] <= r[m])),
                 "radius_median_m": float(np.median(r[m])), "median_m": float(np.median(e[m])),
@@ -225,27 +230,27 @@ def run_fold(spec: str, ds: GeoDataset, fold: Fold, run: MethodRun, warm: bool, 
 
 def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[float] | None = None,
               top_k: int = 5, progress: bool = True, query_as: Sequence[str] | None = None,
-              seed: int = 0, only_folds: Sequence[int] | None = None) -> tuple[dict, pd.DataFrame]:
+              seed: int = 0, only_folds: Sequence[int] | None = None,
+              checkpoint: Path | None = None) -> tuple[dict, pd.DataFrame]:
     """Returns (the bench JSON dict, per-photo predictions).
 
     query_as: kinds of data.shared_photos (the original is always included): each held-out photo is also located
     as delivered by each kind (transformations seeded by `seed`), against the same fitted model; results then
-    hold one entry per method and kind ("SPEC as KIND"), and `table` their ratios to the original photos."""
+    hold one entry per method and kind ("SPEC as KIND"), and `table` their ratios to the original photos.
+    checkpoint: a folder (bench_resume.folder_for) where each finished fold is saved and from which a rerun of the
+    same run (same key: data, protocol, methods, kinds, seed, fractions, code) reads it instead of computing it."""
     kinds = [ORIGINAL] + [k for k in dict.fromkeys(query_as or []) if k != ORIGINAL]
     delivered = Delivered(ds, seed)
     specs = list(dict.fromkeys([BASELINE] + [s for s in specs if s]))  # baseline always first, no duplicates
     ds = ds.with_camera_meta()  # true headings for scoring (and gallery headings for methods that use them)
     folds = folds_for_protocol(protocol, ds)
     n_all = len(folds)
+    numbers = sorted(set(only_folds)) if only_folds else list(range(1, n_all + 1))  # the protocol's fold numbers
     if only_folds:
         if any(not 1 <= f <= n_all for f in only_folds):
-            from .errors import DataError
-
             raise DataError(f"{ds.name}: --folds {','.join(map(str, only_folds))}: protocol {protocol} has folds 1..{n_all}")
         folds = [folds[f - 1] for f in sorted(set(only_folds))]
     if any(len(f.train) == 0 for f in folds) or not folds:
-        from .errors import DataError
-
         raise DataError(f"{ds.name}: protocol {protocol} leaves a fold with no training photos "
                         f"({len(ds)} photo(s) in the dataset; the spatial buffer may remove them all)")
     fracs = sorted(set(fractions or [])) or [1.0]
@@ -262,17 +267,29 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
                   "predict_ms_*": "milliseconds per photo, batch 1"},
         "results": {},
     }
+    ck = FoldCheckpoints(checkpoint, run_key(ds, protocol, specs, kinds, seed, fracs, out["code"]),
+                         lambda m: print(m, file=sys.stderr)) if checkpoint is not None else None
     by_fraction: dict = {}
     gallery_n: dict = {}  # fraction -> {fold: training-gallery size}
     total = len(specs) * len(folds) * len(fracs)
     bar = tqdm(total=total, desc="bench", unit="fit", disable=None if progress else True)  # None: terminal only
     for frac in fracs:
         for spec in specs:
-            run = MethodRun(spec)
-            for fi, fold in enumerate(folds):
+            run, warm = MethodRun(spec), True
+            for fi, (fold, number) in enumerate(zip(folds, numbers)):
                 bar.set_postfix_str(f"{spec} f={frac:g} fold {fi + 1}/{len(folds)}")
                 f = fold if frac >= 1.0 else Fold(subsample_spatial(fold.train, ds.lat, ds.lon, frac), fold.val)
-                run_fold(spec, ds, f, run, warm=(fi == 0), top_k=top_k, kinds=kinds, delivered=delivered)
+                saved = ck.load(frac, spec, number) if ck else None
+                if saved is not None:  # a finished fold of an earlier, stopped run: recorded in the JSON
+                    run.rows.extend(saved[0])
+                    run.fit_s += saved[1]
+                    out["resumed_folds"] = out.get("resumed_folds", 0) + 1
+                else:
+                    n0, fit0 = len(run.rows), run.fit_s
+                    run_fold(spec, ds, f, run, warm=warm, top_k=top_k, kinds=kinds, delivered=delivered)
+                    warm = False  # the first fold computed in this process warms up; resumed ones need none
+                    if ck:
+                        ck.save(frac, spec, number, run.rows[n0:], run.fit_s - fit0)
                 gallery_n.setdefault(frac, {})[fi] = len(f.train)  # the learning curve's x axis
                 bar.update(1)
             every = pd.DataFrame(run.rows)
@@ -315,85 +332,3 @@ def _cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover
         return os.cpu_count() or 1
-
-
-def results_table(results: dict, title: str = "") -> "rich.table.Table":  # noqa: F821
-    from rich.table import Table
-
-    t = Table(title=title or None)
-    cols = [("method", None), ("mean m", "mean_m"), ("median m", "median_m"), ("P90 m", "p90_m"),
-            ("<=10m", "acc_10m"), ("<=25m", "acc_25m"), ("<=50m", "acc_50m"), ("nMSE", "mse_norm"),
-            ("radius cov.", "radius_coverage"), ("recog.", "recognised_frac"), ("R@1", "recall_at_1"),
-            ("R@10", "recall_at_10"), ("fit s", "fit_s"),
-            ("ms/img p50", "predict_ms_p50"), ("heading n", "heading_n"), ("heading° p50", "heading_median_deg"),
-            ("<=15°", "heading_acc_15deg")]
-    for c, _ in cols:
-        t.add_column(c, justify="left" if c == "method" else "right")
-    for spec, m in results.items():
-        cells = [spec]
-        for _, k in cols[1:]:
-            v = m.get(k)
-            if v is None or (isinstance(v, float) and np.isnan(v)):
-                cells.append("-")
-            elif k == "heading_n":
-                cells.append(str(v))
-            elif k.startswith("acc") or k.startswith("recall") or k in ("radius_coverage", "recognised_frac",
-                                                                         "heading_acc_15deg"):
-                cells.append(f"{100 * v:.0f}%")
-            elif k == "mse_norm":
-                cells.append(f"{v:.3f}")
-            else:
-                cells.append(f"{v:.1f}")
-        t.add_row(*cells)
-    return t
-
-
-def _safe(spec: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
-
-
-def write_outputs(json_path, result: dict, preds: pd.DataFrame, plots: bool = True,
-                  check: Callable[[Path, str], None] | None = None) -> list:
-    """OUT.json, OUT.predictions.csv, OUT.cdf.png and one error-line map per method (at full gallery size).
-
-    check(path, kind) (e.g. outputs.check_file with the command's inputs bound) is called for every file before
-    any is written; it raises to refuse one (DataError).
-    """
-    import json
-
-    from .outputs import atomic_write
-    from .provenance import code_revision
-
-    json_path = Path(json_path)
-    result = {**result, "code": result.get("code") or code_revision()}  # git revision + dirty flag
-    stem = json_path.with_suffix("")
-    full = preds
-    if plots and len(preds):
-        full = preds[preds["fraction"] >= preds["fraction"].max()]
-        if "query_as" in full:  # the plots show the photos as taken
-            full = full[full["query_as"] == ORIGINAL]
-    planned = [(json_path, "bench-json")]
-    if len(preds):
-        planned.append((Path(f"{stem}.predictions.csv"), "predictions-csv"))
-    if plots and len(preds):
-        planned.append((Path(f"{stem}.cdf.png"), "plot-png"))
-        planned += [(Path(f"{stem}.{_safe(s)}.map.png"), "plot-png") for s in full["spec"].unique()]
-    for path, kind in planned if check else ():
-        check(path, kind)
-    text = json.dumps(result, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o))
-    written = [atomic_write(json_path, lambda tmp: tmp.write_text(text))]
-    if len(preds):
-        cols = ["spec", "query_as", "image", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_m", "radius_m",
-                "confidence", "chance_25m", "recognised", "difficulty", "source", "true_heading", "heading_deg", "heading_radius_deg",
-                "copy_heading", "predict_ms", "fraction", "query_region", "query_view"]
-        table = preds[[c for c in cols if c in preds.columns]]
-        written.append(atomic_write(planned[1][0], lambda tmp: table.to_csv(tmp, index=False, float_format="%.7f")))
-    if plots and len(preds):
-        from .plots import error_cdf, error_lines_map
-
-        errs = {s: g["error_m"].to_numpy() for s, g in full.groupby("spec", sort=False)}
-        written.append(error_cdf(Path(f"{stem}.cdf.png"), errs, f"Error CDF — {result['protocol']}"))
-        for s, g in full.groupby("spec", sort=False):
-            written.append(error_lines_map(Path(f"{stem}.{_safe(s)}.map.png"), g["true_lat"], g["true_lon"],
-                                           g["pred_lat"], g["pred_lon"], f"{s} — {result['protocol']}"))
-    return written

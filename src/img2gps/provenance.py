@@ -1,6 +1,6 @@
 """Which code produced a result: the git revision of the img2gps checkout and whether it had uncommitted changes.
 
-Every bench JSON records it (evaluate.write_outputs, analysis.report, bench/*.py), so two files that disagree
+Every bench JSON records it (bench_outputs.write_outputs, analysis.report, bench/*.py), so two files that disagree
 about the same method on the same folds can be traced to the code each was run with.
 """
 from __future__ import annotations

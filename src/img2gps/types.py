@@ -59,7 +59,8 @@ class Prediction:
         "x0, y0, x1, y1 (pixels): the photo found inside a screenshot or padded image, which was located instead "
         "of the whole image; null = the whole image", default=None)
     query_view: str | None = _doc("the view of the photo that verified when the image as given did not "
-                                  "(upsampled, clahe, turned 90 clockwise/anticlockwise); null = as given",
+                                  "(upsampled, clahe, turned 90 clockwise/anticlockwise, centre crop N%); "
+                                  "null = as given",
                                   default=None)
     radius_coverage: float = _doc("the share of photos the radius was calibrated to hold for (the method's "
                                   "coverage)", default=0.8)

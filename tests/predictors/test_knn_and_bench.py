@@ -129,7 +129,7 @@ def test_bench_json_records_its_code_revision_and_fraction(gallery_dir, tmp_path
     import json
     import re
 
-    from img2gps.evaluate import write_outputs
+    from img2gps.bench_outputs import write_outputs
 
     ds = load_dataset(gallery_dir)
     res, preds = run_bench(ds, "kfold:2", ["mean-coordinate"], fractions=[0.5], progress=False)

@@ -104,3 +104,22 @@ def test_each_pair_pose_is_computed_once_per_query(fitted, monkeypatch):
         q = p.predict([ds.read(i)])[0]
         assert q.recognised and q.heading_deg is not None
         assert calls and max(calls.values()) == 1, calls.values()
+
+
+def test_heading_radius_widens_when_the_focal_length_is_assumed(fitted):
+    from img2gps.localization.pose import unknown_focal_margin_deg
+
+    m = unknown_focal_margin_deg(400, 300)  # 4:3: ~33.7 deg half-view at 26 mm, ~15.0 deg at 65 mm
+    assert 17 < m < 20 and unknown_focal_margin_deg(300, 400) == pytest.approx(m)
+    assert unknown_focal_margin_deg(400, 300, max_zoom=1.0) == 0
+    ds, held, p = fitted
+    img = np.asarray(ds.open(held[0]))
+    with_focal = p.predict([jpeg_with_exif(img, None, None, None)])[0]  # EXIF focal length 26 mm
+    buf = io.BytesIO()
+    pil(img).save(buf, "PNG")  # the same pixels, no metadata
+    without = p.predict([buf.getvalue()])[0]
+    cal = p.state.calibrations[0].heading_radius
+    assert with_focal.heading_deg is not None and without.heading_deg is not None
+    assert cal is not None  # calibrated on the gallery photos (whose focal lengths are known)
+    assert with_focal.heading_radius_deg == cal
+    assert without.heading_radius_deg == pytest.approx(cal + unknown_focal_margin_deg(*img.shape[1::-1]))

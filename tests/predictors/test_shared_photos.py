@@ -14,10 +14,11 @@ from img2gps.errors import DataError
 from img2gps.evaluate import run_bench
 from img2gps.geo import haversine_m
 from img2gps.photos import read_focal35
-from img2gps.verification.queryprep import clahe, find_photo, retry_views
+from img2gps.verification.queryprep import CROP_FRACTIONS, centre_crops, clahe, find_photo, retry_views
 from rerank_synth import perspective, pil, textured
 from synth import gps_exif
-from test_rerank import fitted, gallery  # noqa: F401 - the shared rerank fixtures
+from img2gps.predictors.registry import make_predictor
+from test_rerank import SPEC, fitted, gallery  # noqa: F401 - the shared rerank fixtures
 
 
 def camera_jpeg(w: int = 1000, h: int = 750) -> bytes:
@@ -139,6 +140,36 @@ def test_the_cascade_changes_nothing_for_a_photo_that_verifies(fitted):  # noqa:
     for a, b in zip(*got):
         assert a.recognised and (a.latitude, a.longitude, a.radius_m) == (b.latitude, b.longitude, b.radius_m)
         assert a.query_region is None and a.query_view is None
+
+
+def test_centre_crops_are_centred_widest_first_and_not_too_small():
+    crops = centre_crops(Image.new("RGB", (1000, 500)))
+    assert [f for _, f, _ in crops] == list(CROP_FRACTIONS) and crops[0][0] == "centre crop 60%"
+    for _, f, r in crops:
+        assert (r.x1 - r.x0, r.y1 - r.y0) == (round(1000 * f), round(500 * f))
+        assert abs((r.x0 + r.x1) - 1000) <= 1 and abs((r.y0 + r.y1) - 500) <= 1
+    assert centre_crops(Image.new("RGB", (150, 100))) == []  # a 0.6 crop would be 60 px high, under 64
+
+
+def test_a_photo_in_a_wide_frame_verifies_through_a_centre_crop_and_says_so(fitted):  # noqa: F811
+    ds, held, p = fitted
+    i = held[0]
+    photo = Image.open(io.BytesIO(ds.read(i))).convert("RGB")
+    W, H = round(photo.width / 0.3), round(photo.height / 0.3)  # the photo fills the middle 30% of each side
+    frame = pil(textured(999, W, H))
+    frame.paste(photo, ((W - photo.width) // 2, (H - photo.height) // 2))
+    buf = io.BytesIO()
+    frame.save(buf, "PNG")
+    with prep(p, "none"):
+        whole = p.predict([buf.getvalue()])[0]
+    assert whole.source == "fallback"  # the whole view does not verify (else this tests nothing)
+    with prep(p, "crops"):
+        q = p.predict([buf.getvalue()])[0]
+    assert q.source in ("consensus", "pose", "scene") and haversine_m(ds.lat[i], ds.lon[i], q.latitude, q.longitude) < 5
+    assert q.query_view.startswith("centre crop") and q.query_region is None  # no border was found
+    assert q.to_dict()["query_view"] == q.query_view
+    with pytest.raises(Exception, match="crops"):
+        make_predictor(SPEC + ":prep=crop")  # a misspelt step is refused, naming the valid ones
 
 
 def test_bench_query_as_gives_one_row_per_method_and_kind(gallery_dir):

@@ -86,7 +86,8 @@ def learning_curve(
         if preds is None:
             typer.echo(f"note: {pp} not found: no bootstrap interval", err=True)
     else:
-        from ..evaluate import run_bench, write_outputs
+        from ..bench_outputs import write_outputs
+        from ..evaluate import run_bench
         from .modelling import parse_fractions
 
         ds = _load(data)

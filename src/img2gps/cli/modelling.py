@@ -222,7 +222,8 @@ def bench(
     from ..data.shared_photos import parse_kinds
 
     from ..data import load_dataset
-    from ..evaluate import results_table, run_bench, write_outputs
+    from ..bench_outputs import results_table, write_outputs
+    from ..evaluate import run_bench
     from ..predictors.registry import make_predictor
 
     from ..outputs import check_file, dataset_inputs
@@ -239,7 +240,12 @@ def bench(
     ds = load_dataset(data)
     report_skipped(ds)
     only = [int(f) for f in folds.split(",") if f.strip()] if folds else None
-    result, preds = run_bench(ds, protocol, specs, fractions=fr, query_as=kinds, seed=query_seed, only_folds=only)
+    from ..bench_resume import FoldCheckpoints, folder_for
+
+    # with --json, every finished fold is saved beside it: a stopped run continues from its last finished fold
+    ck = folder_for(json_out) if json_out else None
+    result, preds = run_bench(ds, protocol, specs, fractions=fr, query_as=kinds, seed=query_seed, only_folds=only,
+                              checkpoint=ck)
     result["command"] = "img2gps bench " + " ".join(_quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
     con = Console()
     if fr and result["results_fraction"] != 1.0:
@@ -253,6 +259,10 @@ def bench(
     if json_out:
         for p in write_outputs(json_out, result, preds, plots=plots, check=guard):
             con.print(f"wrote {p}")
+        if only:  # a partial run keeps its folds: a later run of more folds with this --json reuses them
+            con.print(f"kept the finished folds in {ck} for a later run of more folds")
+        else:
+            FoldCheckpoints.remove(ck)  # the JSON now holds every fold
         if fr and plots and len(fr) >= 2:  # error vs gallery size, with the extrapolation the data support
             from ..analysis.learning_curve import bench_learning_curve
 
@@ -281,7 +291,8 @@ def eval_(
     import pandas as pd
 
     from ..data import load_dataset
-    from ..evaluate import metrics, results_table, score_queries, write_outputs
+    from ..bench_outputs import results_table, write_outputs
+    from ..evaluate import metrics, score_queries
     from ..geo import haversine_m, latlon_sd, weighted_centre, z2_error
     from ..predictors.registry import load_model
 

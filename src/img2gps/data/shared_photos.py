@@ -189,8 +189,9 @@ class Delivered:
 
 
 def kind_ratios(results: dict, specs: Sequence[str], kinds: Sequence[str]) -> list[dict]:
-    """One row per method and kind: recognised share and mean error as ratios to the same photos as taken
-    (the original files, same run), and the radius coverage, for the robustness targets."""
+    """One row per method and kind: verified share (recognised or scene), recognised share and mean error, each
+    also as a ratio to the same photos as taken (the original files, same run; None where the original share is
+    0), and the radius coverage, for the robustness targets (issue 29)."""
     rows = []
     for spec in specs:
         base = results.get(spec)
@@ -200,8 +201,10 @@ def kind_ratios(results: dict, specs: Sequence[str], kinds: Sequence[str]) -> li
             m = results.get(f"{spec} as {kind}")
             if m is None:
                 continue
+            vb, vk = base.get("verified_frac") or 0.0, m.get("verified_frac") or 0.0
             rb, rk = base.get("recognised_frac") or 0.0, m.get("recognised_frac") or 0.0
             rows.append({"method": spec, "query as": kind,
+                         "verified": vk, "verified ratio": (vk / vb) if vb else None,
                          "recognised": rk, "recognised ratio": (rk / rb) if rb else None,
                          "mean m": m["mean_m"], "mean ratio": m["mean_m"] / base["mean_m"],
                          "radius cover": m["radius_coverage"], "ms p50": m["predict_ms_p50"]})

@@ -25,6 +25,9 @@ import numpy as np
 
 FULL_FRAME_DIAGONAL_MM = 43.27  # 36 x 24 mm film: "35 mm equivalent" focal lengths refer to this diagonal
 DEFAULT_FOCAL35_MM = 26.0  # a phone's main camera (iPhone 13/14: 26 mm; Galaxy A31: 26 mm), ~67 deg across 4:3
+# Without EXIF the real focal length may be longer than the default: a square crop keeping 55% of the short side
+# (the bench's crop kind) is ~2.1x the default, a phone's 2x telephoto 2x; 2.5x bounds both
+UNKNOWN_FOCAL_MAX_ZOOM = 2.5
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,17 @@ def focal_px(width: int, height: int, focal35: float | None = None) -> float:
         raise ValueError(f"image size {width}x{height} has no pixels")
     f35 = float(focal35) if focal35 is not None and np.isfinite(focal35) and focal35 > 0 else DEFAULT_FOCAL35_MM
     return f35 / FULL_FRAME_DIAGONAL_MM * math.hypot(width, height)
+
+
+def unknown_focal_margin_deg(width: int, height: int, max_zoom: float = UNKNOWN_FOCAL_MAX_ZOOM) -> float:
+    """Degrees to add to a heading radius when the query's focal length is assumed (no EXIF): half the field of
+    view across the long side at DEFAULT_FOCAL35_MM minus the same at max_zoom times it. A verified pair's
+    relative yaw reads the direction of the matched content through the focal length, so a wrong one turns it by
+    up to this much for content at the edge of the frame. Depends on the aspect only; ValueError for no pixels."""
+    half = max(width, height) / 2.0
+    wide = math.degrees(math.atan(half / focal_px(width, height, DEFAULT_FOCAL35_MM)))
+    narrow = math.degrees(math.atan(half / focal_px(width, height, DEFAULT_FOCAL35_MM * max_zoom)))
+    return wide - narrow
 
 
 def intrinsics(width: int, height: int, focal35: float | None = None) -> np.ndarray:

@@ -12,6 +12,9 @@ import numpy as np
 from PIL import Image
 
 RETRY_STEPS = ("upsample", "clahe", "rotate")
+CROPS = "crops"
+PREP_STEPS = ("border",) + RETRY_STEPS + (CROPS,)  # every rerank:prep step, in the order they run
+CROP_FRACTIONS = (0.6, 0.4)  # the centre crops tried, as a fraction of each side
 
 
 @dataclass(frozen=True)
@@ -124,3 +127,20 @@ def retry_views(image: Image.Image, gallery_side: int, no_metadata: bool,
         views.append(("turned 90 clockwise", base.transpose(Image.Transpose.ROTATE_270)))
         views.append(("turned 90 anticlockwise", base.transpose(Image.Transpose.ROTATE_90)))
     return views
+
+
+def centre_crops(image: Image.Image, fractions: tuple[float, ...] = CROP_FRACTIONS,
+                 min_side: int = 64) -> list[tuple[str, float, Region]]:
+    """Centre crops of a query, widest first: [(name, fraction of each side kept, pixel box)]; crops whose short
+    side would fall under min_side px are left out. Retrieval and verification on a crop see the middle of the
+    photo at the gallery's feature scale: a photo whose subject fills only its centre (a wide shot around a
+    gallery view, a photo pasted in a larger frame) can verify there when it does not as a whole."""
+    W, H = image.size
+    out = []
+    for f in fractions:
+        w, h = round(W * f), round(H * f)
+        if min(w, h) < min_side:
+            continue
+        x0, y0 = (W - w) // 2, (H - h) // 2
+        out.append((f"centre crop {round(100 * f)}%", f, Region(x0, y0, x0 + w, y0 + h)))
+    return out

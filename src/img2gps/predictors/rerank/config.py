@@ -9,7 +9,7 @@ from ...retrieval.database import INDEX_KINDS
 from ...features.encoders import ENCODERS
 from ...features.rootsift import FeatureConfig
 from ...verification.local import GALLERY_FEATURES, GALLERY_VERIFY, VerifyConfig
-from ...verification.queryprep import RETRY_STEPS
+from ...verification.queryprep import PREP_STEPS
 from ..spec import opt
 
 
@@ -19,8 +19,8 @@ def _encoders():
 
 def _prep_problem(value: str) -> str | None:
     steps = () if value == "none" else value.split("+")
-    bad = [s for s in steps if s not in ("border",) + RETRY_STEPS]
-    return f"takes none or steps joined by +: border, {', '.join(RETRY_STEPS)} (not {bad[0]!r})" if bad else None
+    bad = [s for s in steps if s not in PREP_STEPS]
+    return f"takes none or steps joined by +: {', '.join(PREP_STEPS)} (not {bad[0]!r})" if bad else None
 
 
 @dataclass
@@ -61,7 +61,7 @@ class RerankConfig:
     coarse_m: float = opt(15.0, ge=0)  # pose answers whose calibrated median error exceeds this are not `recognised`
     # Photos as people share them (verification/queryprep.py), "+"-separated, "none" = off: "border" locates the
     # photo found inside a screenshot or padded image; "upsample", "clahe", "rotate" are views tried in turn only
-    # when nothing verifies on the image as given (a cascade: a camera file that verifies pays nothing). Off by
+    # when nothing verifies on the image as given, then "crops" (centre crops, the best verified one kept) (a cascade: a camera file that verifies pays nothing). Off by
     # default until the bench shows it pays and the leaderboard export reproduces it (docs/shared-photos.md)
     prep: str = opt("none", check=lambda v: _prep_problem(v))
     # recognised only when the strongest verified pair's parallax (deg) is at most rec_parallax, with at least

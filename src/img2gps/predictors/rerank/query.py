@@ -17,10 +17,11 @@ from ...localization.camera import CameraEstimate, PoseCache
 from ...localization.consensus import consensus
 from ...localization.difficulty import shortlist_spread
 from ...localization.recognition import RecognitionRule
+from ...localization.pose import unknown_focal_margin_deg
 from ...types import Neighbour, Prediction, Query
 from ...features.rootsift import Keypoints, extract
 from ...verification.local import fundamental_inliers, matched_points
-from ...verification.queryprep import find_photo, retry_views
+from ...verification.queryprep import CROPS, centre_crops, find_photo, retry_views
 from .config import RerankConfig
 from .state import RerankState
 
@@ -270,6 +271,22 @@ def view(state: RerankState, cfg: RerankConfig, image, focal35: float | None,
     return loc, score
 
 
+def best_crop(state: RerankState, cfg: RerankConfig, image, focal35: float | None,
+              top_k: int) -> tuple[Located, str] | None:
+    """The best verified centre crop of a query (queryprep.centre_crops): (its answer, its view name), or
+    None when no crop verifies. Best: recognised before scene, then the most inliers with one gallery photo. A
+    crop keeping f of each side has an f times narrower field of view, so its 35 mm focal length is focal35 / f."""
+    best, rank = None, None
+    for name, f, reg in centre_crops(image):
+        loc, _ = view(state, cfg, image.crop(reg.as_tuple()), focal35 / f if focal35 else None, top_k)
+        if not loc.verified:
+            continue
+        r = (loc.kind == RECOGNISED, max(loc.checked.values()))
+        if rank is None or r > rank:
+            best, rank = (loc, name), r
+    return best
+
+
 def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: int, gallery,
            method: str) -> tuple[Prediction, np.ndarray]:
     """One query -> (Prediction, the retrieval stage's top-n gallery rows, before verification).
@@ -278,7 +295,7 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
     The answer's kind (localization/answers.py) sets `source`, `recognised` and which calibrated radius applies.
     With cfg.prep (docs/shared-photos.md): the photo found inside a screenshot or padded image is located instead
     of the whole image (Prediction.query_region), and when nothing verifies, other views are tried in turn; the
-    first that verifies answers (Prediction.query_view)."""
+    first that verifies answers (Prediction.query_view); then, with "crops", the best verified centre crop."""
     image = query.image()
     steps = cfg.prep_steps
     region = find_photo(image) if "border" in steps else None
@@ -294,8 +311,16 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
             if alt_loc.verified:  # a view's answer is kept only when it verifies
                 loc, shown = alt_loc, name
                 break
+    if not loc.verified and CROPS in steps:  # query_view names the crop (of the photo found, with border)
+        crop = best_crop(state, cfg, image, query.focal35, top_k)
+        if crop is not None:
+            loc, shown = crop
     extra = {"query_region": region.as_tuple() if region is not None else None, "query_view": shown}
     cal = state.calibrations[loc.area]
+    heading_radius = cal.heading_radius  # calibrated on gallery photos, whose focal lengths are known
+    known = query.focal35 is not None and np.isfinite(query.focal35) and query.focal35 > 0
+    if heading_radius is not None and not known:  # an assumed focal length (pose.py): widened honestly
+        heading_radius += unknown_focal_margin_deg(*image.size)
 
     def neighbour(j: int, s: float) -> Neighbour:
         return Neighbour(str(gallery.at[int(j), "image"]), float(gallery.at[int(j), "Latitude"]),
@@ -314,7 +339,7 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
         r = cal.radii.radius(group, spread)
         return Prediction(float(lat), float(lon), r, cal.radii.confidence(group, r), recognised, method, neigh,
                           chance_25m=cal.radii.chance(group, r), difficulty=group,
-                          heading_deg=heading, heading_radius_deg=cal.heading_radius if heading is not None else None,
+                          heading_deg=heading, heading_radius_deg=heading_radius if heading is not None else None,
                           source=kind, **extra)
 
     est = loc.camera  # the heading is reported for every verified answer, even with pose=off
