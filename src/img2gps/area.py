@@ -28,6 +28,7 @@ from .geo import LocalFrame, bbox_of, haversine_m
 AREA_GAP_M = 2000.0  # photos farther apart than this (with nothing between) are different places
 # east offset (m) between two areas on a gallery's plane: far beyond any area's size or any radius img2gps uses
 AREA_SPACING_M = 1.0e7
+FLAT_MAX_M = 50_000.0  # beyond this from an area's centre its flat east/north frame is off by over ~0.1%: use the sphere
 # A photo whose own GPS lies farther from an area than the area's size plus this margin was not taken where
 # img2gps can place it. The size: a photo taken from outside the region may still show it (a campus seen from
 # across the street), but not from farther away than the region is wide. The margin: a phone fix's own error
@@ -77,10 +78,18 @@ class Area:
         return bbox_of(np.atleast_1d(lat), np.atleast_1d(lon))
 
     def distance_m(self, lat, lon) -> np.ndarray:
-        """Metres from each (lat, lon) to the region: 0 inside the hull. Shape of np.broadcast(lat, lon)."""
-        p = np.atleast_2d(self.frame.to_en(lat, lon)).reshape(-1, 2)
-        out = _distance_to_polygon(p, self.hull_en)
-        return out.reshape(np.shape(np.broadcast_arrays(np.asarray(lat, float), np.asarray(lon, float))[0]))
+        """Metres from each (lat, lon) to the region: 0 inside the hull. Shape of np.broadcast(lat, lon). Points
+        farther than FLAT_MAX_M from the area's centre, where the flat frame no longer holds, are measured on the
+        sphere to the nearest hull vertex (within the region's size of the exact distance)."""
+        la, lo = np.broadcast_arrays(np.asarray(lat, float), np.asarray(lon, float))
+        shape, la, lo = la.shape, la.reshape(-1), lo.reshape(-1)
+        out = _distance_to_polygon(np.atleast_2d(self.frame.to_en(la, lo)).reshape(-1, 2), self.hull_en)
+        far = haversine_m(self.frame.lat0, self.frame.lon0, la, lo) > FLAT_MAX_M
+        if far.any():
+            hl, ho = self.frame.to_latlon(self.hull_en)
+            d = haversine_m(la[far, None], lo[far, None], np.atleast_1d(hl)[None, :], np.atleast_1d(ho)[None, :])
+            out[far] = d.min(1)
+        return out.reshape(shape)
 
     def contains(self, lat, lon, margin_m: float = 0.0) -> np.ndarray:
         """True where (lat, lon) lies in the region or within margin_m metres of it."""

@@ -22,8 +22,9 @@ from .geo import LocalFrame
 from .outputs import atomic_write
 
 # Scalar fields of a prediction record that GeoJSON/KML carry as properties (the neighbours go as a list).
-PROPERTIES = ("photo", "latitude", "longitude", "radius_m", "confidence", "recognised", "answer", "radius_note",
-              "source", "source_note", "method", "heading_deg", "heading_radius_deg", "exif_distance_m")
+PROPERTIES = ("photo", "latitude", "longitude", "radius_m", "confidence", "chance_25m", "recognised", "answer",
+              "radius_note", "source", "source_note", "chance_note", "method", "heading_deg", "heading_radius_deg",
+              "exif_distance_m", "exif_note")
 KML_NS = "http://www.opengis.net/kml/2.2"
 # A radius circle is drawn in KML up to this size; a wider "circle" on a flat frame would mislead.
 KML_MAX_CIRCLE_M = 100_000.0
@@ -77,12 +78,13 @@ def kml_text(records: Sequence[dict[str, Any]], name: str = "img2gps predictions
         ET.SubElement(pm, q("name")).text = str(r.get("photo") or "photo")
         ET.SubElement(pm, q("description")).text = (
             f"{r.get('answer', '')}: {r.get('source_note', '')}. Radius {r['radius_m']:.0f} m "
-            f"({r.get('radius_note', '')}), confidence {r['confidence']:.2f}, {r.get('method', '')}")
+            f"({r.get('radius_note', '')}), {r.get('chance_note') or 'confidence ' + format(r['confidence'], '.2f')}, "
+            f"{r.get('method', '')}")
         data = ET.SubElement(pm, q("ExtendedData"))
         for k in PROPERTIES:
             if k in r and r[k] is not None:
                 d = ET.SubElement(data, q("Data"), name=k)
-                ET.SubElement(d, q("value")).text = str(r[k])
+                ET.SubElement(d, q("value")).text = json.dumps(r[k]) if isinstance(r[k], bool) else str(r[k])
         geom = ET.SubElement(pm, q("MultiGeometry"))
         ET.SubElement(ET.SubElement(geom, q("Point")), q("coordinates")).text = f"{r['longitude']!r},{r['latitude']!r},0"
         if 0 < r["radius_m"] <= KML_MAX_CIRCLE_M:

@@ -52,6 +52,11 @@ KINDS: dict[str, tuple[str, Callable[[Path, bytes], bool]]] = {
     "map-html": ("img2gps HTML map", lambda p, h: b'<meta name="generator" content="img2gps">' in h[:4096]),
     # torch.onnx writes ModelProto field 1 (ir_version, tag 0x08) then field 2, producer_name "pytorch"
     "onnx": ("ONNX model", lambda p, h: h[:1] == b"\x08" and b"pytorch" in h[:64]),
+    "geojson": ("img2gps GeoJSON", _json_with("features")),
+    "kml": ("img2gps KML file", lambda p, h: b"<kml" in h[:4096] and b"img2gps" in h[:4096]),
+    # a photo copy with the answer in its EXIF: an existing file there may be anyone's photo, so never replaced
+    # without --overwrite
+    "exif-copy": ("img2gps EXIF copy", lambda p, h: False),
 }
 
 

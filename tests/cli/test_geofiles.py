@@ -71,7 +71,7 @@ def test_write_exif_refuses_the_original_as_its_output(capsys, model_dir, photos
     os.link(photo, photos / "hard_link.jpg")
     for target in (photo, photos / "hard_link.jpg", photos):  # the file, a hard link to it, its own folder
         code, out, err = run(capsys, "predict", photo, "--model", model_dir, "--write-exif", target)
-        assert code == 2 and "never the original" in err and len(err.strip().splitlines()) == 1, err
+        assert code == 2 and "is the input" in err and len(err.strip().splitlines()) == 1, err
     assert _sha(photo) == before
 
 
@@ -161,3 +161,32 @@ def test_exif_copy_of_real_phone_photos_keeps_every_other_tag(penn91):
         assert (m1.time, m1.device, m1.focal35) == (m0.time, m0.device, m0.focal35)
         assert (m1.latitude, m1.longitude) == (pytest.approx(-33.5, abs=1e-7), pytest.approx(151.25, abs=1e-7))
         assert m1.heading == pytest.approx(271.0) and m1.h_error_m == pytest.approx(40.0)
+
+
+def test_geojson_kml_and_exif_copy_never_replace_an_input_or_another_file(capsys, model_dir, photos, tmp_path):
+    """--geojson/--kml wrote over the input photo and --write-exif over any file, exit 0 (found by a new user)."""
+    photo = photos / "a_place1.jpg"
+    before = _sha(photo)
+    for opt in ("--geojson", "--kml", "--write-exif"):
+        code, out, err = run(capsys, "predict", photo, "--model", model_dir, opt, photo)
+        assert code == 2 and "input" in err and len(err.strip().splitlines()) == 1, (opt, err)
+    other = tmp_path / "notes.txt"
+    other.write_text("mine")
+    for opt in ("--geojson", "--kml", "--write-exif"):
+        code, out, err = run(capsys, "predict", photo, "--model", model_dir, opt, other)
+        assert code == 2 and "--overwrite" in err, (opt, err)
+    assert _sha(photo) == before and other.read_text() == "mine"
+    geo = tmp_path / "p.geojson"
+    assert run(capsys, "predict", photo, "--model", model_dir, "--geojson", geo)[0] == 0
+    assert run(capsys, "predict", photo, "--model", model_dir, "--geojson", geo)[0] == 0  # its own kind: replaced
+    props = json.loads(geo.read_text())["features"][0]["properties"]
+    assert {"exif_note", "source_note", "chance_note"} <= set(props)
+    code, out, err = run(capsys, "predict", photos, "--model", model_dir, "--write-exif", other)  # several photos
+    assert code == 2 and "needs a folder" in err
+
+
+def test_csv_says_what_the_answer_rests_on(capsys, model_dir, photos):
+    code, out, err = run(capsys, "predict", photos / "a_place1.jpg", "--model", model_dir, "--format", "csv")
+    assert code == 0, err
+    header, row = out.splitlines()[:2]
+    assert "source_note" in header.split(",") and "chance_note" in header.split(",")

@@ -85,3 +85,12 @@ def test_area_across_the_antimeridian_is_one():
     lat, lon = f.to_latlon(np.c_[np.arange(-5, 5) * 30.0, np.zeros(10)])
     areas = split_areas(lat, lon)
     assert len(areas) == 1 and areas[0].size_m == pytest.approx(270.0, rel=1e-3)
+
+
+def test_a_far_point_is_measured_on_the_sphere():
+    """A photo from another continent: the flat frame said 10,499 km where the great circle says 9,311 km."""
+    lat, lon = _grid(31.262, 34.801, n=8)
+    area = split_areas(lat, lon)[0]
+    d = float(area.distance_m(39.951648, -75.192245))
+    exact = float(haversine_m(*area.centre, 39.951648, -75.192245))
+    assert abs(d - exact) <= area.size_m

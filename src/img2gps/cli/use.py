@@ -115,15 +115,16 @@ def as_text(rec: dict) -> str:
 
 
 def _csv(records: list[dict], top_k: int) -> str:
-    cols = ["photo", "latitude", "longitude", "radius_m", "confidence", "chance_25m", "recognised", "method", "source",
-            "heading_deg", "heading_radius_deg", "answer", "radius_note", "exif_latitude", "exif_longitude", "exif_distance_m", "exif_note"]
+    base = ["photo", "latitude", "longitude", "radius_m", "confidence", "chance_25m", "recognised", "method", "source",
+            "heading_deg", "heading_radius_deg", "answer", "radius_note", "source_note", "chance_note"]
+    cols = base + ["exif_latitude", "exif_longitude", "exif_distance_m", "exif_note"]
     for i in range(1, top_k + 1):
         cols += [f"n{i}_image", f"n{i}_latitude", f"n{i}_longitude", f"n{i}_score"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for r in records:
-        row = {k: r[k] for k in cols[:13]}
+        row = {k: r.get(k) for k in base}
         exif = r["photo_exif_position"] or (None, None)
         row.update(exif_latitude=exif[0], exif_longitude=exif[1], exif_distance_m=r["exif_distance_m"],
                    exif_note=r["exif_note"])
@@ -155,7 +156,8 @@ def predict(
     tiles: bool = typer.Option(True, "--tiles/--no-tiles", help="Let the HTML map try to load map tiles (network)."),
     max_megapixels: Optional[float] = typer.Option(None, "--max-megapixels", metavar="MP",
                                                    help=f"Refuse photos larger than this [default: {MAX_PIXELS / 1e6:g}]."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Let --map replace a file that is not an img2gps map."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Let --map/--geojson/--kml/--write-exif replace an "
+                                   "existing file that is not their own kind of output (never one of the inputs)."),
 ):
     """Locate photos: position, error radius, confidence and the gallery photos that support it.
 
@@ -173,11 +175,13 @@ def predict(
         typer.echo(f"skipped {a}: {why}", err=True)
     if not paths:
         raise DataError("no photos to locate")
-    if map_out is not None:
-        from ..outputs import check_file, model_inputs
+    from ..outputs import check_file, model_inputs
 
-        check_file(map_out, [Path(p) for p in paths] + model_inputs(model) + ([onnx] if onnx else []), "map-html",
-                   overwrite)
+    inputs = [Path(p) for p in paths] + model_inputs(model) + ([onnx] if onnx else [])
+    for out, kind in ((map_out, "map-html"), (geojson_out, "geojson"), (kml_out, "kml")):
+        if out is not None:  # every output checked before any work: never over an input, never another kind
+            check_file(out, inputs, kind, overwrite)
+    exif_targets = _exif_targets(paths, exif_out, inputs, overwrite) if exif_out is not None else {}
     m = Img2GPS.load(model, runtime=runtime.value, onnx_path=onnx, max_pixels=megapixels_option(max_megapixels))
     records, preds, located, failed = [], [], [], len(problems)
     bar = tqdm(paths, desc="locating", unit="photo", disable=True if len(paths) < 2 else None,
@@ -209,7 +213,7 @@ def predict(
         if path is not None and records:
             typer.echo(f"wrote {geofiles.write_atomic(path, text(records))}", err=True)
     if exif_out is not None:
-        failed += _write_exif_copies([(p, r) for p, r in zip(located, records)], exif_out, len(paths) > 1)
+        failed += _write_exif_copies([(p, r) for p, r in zip(located, records)], exif_targets, len(paths) > 1)
     if map_out is not None and preds:
         from ..maps import write_map_html
 
@@ -223,20 +227,35 @@ def predict(
         raise typer.Exit(1)
 
 
-def _write_exif_copies(done: list[tuple[str, dict]], out: Path, many: bool) -> int:
-    """--write-exif: each located photo's copy with its answer in EXIF (geofiles.write_exif_copy); OUT is the
-    file for one photo, a folder (copies keep the photos' names) for several. A photo whose copy cannot be
-    made is reported on one line and counted; returns how many failed."""
+def _exif_targets(paths: list[str], out: Path, inputs: list[Path], overwrite: bool) -> dict[str, Path]:
+    """--write-exif: photo -> its copy's path, every one checked before any work (outputs.check_file: never an
+    input, an existing file only with --overwrite). OUT is the copy's file for one photo, a folder (copies keep
+    the photos' names) for several. Raises DataError (one line)."""
+    from ..outputs import check_file
+
+    many = len(paths) > 1
+    if many and out.exists() and not out.is_dir():
+        raise DataError(f"{out}: is a file; --write-exif needs a folder for several photos")
+    targets, seen = {}, {}
+    for p in paths:
+        target = out / Path(p).name if many or out.is_dir() else out
+        if target in seen:
+            raise DataError(f"{target}: {seen[target]} and {p} share this name; give each its own --write-exif folder")
+        seen[target] = p
+        check_file(target, inputs, "exif-copy", overwrite)
+        targets[p] = target
+    return targets
+
+
+def _write_exif_copies(done: list[tuple[str, dict]], targets: dict[str, Path], many: bool) -> int:
+    """Each located photo's copy with its answer in EXIF (geofiles.write_exif_copy) at its checked target. A photo
+    whose copy cannot be made is reported on one line and counted; returns how many failed."""
     from ..geofiles import write_exif_copy
 
-    failed, used = 0, set()
+    failed = 0
     for photo, rec in done:
-        target = out / Path(photo).name if many or out.is_dir() else out
         try:
-            if target in used:
-                raise DataError(f"{target}: two photos share this name; give each batch its own --write-exif folder")
-            used.add(target)
-            typer.echo(f"wrote {write_exif_copy(photo, rec, target)}", err=True)
+            typer.echo(f"wrote {write_exif_copy(photo, rec, targets[photo])}", err=True)
         except (PhotoError, DataError) as e:
             if not many:
                 raise
