@@ -297,10 +297,9 @@ def main(argv=None) -> int:
 
 
 def _write(path: Path, doc: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, path)
+    from img2gps.outputs import atomic_write
+
+    atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(doc, indent=2)))
 
 
 if __name__ == "__main__":
