@@ -11,6 +11,11 @@ the empty corner. "Points spread over the gallery's area" (`Area.sample`) are dr
 `Area.distance_m` is 0 inside it and the distance to its boundary outside. `Area.size_m` is the hull's diameter.
 An area with one distinct position, or with all positions on a line, has a degenerate hull: the points (or the
 segment) themselves.
+
+Methods work in a gallery's **plane** (`GalleryPlane`): each area in its own metric frame, the areas laid side by
+side `AREA_SPACING_M` apart, so every distance within an area is exact and no two areas come within any radius
+the code uses (neighbour lists, same-spot and hold-out exclusions, consensus clusters). An answer is computed from
+one area's photos and mapped back through that area's frame: it lies in one area, never between two.
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ import numpy as np
 from .geo import LocalFrame, bbox_of, haversine_m
 
 AREA_GAP_M = 2000.0  # photos farther apart than this (with nothing between) are different places
+# east offset (m) between two areas on a gallery's plane: far beyond any area's size or any radius img2gps uses
+AREA_SPACING_M = 1.0e7
 FLAT_MAX_M = 50_000.0  # beyond this from an area's centre its flat east/north frame is off by over ~0.1%: use the sphere
 # A photo whose own GPS lies farther from an area than the area's size plus this margin was not taken where
 # img2gps can place it. The size: a photo taken from outside the region may still show it (a campus seen from
@@ -175,6 +182,67 @@ def describe(areas: list[Area]) -> list[str]:
     """One line per area for `data build` and `fit` reports: photos, size and centre."""
     return [f"area {i + 1}: {a.n_photos} photos, {a.size_m:.0f} m across, centre {a.centre[0]:.5f}, "
             f"{a.centre[1]:.5f}" for i, a in enumerate(areas)]
+
+
+@dataclass(frozen=True)
+class GalleryPlane:
+    """A gallery's N photos in metres, each area in its own frame: area i's east/north metres (of `areas[i].frame`)
+    shifted i x AREA_SPACING_M east. label: (N,) area index of each photo; en: (N, 2) their plane metres. With one
+    area the plane is that area's frame (LocalFrame.around all photos). A position is mapped back through the frame
+    of the area it lies in, so whatever averages positions must average one area's photos only (`rows`)."""
+
+    areas: tuple[Area, ...]
+    label: np.ndarray
+    en: np.ndarray
+
+    @classmethod
+    def of(cls, lat, lon, gap_m: float = AREA_GAP_M) -> "GalleryPlane":
+        """The plane of a gallery at (lat, lon) degrees ((N,) each). Raises ValueError as split_areas."""
+        lat, lon = np.asarray(lat, float).reshape(-1), np.asarray(lon, float).reshape(-1)
+        areas = tuple(split_areas(lat, lon, gap_m))
+        label = np.zeros(len(lat), int)
+        en = np.zeros((len(lat), 2))
+        for i, a in enumerate(areas):
+            label[a.rows] = i
+            en[a.rows] = a.frame.to_en(lat[a.rows], lon[a.rows]) + (i * AREA_SPACING_M, 0.0)
+        return cls(areas, label, en)
+
+    @property
+    def n_areas(self) -> int:
+        return len(self.areas)
+
+    def rows(self, area: int) -> np.ndarray:
+        """Indices of the photos in area `area`."""
+        return np.flatnonzero(self.label == area)
+
+    def area_en(self, area: int) -> np.ndarray:
+        """(M, 2) east/north metres of area `area`'s photos in that area's own frame (areas[area].frame)."""
+        return self.en[self.rows(area)] - (area * AREA_SPACING_M, 0.0)
+
+    def area_at(self, en) -> np.ndarray:
+        """Area index of each plane position en (..., 2): the area whose strip it lies in."""
+        return np.clip(np.round(np.asarray(en, float)[..., 0] / AREA_SPACING_M), 0, self.n_areas - 1).astype(int)
+
+    def distance_m(self, a, b) -> float:
+        """Metres between plane positions a and b (2,): in the frame within one area, great-circle between two."""
+        a, b = np.asarray(a, float), np.asarray(b, float)
+        if self.area_at(a) == self.area_at(b):
+            return float(np.linalg.norm(a - b))
+        return float(haversine_m(*self.to_latlon(a), *self.to_latlon(b)))
+
+    def to_latlon(self, en) -> tuple[np.ndarray, np.ndarray]:
+        """(lat, lon) degrees of plane positions en (..., 2), each through the frame of the area it lies in."""
+        en = np.asarray(en, float)
+        a = self.area_at(en)
+        if self.n_areas == 1:
+            return self.areas[0].frame.to_latlon(en)
+        if a.ndim == 0:
+            return self.areas[int(a)].frame.to_latlon(en - (int(a) * AREA_SPACING_M, 0.0))
+        lat, lon = np.zeros(a.shape), np.zeros(a.shape)
+        for i in np.unique(a):
+            m = a == i
+            lat[m], lon[m] = self.areas[i].frame.to_latlon(en[m] - (i * AREA_SPACING_M, 0.0))
+        return lat, lon
 
 
 def _hull(en: np.ndarray) -> np.ndarray:

@@ -27,9 +27,11 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .data.outdir import atomic_dir
+from . import __version__
 from .errors import ModelError, PhotoError
+from .provenance import code_fingerprint
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-area plane, radius models and calibrations (area.py)
 MANIFEST = "model.json"
 QUICK_HASH_MAX = 64 * 2**20  # bytes: larger files are size-checked at load and hashed by verify="full"
 
@@ -80,7 +82,7 @@ def write_model_dir(model_dir: Path, manifest: dict[str, Any], write_files: Call
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         full = {"format_version": FORMAT_VERSION, **manifest,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "package_versions": package_versions(),
+                "package_versions": package_versions(), "code_fingerprint": code_fingerprint(),
                 "checksums": {str(p.relative_to(tmp)): file_sha256(p) for p in files},
                 "sizes": {str(p.relative_to(tmp)): p.stat().st_size for p in files}}
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, default=json_default))
@@ -108,7 +110,8 @@ def read_manifest(model_dir: Path, verify: bool | str = True) -> dict[str, Any]:
         raise ModelError(f"{mpath}: manifest lacks spec/method")
     fv = manifest.get("format_version")
     if fv != FORMAT_VERSION:
-        raise ModelError(f"{mpath}: model format version {fv} is not supported by this img2gps (expects {FORMAT_VERSION}); re-fit the model")
+        raise ModelError(f"{mpath}: {writer(manifest)} (model format {fv}); this img2gps {__version__} reads "
+                         f"format {FORMAT_VERSION}: re-fit the model")
     if verify not in (True, False, "quick", "full"):
         raise ValueError(f"verify must be True, False, 'quick' or 'full', not {verify!r}")
     if verify:
@@ -185,6 +188,15 @@ def model_stamp(model_dir: Path) -> tuple | None:
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def writer(manifest: dict[str, Any]) -> str:
+    """Which code wrote a model, in words: the img2gps version and the code fingerprint in its manifest."""
+    pv = manifest.get("package_versions")
+    version = pv.get("img2gps") if isinstance(pv, dict) else None
+    code = manifest.get("code_fingerprint")
+    return (f"written by img2gps {version or '(unknown version)'}"
+            + (f", code {str(code)[:10]}" if code else ", before code fingerprints"))
 
 
 THUMB_SIDE = 200  # px: the web page shows a neighbour in a ~160 x 96 CSS px card (server/static/style.css)

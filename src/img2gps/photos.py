@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import warnings
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .errors import ImageTooLarge, PhotoError, UnsupportedFormat
 from .exif import PhotoMeta, meta_from_exif
@@ -30,6 +31,9 @@ PHOTO_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".heic", ".h
 # photo. Pillow's own decompression-bomb guard (a warning above ~89 MP) is silenced so it cannot refuse first.
 MAX_PIXELS = 120_000_000
 MAX_BYTES = 60 * 1024 * 1024
+# What decoding makes of a photo's bytes, versioned: part of every per-photo feature cache's key (embeddings,
+# keypoints), so features of pixels decoded by older code are never reused. 2: colour profiles converted to sRGB.
+DECODE_VERSION = 2
 HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif"}
 
 
@@ -221,7 +225,9 @@ _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4
 
 def _to_rgb(im: Image.Image, orientation: int | None = None, strip: bool = True) -> Image.Image:
     """Upright RGB with no metadata attached (so nothing downstream can read the EXIF GPS). `orientation`: the
-    EXIF orientation when the caller already read the EXIF (else it is read from the image)."""
+    EXIF orientation when the caller already read the EXIF (else it is read from the image). Pixels in an embedded
+    colour profile are converted to sRGB (to_srgb)."""
+    icc = im.info.get("icc_profile")
     if orientation is None:
         try:
             with library_warnings_to([]):  # a broken EXIF block should not lose the photo, nor print a warning
@@ -238,8 +244,31 @@ def _to_rgb(im: Image.Image, orientation: int | None = None, strip: bool = True)
         arr = np.asarray(im, dtype=np.float64)
         hi = arr.max() or 1.0
         im = Image.fromarray((arr / hi * 255).astype(np.uint8))
-    rgb = im.convert("RGB")
+    if im.mode not in ("RGB", "CMYK"):
+        im = im.convert("RGB")
+    rgb = to_srgb(im, icc).convert("RGB")
     return strip_metadata(rgb) if strip else rgb
+
+
+@functools.lru_cache(maxsize=1)
+def _srgb():
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def to_srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
+    """An RGB or CMYK image whose pixels are in colour profile `icc` (ICC bytes: Display P3 from a phone, Adobe RGB,
+    a print CMYK profile) converted to sRGB (LittleCMS, perceptual intent), the space the encoders were trained
+    on and that a profile-less photo is taken to be in. No profile, an sRGB one, or one LittleCMS cannot apply
+    to this image: returned as it is (the photo is kept; its colours may be off)."""
+    if not icc:
+        return im
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" in ImageCms.getProfileDescription(src).lower():
+            return im
+        return ImageCms.profileToProfile(im, src, _srgb(), outputMode="RGB")
+    except Exception:  # a damaged or mismatched profile (e.g. a grey profile on an RGB image)
+        return im
 
 
 def strip_metadata(im: Image.Image) -> Image.Image:

@@ -5,7 +5,9 @@ about the same method on the same folds can be traced to the code each was run w
 """
 from __future__ import annotations
 
+import hashlib
 import subprocess
+from functools import lru_cache
 from pathlib import Path
 
 from . import __version__
@@ -27,3 +29,17 @@ def code_revision(repo: Path = REPO) -> dict:
     status = git("status", "--porcelain", "--untracked-files=no") if rev else None
     return {"version": __version__, "git_revision": rev.strip() if rev else None,
             "git_dirty": (bool(status.strip()) if status is not None else None)}
+
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """20 hex digits of SHA-1 over the installed img2gps package's source (every .py file's path and bytes, in
+    path order): it changes with any change to the code, committed or not, in a checkout or an installed wheel.
+    What keys the cache of models fitted by this code (`img2gps demo`)."""
+    h = hashlib.sha1()
+    for f in sorted(PACKAGE.rglob("*.py")):
+        h.update(str(f.relative_to(PACKAGE)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:20]

@@ -205,7 +205,7 @@ def test_model_dir_damage_is_named(model_dir, tmp_path, capsys):
             (d / "model.json").write_text("{not json")
         cases[case] = d
     expect = {"missing": "missing file embeddings.npy", "corrupt": "embeddings.npy is corrupted",
-              "version": "format version 999", "badjson": "corrupted manifest"}
+              "version": "model format 999", "badjson": "corrupted manifest"}
     for case, d in cases.items():
         with pytest.raises(ModelError, match=expect[case]):
             load_model(d)

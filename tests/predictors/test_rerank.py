@@ -63,7 +63,7 @@ def test_rerank_recognises_other_views_to_metres(fitted):
     # Calibration holds out each photo alone, with its same-spot siblings (all within 10 m), as far as a point of
     # the area and with a block: only alone can it be recognised (its siblings are turned views from its spot);
     # with them left out nothing of its scene remains, as for a user at a new spot.
-    summary = p.state.calibration.summary
+    summary = p.state.calibrations[0].summary
     assert summary["n"] == 64 and summary["same_spot_m"] == 10.0  # 16 photos, 4 hold-outs
     kinds = summary["kinds"]
     assert kinds["consensus"]["self"] >= 14 and kinds["consensus"]["near"] == kinds["consensus"]["block"] == 0
@@ -122,7 +122,7 @@ def test_save_load_round_trip_without_the_photo_folder(fitted, tmp_path):
     p.save(tmp_path / "m")
     man = json.loads((tmp_path / "m" / "model.json").read_text())
     assert man["method"] == "rerank" and "keypoints.h5" in man["checksums"]
-    assert man["state"]["calibration"]["n"] == 64  # 16 held-out photos: alone, near, area and block
+    assert man["state"]["areas"][0]["calibration"]["n"] == 64  # 16 held-out photos: alone, near, area and block
     q = load_model(tmp_path / "m")
     queries = [ds.read(i) for i in held[:3]]
     a, b = p.predict(queries), q.predict(queries)
@@ -176,7 +176,7 @@ def test_refit_on_a_subset_reuses_cached_features(gallery, monkeypatch, tmp_path
     calls["n"] = 0
     p = make_predictor(SPEC)
     p.fit(ds.subset(range(1, len(ds))))
-    assert p.state.calibration.summary["n"] == 3 * (len(ds) - 1)  # each held out alone, near and far
+    assert p.state.calibrations[0].summary["n"] == 4 * (len(ds) - 1)  # each held out alone, near, area, block
     assert calls["n"] <= first // 2  # only pairs that the smaller gallery's shortlists newly reach
 
 

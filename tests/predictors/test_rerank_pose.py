@@ -118,7 +118,7 @@ def test_heading_radius_widens_when_the_focal_length_is_assumed(fitted):
     buf = io.BytesIO()
     pil(img).save(buf, "PNG")  # the same pixels, no metadata
     without = p.predict([buf.getvalue()])[0]
-    cal = p.state.calibration.heading_radius
+    cal = p.state.calibrations[0].heading_radius
     assert with_focal.heading_deg is not None and without.heading_deg is not None
     assert cal is not None  # calibrated on the gallery photos (whose focal lengths are known)
     assert with_focal.heading_radius_deg == cal

@@ -176,8 +176,10 @@ def test_load_hashes_small_files_and_verify_hashes_everything(tmp_path, monkeypa
     with pytest.raises(ModelError, match="small.bin is corrupted \\(checksum mismatch\\)"):
         modeldir.read_manifest(tmp_path / "m")
     (tmp_path / "m" / "small.bin").write_bytes(b"s" * 10)
-    assert main(["verify", "--model", str(tmp_path / "m")]) == 0
-    assert "ok:" in capsys.readouterr().out
+    modeldir.read_manifest(tmp_path / "m", verify="full")  # every file matches again
+    # verify then loads the model as predict would: this hand-written one names no real method (issue 30)
+    assert main(["verify", "--model", str(tmp_path / "m")]) == 2
+    assert "unknown method 'x'" in capsys.readouterr().err
 
 
 def test_exact_index_is_stored_once_and_loads_the_same(tmp_path):

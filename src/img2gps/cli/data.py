@@ -59,6 +59,8 @@ def build(
     typer.echo(f"{out}: kept {c['kept']} {files} "
                f"({c['skipped']} skipped, {c['geotagged'] - c['kept']} dropped by cleaning); "
                f"spacing median {sp['median']} m, P90 {sp['p90']} m")
+    for line in r["area"]["areas"]:
+        typer.echo(f"  {line}")
     for step, s in r["cleaning"].items():
         verb = "dropped" if s["enabled"] else "would drop (off)"
         typer.echo(f"  {step}: {verb} {s['would_drop']}")

@@ -45,11 +45,13 @@ def holdout_ids(ids: list[str], fraction: float, seed: int) -> list[str]:
 
 
 def cached_model(gallery, spec: str, refit: bool = False):
-    """Fit once per (gallery fingerprint, spec) and keep it under the user cache dir."""
+    """Fit once per (gallery fingerprint, spec, code) and keep it under the user cache dir: a model fitted by other
+    code (provenance.code_fingerprint) is never reused."""
     from ..features.cache import user_cache_dir
     from ..predictors.registry import load_model, make_predictor
+    from ..provenance import code_fingerprint
 
-    key = f"{gallery.fingerprint()}-{hashlib.sha1(spec.encode()).hexdigest()[:10]}"
+    key = f"{gallery.fingerprint()}-{hashlib.sha1(spec.encode()).hexdigest()[:10]}-{code_fingerprint()[:10]}"
     mdir = user_cache_dir() / "models" / key
     if not refit and (mdir / "model.json").exists():
         try:

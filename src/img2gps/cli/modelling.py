@@ -112,10 +112,22 @@ def fit(
                                  **indexing_metrics(predictor))
         predictor.save(out)
         typer.echo(f"fitted {spec} on {len(ds)} photos in {fit_s:.1f} s -> {out}")
-        index = predictor.fit_report().get("index")
+        echo_areas(ds)
+        report = predictor.fit_report()
+        if report.get("note"):
+            typer.echo(report["note"])
+        index = report.get("index")
         if index:
             typer.echo(f"retrieval index: {index['kind']} over {index['n']} vectors, recall@10 vs exact search "
                        f"{index['recall_at_10_vs_exact']:.3f} (sampled)")
+
+
+def echo_areas(ds) -> None:
+    """The gallery's areas (area.describe), one line each: each area has its own metric frame and calibration."""
+    from ..area import describe, split_areas
+
+    for line in describe(split_areas(ds.lat, ds.lon)):
+        typer.echo(line)
 
 
 def check_encoders(predictor) -> None:
@@ -160,10 +172,13 @@ def indexing_metrics(predictor) -> dict:
 
 @app.command()
 def verify(model: Path = typer.Option(..., "--model", help="Model directory to check.")):
-    """Hash every file of a model directory against model.json (loading hashes only the small files)."""
+    """Hash every file of a model directory against model.json (loading hashes only the small files), then load it
+    exactly as `predict` does: a model verify accepts, predict accepts."""
     from ..modeldir import read_manifest
+    from ..predictors.registry import load_model
 
     man = read_manifest(model, verify="full")
+    load_model(model)
     total = sum(man.get("sizes", {}).values())
     typer.echo(f"ok: {model}: {len(man.get('checksums', {}))} files match model.json"
                + (f" ({total / 2**20:.1f} MiB hashed)" if total else ""))

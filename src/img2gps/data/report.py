@@ -10,6 +10,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .. import __version__
+from ..area import describe, split_areas
 from ..geo import LocalFrame, bbox_of
 from . import cleaning as cl
 
@@ -25,7 +26,9 @@ def area_summary(lat: np.ndarray, lon: np.ndarray) -> dict:
     return {"bbox": {"lat_min": la0, "lon_min": lo0, "lat_max": la1, "lon_max": lo1},
             "extent_m": {"east_west": round(float(ext[0]), 1), "north_south": round(float(ext[1]), 1)},
             "distinct_positions": int(len({(round(a, 7), round(b, 7)) for a, b in zip(lat, lon)})),
-            "nearest_other_photo_m": cl.quantiles(cl.nearest_other_m(en))}
+            "nearest_other_photo_m": cl.quantiles(cl.nearest_other_m(en)),
+            # far-apart places, each its own area (area.py): one line per area
+            "areas": describe(split_areas(lat, lon)) if len(lat) else []}
 
 
 def write_reports(folder: Path, report: dict, items: list) -> None:
@@ -59,7 +62,8 @@ def markdown(r: dict) -> str:
              f"({a['extent_m']['east_west']:.0f} m E-W x {a['extent_m']['north_south']:.0f} m N-S); "
              f"{a['distinct_positions']} distinct positions",
              f"- spacing (distance from each photo to the nearest other photo): median {sp['median']} m, "
-             f"P90 {sp['p90']} m", "",
+             f"P90 {sp['p90']} m",
+             *[f"- {line}" for line in a.get("areas", [])], "",
              "## Cleaning (each step is off unless asked for; 'would drop' is shown either way)", "",
              "| step | on | would drop | dropped | details |", "|---|---|---|---|---|"]
     for step, s in r["cleaning"].items():

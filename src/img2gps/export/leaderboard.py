@@ -197,7 +197,7 @@ def _rerank(p) -> tuple[dict, dict]:
     r = _model_options(c)
     # A verified photo's position is the consensus whatever its kind unless calibration chose another answer for
     # scenes seen from elsewhere; telling those apart needs the pose stage, which model.py does not carry.
-    choice = st.calibration.answer_choice
+    choice = st.calibrations[0].answer_choice
     if choice.get(SCENE, OWN) != OWN:
         raise ModelError(f"{p.spec}: this model answers scenes seen from elsewhere with {choice[SCENE]!r}, which "
                          "the leaderboard model.py cannot reproduce; fit it with rerank:answer=own to export it")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..photos import PhotoError
+from ..photos import DECODE_VERSION, PhotoError
 
 if TYPE_CHECKING:  # a type only: features sit below data's sources
     from ..data.sources import GeoDataset
@@ -83,7 +83,7 @@ class PairStore:
 
 class FeatureCache:
     def __init__(self, kind: str, root: Path | None = None):
-        self.dir = (root or user_cache_dir()) / "features" / kind
+        self.dir = (root or user_cache_dir()) / "features" / f"{kind}-decode{DECODE_VERSION}"
 
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.npy"

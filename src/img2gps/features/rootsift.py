@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ..photos import DECODE_VERSION
 from .cache import user_cache_dir
 
 
@@ -24,7 +25,7 @@ class FeatureConfig:
 
     @property
     def key(self) -> str:
-        return f"sift{'root' if self.root else ''}-{self.max_side}-{self.n_features}-v1"
+        return f"sift{'root' if self.root else ''}-{self.max_side}-{self.n_features}-v1-decode{DECODE_VERSION}"
 
 
 @dataclass

@@ -132,3 +132,28 @@ class HoldoutPlan:
     def summary(self) -> dict:
         return {"near_m": self.spot_m, "area_median_m": float(np.median(self.area_m)),
                 "area_p90_m": float(np.quantile(self.area_m, 0.9)), "block_m": self.block_m}
+
+
+class PlaneHoldouts:
+    """The hold-outs of a gallery over several areas (area.GalleryPlane): one HoldoutPlan per area, on that
+    area's photos in its own frame, so a held-out photo leaves out photos of its own area only, by its own area's
+    radii. With one area it is that area's HoldoutPlan."""
+
+    def __init__(self, plane, seed: int = 0):
+        self.plane = plane
+        self.plans = [HoldoutPlan(plane.area_en(i), a.frame, seed) for i, a in enumerate(plane.areas)]
+        self.local = np.zeros(len(plane.label), int)  # each photo's row within its own area
+        for i in range(plane.n_areas):
+            self.local[plane.rows(i)] = np.arange(len(plane.rows(i)))
+
+    def excluded(self, holdout: str, rows) -> np.ndarray:
+        """(len(rows), N) bool over the whole gallery: HoldoutPlan.excluded within each held-out photo's area."""
+        rows = np.asarray(rows, int).reshape(-1)
+        if self.plane.n_areas == 1:
+            return self.plans[0].excluded(holdout, rows)
+        out = np.zeros((len(rows), len(self.plane.label)), bool)
+        for i, plan in enumerate(self.plans):
+            m = np.flatnonzero(self.plane.label[rows] == i)
+            if len(m):
+                out[np.ix_(m, self.plane.rows(i))] = plan.excluded(holdout, self.local[rows[m]])
+        return out

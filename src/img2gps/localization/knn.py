@@ -1,7 +1,7 @@
 """The k-NN answer over a gallery's global embeddings, shared by the methods that retrieve (knn, rerank): the cosine
-index, the local metric frame, the gallery's east/north metres, an optional calibrated radius model, and the
-similarity-weighted position of the top k (localization.aggregate), with the copy rule (localization/recognition.py)
-and the difficulty bins of the radius (localization/difficulty.py)."""
+index, the gallery's plane (area.GalleryPlane: each area in its own metric frame), optional calibrated radius
+models (one per area), and the similarity-weighted position of the top k of one area (localization.aggregate),
+with the copy rule (localization/recognition.py) and the difficulty bins of the radius (localization/difficulty.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,44 +9,56 @@ from pathlib import Path
 
 import numpy as np
 
+from ..area import GalleryPlane
+from ..errors import ModelError
 from ..geo import LocalFrame
 from ..retrieval.database import CosineIndex
 from .aggregate import aggregate
-from .conformal import MondrianRadius, bands
+from .conformal import MondrianRadius
 from .difficulty import DifficultyBins
 
 
 @dataclass
 class KNNState:
-    """A fitted k-NN gallery: the cosine index of the (N, D) unit vectors, the local metric frame and the gallery's
-    (N, 2) east/north metres in it, the calibrated radius model (None where the owner calibrates its own, e.g.
-    rerank) and the index report (kind, n, recall@10 vs exact)."""
+    """A fitted k-NN gallery: the cosine index of the (N, D) unit vectors, the gallery's plane (area.GalleryPlane:
+    its areas, each photo's area and (N, 2) east/north metres in its area's frame), one calibrated radius model
+    and its difficulty bins per area (empty where the owner calibrates its own, e.g. rerank), the index report
+    (kind, n, recall@10 vs exact) and the copy threshold. An answer averages the neighbours of one area only: the top neighbour's."""
     index: CosineIndex
-    frame: LocalFrame
-    en: np.ndarray
-    radius_model: MondrianRadius | None = None
+    plane: GalleryPlane
+    radius_models: list[MondrianRadius] = field(default_factory=list)  # per area, in plane order
     index_report: dict = field(default_factory=dict)
-    sim_edges: list = field(default_factory=list)  # top-similarity band edges (models saved before `bins`)
-    bins: DifficultyBins | None = None  # the difficulty bins of radius_model's groups
+    bins: list[DifficultyBins] = field(default_factory=list)  # per area: the difficulty bins of its radius model
     copy_sim: float = 2.0  # a query at least this similar to its top photo is a copy of it (2 = never)
 
-    def answer(self, q: np.ndarray, k: int, agg: str, top_k: int):
+    @property
+    def en(self) -> np.ndarray:
+        return self.plane.en
+
+    @property
+    def frame(self) -> LocalFrame:
+        """The metric frame of a one-area gallery. Raises ModelError for a gallery of several areas."""
+        if self.plane.n_areas != 1:
+            raise ModelError(f"the gallery covers {self.plane.n_areas} far-apart areas, each with its own frame; "
+                             "an output with one frame (e.g. the leaderboard export) cannot hold it")
+        return self.plane.areas[0].frame
+
+    def answer(self, q: np.ndarray, k: int, agg: str, top_k: int, area: int | None = None):
         """locate(), except that a copy of a gallery photo (top similarity >= copy_sim) is answered at that
         photo's position with no spread (localization/recognition.py)."""
-        c, spread, idx, sims = self.locate(q, k, agg, top_k)
+        c, spread, idx, sims = self.locate(q, k, agg, top_k, area)
         if len(idx) and sims[0] >= self.copy_sim:
             c, spread = self.en[idx[0]], 0.0
         return c, spread, idx, sims
 
-    def group(self, top_sim: float, spread10: float) -> str:
-        """The difficulty bin (Mondrian group) of an answer with this top cosine similarity and top-10 spread (m)."""
-        if self.bins is None:  # a model saved before difficulty bins: bands of the top similarity
-            return str(bands([top_sim], self.sim_edges)[0])
-        return self.bins.group("model", {"top_sim": top_sim, "spread10": spread10})
+    def group(self, top_sim: float, spread10: float, area: int = 0) -> str:
+        """The difficulty bin (Mondrian group) in `area` of an answer with this top cosine similarity and top-10
+        spread (m)."""
+        return self.bins[area].group("model", {"top_sim": top_sim, "spread10": spread10})
 
-    def radius(self, spread: float, group: str) -> float:
-        """Calibrated radius (m) of an answer with this neighbour spread (m) in this difficulty bin."""
-        return self.radius_model.radius(group, spread)
+    def radius(self, spread: float, group: str, area: int = 0) -> float:
+        """Calibrated radius (m) of an answer in `area` with this neighbour spread (m) in this difficulty bin."""
+        return self.radius_models[area].radius(group, spread)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -54,16 +66,20 @@ class KNNState:
 
     @classmethod
     def build(cls, index: CosineIndex, gallery) -> "KNNState":
-        """Index + gallery table (Latitude, Longitude per row) -> a state without radius model."""
-        frame = LocalFrame.around(gallery["Latitude"], gallery["Longitude"])
+        """Index + gallery table (Latitude, Longitude per row) -> a state without radius models."""
         report = {"kind": index.kind, "n": len(index), "recall_at_10_vs_exact": index.recall_vs_exact(10)}
-        return cls(index, frame, frame.to_en(gallery["Latitude"], gallery["Longitude"]), None, report)
+        return cls(index, GalleryPlane.of(gallery["Latitude"], gallery["Longitude"]), [], report)
 
-    def locate(self, q: np.ndarray, k: int, agg: str, top_k: int):
+    def locate(self, q: np.ndarray, k: int, agg: str, top_k: int, area: int | None = None):
         """Query vector (D,) -> (position en (2,), spread m, neighbour idx, sims), max(k, top_k) neighbours
-        searched, the first k aggregated (localization.aggregate)."""
-        sims, idx = self.index.search(q.reshape(1, -1), max(k, top_k))
-        sims, idx = sims[0], idx[0]
+        searched, the first k aggregated (localization.aggregate). Neighbours come from one area: `area`, else
+        the top neighbour's."""
+        n = max(k, top_k)
+        if self.plane.n_areas == 1:
+            sims, idx = self.index.search(q.reshape(1, -1), n)
+            sims, idx = sims[0], idx[0]
+        else:
+            sims, idx = in_area(self.index.similarities(q), self.plane.label, n, area)
         c, spread = aggregate(self.en[idx[:min(k, len(idx))]], sims[:min(k, len(idx))], agg)
         return c, spread, idx, sims
 
@@ -74,8 +90,18 @@ class KNNState:
     @classmethod
     def load(cls, d: Path, kind: str, gallery, state: dict) -> "KNNState":
         index = CosineIndex.load(d, kind)
-        frame = LocalFrame.around(gallery["Latitude"], gallery["Longitude"])
-        rm = MondrianRadius.from_dict(state["radius_model"]) if state.get("radius_model") else None
-        return cls(index, frame, frame.to_en(gallery["Latitude"], gallery["Longitude"]), rm, state.get("index", {}),
-                   list(state.get("sim_edges", [])), copy_sim=float(state.get("copy_sim", 2.0)),
-                   bins=DifficultyBins.from_dict(state["difficulty"]) if state.get("difficulty") else None)
+        rms = [MondrianRadius.from_dict(r) for r in state.get("radius_models", [])]
+        bins = [DifficultyBins.from_dict(b) for b in state.get("difficulty", [])]
+        return cls(index, GalleryPlane.of(gallery["Latitude"], gallery["Longitude"]), rms, state.get("index", {}),
+                   bins, copy_sim=float(state.get("copy_sim", 2.0)))
+
+
+def in_area(sims: np.ndarray, label: np.ndarray, n: int, area: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(sims, idx) of the n most similar gallery photos (sims: (N,) over the gallery, -inf = left out) within one
+    area: `area`, else the most similar photo's. Best first; fewer than n when the area has fewer."""
+    if area is None:
+        area = int(label[int(np.argmax(sims))])
+    s = np.where(label == area, sims, -np.inf)
+    idx = np.argsort(-s, kind="stable")[:n]
+    idx = idx[np.isfinite(s[idx])]
+    return s[idx], idx

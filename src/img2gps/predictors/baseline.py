@@ -1,4 +1,7 @@
-"""mean-coordinate: predict the gallery's centre. The floor every method must beat, with a calibrated radius."""
+"""mean-coordinate: predict the gallery's centre. The floor every method must beat, with a calibrated radius.
+
+A gallery of several far-apart areas (area.py) has no meaningful centre: the answer is the centre of its largest
+area (most photos), calibrated on that area's photos, and the fit report says which area that is."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +10,7 @@ import numpy as np
 
 from ..answer_kinds import MODEL
 from ..localization.calibration import RadiusModel
+from ..area import describe, split_areas
 from ..geo import LocalFrame, weighted_centre
 from ..localization.conformal import MondrianRadius
 from ..localization.holdout import HOLDOUTS, HoldoutPlan
@@ -26,8 +30,11 @@ class MeanCoordinate(BasePredictor):
     query_max_side = 256  # the pixels are only checked to be a readable photo, never looked at
 
     def _fit(self, train) -> None:
-        lat, lon = train.lat, train.lon
+        areas = split_areas(train.lat, train.lon)
+        rows = areas[0].rows  # the largest area
+        lat, lon = train.lat[rows], train.lon[rows]
         self.centre = weighted_centre(lat, lon)
+        self.centre_of = f"the centre of area 1 of {len(areas)}: {describe(areas)[0].split(': ', 1)[1]}"
         # Held-out errors of "the mean of the others" calibrate the radius honestly (not in-sample), on near
         # (same-spot siblings left out), area and block hold-outs (localization/holdout.py).
         frame = LocalFrame(*self.centre)
@@ -54,9 +61,13 @@ class MeanCoordinate(BasePredictor):
         return Prediction(self.centre[0], self.centre[1], r, self.radius_model.confidence(r), False, self.spec, [],
                           chance_25m=self.radius_model.chance(r))
 
+    def fit_report(self):
+        return {"note": f"{self.spec} answers {self.centre_of}"}
+
     def _state(self):
-        return {"centre": list(self.centre), "radius_model": self.radius_model.to_dict()}
+        return {"centre": list(self.centre), "centre_of": self.centre_of, "radius_model": self.radius_model.to_dict()}
 
     def _load_files(self, d, state):
         self.centre = tuple(state["centre"])
+        self.centre_of = state["centre_of"]
         self.radius_model = RadiusModel.from_dict(state["radius_model"])

@@ -12,10 +12,10 @@ from ..features.encoders import ENCODERS, get_encoder
 from ..features.indexing import ExtractSpec, ensure_features
 from ..localization.aggregate import aggregate
 from ..localization.calibration import RadiusModel
-from ..localization.conformal import MondrianRadius, bands, mixture_weights
+from ..localization.conformal import MondrianRadius, mixture_weights
 from ..localization.difficulty import SHORTLIST_N, DifficultyBins, positions_spread
-from ..localization.holdout import HOLDOUTS, HoldoutPlan
-from ..localization.knn import KNNState
+from ..localization.holdout import HOLDOUTS, PlaneHoldouts
+from ..localization.knn import KNNState, in_area
 from ..localization.recognition import choose_copy_sim
 from ..retrieval.database import INDEX_KINDS, CosineIndex
 from ..types import Prediction
@@ -46,60 +46,82 @@ class KNNConfig:
     sim_bands: int = opt(3, ge=1)
 
 
-def copy_records(v: np.ndarray, en: np.ndarray, rows, k: int, agg: str) -> tuple[np.ndarray, ...]:
+def copy_records(v: np.ndarray, plane, rows, k: int, agg: str) -> tuple[np.ndarray, ...]:
     """Gallery photos rows held out alone: (top similarity, error (m) of answering at the top photo, error of the
-    k-NN answer), each (len(rows),), for choosing the copy threshold (localization/recognition.py)."""
+    k-NN answer), each (len(rows),), for choosing the copy threshold (localization/recognition.py). plane:
+    area.GalleryPlane of the gallery; the k neighbours come from the top photo's area, as at query time."""
+    en = plane.en
     tops, top_err, own_err = [], [], []
     for a in range(0, len(rows), 512):
         r = np.asarray(rows[a:a + 512], int)
         sim = v[r] @ v.T
         sim[np.arange(len(r)), r] = -np.inf
-        idx = np.argsort(-sim, axis=1)[:, :k]
         for i, q in enumerate(r):
-            c, _ = aggregate(en[idx[i]], sim[i, idx[i]], agg)
-            tops.append(float(sim[i, idx[i, 0]]))
-            top_err.append(float(np.linalg.norm(en[idx[i, 0]] - en[q])))
-            own_err.append(float(np.linalg.norm(c - en[q])))
+            idx = np.argsort(-sim[i])[:k] if plane.n_areas == 1 else in_area(sim[i], plane.label, k)[1]
+            c, _ = aggregate(en[idx], sim[i, idx], agg)
+            tops.append(float(sim[i, idx[0]]))
+            top_err.append(plane.distance_m(en[idx[0]], en[q]))
+            own_err.append(plane.distance_m(c, en[q]))
     return np.array(tops), np.array(top_err), np.array(own_err)
 
 
-def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[MondrianRadius, DifficultyBins]:
-    """(radius model, difficulty bins) from held-out gallery photos, near (same-spot siblings left out), area (as
-    far from the rest as points spread over the area) and block (localization/holdout.py): errors normalised by
-    the neighbours' spread, grouped into bins of the signal (top similarity or top-10 spread) that separates best
-    (Mondrian, localization/conformal.py, localization/difficulty.py). A query unlike the gallery lands in a
-    weak-evidence bin and gets that bin's wider radius."""
-    n = len(state.en)
+def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[list[MondrianRadius], list[DifficultyBins]]:
+    """Per area (radius model, difficulty bins) from held-out gallery photos, near (same-spot siblings left out),
+    area (as far from the rest as points spread over the area) and block (localization/holdout.py; each photo by
+    its own area's radii): errors normalised by the neighbours' spread, grouped by the area the answer fell in
+    and into bins of the signal (top similarity or top-10 spread) that separates best (Mondrian,
+    localization/conformal.py, localization/difficulty.py). A query unlike the gallery lands in a weak-evidence
+    bin and gets that bin's wider radius."""
+    n, plane = len(state.en), state.plane
     if n < 3:
-        return MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0)), DifficultyBins()
+        return ([MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0))] * plane.n_areas,
+                [DifficultyBins() for _ in plane.areas])
     rows_all = np.arange(n) if n <= cfg.calib else np.sort(np.random.default_rng(0).choice(n, cfg.calib, replace=False))
-    en, v = state.en, state.index.vectors
-    plan = HoldoutPlan(en, state.frame)
-    errs, spreads, tops, s10, holdout = [], [], [], [], []
+    en = state.en
+    plan = PlaneHoldouts(plane)
+    errs, spreads, tops, s10, holdout, areas = [], [], [], [], [], []
     for h in HOLDOUTS:
-        for a in range(0, len(rows_all), 512):  # memory stays O(rows x n) per block
-            rows = rows_all[a:a + 512]
-            sim = state.index.dot(v[rows])
-            sim[plan.excluded(h, rows)] = -np.inf
-            for r, srow in zip(rows, sim):
-                idx = np.argsort(-srow)[: max(cfg.k, SHORTLIST_N)]
+        for r, idx, srow in _held_out(state, plan, h, rows_all, max(cfg.k, SHORTLIST_N)):
+            s10.append(positions_spread(en[idx[:SHORTLIST_N]]))
+            c, s = aggregate(en[idx[:cfg.k]], srow[idx[:cfg.k]], cfg.agg)
+            errs.append(plane.distance_m(c, en[r]))
+            spreads.append(s)
+            tops.append(float(srow[idx[0]]))
+            holdout.append(h)
+            areas.append(int(plane.label[idx[0]]))
+    errs, spreads, tops, s10, holdout, areas = (np.asarray(x) for x in (errs, spreads, tops, s10, holdout, areas))
+    models, all_bins = [], []
+    for i in range(plane.n_areas):
+        m = areas == i
+        own = en[plane.rows(i)]
+        area = float(np.quantile(np.linalg.norm(own - own.mean(0), axis=1), cfg.coverage))
+        score = errs[m] / (spreads[m] + 10.0)  # MondrianRadius's default offset
+        sig = {"top_sim": tops[m], "spread10": s10[m]}
+        bins = DifficultyBins.fit(["model"] * int(m.sum()), sig, score, mixture_weights(list(holdout[m])),
+                                  cfg.sim_bands) if m.any() else DifficultyBins()
+        groups = bins.groups(["model"] * int(m.sum()), sig)
+        models.append(MondrianRadius.fit(groups, list(holdout[m]), errs[m], spreads[m], coverage=cfg.coverage,
+                                         area_m=area))
+        all_bins.append(bins)
+    return models, all_bins
+
+
+def _held_out(state: KNNState, plan: PlaneHoldouts, holdout: str, rows: np.ndarray, n: int):
+    """Per held-out gallery row (plan.excluded(holdout) left out): (row, up to n neighbours' idx best first, the
+    row's similarities), the neighbours from one area as at query time; rows with no neighbour left are skipped."""
+    v, plane = state.index.vectors, state.plane
+    for a in range(0, len(rows), 512):  # memory stays O(rows x n) per block
+        block = rows[a:a + 512]
+        sim = state.index.dot(v[block])
+        sim[plan.excluded(holdout, block)] = -np.inf
+        for r, srow in zip(block, sim):
+            if plane.n_areas == 1:
+                idx = np.argsort(-srow)[:n]
                 idx = idx[np.isfinite(srow[idx])]
-                s10.append(positions_spread(en[idx[:SHORTLIST_N]]))
-                idx = idx[: cfg.k]
-                if not len(idx):  # every other photo stands at this spot
-                    s10.pop()
-                    continue
-                c, s = aggregate(en[idx], srow[idx], cfg.agg)
-                errs.append(np.linalg.norm(c - en[r]))
-                spreads.append(s)
-                tops.append(float(srow[idx[0]]))
-                holdout.append(h)
-    area = float(np.quantile(np.linalg.norm(en - en.mean(0), axis=1), cfg.coverage))
-    score = np.asarray(errs) / (np.asarray(spreads) + 10.0)  # MondrianRadius's default offset
-    sig = {"top_sim": np.asarray(tops), "spread10": np.asarray(s10)}
-    bins = DifficultyBins.fit(["model"] * len(errs), sig, score, mixture_weights(holdout), cfg.sim_bands)
-    groups = bins.groups(["model"] * len(errs), sig)
-    return MondrianRadius.fit(groups, holdout, errs, spreads, coverage=cfg.coverage, area_m=area), bins
+            else:
+                idx = in_area(srow, plane.label, n)[1] if np.isfinite(srow).any() else []
+            if len(idx):  # else every other photo stands at this spot
+                yield r, idx, srow
 
 
 class KNNPredictor(BasePredictor):
@@ -160,19 +182,21 @@ class KNNPredictor(BasePredictor):
 
     def _calibrate(self) -> None:
         s, c = self.state, self.config
-        s.radius_model, s.bins = calibrate_radius(s, c)
+        s.radius_models, s.bins = calibrate_radius(s, c)
         if len(s.en) > 3:
             rows = np.arange(len(s.en))[: c.calib]
-            s.copy_sim, self.copy_report = choose_copy_sim(*copy_records(s.index.vectors, s.en, rows, c.k, c.agg))
+            s.copy_sim, self.copy_report = choose_copy_sim(*copy_records(s.index.vectors, s.plane, rows, c.k, c.agg))
 
     def _predict_ranked_one(self, query, top_k: int, n: int):
         s, c = self.state, self.config
         pos, spread, idx, sims = s.answer(self.embed([query])[0], c.k, c.agg, max(top_k, n, SHORTLIST_N))
-        lat, lon = s.frame.to_latlon(pos)
-        group = s.group(float(sims[0]), positions_spread(s.en[idx[:SHORTLIST_N]]))
-        r = s.radius(spread, group)
-        return (Prediction(float(lat), float(lon), r, s.radius_model.pooled.confidence(r), False, self.spec,
-                           self.neighbours(idx, sims, top_k), chance_25m=s.radius_model.pooled.chance(r),
+        lat, lon = s.plane.to_latlon(pos)
+        area = int(s.plane.label[idx[0]])
+        group = s.group(float(sims[0]), positions_spread(s.en[idx[:SHORTLIST_N]]), area)
+        r = s.radius(spread, group, area)
+        rm = s.radius_models[area]
+        return (Prediction(float(lat), float(lon), r, rm.pooled.confidence(r), False, self.spec,
+                           self.neighbours(idx, sims, top_k), chance_25m=rm.pooled.chance(r),
                            difficulty=group), idx[:n])
 
     def add_refusal(self):
@@ -209,8 +233,8 @@ class KNNPredictor(BasePredictor):
             save_embedding(self._embedder, d / "embedder")
 
     def _state(self):
-        return {"radius_model": self.state.radius_model.to_dict(), "sim_edges": self.state.sim_edges,
-                "difficulty": self.state.bins.to_dict() if self.state.bins else None,
+        return {"radius_models": [r.to_dict() for r in self.state.radius_models],
+                "difficulty": [b.to_dict() for b in self.state.bins],
                 "copy_sim": self.state.copy_sim,
                 "dim": int(self.state.vectors.shape[1]),
                 "index": self.state.index_report}

@@ -22,7 +22,7 @@ from ...localization.calibration import RadiusModel
 from ...localization.camera import PoseCache
 from ...localization.conformal import MondrianRadius, mixture_weights
 from ...localization.difficulty import SIGNALS, DifficultyBins
-from ...localization.holdout import HoldoutPlan, same_spot_radius_m
+from ...localization.holdout import PlaneHoldouts, same_spot_radius_m
 from ...localization.pose import angle_diff_deg
 from ...localization.recognition import COPY_FLOOR, RecognitionRule, choose_copy_sim, choose_spot_rule
 from ...verification.local import PairCache
@@ -36,27 +36,37 @@ MIN_CALIBRATION = 5  # fewer held-out answers than this: no heading radius, no p
 CALIB_SHARES = {"self": 0.25, "near": 0.25, "area": 0.25, "block": 0.25}
 
 
-def calibrate(state: RerankState, cfg: RerankConfig) -> Calibration:
-    """The Calibration of a built state (state.keys: the gallery's content hashes, which order the subset)."""
-    en, c = state.en, cfg
+def calibrate(state: RerankState, cfg: RerankConfig) -> list[Calibration]:
+    """One Calibration per area of the gallery (state.knn.plane), from the held-out answers that fell in that
+    area (state.keys: the gallery's content hashes, which order the subset)."""
+    en, c, plane = state.en, cfg, state.knn.plane
     n = len(state.store)
-    area = float(np.quantile(np.linalg.norm(en - en.mean(0), axis=1), c.coverage)) if n > 1 else 100.0
-    if n < 3:
-        rm = RadiusModel(scale=1.0, floor_m=25.0, area_m=max(area, 25.0))
-        return Calibration(MondrianRadius(pooled=rm), use_pose=c.pose == "on", summary={"n": 0, "recognised": 0})
-    return _decide(calibration_records(state, c, tuple(CALIB_SHARES)), area, same_spot_radius_m(en), c)
+    out = []
+    records = calibration_records(state, c, tuple(CALIB_SHARES)) if n >= 3 else []
+    for a in range(plane.n_areas):
+        own = en[plane.rows(a)]
+        area = float(np.quantile(np.linalg.norm(own - own.mean(0), axis=1), c.coverage)) if len(own) > 1 else 100.0
+        if n < 3:
+            rm = RadiusModel(scale=1.0, floor_m=25.0, area_m=max(area, 25.0))
+            out.append(Calibration(MondrianRadius(pooled=rm), use_pose=c.pose == "on",
+                                   summary={"n": 0, "recognised": 0}))
+        else:
+            out.append(_decide([g for g in records if g["area"] == a], area, same_spot_radius_m(own), c))
+    return out
 
 
 def calibration_records(state: RerankState, cfg: RerankConfig, holdouts: Sequence[str]) -> list[dict]:
-    """One record per (held-out photo, hold-out): its answer kind, the strongest verified pair's parallax and
-    inliers, the error (m) and spread of each answer choice (own / knn / blend; pose where a camera fix exists)
-    and the heading error where known. Hold-outs: "self", "near", "area", "block". Public so analyses can study the
+    """One record per (held-out photo, hold-out): its answer kind and area, the strongest verified pair's
+    parallax and inliers, the error (m) and spread of each answer choice (own / knn / blend; pose where a camera
+    fix exists) and the heading error where known. Hold-outs: "self", "near", "area", "block". Up to cfg.calib
+    photos of each area are held out, each with its own area's hold-out radii (PlaneHoldouts). Public so analyses
+    can study the
     evidence behind the answer kinds."""
-    en, keys, c = state.en, state.keys, cfg
-    n = len(state.store)
+    en, keys, c, plane = state.en, state.keys, cfg, state.knn.plane
     # Deterministic subset by content hash: bench folds of one dataset then share (and cache) the same pairs.
-    order = sorted(range(n), key=lambda i: hashlib.sha1(keys[i].encode()).hexdigest())[: c.calib]
-    plan = HoldoutPlan(en, state.knn.frame)
+    order = [int(i) for a in range(plane.n_areas)
+             for i in sorted(plane.rows(a), key=lambda i: hashlib.sha1(keys[i].encode()).hexdigest())[: c.calib]]
+    plan = PlaneHoldouts(plane)
     pairs = PairCache(c.feature_config, c.verify_config)
     poses = PoseCache(state.locator.setting_key(c.feature_config.key))
     vectors = state.knn.index.vectors
@@ -79,8 +89,8 @@ def calibration_records(state: RerankState, cfg: RerankConfig, holdouts: Sequenc
                 pairs.put(keys[q], keys[j], got)
             return got
 
-        def knn_answer():
-            idx = np.array([j for j in np.argsort(-g) if j not in skip][: c.k], int)
+        def knn_answer(area: int):
+            idx = np.array([j for j in np.argsort(-g) if j not in skip and plane.label[j] == area][: c.k], int)
             pos, spread = aggregate(en[idx], g[idx], "mean")
             return pos, spread, idx, g[idx]
 
@@ -93,20 +103,20 @@ def calibration_records(state: RerankState, cfg: RerankConfig, holdouts: Sequenc
                      parallax_of=lambda ver: parallax(state, c, kq, dq, f, ver, matched, poses, keys[q]))
         ver = sorted((k for k in loc.checked.values() if k >= c.min_inliers), reverse=True)
         out = {**{"sig_" + k: v for k, v in loc.signals.items()},
-               "holdout": h, "kind": loc.kind, "parallax": (loc.parallax or [np.inf])[0],
+               "holdout": h, "kind": loc.kind, "area": loc.area, "parallax": (loc.parallax or [np.inf])[0],
                "inliers": ver[0] if ver else 0, "n_verified": len(ver), "top_sim": -np.inf, "top_err": np.inf}
         if loc.top is not None and loc.top[1] >= COPY_FLOOR:  # a copy candidate: does the top photo verify?
             t = loc.top[0]
             if (loc.checked[t] if t in loc.checked else verify(t)) >= c.min_inliers:
-                out["top_sim"], out["top_err"] = loc.top[1], float(np.linalg.norm(en[t] - en[q]))
+                out["top_sim"], out["top_err"] = loc.top[1], plane.distance_m(en[t], en[q])
         for ch in CHOICES:
             p, sp = candidate(ch, (loc.pos, loc.spread), loc.knn[:2])
-            out[ch + "_err"], out[ch + "_spread"] = float(np.linalg.norm(p - en[q])), float(sp)
+            out[ch + "_err"], out[ch + "_spread"] = plane.distance_m(p, en[q]), float(sp)
         est = loc.camera
         if est is not None and est.heading_deg is not None and np.isfinite(state.cameras.heading[q]):
             out["heading_err"] = float(angle_diff_deg(est.heading_deg, state.cameras.heading[q]))
         if est is not None and est.fix is not None:
-            out["pose_err"] = float(np.linalg.norm(est.fix.en - en[q]))
+            out["pose_err"] = plane.distance_m(est.fix.en, en[q])
             out["pose_spread"] = est.fix.spread_m
         return out
 

@@ -105,7 +105,7 @@ class RerankPredictor(BasePredictor):
         if c.vlad and sum(counts) >= 4 * c.vlad:  # learnt from the gallery only, on a bounded sample
             codebook = VladCodebook.train_from(counts, store.unit_desc, c.vlad)
         self.state = build_state(knn, encoder, keys, store, codebook, self.gallery, c)
-        self.state.calibration = calibrate(self.state, c)
+        self.state.calibrations = calibrate(self.state, c)
 
     # -- predict ------------------------------------------------------------------------------------------
     def _predict_ranked_one(self, query, top_k: int, n: int):
@@ -122,7 +122,8 @@ class RerankPredictor(BasePredictor):
         self.state.encoder = encoder
 
     def fit_report(self):
-        return {"index": self.state.knn.index_report, "calibration": self.state.calibration.summary}
+        return {"index": self.state.knn.index_report,
+                "calibration": [cal.summary for cal in self.state.calibrations]}  # one per area
 
     # -- appending ---------------------------------------------------------------------------------------
     def add_refusal(self):
@@ -159,7 +160,7 @@ class RerankPredictor(BasePredictor):
                 vlad = np.concatenate([vlad, more])
             self.state = build_state(knn, s.encoder, list(s.keys) + new_keys, store, s.codebook, self.gallery, c,
                                      vlad)
-            self.state.calibration = calibrate(self.state, c)
+            self.state.calibrations = calibrate(self.state, c)
 
     def _remove(self, keep, recalibrate) -> None:
         """The kept rows of the index vectors, keypoints (read lazily from the old store), VLAD vectors and
@@ -171,7 +172,7 @@ class RerankPredictor(BasePredictor):
             store = KeypointStore(len(keep), lambda i: old_store.get(int(keep[i])), c.cache_mb * 2**20)
             self.state = build_state(knn, s.encoder, [s.keys[int(i)] for i in keep], store, s.codebook,
                                      self.gallery, c, s.vlad[keep] if s.vlad is not None else None)
-            self.state.calibration = calibrate(self.state, c) if recalibrate else s.calibration
+            self.state.calibrations = calibrate(self.state, c) if recalibrate else s.calibrations
 
     # -- persistence --------------------------------------------------------------------------------------
     def _save_files(self, d: Path) -> None:

@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ModelError
-from ...answer_kinds import CONSENSUS, FALLBACK, OWN, POSE, SCENE
-from ...localization.calibration import RadiusModel
+from ...answer_kinds import FALLBACK, OWN, SCENE
 from ...localization.difficulty import DifficultyBins
 from ...localization.recognition import RecognitionRule
 from ...localization.conformal import MondrianRadius
@@ -56,13 +55,7 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any], cfg: RerankConfig) -> "Calibration":
-        if "radii" in state:
-            radii = MondrianRadius.from_dict(state["radii"])
-        else:  # a model saved before answer kinds: its three radius models, under the kinds' names
-            rec = RadiusModel.from_dict(state.get("rec_radius"))
-            pose = RadiusModel.from_dict(state["pose_radius"]) if state.get("pose_radius") else rec
-            radii = MondrianRadius({CONSENSUS: rec, POSE: pose, SCENE: rec},
-                                   RadiusModel.from_dict(state.get("unrec_radius")))
+        radii = MondrianRadius.from_dict(state["radii"])
         return cls(radii, {SCENE: OWN, FALLBACK: OWN, **state.get("answer_choice", {})},
                    bool(state.get("use_pose", cfg.pose == "on")), bool(state.get("pose_recognised", True)),
                    state.get("heading_radius_deg"), state.get("calibration", {}),
@@ -80,7 +73,7 @@ class RerankState:
     models saved before `index add`); store: their keypoints; codebook / vlad: the VLAD codebook and (N, K*128)
     gallery vectors (None when vlad=0 or too few keypoints); cameras / locator: gallery headings and focal lengths
     for the pose stage; near: per photo the gallery photos within near_m; zstats: (mean, sd) of the global and VLAD
-    similarities over gallery pairs; calibration: see Calibration (None until calibrated)."""
+    similarities over gallery pairs; calibrations: one Calibration per area of knn.plane (empty until calibrated)."""
     knn: KNNState
     encoder: Any
     keys: list[str] | None
@@ -91,7 +84,7 @@ class RerankState:
     locator: CameraLocator
     near: list
     zstats: list
-    calibration: Calibration | None = None
+    calibrations: list[Calibration] = field(default_factory=list)
 
     @property
     def en(self) -> np.ndarray:
@@ -135,8 +128,8 @@ def save_state(state: RerankState, cfg: RerankConfig, d: Path) -> None:
 
 def state_dict(state: RerankState, cfg: RerankConfig) -> dict[str, Any]:
     """The JSON-able part (model.json's state)."""
-    return {**state.calibration.to_dict(), "features": cfg.feature_config.key, "index": state.knn.index_report,
-            "zstats": [[float(m), float(s)] for m, s in state.zstats]}
+    return {"areas": [c.to_dict() for c in state.calibrations], "features": cfg.feature_config.key,
+            "index": state.knn.index_report, "zstats": [[float(m), float(s)] for m, s in state.zstats]}
 
 
 def load_state(d: Path, gallery: pd.DataFrame, cfg: RerankConfig, saved: dict[str, Any], encoder) -> RerankState:
@@ -159,5 +152,5 @@ def load_state(d: Path, gallery: pd.DataFrame, cfg: RerankConfig, saved: dict[st
         near = [[int(j) for j in ids[off[i]:off[i + 1]]] for i in range(len(off) - 1)]
     zstats = [tuple(x) for x in saved["zstats"]] if "zstats" in saved else None
     state = build_state(knn, encoder, keys, store, codebook, gallery, cfg, vlad, near, zstats)
-    state.calibration = Calibration.from_dict(saved, cfg)
+    state.calibrations = [Calibration.from_dict(a, cfg) for a in saved["areas"]]
     return state
