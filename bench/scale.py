@@ -292,11 +292,12 @@ def main(argv=None) -> int:
         rows[key] = rows.get(key, {}) | row  # --query-only keeps the fit figures
         print(rows[key], flush=True)
         doc["galleries"] = sorted(rows.values(), key=lambda r: (r.get("label", ""), r["photos"]))
-        _write(a.json, doc)
+        write_json(a.json, doc)
     return 0
 
 
-def _write(path: Path, doc: dict) -> None:
+def write_json(path: Path, doc: dict) -> None:
+    """A bench document written atomically (outputs.atomic_write); scale_vectors.py writes through it too."""
     from img2gps.outputs import atomic_write
 
     atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(doc, indent=2)))

@@ -29,6 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from scale import write_json  # noqa: E402  (bench/ is on sys.path above)
+
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
@@ -195,17 +197,11 @@ def main(argv=None) -> int:
             doc["table"] = [{"generator": x["generator"], "vectors": x["vectors"], "kind": x["kind"],
                              "build_s": x["build_s"], "index_rss_gb": x["index_rss_gb"]} | st
                             for x in doc["runs"] for st in x["settings"]]
-            _write(a.json, doc)
+            write_json(a.json, doc)
         del v
     doc["machine"]["load_at_end"] = os.getloadavg()[0]
-    _write(a.json, doc)
+    write_json(a.json, doc)
     return 0
-
-
-def _write(path: Path, doc: dict) -> None:
-    from img2gps.outputs import atomic_write
-
-    atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(doc, indent=2)))
 
 
 if __name__ == "__main__":
