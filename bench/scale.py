@@ -32,49 +32,66 @@ DATA = REPO.parent / "shared" / "data"
 
 
 # -- synthetic gallery -------------------------------------------------------------------------------------------
-def make_gallery(n: int, out: Path, src: Path = DATA / "penn91", seed: int = 0) -> Path:
-    """n jittered crops of src's photos (1200 px long side) at random positions in its bbox -> out/images +
-    out/labels.csv. Photo i depends only on (seed, i): a smaller gallery is a prefix of a larger one."""
-    import pandas as pd
+SIDE = 1200
+
+
+def _photos_from_source(src_image: Path, ids: list[int], names: list[str], seed: int, images: Path) -> None:
+    """Write the synthetic photos ids (all crops of src_image) into images/. The source is decoded once at about
+    the size the smallest crop needs (JPEG draft + one resize): decoding a 12 MP source per photo made a
+    2,000-photo gallery take hours."""
     from PIL import Image, ImageEnhance, ImageOps
 
+    with Image.open(src_image) as im:
+        im.draft("RGB", (SIDE / 0.6, SIDE / 0.6))
+        base = ImageOps.exif_transpose(im).convert("RGB")
+    base.thumbnail((round(SIDE / 0.6), round(SIDE / 0.6)), Image.Resampling.LANCZOS)
+    for i, name in zip(ids, names):
+        rng = np.random.default_rng([seed, i])
+        rng.uniform(size=2)  # the position draws (made by make_gallery from the same stream)
+        w, h = base.size
+        f = rng.uniform(0.6, 0.95)
+        cw, ch = int(w * f), int(h * f)
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        im = base.crop((x, y, x + cw, y + ch))
+        if rng.random() < 0.5:
+            im = ImageOps.mirror(im)
+        im.thumbnail((SIDE, SIDE), Image.Resampling.LANCZOS)
+        for enh in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+            im = enh(im).enhance(rng.uniform(0.7, 1.3))
+        path = images / name
+        tmp = path.with_suffix(".tmp.jpg")
+        im.save(tmp, "JPEG", quality=90)
+        os.replace(tmp, path)
+
+
+def make_gallery(n: int, out: Path, src: Path = DATA / "penn91", seed: int = 0) -> Path:
+    """n jittered crops of src's photos (1200 px long side) at random positions in its bbox -> out/images +
+    out/labels.csv. Photo i depends only on (seed, i): a smaller gallery is a prefix of a larger one, and a cut
+    run keeps the photos it finished. Sources are spread over the cores (untimed set-up)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import pandas as pd
+
     labels = pd.read_csv(src / "labels.csv")
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    images = out / "images"
+    images.mkdir(parents=True, exist_ok=True)
     lat0, lat1 = labels.Latitude.min(), labels.Latitude.max()
     lon0, lon1 = labels.Longitude.min(), labels.Longitude.max()
     rows, todo = [], []
     for i in range(n):
-        rng = np.random.default_rng([seed, i])
+        u = np.random.default_rng([seed, i]).uniform(size=2)
         name = f"synth_{i:06d}.jpg"
-        rows.append((name, rng.uniform(lat0, lat1), rng.uniform(lon0, lon1)))
-        if not (out / "images" / name).is_file():
+        rows.append((name, lat0 + u[0] * (lat1 - lat0), lon0 + u[1] * (lon1 - lon0)))
+        if not (images / name).is_file():
             todo.append(i)
-    side = 1200
-    # Photos are made source by source, each source decoded once at about the size the smallest crop needs
-    # (JPEG draft + one resize): decoding a 12 MP source per photo made a 2,000-photo gallery take hours.
-    for src_i in sorted({i % len(labels) for i in todo}):
-        with Image.open(src / "images" / labels.image[src_i]) as im:
-            im.draft("RGB", (side / 0.6, side / 0.6))
-            base = ImageOps.exif_transpose(im).convert("RGB")
-        base.thumbnail((round(side / 0.6), round(side / 0.6)), Image.Resampling.LANCZOS)
-        for i in (i for i in todo if i % len(labels) == src_i):
-            rng = np.random.default_rng([seed, i])
-            rng.uniform(lat0, lat1), rng.uniform(lon0, lon1)  # the position draws (kept above)
-            im = base
-            w, h = im.size
-            f = rng.uniform(0.6, 0.95)
-            cw, ch = int(w * f), int(h * f)
-            x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-            im = im.crop((x, y, x + cw, y + ch))
-            if rng.random() < 0.5:
-                im = ImageOps.mirror(im)
-            im.thumbnail((side, side), Image.Resampling.LANCZOS)
-            for enh in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
-                im = enh(im).enhance(rng.uniform(0.7, 1.3))
-            path = out / "images" / rows[i][0]
-            tmp = path.with_suffix(".tmp.jpg")
-            im.save(tmp, "JPEG", quality=90)
-            os.replace(tmp, path)
+    by_source: dict[int, list[int]] = {}
+    for i in todo:
+        by_source.setdefault(i % len(labels), []).append(i)
+    with ProcessPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
+        jobs = [pool.submit(_photos_from_source, src / "images" / labels.image[s], ids, [rows[i][0] for i in ids],
+                            seed, images) for s, ids in sorted(by_source.items())]
+        for j in jobs:
+            j.result()
     df = pd.DataFrame(rows, columns=["image", "Latitude", "Longitude"])
     tmp = out / "labels.csv.tmp"
     df.to_csv(tmp, index=False, float_format="%.7f")
@@ -112,16 +129,19 @@ def tree_rss(pid: int) -> tuple[int, dict[int, int]]:
 
 
 def run_measured(cmd: list[str], env: dict, timeline: list | None = None,
-                 log: Path | None = None) -> tuple[float, int, str, int]:
+                 log: Path | None = None, loads: list | None = None) -> tuple[float, int, str, int]:
     """(wall seconds, peak tree RSS bytes (sum over the tree, sampled every 0.2 s), stdout, largest single
     process's peak RSS (VmHWM) bytes); raises on failure. timeline: gets (seconds, tree RSS bytes) every ~2 s.
-    log: stderr goes to this file (a long fit's progress lines would otherwise fill the pipe)."""
+    log: stderr goes to this file (a long fit's progress lines would otherwise fill the pipe).
+    loads: gets the 1-minute load average at each sample, so a figure says what ran beside it."""
     t0 = time.perf_counter()
     errf = open(log, "w") if log is not None else subprocess.PIPE
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=errf, text=True)
     peak, hwm, last = 0, {}, -9.0
     while proc.poll() is None:
         rss, h = tree_rss(proc.pid)
+        if loads is not None:
+            loads.append(os.getloadavg()[0])
         peak = max(peak, rss)
         for p, v in h.items():
             hwm[p] = max(hwm.get(p, 0), v)
@@ -178,14 +198,16 @@ def worst_queries(model: Path, env: dict, queries: int, side: int) -> dict:
     """Load the model in a child process, then time bgu-west photos (another campus) as queries.
     side > 0: each query is first resized to that long side (bgu-west's files are 192 x 256 px, which gives SIFT
     few keypoints; 1200 px is the size of a gallery photo)."""
+    loads: list = []
     _, qpeak, out, _ = run_measured([sys.executable, "-c", QUERY_SCRIPT, str(model), str(DATA / "bgu-west" / "images"),
-                                  str(queries + 1), str(side)], env)
+                                  str(queries + 1), str(side)], env, loads=loads)
     q = json.loads(out.strip().splitlines()[-1])
     ms = np.array(q["query_ms"])
     return {"load_s": q["load_s"], "rss_loaded_gb": q["rss_loaded"] / 2**30, "query_peak_rss_gb": qpeak / 2**30,
             "query_side_px": side or "as stored (192x256)", "worst_query_n": len(ms),
             "worst_query_recognised": q["recognised"],
-            "worst_query_ms_p50": float(np.median(ms)), "worst_query_ms_p95": float(np.quantile(ms, 0.95))}
+            "worst_query_ms_p50": float(np.median(ms)), "worst_query_ms_p95": float(np.quantile(ms, 0.95)),
+            "query_load_mean": round(float(np.mean(loads)), 2) if loads else None}
 
 
 def disk_breakdown(model: Path, n: int) -> dict:
@@ -201,11 +223,12 @@ def disk_breakdown(model: Path, n: int) -> dict:
 
 def scale_gallery(n: int, work: Path, queries: int, spec: str, side: int, query_only: bool = False,
                   src: Path = REPO / "src", warm: Path | None = None, label: str = "", keep_cache: bool = False,
-                  warm_pairs: bool = False) -> dict:
+                  warm_pairs: bool = False, resume: bool = False) -> dict:
     """Fit (and time queries on) a synthetic n-photo gallery in child processes; src: the img2gps source tree
     the child runs (to measure another revision with this script); warm: a cache whose features/ and
     keypoints/ seed each fresh cache (hard links), so the fit skips extraction but still matches every
-    calibration pair (pairs/ and poses/ are copied only with warm_pairs: then calibration matches no pair)."""
+    calibration pair (pairs/ and poses/ are copied only with warm_pairs: then calibration matches no pair).
+    resume: a cache left by a cut run is kept (see --resume)."""
     from img2gps.provenance import code_revision
 
     env = dict(os.environ, PYTHONPATH=str(src))
@@ -218,7 +241,11 @@ def scale_gallery(n: int, work: Path, queries: int, spec: str, side: int, query_
     if not query_only:
         gal = make_gallery(n, work / f"gallery-{n}")
         cache = work / f"cache-{n}{'-' + label if label else ''}"
-        shutil.rmtree(cache, ignore_errors=True)  # each timed fit starts from a fresh cache
+        resumed = resume and cache.is_dir()
+        if resumed:  # a cut run: the fit re-uses the features it had extracted (its time covers the rest only)
+            row["extraction"] = f"resumed a cut run from its cache ({cache.name}): fit_s covers the remainder only"
+        else:
+            shutil.rmtree(cache, ignore_errors=True)  # each timed fit starts from a fresh cache
         if warm is not None:
             cache.mkdir(parents=True)
             for part in ("features", "keypoints") + (("pairs", "poses") if warm_pairs else ()):
@@ -227,9 +254,12 @@ def scale_gallery(n: int, work: Path, queries: int, spec: str, side: int, query_
         env["IMG2GPS_CACHE"] = str(cache)
         img2gps = str(Path(sys.executable).with_name("img2gps"))
         timeline: list = []
+        loads: list = []
         fit_s, peak, _, single = run_measured([img2gps, "fit", "--data", str(gal), "--method", spec, "--out",
                                                str(model), "--overwrite"], env, timeline,
-                                               work / f"fit-{n}{'-' + label if label else ''}.log")
+                                               work / f"fit-{n}{'-' + label if label else ''}.log", loads)
+        row.update({"fit_load_mean": round(float(np.mean(loads)), 2) if loads else None,
+                    "fit_load_max": round(float(np.max(loads)), 2) if loads else None})
         if not keep_cache:
             shutil.rmtree(cache, ignore_errors=True)
         disk = sum(p.stat().st_size for p in model.rglob("*") if p.is_file())
@@ -264,6 +294,9 @@ def main(argv=None) -> int:
     ap.add_argument("--warm", type=Path, default=None,
                     help="cache whose features/ and keypoints/ seed each fit's fresh cache (extraction skipped)")
     ap.add_argument("--warm-pairs", action="store_true", help="--warm also copies pair counts and poses")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue a cut run: keep the cache of its finished photos (the row says so; its fit_s "
+                         "then covers the remainder only)")
     ap.add_argument("--keep-cache", action="store_true", help="keep each fit's cache (to --warm later fits)")
     ap.add_argument("--label", default="", help="row label (e.g. before / after); rows are keyed by size, spec, label")
     ap.add_argument("--threads", type=int, default=1,
@@ -284,7 +317,8 @@ def main(argv=None) -> int:
     rows = {(r["photos"], r["spec"], r.get("label", "")): r for r in doc.get("galleries", [])}
     for n in [int(x) for x in a.sizes.split(",") if x]:
         print(f"gallery {n} ...", flush=True)
-        row = scale_gallery(n, a.work, a.queries, a.spec, a.query_side, a.query_only, a.src, a.warm, a.label, a.keep_cache, a.warm_pairs)
+        row = scale_gallery(n, a.work, a.queries, a.spec, a.query_side, a.query_only, a.src, a.warm, a.label, a.keep_cache, a.warm_pairs,
+                           a.resume)
         key = (n, a.spec, a.label)
         # nested figures go beside the table (bench/make_results.py prints the flat rows)
         detail = {k: row.pop(k) for k in ("disk_kb_per_photo_by_part", "fit_rss_timeline_gb") if k in row}
