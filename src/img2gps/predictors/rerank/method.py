@@ -105,6 +105,7 @@ class RerankPredictor(BasePredictor):
         if c.vlad and sum(counts) >= 4 * c.vlad:  # learnt from the gallery only, on a bounded sample
             codebook = VladCodebook.train_from(counts, store.unit_desc, c.vlad)
         self.state = build_state(knn, encoder, keys, store, codebook, self.gallery, c)
+        self.state.photos = train.open  # for the second matcher's gallery features (matcher2), never saved
         self.state.calibrations = calibrate(self.state, c)
 
     # -- predict ------------------------------------------------------------------------------------------
@@ -160,6 +161,8 @@ class RerankPredictor(BasePredictor):
                 vlad = np.concatenate([vlad, more])
             self.state = build_state(knn, s.encoder, list(s.keys) + new_keys, store, s.codebook, self.gallery, c,
                                      vlad)
+            if s.photos is not None:  # photos at hand for all rows only when the old ones were
+                self.state.photos = lambda j, old=s.photos: old(j) if j < n_old else new.open(j - n_old)
             self.state.calibrations = calibrate(self.state, c)
 
     def _remove(self, keep, recalibrate) -> None:
@@ -172,6 +175,8 @@ class RerankPredictor(BasePredictor):
             store = KeypointStore(len(keep), lambda i: old_store.get(int(keep[i])), c.cache_mb * 2**20)
             self.state = build_state(knn, s.encoder, [s.keys[int(i)] for i in keep], store, s.codebook,
                                      self.gallery, c, s.vlad[keep] if s.vlad is not None else None)
+            if s.photos is not None:
+                self.state.photos = lambda j, old=s.photos: old(int(keep[j]))
             self.state.calibrations = calibrate(self.state, c) if recalibrate else s.calibrations
 
     # -- persistence --------------------------------------------------------------------------------------
