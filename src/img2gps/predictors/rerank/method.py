@@ -7,8 +7,9 @@ near a verified one are verified next (on penn91 this changed no answer, so it i
 cluster of verified photos, weighted by inliers, is the answer. It is recognised (source "consensus") only when
 the strongest verified pair is nearly a pure rotation (parallax <= rec_parallax degrees with >= rec_inliers
 inliers: the query stood at that gallery camera's spot); otherwise it is a scene seen from elsewhere (source
-"scene"). When nothing verifies, the answer is the weighted geometric median of the shortlist (source
-"fallback"). For scene and fallback answers, calibration may choose knn's answer or the midpoint instead
+"scene"). When nothing verifies (with matcher2=xfeat: not even with XFeat on the same shortlist,
+docs/shared-photos.md), the answer is the weighted geometric median of the shortlist (source "fallback"). For
+scene and fallback answers, calibration may choose knn's answer or the midpoint instead
 (answer=auto; localization/answers.py). Each kind has its own calibrated radius (localization/conformal.py).
 
 Camera pose (pose=auto|on|off): for the strongest verified gallery photos whose own heading is known (EXIF
