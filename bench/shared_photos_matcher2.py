@@ -63,11 +63,13 @@ def main() -> int:
         p.config = dataclasses.replace(base, matcher2=m2)
         before = p.state.second.extracted if p.state.second is not None else 0
         t1 = time.perf_counter()
-        q = p.predict([data])[0]
+        q, ranked = p.predict_ranked([data], n=base.topn)[0]
         ms = (time.perf_counter() - t1) * 1000
         after = p.state.second.extracted if p.state.second is not None else 0
+        best = q.neighbours[0].image_id if q.source != "fallback" and q.neighbours else None
         return {"source": q.source, "recognised": bool(q.recognised), "ms": ms, "gallery_extracted": after - before,
-                "error_m": float(haversine_m(ds.lat[i], ds.lon[i], q.latitude, q.longitude))}
+                "error_m": float(haversine_m(ds.lat[i], ds.lon[i], q.latitude, q.longitude)), "best_verified": best,
+                "shortlist": [str(p.gallery.at[int(j), "image"]) for j in ranked]}
 
     taken = {int(i): locate(int(i), ds.read(int(i)), "none") for i in fold.val[: a.n]}  # the photos as taken
     rows = []
@@ -92,6 +94,9 @@ def main() -> int:
             "verified, RootSIFT": sum(r["off"]["source"] != "fallback" for r in rs),
             "verified, + XFeat": sum(r["on"]["source"] != "fallback" for r in rs),
             "lost by the kind": len(lost), "of those, XFeat verifies": sum(r["on"]["source"] != "fallback" for r in lost),
+            # retrieval missed: the gallery photo the photo as taken verified best is not in the kind's shortlist,
+            # which the second matcher (same shortlist) cannot change
+            "of those, not in the shortlist": sum(r["taken"]["best_verified"] not in r["off"]["shortlist"] for r in lost),
             "gained": len(gained), "gained within 25 m": sum(r["on"]["error_m"] <= 25 for r in gained),
             "recognised, RootSIFT": sum(r["off"]["recognised"] for r in rs),
             "recognised, + XFeat": sum(r["on"]["recognised"] for r in rs),
