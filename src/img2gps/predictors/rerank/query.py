@@ -17,7 +17,7 @@ from ...localization.camera import CameraEstimate, PoseCache
 from ...localization.consensus import consensus
 from ...localization.difficulty import shortlist_spread
 from ...localization.recognition import RecognitionRule
-from ...localization.pose import unknown_focal_margin_deg
+from ...localization.pose import copy_focal35, unknown_focal_margin_deg
 from ...types import Neighbour, Prediction, Query
 from ...features.rootsift import Keypoints, extract
 from ...verification.local import fundamental_inliers, matched_points
@@ -281,10 +281,19 @@ def view(state: RerankState, cfg: RerankConfig, image, focal35: float | None, to
     def run(kq: Keypoints, dq: np.ndarray, gallery=None) -> Located:
         matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         poses: dict[int, object] = {}  # this view's relative poses: the strongest pair's is computed once
+        focal: list = []
+
+        def f35(checked: dict[int, int]):  # no EXIF: a copy of its strongest verified photo has that one's field of view
+            if focal35 is None and not focal:
+                ver = {j: n for j, n in checked.items() if n >= cfg.min_inliers}
+                j = max(ver, key=ver.get) if ver else None
+                focal.append(None if j is None else copy_focal35(*matched[j], kq.size, state.store.get(j).size,
+                                                                   state.cameras.focal35[j]))
+            return focal35 if focal35 is not None else focal[0]
         return locate(state, cfg, score, g_sims, lambda j: verify_pair(state, cfg, kq, dq, j, matched, gallery),
                       knn_answer, rules=[cal.rule for cal in state.calibrations] or None,
-                      camera_of=lambda ch: camera(state, cfg, kq, dq, focal35, ch, matched, poses=poses, gallery=gallery),
-                      parallax_of=lambda ver: parallax(state, cfg, kq, dq, focal35, ver, matched, poses=poses,
+                      camera_of=lambda ch: camera(state, cfg, kq, dq, f35(ch), ch, matched, poses=poses, gallery=gallery),
+                      parallax_of=lambda ver: parallax(state, cfg, kq, dq, f35(ver), ver, matched, poses=poses,
                                                        gallery=gallery))
     loc = run(kq, dq)
     if second and not loc.verified and cfg.matcher2 != "none":
