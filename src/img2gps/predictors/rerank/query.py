@@ -265,9 +265,12 @@ def gallery_side(state: RerankState, sample: int = 16) -> int:
 
 
 def view(state: RerankState, cfg: RerankConfig, image, focal35: float | None, top_k: int,
-         second: bool = False) -> tuple[Located, np.ndarray]:
+         second: bool = False, found: bool = False) -> tuple[Located, np.ndarray]:
     """One view of a query (an RGB PIL image) through the whole procedure: (its answer, its (N,) shortlist score).
-    second: when RootSIFT verifies nothing, the same shortlist is verified again with cfg.matcher2's features."""
+    second: when RootSIFT verifies nothing, the same shortlist is verified again with cfg.matcher2's features.
+    found: the image is the photo found inside a screenshot (queryprep.find_photo), often a scaled crop of the
+    photo it shows; without a focal length it then takes its strongest verified photo's field of view when it is
+    a scaled copy of that photo (pose.copy_focal35)."""
     q = np.asarray(state.encoder.embed([image]), np.float32)  # shrunk exactly as the gallery photos were
     kq = extract(image, cfg.feature_config)
     dq = kq.unit_desc(True)
@@ -283,13 +286,13 @@ def view(state: RerankState, cfg: RerankConfig, image, focal35: float | None, to
         poses: dict[int, object] = {}  # this view's relative poses: the strongest pair's is computed once
         focal: list = []
 
-        def f35(checked: dict[int, int]):  # no EXIF: a copy of its strongest verified photo has that one's field of view
-            if focal35 is None and not focal:
+        def f35(checked: dict[int, int]):  # a copy of its strongest verified photo has that one's field of view
+            if focal35 is None and found and not focal:
                 ver = {j: n for j, n in checked.items() if n >= cfg.min_inliers}
                 j = max(ver, key=ver.get) if ver else None
                 focal.append(None if j is None else copy_focal35(*matched[j], kq.size, state.store.get(j).size,
                                                                    state.cameras.focal35[j]))
-            return focal35 if focal35 is not None else focal[0]
+            return focal[0] if focal35 is None and found else focal35
         return locate(state, cfg, score, g_sims, lambda j: verify_pair(state, cfg, kq, dq, j, matched, gallery),
                       knn_answer, rules=[cal.rule for cal in state.calibrations] or None,
                       camera_of=lambda ch: camera(state, cfg, kq, dq, f35(ch), ch, matched, poses=poses, gallery=gallery),
@@ -333,7 +336,7 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
     region = find_photo(image) if "border" in steps else None
     if region is not None:  # a screenshot of a post or a padded image: locate the photo inside it
         image = image.crop(region.as_tuple())
-    loc, score = view(state, cfg, image, query.focal35, top_k, second=True)
+    loc, score = view(state, cfg, image, query.focal35, top_k, second=True, found=region is not None)
     ranked = np.argsort(-score)[:n]  # the retrieval stage's order (image as given), before verification
     shown = None
     if not loc.verified and steps:  # the cascade: other views only for a query that did not verify
