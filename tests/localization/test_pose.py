@@ -122,3 +122,21 @@ def test_bench_heading_metrics_wrap_around_north():
     assert m["heading_acc_15deg"] == pytest.approx(1 / 3) and m["heading_acc_30deg"] == pytest.approx(1.0)
     assert m["heading_radius_coverage"] == pytest.approx(2 / 3)
     assert heading_metrics([np.nan], [1.0])["heading_median_deg"] is None
+
+
+def test_copy_focal35_reads_the_field_of_view_of_a_crop_of_a_gallery_photo():
+    from img2gps.localization.pose import copy_focal35
+
+    rng = np.random.default_rng(3)
+    pj = rng.uniform([0, 0], [768, 1024], (300, 2))  # a 3:4 portrait gallery photo, 26 mm
+    # its square tile in a screenshot: the middle 768 px of its height, shown 900 px wide
+    s, y0 = 900 / 768, 128
+    keep = (pj[:, 1] >= y0) & (pj[:, 1] < y0 + 768)
+    pq = (pj[keep] - [0, y0]) * s + rng.normal(0, 0.5, (keep.sum(), 2))
+    f = copy_focal35(pq, pj[keep], (900, 900), (768, 1024), 26.0)
+    # the same focal length in pixels, read by the square's shorter diagonal: 26 * hypot(768, 1024) / hypot(768, 768)
+    assert f == pytest.approx(26.0 * 1280 / (768 * 2 ** 0.5), rel=0.01)
+    # another view (a projective warp, not a scaled copy) gives None: its field of view is not read from the pair
+    H = np.array([[1.0, 0.08, 5], [0.02, 1.1, -7], [2e-4, 1e-4, 1]])
+    ph = np.c_[pj, np.ones(len(pj))] @ H.T
+    assert copy_focal35(ph[:, :2] / ph[:, 2:], pj, (768, 1024), (768, 1024), 26.0) is None

@@ -54,6 +54,30 @@ def focal_px(width: int, height: int, focal35: float | None = None) -> float:
     return f35 / FULL_FRAME_DIAGONAL_MM * math.hypot(width, height)
 
 
+def copy_focal35(pq: np.ndarray, pj: np.ndarray, query_size: tuple[int, int], gallery_size: tuple[int, int],
+                 gallery_focal35: float | None, min_share: float = 0.8, px: float = 2.0,
+                 max_turn_deg: float = 2.0) -> float | None:
+    """The 35 mm-equivalent focal length (mm) of a query that is a scaled, cropped copy of a gallery photo (the
+    photo found inside a screenshot, a square tile of it), or None when it is not one.
+
+    pq, pj: (M, 2) matched pixels in the query and the gallery photo (sizes (w, h)). A copy maps the gallery photo
+    onto the query by one scale s and a shift: when a RANSAC similarity fit (OpenCV estimateAffinePartial2D, `px`
+    pixels) keeps at least min_share of the matches and turns by under max_turn_deg, the query's focal length in
+    pixels is s times the gallery's, which gives its 35 mm equivalent by its own diagonal. Without this, a square
+    crop of a 3:4 photo would be given the default focal length of its narrower diagonal (15% short), and its
+    pair with its own original would look like a zoom, not a pure rotation."""
+    if len(pq) < 8:
+        return None
+    M, keep = cv2.estimateAffinePartial2D(np.asarray(pj, np.float32), np.asarray(pq, np.float32), method=cv2.RANSAC,
+                                          ransacReprojThreshold=px)
+    if M is None or keep is None or keep.sum() < min_share * len(pq):
+        return None
+    s = math.hypot(M[0, 0], M[1, 0])
+    if s <= 0 or abs(math.degrees(math.atan2(M[1, 0], M[0, 0]))) > max_turn_deg:
+        return None
+    return s * focal_px(*gallery_size, gallery_focal35) * FULL_FRAME_DIAGONAL_MM / math.hypot(*query_size)
+
+
 def unknown_focal_margin_deg(width: int, height: int, max_zoom: float = UNKNOWN_FOCAL_MAX_ZOOM) -> float:
     """Degrees to add to a heading radius when the query's focal length is assumed (no EXIF): half the field of
     view across the long side at DEFAULT_FOCAL35_MM minus the same at max_zoom times it. A verified pair's

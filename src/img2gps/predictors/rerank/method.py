@@ -7,8 +7,9 @@ near a verified one are verified next (on penn91 this changed no answer, so it i
 cluster of verified photos, weighted by inliers, is the answer. It is recognised (source "consensus") only when
 the strongest verified pair is nearly a pure rotation (parallax <= rec_parallax degrees with >= rec_inliers
 inliers: the query stood at that gallery camera's spot); otherwise it is a scene seen from elsewhere (source
-"scene"). When nothing verifies, the answer is the weighted geometric median of the shortlist (source
-"fallback"). For scene and fallback answers, calibration may choose knn's answer or the midpoint instead
+"scene"). When nothing verifies (with matcher2=xfeat: not even with XFeat on the same shortlist,
+docs/shared-photos.md), the answer is the weighted geometric median of the shortlist (source "fallback"). For
+scene and fallback answers, calibration may choose knn's answer or the midpoint instead
 (answer=auto; localization/answers.py). Each kind has its own calibrated radius (localization/conformal.py).
 
 Camera pose (pose=auto|on|off): for the strongest verified gallery photos whose own heading is known (EXIF
@@ -105,6 +106,7 @@ class RerankPredictor(BasePredictor):
         if c.vlad and sum(counts) >= 4 * c.vlad:  # learnt from the gallery only, on a bounded sample
             codebook = VladCodebook.train_from(counts, store.unit_desc, c.vlad)
         self.state = build_state(knn, encoder, keys, store, codebook, self.gallery, c)
+        self.state.photos = train.open  # for the second matcher's gallery features (matcher2), never saved
         self.state.calibrations = calibrate(self.state, c)
 
     # -- predict ------------------------------------------------------------------------------------------
@@ -160,6 +162,8 @@ class RerankPredictor(BasePredictor):
                 vlad = np.concatenate([vlad, more])
             self.state = build_state(knn, s.encoder, list(s.keys) + new_keys, store, s.codebook, self.gallery, c,
                                      vlad)
+            if s.photos is not None:  # photos at hand for all rows only when the old ones were
+                self.state.photos = lambda j, old=s.photos: old(j) if j < n_old else new.open(j - n_old)
             self.state.calibrations = calibrate(self.state, c)
 
     def _remove(self, keep, recalibrate) -> None:
@@ -172,6 +176,8 @@ class RerankPredictor(BasePredictor):
             store = KeypointStore(len(keep), lambda i: old_store.get(int(keep[i])), c.cache_mb * 2**20)
             self.state = build_state(knn, s.encoder, [s.keys[int(i)] for i in keep], store, s.codebook,
                                      self.gallery, c, s.vlad[keep] if s.vlad is not None else None)
+            if s.photos is not None:
+                self.state.photos = lambda j, old=s.photos: old(int(keep[j]))
             self.state.calibrations = calibrate(self.state, c) if recalibrate else s.calibrations
 
     # -- persistence --------------------------------------------------------------------------------------

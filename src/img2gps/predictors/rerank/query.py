@@ -17,11 +17,12 @@ from ...localization.camera import CameraEstimate, PoseCache
 from ...localization.consensus import consensus
 from ...localization.difficulty import shortlist_spread
 from ...localization.recognition import RecognitionRule
-from ...localization.pose import unknown_focal_margin_deg
+from ...localization.pose import copy_focal35, unknown_focal_margin_deg
 from ...types import Neighbour, Prediction, Query
 from ...features.rootsift import Keypoints, extract
 from ...verification.local import fundamental_inliers, matched_points
 from ...verification.queryprep import CROPS, centre_crops, find_photo, retry_views
+from ...verification.second import SecondFeatures
 from .config import RerankConfig
 from .state import RerankState
 
@@ -128,47 +129,53 @@ def scores(state: RerankState, g_sims: np.ndarray, v_sims: np.ndarray | None) ->
 
 
 def verify_pair(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray, j: int,
-                keep: dict | None = None) -> int:
-    """Inliers between a query (keypoints, unit descriptors) and gallery photo j, read from the store; with
-    `keep`, a verified pair's matched points (query xy, gallery xy) are stored there for the pose stage."""
+                keep: dict | None = None, gallery: Callable[[int], Keypoints] | None = None) -> int:
+    """Inliers between a query (keypoints, unit descriptors) and gallery photo j, read from the store (or from
+    `gallery(j)`: the second matcher's features); with `keep`, a verified pair's matched points (query xy,
+    gallery xy) are stored there for the pose stage."""
     v = cfg.verify_config
-    pq, pj = matched_points(kq, state.store.get(j), v, da=dq, db=state.store.unit_desc(j))
+    pq, pj = matcher(state, cfg, kq, dq, {}, gallery)(j)
     n = fundamental_inliers(pq, pj, v)
     if keep is not None and n >= v.min_inliers:
         keep[j] = (pq, pj)
     return n
 
 
-def matcher(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray,
-            matched: dict) -> Callable[[int], tuple]:
-    """match(j) -> (query xy, gallery xy) of the mutual matches with gallery photo j (kept in `matched`)."""
+def matcher(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray, matched: dict,
+            gallery: Callable[[int], Keypoints] | None = None) -> Callable[[int], tuple]:
+    """match(j) -> (query xy, gallery xy) of the mutual matches with gallery photo j (kept in `matched`); the
+    gallery keypoints come from the store, or from `gallery(j)` when given."""
     v = cfg.verify_config
 
     def match(j: int):
         if j not in matched:
-            matched[j] = matched_points(kq, state.store.get(j), v, da=dq, db=state.store.unit_desc(j))
+            kj = state.store.get(j) if gallery is None else gallery(j)
+            dj = state.store.unit_desc(j) if gallery is None else kj.unit_desc()
+            matched[j] = matched_points(kq, kj, v, da=dq, db=dj)
         return matched[j]
     return match
 
 
 def camera(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray, focal35, checked: dict[int, int],
            matched: dict, cache: PoseCache | None = None, key: str | None = None,
-           poses: dict | None = None) -> CameraEstimate | None:
+           poses: dict | None = None, gallery: Callable[[int], Keypoints] | None = None) -> CameraEstimate | None:
     """The query camera from the verified photos (None when no gallery photo has a known heading). poses: this
     query's relative poses by gallery index, shared with `parallax` so each pair's pose is computed once."""
     if state.cameras.n_with_heading == 0:
         return None
     ver = {j: k for j, k in checked.items() if k >= cfg.min_inliers}
     f = float(focal35) if focal35 is not None and np.isfinite(focal35) else None
-    return state.locator.locate(matcher(state, cfg, kq, dq, matched), kq.size, f, ver, cache, key, state.keys, poses)
+    return state.locator.locate(matcher(state, cfg, kq, dq, matched, gallery), kq.size, f, ver, cache, key, state.keys,
+                                poses)
 
 
 def parallax(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarray, focal35,
              verified: dict[int, int], matched: dict, cache: PoseCache | None = None,
-             key: str | None = None, poses: dict | None = None) -> list[float]:
+             key: str | None = None, poses: dict | None = None,
+             gallery: Callable[[int], Keypoints] | None = None) -> list[float]:
     """Parallax (deg) of the query with its strongest verified photo(s) (localization/camera.py)."""
     f = float(focal35) if focal35 is not None and np.isfinite(focal35) else None
-    return state.locator.parallax(matcher(state, cfg, kq, dq, matched), kq.size, f, verified, PARALLAX_VIEWS,
+    return state.locator.parallax(matcher(state, cfg, kq, dq, matched, gallery), kq.size, f, verified, PARALLAX_VIEWS,
                                   cache, key, state.keys, poses)
 
 
@@ -241,6 +248,14 @@ def answer_area(state: RerankState, cfg: RerankConfig, checked: dict[int, int], 
     return area, {j: n for j, n in checked.items() if label[j] == area}
 
 
+def second_features(state: RerankState, cfg: RerankConfig) -> SecondFeatures:
+    """cfg.matcher2's features (verification/second.py), made on first use and kept in the state."""
+    if state.second is None:
+        state.second = SecondFeatures.xfeat(state.photos, lambda j: max(state.store.get(j).size), cfg.max_side,
+                                            cfg.cache_mb * 2**20)
+    return state.second
+
+
 def gallery_side(state: RerankState, sample: int = 16) -> int:
     """The gallery's typical long side (px) at feature scale, the median over a few evenly spread photos: small
     queries are enlarged to it before their local features are extracted."""
@@ -249,9 +264,13 @@ def gallery_side(state: RerankState, sample: int = 16) -> int:
     return int(np.median([max(state.store.get(int(j)).size) for j in idx])) if len(idx) else 0
 
 
-def view(state: RerankState, cfg: RerankConfig, image, focal35: float | None,
-         top_k: int) -> tuple[Located, np.ndarray]:
-    """One view of a query (an RGB PIL image) through the whole procedure: (its answer, its (N,) shortlist score)."""
+def view(state: RerankState, cfg: RerankConfig, image, focal35: float | None, top_k: int,
+         second: bool = False, found: bool = False) -> tuple[Located, np.ndarray]:
+    """One view of a query (an RGB PIL image) through the whole procedure: (its answer, its (N,) shortlist score).
+    second: when RootSIFT verifies nothing, the same shortlist is verified again with cfg.matcher2's features.
+    found: the image is the photo found inside a screenshot (queryprep.find_photo), often a scaled crop of the
+    photo it shows; without a focal length it then takes its strongest verified photo's field of view when it is
+    a scaled copy of that photo (pose.copy_focal35)."""
     q = np.asarray(state.encoder.embed([image]), np.float32)  # shrunk exactly as the gallery photos were
     kq = extract(image, cfg.feature_config)
     dq = kq.unit_desc(True)
@@ -262,12 +281,28 @@ def view(state: RerankState, cfg: RerankConfig, image, focal35: float | None,
     def knn_answer(area: int):
         return state.knn.locate(q[0], cfg.k, "mean", top_k, area)
 
-    matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    poses: dict[int, object] = {}  # this view's relative poses: the strongest pair's is computed once
-    loc = locate(state, cfg, score, g_sims, lambda j: verify_pair(state, cfg, kq, dq, j, matched), knn_answer,
-                 camera_of=lambda checked: camera(state, cfg, kq, dq, focal35, checked, matched, poses=poses),
-                 parallax_of=lambda ver: parallax(state, cfg, kq, dq, focal35, ver, matched, poses=poses),
-                 rules=[cal.rule for cal in state.calibrations] or None)
+    def run(kq: Keypoints, dq: np.ndarray, gallery=None) -> Located:
+        matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        poses: dict[int, object] = {}  # this view's relative poses: the strongest pair's is computed once
+        focal: list = []
+
+        def f35(checked: dict[int, int]):  # a copy of its strongest verified photo has that one's field of view
+            if focal35 is None and found and not focal:
+                ver = {j: n for j, n in checked.items() if n >= cfg.min_inliers}
+                j = max(ver, key=ver.get) if ver else None
+                focal.append(None if j is None else copy_focal35(*matched[j], kq.size, state.store.get(j).size,
+                                                                   state.cameras.focal35[j]))
+            return focal[0] if focal35 is None and found else focal35
+        return locate(state, cfg, score, g_sims, lambda j: verify_pair(state, cfg, kq, dq, j, matched, gallery),
+                      knn_answer, rules=[cal.rule for cal in state.calibrations] or None,
+                      camera_of=lambda ch: camera(state, cfg, kq, dq, f35(ch), ch, matched, poses=poses, gallery=gallery),
+                      parallax_of=lambda ver: parallax(state, cfg, kq, dq, f35(ver), ver, matched, poses=poses,
+                                                       gallery=gallery))
+    loc = run(kq, dq)
+    if second and not loc.verified and cfg.matcher2 != "none":
+        f2 = second_features(state, cfg)
+        k2 = f2.query(image, gallery_side(state))  # at the gallery's scale
+        loc = run(k2, k2.unit_desc(), f2.get)
     return loc, score
 
 
@@ -301,7 +336,7 @@ def answer(state: RerankState, cfg: RerankConfig, query: Query, top_k: int, n: i
     region = find_photo(image) if "border" in steps else None
     if region is not None:  # a screenshot of a post or a padded image: locate the photo inside it
         image = image.crop(region.as_tuple())
-    loc, score = view(state, cfg, image, query.focal35, top_k)
+    loc, score = view(state, cfg, image, query.focal35, top_k, second=True, found=region is not None)
     ranked = np.argsort(-score)[:n]  # the retrieval stage's order (image as given), before verification
     shown = None
     if not loc.verified and steps:  # the cascade: other views only for a query that did not verify

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -73,7 +73,9 @@ class RerankState:
     models saved before `index add`); store: their keypoints; codebook / vlad: the VLAD codebook and (N, K*128)
     gallery vectors (None when vlad=0 or too few keypoints); cameras / locator: gallery headings and focal lengths
     for the pose stage; near: per photo the gallery photos within near_m; zstats: (mean, sd) of the global and VLAD
-    similarities over gallery pairs; calibrations: one Calibration per area of knn.plane (empty until calibrated)."""
+    similarities over gallery pairs; calibrations: one Calibration per area of knn.plane (empty until calibrated);
+    photos: gallery photo j as an RGB PIL image, where the photos are at hand (a fit in this process; None for a
+    loaded model); second: the second matcher's gallery features (verification/second.py), made on first use."""
     knn: KNNState
     encoder: Any
     keys: list[str] | None
@@ -85,6 +87,8 @@ class RerankState:
     near: list
     zstats: list
     calibrations: list[Calibration] = field(default_factory=list)
+    photos: Callable[[int], Any] | None = None
+    second: Any = None
 
     @property
     def en(self) -> np.ndarray:
