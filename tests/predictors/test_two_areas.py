@@ -183,3 +183,24 @@ def test_penn_and_ben_gurion_in_one_gallery(penn91, spec, tmp_path):
         ref = pd.DataFrame(score_queries(alone, ds, held[a]))
         mine = got["error_m"][own == a].mean()
         assert mine <= 1.1 * ref["error_m"].mean(), (a, mine, ref["error_m"].mean())
+
+
+@pytest.mark.parametrize("spec", ["regression", "contrastive"])
+def test_the_trained_methods_refuse_a_gallery_of_several_areas_in_one_line(two_areas, spec, tmp_path, capsys):
+    """regression and contrastive learn positions in one metric frame: on two campuses their answers would fall
+    between them, so fit refuses before any training, naming the areas and the methods that answer per area."""
+    from img2gps.cli import main
+    from img2gps.errors import ModelError
+
+    train = two_areas[2]
+    with pytest.raises(ModelError, match="covers 2 far-apart areas .*area 1: 18 photos.*use knn or rerank"):
+        make_predictor(spec).fit(train)
+    src = tmp_path / "data"
+    (src / "images").mkdir(parents=True)
+    for i in range(len(train)):
+        (src / "images" / train.ids[i]).write_bytes(train.read(i))
+    train.table[["image", "Latitude", "Longitude"]].to_csv(src / "labels.csv", index=False)
+    assert main(["fit", "--data", str(src), "--method", spec, "--out", str(tmp_path / "m")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 far-apart areas" in err[0] and "Traceback" not in err[0]
+    assert not (tmp_path / "m").exists()
