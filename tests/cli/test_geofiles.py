@@ -227,3 +227,15 @@ def test_exif_copy_keeps_the_photos_other_gps_tags_and_drops_its_old_fix(tmp_pat
             assert gps[G.GPSImgDirection] == own[G.GPSImgDirection]
         else:
             assert gps[G.GPSImgDirection] == (271, 1)
+
+
+def test_every_file_predict_writes_is_announced_as_wrote(capsys, model_dir, photos, tmp_path):
+    """--map said "map: PATH" while --geojson, --kml and --write-exif said "wrote PATH" (issue 30's fresh read)."""
+    outs = {"--map": tmp_path / "m.html", "--geojson": tmp_path / "p.geojson", "--kml": tmp_path / "p.kml",
+            "--write-exif": tmp_path / "copy.jpg"}
+    code, out, err = run(capsys, "predict", photos / "b_place3.jpg", "--model", model_dir, "--no-tiles",
+                         *[x for kv in outs.items() for x in kv])
+    assert code == 0, err
+    for path in outs.values():
+        assert f"wrote {path}" in err.splitlines(), (path, err)
+    assert "map:" not in err
