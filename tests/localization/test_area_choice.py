@@ -41,17 +41,20 @@ def test_a_photo_of_the_sparse_area_is_answered_there_despite_the_dense_areas_ne
                                                            "Longitude": st.plane.to_latlon(st.en)[1]}), {})
     assert np.allclose(loaded.areas.weights, st.areas.weights)  # saved beside the index, not refitted
     area_of.append(lambda q: int(loaded.plane.area_at(loaded.locate(q, 3, "mean", 3)[0])))
+    area_of.append(lambda q: int(st.plane.area_at(st.locate(15.0 * q, 3, "mean", 3)[0])))  # an encoder's raw scale
     for f in area_of:
         assert np.mean([f(q) == 1 for q in sparse]) >= 0.85
         assert np.mean([f(q) == 0 for q in dense]) >= 0.95  # and the dense area's photos stay in theirs
 
 
-def test_an_unsure_classifier_keeps_the_top_photos_area():
-    clf = AreaClassifier(np.array([[0.0, 0.0], [1.0, 0.0]], np.float32), np.zeros(2, np.float32))
-    assert clf.proba(np.array([0.2, 0.0]))[1] < 0.65  # slightly for area 1 ...
-    assert clf.choose(np.array([0.2, 0.0]), top_area=0) == 0  # ... not enough to overrule the top photo
-    assert clf.choose(np.array([5.0, 0.0]), top_area=0) == 1  # sure: the classifier's area
-    assert clf.choose(np.array([-5.0, 0.0]), top_area=0) == 0
+def test_an_unsure_classifier_keeps_the_top_photos_area_at_any_vector_scale():
+    clf = AreaClassifier(np.array([[0.0, 0.0], [2.0, 0.0]], np.float32), np.array([0.0, -1.0], np.float32))
+    unsure, sure = np.array([0.3, 0.95]), np.array([1.0, 0.0])
+    assert 0.35 < clf.proba(unsure)[1] < 0.65  # not sure of either area ...
+    assert clf.choose(unsure, top_area=0) == 0 and clf.choose(unsure, top_area=1) == 1  # ... the top photo decides
+    assert clf.choose(sure, top_area=0) == 1  # sure: the classifier's area
+    # an encoder's raw vectors are not unit length (lite0: norms 11-21); the choice must not depend on that
+    assert clf.choose(15.0 * unsure, top_area=0) == 0 and clf.choose(15.0 * sure, top_area=0) == 1
 
 
 def test_a_one_area_gallery_has_no_classifier():

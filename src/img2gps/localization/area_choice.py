@@ -37,20 +37,24 @@ class AreaClassifier:
 
     @classmethod
     def fit(cls, vectors: np.ndarray, label: np.ndarray, n_areas: int) -> "AreaClassifier":
-        """Fitted on gallery vectors (N, D) and their area indices label (N,) in 0..n_areas-1 (each area at least
-        one photo), classes weighted by inverse photo count. Deterministic (lbfgs)."""
+        """Fitted on gallery vectors (N, D; scaled to unit length here) and their area indices label (N,) in
+        0..n_areas-1 (each area at least one photo), classes weighted by inverse photo count. Deterministic (lbfgs)."""
         from sklearn.linear_model import LogisticRegression
 
         clf = LogisticRegression(C=C_INVERSE, class_weight="balanced", max_iter=5000)
-        clf.fit(np.asarray(vectors, np.float64), np.asarray(label, int))
+        v = np.asarray(vectors, np.float64)
+        clf.fit(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12), np.asarray(label, int))
         w, b = clf.coef_, clf.intercept_
         if n_areas == 2:  # sklearn's binary form: one logit for class 1
             w, b = np.vstack([np.zeros_like(w[0]), w[0]]), np.array([0.0, b[0]])
         return cls(np.asarray(w, np.float32), np.asarray(b, np.float32))
 
     def proba(self, v: np.ndarray) -> np.ndarray:
-        """(A,) probability of each area for one vector (D,), or (M, A) for (M, D)."""
-        z = np.asarray(v, np.float32) @ self.weights.T + self.bias
+        """(A,) probability of each area for one vector (D,), or (M, A) for (M, D). Vectors are scaled to unit
+        length first, as the gallery's were (an encoder's raw output is not)."""
+        v = np.asarray(v, np.float32)
+        v = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+        z = v @ self.weights.T + self.bias
         z = z - z.max(-1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(-1, keepdims=True)

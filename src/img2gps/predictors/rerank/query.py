@@ -181,8 +181,8 @@ def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.
     """The query procedure shared by calibration (held-out gallery photo) and prediction.
 
     score: (N,) shortlist score over the gallery; g_sims: (N,) global similarities (fallback neighbour
-    scores); q: (D,) the query's global vector (the area of an unverified answer); verify(j) -> inliers with gallery photo j; knn_answer(area) -> (pos, spread, idx, sims) from that
-    area's photos; camera_of(checked) -> the query camera from the verified photos; parallax_of(verified) ->
+    scores); q: (D,) the query's global vector (the area of an unverified answer); verify(j) -> inliers with
+    gallery photo j; knn_answer(area) -> (pos, spread, idx, sims) from that area's photos; camera_of(checked) -> the query camera from the verified photos; parallax_of(verified) ->
     parallax (deg) with the strongest verified photos, which decides recognised against scene
     (localization/answers.py); rules: the recognition rules of each area (localization/recognition.py; default:
     cfg's spot rule, no copies). A verified copy of a gallery photo is recognised at that photo's position.
