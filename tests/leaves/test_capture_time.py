@@ -65,3 +65,20 @@ def test_clocks_tell_two_phones_apart_and_keep_a_sleeping_phone_one():
     assert clocks(times, up, ["iPhone 13"] * 6) == [0, 1, 0, 1, 0, 0]
     assert clocks(times, up, ["a", "b", "a", "b", "a", "a"]) == [0, 0, 0, 0, 0, 0]  # told apart by name already
     assert clocks(times[:2], [100.0, 50.0], ["x", "x"]) == [0, 1]  # uptime went back: rebooted, or another phone
+
+
+def test_penn91_iphone_13_photos_of_two_uploaders_are_one_phone_by_its_clock(penn91):
+    """penn91's 62 iPhone 13 photos (iOS 17.6.1) come from two uploaders, interleaved in time: their MakerNote
+    uptimes give one boot time, so clocks() keeps them one camera, and every other device stays one camera too."""
+    from collections import Counter
+
+    from img2gps.capture_time import clocks, parse_time
+    from img2gps.photos import read_meta
+
+    paths = sorted((penn91 / "images").iterdir())
+    metas = [read_meta(p) for p in paths]
+    cams = clocks([parse_time(m.time) for m in metas], [m.uptime_s for m in metas], [m.device for m in metas])
+    iphone13 = [i for i, m in enumerate(metas) if m.device == "Apple iPhone 13 (software 17.6.1)"]
+    assert len(iphone13) == 62 and all(metas[i].uptime_s is not None for i in iphone13)
+    assert {paths[i].name.split("__")[0] for i in iphone13} == {"CeciliaChen98", "whuang06"}
+    assert Counter(cams) == Counter({0: len(metas)})
