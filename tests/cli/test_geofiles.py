@@ -157,6 +157,11 @@ def test_exif_copy_of_real_phone_photos_keeps_every_other_tag(penn91):
         a, b = piexif.load(data), piexif.load(copy)
         for ifd in ("0th", "Exif"):
             assert set(a[ifd]) <= set(b[ifd]), (name, ifd, set(a[ifd]) - set(b[ifd]))
+        G = piexif.GPSIFD  # the photo's own GPS tags stay, but for its old fix (and direction: the answer has one)
+        own = {t: v for t, v in a["GPS"].items() if t not in (G.GPSHPositioningError, G.GPSDOP, G.GPSImgDirection,
+                                                              G.GPSLatitude, G.GPSLongitude, G.GPSLatitudeRef,
+                                                              G.GPSLongitudeRef, G.GPSMapDatum, G.GPSVersionID)}
+        assert {t: b["GPS"].get(t) for t in own} == own, name
         m0, m1 = read_meta(src), read_meta(copy)
         assert (m1.time, m1.device, m1.focal35) == (m0.time, m0.device, m0.focal35)
         assert (m1.latitude, m1.longitude) == (pytest.approx(-33.5, abs=1e-7), pytest.approx(151.25, abs=1e-7))
