@@ -15,7 +15,8 @@ by the same rule, and lets a device's zone-less times borrow the zone of its zon
 those share one offset (a phone that wrote OffsetTime on most photos ran in that zone that day).
 
 Leaf module: standard library only, no other img2gps import. Every capture-time comparison in img2gps goes
-through here (labelcheck's capture-time neighbours, data build's GPS-drift dates); new uses (clock offsets
+through here (labelcheck's capture-time neighbours, data build's GPS-drift dates and its cameras told apart by
+their clocks, `clocks`); new uses (clock offsets
 between phones, placing photos on a GPS track) should too.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Hashable, Sequence
 from datetime import date, datetime, timedelta, timezone, tzinfo
 
 __all__ = ["parse_time", "time_from_name", "seconds_between", "local_day", "session_of", "is_zoned", "sequences",
-           "consecutive"]
+           "consecutive", "clocks"]
 
 _EXIF_TIME = re.compile(r"^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d+)?)(Z|[+-]\d{2}:?\d{2})?$")
 _EPOCH = re.compile(r"\d{10}(\d{3})?(\.\d+)?")
@@ -160,3 +161,29 @@ def consecutive(times: Sequence[datetime | None], groups: Sequence[Hashable] | N
         for a, b in zip(idx, idx[1:]):
             steps.append((a, b, seconds_between(times[a], times[b], zone)))
     return steps, not_ordered
+
+
+def clocks(times: Sequence[datetime | None], uptimes: Sequence[float | None], groups: Sequence[Hashable],
+           tol_s: float = 10.0) -> list[int]:
+    """Which camera of its group (device name) and day each photo came from, told apart by their clocks: per photo
+    0, 1, ... (0 also without a time or uptime). uptimes: seconds since the camera booted, sleep excluded
+    (exif.apple_uptime_s). Between two photos of one camera (no reboot) the uptime advances by at least 0 and at
+    most the time between them, give or take tol_s (on penn91's iPhone 13, 62 photos of one phone, capture time
+    minus uptime wanders by up to 3.4 s between consecutive photos: whole-second times, capture latency); photos in capture order (`sequences`) join the
+    first camera whose last photo is consistent with them, else start a new one. Two phones of one model and OS
+    version booted at different times become two cameras; a phone rebooted that day also becomes two (fewer photos
+    compared, never more)."""
+    out = [0] * len(times)
+    seqs, _ = sequences(times, groups)
+    for idx, zone in seqs:
+        last: list[int] = []  # each camera's latest photo
+        for j in (i for i in idx if uptimes[i] is not None):
+            for c, i in enumerate(last):
+                secs = seconds_between(times[i], times[j], zone)
+                if secs is not None and -tol_s <= uptimes[j] - uptimes[i] <= secs + tol_s:
+                    out[j], last[c] = c, j
+                    break
+            else:
+                out[j] = len(last)
+                last.append(j)
+    return out

@@ -5,7 +5,9 @@ Opening the photo is photos.py's job; this module only reads tags. Source: EXIF 
 from __future__ import annotations
 
 import math
+import plistlib
 import re
+import struct
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,6 +27,7 @@ class PhotoMeta:
     heading: float | None = None  # EXIF GPSImgDirection, degrees from true north (magnetic-referenced: None)
     focal35: float | None = None  # 35 mm-equivalent focal length in mm (see focal35_from_exif)
     h_error_m: float | None = None  # EXIF GPSHPositioningError: the phone's own horizontal accuracy, metres
+    uptime_s: float | None = None  # an iPhone's seconds since boot, sleep excluded (apple_uptime_s)
 
     @property
     def has_gps(self) -> bool:
@@ -134,6 +137,27 @@ def device_name(make: str | None, model: str | None, exif, sub) -> str | None:
     return name + (f" ({', '.join(extra)})" if extra else "")
 
 
+def apple_uptime_s(makernote) -> float | None:
+    """Seconds an iPhone's clock had run since it booted, sleep excluded, when it took the photo: the RunTime entry
+    (tag 3, a binary plist {value, timescale}) of Apple's MakerNote IFD ("Apple iOS" header, offsets from the
+    note's start). Capture time minus it is constant for one phone between sleeps and reboots and differs between
+    phones (capture_time.clocks). None for any other MakerNote or an unreadable one."""
+    if not isinstance(makernote, bytes) or not makernote.startswith(b"Apple iOS\0"):
+        return None
+    try:
+        e = ">" if makernote[12:14] == b"MM" else "<"
+        (n,) = struct.unpack_from(e + "H", makernote, 14)
+        for k in range(n):
+            tag, _, count, off = struct.unpack_from(e + "HHII", makernote, 16 + 12 * k)
+            if tag == 3:
+                d = plistlib.loads(makernote[off:off + count])
+                v = float(d["value"]) / float(d["timescale"])
+                return v if math.isfinite(v) and v >= 0 else None
+    except Exception:  # a foreign or damaged note: no uptime, never an error
+        return None
+    return None
+
+
 def meta_from_exif(exif, size: tuple[int, int], reasons: list[str]) -> PhotoMeta:
     """A photo's EXIF (a PIL Exif, or None) and raw (width, height) -> PhotoMeta. `reasons`: the library warnings
     recorded while the EXIF was read (a damaged GPS block adds some)."""
@@ -151,6 +175,7 @@ def meta_from_exif(exif, size: tuple[int, int], reasons: list[str]) -> PhotoMeta
     except Exception:
         sub = {}
     meta.device = device_name(make, model, exif, sub)
+    meta.uptime_s = apple_uptime_s(sub.get(0x927C))
     t = _clean_str(sub.get(0x9003) or exif.get(0x0132))
     if t:
         try:

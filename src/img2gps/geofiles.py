@@ -125,6 +125,19 @@ def gps_ifd(lat: float, lon: float, radius_m: float | None = None,
     return ifd
 
 
+def merged_gps(photo_gps: dict[int, Any], answer: dict[int, Any]) -> dict[int, Any]:
+    """The copy's GPS IFD: the answer's tags (gps_ifd) over the photo's own GPS tags, less those that describe the
+    photo's own horizontal fix (its position, datum, positioning error and DOP), which would contradict the answer.
+    The photo's altitude, time and date stamps, speed, destination and (when the answer has no heading) its own
+    image direction are kept."""
+    import piexif
+
+    G = piexif.GPSIFD
+    fix = {G.GPSLatitude, G.GPSLatitudeRef, G.GPSLongitude, G.GPSLongitudeRef, G.GPSMapDatum,
+           G.GPSHPositioningError, G.GPSDOP}
+    return {**{t: v for t, v in photo_gps.items() if t not in fix}, **answer}
+
+
 def _undefined_as_bytes(exif: dict) -> dict:
     """piexif reads some UNDEFINED-type tags (MakerNote, ComponentsConfiguration, SceneType of re-encoded phone
     photos) as ints or tuples of ints but writes them only as bytes: convert them, so every tag survives the copy."""
@@ -143,8 +156,9 @@ def _undefined_as_bytes(exif: dict) -> dict:
 
 
 def exif_copy_bytes(photo: bytes, name: str, record: dict[str, Any]) -> bytes:
-    """The JPEG `photo` with its EXIF GPS tags replaced by the record's answer (position, radius as the
-    positioning error, heading); pixels and every other tag unchanged (no re-encoding). Raises PhotoError for a
+    """The JPEG `photo` with the record's answer in its EXIF GPS tags (position, WGS-84 datum, radius as the
+    positioning error, heading; merged_gps says which of the photo's own GPS tags stay); pixels and every other
+    tag unchanged (no re-encoding). Raises PhotoError for a
     file that is not a JPEG or whose EXIF cannot be rewritten."""
     import piexif
 
@@ -154,7 +168,8 @@ def exif_copy_bytes(photo: bytes, name: str, record: dict[str, Any]) -> bytes:
         exif = _undefined_as_bytes(piexif.load(photo))
     except Exception:  # unreadable EXIF: the copy gets a fresh block with the position only
         exif = {"0th": {}, "Exif": {}, "1st": {}, "thumbnail": None}
-    exif["GPS"] = gps_ifd(record["latitude"], record["longitude"], record.get("radius_m"), record.get("heading_deg"))
+    exif["GPS"] = merged_gps(exif.get("GPS") or {}, gps_ifd(record["latitude"], record["longitude"],
+                                                         record.get("radius_m"), record.get("heading_deg")))
     problem = None
     for attempt in (exif, {**exif, "1st": {}, "thumbnail": None}):  # a damaged thumbnail is the one thing dropped
         out = io.BytesIO()

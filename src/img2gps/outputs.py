@@ -98,6 +98,11 @@ def refuse_input(out: Path, inputs: Iterable[Path], folder: bool = False, inside
                     continue
 
 
+def wrote(path: str | Path) -> str:
+    """The one line every command prints for a file or folder it wrote (a map, a report, a copy, a table)."""
+    return f"wrote {path}"
+
+
 def check_file(out: Path, inputs: Iterable[Path], kind: str, overwrite: bool = False) -> None:
     """Refuse (DataError, one line) to write output file OUT of `kind` (a KINDS key) when it is one of the
     command's inputs, is a folder, or exists and is not that kind of img2gps output (unless overwrite)."""

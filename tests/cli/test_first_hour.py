@@ -286,3 +286,12 @@ def test_readme_results_are_a_short_current_table_and_tests_have_a_fast_subset()
     assert 'python -m pytest -m "not slow"' in after, after
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert ci[ci.index("# --- the README's test command (keep identical) ---") + 1] == test_cmd
+
+
+def test_readme_names_every_file_the_demo_writes():
+    """The demo wrote demo_predictions.csv, but the README named only its map and PNG (issue 30's fresh read)."""
+    from img2gps.cli.demo import DEMO_FILES
+
+    readme = (ROOT / "README.md").read_text()
+    quick_start = readme.split("**Run the main job.**", 1)[1].split("**Run the tests", 1)[0]
+    assert [n for n in DEMO_FILES if f"`{n}`" not in quick_start] == []

@@ -157,6 +157,11 @@ def test_exif_copy_of_real_phone_photos_keeps_every_other_tag(penn91):
         a, b = piexif.load(data), piexif.load(copy)
         for ifd in ("0th", "Exif"):
             assert set(a[ifd]) <= set(b[ifd]), (name, ifd, set(a[ifd]) - set(b[ifd]))
+        G = piexif.GPSIFD  # the photo's own GPS tags stay, but for its old fix (and direction: the answer has one)
+        own = {t: v for t, v in a["GPS"].items() if t not in (G.GPSHPositioningError, G.GPSDOP, G.GPSImgDirection,
+                                                              G.GPSLatitude, G.GPSLongitude, G.GPSLatitudeRef,
+                                                              G.GPSLongitudeRef, G.GPSMapDatum, G.GPSVersionID)}
+        assert {t: b["GPS"].get(t) for t in own} == own, name
         m0, m1 = read_meta(src), read_meta(copy)
         assert (m1.time, m1.device, m1.focal35) == (m0.time, m0.device, m0.focal35)
         assert (m1.latitude, m1.longitude) == (pytest.approx(-33.5, abs=1e-7), pytest.approx(151.25, abs=1e-7))
@@ -190,3 +195,52 @@ def test_csv_says_what_the_answer_rests_on(capsys, model_dir, photos):
     assert code == 0, err
     header, row = out.splitlines()[:2]
     assert "source_note" in header.split(",") and "chance_note" in header.split(",")
+
+
+def test_exif_copy_keeps_the_photos_other_gps_tags_and_drops_its_old_fix(tmp_path):
+    """The copy's GPS block holds the answer (position, datum, radius as positioning error) and keeps the photo's
+    own GPS tags that are not its old fix: altitude, time and date stamps, speed, its image direction when the
+    answer has none. The old positioning error and DOP would contradict the answer and are dropped."""
+    import io
+
+    import piexif
+
+    from img2gps.geofiles import exif_copy_bytes
+
+    G = piexif.GPSIFD
+    own = {G.GPSLatitudeRef: b"N", G.GPSLatitude: ((39, 1), (57, 1), (207, 25)), G.GPSLongitudeRef: b"W",
+           G.GPSLongitude: ((75, 1), (11, 1), (1479, 50)), G.GPSAltitudeRef: 0, G.GPSAltitude: (74263, 5135),
+           G.GPSTimeStamp: ((20, 1), (23, 1), (29, 1)), G.GPSDateStamp: b"2024:09:23", G.GPSSpeedRef: b"K",
+           G.GPSSpeed: (22611, 155111), G.GPSImgDirectionRef: b"T", G.GPSImgDirection: (1111635, 16384),
+           G.GPSHPositioningError: (223346, 15669), G.GPSDOP: (5, 1)}
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 24), (90, 120, 60)).save(buf, "JPEG", exif=piexif.dump(
+        {"0th": {piexif.ImageIFD.Make: b"Apple"}, "Exif": {}, "GPS": own}))
+    for rec in ({"latitude": -33.5, "longitude": 151.25, "radius_m": 40.0, "heading_deg": None},
+                {"latitude": 40.0, "longitude": -75.0, "radius_m": None, "heading_deg": 271.0}):
+        gps = piexif.load(exif_copy_bytes(buf.getvalue(), "p.jpg", rec))["GPS"]
+        for tag in (G.GPSAltitudeRef, G.GPSAltitude, G.GPSTimeStamp, G.GPSDateStamp, G.GPSSpeedRef, G.GPSSpeed):
+            assert gps[tag] == own[tag], piexif.TAGS["GPS"][tag]["name"]
+        assert gps[G.GPSMapDatum] == b"WGS-84" and G.GPSDOP not in gps
+        assert gps[G.GPSLatitudeRef] == (b"S" if rec["latitude"] < 0 else b"N")
+        assert gps[G.GPSLongitudeRef] == (b"E" if rec["longitude"] > 0 else b"W")
+        if rec["radius_m"] is None:  # no radius: no stale positioning error of the old fix either
+            assert G.GPSHPositioningError not in gps
+        else:
+            assert gps[G.GPSHPositioningError] == (40, 1)
+        if rec["heading_deg"] is None:
+            assert gps[G.GPSImgDirection] == own[G.GPSImgDirection]
+        else:
+            assert gps[G.GPSImgDirection] == (271, 1)
+
+
+def test_every_file_predict_writes_is_announced_as_wrote(capsys, model_dir, photos, tmp_path):
+    """--map said "map: PATH" while --geojson, --kml and --write-exif said "wrote PATH" (issue 30's fresh read)."""
+    outs = {"--map": tmp_path / "m.html", "--geojson": tmp_path / "p.geojson", "--kml": tmp_path / "p.kml",
+            "--write-exif": tmp_path / "copy.jpg"}
+    code, out, err = run(capsys, "predict", photos / "b_place3.jpg", "--model", model_dir, "--no-tiles",
+                         *[x for kv in outs.items() for x in kv])
+    assert code == 0, err
+    for path in outs.values():
+        assert f"wrote {path}" in err.splitlines(), (path, err)
+    assert "map:" not in err

@@ -201,8 +201,22 @@ def test_linked_album_folders_are_followed(tmp_path, capsys):
 
 # ----------------------------------------------------------------- two phones of one model in one folder
 
-def _phone_walk(src: Path, tag: str, east_m: float, start_s: int, software: str, serial: str | None = None):
-    """Six photos, one a minute, from one phone standing around a spot `east_m` east of the origin."""
+def apple_makernote(uptime_s: float) -> bytes:
+    """An iPhone's MakerNote with only its RunTime entry (tag 3: a binary plist, seconds since boot)."""
+    import plistlib
+    import struct
+
+    run = plistlib.dumps({"flags": 1, "value": int(uptime_s * 1e9), "timescale": 1_000_000_000, "epoch": 0},
+                         fmt=plistlib.FMT_BINARY)
+    head = b"Apple iOS\0" + b"\x00\x01MM" + struct.pack(">H", 1)
+    off = len(head) + 12 + 4
+    return head + struct.pack(">HHII", 3, 7, len(run), off) + b"\0" * 4 + run
+
+
+def _phone_walk(src: Path, tag: str, east_m: float, start_s: int, software: str, serial: str | None = None,
+                boot_s: float | None = None):
+    """Six photos, one a minute, from one phone standing around a spot `east_m` east of the origin; boot_s: the
+    phone booted that many seconds before 2024:09:23 10:00:00 (its MakerNote RunTime), None: no MakerNote."""
     for k in range(6):
         s = start_s + 60 * k
         ex_kw = dict(make="Apple", model="iPhone 13", when=f"2024:09:23 10:{s // 60:02d}:{s % 60:02d}")
@@ -213,6 +227,8 @@ def _phone_walk(src: Path, tag: str, east_m: float, start_s: int, software: str,
         ex[0x0131] = software
         if serial:
             ex.get_ifd(0x8769)[0xA431] = serial
+        if boot_s is not None:
+            ex.get_ifd(0x8769)[0x927C] = apple_makernote(boot_s + s)
         im.save(path, "JPEG", exif=ex.tobytes())
 
 
@@ -234,5 +250,27 @@ def test_two_phones_of_one_model_are_two_devices(tmp_path, capsys, a_b):
     one = tmp_path / "one"  # the same photos from one phone: its GPS jumps 400 m every 30 s
     _phone_walk(one, "a", 0, 0, "17.6.1")
     _phone_walk(one, "b", 400, 30, "17.6.1")
+    assert main(["data", "build", str(one), str(tmp_path / "ds1"), "--drop-drift-dates"]) == 2
+    assert "dropped all" in capsys.readouterr().err
+
+
+def test_two_phones_of_one_model_and_software_are_told_apart_by_their_clocks(tmp_path, capsys):
+    """Two iPhone 13s on one iOS version, no serial in their EXIF, photographing at once 400 m apart: their
+    MakerNote uptimes say one booted days before the other (capture time minus uptime differs), so they are two
+    cameras and --drop-drift-dates drops nothing. The same photos with one phone's clock (one boot) still jump
+    400 m every 30 s: flagged, as without uptimes."""
+    from img2gps.exif import apple_uptime_s
+
+    assert apple_uptime_s(apple_makernote(674181.5)) == pytest.approx(674181.5)
+    assert apple_uptime_s(b"Nikon\0\x02") is None and apple_uptime_s(None) is None
+    src = tmp_path / "src"
+    _phone_walk(src, "a", 0, 0, "17.6.1", boot_s=3 * 86400.0)
+    _phone_walk(src, "b", 400, 30, "17.6.1", boot_s=86400.0 + 3600)
+    assert main(["data", "build", str(src), str(tmp_path / "ds"), "--drop-drift-dates"]) == 0
+    assert len(pd.read_csv(tmp_path / "ds" / "labels.csv")) == 12, capsys.readouterr().err
+
+    one = tmp_path / "one"
+    _phone_walk(one, "a", 0, 0, "17.6.1", boot_s=3 * 86400.0)
+    _phone_walk(one, "b", 400, 30, "17.6.1", boot_s=3 * 86400.0)
     assert main(["data", "build", str(one), str(tmp_path / "ds1"), "--drop-drift-dates"]) == 2
     assert "dropped all" in capsys.readouterr().err

@@ -49,3 +49,36 @@ def test_file_name_times_and_sessions():
     assert session_of(parse_time("2024-09-23T23:30:00-04:00"), "iPhone") == "2024-09-23 iPhone"  # local day
     assert session_of(None, "iPhone") is None
     assert parse_time("1727085900").isoformat() == "2024-09-23T10:05:00+00:00" and parse_time("soon") is None
+
+
+def test_clocks_tell_two_phones_apart_and_keep_a_sleeping_phone_one():
+    """capture_time.clocks (issue 30): between two photos of one phone its uptime advances by at most the time
+    between them (less while it slept); a phone booted at another time is another camera."""
+    from datetime import datetime, timedelta
+
+    from img2gps.capture_time import clocks
+
+    t0 = datetime(2024, 9, 23, 16, 0, 0)
+    times = [t0 + timedelta(seconds=s) for s in (0, 30, 60, 90, 400, 430)]
+    # phone A booted 8 days before, slept 200 s between 90 s and 400 s; phone B booted an hour before
+    up = [691200.0, 3630.0, 691260.0, 3690.0, 691370.0, None]
+    assert clocks(times, up, ["iPhone 13"] * 6) == [0, 1, 0, 1, 0, 0]
+    assert clocks(times, up, ["a", "b", "a", "b", "a", "a"]) == [0, 0, 0, 0, 0, 0]  # told apart by name already
+    assert clocks(times[:2], [100.0, 50.0], ["x", "x"]) == [0, 1]  # uptime went back: rebooted, or another phone
+
+
+def test_penn91_iphone_13_photos_of_two_uploaders_are_one_phone_by_its_clock(penn91):
+    """penn91's 62 iPhone 13 photos (iOS 17.6.1) come from two uploaders, interleaved in time: their MakerNote
+    uptimes give one boot time, so clocks() keeps them one camera, and every other device stays one camera too."""
+    from collections import Counter
+
+    from img2gps.capture_time import clocks, parse_time
+    from img2gps.photos import read_meta
+
+    paths = sorted((penn91 / "images").iterdir())
+    metas = [read_meta(p) for p in paths]
+    cams = clocks([parse_time(m.time) for m in metas], [m.uptime_s for m in metas], [m.device for m in metas])
+    iphone13 = [i for i, m in enumerate(metas) if m.device == "Apple iPhone 13 (software 17.6.1)"]
+    assert len(iphone13) == 62 and all(metas[i].uptime_s is not None for i in iphone13)
+    assert {paths[i].name.split("__")[0] for i in iphone13} == {"CeciliaChen98", "whuang06"}
+    assert Counter(cams) == Counter({0: len(metas)})

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from ..errors import DataError
+from ..outputs import wrote
 from . import App, app
 
 analyze_app = App(no_args_is_help=True, help="Learning curve, backbone scaling, feature shaping, coverage map.")
@@ -20,14 +21,14 @@ JSON_HELP = "Also write the JSON table here (bench format, e.g. bench/results/NA
 
 def _done(paths, json_copy: Optional[Path] = None) -> None:
     for p in paths:
-        typer.echo(f"wrote {p}")
+        typer.echo(wrote(p))
     if json_copy is not None:  # the same file, so the command recorded inside it re-creates both
         import shutil
 
         src = next(p for p in paths if str(p).endswith(".json"))
         Path(json_copy).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, json_copy)
-        typer.echo(f"wrote {json_copy}")
+        typer.echo(wrote(json_copy))
 
 
 def _guard(out: Path, json_copy: Optional[Path], overwrite: bool, *inputs) -> None:

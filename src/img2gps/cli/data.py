@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from ..photos import MAX_PIXELS
+from ..outputs import wrote
 from . import App, app, megapixels_option
 
 data_app = App(no_args_is_help=True, help="Build a clean dataset from a photo folder; split it.")
@@ -70,7 +71,7 @@ def build(
                    f"outside it; frames from {len(t['videos'])} video(s): {sum(v['frames'] for v in t['videos'].values())}; "
                    f"clock offset used {t['offset_used_s']['zoned']:+.1f} s (zoned times, videos), "
                    f"{t['offset_used_s']['zone_less']:+.1f} s (zone-less times)")
-    typer.echo(f"  report: {out / 'report.md'}")
+    typer.echo("  " + wrote(out / "report.md"))
     if check_labels:
         from ..labelcheck import check_dataset
         from ..labelcheck.report import write_check
@@ -103,7 +104,7 @@ def split(
         d = s["val_to_nearest_train_m"]
         typer.echo(f"{k}: train {s['train']}, val {s['val']}, dropped by buffer {s['dropped_by_buffer']}; "
                    f"val -> nearest train: min {d['min']} m, median {d['median']} m, P90 {d['p90']} m")
-    typer.echo(f"written to {out}")
+    typer.echo(wrote(out))
 
 
 @data_app.command("check")
@@ -149,4 +150,5 @@ def check(
         typer.echo(f"  wrong: {r.image}: {r.reason}")
     if apply:
         typer.echo(f"corrected dataset: {out} (labels.csv column label_check)")
-    typer.echo(f"report: {where / 'report.md'}, map: {where / 'map.html'}")
+    typer.echo(wrote(where / "report.md"))
+    typer.echo(wrote(where / "map.html"))

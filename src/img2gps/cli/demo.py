@@ -14,7 +14,10 @@ from ..predictors.registry import DEFAULT_METHOD
 from . import app
 from .modelling import refuse_uncalibratable
 from ..errors import DataError, ModelError
+from ..outputs import wrote
 
+# the files the demo writes into its folder (README.md names each) -> their kind (outputs.check_file)
+DEMO_FILES = {"demo_predictions.csv": "predictions-csv", "demo_map.png": "plot-png", "demo_map.html": "map-html"}
 DOWNLOAD_HINT = (
     "no default gallery found. Pass --data DIR (a folder with images/ + labels.csv), set IMG2GPS_DATA, or make one "
     "from your own geotagged photos with `img2gps data build PHOTOS OUT`. A public campus set: "
@@ -88,8 +91,7 @@ def demo(
     from ..outputs import check_file, dataset_inputs, refuse_input
 
     refuse_input(out, dataset_inputs(src), folder=True)
-    for name, kind in (("demo_predictions.csv", "predictions-csv"), ("demo_map.png", "plot-png"),
-                       ("demo_map.html", "map-html")):
+    for name, kind in DEMO_FILES.items():
         check_file(out / name, dataset_inputs(src), kind, overwrite)
     ds = load_dataset(src)
     if len(ds) < 3:
@@ -138,7 +140,7 @@ def demo(
                               truths=list(zip(qds.lat, qds.lon)), labels=qds.ids, title=f"img2gps demo — {spec}")
         written.append(Path(html) if html else out / "demo_map.html")
     for w in written:
-        con.print(f"wrote {w}")
+        con.print(wrote(w))
     for line in next_steps(mdir, getattr(model, "query_encoder", None) is not None, out):
         con.print(line, highlight=False, soft_wrap=True)
 

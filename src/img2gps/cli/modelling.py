@@ -19,6 +19,7 @@ def Console():  # noqa: N802 - tables stay readable when output is piped (rich a
     c = _RichConsole()
     return c if c.is_terminal else _RichConsole(width=160)
 from ..errors import DataError
+from ..outputs import wrote
 
 
 METHODS_HELP = """\b
@@ -258,7 +259,7 @@ def bench(
         con.print(results_table(result["results"], f"{ds.name} — {protocol} — n={result['n']}"))
     if json_out:
         for p in write_outputs(json_out, result, preds, plots=plots, check=guard):
-            con.print(f"wrote {p}")
+            con.print(wrote(p))
         if only:  # a partial run keeps its folds: a later run of more folds with this --json reuses them
             con.print(f"kept the finished folds in {ck} for a later run of more folds")
         else:
@@ -267,7 +268,7 @@ def bench(
             from ..analysis.learning_curve import bench_learning_curve
 
             png, verdicts = bench_learning_curve(json_out, result, preds)
-            con.print(f"wrote {png}")
+            con.print(wrote(png))
             for v in verdicts:
                 con.print(v)
 

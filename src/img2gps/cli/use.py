@@ -16,6 +16,7 @@ from . import app, megapixels_option
 from ..answer_kinds import SCORE_INLIERS
 from ..errors import DataError, PhotoError
 from ..photos import MAX_PIXELS
+from ..outputs import wrote
 
 
 class Format(str, Enum):
@@ -211,7 +212,7 @@ def predict(
         typer.echo(geofiles.kml_text(records), nl=False)
     for path, text in ((geojson_out, geofiles.geojson_text), (kml_out, geofiles.kml_text)):
         if path is not None and records:
-            typer.echo(f"wrote {geofiles.write_atomic(path, text(records))}", err=True)
+            typer.echo(wrote(geofiles.write_atomic(path, text(records))), err=True)
     if exif_out is not None:
         failed += _write_exif_copies([(p, r) for p, r in zip(located, records)], exif_targets, len(paths) > 1)
     if map_out is not None and preds:
@@ -219,7 +220,7 @@ def predict(
 
         write_map_html(map_out, preds, gallery=m.gallery, labels=[Path(r["photo"]).name for r in records],
                        title=f"img2gps predictions ({m.spec})", tiles=tiles)
-        typer.echo(f"map: {map_out}", err=True)
+        typer.echo(wrote(map_out), err=True)
     if not records:
         raise PhotoError(", ".join(paths[:3]) + (" ..." if len(paths) > 3 else ""), "no photo could be located")
     if failed:
@@ -255,7 +256,7 @@ def _write_exif_copies(done: list[tuple[str, dict]], targets: dict[str, Path], m
     failed = 0
     for photo, rec in done:
         try:
-            typer.echo(f"wrote {write_exif_copy(photo, rec, targets[photo])}", err=True)
+            typer.echo(wrote(write_exif_copy(photo, rec, targets[photo])), err=True)
         except (PhotoError, DataError) as e:
             if not many:
                 raise

@@ -68,6 +68,7 @@ class Item:
     heading: float | None = None  # EXIF GPSImgDirection (true north), degrees
     focal35: float | None = None  # 35 mm-equivalent focal length, mm
     exif_position: tuple[float, float] | None = None  # the photo's own EXIF GPS (checks --labels rows)
+    uptime_s: float | None = None  # an iPhone's seconds since boot: tells two phones of one model apart (drift)
     video: str | None = None  # a video frame: the video (relative to SRC) and its time in it, seconds
     video_time_s: float | None = None
     travel_deg: float | None = None  # placed on a track: direction of travel there (compass degrees)
@@ -201,7 +202,7 @@ def read_one(path: Path, rel: str, name: str, labels: LabelOverride | None, cfg:
         raise PhotoError(rel, f"{meta.gps_problem or 'no GPS position'}{extra}")
     im = open_image(data, max_side=cfg.max_side or None, max_pixels=cfg.max_pixels)  # JPEGs decode at a reduced DCT scale: fast on 12 MP
     im.save(images_dir / name, "JPEG", quality=cfg.quality)
-    return Item(source=rel, image=name, latitude=lat, longitude=lon, label_source=source,
+    return Item(source=rel, image=name, latitude=lat, longitude=lon, label_source=source, uptime_s=meta.uptime_s,
                 time=meta.time or (_text(row.get("time")) if row else None),
                 device=meta.device or (_text(row.get("device")) if row else None),
                 heading=meta.heading if meta.heading is not None else _num(row.get("heading") if row else None),
@@ -245,7 +246,7 @@ def clean(items: list[Item], cfg: BuildConfig, bbox, log: Callable[[str], None] 
     lat, lon = coords(idx)
     en = cl.en_of(lat, lon) if len(idx) else np.zeros((0, 2))
     rep = cl.drift_dates([items[i].time for i in idx], [items[i].device for i in idx], en,
-                         [names[i] for i in idx], cfg.drift)
+                         [names[i] for i in idx], cfg.drift, [items[i].uptime_s for i in idx])
     dates = np.array([cl.date_of(items[i].time) for i in idx], dtype=object)
     on_flagged = np.isin(dates, rep.flagged) if len(idx) else np.zeros(0, bool)
     on_named = np.isin(dates, list(cfg.drop_dates)) if len(idx) else np.zeros(0, bool)
@@ -381,8 +382,7 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
         cfg_d["track"]["path"] = str(cfg.track.path) if cfg.track.path else None
         report = {
             "tool": "img2gps data build", "source": str(src), "config": cfg_d,
-            "counts": {"files": len(files) + sum(ignored.values()), "photo_files": len(photos),
-                       "videos": len(videos),
+            "counts": {"files": len(files) + sum(ignored.values()), "photo_files": len(photos), "videos": len(videos),
                        "ignored_files": dict(ignored), "skipped": len(skipped), "geotagged": len(items),
                        "kept": len(kept), "dropped": {s: steps[s]["dropped"] for s in STEPS},
                        "label_source": dict(Counter(it.label_source for it in kept)),

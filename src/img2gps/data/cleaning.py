@@ -12,7 +12,7 @@ from datetime import date
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..capture_time import consecutive, local_day, parse_time  # parse_time: re-exported
+from ..capture_time import clocks, consecutive, local_day, parse_time  # parse_time: re-exported
 from ..errors import DataError
 from ..geo import LocalFrame, lon_in_range, median_lon
 
@@ -119,11 +119,13 @@ class DriftReport:
     unordered: int = 0  # zone-less times on a (date, device) with zoned times of several offsets: not compared
 
 
-def drift_dates(times, devices, en: np.ndarray, names, cfg: DriftConfig = DriftConfig()) -> DriftReport:
+def drift_dates(times, devices, en: np.ndarray, names, cfg: DriftConfig = DriftConfig(),
+                uptimes=None) -> DriftReport:
     """Flag capture dates on which consecutive photos of one device imply an impossible walking speed.
 
     Consecutive photos are taken per (date, device): two people photographing at once in different places
-    is normal and must not look like drift.
+    is normal and must not look like drift. uptimes (per photo, seconds since the camera booted, or None) tell
+    two phones of one model and software apart by their clocks (capture_time.clocks): "..., clock 2".
     """
     rep = DriftReport()
     parsed, devs = [], []
@@ -139,6 +141,9 @@ def drift_dates(times, devices, en: np.ndarray, names, cfg: DriftConfig = DriftC
         day = local_day(dt).isoformat()  # the local date where the photo was taken, zone or not
         rep.per_date.setdefault(day, {"photos": 0, "jumps": [], "max_speed_mps": 0.0, "flagged": False})
         rep.per_date[day]["photos"] += 1
+    if uptimes is not None:
+        cams = clocks(parsed, list(uptimes), devs)
+        devs = [d if c == 0 else f"{d}, clock {c + 1}" for d, c in zip(devs, cams)]
     # ordered per (device, day) by capture_time's one rule: a zone-less time is never silently compared with a
     # zoned one (it borrows the zone only when all that device's zoned times that day share one)
     steps, not_ordered = consecutive(parsed, devs)

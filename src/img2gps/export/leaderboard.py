@@ -28,6 +28,7 @@ from ..answer_kinds import FALLBACK, OWN, SCENE
 from ..data.outdir import atomic_dir
 from ..errors import ModelError
 from ..predictors.spec import export_fields
+from ..outputs import wrote
 
 TEMPLATES = Path(__file__).parent / "templates"
 FILES = ("model.py", "preprocess.py", "model.pt", "README.md")
@@ -50,7 +51,7 @@ class LeaderboardReport:
     def line(self) -> str:
         check = (f"; model.py vs img2gps on {self.check_n} gallery thumbnails: max {self.check_max_m:.3g} m apart"
                  if self.check_n else "")
-        return (f"wrote {self.path}/ (model.py, preprocess.py, model.pt {self.size_bytes / 2**20:.1f} MiB with "
+        return (wrote(f"{self.path}/") + f" (model.py, preprocess.py, model.pt {self.size_bytes / 2**20:.1f} MiB with "
                 f"{self.n_tensors} tensors, README.md) for {self.spec}{check}")
 
 

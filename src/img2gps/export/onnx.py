@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..features.cache import user_cache_dir
+from ..outputs import wrote
 
 ONNX_INPUT, ONNX_OUTPUT = "input", "embedding"
 DEFAULT_TOLERANCE = 1e-3  # max abs difference on embeddings whose entries are O(1); float32 noise is ~1e-5
@@ -71,7 +72,7 @@ class ExportReport:
         return self.path
 
     def line(self) -> str:
-        return (f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MiB, encoder {self.encoder}, dim {self.dim}); "
+        return (wrote(self.path) + f" ({self.size_bytes / 2**20:.1f} MiB, encoder {self.encoder}, dim {self.dim}); "
                 f"max abs diff vs PyTorch on {self.n_checked} images: {self.max_abs_diff:.2e}")
 
 

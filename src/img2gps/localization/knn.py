@@ -14,6 +14,7 @@ from ..errors import ModelError
 from ..geo import LocalFrame
 from ..retrieval.database import CosineIndex
 from .aggregate import aggregate
+from .area_choice import AreaClassifier
 from .conformal import MondrianRadius
 from .difficulty import DifficultyBins
 
@@ -23,13 +24,25 @@ class KNNState:
     """A fitted k-NN gallery: the cosine index of the (N, D) unit vectors, the gallery's plane (area.GalleryPlane:
     its areas, each photo's area and (N, 2) east/north metres in its area's frame), one calibrated radius model
     and its difficulty bins per area (empty where the owner calibrates its own, e.g. rerank), the index report
-    (kind, n, recall@10 vs exact) and the copy threshold. An answer averages the neighbours of one area only: the top neighbour's."""
+    (kind, n, recall@10 vs exact), the copy threshold and, for a gallery of several areas, the area classifier
+    (localization/area_choice.py). An answer averages the neighbours of one area only (choose_area)."""
     index: CosineIndex
     plane: GalleryPlane
     radius_models: list[MondrianRadius] = field(default_factory=list)  # per area, in plane order
     index_report: dict = field(default_factory=dict)
     bins: list[DifficultyBins] = field(default_factory=list)  # per area: the difficulty bins of its radius model
     copy_sim: float = 2.0  # a query at least this similar to its top photo is a copy of it (2 = never)
+    areas: AreaClassifier | None = None  # None for a one-area gallery
+
+    def choose_area(self, q: np.ndarray, sims: np.ndarray) -> int:
+        """The area a query with vector q (D,) and gallery similarities sims (N,; -inf = left out) is answered in
+        (localization/area_choice.py): 0 for a one-area gallery."""
+        if self.plane.n_areas == 1:
+            return 0
+        top = int(self.plane.label[int(np.argmax(sims))])
+        if self.areas is None:
+            self.areas = AreaClassifier.fit(self.vectors, self.plane.label, self.plane.n_areas)
+        return self.areas.choose(q, top)
 
     @property
     def en(self) -> np.ndarray:
@@ -68,24 +81,29 @@ class KNNState:
     def build(cls, index: CosineIndex, gallery) -> "KNNState":
         """Index + gallery table (Latitude, Longitude per row) -> a state without radius models."""
         report = {"kind": index.kind, "n": len(index), "recall_at_10_vs_exact": index.recall_vs_exact(10)}
-        return cls(index, GalleryPlane.of(gallery["Latitude"], gallery["Longitude"]), [], report)
+        plane = GalleryPlane.of(gallery["Latitude"], gallery["Longitude"])
+        areas = AreaClassifier.fit(index.vectors, plane.label, plane.n_areas) if plane.n_areas > 1 else None
+        return cls(index, plane, [], report, areas=areas)
 
     def locate(self, q: np.ndarray, k: int, agg: str, top_k: int, area: int | None = None):
         """Query vector (D,) -> (position en (2,), spread m, neighbour idx, sims), max(k, top_k) neighbours
         searched, the first k aggregated (localization.aggregate). Neighbours come from one area: `area`, else
-        the top neighbour's."""
+        choose_area's."""
         n = max(k, top_k)
         if self.plane.n_areas == 1:
             sims, idx = self.index.search(q.reshape(1, -1), n)
             sims, idx = sims[0], idx[0]
         else:
-            sims, idx = in_area(self.index.similarities(q), self.plane.label, n, area)
+            full = self.index.similarities(q)
+            sims, idx = in_area(full, self.plane.label, n, self.choose_area(q, full) if area is None else area)
         c, spread = aggregate(self.en[idx[:min(k, len(idx))]], sims[:min(k, len(idx))], agg)
         return c, spread, idx, sims
 
     def save(self, d: Path) -> None:
-        """The index files into folder d (embeddings.npy, index.faiss)."""
+        """The index files into folder d (embeddings.npy, index.faiss) and the area classifier, if any."""
         self.index.save(d)
+        if self.areas is not None:
+            self.areas.save(d)
 
     @classmethod
     def load(cls, d: Path, kind: str, gallery, state: dict) -> "KNNState":
@@ -93,7 +111,7 @@ class KNNState:
         rms = [MondrianRadius.from_dict(r) for r in state.get("radius_models", [])]
         bins = [DifficultyBins.from_dict(b) for b in state.get("difficulty", [])]
         return cls(index, GalleryPlane.of(gallery["Latitude"], gallery["Longitude"]), rms, state.get("index", {}),
-                   bins, copy_sim=float(state.get("copy_sim", 2.0)))
+                   bins, copy_sim=float(state.get("copy_sim", 2.0)), areas=AreaClassifier.load(d))
 
 
 def in_area(sims: np.ndarray, label: np.ndarray, n: int, area: int | None = None) -> tuple[np.ndarray, np.ndarray]:

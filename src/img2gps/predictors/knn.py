@@ -46,10 +46,11 @@ class KNNConfig:
     sim_bands: int = opt(3, ge=1)
 
 
-def copy_records(v: np.ndarray, plane, rows, k: int, agg: str) -> tuple[np.ndarray, ...]:
+def copy_records(state: KNNState, rows, k: int, agg: str) -> tuple[np.ndarray, ...]:
     """Gallery photos rows held out alone: (top similarity, error (m) of answering at the top photo, error of the
-    k-NN answer), each (len(rows),), for choosing the copy threshold (localization/recognition.py). plane:
-    area.GalleryPlane of the gallery; the k neighbours come from the top photo's area, as at query time."""
+    k-NN answer), each (len(rows),), for choosing the copy threshold (localization/recognition.py). The k
+    neighbours come from one area (state.choose_area), as at query time."""
+    v, plane = state.index.vectors, state.plane
     en = plane.en
     tops, top_err, own_err = [], [], []
     for a in range(0, len(rows), 512):
@@ -57,7 +58,8 @@ def copy_records(v: np.ndarray, plane, rows, k: int, agg: str) -> tuple[np.ndarr
         sim = v[r] @ v.T
         sim[np.arange(len(r)), r] = -np.inf
         for i, q in enumerate(r):
-            idx = np.argsort(-sim[i])[:k] if plane.n_areas == 1 else in_area(sim[i], plane.label, k)[1]
+            idx = (np.argsort(-sim[i])[:k] if plane.n_areas == 1 else
+                   in_area(sim[i], plane.label, k, state.choose_area(v[q], sim[i]))[1])
             c, _ = aggregate(en[idx], sim[i, idx], agg)
             tops.append(float(sim[i, idx[0]]))
             top_err.append(plane.distance_m(en[idx[0]], en[q]))
@@ -119,7 +121,8 @@ def _held_out(state: KNNState, plan: PlaneHoldouts, holdout: str, rows: np.ndarr
                 idx = np.argsort(-srow)[:n]
                 idx = idx[np.isfinite(srow[idx])]
             else:
-                idx = in_area(srow, plane.label, n)[1] if np.isfinite(srow).any() else []
+                idx = (in_area(srow, plane.label, n, state.choose_area(v[r], srow))[1]
+                       if np.isfinite(srow).any() else [])
             if len(idx):  # else every other photo stands at this spot
                 yield r, idx, srow
 
@@ -185,7 +188,7 @@ class KNNPredictor(BasePredictor):
         s.radius_models, s.bins = calibrate_radius(s, c)
         if len(s.en) > 3:
             rows = np.arange(len(s.en))[: c.calib]
-            s.copy_sim, self.copy_report = choose_copy_sim(*copy_records(s.index.vectors, s.plane, rows, c.k, c.agg))
+            s.copy_sim, self.copy_report = choose_copy_sim(*copy_records(s, rows, c.k, c.agg))
 
     def _predict_ranked_one(self, query, top_k: int, n: int):
         s, c = self.state, self.config

@@ -98,7 +98,7 @@ def calibration_records(state: RerankState, cfg: RerankConfig, holdouts: Sequenc
         v = state.vlad @ state.vlad[q] if state.vlad is not None else None
         score = scores(state, g, v)
         score[list(skip)] = -np.inf
-        loc = locate(state, c, score, g, verify, knn_answer, skip=skip,
+        loc = locate(state, c, score, g, vectors[q], verify, knn_answer, skip=skip,
                      camera_of=lambda ch: camera(state, c, kq, dq, f, ch, matched, poses, keys[q]),
                      parallax_of=lambda ver: parallax(state, c, kq, dq, f, ver, matched, poses, keys[q]))
         ver = sorted((k for k in loc.checked.values() if k >= c.min_inliers), reverse=True)

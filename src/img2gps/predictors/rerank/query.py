@@ -179,7 +179,7 @@ def parallax(state: RerankState, cfg: RerankConfig, kq: Keypoints, dq: np.ndarra
                                   cache, key, state.keys, poses)
 
 
-def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.ndarray,
+def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.ndarray, q: np.ndarray,
            verify: Callable[[int], int], knn_answer: Callable[[int], tuple],
            skip: int | Container[int] | None = None,
            camera_of: Callable[[dict[int, int]], CameraEstimate | None] | None = None,
@@ -188,8 +188,8 @@ def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.
     """The query procedure shared by calibration (held-out gallery photo) and prediction.
 
     score: (N,) shortlist score over the gallery; g_sims: (N,) global similarities (fallback neighbour
-    scores); verify(j) -> inliers with gallery photo j; knn_answer(area) -> (pos, spread, idx, sims) from that
-    area's photos; camera_of(checked) -> the query camera from the verified photos; parallax_of(verified) ->
+    scores); q: (D,) the query's global vector (the area of an unverified answer); verify(j) -> inliers with
+    gallery photo j; knn_answer(area) -> (pos, spread, idx, sims) from that area's photos; camera_of(checked) -> the query camera from the verified photos; parallax_of(verified) ->
     parallax (deg) with the strongest verified photos, which decides recognised against scene
     (localization/answers.py); rules: the recognition rules of each area (localization/recognition.py; default:
     cfg's spot rule, no copies). A verified copy of a gallery photo is recognised at that photo's position.
@@ -197,7 +197,7 @@ def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.
     photo and knn neighbours are used.
     """
     checked = verify_candidates(np.argsort(-score), verify, state.near, cfg, skip=skip)
-    area, checked = answer_area(state, cfg, checked, score, g_sims)
+    area, checked = answer_area(state, cfg, checked, score, g_sims, q)
     rule = rules[area] if rules else RecognitionRule(cfg.rec_parallax, cfg.rec_inliers, copy_sim=2.0)
     if state.knn.plane.n_areas > 1:
         score = np.where(state.knn.plane.label == area, score, -np.inf)  # this area's shortlist only
@@ -231,12 +231,12 @@ def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.
 
 
 def answer_area(state: RerankState, cfg: RerankConfig, checked: dict[int, int], score: np.ndarray,
-                g_sims: np.ndarray) -> tuple[int, dict[int, int]]:
-    """The area of a query's best evidence: its most-inlier verified photo's, else (nothing verified) the area of
-    its most similar gallery photo by global embedding, as knn (score -inf = left out); and the verified
-    candidates within that area (evidence from another area is dropped, never averaged in). Unverified, the
-    global similarity picks the right campus more often than the shortlist score: on penn91 + bgu-west (first
-    views of 78 held-out photos) 1 of 24 unverified photos went to the wrong campus against 8."""
+                g_sims: np.ndarray, q: np.ndarray) -> tuple[int, dict[int, int]]:
+    """The area of a query's best evidence: its most-inlier verified photo's, else (nothing verified) the area
+    knn chooses from its global vector q (D,) and similarities (KNNState.choose_area; score -inf = left out); and
+    the verified candidates within that area (evidence from another area is dropped, never averaged in).
+    Unverified, the shortlist score picks the wrong campus more often than the global similarity: on penn91 +
+    bgu-west (first views of 78 held-out photos) 8 of 24 unverified photos against 1."""
     label = state.knn.plane.label
     if state.knn.plane.n_areas == 1:
         return 0, checked
@@ -244,7 +244,7 @@ def answer_area(state: RerankState, cfg: RerankConfig, checked: dict[int, int], 
     if ver:
         area = int(label[max(ver, key=lambda j: checked[j])])
     else:
-        area = int(label[int(np.argmax(np.where(np.isfinite(score), g_sims, -np.inf)))])
+        area = state.knn.choose_area(q, np.where(np.isfinite(score), g_sims, -np.inf))
     return area, {j: n for j, n in checked.items() if label[j] == area}
 
 
@@ -293,7 +293,7 @@ def view(state: RerankState, cfg: RerankConfig, image, focal35: float | None, to
                 focal.append(None if j is None else copy_focal35(*matched[j], kq.size, state.store.get(j).size,
                                                                    state.cameras.focal35[j]))
             return focal[0] if focal35 is None and found else focal35
-        return locate(state, cfg, score, g_sims, lambda j: verify_pair(state, cfg, kq, dq, j, matched, gallery),
+        return locate(state, cfg, score, g_sims, q[0], lambda j: verify_pair(state, cfg, kq, dq, j, matched, gallery),
                       knn_answer, rules=[cal.rule for cal in state.calibrations] or None,
                       camera_of=lambda ch: camera(state, cfg, kq, dq, f35(ch), ch, matched, poses=poses, gallery=gallery),
                       parallax_of=lambda ver: parallax(state, cfg, kq, dq, f35(ver), ver, matched, poses=poses,

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from ...answer_kinds import MODEL
+from ...area import describe, split_areas
 from ...localization.calibration import RadiusModel
 from ...localization.conformal import MondrianRadius
 from ...localization.holdout import HOLDOUTS, HoldoutPlan, buffered_train
@@ -149,6 +150,12 @@ class TrunkHeadPredictor(BasePredictor):
                            self.log, self._param_groups, name=name)
 
     def _fit(self, train) -> None:
+        areas = split_areas(train.lat, train.lon)
+        if len(areas) > 1:  # one net, one metric frame: its answers would fall between the areas (issue 30)
+            raise ModelError(f"{self.spec}: the gallery covers {len(areas)} far-apart areas "
+                             f"({'; '.join(describe(areas))}); {self.name} learns positions in one metric frame "
+                             "and would answer between them: fit it on one area's photos, or use knn or rerank, "
+                             "which answer within an area")
         self._setup_trunk()
         self.log = TrainLog()
         c = self.config
