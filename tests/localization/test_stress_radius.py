@@ -5,6 +5,7 @@ import pandas as pd
 
 from img2gps.geo import LocalFrame
 from img2gps.localization.conformal import STRESS_SHARES, MondrianRadius, mixture_weights
+from img2gps.localization.holdout import SELF, PlaneHoldouts
 from img2gps.localization.knn import KNNState
 from img2gps.predictors.knn import KNNConfig, calibrate_radius, calibration_records
 from img2gps.retrieval.database import CosineIndex
@@ -50,3 +51,25 @@ def test_knn_radius_covers_most_block_holdouts_and_bins_on_top_similarity():
     assert inside[block].mean() >= 0.6
     assert np.median(rec["err"][block]) > 2 * np.median(rec["err"][rec["holdout"] == "near"])  # a real stress case
     assert all(b["signal"] == "top_sim" for b in bins[0].kinds.values())
+
+
+def test_chance_mixes_self_and_area_in_equal_shares_whatever_their_counts():
+    """Self answers all within 25 m, area answers half, near and block none: the chance is 0.75 (self and area
+    in equal shares) with 40 self and 400 area records; without self records it is the area's 0.5."""
+    rng = np.random.default_rng(2)
+    h = np.array(["self"] * 40 + ["area"] * 400 + ["near"] * 100 + ["block"] * 100)
+    e = np.concatenate([np.full(40, 5.0), rng.permutation(np.r_[np.full(200, 5.0), np.full(200, 60.0)]),
+                        np.full(200, 80.0)])
+    m = MondrianRadius.fit(["model"] * len(h), h, e, offset_m=10.0)
+    assert abs(m.chance("model", m.radius("model")) - 0.75) < 0.01
+    rest = h != "self"
+    m = MondrianRadius.fit(["model"] * int(rest.sum()), h[rest], e[rest], offset_m=10.0)
+    assert abs(m.chance("model", m.radius("model")) - 0.5) < 0.01
+
+
+def test_self_holdout_leaves_out_the_photo_alone():
+    state = _gallery(40)
+    plan = PlaneHoldouts(state.plane)
+    m = plan.excluded(SELF, [3, 7])
+    assert m.sum() == 2 and m[0, 3] and m[1, 7]
+    assert plan.excluded("near", [3]).sum() >= 1

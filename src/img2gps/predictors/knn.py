@@ -14,7 +14,7 @@ from ..localization.aggregate import aggregate
 from ..localization.calibration import RadiusModel
 from ..localization.conformal import STRESS_SHARES, MondrianRadius, mixture_weights
 from ..localization.difficulty import SHORTLIST_N, DifficultyBins, positions_spread
-from ..localization.holdout import HOLDOUTS, PlaneHoldouts
+from ..localization.holdout import HOLDOUTS, SELF, PlaneHoldouts
 from ..localization.knn import KNNState, in_area
 from ..localization.recognition import choose_copy_sim
 from ..retrieval.database import INDEX_KINDS, CosineIndex
@@ -65,8 +65,8 @@ def copy_records(v: np.ndarray, plane, rows, k: int, agg: str) -> tuple[np.ndarr
 
 
 def calibration_records(state: KNNState, cfg: KNNConfig) -> dict[str, np.ndarray]:
-    """Held-out gallery photos, each held out every way of HOLDOUTS (localization/holdout.py; each photo by its own
-    area's radii), answered as a query would be: per record (N,) its "err" (m), neighbour "spread" (m), "top_sim",
+    """Held-out gallery photos, each held out every way of HOLDOUTS and alone (SELF; localization/holdout.py; each
+    photo by its own area's radii), answered as a query would be: per record (N,) its "err" (m), neighbour "spread" (m), "top_sim",
     "spread10" (m, top-10 positions), "holdout" name and "area" (the top neighbour's). Public so analyses can
     study the evidence behind the radius and the chance."""
     n, plane = len(state.en), state.plane
@@ -74,7 +74,7 @@ def calibration_records(state: KNNState, cfg: KNNConfig) -> dict[str, np.ndarray
     en = state.en
     plan = PlaneHoldouts(plane)
     rec = {k: [] for k in ("err", "spread", "top_sim", "spread10", "holdout", "area")}
-    for h in HOLDOUTS:
+    for h in (*HOLDOUTS, SELF):
         for r, idx, srow in _held_out(state, plan, h, rows_all, max(cfg.k, SHORTLIST_N)):
             c, s = aggregate(en[idx[:cfg.k]], srow[idx[:cfg.k]], cfg.agg)
             for k, v in (("err", plane.distance_m(c, en[r])), ("spread", s), ("top_sim", float(srow[idx[0]])),
@@ -105,9 +105,11 @@ def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[list[MondrianRadi
         score = errs[m] / (spreads[m] + 10.0)  # MondrianRadius's default offset
         # top similarity only: the top-10 spread inverts where the gallery has a hole (bgu-west kfold-geo:5: a
         # tight shortlist within 25 m for 16% against 94% under kfold:5), while a hole lowers the top similarity
+        # (the SELF records, which only the chance reads, stay out of the bins' edges)
         sig = {"top_sim": tops[m]}
-        bins = DifficultyBins.fit(["model"] * int(m.sum()), sig, score,
-                                  mixture_weights(list(holdout[m]), STRESS_SHARES), cfg.sim_bands) if m.any() \
+        r = holdout[m] != SELF
+        bins = DifficultyBins.fit(["model"] * int(r.sum()), {"top_sim": tops[m][r]}, score[r],
+                                  mixture_weights(list(holdout[m][r]), STRESS_SHARES), cfg.sim_bands) if r.any() \
             else DifficultyBins()
         groups = bins.groups(["model"] * int(m.sum()), sig)
         models.append(MondrianRadius.fit(groups, list(holdout[m]), errs[m], spreads[m], coverage=cfg.coverage,
