@@ -142,3 +142,16 @@ def test_penn91_gallery_photos_and_their_reencodes_are_recognised_at_their_spot(
                 if err > 1.0 or (spec == DEFAULT_METHOD and not q.recognised):
                     bad.append((ds.ids[i], how, round(err, 1), q.source))
         assert not bad, (spec, bad)
+
+
+def test_spot_rule_admits_more_parallax_where_the_records_stay_precise():
+    """Verified pairs at 6-9 deg parallax that lie within 25 m widen the rule past 5 deg; the same pairs lying 60 m
+    off keep it at or below 5 deg."""
+    rng = np.random.default_rng(3)
+    par = np.r_[rng.uniform(0, 5, 100), rng.uniform(6, 9, 100), np.full(100, np.inf)]
+    inl = np.full(300, 80)
+    err = np.r_[np.full(100, 3.0), np.full(100, 8.0), np.full(100, 70.0)]
+    w = np.ones(300)
+    assert choose_spot_rule(par, inl, err, w)[0] >= 7.0
+    err[100:200] = 60.0
+    assert choose_spot_rule(par, inl, err, w)[0] <= 5.0

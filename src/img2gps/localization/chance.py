@@ -4,11 +4,13 @@ radius (localization/conformal.py).
 The answer's calibrated radius already carries every piece of evidence a method reads (its answer kind, the
 spread of its neighbours or verified photos, the difficulty bin), so the chance is a non-increasing function of
 that radius: a weighted isotonic regression (Zadrozny & Elkan, KDD 2002; Barlow et al. 1972) of "error <= CHANCE_M"
-on the radius over the held-out answers of the *area* hold-out (localization/holdout.py: photos held out as far
-from the rest as points spread over the area), because the chance is a promise for a photo taken anywhere in the
-gallery's area (measured first on the equal mixture of near / area / block: ECE 0.21-0.27 for knn on bgu-west
-kfold:5 and knndm:5, the chances too low; bench/results/i28-bgu-*). It is what `Prediction.chance_25m` reports
-and what `confidence` (its documented alias) now means. Expected calibration error (10 equal-width bins) is the
+on the radius over the held-out answers of two hold-outs in equal shares (conformal.CHANCE_SHARES): the photo
+alone ("self", a user at a gallery spot) and the *area* hold-out (localization/holdout.py: photos held out as far
+from the rest as points spread over the area). Measured first on the equal mixture of near / area / block (ECE
+0.21-0.27 for knn on bgu-west kfold:5 and knndm:5, the chances too low; bench/results/i28-bgu-*), then on the area
+hold-out alone (knn 0.09 / 0.07, rerank on penn91 loo 0.26: still too low wherever a same-spot sibling stays in
+the gallery, which no signal the query shows reveals; bench/results/j28-*.notes.md). It is what
+`Prediction.chance_25m` reports and what `confidence` (its documented alias) now means. Expected calibration error (10 equal-width bins) is the
 bench's measure of it (`ece`).
 """
 from __future__ import annotations

@@ -23,7 +23,8 @@ from ..geo import pairwise_m
 
 MIN_SPOT_M = 10.0  # phone GPS noise: two photos labelled closer than this may have been taken at one spot
 MAX_SPOT_M = 25.0  # beyond this the calibration would leave out whole neighbourhoods of a sparse gallery
-HOLDOUTS = ("near", "area", "block")  # the hold-outs every method calibrates on
+HOLDOUTS = ("near", "area", "block")  # the hold-outs every method calibrates its radius on
+SELF = "self"  # the photo alone held out (a user at a gallery spot): the chance's other half (conformal.CHANCE_SHARES)
 BLOCK_SHARE = 0.2  # block hold-out: a disc holding this share of the gallery's area (one fold of five)
 
 
@@ -102,9 +103,11 @@ class HoldoutPlan:
         return self._blocks
 
     def excluded(self, holdout: str, rows) -> np.ndarray:
-        """(len(rows), N) bool: the gallery photos left out when each of rows is held out this way (itself
-        always). Raises ValueError for an unknown hold-out."""
+        """(len(rows), N) bool: the gallery photos left out when each of rows is held out this way (one of
+        HOLDOUTS or SELF; itself always). Raises ValueError for an unknown hold-out."""
         rows = np.asarray(rows, int).reshape(-1)
+        if holdout == SELF:
+            return excluded_rows(self._en, rows, -1.0)
         if holdout == "block" and len(self._en) >= 2 * round(1 / BLOCK_SHARE):
             labels, masks = self._block_masks()
             m = masks[labels[rows]].copy()

@@ -12,9 +12,9 @@ from ..features.encoders import ENCODERS, get_encoder
 from ..features.indexing import ExtractSpec, ensure_features
 from ..localization.aggregate import aggregate
 from ..localization.calibration import RadiusModel
-from ..localization.conformal import MondrianRadius, mixture_weights
+from ..localization.conformal import STRESS_SHARES, MondrianRadius, mixture_weights
 from ..localization.difficulty import SHORTLIST_N, DifficultyBins, positions_spread
-from ..localization.holdout import HOLDOUTS, PlaneHoldouts
+from ..localization.holdout import HOLDOUTS, SELF, PlaneHoldouts
 from ..localization.knn import KNNState, in_area
 from ..localization.recognition import choose_copy_sim
 from ..retrieval.database import INDEX_KINDS, CosineIndex
@@ -41,8 +41,7 @@ class KNNConfig:
     # faiss index: auto (exact up to 100k vectors, then IVF-PQ) | flat | hnsw | ivfpq
     index: str = opt("auto", choices=INDEX_KINDS, export="fit")
     calib: int = opt(2000, ge=1)  # at most this many gallery photos (seeded sample) are held out for calibration
-    # at most this many difficulty bins (Mondrian groups) of the signal, top similarity or the spread of the top-10
-    # neighbours' positions, that separates best on the calibration records (localization/difficulty.py)
+    # at most this many difficulty bins (Mondrian groups) of the top similarity (localization/difficulty.py)
     sim_bands: int = opt(3, ge=1)
 
 
@@ -67,43 +66,56 @@ def copy_records(state: KNNState, rows, k: int, agg: str) -> tuple[np.ndarray, .
     return np.array(tops), np.array(top_err), np.array(own_err)
 
 
+def calibration_records(state: KNNState, cfg: KNNConfig) -> dict[str, np.ndarray]:
+    """Held-out gallery photos, each held out every way of HOLDOUTS and alone (SELF; localization/holdout.py; each
+    photo by its own area's radii), answered as a query would be: per record (N,) its "err" (m), neighbour "spread" (m), "top_sim",
+    "spread10" (m, top-10 positions), "holdout" name and "area" (the top neighbour's). Public so analyses can
+    study the evidence behind the radius and the chance."""
+    n, plane = len(state.en), state.plane
+    rows_all = np.arange(n) if n <= cfg.calib else np.sort(np.random.default_rng(0).choice(n, cfg.calib, replace=False))
+    en = state.en
+    plan = PlaneHoldouts(plane)
+    rec = {k: [] for k in ("err", "spread", "top_sim", "spread10", "holdout", "area")}
+    for h in (*HOLDOUTS, SELF):
+        for r, idx, srow in _held_out(state, plan, h, rows_all, max(cfg.k, SHORTLIST_N)):
+            c, s = aggregate(en[idx[:cfg.k]], srow[idx[:cfg.k]], cfg.agg)
+            for k, v in (("err", plane.distance_m(c, en[r])), ("spread", s), ("top_sim", float(srow[idx[0]])),
+                         ("spread10", positions_spread(en[idx[:SHORTLIST_N]])), ("holdout", h),
+                         ("area", int(plane.label[idx[0]]))):
+                rec[k].append(v)
+    return {k: np.asarray(v) for k, v in rec.items()}
+
+
 def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[list[MondrianRadius], list[DifficultyBins]]:
-    """Per area (radius model, difficulty bins) from held-out gallery photos, near (same-spot siblings left out),
-    area (as far from the rest as points spread over the area) and block (localization/holdout.py; each photo by
-    its own area's radii): errors normalised by the neighbours' spread, grouped by the area the answer fell in
-    and into bins of the signal (top similarity or top-10 spread) that separates best (Mondrian,
-    localization/conformal.py, localization/difficulty.py). A query unlike the gallery lands in a weak-evidence
-    bin and gets that bin's wider radius."""
+    """Per area (radius model, difficulty bins) from the held-out records (calibration_records): errors
+    normalised by the neighbours' spread, grouped by the area the answer fell in and into bins of the top
+    similarity, mixed with the block hold-out at half (conformal.STRESS_SHARES; Mondrian,
+    localization/conformal.py, localization/difficulty.py). A query unlike the gallery lands in a weak-evidence bin and gets that bin's wider
+    radius."""
     n, plane = len(state.en), state.plane
     if n < 3:
         return ([MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0))] * plane.n_areas,
                 [DifficultyBins() for _ in plane.areas])
-    rows_all = np.arange(n) if n <= cfg.calib else np.sort(np.random.default_rng(0).choice(n, cfg.calib, replace=False))
+    rec = calibration_records(state, cfg)
+    errs, spreads, tops, holdout, areas = (rec[k] for k in ("err", "spread", "top_sim", "holdout", "area"))
     en = state.en
-    plan = PlaneHoldouts(plane)
-    errs, spreads, tops, s10, holdout, areas = [], [], [], [], [], []
-    for h in HOLDOUTS:
-        for r, idx, srow in _held_out(state, plan, h, rows_all, max(cfg.k, SHORTLIST_N)):
-            s10.append(positions_spread(en[idx[:SHORTLIST_N]]))
-            c, s = aggregate(en[idx[:cfg.k]], srow[idx[:cfg.k]], cfg.agg)
-            errs.append(plane.distance_m(c, en[r]))
-            spreads.append(s)
-            tops.append(float(srow[idx[0]]))
-            holdout.append(h)
-            areas.append(int(plane.label[idx[0]]))
-    errs, spreads, tops, s10, holdout, areas = (np.asarray(x) for x in (errs, spreads, tops, s10, holdout, areas))
     models, all_bins = [], []
     for i in range(plane.n_areas):
         m = areas == i
         own = en[plane.rows(i)]
         area = float(np.quantile(np.linalg.norm(own - own.mean(0), axis=1), cfg.coverage))
         score = errs[m] / (spreads[m] + 10.0)  # MondrianRadius's default offset
-        sig = {"top_sim": tops[m], "spread10": s10[m]}
-        bins = DifficultyBins.fit(["model"] * int(m.sum()), sig, score, mixture_weights(list(holdout[m])),
-                                  cfg.sim_bands) if m.any() else DifficultyBins()
+        # top similarity only: the top-10 spread inverts where the gallery has a hole (bgu-west kfold-geo:5: a
+        # tight shortlist within 25 m for 16% against 94% under kfold:5), while a hole lowers the top similarity
+        # (the SELF records, which only the chance reads, stay out of the bins' edges)
+        sig = {"top_sim": tops[m]}
+        r = holdout[m] != SELF
+        bins = DifficultyBins.fit(["model"] * int(r.sum()), {"top_sim": tops[m][r]}, score[r],
+                                  mixture_weights(list(holdout[m][r]), STRESS_SHARES), cfg.sim_bands) if r.any() \
+            else DifficultyBins()
         groups = bins.groups(["model"] * int(m.sum()), sig)
         models.append(MondrianRadius.fit(groups, list(holdout[m]), errs[m], spreads[m], coverage=cfg.coverage,
-                                         area_m=area))
+                                         area_m=area, shares=STRESS_SHARES))
         all_bins.append(bins)
     return models, all_bins
 

@@ -34,6 +34,9 @@ MIN_CALIBRATION = 5  # fewer held-out answers than this: no heading radius, no p
 # Hold-outs the radii are calibrated on, in equal shares. rerank needs "self" because its recognised kind exists
 # only there: with siblings left out, 1 of 300 bgu-west photos passed the pure-rotation test.
 CALIB_SHARES = {"self": 0.25, "near": 0.25, "area": 0.25, "block": 0.25}
+# The radii's mixture: the block hold-out at half, as for knn (localization/conformal.STRESS_SHARES); the
+# recognition rules and the answer choices stay on the equal shares.
+RADIUS_SHARES = {"self": 1 / 6, "near": 1 / 6, "area": 1 / 6, "block": 0.5}
 
 
 def calibrate(state: RerankState, cfg: RerankConfig) -> list[Calibration]:
@@ -168,11 +171,12 @@ def _decide(records: list[dict], area: float, spot_m: float, c: RerankConfig) ->
     offsets = {CONSENSUS: 5.0, POSE: 5.0}
     off = np.array([offsets.get(k, 10.0) for k in groups])
     sig = {s: np.array([g.get("sig_" + s, np.nan) for g in got], float) for s in SIGNALS}
-    cal.bins = DifficultyBins.fit(groups, sig, np.asarray(errs) / (np.asarray(spreads) + off), w)
+    wr = mixture_weights([g["holdout"] for g in got], RADIUS_SHARES)
+    cal.bins = DifficultyBins.fit(groups, sig, np.asarray(errs) / (np.asarray(spreads) + off), wr)
     kinds = list(groups)
     groups = cal.bins.groups(kinds, sig)
     cal.radii = MondrianRadius.fit(groups, [g["holdout"] for g in got], errs, spreads, coverage=c.coverage,
-                                   offset_m=10.0, floor_m=3.0, area_m=area, shares=CALIB_SHARES, offsets=offsets)
+                                   offset_m=10.0, floor_m=3.0, area_m=area, shares=RADIUS_SHARES, offsets=offsets)
     e = np.asarray(errs)
     rm = np.array([k in RECOGNISED_SOURCES for k in kinds], bool)
     cal.summary = {

@@ -1,0 +1,75 @@
+"""knn's radius calibrated with the block hold-out at half the mixture (conformal.STRESS_SHARES), bins on the top
+similarity only (predictors/knn.calibrate_radius)."""
+import numpy as np
+import pandas as pd
+
+from img2gps.geo import LocalFrame
+from img2gps.localization.conformal import STRESS_SHARES, MondrianRadius, mixture_weights
+from img2gps.localization.holdout import SELF, PlaneHoldouts
+from img2gps.localization.knn import KNNState
+from img2gps.predictors.knn import KNNConfig, calibrate_radius, calibration_records
+from img2gps.retrieval.database import CosineIndex
+
+
+def _gallery(n=160, seed=0):
+    """A 200 m x 200 m gallery whose embeddings are a smooth function of position plus noise: near answers are
+    metres off, answers with a whole block left out tens of metres."""
+    rng = np.random.default_rng(seed)
+    en = rng.uniform(0, 200, (n, 2))
+    w, b = rng.normal(0, 1 / 40, (64, 2)), rng.uniform(0, 2 * np.pi, 64)
+    v = np.cos(en @ w.T + b) + rng.normal(0, 0.3, (n, 64))
+    v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+    lat, lon = LocalFrame(40.0, -75.0).to_latlon(en)
+    return KNNState.build(CosineIndex(v, "flat"), pd.DataFrame({"Latitude": lat, "Longitude": lon}))
+
+
+def test_stress_shares_lift_the_coverage_of_answers_in_a_gallery_hole():
+    """Block answers all worse than the rest: an 80% radius on equal thirds covers 40% of them, on
+    STRESS_SHARES (block half) 60%, while near and area answers stay covered."""
+    rng = np.random.default_rng(1)
+    h = np.array(["near"] * 300 + ["area"] * 300 + ["block"] * 300)
+    e = np.concatenate([rng.uniform(0, 20, 600), rng.uniform(30, 300, 300)])
+    w = mixture_weights(h, STRESS_SHARES)
+    assert np.isclose(w[600:].sum() / w.sum(), 0.5) and np.isclose(w[:300].sum() / w.sum(), 0.25)
+    for shares, want in ((None, 0.4), (STRESS_SHARES, 0.6)):
+        r = MondrianRadius.fit(["model"] * 900, h, e, coverage=0.8, offset_m=1.0, floor_m=0.1,
+                               shares=shares).radius("model")
+        assert abs(np.mean(e[600:] <= r) - want) < 0.03 and np.all(e[:600] <= r)
+
+
+def test_knn_radius_covers_most_block_holdouts_and_bins_on_top_similarity():
+    """With the block hold-out at half of an 80% mixture, at least 60% of the block answers lie inside their
+    radius (the other half can supply at most 50 of the 80 points); the bins use the top similarity only."""
+    state, cfg = _gallery(), KNNConfig()
+    models, bins = calibrate_radius(state, cfg)
+    rec = calibration_records(state, cfg)
+    groups = [bins[0].group("model", {"top_sim": t, "spread10": s})
+              for t, s in zip(rec["top_sim"], rec["spread10"])]
+    r = np.array([models[0].radius(g, s) for g, s in zip(groups, rec["spread"])])
+    inside = rec["err"] <= r
+    block = rec["holdout"] == "block"
+    assert inside[block].mean() >= 0.6
+    assert np.median(rec["err"][block]) > 2 * np.median(rec["err"][rec["holdout"] == "near"])  # a real stress case
+    assert all(b["signal"] == "top_sim" for b in bins[0].kinds.values())
+
+
+def test_chance_mixes_self_and_area_in_equal_shares_whatever_their_counts():
+    """Self answers all within 25 m, area answers half, near and block none: the chance is 0.75 (self and area
+    in equal shares) with 40 self and 400 area records; without self records it is the area's 0.5."""
+    rng = np.random.default_rng(2)
+    h = np.array(["self"] * 40 + ["area"] * 400 + ["near"] * 100 + ["block"] * 100)
+    e = np.concatenate([np.full(40, 5.0), rng.permutation(np.r_[np.full(200, 5.0), np.full(200, 60.0)]),
+                        np.full(200, 80.0)])
+    m = MondrianRadius.fit(["model"] * len(h), h, e, offset_m=10.0)
+    assert abs(m.chance("model", m.radius("model")) - 0.75) < 0.01
+    rest = h != "self"
+    m = MondrianRadius.fit(["model"] * int(rest.sum()), h[rest], e[rest], offset_m=10.0)
+    assert abs(m.chance("model", m.radius("model")) - 0.5) < 0.01
+
+
+def test_self_holdout_leaves_out_the_photo_alone():
+    state = _gallery(40)
+    plan = PlaneHoldouts(state.plane)
+    m = plan.excluded(SELF, [3, 7])
+    assert m.sum() == 2 and m[0, 3] and m[1, 7]
+    assert plan.excluded("near", [3]).sum() >= 1
