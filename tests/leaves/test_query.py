@@ -63,11 +63,44 @@ def test_focal_length_comes_from_the_upright_size():
     assert open_query(data)[0].focal35 == read_meta(data).focal35 == read_focal35(data) == pytest.approx(upright)
 
 
-def test_query_refuses_what_is_not_rgb_pixels():
-    with pytest.raises(ValueError, match="uint8"):
-        Query(np.zeros((4, 4), np.uint8))
-    with pytest.raises(ValueError, match="uint8"):
-        Query(np.zeros((4, 4, 3), np.float32))
+def test_query_refuses_what_is_not_an_rgb_photo_without_metadata():
+    with pytest.raises(ValueError, match="RGB PIL image"):
+        Query(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="RGB PIL image"):
+        Query(Image.new("L", (4, 4)))
+    tagged = Image.new("RGB", (4, 4))
+    tagged.info["exif"] = gps_exif(39.95, -75.19).tobytes()
+    with pytest.raises(ValueError, match="no metadata"):
+        Query(tagged)
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_query_reaches_the_method_without_a_copy_through_an_array(model_dir, tmp_path, monkeypatch, orientation):
+    """The decoded photo is the image the method reads: no full-size PIL -> array -> PIL round trip, no copy to
+    drop its metadata, and nothing in it a method could read the EXIF from."""
+    model = Img2GPS.load(model_dir)
+    model.warmup()
+    path = tmp_path / "q.jpg"
+    path.write_bytes(_jpeg(Image.fromarray(place_image(1, seed=5)), orientation=orientation, focal35=26))
+    q, _ = open_query(path)
+    assert q.image() is q.photo and not q.photo.info and not q.photo.getexif()
+    full = {q.size, q.size[::-1]}
+    copies = []
+    real_fromarray, real_frombytes = Image.fromarray, Image.frombytes
+
+    def fromarray(obj, *a, **k):
+        im = real_fromarray(obj, *a, **k)
+        copies.append(im.size)
+        return im
+
+    def frombytes(mode, size, *a, **k):
+        copies.append(tuple(size))
+        return real_frombytes(mode, size, *a, **k)
+
+    monkeypatch.setattr(Image, "fromarray", fromarray)
+    monkeypatch.setattr(Image, "frombytes", frombytes)
+    model.predict(path, top_k=2)
+    assert not [c for c in copies if c in full], copies
 
 
 def test_a_jpeg_through_predict_is_opened_once_and_its_exif_read_once(model_dir, tmp_path, monkeypatch):
