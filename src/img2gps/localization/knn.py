@@ -70,12 +70,16 @@ class KNNState:
         report = {"kind": index.kind, "n": len(index), "recall_at_10_vs_exact": index.recall_vs_exact(10)}
         return cls(index, GalleryPlane.of(gallery["Latitude"], gallery["Longitude"]), [], report)
 
-    def locate(self, q: np.ndarray, k: int, agg: str, top_k: int, area: int | None = None):
+    def locate(self, q: np.ndarray, k: int, agg: str, top_k: int, area: int | None = None,
+               sims: np.ndarray | None = None):
         """Query vector (D,) -> (position en (2,), spread m, neighbour idx, sims), max(k, top_k) neighbours
         searched, the first k aggregated (localization.aggregate). Neighbours come from one area: `area`, else
-        the top neighbour's."""
+        the top neighbour's. sims: the query's (N,) similarities to the gallery when the caller computed them
+        already (index.similarities): they are ranked instead of searching the index again."""
         n = max(k, top_k)
-        if self.plane.n_areas == 1:
+        if sims is not None:
+            sims, idx = in_area(np.asarray(sims, float), self.plane.label, n, area)
+        elif self.plane.n_areas == 1:
             sims, idx = self.index.search(q.reshape(1, -1), n)
             sims, idx = sims[0], idx[0]
         else:
