@@ -108,8 +108,14 @@ def test_a_jpeg_through_predict_is_opened_once_and_its_exif_read_once(model_dir,
     model.warmup()  # the encoder's weights load outside the count
     path = tmp_path / "q.jpg"
     path.write_bytes(_jpeg(Image.fromarray(place_image(1, seed=5)), orientation=6, focal35=26))
-    counts = {"open": 0, "getexif": 0}
-    real_open, real_getexif = Image.open, Image.Image.getexif
+    import img2gps.exif as exif_mod
+
+    counts = {"open": 0, "getexif": 0, "focal": 0}
+    real_open, real_getexif, real_focal = Image.open, Image.Image.getexif, exif_mod.focal35_from_exif
+
+    def counting_focal(*a, **k):  # the focal length: computed once, from the upright size
+        counts["focal"] += 1
+        return real_focal(*a, **k)
 
     def counting_open(*a, **k):
         counts["open"] += 1
@@ -122,8 +128,12 @@ def test_a_jpeg_through_predict_is_opened_once_and_its_exif_read_once(model_dir,
 
     monkeypatch.setattr(Image, "open", counting_open)
     monkeypatch.setattr(Image.Image, "getexif", counting_getexif)
+    monkeypatch.setattr(exif_mod, "focal35_from_exif", counting_focal)
+    import img2gps.photos as photos_mod
+
+    monkeypatch.setattr(photos_mod, "focal35_from_exif", counting_focal, raising=False)  # a by-name import counts too
     pred = model.predict(path, top_k=2)
-    assert counts == {"open": 1, "getexif": 1}
+    assert counts == {"open": 1, "getexif": 1, "focal": 1}
     assert pred.photo_exif_position == pytest.approx((39.95, -75.19), abs=1e-4)  # display only
 
 
