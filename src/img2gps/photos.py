@@ -224,7 +224,7 @@ _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4
             8: Image.Transpose.ROTATE_90}
 
 
-def _to_rgb(im: Image.Image, orientation: int | None = None, strip: bool = True) -> Image.Image:
+def _to_rgb(im: Image.Image, orientation: int | None = None) -> Image.Image:
     """Upright RGB with no metadata attached (so nothing downstream can read the EXIF GPS). `orientation`: the
     EXIF orientation when the caller already read the EXIF (else it is read from the image). Pixels in an embedded
     colour profile are converted to sRGB (to_srgb)."""
@@ -247,8 +247,9 @@ def _to_rgb(im: Image.Image, orientation: int | None = None, strip: bool = True)
         im = Image.fromarray((arr / hi * 255).astype(np.uint8))
     if im.mode not in ("RGB", "CMYK"):
         im = im.convert("RGB")
-    rgb = to_srgb(im, icc).convert("RGB")
-    return strip_metadata(rgb) if strip else rgb
+    rgb = to_srgb(im, icc).convert("RGB")  # always a new image object, whose info is a copy of im's
+    rgb.info.clear()  # its metadata dropped without copying the pixels: a plain Image keeps its EXIF only there
+    return rgb
 
 
 @functools.lru_cache(maxsize=1)
@@ -270,12 +271,6 @@ def to_srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
         return ImageCms.profileToProfile(im, src, _srgb(), outputMode="RGB")
     except Exception:  # a damaged or mismatched profile (e.g. a grey profile on an RGB image)
         return im
-
-
-def strip_metadata(im: Image.Image) -> Image.Image:
-    """A pixel-identical copy with no EXIF/XMP/ICC info: a predictor must never see the query's GPS."""
-    clean = Image.frombytes(im.mode, im.size, im.tobytes())
-    return clean
 
 
 def open_image(src: ImageInput, max_side: int | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -347,10 +342,9 @@ class Header:
         decode at a reduced DCT scale, then LANCZOS to it. Call once: the parsed header is decoded in place.
         Raises PhotoError with a one-line reason."""
         im = _decode(self.im, self.data, self.name, max_side, self.max_pixels)
-        rgb = _to_rgb(im, self.orientation, strip=False)  # a new image object (convert), its info a copy
+        rgb = _to_rgb(im, self.orientation)
         if max_side and max(rgb.size) > max_side:
             rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        rgb.info.clear()  # metadata dropped without copying the pixels: a plain Image keeps its EXIF only here
         return rgb
 
 
