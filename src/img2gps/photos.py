@@ -6,6 +6,7 @@ import functools
 import io
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
@@ -223,7 +224,7 @@ _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4
             8: Image.Transpose.ROTATE_90}
 
 
-def _to_rgb(im: Image.Image, orientation: int | None = None, strip: bool = True) -> Image.Image:
+def _to_rgb(im: Image.Image, orientation: int | None = None) -> Image.Image:
     """Upright RGB with no metadata attached (so nothing downstream can read the EXIF GPS). `orientation`: the
     EXIF orientation when the caller already read the EXIF (else it is read from the image). Pixels in an embedded
     colour profile are converted to sRGB (to_srgb)."""
@@ -246,8 +247,9 @@ def _to_rgb(im: Image.Image, orientation: int | None = None, strip: bool = True)
         im = Image.fromarray((arr / hi * 255).astype(np.uint8))
     if im.mode not in ("RGB", "CMYK"):
         im = im.convert("RGB")
-    rgb = to_srgb(im, icc).convert("RGB")
-    return strip_metadata(rgb) if strip else rgb
+    rgb = to_srgb(im, icc).convert("RGB")  # always a new image object, whose info is a copy of im's
+    rgb.info.clear()  # its metadata dropped without copying the pixels: a plain Image keeps its EXIF only there
+    return rgb
 
 
 @functools.lru_cache(maxsize=1)
@@ -269,12 +271,6 @@ def to_srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
         return ImageCms.profileToProfile(im, src, _srgb(), outputMode="RGB")
     except Exception:  # a damaged or mismatched profile (e.g. a grey profile on an RGB image)
         return im
-
-
-def strip_metadata(im: Image.Image) -> Image.Image:
-    """A pixel-identical copy with no EXIF/XMP/ICC info: a predictor must never see the query's GPS."""
-    clean = Image.frombytes(im.mode, im.size, im.tobytes())
-    return clean
 
 
 def open_image(src: ImageInput, max_side: int | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -327,11 +323,41 @@ def read_meta(src: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> PhotoMet
     """EXIF GPS (DMS rationals, N/S/E/W refs; altitude ignored), capture time, device, oriented size.
 
     Never prints a library warning: a damaged GPS block becomes meta.gps_problem = "EXIF GPS block is corrupt"."""
+    return read_header(src, max_pixels).meta  # header and EXIF only: pixels are checked when the photo is opened
+
+
+@dataclass
+class Header:
+    """A photo opened once (read_header): its bytes, its parsed header `im` (pixels not decoded yet), its EXIF
+    facts and EXIF orientation, read once. `decode` then turns the same opened photo into pixels."""
+    name: str
+    data: bytes
+    im: Image.Image
+    meta: PhotoMeta
+    orientation: int
+    max_pixels: int = MAX_PIXELS
+
+    def decode(self, max_side: int | None = None) -> Image.Image:
+        """Upright RGB pixels in sRGB with no metadata attached, the same pixels open_image gives. max_side: JPEGs
+        decode at a reduced DCT scale, then LANCZOS to it. Call once: the parsed header is decoded in place.
+        Raises PhotoError with a one-line reason."""
+        im = _decode(self.im, self.data, self.name, max_side, self.max_pixels)
+        rgb = _to_rgb(im, self.orientation)
+        if max_side and max(rgb.size) > max_side:
+            rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        return rgb
+
+
+def read_header(src: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> Header:
+    """Read a photo's bytes once, parse its header once and read its EXIF once (no pixels decoded).
+
+    Raises PhotoError (ImageTooLarge above max_pixels) with a one-line reason naming the photo."""
     name = describe(src)
-    data = read_bytes(src) if isinstance(src, (str, Path)) else src
-    # header and EXIF only: pixels are checked when the photo is opened
+    data = read_bytes(src) if isinstance(src, (str, Path)) else bytes(src)
     im = _open_pil(data, name, decode=False, max_pixels=max_pixels)
-    return _meta_of(im)[0]
+    meta, exif = _meta_of(im)  # before any DCT scaling changes im.size: the focal length uses the upright size
+    o = exif.get(0x0112, 1) if exif else 1  # what ImageOps.exif_transpose reads (XMP orientation included)
+    return Header(name, data, im, meta, o if isinstance(o, int) else 1, max_pixels)
 
 
 def _meta_of(im: Image.Image):
@@ -347,26 +373,15 @@ def _meta_of(im: Image.Image):
 
 def open_query(src: ImageInput, max_side: int | None = None,
                max_pixels: int = MAX_PIXELS) -> tuple[Query, PhotoMeta | None]:
-    """A query photo -> (types.Query, its EXIF facts for display or None), the photo opened once and its EXIF read
-    once. max_side: the long side the model decodes queries at (JPEGs at a reduced DCT scale, then LANCZOS); None
-    = full size. Paths and bytes give PhotoMeta (the query's own GPS is for display only: Query never holds it);
-    a PIL image gives its attached focal length and no meta; an array neither.
+    """A query photo -> (types.Query, its EXIF facts for display or None), the photo opened once, its EXIF read
+    once and its pixels never copied through an array. max_side: the long side the model decodes queries at
+    (JPEGs at a reduced DCT scale, then LANCZOS); None = full size. Paths and bytes give PhotoMeta (the query's
+    own GPS is for display only: Query never holds it); a PIL image gives its attached focal length and no meta;
+    an array neither.
 
     Raises PhotoError (ImageTooLarge above max_pixels) with a one-line reason naming the photo."""
-    name = describe(src)
-    data = read_bytes(src) if isinstance(src, (str, Path)) else bytes(src) if isinstance(src, bytearray) else src
-    if not isinstance(data, bytes):
-        focal = read_focal35(data)  # a PIL image's attached EXIF; arrays have none
-        return Query(np.asarray(open_image(data, max_side=max_side, max_pixels=max_pixels)), focal, name), None
-    im = _open_pil(data, name, decode=False, max_pixels=max_pixels)
-    meta, exif = _meta_of(im)  # header only, before any DCT scaling changes im.size
-    focal = meta.focal35  # computed once, from the upright size
-    im = _decode(im, data, name, max_side, max_pixels)
-    try:
-        orientation = int(exif.get(0x0112, 1)) if exif else 1
-    except (TypeError, ValueError):
-        orientation = 1
-    rgb = _to_rgb(im, orientation, strip=False)  # the array below carries no metadata
-    if max_side and max(rgb.size) > max_side:
-        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return Query(np.asarray(rgb), focal, name), meta
+    if not isinstance(src, (str, Path, bytes, bytearray)):
+        focal = read_focal35(src)  # a PIL image's attached EXIF; arrays have none
+        return Query(open_image(src, max_side=max_side, max_pixels=max_pixels), focal, describe(src)), None
+    head = read_header(src, max_pixels)
+    return Query(head.decode(max_side), head.meta.focal35, head.name), head.meta

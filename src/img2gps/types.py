@@ -97,28 +97,36 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Query:
-    """One query photo, decoded: pixels (H, W, 3) uint8 upright RGB with no metadata attached, its 35 mm-equivalent
+    """One query photo, decoded: `photo`, an upright RGB PIL image with no metadata attached, its 35 mm-equivalent
     focal length in mm (None when the EXIF has none; the only metadata a method may read) and a name for messages.
 
     Made by photos.open_query at the size the model asks for (its query_max_side); each method resizes from
-    these pixels to its own input size."""
-    pixels: np.ndarray
+    this image to its own input size, on a copy: the photo is shared, never changed in place.
+    Raises ValueError for anything but a non-empty RGB image without metadata."""
+    photo: Image.Image
     focal35: float | None = None
     name: str = "<image>"
 
     def __post_init__(self):
-        p = self.pixels
-        if not (isinstance(p, np.ndarray) and p.dtype == np.uint8 and p.ndim == 3 and p.shape[2] == 3):
-            raise ValueError(f"{self.name}: Query.pixels must be an (H, W, 3) uint8 array")
+        p = self.photo
+        if not (isinstance(p, Image.Image) and p.mode == "RGB" and p.width > 0 and p.height > 0):
+            raise ValueError(f"{self.name}: Query.photo must be a non-empty RGB PIL image")
+        if p.info:
+            raise ValueError(f"{self.name}: Query.photo must carry no metadata (found {', '.join(map(str, p.info))})")
 
     def image(self) -> Image.Image:
-        """The pixels as an RGB PIL image (a view-sized copy; no metadata)."""
-        return Image.fromarray(self.pixels)
+        """The photo itself (no copy; no metadata): methods copy before resizing."""
+        return self.photo
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """(H, W, 3) uint8 copy of the pixels."""
+        return np.asarray(self.photo)
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) in pixels."""
-        return int(self.pixels.shape[1]), int(self.pixels.shape[0])
+        return self.photo.size
 
 
 def prediction_dict(pred: Prediction, photo: str | None = None,

@@ -3,12 +3,15 @@
 documented command crashed on the default data and no test noticed).
 
 Kept as fast as it can be: a small slice of each set (tiny fits), one default-method (rerank) model shared by the
-commands that use a model, the demo on the same slice, analyses on 2 folds, and the project's caches in the
-session's temp dir. `test_every_documented_command_is_run` fails when the README or --help gains a command that
+commands that use a model, the demo on the same slice, analyses on 2 folds, the project's caches in the
+session's temp dir, and each test's first command (and serve, the demo, the export harness) in a fresh process
+through the console-script entry, the others through the same entry (cli.main) in the test's process. `test_every_documented_command_is_run` fails when the README or --help gains a command that
 this file does not run.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -18,6 +21,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 import pytest
@@ -58,13 +62,25 @@ def test_every_documented_command_is_run(capsys):
     assert documented <= RUN, documented - RUN
 
 
-def _cli(*args, ok=(0,)) -> str:
-    """Run one command in a fresh process, as a user would; its stdout. Fails with its stderr."""
-    cmd = [sys.executable, "-c", "import sys; from img2gps.cli import run; sys.argv[0] = 'img2gps'; run()"]
-    r = subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, timeout=900, env=_ENV)
-    assert r.returncode in ok, f"img2gps {' '.join(map(str, args))} -> {r.returncode}\n{r.stderr[-3000:]}"
-    assert "Traceback" not in r.stderr, r.stderr[-3000:]
-    return r.stdout
+def _cli(*args, ok=(0,), fresh: bool = False) -> str:
+    """Run one command as a user would; its stdout. Fails with its stderr. fresh: in a new process through the
+    console-script entry point (each test starts its chain so); else through the same entry (cli.main) in this
+    process, which skips a Python and torch start (a few seconds) per command."""
+    args = [str(a) for a in args]
+    if fresh:
+        cmd = [sys.executable, "-c", "import sys; from img2gps.cli import run; sys.argv[0] = 'img2gps'; run()"]
+        r = subprocess.run(cmd + args, capture_output=True, text=True, timeout=900, env=_ENV)
+        rc, out, err = r.returncode, r.stdout, r.stderr
+    else:
+        out_buf, err_buf = io.StringIO(), io.StringIO()
+        env = {k: _ENV[k] for k in ("IMG2GPS_CACHE", "IMG2GPS_DATA")}
+        with mock.patch.dict(os.environ, env), contextlib.redirect_stdout(out_buf), \
+                contextlib.redirect_stderr(err_buf):
+            rc = main(args)
+        out, err = out_buf.getvalue(), err_buf.getvalue()
+    assert rc in ok, f"img2gps {' '.join(args)} -> {rc}\n{err[-3000:]}"
+    assert "Traceback" not in err, err[-3000:]
+    return out
 
 
 _ENV: dict = {}
@@ -98,7 +114,7 @@ def work(request, tmp_path_factory):
 def test_data_commands(work):
     name, t = work
     labels = ["--labels", t / "photos.csv"] if name == "bgu-west" else []
-    _cli("data", "build", t / "photos", t / "ds", *labels)
+    _cli("data", "build", t / "photos", t / "ds", *labels, fresh=True)
     assert len(pd.read_csv(t / "ds" / "labels.csv")) >= 15
     qlabels = ["--labels", t / "queries.csv"] if name == "bgu-west" else []
     _cli("data", "build", t / "queries", t / "qds", *qlabels)
@@ -112,7 +128,7 @@ def test_data_commands(work):
 
 def test_fit_verify_eval_bench(work):
     name, t = work
-    _cli("fit", "--data", t / "ds", "--method", "rerank", "--out", t / "model")
+    _cli("fit", "--data", t / "ds", "--method", "rerank", "--out", t / "model", fresh=True)
     _cli("verify", "--model", t / "model")
     out = _cli("eval", "--model", t / "model", "--data", t / "qds")
     assert "mean" in out
@@ -123,7 +139,7 @@ def test_fit_verify_eval_bench(work):
 def test_predict_and_its_outputs(work):
     name, t = work
     photo = next((t / "queries").iterdir())
-    out = _cli("predict", photo, t / "queries", "--model", t / "model")
+    out = _cli("predict", photo, t / "queries", "--model", t / "model", fresh=True)
     assert "prediction" in out and "supporting gallery photos" in out
     rows = json.loads(_cli("predict", t / "queries", "--model", t / "model", "--format", "json", "--map", t / "p.html",
                            "--geojson", t / "p.geojson", "--kml", t / "p.kml"))
@@ -138,7 +154,7 @@ def test_predict_and_its_outputs(work):
 
 def test_export_onnx_and_leaderboard(work):
     name, t = work
-    _cli("export", "--model", t / "model", "--onnx", t / "model" / "encoder.onnx")
+    _cli("export", "--model", t / "model", "--onnx", t / "model" / "encoder.onnx", fresh=True)
     photo = next((t / "queries").iterdir())
     assert "prediction" in _cli("predict", photo, "--model", t / "model", "--runtime", "onnx")
     _cli("export", "--model", t / "model", "--format", "leaderboard", "--out", t / "sub", "--max-mb", "100")
@@ -182,7 +198,7 @@ def test_index_commands(work):
     shutil.copytree(t / "model", t / "model2")
     labels = ["--labels", t / "queries.csv"] if name == "bgu-west" else []
     n = len(pd.read_csv(t / "model" / "gallery.csv"))
-    _cli("index", "add", "--model", t / "model2", t / "queries", *labels)
+    _cli("index", "add", "--model", t / "model2", t / "queries", *labels, fresh=True)
     added = len(pd.read_csv(t / "model2" / "gallery.csv"))
     assert added > n
     documented = _documented()
@@ -197,7 +213,8 @@ def test_index_commands(work):
 def test_analyses(work):
     name, t = work
     ds = t / "ds"
-    _cli("analyze", "learning-curve", "--data", ds, "--out", t / "lc", "--protocol", "kfold:2", "--fractions", "0.5,1")
+    _cli("analyze", "learning-curve", "--data", ds, "--out", t / "lc", "--protocol", "kfold:2", "--fractions", "0.5,1",
+         fresh=True)
     _cli("analyze", "backbones", "--data", ds, "--out", t / "bb", "--protocol", "kfold:2", "--backbones", "lite0")
     _cli("analyze", "shaping", "--data", ds, "--out", t / "sh", "--protocol", "kfold:2",  # a tiny training
          "--after", "contrastive:backbone=lite0:k=1:epochs=3:views=1:calib_folds=2")
@@ -208,7 +225,7 @@ def test_analyses(work):
 
 def test_demo_and_help(work):
     name, t = work
-    out = _cli("demo", "--out", t / "demo")  # IMG2GPS_DATA points at this slice's dataset
+    out = _cli("demo", "--out", t / "demo", fresh=True)  # IMG2GPS_DATA points at this slice's dataset
     assert "mean error" in out and (t / "demo" / "demo_map.html").is_file() and (t / "demo" / "demo_map.png").is_file()
     import shlex
 

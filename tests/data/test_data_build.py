@@ -125,6 +125,41 @@ def test_formats_exif_and_bad_files(tmp_path, capsys):
     assert sorted((p.name, p.stat().st_mtime_ns) for p in src.rglob("*")) == before  # SRC untouched
 
 
+def test_each_photo_is_read_and_opened_once(tmp_path, monkeypatch):
+    """data build reads each photo's bytes once and parses its header once (its EXIF decides whether the pixels
+    are decoded at all: a photo without a position is skipped undecoded), whatever its orientation."""
+    from PIL import ImageFile
+
+    src = tmp_path / "src"
+    photo(src / "a.jpg", *at(0, 0), seed=1, orientation=6, focal35=26)
+    photo(src / "b.jpg", *at(30, 0), seed=2)
+    photo(src / "c.png", *at(0, 30), seed=3, fmt="PNG")
+    photo(src / "nogps.jpg", seed=4)
+    n = {"bytes": 0, "header": 0, "pixels": 0}
+    real_read, real_open, real_load = Path.read_bytes, Image.open, ImageFile.ImageFile.load
+
+    def read_bytes(path):
+        n["bytes"] += path.parent == src
+        return real_read(path)
+
+    def open_(*a, **k):
+        n["header"] += 1
+        return real_open(*a, **k)
+
+    def load(im):
+        n["pixels"] += bool(getattr(im, "tile", None))
+        return real_load(im)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(Image, "open", open_)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    assert build_mod.build_dataset(src, tmp_path / "out", log=lambda m: None)
+    monkeypatch.undo()
+    assert n == {"bytes": 4, "header": 4, "pixels": 3}
+    assert sorted(labels(tmp_path / "out").index) == ["a.jpg", "b.jpg", "c.jpg"]
+    assert Image.open(tmp_path / "out" / "images" / "a.jpg").size == (48, 64)  # turned upright
+
+
 def test_orientation_and_resize(tmp_path):
     src = tmp_path / "src"
     im = Image.new("RGB", (1600, 800), "black")

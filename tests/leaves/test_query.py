@@ -63,11 +63,44 @@ def test_focal_length_comes_from_the_upright_size():
     assert open_query(data)[0].focal35 == read_meta(data).focal35 == read_focal35(data) == pytest.approx(upright)
 
 
-def test_query_refuses_what_is_not_rgb_pixels():
-    with pytest.raises(ValueError, match="uint8"):
-        Query(np.zeros((4, 4), np.uint8))
-    with pytest.raises(ValueError, match="uint8"):
-        Query(np.zeros((4, 4, 3), np.float32))
+def test_query_refuses_what_is_not_an_rgb_photo_without_metadata():
+    with pytest.raises(ValueError, match="RGB PIL image"):
+        Query(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="RGB PIL image"):
+        Query(Image.new("L", (4, 4)))
+    tagged = Image.new("RGB", (4, 4))
+    tagged.info["exif"] = gps_exif(39.95, -75.19).tobytes()
+    with pytest.raises(ValueError, match="no metadata"):
+        Query(tagged)
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_query_reaches_the_method_without_a_copy_through_an_array(model_dir, tmp_path, monkeypatch, orientation):
+    """The decoded photo is the image the method reads: no full-size PIL -> array -> PIL round trip, no copy to
+    drop its metadata, and nothing in it a method could read the EXIF from."""
+    model = Img2GPS.load(model_dir)
+    model.warmup()
+    path = tmp_path / "q.jpg"
+    path.write_bytes(_jpeg(Image.fromarray(place_image(1, seed=5)), orientation=orientation, focal35=26))
+    q, _ = open_query(path)
+    assert q.image() is q.photo and not q.photo.info and not q.photo.getexif()
+    full = {q.size, q.size[::-1]}
+    copies = []
+    real_fromarray, real_frombytes = Image.fromarray, Image.frombytes
+
+    def fromarray(obj, *a, **k):
+        im = real_fromarray(obj, *a, **k)
+        copies.append(im.size)
+        return im
+
+    def frombytes(mode, size, *a, **k):
+        copies.append(tuple(size))
+        return real_frombytes(mode, size, *a, **k)
+
+    monkeypatch.setattr(Image, "fromarray", fromarray)
+    monkeypatch.setattr(Image, "frombytes", frombytes)
+    model.predict(path, top_k=2)
+    assert not [c for c in copies if c in full], copies
 
 
 def test_a_jpeg_through_predict_is_opened_once_and_its_exif_read_once(model_dir, tmp_path, monkeypatch):
@@ -75,8 +108,14 @@ def test_a_jpeg_through_predict_is_opened_once_and_its_exif_read_once(model_dir,
     model.warmup()  # the encoder's weights load outside the count
     path = tmp_path / "q.jpg"
     path.write_bytes(_jpeg(Image.fromarray(place_image(1, seed=5)), orientation=6, focal35=26))
-    counts = {"open": 0, "getexif": 0}
-    real_open, real_getexif = Image.open, Image.Image.getexif
+    import img2gps.exif as exif_mod
+
+    counts = {"open": 0, "getexif": 0, "focal": 0}
+    real_open, real_getexif, real_focal = Image.open, Image.Image.getexif, exif_mod.focal35_from_exif
+
+    def counting_focal(*a, **k):  # the focal length: computed once, from the upright size
+        counts["focal"] += 1
+        return real_focal(*a, **k)
 
     def counting_open(*a, **k):
         counts["open"] += 1
@@ -89,8 +128,12 @@ def test_a_jpeg_through_predict_is_opened_once_and_its_exif_read_once(model_dir,
 
     monkeypatch.setattr(Image, "open", counting_open)
     monkeypatch.setattr(Image.Image, "getexif", counting_getexif)
+    monkeypatch.setattr(exif_mod, "focal35_from_exif", counting_focal)
+    import img2gps.photos as photos_mod
+
+    monkeypatch.setattr(photos_mod, "focal35_from_exif", counting_focal, raising=False)  # a by-name import counts too
     pred = model.predict(path, top_k=2)
-    assert counts == {"open": 1, "getexif": 1}
+    assert counts == {"open": 1, "getexif": 1, "focal": 1}
     assert pred.photo_exif_position == pytest.approx((39.95, -75.19), abs=1e-4)  # display only
 
 

@@ -102,6 +102,30 @@ def test_fallback_supporting_photos_are_ordered_by_the_score_they_show(fitted):
         assert shown == sorted(shown, reverse=True), shown
 
 
+def test_each_query_is_compared_with_the_gallery_once(fitted, monkeypatch):
+    """One pass over the gallery per query: its global similarities rank the shortlist and give the k-NN
+    alternative (no second index search), its VLAD vector is encoded once; verified, scene and fallback answers."""
+    from collections import Counter
+
+    from img2gps.retrieval.database import CosineIndex
+    from img2gps.retrieval.vlad import VladCodebook
+
+    ds, held, p = fitted
+    calls = Counter()
+    for cls, names in ((CosineIndex, ("similarities", "search", "dot")), (VladCodebook, ("encode",))):
+        for name in names:
+            def counting(*a, _real=getattr(cls, name), _name=name, **k):
+                calls[_name] += 1
+                return _real(*a, **k)
+            monkeypatch.setattr(cls, name, counting)
+    queries = [ds.read(held[0]), pil(perspective(textured(102), 502, strength=0.15)), pil(textured(995))]
+    for q, source in zip(queries, ("consensus", "scene", "fallback")):
+        calls.clear()
+        assert p.predict([q], top_k=3)[0].source == source
+        # similarities calls dot once: one row of N similarities
+        assert calls == Counter({"similarities": 1, "dot": 1, "encode": 1}), (source, calls)
+
+
 def test_queries_are_decoded_at_full_size(fitted):
     """SIFT must see the query at the gallery's resolution: a 640 px default decode lost most verifications."""
     assert fitted[2].query_max_side is None

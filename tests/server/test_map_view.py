@@ -92,3 +92,30 @@ def test_far_exif_label_stays_inside_the_map(tmp_path, size, far):
         assert "off this map" in d.execute_script("return document.querySelector('.img2gps-exif-far-label')"
                                                   ".textContent")
         assert inside(arrow, m) and inside(label, m), (size, far, label, arrow, m)
+
+
+def test_hovering_a_table_row_brings_out_that_answer(tmp_path):
+    """The demo map's table: hovering row i draws answer i in full and fades the others (was: a grep of the page's
+    source for `view.focus(`)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    preds, truths = _demo_like(n=3, seed=1)
+    page = write_map_html(tmp_path / "m.html", preds, truths=truths, labels=["a", "b", "c"], tiles=False)
+
+    def opacity(d):  # answer number -> the opacity its numbered marker is drawn with
+        return dict(d.execute_script(
+            "return Array.from(document.querySelectorAll('.img2gps-num-prediction')).map(function (e) {"
+            " return [e.textContent.trim(), parseFloat(getComputedStyle(e).opacity)]; })"))
+
+    with chromium(tmp_path / "profile") as d:
+        _open(d, page)
+        assert opacity(d) == {"1": 1.0, "2": 1.0, "3": 1.0}
+        rows = d.find_elements(By.CSS_SELECTOR, "tr[data-item]")
+        assert len(rows) == 3
+        ActionChains(d).move_to_element(rows[1]).perform()
+        got = opacity(d)
+        assert got["2"] == 1.0 and got["1"] < 0.5 and got["3"] < 0.5, got
+        ActionChains(d).move_to_element(d.find_element(By.TAG_NAME, "h1") if d.find_elements(By.TAG_NAME, "h1")
+                                        else d.find_element(By.ID, "map")).perform()
+        assert opacity(d) == {"1": 1.0, "2": 1.0, "3": 1.0}

@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..errors import DataError, PhotoError
-from ..photos import MAX_PIXELS, PHOTO_SUFFIXES, open_image, read_bytes, read_meta, readable_name
+from ..photos import MAX_PIXELS, PHOTO_SUFFIXES, read_header, readable_name
 from . import cleaning as cl
 from ..outputs import disk_problem
 from ..walk import walk_files
@@ -185,8 +185,8 @@ def read_one(path: Path, rel: str, name: str, labels: LabelOverride | None, cfg:
              images_dir: Path) -> Item:
     """One photo -> Item, writing its JPEG; PhotoError with a one-line reason when it cannot be used."""
     row, bad = labels.lookup(rel) if labels else (None, None)  # first: a row whose photo is unreadable still matched
-    data = read_bytes(path)
-    meta = read_meta(data, max_pixels=cfg.max_pixels)
+    head = read_header(path, cfg.max_pixels)  # the photo's one read, one header parse and one EXIF read
+    meta = head.meta
     if bad:
         raise PhotoError(rel, bad)
     if row is not None:
@@ -200,7 +200,7 @@ def read_one(path: Path, rel: str, name: str, labels: LabelOverride | None, cfg:
     else:
         extra = " and not in the --labels CSV" if labels else ""
         raise PhotoError(rel, f"{meta.gps_problem or 'no GPS position'}{extra}")
-    im = open_image(data, max_side=cfg.max_side or None, max_pixels=cfg.max_pixels)  # JPEGs decode at a reduced DCT scale: fast on 12 MP
+    im = head.decode(cfg.max_side or None)  # JPEGs decode at a reduced DCT scale: fast on 12 MP
     im.save(images_dir / name, "JPEG", quality=cfg.quality)
     return Item(source=rel, image=name, latitude=lat, longitude=lon, label_source=source, uptime_s=meta.uptime_s,
                 time=meta.time or (_text(row.get("time")) if row else None),

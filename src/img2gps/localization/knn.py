@@ -85,17 +85,21 @@ class KNNState:
         areas = AreaClassifier.fit(index.vectors, plane.label, plane.n_areas) if plane.n_areas > 1 else None
         return cls(index, plane, [], report, areas=areas)
 
-    def locate(self, q: np.ndarray, k: int, agg: str, top_k: int, area: int | None = None):
+    def locate(self, q: np.ndarray, k: int, agg: str, top_k: int, area: int | None = None,
+               sims: np.ndarray | None = None):
         """Query vector (D,) -> (position en (2,), spread m, neighbour idx, sims), max(k, top_k) neighbours
         searched, the first k aggregated (localization.aggregate). Neighbours come from one area: `area`, else
-        choose_area's."""
+        choose_area's. sims: the query's (N,) similarities to the gallery when the caller computed them already
+        (index.similarities): they are ranked instead of searching the index again."""
         n = max(k, top_k)
-        if self.plane.n_areas == 1:
+        if sims is None and self.plane.n_areas == 1:
             sims, idx = self.index.search(q.reshape(1, -1), n)
             sims, idx = sims[0], idx[0]
         else:
-            full = self.index.similarities(q)
-            sims, idx = in_area(full, self.plane.label, n, self.choose_area(q, full) if area is None else area)
+            full = self.index.similarities(q) if sims is None else np.asarray(sims, float)
+            if area is None and self.plane.n_areas > 1:
+                area = self.choose_area(q, full)
+            sims, idx = in_area(full, self.plane.label, n, area)
         c, spread = aggregate(self.en[idx[:min(k, len(idx))]], sims[:min(k, len(idx))], agg)
         return c, spread, idx, sims
 

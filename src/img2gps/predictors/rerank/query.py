@@ -278,8 +278,8 @@ def view(state: RerankState, cfg: RerankConfig, image, focal35: float | None, to
     v_sims = state.vlad @ state.codebook.encode(dq) if state.vlad is not None else None
     score = scores(state, g_sims, v_sims)
 
-    def knn_answer(area: int):
-        return state.knn.locate(q[0], cfg.k, "mean", top_k, area)
+    def knn_answer(area: int):  # from the same similarities as the shortlist: one pass over the gallery
+        return state.knn.locate(q[0], cfg.k, "mean", top_k, area, sims=g_sims)
 
     def run(kq: Keypoints, dq: np.ndarray, gallery=None) -> Located:
         matched: dict[int, tuple[np.ndarray, np.ndarray]] = {}
