@@ -12,7 +12,6 @@ photo scores above a random photo from elsewhere (Mann-Whitney U / (n_in n_out),
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import sys
@@ -50,10 +49,9 @@ def normalised(ds):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    root = Path(__file__).resolve().parents[1]
-    ap.add_argument("--a", default=str(root / ".." / "shared" / "data" / "penn91"))
-    ap.add_argument("--b", default=str(root / ".." / "shared" / "data" / "bgu-west"))
+    from two_areas import area_pair_parser  # bench/ is the script's own folder
+
+    ap = area_pair_parser(__doc__)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
 

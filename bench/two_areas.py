@@ -74,11 +74,18 @@ def summary(both: pd.DataFrame, alone: pd.DataFrame, areas, own: int) -> dict:
             "alone_coverage": float((alone["error_m"] <= alone["radius_m"]).mean())}
 
 
+def area_pair_parser(doc: str) -> argparse.ArgumentParser:
+    """The argument parser of the two-area benches: --a and --b, the two areas' data sets (default: the shared
+    penn91 and bgu-west)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    ap.add_argument("--a", default=str(data / "penn91"))
+    ap.add_argument("--b", default=str(data / "bgu-west"))
+    return ap
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    root = Path(__file__).resolve().parents[1]
-    ap.add_argument("--a", default=str(root / ".." / "shared" / "data" / "penn91"))
-    ap.add_argument("--b", default=str(root / ".." / "shared" / "data" / "bgu-west"))
+    ap = area_pair_parser(__doc__)
     ap.add_argument("--methods", default="knn,rerank")
     ap.add_argument("--holdout", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)

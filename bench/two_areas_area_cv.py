@@ -37,10 +37,7 @@ def main() -> None:
     from img2gps.localization.area_choice import AreaClassifier
     from sklearn.model_selection import GroupKFold
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    root = Path(__file__).resolve().parents[1]
-    ap.add_argument("--a", default=str(root / ".." / "shared" / "data" / "penn91"))
-    ap.add_argument("--b", default=str(root / ".." / "shared" / "data" / "bgu-west"))
+    ap = T.area_pair_parser(__doc__)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
