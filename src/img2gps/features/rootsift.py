@@ -25,7 +25,8 @@ class FeatureConfig:
 
     @property
     def key(self) -> str:
-        return f"sift{'root' if self.root else ''}-{self.max_side}-{self.n_features}-v2-decode{DECODE_VERSION}"  # v2: strongest first
+        # v2: keypoints strongest first
+        return f"sift{'root' if self.root else ''}-{self.max_side}-{self.n_features}-v2-decode{DECODE_VERSION}"
 
 
 @dataclass

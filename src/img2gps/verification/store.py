@@ -1,8 +1,9 @@
 """On-disk keypoint store: one HDF5 file per model holding every gallery photo's keypoints.
 
 Layout of `keypoints.h5` (h5py): `xy` (T, 2) uint16 pixels in steps of 1/xy_scale(size) px, `desc` (T, 128)
-uint8 SIFT (both gzip, CHUNK_ROWS-row chunks), `offsets` (N + 1,) int64 (photo i owns rows offsets[i]:offsets[i+1]), `size`
-(N, 2) int32 (w, h after resizing), attribute `features` (gallery_key: the FeatureConfig key and the keypoint cap).
+uint8 SIFT (both gzip, CHUNK_ROWS-row chunks), `offsets` (N + 1,) int64 (photo i owns rows
+offsets[i]:offsets[i+1]), `size` (N, 2) int32 (w, h after resizing), attribute `features` (gallery_key: the
+FeatureConfig key and the keypoint cap).
 Descriptors stay uint8 on disk and in memory; the RootSIFT float32 form is made per verified pair
 (Keypoints.unit_desc) and lives only in the byte-bounded LRU in front of the file. A query therefore reads only its
 shortlist's keypoints, and memory does not grow with the gallery.
