@@ -25,15 +25,12 @@ class FeatureConfig:
 
     @property
     def key(self) -> str:
-        # v2: keypoints strongest first
-        return f"sift{'root' if self.root else ''}-{self.max_side}-{self.n_features}-v2-decode{DECODE_VERSION}"
+        return f"sift{'root' if self.root else ''}-{self.max_side}-{self.n_features}-v1-decode{DECODE_VERSION}"
 
 
 @dataclass
 class Keypoints:
-    """One photo's keypoints: xy (N, 2) float32 pixels, desc (N, 128) uint8 SIFT, size (w, h) after resizing;
-    extract() orders them strongest first (SIFT response), which is what a gallery's cap keeps
-    (verification/store.py gallery_form)."""
+    """One photo's keypoints: xy (N, 2) float32 pixels, desc (N, 128) uint8 SIFT, size (w, h) after resizing."""
 
     xy: np.ndarray
     desc: np.ndarray
@@ -79,10 +76,9 @@ def extract(image: Image.Image, cfg: FeatureConfig = FeatureConfig()) -> Keypoin
     kps, desc = sift.detectAndCompute(g, None)
     if desc is None or not kps:
         return Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8), (g.shape[1], g.shape[0]))
-    order = np.argsort([-k.response for k in kps], kind="stable")
-    xy = np.array([kps[i].pt for i in order], np.float32).reshape(-1, 2)
+    xy = np.array([k.pt for k in kps], np.float32)
     # OpenCV SIFT descriptors are integers in 0..255 stored as float: uint8 is lossless and 4x smaller.
-    return Keypoints(xy, np.clip(np.rint(desc[order]), 0, 255).astype(np.uint8), (g.shape[1], g.shape[0]))
+    return Keypoints(xy, np.clip(np.rint(desc), 0, 255).astype(np.uint8), (g.shape[1], g.shape[0]))
 
 
 # -- on-disk cache ---------------------------------------------------------------------------------------------

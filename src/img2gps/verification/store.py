@@ -10,10 +10,10 @@ shortlist's keypoints, and memory does not grow with the gallery.
 
 What a gallery photo keeps (`gallery_form`, the one rule; fit and `index add` apply it before anything reads the
 keypoints, so a fitted model and the same model reloaded hold identical keypoints): at most `max_keypoints` of
-its keypoints, the strongest within each cell of a GRID x GRID partition of the photo (every cell keeps its
-strongest up to one common quota, cells with fewer keep all), and positions on the 1/xy_scale px grid the file
-stores exactly. At the 1,000-photo synthetic gallery this took the store from 262.7 to about 80 KB per photo
-(docs/scale.md).
+its keypoints, the first listed (features.rootsift.extract's order) within each cell of a GRID x GRID partition of the photo (every cell keeps its
+first-listed up to one common quota, cells with fewer keep all), and positions on the 1/xy_scale px grid the file
+stores exactly. At the 1,000-photo synthetic gallery a cap of 800 took the store from 262.7 to 80.1 KB per photo
+(docs/scale.md), at a loss on penn91, so the default keeps every keypoint.
 """
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ from ..errors import ModelError
 from ..features.rootsift import Keypoints
 
 FILE = "keypoints.h5"
-GALLERY_KEYPOINTS = 800  # default cap per gallery photo (rerank:gallery_keypoints); queries keep all
+# Default cap per gallery photo (rerank:gallery_keypoints; 0 = keep all, queries always keep all): 800 gave 111 KB
+# per photo but lost on penn91 (44.4 m against 33.3 m, bench/results/j31-penn-loo.notes.md), so it is opt-in
+GALLERY_KEYPOINTS = 0
 GRID = 8  # cells per side of the spreading partition
 CHUNK_ROWS = 1024  # keypoint rows per compressed HDF5 chunk: a photo's read decompresses ~1-2 chunks
 GZIP = {"compression": "gzip", "compression_opts": 4}  # ~0.78 of SIFT's bytes; only what is written is stored
@@ -47,10 +49,10 @@ def xy_scale(size: tuple[int, int]) -> int:
 
 
 def spread(xy: np.ndarray, size: tuple[int, int], n: int) -> np.ndarray:
-    """Indices (ascending) of at most n of the keypoints at xy (M, 2), given strongest first: each cell of a
-    GRID x GRID partition of the (w, h) photo keeps its strongest, up to one quota common to all cells (cells
-    with fewer keep all); the quota is the largest that keeps n or fewer, then the next rank fills up to n
-    strongest-first."""
+    """Indices (ascending) of at most n of the keypoints at xy (M, 2), in priority order: each cell of a
+    GRID x GRID partition of the (w, h) photo keeps its first-listed, up to one quota common to all cells (cells
+    with fewer keep all); the quota is the largest that keeps n or fewer, then the next rank fills up to n in
+    list order."""
     m = len(xy)
     if n <= 0 or m <= n:
         return np.arange(m)
@@ -58,11 +60,11 @@ def spread(xy: np.ndarray, size: tuple[int, int], n: int) -> np.ndarray:
     cx = np.clip((xy[:, 0] * GRID / w).astype(np.int64), 0, GRID - 1)
     cy = np.clip((xy[:, 1] * GRID / h).astype(np.int64), 0, GRID - 1)
     cell = cy * GRID + cx
-    order = np.argsort(cell, kind="stable")  # by cell, strongest first within each
+    order = np.argsort(cell, kind="stable")  # by cell, list order within each
     first = np.searchsorted(cell[order], cell[order])  # where each keypoint's cell starts in `order`
     rank = np.empty(m, np.int64)
     rank[order] = np.arange(m) - first  # rank of each keypoint within its cell
-    take = np.lexsort((np.arange(m), rank))[:n]  # every cell's strongest, then every cell's second, ...
+    take = np.lexsort((np.arange(m), rank))[:n]  # every cell's first, then every cell's second, ...
     return np.sort(take)
 
 

@@ -40,8 +40,8 @@ class RerankConfig:
     # photos are resized to this long side before SIFT (defaults: the verification stage's GALLERY_* settings)
     max_side: int = opt(GALLERY_FEATURES.max_side, ge=1, export="model")
     features: int = opt(GALLERY_FEATURES.n_features, ge=1, export="model")  # strongest keypoints per photo
-    # a gallery photo keeps at most this many of them, the strongest spread over the photo (0 = all; queries keep
-    # `features`): what bounds the stored gallery's disk (verification/store.py gallery_form)
+    # a gallery photo keeps at most this many of them, spread over the photo (0 = all; queries keep `features`):
+    # what bounds the stored gallery's disk, at a loss in verification (verification/store.py gallery_form)
     gallery_keypoints: int = opt(GALLERY_KEYPOINTS, ge=0, export="fit")
     ratio: float = opt(GALLERY_VERIFY.ratio, gt=0, le=1, export="model")  # Lowe's ratio test
     # MAGSAC fundamental-matrix threshold (pixels at max_side)

@@ -18,9 +18,9 @@ GPSImgDirection), the pair's essential matrix gives the query's heading and the 
 only when the held-out calibration shows it closer to the truth than the consensus; `on` always when it
 exists; `off` never (the heading is still reported). The query's focal length is its only metadata read.
 
-Fit path: gallery keypoints are extracted once (cached on disk by content hash), each photo keeps its
-gallery_keypoints strongest, spread over the photo (verification/store.py gallery_form: the stored gallery's disk),
-the state built (state.py) and calibrated (calibrate.py) by running the query procedure over held-out gallery photos.
+Fit path: gallery keypoints are extracted once (cached on disk by content hash), each photo keeps at most
+gallery_keypoints of them (0 = all), spread over the photo (verification/store.py gallery_form), the state built
+(state.py) and calibrated (calibrate.py) by running the query procedure over held-out gallery photos.
 """
 from __future__ import annotations
 
