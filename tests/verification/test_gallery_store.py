@@ -1,5 +1,5 @@
 """What a gallery photo keeps in rerank's keypoint store (verification/store.py gallery_form) and what it costs on
-disk: the strongest keypoints, spread over the photo, positions stored exactly, a bounded number of bytes each."""
+disk: the first-listed keypoints, spread over the photo, positions stored exactly, a bounded number of bytes each."""
 import numpy as np
 
 from img2gps.features.rootsift import FeatureConfig, Keypoints, extract
@@ -7,16 +7,16 @@ from img2gps.verification.store import GRID, KeypointStore, gallery_form, spread
 from rerank_synth import pil, textured
 
 
-def test_spread_keeps_each_cells_strongest_up_to_a_common_quota():
+def test_spread_keeps_each_cells_first_listed_up_to_a_common_quota():
     rng = np.random.default_rng(0)
-    # strongest first: 300 points crowded into the top-left cell, then 60 spread over the whole photo
+    # in priority order: 300 points crowded into the top-left cell, then 60 spread over the whole photo
     crowd = rng.random((300, 2)) * [400 / GRID, 300 / GRID]
     rest = rng.random((60, 2)) * [400 - 400 / GRID, 300] + [400 / GRID, 0]  # none in that cell
     xy = np.vstack([crowd, rest]).astype(np.float32)
     keep = spread(xy, (400, 300), 100)
     assert len(keep) == 100 and np.all(np.diff(keep) > 0)
     assert set(range(300, 360)) <= set(keep.tolist())  # every point outside the crowded cell is kept
-    assert keep[:40].tolist() == list(range(40))  # the crowded cell keeps its 40 strongest, not any 40
+    assert keep[:40].tolist() == list(range(40))  # the crowded cell keeps its 40 first-listed, not any 40
     assert len(spread(xy, (400, 300), 0)) == len(spread(xy, (400, 300), 1000)) == 360  # no cap / under the cap
 
 

@@ -12,8 +12,8 @@ What a gallery photo keeps (`gallery_form`, the one rule; fit and `index add` ap
 keypoints, so a fitted model and the same model reloaded hold identical keypoints): at most `max_keypoints` of
 its keypoints (0 = all), spread over a GRID x GRID partition of the photo (every cell keeps its first-listed, in
 features.rootsift.extract's order, up to one common quota; cells with fewer keep all), and positions on the
-1/xy_scale px grid the file stores exactly. At the 1,000-photo synthetic gallery a cap of 800 took the store from 262.7 to 80.1 KB per photo
-(docs/scale.md), at a loss on penn91, so the default keeps every keypoint.
+1/xy_scale px grid the file stores exactly. At the 1,000-photo synthetic gallery a cap of 800 took the store from
+262.7 to 80.1 KB per photo (docs/scale.md), at a loss on penn91, so the default keeps every keypoint.
 """
 from __future__ import annotations
 
