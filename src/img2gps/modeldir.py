@@ -31,7 +31,9 @@ from . import __version__
 from .errors import ModelError, PhotoError
 from .provenance import code_fingerprint
 
-FORMAT_VERSION = 2  # 2: per-area plane, radius models and calibrations (area.py)
+# 2: per-area plane, radius models and calibrations (area.py); 3: rerank's gallery store (uint16 positions, a
+# keypoint cap, gzip descriptors; float16 VLAD: verification/store.py, predictors/rerank/state.py)
+FORMAT_VERSION = 3
 MANIFEST = "model.json"
 QUICK_HASH_MAX = 64 * 2**20  # bytes: larger files are size-checked at load and hashed by verify="full"
 

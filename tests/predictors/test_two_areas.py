@@ -14,6 +14,7 @@ from PIL import Image
 from img2gps.area import split_areas
 from img2gps.data import load_dataset
 from img2gps.geo import LocalFrame, haversine_m
+from img2gps.modeldir import FORMAT_VERSION
 from img2gps.predictors import load_model, make_predictor
 from synth import scene, view, write_jpeg
 
@@ -87,7 +88,7 @@ def test_every_answer_lies_in_one_area_near_its_truth(two_areas, spec, tmp_path)
         assert all(bool(areas[inside.index(True)].contains(n.latitude, n.longitude, margin_m=1.0))
                    for n in q.neighbours)
     man = json.loads((tmp_path / "m" / "model.json").read_text())
-    assert man["format_version"] == 2
+    assert man["format_version"] == FORMAT_VERSION
 
 
 def test_a_look_alike_in_both_areas_is_answered_in_one_not_between(tmp_path):

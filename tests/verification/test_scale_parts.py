@@ -7,11 +7,12 @@ from img2gps.errors import ModelError
 from img2gps.retrieval.database import neighbours_within, pair_stats
 from img2gps.retrieval.vlad import VladCodebook
 from img2gps.features.rootsift import Keypoints
-from img2gps.verification.store import KeypointLRU, KeypointStore, write_store
+from img2gps.verification.store import KeypointLRU, KeypointStore, gallery_form, write_store
 
 
-def _kp(rng, n):
-    return Keypoints(rng.random((n, 2), np.float32) * 400, rng.integers(0, 256, (n, 128), dtype=np.uint8), (400, 300))
+def _kp(rng, n):  # as a gallery holds them: positions on the store's grid
+    return gallery_form(Keypoints(rng.random((n, 2), np.float32) * 400, rng.integers(0, 256, (n, 128), dtype=np.uint8),
+                                  (400, 300)), 0)
 
 
 def test_store_round_trip_reads_only_requested_photos(tmp_path):

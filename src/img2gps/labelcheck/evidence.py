@@ -200,7 +200,7 @@ def gather(ds, en: np.ndarray, cfg: EvidenceConfig | None = None, keys: list[str
 
     cams = GalleryCameras(np.asarray(en, float), cap.heading, cap.focal35, lambda j: kp(j).size)
     locator = CameraLocator(cams, LocatorConfig(max_views=cfg.pose_views))
-    poses = PoseCache(locator.setting_key(cfg.fcfg.key))  # rerank's pose cache
+    poses = PoseCache(locator.setting_key(cfg.fcfg.key))  # all keypoints: rerank's with gallery_keypoints=0
     counts = {"pairs": len(pairs), "matched": 0}
 
     def match(i: int):

@@ -89,9 +89,10 @@ def verify_pair(a: Keypoints, b: Keypoints, vcfg: VerifyConfig = VerifyConfig(),
     return fundamental_inliers(*matched_points(a, b, vcfg, root, da, db), vcfg)
 
 
-def verify_key(fcfg: FeatureConfig, vcfg: VerifyConfig) -> str:
-    """Everything an inlier count depends on (min_inliers is applied later, so it is not part of the key)."""
-    return f"{fcfg.key}-r{vcfg.ratio:g}-m{int(vcfg.mutual)}-px{vcfg.ransac_px:g}-it{vcfg.max_iters}"
+def verify_key(fcfg: FeatureConfig, vcfg: VerifyConfig, feature_key: str | None = None) -> str:
+    """Everything an inlier count depends on (min_inliers is applied later, so it is not part of the key);
+    feature_key: the keypoints' own key when it is not fcfg's (a capped gallery: store.gallery_key)."""
+    return f"{feature_key or fcfg.key}-r{vcfg.ratio:g}-m{int(vcfg.mutual)}-px{vcfg.ransac_px:g}-it{vcfg.max_iters}"
 
 
 class PairCache(PairStore):
@@ -101,8 +102,9 @@ class PairCache(PairStore):
     (leave-one-out, k-fold) then costs no matching at all: every pair it needs was counted before.
     """
 
-    def __init__(self, fcfg: FeatureConfig, vcfg: VerifyConfig, root: Path | None = None):
-        super().__init__(Path(root or user_cache_dir()) / "pairs" / f"{verify_key(fcfg, vcfg)}.npz")
+    def __init__(self, fcfg: FeatureConfig, vcfg: VerifyConfig, root: Path | None = None,
+                 feature_key: str | None = None):
+        super().__init__(Path(root or user_cache_dir()) / "pairs" / f"{verify_key(fcfg, vcfg, feature_key)}.npz")
 
     def decode(self, row: np.ndarray) -> int:
         return int(row[0])

@@ -70,8 +70,8 @@ def calibration_records(state: RerankState, cfg: RerankConfig, holdouts: Sequenc
     order = [int(i) for a in range(plane.n_areas)
              for i in sorted(plane.rows(a), key=lambda i: hashlib.sha1(keys[i].encode()).hexdigest())[: c.calib]]
     plan = PlaneHoldouts(plane)
-    pairs = PairCache(c.feature_config, c.verify_config)
-    poses = PoseCache(state.locator.setting_key(c.feature_config.key))
+    pairs = PairCache(c.feature_config, c.verify_config, feature_key=c.gallery_key)  # both photos from the store
+    poses = PoseCache(state.locator.setting_key(c.gallery_key))
     vectors = state.knn.index.vectors
 
     def held_out(task: tuple[int, str]) -> dict:

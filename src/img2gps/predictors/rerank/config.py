@@ -11,6 +11,7 @@ from ...features import xfeat
 from ...features.rootsift import FeatureConfig
 from ...verification.local import GALLERY_FEATURES, GALLERY_VERIFY, VerifyConfig
 from ...verification.queryprep import PREP_STEPS
+from ...verification.store import GALLERY_KEYPOINTS, gallery_key
 from ..spec import opt
 
 
@@ -44,6 +45,9 @@ class RerankConfig:
     # photos are resized to this long side before SIFT (defaults: the verification stage's GALLERY_* settings)
     max_side: int = opt(GALLERY_FEATURES.max_side, ge=1, export="model")
     features: int = opt(GALLERY_FEATURES.n_features, ge=1, export="model")  # strongest keypoints per photo
+    # a gallery photo keeps at most this many of them, spread over the photo (0 = all; queries keep `features`):
+    # what bounds the stored gallery's disk, at a loss in verification (verification/store.py gallery_form)
+    gallery_keypoints: int = opt(GALLERY_KEYPOINTS, ge=0, export="fit")
     ratio: float = opt(GALLERY_VERIFY.ratio, gt=0, le=1, export="model")  # Lowe's ratio test
     # MAGSAC fundamental-matrix threshold (pixels at max_side)
     ransac_px: float = opt(GALLERY_VERIFY.ransac_px, gt=0, export="model")
@@ -89,6 +93,11 @@ class RerankConfig:
     def feature_config(self) -> FeatureConfig:
         """SIFT settings of gallery and query keypoints (RootSIFT)."""
         return FeatureConfig(self.max_side, self.features, True)
+
+    @property
+    def gallery_key(self) -> str:
+        """What the stored gallery keypoints depend on (extraction settings and gallery_keypoints)."""
+        return gallery_key(self.feature_config.key, self.gallery_keypoints)
 
     @property
     def verify_config(self) -> VerifyConfig:

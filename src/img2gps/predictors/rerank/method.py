@@ -19,8 +19,9 @@ GPSImgDirection), the pair's essential matrix gives the query's heading and the 
 only when the held-out calibration shows it closer to the truth than the consensus; `on` always when it
 exists; `off` never (the heading is still reported). The query's focal length is its only metadata read.
 
-Fit path: gallery keypoints are extracted once (cached on disk by content hash), the state built (state.py) and
-calibrated (calibrate.py) by running the query procedure over held-out gallery photos.
+Fit path: gallery keypoints are extracted once (cached on disk by content hash), each photo keeps at most
+gallery_keypoints of them (0 = all), spread over the photo (verification/store.py gallery_form), the state built
+(state.py) and calibrated (calibrate.py) by running the query procedure over held-out gallery photos.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from ...features.rootsift import KeypointCache, Keypoints, extract
 from ...localization.knn import KNNState
 from ...retrieval.database import CosineIndex
 from ...retrieval.vlad import VladCodebook
-from ...verification.store import KeypointStore
+from ...verification.store import KeypointStore, gallery_form
 from ..base import BasePredictor
 from .calibrate import calibrate
 from .config import RerankConfig
@@ -98,7 +99,7 @@ class RerankPredictor(BasePredictor):
             kp = cache.get(keys[i])
             if kp is None:  # removed from the cache while fitting: extract again
                 kp = extract(train.open(i), fcfg)
-            return kp
+            return gallery_form(kp, c.gallery_keypoints)
 
         store = KeypointStore(len(keys), read, c.cache_mb * 2**20)
         codebook = None
@@ -153,7 +154,7 @@ class RerankPredictor(BasePredictor):
                 if i < n_old:
                     return old.get(i)
                 kp = cache.get(new_keys[i - n_old])
-                return kp if kp is not None else extract(new.open(i - n_old), fcfg)
+                return gallery_form(kp if kp is not None else extract(new.open(i - n_old), fcfg), c.gallery_keypoints)
 
             store = KeypointStore(n_old + len(new), read, c.cache_mb * 2**20)
             vlad = s.vlad

@@ -2,9 +2,10 @@
 
 Files in the model directory: knn/{embeddings.npy, index.faiss} (the global index), keypoints.h5 (the gallery's
 keypoints, verification/store.py), content_keys.txt (the gallery photos' content hashes), vlad_codebook.npy and
-vlad_gallery.npy (when vlad > 0), near.npz (each photo's neighbour list); the calibration and the score statistics
-live in model.json's state. What fit computed is read back on load, not recomputed (a model saved before near.npz
-and the statistics were saved recomputes them, with the same result).
+vlad_gallery.npy (when vlad > 0; float16, the values the state holds: VLAD_DTYPE), near.npz (each photo's
+neighbour list); the calibration and the score statistics live in model.json's state. What fit computed is read
+back on load, not recomputed (a model saved before near.npz and the statistics were saved recomputes them, with the
+same result).
 """
 from __future__ import annotations
 
@@ -30,6 +31,12 @@ from .config import RerankConfig
 KEYS_FILE = "content_keys.txt"
 NEAR_FILE = "near.npz"
 KNN_DIR = "knn"
+VLAD_DTYPE = np.float16  # stored gallery VLAD vectors; the state holds them rounded to it, so fit and load agree
+
+
+def stored_vlad(vlad: np.ndarray) -> np.ndarray:
+    """(N, D) VLAD vectors as the model keeps them: rounded to VLAD_DTYPE, held as float32 for the products."""
+    return vlad.astype(VLAD_DTYPE).astype(np.float32)
 
 
 @dataclass
@@ -108,7 +115,7 @@ def build_state(knn: KNNState, encoder, keys, store: KeypointStore, codebook: Vl
     locator = CameraLocator(cameras, LocatorConfig(max_views=cfg.pose_views))
     if vlad is None and codebook is not None:
         vlad = codebook.encode_all(store.unit_desc, len(store))
-    vlad = vlad if codebook is not None else None
+    vlad = stored_vlad(vlad) if codebook is not None else None
     if near is None:
         near = neighbours_within(knn.en, cfg.near_m, cfg.near_max)
     if zstats is None:
@@ -122,10 +129,10 @@ def save_state(state: RerankState, cfg: RerankConfig, d: Path) -> None:
         (d / KEYS_FILE).write_text("\n".join(state.keys) + "\n")
     (d / KNN_DIR).mkdir()
     state.knn.save(d / KNN_DIR)
-    write_store(d / STORE_FILE, iter(state.store), len(state.store), cfg.feature_config.key)
+    write_store(d / STORE_FILE, iter(state.store), len(state.store), cfg.gallery_key)
     if state.codebook is not None:
         np.save(d / "vlad_codebook.npy", state.codebook.centroids)
-        np.save(d / "vlad_gallery.npy", state.vlad)
+        np.save(d / "vlad_gallery.npy", state.vlad.astype(VLAD_DTYPE))
     np.savez(d / NEAR_FILE, offsets=np.cumsum([0] + [len(x) for x in state.near]),
              ids=np.array([j for x in state.near for j in x], np.int64))
 
@@ -144,7 +151,7 @@ def load_state(d: Path, gallery: pd.DataFrame, cfg: RerankConfig, saved: dict[st
     knn = KNNState.load(d / KNN_DIR, cfg.index, gallery, {"index": saved.get("index", {})})
     kf = d / KEYS_FILE  # content hashes of the gallery photos (what `index add` and calibration key on)
     keys = kf.read_text().split() if kf.is_file() else None
-    store = KeypointStore.open(d / STORE_FILE, len(gallery), cfg.feature_config.key, cfg.cache_mb * 2**20)
+    store = KeypointStore.open(d / STORE_FILE, len(gallery), cfg.gallery_key, cfg.cache_mb * 2**20)
     vlad, codebook = None, None
     if (d / "vlad_codebook.npy").is_file():
         codebook = VladCodebook(np.load(d / "vlad_codebook.npy"))
