@@ -120,8 +120,9 @@ class KNNState:
 
 def in_area(sims: np.ndarray, label: np.ndarray, n: int, area: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(sims, idx) of the n most similar gallery photos (sims: (N,) over the gallery, -inf = left out) within one
-    area: `area`, else the most similar photo's. Best first; fewer than n when the area has fewer."""
-    if area is None:
+    area: `area`, else (or when every photo of `area` is left out, e.g. a one-photo area holding the held-out
+    photo itself) the most similar remaining photo's. Best first; fewer than n when the area has fewer."""
+    if area is None or not np.isfinite(sims[label == area]).any():
         area = int(label[int(np.argmax(sims))])
     s = np.where(label == area, sims, -np.inf)
     idx = np.argsort(-s, kind="stable")[:n]
