@@ -91,6 +91,25 @@ def test_every_answer_lies_in_one_area_near_its_truth(two_areas, spec, tmp_path)
     assert man["format_version"] == FORMAT_VERSION
 
 
+@pytest.mark.parametrize("spec", ["knn", "rerank:max_side=400:features=600:vlad=8:topn=4:max_verify=6"])
+def test_a_one_photo_area_neither_breaks_the_fit_nor_widens_the_radii(two_areas, spec):
+    """One gallery photo labelled on another continent (a stray label): its area holds that photo alone, so
+    holding it out for calibration leaves the area empty. The fit must not crash, and the far photo's one
+    calibration record must not set every radius (a new user met both: an IndexError, then 9,310 km radii)."""
+    ds, held, train = two_areas
+    keep = [i for i in range(len(train)) if train.ids[i].startswith("a0_")]
+    one_far = next(i for i in range(len(train)) if train.ids[i].startswith("a1_"))
+    gallery = train.subset(keep + [one_far])
+    assert len(split_areas(gallery.lat, gallery.lon)) == 2
+    p = make_predictor(spec)
+    p.fit(gallery)
+    queries = [i for i in held if ds.ids[i].startswith("a0_")]
+    preds = p.predict([ds.read(i) for i in queries])
+    for i, q in zip(queries, preds):
+        assert haversine_m(ds.lat[i], ds.lon[i], q.latitude, q.longitude) < 60, ds.ids[i]
+        assert q.radius_m < 1000, (ds.ids[i], q.radius_m)
+
+
 def test_a_look_alike_in_both_areas_is_answered_in_one_not_between(tmp_path):
     """The same scene (a chain-store front) stands in both areas: knn's neighbours come from both, and their
     positions must not be averaged across the ocean."""
