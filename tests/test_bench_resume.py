@@ -134,3 +134,19 @@ def test_bench_cli_resumes_after_ctrl_c(name, tmp_path, monkeypatch, capsys):
     assert main(argv) == 0 and len(calls) == 3  # folds 3-5 only
     assert json.loads(out.read_text())["resumed_folds"] == 2
     assert not folder_for(out).exists()  # the JSON holds every fold now
+
+
+def test_bench_json_is_strict_json_without_nan(tmp_path):
+    """A figure that does not exist (NaN) is written as null: strict JSON readers reject a bare NaN."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from img2gps.bench_outputs import write_outputs
+
+    out = tmp_path / "m.json"
+    write_outputs(out, {"protocol": "loo", "results": {"knn": {"radius_median_m": float("nan"), "n": np.int64(3),
+                                                             "mean_m": np.float32(1.5)}}}, pd.DataFrame(), plots=False)
+    doc = json.loads(out.read_text(), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    assert doc["results"]["knn"] == {"radius_median_m": None, "n": 3, "mean_m": 1.5}

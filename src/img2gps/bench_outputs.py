@@ -2,6 +2,8 @@
 error CDF and maps), written atomically after every output path has been checked."""
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Callable
 
@@ -47,6 +49,22 @@ def _safe(spec: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
 
 
+def strict_json(o):
+    """o with numpy scalars made plain and NaN / infinity made null, so the JSON is strict (RFC 8259): a figure
+    that does not exist (e.g. the median radius of an empty group) must not break a strict reader."""
+    if isinstance(o, dict):
+        return {str(k): strict_json(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [strict_json(v) for v in o]
+    if hasattr(o, "item") and not hasattr(o, "__len__"):
+        o = o.item()
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if o is None or isinstance(o, (str, int, bool)):
+        return o
+    return str(o)
+
+
 def write_outputs(json_path, result: dict, preds: pd.DataFrame, plots: bool = True,
                   check: Callable[[Path, str], None] | None = None) -> list:
     """OUT.json, OUT.predictions.csv, OUT.cdf.png and one error-line map per method (at full gallery size).
@@ -75,7 +93,7 @@ def write_outputs(json_path, result: dict, preds: pd.DataFrame, plots: bool = Tr
         planned += [(Path(f"{stem}.{_safe(s)}.map.png"), "plot-png") for s in full["spec"].unique()]
     for path, kind in planned if check else ():
         check(path, kind)
-    text = json.dumps(result, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    text = json.dumps(strict_json(result), indent=2, allow_nan=False)
     written = [atomic_write(json_path, lambda tmp: tmp.write_text(text))]
     if len(preds):
         cols = ["spec", "query_as", "image", "true_lat", "true_lon", "pred_lat", "pred_lon", "error_m", "radius_m",

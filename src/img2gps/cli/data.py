@@ -10,13 +10,13 @@ from ..photos import MAX_PIXELS
 from ..outputs import wrote
 from . import App, app, megapixels_option
 
-data_app = App(no_args_is_help=True, help="Build a clean dataset from a photo folder; split it.")
+data_app = App(no_args_is_help=True, help="Build a clean dataset from a photo folder; split it; check its labels against the photos.")
 app.add_typer(data_app, name="data")
 
 
 @data_app.command("build")
 def build(
-    src: Path = typer.Argument(..., metavar="PHOTOS_DIR", help="Folder of photos (searched recursively; JPEG, HEIC/HEIF, PNG) "
+    src: Path = typer.Argument(..., metavar="PHOTOS_DIR", help="Folder of photos (searched recursively; JPEG/MPO, HEIC/HEIF, PNG, WebP, TIFF) "
                                                            "and walk videos (MP4, MOV; need --track), or one video. Never written to."),
     out: Path = typer.Argument(..., metavar="DATASET", help="New dataset folder: images/, labels.csv, report.json, report.md, points.png."),
     labels: Optional[Path] = typer.Option(None, "--labels", metavar="CSV", help="CSV (image,Latitude,Longitude) whose positions override EXIF GPS [default: none, EXIF only]."),
@@ -30,7 +30,7 @@ def build(
     dedup_hamming: int = typer.Option(4, "--dedup-hamming", help="phash distance (0-64) that counts as a duplicate."),
     max_megapixels: Optional[float] = typer.Option(None, "--max-megapixels", metavar="MP",
                                                    help=f"Refuse photos larger than this [default: {MAX_PIXELS / 1e6:g}]."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it holds an earlier build."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace DATASET if it holds an earlier build."),
     track: Optional[Path] = typer.Option(None, "--track", metavar="FILE", help="GPS track (GPX; CSV time,latitude,longitude; "
                                          "Google Takeout JSON; KML): videos become frames placed on it, and photos without GPS are placed by capture time."),
     time_offset: Optional[float] = typer.Option(None, "--time-offset", metavar="S", help="Seconds added to capture times to "

@@ -23,7 +23,7 @@ from ..outputs import wrote
 
 
 METHODS_HELP = """\b
-Methods (--method SPEC; options are name[:key=value...], e.g. knn:embed=lite0:k=3):
+Methods (fit --method SPEC, bench --methods SPEC,SPEC; options are name[:key=value...], e.g. knn:embed=lite0:k=3):
   mean-coordinate  the gallery centre: the floor every method must beat
   knn              cosine k-NN over global embeddings [:embed=lite0|lite1|lite2|dinov2s-imgfocus|regression]
                    [:k=3] [:agg=mean|softmax|median]

@@ -309,7 +309,8 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Let --onnx/--out replace a file that is not an ONNX model."),
 ):
     """Export a fitted model: its query-embedding network to ONNX (checked against PyTorch), or the course
-    leaderboard's model.py + preprocess.py + model.pt (self-contained: numpy/pandas/torch/Pillow/opencv only)."""
+    leaderboard's model.py + preprocess.py + model.pt (self-contained: it imports only numpy, pandas, torch, Pillow and
+    opencv, which the leaderboard's backend has)."""
     from ..predictors.registry import load_model
 
     if onnx is not None:
