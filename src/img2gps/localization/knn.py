@@ -36,13 +36,15 @@ class KNNState:
 
     def choose_area(self, q: np.ndarray, sims: np.ndarray) -> int:
         """The area a query with vector q (D,) and gallery similarities sims (N,; -inf = left out) is answered in
-        (localization/area_choice.py): 0 for a one-area gallery."""
+        (localization/area_choice.py): 0 for a one-area gallery. Never an area whose photos are all left out (a
+        one-photo area holding a held-out photo itself): then the most similar remaining photo's."""
         if self.plane.n_areas == 1:
             return 0
         top = int(self.plane.label[int(np.argmax(sims))])
         if self.areas is None:
             self.areas = AreaClassifier.fit(self.vectors, self.plane.label, self.plane.n_areas)
-        return self.areas.choose(q, top)
+        area = self.areas.choose(q, top)
+        return area if np.isfinite(sims[self.plane.label == area]).any() else top
 
     @property
     def en(self) -> np.ndarray:

@@ -198,8 +198,6 @@ def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.
     """
     checked = verify_candidates(np.argsort(-score), verify, state.near, cfg, skip=skip)
     area, checked = answer_area(state, cfg, checked, score, g_sims, q)
-    if state.knn.plane.n_areas > 1 and not np.isfinite(score[state.knn.plane.label == area]).any():
-        area = int(state.knn.plane.label[int(np.argmax(score))])  # its photos all held out: the nearest other area
     rule = rules[area] if rules else RecognitionRule(cfg.rec_parallax, cfg.rec_inliers, copy_sim=2.0)
     if state.knn.plane.n_areas > 1:
         score = np.where(state.knn.plane.label == area, score, -np.inf)  # this area's shortlist only
