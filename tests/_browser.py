@@ -85,6 +85,18 @@ def chromium(profile_dir, size: str = "desktop"):
         driver.quit()
 
 
+def wait_settled(driver, timeout: float = 15.0) -> None:
+    """Wait until the map has finished its zoom/pan animation and every tooltip has faded in: Leaflet adds
+    `leaflet-zoom-anim` / `leaflet-pan-anim` while it animates and fades overlays in from opacity 0, and Chromium
+    reports a still-transparent tooltip as having no text (a CI failure read '' for a label drawn 0.1 s earlier)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(lambda d: d.execute_script("""
+        if (document.querySelector('.leaflet-zoom-anim, .leaflet-pan-anim')) return false;
+        return Array.from(document.querySelectorAll('.leaflet-tooltip, .leaflet-popup')).every(function (e) {
+          return parseFloat(getComputedStyle(e).opacity) >= parseFloat(e.style.opacity || '0.9') - 0.01; });"""))
+
+
 def rect(driver, selector: str) -> dict:
     """The first matching element's bounding box in CSS pixels of the viewport (left, top, right, bottom, width,
     height), as the user sees it; fails when nothing matches."""

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 
-from _browser import SIZES, ServerThread, chromium, inside, rect, rects, screenshot, topmost_class
+from _browser import SIZES, ServerThread, chromium, inside, rect, rects, screenshot, topmost_class, wait_settled
 from _use_helpers import SHARED_DATA, penn91_slice
 
 
@@ -106,7 +105,7 @@ def test_upload_a_held_out_photo_in_headless_chromium(penn_model, tmp_path, size
         tiles = notice.get_attribute("data-tiles")
         if tiles == "unavailable":
             assert "unavailable" in notice.text and "grid lines every" in notice.text
-        time.sleep(0.5)  # let the map finish its fit animation before measuring and the screenshot
+        wait_settled(driver)  # the map's fit animation and tooltip fades end before measuring and the screenshot
 
         # The layout as the user sees it (issue 30: on a phone the panel kept its 380 px, the map was 10 px wide)
         m, panel, thumb = rect(driver, "#map"), rect(driver, "#panel"), rect(driver, "#neighbours img")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from _browser import ServerThread, chromium, inside, rect, rects
+from _browser import ServerThread, chromium, inside, rect, rects, wait_settled
 from _use_helpers import jpeg_bytes, model_env, place_image, place_latlon
 from img2gps.types import Neighbour, Prediction, prediction_dict
 
@@ -55,6 +55,7 @@ def upload(driver, path, answer: dict | None = None) -> None:
     body = driver.find_element(By.TAG_NAME, "body")
     WebDriverWait(driver, 60).until(lambda d: body.get_attribute("data-state") in ("done", "error"))
     assert body.get_attribute("data-state") == "done", driver.find_element(By.ID, "status").text
+    wait_settled(driver)
 
 
 def photo(folder, name, gps=None, place=2):
