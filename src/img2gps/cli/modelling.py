@@ -9,15 +9,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console as _RichConsole
 
 from ..predictors.registry import DEFAULT_METHOD
 from . import app
 
 
-def Console():  # noqa: N802 - tables stay readable when output is piped (rich assumes 80 columns then)
-    c = _RichConsole()
-    return c if c.is_terminal else _RichConsole(width=160)
 from ..errors import DataError
 from ..outputs import wrote
 
@@ -223,7 +219,7 @@ def bench(
     from ..data.shared_photos import parse_kinds
 
     from ..data import load_dataset
-    from ..bench_outputs import results_table, write_outputs
+    from ..bench_outputs import print_results, write_outputs
     from ..evaluate import run_bench
     from ..predictors.registry import make_predictor
 
@@ -248,18 +244,17 @@ def bench(
     result, preds = run_bench(ds, protocol, specs, fractions=fr, query_as=kinds, seed=query_seed, only_folds=only,
                               checkpoint=ck)
     result["command"] = "img2gps bench " + " ".join(_quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
-    con = Console()
     if fr and result["results_fraction"] != 1.0:
         typer.echo(f"note: --fractions has no 1.0, so the headline results are those of fraction "
                    f"{result['results_fraction']:g} (recorded as results_fraction in the JSON)", err=True)
     if fr:
         for f, block in result["by_fraction"].items():
-            con.print(results_table(block["results"], f"{ds.name} — {protocol} — gallery fraction {f}"))
+            print_results(block["results"], f"{ds.name} — {protocol} — gallery fraction {f}")
     else:
-        con.print(results_table(result["results"], f"{ds.name} — {protocol} — n={result['n']}"))
+        print_results(result["results"], f"{ds.name} — {protocol} — n={result['n']}")
     if json_out:
         for p in write_outputs(json_out, result, preds, plots=plots, check=guard):
-            con.print(wrote(p))
+            typer.echo(wrote(p))
         if only:  # a partial run keeps its folds: a later run of more folds with this --json reuses them
             con.print(f"kept the finished folds in {ck} for a later run of more folds")
         else:
@@ -292,7 +287,7 @@ def eval_(
     import pandas as pd
 
     from ..data import load_dataset
-    from ..bench_outputs import results_table, write_outputs
+    from ..bench_outputs import print_results, write_outputs
     from ..evaluate import metrics, score_queries
     from ..geo import haversine_m, latlon_sd, weighted_centre, z2_error
     from ..predictors.registry import load_model
@@ -329,7 +324,7 @@ def eval_(
                      "fraction": 1.0})
     preds = pd.DataFrame(base + rows)
     res = {s: metrics(g) for s, g in preds.groupby("spec", sort=False)}
-    Console().print(results_table(res, f"{model} on {ds.name} — {len(held)} held-out photos"))
+    print_results(res, f"{model} on {ds.name} — {len(held)} held-out photos")
     result = {"data": ds.name, "protocol": f"model:{model}", "n": len(held), "results": res}
     if save_metrics:
         _record_metrics(model, ds.name, res[p.spec])
