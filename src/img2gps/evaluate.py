@@ -20,6 +20,7 @@ from .data.sources import GeoDataset
 from .data.splits import Fold, folds_for_protocol
 from .errors import DataError
 from .geo import LocalFrame, haversine_m, latlon_sd, spatial_clusters, z2_error
+from .outputs import counted
 from .photos import open_query
 from .predictors.registry import make_predictor
 from .provenance import code_revision
@@ -261,7 +262,7 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
         folds = [folds[f - 1] for f in sorted(set(only_folds))]
     if any(len(f.train) == 0 for f in folds) or not folds:
         raise DataError(f"{ds.name}: protocol {protocol} leaves a fold with no training photos "
-                        f"({len(ds)} photo(s) in the dataset; the spatial buffer may remove them all)")
+                        f"({counted(len(ds), 'photo')} in the dataset; the spatial buffer may remove them all)")
     fracs = sorted(set(fractions or [])) or [1.0]
     all_rows = []
     out: dict = {

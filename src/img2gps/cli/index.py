@@ -10,6 +10,7 @@ import typer
 
 from . import App, app
 from ..modeldir import LOCK_WAIT_S
+from ..outputs import counted
 from .modelling import indexing_config, indexing_metrics
 
 index_app = App(no_args_is_help=True, help="Add, replace or remove a fitted model's gallery photos.")
@@ -135,8 +136,8 @@ def remove(
         p.metrics = dict(p.metrics, remove_s=round(time.perf_counter() - t0, 2),
                          calibration=_calibration_note("index remove", len(set(wanted))))
         p.save(model)
-    typer.echo(f"removed {len(set(wanted))} photos from {model} ({before} -> {len(p.gallery)}); calibration "
-               f"refreshed on the {len(p.gallery)} photos left ({time.perf_counter() - t0:.1f} s)")
+    typer.echo(f"removed {counted(len(set(wanted)), 'photo')} from {model} ({before} -> {len(p.gallery)}); calibration "
+               f"refreshed on the {counted(len(p.gallery), 'photo')} left ({time.perf_counter() - t0:.1f} s)")
 
 
 def _calibration_note(action: str, n: int) -> dict:
@@ -182,7 +183,7 @@ def _edit(model: Path, action: str, wait: float, photos: list[Path], labels, cfg
                          calibration=_calibration_note(action, len(ds)))
         p.save(model)
     if replace:
-        typer.echo(f"replaced {len(ds)} photos in {model} ({len(p.gallery)} photos; {len(skipped)} skipped); "
+        typer.echo(f"replaced {counted(len(ds), 'photo')} in {model} ({counted(len(p.gallery), 'photo')}; {len(skipped)} skipped); "
                    "calibration refreshed")
     else:
-        typer.echo(f"added {len(ds)} photos to {model} ({before} -> {len(p.gallery)}; {len(skipped)} skipped)")
+        typer.echo(f"added {counted(len(ds), 'photo')} to {model} ({before} -> {len(p.gallery)}; {len(skipped)} skipped)")

@@ -15,7 +15,7 @@ from . import app
 
 
 from ..errors import DataError
-from ..outputs import wrote
+from ..outputs import counted, wrote
 
 
 METHODS_HELP = """\b
@@ -98,7 +98,7 @@ def fit(
         if names:
             unknown = [n for n in names if n not in set(ds.ids)]
             if unknown:
-                typer.echo(f"warning: {len(unknown)} --exclude name(s) not in the dataset, e.g. {unknown[0]}", err=True)
+                typer.echo(f"warning: {counted(len(unknown), '--exclude name')} not in the dataset, e.g. {unknown[0]}", err=True)
             ds = ds.exclude_ids(names)
         refuse_uncalibratable(ds)
         predictor.indexing = indexing_config(workers, engine, quiet)
@@ -108,7 +108,7 @@ def fit(
         predictor.metrics = dict(predictor.metrics, fit_s=round(fit_s, 2), excluded=len(names),
                                  **indexing_metrics(predictor))
         predictor.save(out)
-        typer.echo(f"fitted {spec} on {len(ds)} photos in {fit_s:.1f} s -> {out}")
+        typer.echo(f"fitted {spec} on {counted(len(ds), 'photo')} in {fit_s:.1f} s -> {out}")
         echo_areas(ds)
         report = predictor.fit_report()
         if report.get("note"):
@@ -177,7 +177,7 @@ def verify(model: Path = typer.Option(..., "--model", help="Model directory to c
     man = read_manifest(model, verify="full")
     load_model(model)
     total = sum(man.get("sizes", {}).values())
-    typer.echo(f"ok: {model}: {len(man.get('checksums', {}))} files match model.json"
+    typer.echo(f"ok: {model}: all {counted(len(man.get('checksums', {})), 'file')} match model.json"
                + (f" ({total / 2**20:.1f} MiB hashed)" if total else ""))
 
 
@@ -304,7 +304,7 @@ def eval_(
     in_gallery = set(p.gallery["image"].astype(str))
     held = [i for i, n in enumerate(ds.ids) if n not in in_gallery]
     if len(held) < len(ds):
-        typer.echo(f"note: {len(ds) - len(held)} photo(s) are in the model's gallery and are skipped "
+        typer.echo(f"note: skipped {counted(len(ds) - len(held), 'photo')} already in the model's gallery "
                    "(a gallery photo locates trivially)", err=True)
     if not held:
         raise DataError(f"{data}: every photo is in the model's gallery; nothing held out to evaluate")

@@ -12,6 +12,7 @@ from scipy.spatial import cKDTree
 from .. import __version__
 from ..area import describe, split_areas
 from ..geo import LocalFrame, bbox_of
+from ..outputs import counted
 from . import cleaning as cl
 
 STEP_TITLES = {"bbox": "bounding box", "drift_dates": "GPS-drift dates", "singletons": "singleton points",
@@ -99,7 +100,7 @@ def markdown(r: dict) -> str:
                   "near-duplicates skipped)" for v, s in tr["videos"].items()]
     lab = r.get("labels")
     if lab:
-        lines += ["", f"Labels CSV `{lab['csv']}`: {lab['rows']} rows, {lab['used']} used, "
+        lines += ["", f"Labels CSV `{lab['csv']}`: {counted(lab['rows'], 'row')}, {lab['used']} used, "
                       f"{len(lab['rows_without_photo'])} without a photo, {len(lab['bad_rows'])} invalid."]
     return "\n".join(lines) + "\n"
 
@@ -141,7 +142,7 @@ def plot_points(path: Path, items: list) -> None:
     ax.set_aspect("equal")
     ax.set_xlabel("east (m)")
     ax.set_ylabel("north (m)")
-    title = f"{len(kept)} photos around {frame.lat0:.5f}, {frame.lon0:.5f}"
+    title = f"{counted(len(kept), 'photo')} around {frame.lat0:.5f}, {frame.lon0:.5f}"
     if outside:
         title += f" ({outside} dropped off-view)"
     ax.set_title(title, fontsize=10)

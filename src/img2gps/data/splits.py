@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..outputs import counted
 from ..geo import LocalFrame, pairwise_m, spatial_clusters
 
 SEED = 42
@@ -166,7 +167,7 @@ def split_from_dir(d: Path, ds) -> Fold:
         names = read_labels_csv(d / f"{part}.csv")["image"].astype(str).tolist()
         missing = [x for x in names if x not in pos]
         if missing:
-            raise DataError(f"{d / (part + '.csv')}: {len(missing)} image(s) not in {ds.name}, e.g. {missing[0]}")
+            raise DataError(f"{d / (part + '.csv')}: {counted(len(missing), 'image')} not in {ds.name}, e.g. {missing[0]}")
         parts.append(np.array([pos[x] for x in names], int))
     if set(parts[0]) & set(parts[1]):
         raise DataError(f"{d}: train.csv and val.csv share images")
