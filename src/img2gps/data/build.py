@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..errors import DataError, PhotoError
+from ..errors import DataError, NoUsablePhotos, PhotoError
 from ..photos import MAX_PIXELS, PHOTO_SUFFIXES, read_header, readable_name
 from . import cleaning as cl
 from ..outputs import counted, disk_problem
@@ -344,8 +344,8 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
                 hint = ("; give their positions in a CSV (columns image,Latitude,Longitude) with "
                         f"`img2gps data build {src} {out} --labels CSV`")
             eg = next(s["file"] for s in skipped if s["reason"] == why)
-            raise DataError(f"{src}: none of {counted(len(files), 'photo/video file')} is usable (most common problem: {why}; "
-                            f"e.g. {eg})" + hint)
+            raise NoUsablePhotos(f"{src}: none of {counted(len(files), 'photo/video file')} is usable (most common "
+                                 f"problem: {why}; e.g. {eg})" + hint, skipped)
 
         no_gps = sum("GPS" in s["reason"] for s in skipped)
         if no_gps and not labels:
