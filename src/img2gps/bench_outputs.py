@@ -56,7 +56,7 @@ def results_tables(results: dict, title: str = "", width: int = 0) -> list:
         used += need[j] + 3
     tables = []
     for g, group in enumerate(groups):
-        t = Table(title=(title + (" (continued)" if g else "")) or None)
+        t = Table(title=(title + (" (continued)" if g else "")) or None, )
         t.add_column("method", justify="left", overflow="fold", min_width=method_w, max_width=method_w)
         for j in group:
             t.add_column(RESULT_COLUMNS[j][0], justify="right", no_wrap=True, min_width=need[j])
@@ -81,6 +81,8 @@ def print_results(results: dict, title: str = "", file=None) -> None:
     w = table_width()
     con = Console(file=file, width=w or 100_000)
     for t in results_tables(results, title, w):
+        con.print(t.title or "", highlight=False, soft_wrap=True)  # the title on its own line: a long path is not folded
+        t.title = None
         con.print(t)
 
 

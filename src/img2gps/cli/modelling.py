@@ -278,11 +278,15 @@ def _quote(a: str) -> str:
 def eval_(
     model: Path = typer.Option(..., "--model", metavar="MODEL_DIR", help="A model directory written by `img2gps fit`."),
     data: str = typer.Option(..., "--data", metavar="DATASET", help="Labelled photos to score (those in the model's gallery are skipped)."),
+    split: Optional[Path] = typer.Option(None, "--split", metavar="CSV", help="Score only the photos of DATASET that "
+                                         "this split CSV names (e.g. SPLITS/random/val.csv from `img2gps data split`; "
+                                         "a folder: its val.csv)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write metrics JSON (+ predictions CSV and plots)."),
     save_metrics: bool = typer.Option(True, "--save-metrics/--no-save-metrics", help="Record the metrics in model.json."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Let --json (and the files beside it) replace files img2gps did not write."),
 ):
-    """Score a saved model on a labelled set, beside the mean-coordinate baseline of the model's gallery."""
+    """Score a saved model on a labelled set (or a saved split of it), beside the mean-coordinate baseline of the
+    model's gallery."""
     import numpy as np
     import pandas as pd
 
@@ -294,20 +298,25 @@ def eval_(
 
     from ..outputs import check_file, dataset_inputs, model_inputs
 
-    inputs = model_inputs(model) + dataset_inputs(data)
+    from ..data.splits import split_rows
+
+    if split is not None and split.is_dir():
+        split = split / "val.csv"
+    inputs = model_inputs(model) + dataset_inputs(data) + ([split] if split else [])
     guard = lambda path, kind: check_file(path, inputs, kind, overwrite)  # noqa: E731
     if json_out:
         guard(json_out, "bench-json")  # before any photo is scored
     p = load_model(model)
     ds = load_dataset(data)
     report_skipped(ds)
+    chosen = split_rows(split, ds).tolist() if split else range(len(ds))
     in_gallery = set(p.gallery["image"].astype(str))
-    held = [i for i, n in enumerate(ds.ids) if n not in in_gallery]
-    if len(held) < len(ds):
-        typer.echo(f"note: skipped {counted(len(ds) - len(held), 'photo')} already in the model's gallery "
+    held = [i for i in chosen if ds.ids[i] not in in_gallery]
+    if len(held) < len(chosen):
+        typer.echo(f"note: skipped {counted(len(chosen) - len(held), 'photo')} already in the model's gallery "
                    "(a gallery photo locates trivially)", err=True)
     if not held:
-        raise DataError(f"{data}: every photo is in the model's gallery; nothing held out to evaluate")
+        raise DataError(f"{split or data}: every photo is in the model's gallery; nothing held out to evaluate")
     glat, glon = p.gallery["Latitude"].to_numpy(float), p.gallery["Longitude"].to_numpy(float)
     c = weighted_centre(glat, glon)
     sd = latlon_sd(glat, glon)
@@ -324,10 +333,12 @@ def eval_(
                      "fraction": 1.0})
     preds = pd.DataFrame(base + rows)
     res = {s: metrics(g) for s, g in preds.groupby("spec", sort=False)}
-    print_results(res, f"{model} on {ds.name} — {len(held)} held-out photos")
-    result = {"data": ds.name, "protocol": f"model:{model}", "n": len(held), "results": res}
+    on = ds.name + (f" (split {split})" if split else "")
+    print_results(res, f"{model} on {on} — {counted(len(held), 'held-out photo')}")
+    result = {"data": ds.name, "split": str(split) if split else None, "protocol": f"model:{model}", "n": len(held),
+              "results": res}
     if save_metrics:
-        _record_metrics(model, ds.name, res[p.spec])
+        _record_metrics(model, on, res[p.spec])
     if json_out:
         write_outputs(json_out, result, preds, check=guard)
 
