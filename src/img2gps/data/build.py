@@ -357,10 +357,9 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
             if unmatched:
                 log(f"warning: no photo under {src} for {counted(len(unmatched), '--labels row')}: "
                     + ", ".join(unmatched[:5]) + (" ..." if len(unmatched) > 5 else ""))
-            rows = [LabelRow(it.source, it.latitude, it.longitude, it.exif_position)
-                    for it in items if it.label_source == "csv"]
-            label_findings = check_labels(rows, cfg.labels_csv, others=[(it.latitude, it.longitude) for it in items
-                                                                        if it.label_source != "csv"])
+            rows = [LabelRow(i.source, i.latitude, i.longitude, i.exif_position) for i in items if i.label_source == "csv"]
+            label_findings = check_labels(rows, cfg.labels_csv, [(i.latitude, i.longitude) for i in items
+                                                                 if i.label_source != "csv"])
             for line in label_findings.warnings():
                 log(f"warning: {line}")
             refuse_if_mostly_swapped(label_findings, str(cfg.labels), cfg.labels_csv)
