@@ -117,7 +117,8 @@ def read_inputs(paths: list[Path], labels: Path | None, work: Path):
         except NoUsablePhotos as e:
             skipped += [(user(s["file"]), s["reason"]) for s in e.skipped]
         except DataError as e:  # e.g. a bad --labels CSV: its message names the user's file, not the staging
-            skipped.append((", ".join(map(str, raw)), str(e).replace(str(stage), "the given photos").replace(str(work), "a temporary folder")))
+            why = str(e).replace(str(stage), "the given photos").replace(str(work), "a temporary folder")
+            skipped.append((", ".join(map(str, raw)), why))
         else:
             if report is not None:
                 skipped += [(user(s["file"]), s["reason"]) for s in report["skipped"]]
