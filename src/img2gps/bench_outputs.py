@@ -34,7 +34,7 @@ def _cell(key: str, v) -> str | None:
     return f"{v:.3f}" if key == "mse_norm" else f"{v:.1f}"
 
 
-def results_tables(results: dict, title: str = "", width: int = 0) -> list:
+def results_tables(results: dict, width: int = 0) -> list:
     """The one table of bench and eval results, as rich Tables: a row per method (results: spec -> metrics dict),
     a column per figure that at least one method gives (a figure no method gives is left out; one a method lacks
     shows NO_VALUE). Every column is as wide as its header and values, so no header is cut or wrapped; when the
@@ -55,8 +55,8 @@ def results_tables(results: dict, title: str = "", width: int = 0) -> list:
         groups[-1].append(j)
         used += need[j] + 3
     tables = []
-    for g, group in enumerate(groups):
-        t = Table(title=(title + (" (continued)" if g else "")) or None, )
+    for group in groups:
+        t = Table()
         t.add_column("method", justify="left", overflow="fold", min_width=method_w, max_width=method_w)
         for j in group:
             t.add_column(RESULT_COLUMNS[j][0], justify="right", no_wrap=True, min_width=need[j])
@@ -80,9 +80,9 @@ def print_results(results: dict, title: str = "", file=None) -> None:
 
     w = table_width()
     con = Console(file=file, width=w or 100_000)
-    for t in results_tables(results, title, w):
-        con.print(t.title or "", highlight=False, soft_wrap=True)  # the title on its own line: a long path is not folded
-        t.title = None
+    for g, t in enumerate(results_tables(results, w)):
+        if title:  # on its own line, as given: a long path in it is neither folded nor read as markup
+            con.print(title + (" (continued)" if g else ""), markup=False, highlight=False, soft_wrap=True)
         con.print(t)
 
 
