@@ -56,7 +56,7 @@ def test_a_stopped_bench_continues_from_its_last_finished_fold(gallery_dir, tmp_
     calls = counting(monkeypatch)
     again, again_preds = bench(ds, ck)
     assert calls == order[1:]  # only the remaining folds were computed
-    assert "resuming: 1 finished fold(s)" in capsys.readouterr().err
+    assert "resuming: 1 finished fold read" in capsys.readouterr().err
     assert again.pop("resumed_folds") == 1 and "resumed_folds" not in full
     assert untimed(again["results"]) == untimed(full["results"])
     assert [{k: v for k, v in r.items() if k != "ms p50"} for r in again["table"]] == \
@@ -122,7 +122,7 @@ def test_bench_cli_resumes_after_ctrl_c(name, tmp_path, monkeypatch, capsys):
     assert main(argv) == 130 and not out.exists() and folder_for(out).is_dir()
     monkeypatch.setattr(evaluate, "run_fold", real)
     assert main(argv) == 0
-    assert "resuming: 1 finished fold(s)" in capsys.readouterr().err
+    assert "resuming: 1 finished fold read" in capsys.readouterr().err
     res = json.loads(out.read_text())
     assert res["folds_run"] == [1, 2] and "mean-coordinate as reencode" in res["results"]
     assert res["results"]["mean-coordinate"]["verified_frac"] == 0.0  # the baseline verifies nothing

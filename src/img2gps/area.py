@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geo import LocalFrame, bbox_of, haversine_m
+from .outputs import counted
 
 AREA_GAP_M = 2000.0  # photos farther apart than this (with nothing between) are different places
 # east offset (m) between two areas on a gallery's plane: far beyond any area's size or any radius img2gps uses
@@ -180,7 +181,7 @@ def area_point_distances_m(lat, lon, n: int = 2000, seed: int = 0) -> np.ndarray
 
 def describe(areas: list[Area]) -> list[str]:
     """One line per area for `data build` and `fit` reports: photos, size and centre."""
-    return [f"area {i + 1}: {a.n_photos} photos, {a.size_m:.0f} m across, centre {a.centre[0]:.5f}, "
+    return [f"area {i + 1}: {counted(a.n_photos, 'photo')}, {a.size_m:.0f} m across, centre {a.centre[0]:.5f}, "
             f"{a.centre[1]:.5f}" for i, a in enumerate(areas)]
 
 

@@ -13,36 +13,77 @@ import pandas as pd
 from .data.shared_photos import ORIGINAL
 
 
-def results_table(results: dict, title: str = "") -> "rich.table.Table":  # noqa: F821
+RESULT_COLUMNS = [("mean m", "mean_m"), ("median m", "median_m"), ("P90 m", "p90_m"),
+                  ("<=10m", "acc_10m"), ("<=25m", "acc_25m"), ("<=50m", "acc_50m"), ("nMSE", "mse_norm"),
+                  ("radius cov.", "radius_coverage"), ("recog.", "recognised_frac"), ("verified", "verified_frac"),
+                  ("R@1", "recall_at_1"), ("R@10", "recall_at_10"), ("fit s", "fit_s"),
+                  ("ms/img p50", "predict_ms_p50"), ("heading n", "heading_n"), ("heading° p50", "heading_median_deg"),
+                  ("<=15°", "heading_acc_15deg")]
+_PERCENT = ("radius_coverage", "recognised_frac", "verified_frac", "heading_acc_15deg")
+NO_VALUE = "—"  # a figure the method does not give (e.g. the radius coverage of a baseline without radii)
+
+
+def _cell(key: str, v) -> str | None:
+    """One figure as the table shows it; None when the method gives none."""
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return None
+    if key == "heading_n":
+        return str(v)
+    if key.startswith(("acc", "recall")) or key in _PERCENT:
+        return f"{100 * v:.0f}%"
+    return f"{v:.3f}" if key == "mse_norm" else f"{v:.1f}"
+
+
+def results_tables(results: dict, width: int = 0) -> list:
+    """The one table of bench and eval results, as rich Tables: a row per method (results: spec -> metrics dict),
+    a column per figure that at least one method gives (a figure no method gives is left out; one a method lacks
+    shows NO_VALUE). Every column is as wide as its header and values, so no header is cut or wrapped; when the
+    columns do not fit in `width` characters (0 = no limit) they continue in further tables below, each
+    beginning with the method column."""
     from rich.table import Table
 
-    t = Table(title=title or None)
-    cols = [("method", None), ("mean m", "mean_m"), ("median m", "median_m"), ("P90 m", "p90_m"),
-            ("<=10m", "acc_10m"), ("<=25m", "acc_25m"), ("<=50m", "acc_50m"), ("nMSE", "mse_norm"),
-            ("radius cov.", "radius_coverage"), ("recog.", "recognised_frac"), ("verified", "verified_frac"),
-            ("R@1", "recall_at_1"),
-            ("R@10", "recall_at_10"), ("fit s", "fit_s"),
-            ("ms/img p50", "predict_ms_p50"), ("heading n", "heading_n"), ("heading° p50", "heading_median_deg"),
-            ("<=15°", "heading_acc_15deg")]
-    for c, _ in cols:
-        t.add_column(c, justify="left" if c == "method" else "right")
-    for spec, m in results.items():
-        cells = [spec]
-        for _, k in cols[1:]:
-            v = m.get(k)
-            if v is None or (isinstance(v, float) and np.isnan(v)):
-                cells.append("-")
-            elif k == "heading_n":
-                cells.append(str(v))
-            elif k.startswith("acc") or k.startswith("recall") or k in ("radius_coverage", "recognised_frac",
-                                                                         "verified_frac", "heading_acc_15deg"):
-                cells.append(f"{100 * v:.0f}%")
-            elif k == "mse_norm":
-                cells.append(f"{v:.3f}")
-            else:
-                cells.append(f"{v:.1f}")
-        t.add_row(*cells)
-    return t
+    cells = {spec: [_cell(k, m.get(k)) for _, k in RESULT_COLUMNS] for spec, m in results.items()}
+    keep = [j for j in range(len(RESULT_COLUMNS)) if any(row[j] is not None for row in cells.values())]
+    cap = min(40, max(16, width // 3)) if width else 40  # a longer spec folds: a value, not a header
+    method_w = min(max([len(s) for s in results] + [6]), cap)
+    need = {j: max([len(RESULT_COLUMNS[j][0])] + [len(row[j] or NO_VALUE) for row in cells.values()]) for j in keep}
+    groups, used = [[]], method_w + 4  # borders and padding: 3 per column plus the closing border
+    for j in keep:
+        if width and groups[-1] and used + need[j] + 3 > width:
+            groups.append([])
+            used = method_w + 4
+        groups[-1].append(j)
+        used += need[j] + 3
+    tables = []
+    for group in groups:
+        t = Table()
+        t.add_column("method", justify="left", overflow="fold", min_width=method_w, max_width=method_w)
+        for j in group:
+            t.add_column(RESULT_COLUMNS[j][0], justify="right", no_wrap=True, min_width=need[j])
+        for spec, row in cells.items():
+            t.add_row(spec, *[row[j] or NO_VALUE for j in group])
+        tables.append(t)
+    return tables
+
+
+def table_width() -> int:
+    """Columns to fit a table in: the terminal's width (or $COLUMNS, shutil.get_terminal_size), 0 (no limit)
+    when output goes to a file or pipe, where one line per row reads best."""
+    import shutil
+
+    return shutil.get_terminal_size(fallback=(0, 0)).columns
+
+
+def print_results(results: dict, title: str = "", file=None) -> None:
+    """Print the results tables (results_tables) sized to the terminal; never a header cut mid-word."""
+    from rich.console import Console
+
+    w = table_width()
+    con = Console(file=file, width=w or 100_000)
+    for g, t in enumerate(results_tables(results, w)):
+        if title:  # on its own line, as given: a long path in it is neither folded nor read as markup
+            con.print(title + (" (continued)" if g else ""), markup=False, highlight=False, soft_wrap=True)
+        con.print(t)
 
 
 def _safe(spec: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import DataError
-from .outputs import atomic_write
+from .outputs import atomic_write, counted
 
 KEY_FILE = "key.json"
 SUFFIX = ".fold.json"
@@ -58,7 +58,7 @@ class FoldCheckpoints:
             self.clear()
         self.done = sorted(p.name for p in self.folder.glob(f"*{SUFFIX}")) if self.folder.exists() else []
         if self.done:
-            self.say(f"resuming: {len(self.done)} finished fold(s) read from {self.folder}")
+            self.say(f"resuming: {counted(len(self.done), 'finished fold')} read from {self.folder}")
 
     @staticmethod
     def _read(path: Path) -> dict | None:

@@ -24,5 +24,14 @@ class DataError(Img2GPSError):
     pass
 
 
+class NoUsablePhotos(DataError):
+    """None of a batch's photos could be used; skipped: [{"file": relative path, "reason": problem}], one per file,
+    so a caller that staged the files can name each by the user's own path."""
+
+    def __init__(self, message: str, skipped: list[dict]):
+        super().__init__(message)
+        self.skipped = skipped
+
+
 class ModelError(Img2GPSError):
     pass

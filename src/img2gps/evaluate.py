@@ -20,6 +20,7 @@ from .data.sources import GeoDataset
 from .data.splits import Fold, folds_for_protocol
 from .errors import DataError
 from .geo import LocalFrame, haversine_m, latlon_sd, spatial_clusters, z2_error
+from .outputs import counted
 from .photos import open_query
 from .predictors.registry import make_predictor
 from .provenance import code_revision
@@ -56,6 +57,16 @@ def heading_metrics(true_deg, pred_deg, radius_deg=None) -> dict:
                   "heading_radius_coverage": float(np.mean(err[rok] <= r[ok][rok])) if rok.any() else None}
 
 
+def radius_metrics(e: np.ndarray, r: np.ndarray) -> dict:
+    """radius_coverage (share of errors e within their radius r, metres) and radius_median_m over the rows that
+    have a radius; both None when no row has one (a baseline that gives no radius covers nothing and misses
+    nothing: it has no coverage to show)."""
+    ok = np.isfinite(r)
+    if not ok.any():
+        return {"radius_coverage": None, "radius_median_m": None}
+    return {"radius_coverage": float(np.mean(e[ok] <= r[ok])), "radius_median_m": float(np.median(r[ok]))}
+
+
 def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
     """rows: one per query with error_m, radius_m, recognised, z2 (squared z-error summed over lat/lon), ms.
     With a `source` column also verified_frac (share recognised or a verified scene), sources and by_kind."""
@@ -76,8 +87,7 @@ def metrics(rows: pd.DataFrame, fit_s: float = float("nan")) -> dict:
         "fit_s": float(fit_s),
         "predict_ms_p50": float(np.median(ms)),
         "predict_ms_p95": float(np.quantile(ms, 0.95)),
-        "radius_coverage": float(np.mean(e <= rows["radius_m"].to_numpy(float))),
-        "radius_median_m": float(np.median(rows["radius_m"].to_numpy(float))),
+        **radius_metrics(e, rows["radius_m"].to_numpy(float)),
         "recognised_frac": float(rec.mean()),
         "recognised_median_m": float(np.median(e[rec])) if rec.any() else None,
         "recognised_acc_25m": float(np.mean(e[rec] <= 25)) if rec.any() else None,
@@ -104,8 +114,8 @@ def by_kind(rows: pd.DataFrame) -> dict[str, dict]:
     if "difficulty" in rows:
         dif = rows["difficulty"].fillna("").astype(str).to_numpy()  # missing (a model without bins) stays ""
         groups |= {f"difficulty={d}": dif == d for d in sorted(set(dif)) if ":" in d}
-    return {k: {"n": int(m.sum()), "share": float(m.mean()), "radius_coverage": float(np.mean(e[m] <= r[m])),
-                "radius_median_m": float(np.median(r[m])), "median_m": float(np.median(e[m])),
+    return {k: {"n": int(m.sum()), "share": float(m.mean()), **radius_metrics(e[m], r[m]),
+                "median_m": float(np.median(e[m])),
                 "acc_25m": float(np.mean(e[m] <= 25)),
                 "chance_mean": float(np.nanmean(ch[m])) if np.isfinite(ch[m]).any() else None}
             for k, m in groups.items() if m.any()}
@@ -252,7 +262,7 @@ def run_bench(ds: GeoDataset, protocol: str, specs: list[str], fractions: list[f
         folds = [folds[f - 1] for f in sorted(set(only_folds))]
     if any(len(f.train) == 0 for f in folds) or not folds:
         raise DataError(f"{ds.name}: protocol {protocol} leaves a fold with no training photos "
-                        f"({len(ds)} photo(s) in the dataset; the spatial buffer may remove them all)")
+                        f"({counted(len(ds), 'photo')} in the dataset; the spatial buffer may remove them all)")
     fracs = sorted(set(fractions or [])) or [1.0]
     all_rows = []
     out: dict = {

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .errors import DataError, Img2GPSError
 from .geo import haversine_m
-from .outputs import atomic_write
+from .outputs import atomic_write, counted
 
 # Optional tiles (need a network). Plain https: the page works without them.
 TILES_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
@@ -144,7 +144,7 @@ def write_label_map(path: str | Path, flagged: Sequence[dict], gallery: pd.DataF
                                             "proposed_lat", "proposed_lon", "proposed_sigma_m", "thumb")}
                      for r in flagged]
     n_wrong = sum(r.get("verdict") == "wrong" for r in flagged)
-    summary = (f"{n_wrong} wrong, {len(flagged) - n_wrong} doubtful label(s) among {len(data['gallery'])} photos; "
+    summary = (f"{n_wrong} wrong, {len(flagged) - n_wrong} doubtful among {counted(len(data['gallery']), 'photo')}; "
                "click a point for its reason and thumbnail")
     legend = ("<span class=k style='background:#d62728'></span>wrong (arrow: proposed position, circle: its 1-sigma) "
               "<span class=k style='background:#ff7f0e'></span>doubtful "
@@ -168,7 +168,7 @@ def write_map_html(path: str | Path, predictions: Sequence, gallery: pd.DataFram
     path = Path(path)
     data = map_data(predictions, gallery, truths, labels)
     errs = [it["error_m"] for it in data["items"] if it["error_m"] is not None]
-    summary = f"{len(data['items'])} prediction(s), {len(data['gallery'])} gallery photos"
+    summary = f"{counted(len(data['items']), 'prediction')}, {counted(len(data['gallery']), 'gallery photo')}"
     if errs:
         summary += f"; error mean {statistics.fmean(errs):.0f} m, median {statistics.median(errs):.0f} m"
     legend = ("<span class=k style='background:#d62728'></span>prediction + error circle "

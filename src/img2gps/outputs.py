@@ -1,4 +1,6 @@
-"""Output files that never overwrite what the user gave: the one check every command's file writer uses.
+"""Output files that never overwrite what the user gave: the one check every command's file writer uses; and the
+output wording shared by every message (`wrote`, `counted`). A leaf: it imports only errors, so every stage may
+word its counts with it.
 
 Rules (data/outdir.check_out applies the first to output folders):
 - an output is never one of the command's inputs: not the same path once links are resolved, not the same file
@@ -96,6 +98,13 @@ def refuse_input(out: Path, inputs: Iterable[Path], folder: bool = False, inside
                         raise DataError(f"{out}: output is the input {f} (a hard link to it); choose another path")
                 except OSError:
                     continue
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """A count and its noun as every message words them: "1 photo", "0 photos", "3 photos" (plural: the noun's
+    plural when it is not noun + "s", e.g. counted(n, "query", "queries")). The one plural rule: no message
+    writes "photo(s)" or "1 photos"."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
 
 
 def wrote(path: str | Path) -> str:

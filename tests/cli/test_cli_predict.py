@@ -100,7 +100,7 @@ def test_bad_files_are_skipped_one_line_each(capsys, model_dir, photos, tmp_path
     assert any("broken.jpg:" in ln for ln in skipped) and any("empty.png: empty file" in ln for ln in skipped)
     assert any("missing.jpg: file not found" in ln for ln in skipped)
     assert any("none-*.jpg: no file matches" in ln for ln in skipped)
-    assert "4 of 5 input(s) skipped" in err and "Traceback" not in err
+    assert "4 of 5 inputs skipped" in err and "Traceback" not in err
 
 
 def test_nothing_to_locate_is_one_error_line(capsys, model_dir, tmp_path):

@@ -132,6 +132,10 @@ def test_fit_verify_eval_bench(work):
     _cli("verify", "--model", t / "model")
     out = _cli("eval", "--model", t / "model", "--data", t / "qds")
     assert "mean" in out
+    val = t / "splits" / "random" / "val.csv"  # a saved split: a gallery without it, then eval on it
+    _cli("fit", "--data", t / "ds", "--method", "mean-coordinate", "--exclude", val, "--out", t / "mc")
+    out = _cli("eval", "--model", t / "mc", "--data", t / "ds", "--split", val, "--no-save-metrics")
+    assert f"{len(pd.read_csv(val))} held-out photo" in out and "(gallery centre)" in out
     _cli("bench", "--data", t / "ds", "--protocol", "kfold:2", "--methods", "knn", "--json", t / "r.json", "--no-plots")
     assert "knn" in json.loads((t / "r.json").read_text())["results"]
 

@@ -191,7 +191,7 @@ def test_index_replace_updates_a_label(tmp_path, capsys):
     assert main(["index", "replace", str(upd), "--model", str(model), "--labels", str(fix), "--workers", "1",
                  "--quiet"]) == 0
     out = capsys.readouterr()
-    assert "replaced 1 photos" in out.out and "skipped other.jpg: not in the gallery" in out.err
+    assert "replaced 1 photo in" in out.out and "skipped other.jpg: not in the gallery" in out.err
     g = pd.read_csv(model / "gallery.csv")
     assert len(g) == 18 and g["image"].is_unique
     row = g[g["image"] == "place02_view1.jpg"].iloc[0]

@@ -245,7 +245,7 @@ def test_label_names_match_after_unicode_normalisation(tmp_path, capsys):
     err = capsys.readouterr().err
     kept = pd.read_csv(tmp_path / "out" / "labels.csv")
     assert len(kept) == 2, err
-    assert "missing.jpg" in err and "match no photo" in err
+    assert "missing.jpg" in err and "no photo under" in err
 
 
 # ------------------------------------------------------------------------------------------- .MPO files

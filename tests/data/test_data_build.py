@@ -242,7 +242,7 @@ def test_no_usable_photo_is_one_line_error(tmp_path, capsys, case):
     assert run(src, tmp_path / "out") == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and str(src) in err[0]
-    assert {"empty": "no photos found", "no_gps": "none of the 2", "missing": "not found"}[case] in err[0]
+    assert {"empty": "no photos found", "no_gps": "none of 2 photo/video files", "missing": "not found"}[case] in err[0]
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp dir left behind
 

@@ -247,7 +247,7 @@ def test_data_build_turns_a_bgu_west_walk_video_into_placed_frames(tmp_path, cap
     gpx = write_gpx(tmp_path / "walk.gpx", *noisy_track(walk["t"], walk["Latitude"], walk["Longitude"]))
     args = ["data", "build", str(video), str(tmp_path / "out"), "--track", str(gpx)]
     assert main(args + (["--time-offset", str(-clock)] if clock else [])) == 0
-    assert "frames from 1 video(s)" in capsys.readouterr().out
+    assert "frames from 1 video:" in capsys.readouterr().out
     lab = pd.read_csv(tmp_path / "out" / "labels.csv")
     assert len(lab) >= 0.5 * len(walk)  # about one frame per photo shown (view changes) and per 2 m
     from img2gps.geo import LocalFrame

@@ -23,7 +23,7 @@ def test_index_add_equals_fit_on_union_and_skips_bad_photos(tmp_path, capsys):
     assert main(["index", "add", "--model", str(tmp_path / "m"), str(raw), "--workers", "1", "--quiet"]) == 0
     out = capsys.readouterr()
     assert "added 3 photos" in out.out
-    assert "skipped nogps.jpg:" in out.err and "skipped broken.jpg:" in out.err
+    assert f"skipped {raw / 'nogps.jpg'}:" in out.err and f"skipped {raw / 'broken.jpg'}:" in out.err
     new = np.load(tmp_path / "m" / "embeddings.npy")
     assert new.shape[0] == len(old) + 3 and np.array_equal(new[:len(old)], old)  # existing rows untouched
     g = pd.read_csv(tmp_path / "m" / "gallery.csv")

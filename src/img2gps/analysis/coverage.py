@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..errors import DataError
 from ..geo import LocalFrame
+from ..outputs import counted
 
 PROTOCOL_PHOTOS_PER_POINT = 8  # the paper: 8 directions at every capture point
 PROTOCOL_SPACING_M = (5.0, 10.0)
@@ -226,7 +227,7 @@ def collect_next(cells: pd.DataFrame, frame: LocalFrame, cfg: CoverageConfig) ->
             why = f"gap: no photo within {c.gap_m:.0f} m"
         else:
             dirs = f", {int(c.sectors)}/8 directions" if c.with_heading else ""
-            why = f"fails: {int(c.photos)} photo(s){dirs}, located {c.error_m:.0f} m off on average"
+            why = f"fails: {counted(int(c.photos), 'photo')}{dirs}, located {c.error_m:.0f} m off on average"
         chosen.append({"spot": len(chosen) + 1, "position": f"{float(lat):.6f}, {float(lon):.6f}",
                        "east_m": round(float(c.ce), 1), "north_m": round(float(c.cn), 1), "why": why})
     return chosen

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ..photos import MAX_PIXELS
-from ..outputs import wrote
+from ..outputs import counted, wrote
 from . import App, app, megapixels_option
 
 data_app = App(no_args_is_help=True, help="Build a clean dataset from a photo folder; split it; check its labels against the photos.")
@@ -55,8 +55,8 @@ def build(
                                         sampling=SamplingConfig(step_m=frame_step)))
     r = build_dataset(src, out, cfg)
     c, sp = r["counts"], r["area"]["nearest_other_photo_m"]
-    files = (f"of {c['photo_files']} photo files" if not c.get("videos") else
-             f"photos and frames from {c['photo_files']} photo files and {c['videos']} video(s)")
+    files = (f"of {counted(c['photo_files'], 'photo file')}" if not c.get("videos") else
+             f"photos and frames from {counted(c['photo_files'], 'photo file')} and {counted(c['videos'], 'video')}")
     typer.echo(f"{out}: kept {c['kept']} {files} "
                f"({c['skipped']} skipped, {c['geotagged'] - c['kept']} dropped by cleaning); "
                f"spacing median {sp['median']} m, P90 {sp['p90']} m")
@@ -67,8 +67,8 @@ def build(
         typer.echo(f"  {step}: {verb} {s['would_drop']}")
     if r.get("track"):
         t = r["track"]
-        typer.echo(f"  track {t['file']}: {t['placed_by_time']} photo(s) placed by time, {t['refused_outside_track']} "
-                   f"outside it; frames from {len(t['videos'])} video(s): {sum(v['frames'] for v in t['videos'].values())}; "
+        typer.echo(f"  track {t['file']}: {counted(t['placed_by_time'], 'photo')} placed by time, {t['refused_outside_track']} "
+                   f"outside it; frames from {counted(len(t['videos']), 'video')}: {sum(v['frames'] for v in t['videos'].values())}; "
                    f"clock offset used {t['offset_used_s']['zoned']:+.1f} s (zoned times, videos), "
                    f"{t['offset_used_s']['zone_less']:+.1f} s (zone-less times)")
     typer.echo("  " + wrote(out / "report.md"))
@@ -141,11 +141,11 @@ def check(
     else:
         write_check(res, ds, out, overwrite, protected=[dataset], tiles=tiles)
         where = out
-    typer.echo(f"{dataset}: {s['photos']} photos, {s['ok']} ok, {s['doubtful']} doubtful, {s['wrong']} wrong "
+    typer.echo(f"{dataset}: {counted(s['photos'], 'photo')}, {s['ok']} ok, {s['doubtful']} doubtful, {s['wrong']} wrong "
                f"({s['unchecked']} without evidence; {s['with_verified_view']} with a verified view); "
                f"{s['seconds']['total']:.0f} s")
     for x in s["shifted_sessions"]:
-        typer.echo(f"  session {x['session']}: {x['photos']} photos offset {x['offset_m']} m")
+        typer.echo(f"  session {x['session']}: {counted(x['photos'], 'photo')} offset {x['offset_m']} m")
     for r in res.table[res.table["verdict"] == "wrong"].itertuples(index=False):
         typer.echo(f"  wrong: {r.image}: {r.reason}")
     if apply:

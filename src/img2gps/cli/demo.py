@@ -14,7 +14,7 @@ from ..predictors.registry import DEFAULT_METHOD
 from . import app
 from .modelling import refuse_uncalibratable
 from ..errors import DataError, ModelError
-from ..outputs import wrote
+from ..outputs import counted, wrote
 
 # the files the demo writes into its folder (README.md names each) -> their kind (outputs.check_file)
 DEMO_FILES = {"demo_predictions.csv": "predictions-csv", "demo_map.png": "plot-png", "demo_map.html": "map-html"}
@@ -100,7 +100,7 @@ def demo(
     gallery = ds.exclude_ids(queries)
     refuse_uncalibratable(gallery)
     con = Console() if Console().is_terminal else Console(width=150)
-    con.print(f"gallery [bold]{src}[/]: {len(gallery)} photos; {len(queries)} held-out queries (seed {seed}, "
+    con.print(f"gallery [bold]{src}[/]: {counted(len(gallery), 'photo')}; {counted(len(queries), 'held-out query', 'held-out queries')} (seed {seed}, "
               f"never in the gallery); method [bold]{spec}[/]")
     model, mdir, cached = cached_model(gallery, spec, refit)
     con.print(f"model: {'cached' if cached else 'fitted and saved'} at {mdir}")

@@ -10,14 +10,16 @@ import typer
 
 from . import App, app
 from ..modeldir import LOCK_WAIT_S
+from ..outputs import counted
 from .modelling import indexing_config, indexing_metrics
 
 index_app = App(no_args_is_help=True, help="Add, replace or remove a fitted model's gallery photos.")
 app.add_typer(index_app, name="index")
 
 
-def _combine(parts):
-    """Several GeoDatasets -> one (a later photo whose name is taken is skipped); returns (dataset, skipped)."""
+def _combine(parts, origin: dict[int, dict[str, str]]):
+    """Several GeoDatasets -> one (a later photo whose name is taken is skipped); returns (dataset, skipped).
+    origin: id(dataset) -> {name: the user's file} for the photos read from files (others: "dataset (name)")."""
     import pandas as pd
 
     from ..data.sources import GeoDataset
@@ -26,7 +28,8 @@ def _combine(parts):
     for ds in parts:
         for i, name in enumerate(ds.ids):
             if name in owner:
-                skipped.append((f"{ds.name} ({name})", "same name as another photo being added"))
+                where = origin.get(id(ds), {}).get(name) or f"{ds.name} ({name})"
+                skipped.append((where, "same name as another photo being added"))
                 continue
             owner[name] = ds
             rows.append(ds.table.iloc[i][["image", "Latitude", "Longitude"]])
@@ -34,18 +37,65 @@ def _combine(parts):
     return GeoDataset(table, lambda name: owner[name].reader(name), name="added photos"), skipped
 
 
+def not_a_photo(path: Path) -> str:
+    """Why a file given by name is not read as a photo: what opening it says (as `predict` reports it), or that
+    its suffix is not one img2gps reads."""
+    from ..errors import PhotoError
+    from ..photos import PHOTO_SUFFIXES, read_header
+
+    try:
+        read_header(path)
+    except PhotoError as e:
+        return f"not a photo ({e.problem})"
+    return f"not a photo file name (img2gps reads {', '.join(sorted(PHOTO_SUFFIXES))})"
+
+
+def _stage(raw: list[Path], stage: Path) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Link the photos of PHOTO arguments under `stage` for `data build`, one sub-folder per folder the user named
+    (a file: its own folder), named as that folder (made unique), so gallery names read like the user's own.
+    Returns ({staged relative path: the user's path}, [(argument, problem)] for arguments with no photo)."""
+    from ..photos import PHOTO_SUFFIXES
+    from ..walk import walk_files
+
+    where, problems, sub = {}, [], {}
+    for p in raw:
+        files, links = walk_files(p) if p.is_dir() else ([p], [])  # linked folders followed
+        problems += [(str(f), why) for f, why in links]
+        top = p if p.is_dir() else p.parent
+        photos = [f for f in files if f.is_file() and f.suffix.lower() in PHOTO_SUFFIXES
+                  and not any(part.startswith(".") for part in f.relative_to(top).parts)]
+        if not photos:
+            problems.append((str(p), not_a_photo(p) if p.is_file() else
+                             "folder has no photos (" + ", ".join(sorted(PHOTO_SUFFIXES)) + ")"))
+            continue
+        key = top.resolve()
+        if key not in sub:
+            name, k = top.resolve().name or "photos", 2
+            while name in sub.values():
+                name, k = f"{top.resolve().name or 'photos'}_{k}", k + 1
+            sub[key] = name
+        for f in photos:
+            rel = Path(sub[key]) / f.relative_to(top)
+            link = stage / rel
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.is_symlink():
+                link.symlink_to(f.resolve())
+                where[rel.as_posix()] = str(f)
+    return where, problems
+
+
 def read_inputs(paths: list[Path], labels: Path | None, work: Path):
-    """PHOTOS arguments -> (GeoDataset, skipped [(where, reason)]).
+    """PHOTOS arguments -> (GeoDataset, skipped [(the user's path, reason)]).
 
     A folder with labels.csv is a dataset, read as `fit --data` reads it. Other files and folders are read
-    exactly as `data build` reads them (positions from EXIF, or --labels), into a temporary dataset under work.
+    exactly as `data build` reads them (positions from EXIF, or --labels), into a temporary dataset under work;
+    every message names the user's own files, never that staging.
     """
     from ..data import load_dataset
     from ..data.build import BuildConfig, build_dataset
-    from ..errors import DataError
-    from ..walk import walk_files
+    from ..errors import DataError, NoUsablePhotos
 
-    datasets, raw, skipped = [], [], []
+    datasets, raw, skipped, origin = [], [], [], {}
     for p in paths:
         if not p.exists():
             skipped.append((str(p), "not found"))
@@ -58,22 +108,23 @@ def read_inputs(paths: list[Path], labels: Path | None, work: Path):
     if raw:
         stage = work / "photos"
         stage.mkdir()
-        for k, p in enumerate(raw):  # links to the files, one sub-folder per argument (names stay apart)
-            files, links = walk_files(p) if p.is_dir() else ([p], [])  # linked folders followed
-            skipped += [(str(f), why) for f, why in links]
-            files = [f for f in files if f.is_file()]
-            for f in files:
-                link = stage / f"{k:03d}" / (f.name if f == p else f.relative_to(p))
-                link.parent.mkdir(parents=True, exist_ok=True)
-                link.symlink_to(f.resolve())
+        where, problems = _stage(raw, stage)
+        skipped += problems
+        user = lambda rel: where.get(rel, rel)  # noqa: E731
         try:
-            report = build_dataset(stage, work / "built", BuildConfig(labels=labels), log=lambda m: None)
-        except DataError as e:
-            skipped.append((", ".join(map(str, raw)), str(e).split(": ", 1)[-1]))
+            report = build_dataset(stage, work / "built", BuildConfig(labels=labels), log=lambda m: None) \
+                if where else None
+        except NoUsablePhotos as e:
+            skipped += [(user(s["file"]), s["reason"]) for s in e.skipped]
+        except DataError as e:  # e.g. a bad --labels CSV: its message names the user's file, not the staging
+            why = str(e).replace(str(stage), "the given photos").replace(str(work), "a temporary folder")
+            skipped.append((", ".join(map(str, raw)), why))
         else:
-            skipped += [(s["file"].split("/", 1)[-1], s["reason"]) for s in report["skipped"]]
-            datasets.append(load_dataset(work / "built"))
-    ds, more = _combine(datasets)
+            if report is not None:
+                skipped += [(user(s["file"]), s["reason"]) for s in report["skipped"]]
+                datasets.append(load_dataset(work / "built"))
+                origin[id(datasets[-1])] = {ph["image"]: user(ph["source"]) for ph in report["photos"]}
+    ds, more = _combine(datasets, origin)
     return ds, skipped + more
 
 
@@ -135,8 +186,8 @@ def remove(
         p.metrics = dict(p.metrics, remove_s=round(time.perf_counter() - t0, 2),
                          calibration=_calibration_note("index remove", len(set(wanted))))
         p.save(model)
-    typer.echo(f"removed {len(set(wanted))} photos from {model} ({before} -> {len(p.gallery)}); calibration "
-               f"refreshed on the {len(p.gallery)} photos left ({time.perf_counter() - t0:.1f} s)")
+    typer.echo(f"removed {counted(len(set(wanted)), 'photo')} from {model} ({before} -> {len(p.gallery)}); calibration "
+               f"refreshed on the {counted(len(p.gallery), 'photo')} left ({time.perf_counter() - t0:.1f} s)")
 
 
 def _calibration_note(action: str, n: int) -> dict:
@@ -168,10 +219,15 @@ def _edit(model: Path, action: str, wait: float, photos: list[Path], labels, cfg
             skipped += [(n, "a photo of this name is already in the gallery (use `img2gps index replace`)")
                         for n in clash]
             ds = ds.exclude_ids(clash)
+        if len(ds) == 0 and len(skipped) == 1:  # one thing given and it is unusable: its own reason is the line
+            raise DataError(f"{skipped[0][0]}: {skipped[0][1]}")
         for where, reason in skipped:
             typer.echo(f"skipped {where}: {reason}", err=True)
         if len(ds) == 0:
-            raise DataError(f"nothing to {action.split()[1]}: none of the given photos is usable ({len(skipped)} skipped)")
+            hint = ("; give their positions with --labels CSV (columns image,Latitude,Longitude)"
+                    if labels is None and any("GPS" in why for _, why in skipped) else "")
+            raise DataError(f"nothing to {action.split()[1]}: none of the given photos is usable "
+                            f"({len(skipped)} skipped){hint}")
         before = len(p.gallery)
         p.indexing = cfg
         t0 = time.perf_counter()
@@ -182,7 +238,7 @@ def _edit(model: Path, action: str, wait: float, photos: list[Path], labels, cfg
                          calibration=_calibration_note(action, len(ds)))
         p.save(model)
     if replace:
-        typer.echo(f"replaced {len(ds)} photos in {model} ({len(p.gallery)} photos; {len(skipped)} skipped); "
+        typer.echo(f"replaced {counted(len(ds), 'photo')} in {model} ({counted(len(p.gallery), 'photo')}; {len(skipped)} skipped); "
                    "calibration refreshed")
     else:
-        typer.echo(f"added {len(ds)} photos to {model} ({before} -> {len(p.gallery)}; {len(skipped)} skipped)")
+        typer.echo(f"added {counted(len(ds), 'photo')} to {model} ({before} -> {len(p.gallery)}; {len(skipped)} skipped)")

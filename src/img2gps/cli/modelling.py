@@ -9,17 +9,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console as _RichConsole
 
 from ..predictors.registry import DEFAULT_METHOD
 from . import app
 
 
-def Console():  # noqa: N802 - tables stay readable when output is piped (rich assumes 80 columns then)
-    c = _RichConsole()
-    return c if c.is_terminal else _RichConsole(width=160)
 from ..errors import DataError
-from ..outputs import wrote
+from ..outputs import counted, wrote
 
 
 METHODS_HELP = """\b
@@ -102,7 +98,7 @@ def fit(
         if names:
             unknown = [n for n in names if n not in set(ds.ids)]
             if unknown:
-                typer.echo(f"warning: {len(unknown)} --exclude name(s) not in the dataset, e.g. {unknown[0]}", err=True)
+                typer.echo(f"warning: {counted(len(unknown), '--exclude name')} not in the dataset, e.g. {unknown[0]}", err=True)
             ds = ds.exclude_ids(names)
         refuse_uncalibratable(ds)
         predictor.indexing = indexing_config(workers, engine, quiet)
@@ -112,7 +108,7 @@ def fit(
         predictor.metrics = dict(predictor.metrics, fit_s=round(fit_s, 2), excluded=len(names),
                                  **indexing_metrics(predictor))
         predictor.save(out)
-        typer.echo(f"fitted {spec} on {len(ds)} photos in {fit_s:.1f} s -> {out}")
+        typer.echo(f"fitted {spec} on {counted(len(ds), 'photo')} in {fit_s:.1f} s -> {out}")
         echo_areas(ds)
         report = predictor.fit_report()
         if report.get("note"):
@@ -181,7 +177,7 @@ def verify(model: Path = typer.Option(..., "--model", help="Model directory to c
     man = read_manifest(model, verify="full")
     load_model(model)
     total = sum(man.get("sizes", {}).values())
-    typer.echo(f"ok: {model}: {len(man.get('checksums', {}))} files match model.json"
+    typer.echo(f"ok: {model}: all {counted(len(man.get('checksums', {})), 'file')} match model.json"
                + (f" ({total / 2**20:.1f} MiB hashed)" if total else ""))
 
 
@@ -223,7 +219,7 @@ def bench(
     from ..data.shared_photos import parse_kinds
 
     from ..data import load_dataset
-    from ..bench_outputs import results_table, write_outputs
+    from ..bench_outputs import print_results, write_outputs
     from ..evaluate import run_bench
     from ..predictors.registry import make_predictor
 
@@ -248,18 +244,17 @@ def bench(
     result, preds = run_bench(ds, protocol, specs, fractions=fr, query_as=kinds, seed=query_seed, only_folds=only,
                               checkpoint=ck)
     result["command"] = "img2gps bench " + " ".join(_quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
-    con = Console()
     if fr and result["results_fraction"] != 1.0:
         typer.echo(f"note: --fractions has no 1.0, so the headline results are those of fraction "
                    f"{result['results_fraction']:g} (recorded as results_fraction in the JSON)", err=True)
     if fr:
         for f, block in result["by_fraction"].items():
-            con.print(results_table(block["results"], f"{ds.name} — {protocol} — gallery fraction {f}"))
+            print_results(block["results"], f"{ds.name} — {protocol} — gallery fraction {f}")
     else:
-        con.print(results_table(result["results"], f"{ds.name} — {protocol} — n={result['n']}"))
+        print_results(result["results"], f"{ds.name} — {protocol} — n={result['n']}")
     if json_out:
         for p in write_outputs(json_out, result, preds, plots=plots, check=guard):
-            con.print(wrote(p))
+            typer.echo(wrote(p))
         if only:  # a partial run keeps its folds: a later run of more folds with this --json reuses them
             con.print(f"kept the finished folds in {ck} for a later run of more folds")
         else:
@@ -283,36 +278,45 @@ def _quote(a: str) -> str:
 def eval_(
     model: Path = typer.Option(..., "--model", metavar="MODEL_DIR", help="A model directory written by `img2gps fit`."),
     data: str = typer.Option(..., "--data", metavar="DATASET", help="Labelled photos to score (those in the model's gallery are skipped)."),
+    split: Optional[Path] = typer.Option(None, "--split", metavar="CSV", help="Score only the photos of DATASET that "
+                                         "this split CSV names (e.g. SPLITS/random/val.csv from `img2gps data split`; "
+                                         "a folder: its val.csv)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write metrics JSON (+ predictions CSV and plots)."),
     save_metrics: bool = typer.Option(True, "--save-metrics/--no-save-metrics", help="Record the metrics in model.json."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Let --json (and the files beside it) replace files img2gps did not write."),
 ):
-    """Score a saved model on a labelled set, beside the mean-coordinate baseline of the model's gallery."""
+    """Score a saved model on a labelled set (or a saved split of it), beside the mean-coordinate baseline of the
+    model's gallery."""
     import numpy as np
     import pandas as pd
 
     from ..data import load_dataset
-    from ..bench_outputs import results_table, write_outputs
+    from ..bench_outputs import print_results, write_outputs
     from ..evaluate import metrics, score_queries
     from ..geo import haversine_m, latlon_sd, weighted_centre, z2_error
     from ..predictors.registry import load_model
 
     from ..outputs import check_file, dataset_inputs, model_inputs
 
-    inputs = model_inputs(model) + dataset_inputs(data)
+    from ..data.splits import split_rows
+
+    if split is not None and split.is_dir():
+        split = split / "val.csv"
+    inputs = model_inputs(model) + dataset_inputs(data) + ([split] if split else [])
     guard = lambda path, kind: check_file(path, inputs, kind, overwrite)  # noqa: E731
     if json_out:
         guard(json_out, "bench-json")  # before any photo is scored
     p = load_model(model)
     ds = load_dataset(data)
     report_skipped(ds)
+    chosen = split_rows(split, ds).tolist() if split else range(len(ds))
     in_gallery = set(p.gallery["image"].astype(str))
-    held = [i for i, n in enumerate(ds.ids) if n not in in_gallery]
-    if len(held) < len(ds):
-        typer.echo(f"note: {len(ds) - len(held)} photo(s) are in the model's gallery and are skipped "
+    held = [i for i in chosen if ds.ids[i] not in in_gallery]
+    if len(held) < len(chosen):
+        typer.echo(f"note: skipped {counted(len(chosen) - len(held), 'photo')} already in the model's gallery "
                    "(a gallery photo locates trivially)", err=True)
     if not held:
-        raise DataError(f"{data}: every photo is in the model's gallery; nothing held out to evaluate")
+        raise DataError(f"{split or data}: every photo is in the model's gallery; nothing held out to evaluate")
     glat, glon = p.gallery["Latitude"].to_numpy(float), p.gallery["Longitude"].to_numpy(float)
     c = weighted_centre(glat, glon)
     sd = latlon_sd(glat, glon)
@@ -329,10 +333,12 @@ def eval_(
                      "fraction": 1.0})
     preds = pd.DataFrame(base + rows)
     res = {s: metrics(g) for s, g in preds.groupby("spec", sort=False)}
-    Console().print(results_table(res, f"{model} on {ds.name} — {len(held)} held-out photos"))
-    result = {"data": ds.name, "protocol": f"model:{model}", "n": len(held), "results": res}
+    on = ds.name + (f" (split {split})" if split else "")
+    print_results(res, f"{model} on {on} — {counted(len(held), 'held-out photo')}")
+    result = {"data": ds.name, "split": str(split) if split else None, "protocol": f"model:{model}", "n": len(held),
+              "results": res}
     if save_metrics:
-        _record_metrics(model, ds.name, res[p.spec])
+        _record_metrics(model, on, res[p.spec])
     if json_out:
         write_outputs(json_out, result, preds, check=guard)
 

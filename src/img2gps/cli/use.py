@@ -16,7 +16,7 @@ from . import app, megapixels_option
 from ..answer_kinds import SCORE_INLIERS
 from ..errors import DataError, PhotoError
 from ..photos import MAX_PIXELS
-from ..outputs import wrote
+from ..outputs import counted, wrote
 
 
 class Format(str, Enum):
@@ -224,7 +224,7 @@ def predict(
     if not records:
         raise PhotoError(", ".join(paths[:3]) + (" ..." if len(paths) > 3 else ""), "no photo could be located")
     if failed:
-        typer.echo(f"{failed} of {len(paths) + len(problems)} input(s) skipped", err=True)
+        typer.echo(f"{failed} of {counted(len(paths) + len(problems), 'input')} skipped", err=True)
         raise typer.Exit(1)
 
 

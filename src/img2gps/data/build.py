@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..errors import DataError, PhotoError
+from ..errors import DataError, NoUsablePhotos, PhotoError
 from ..photos import MAX_PIXELS, PHOTO_SUFFIXES, read_header, readable_name
 from . import cleaning as cl
-from ..outputs import disk_problem
+from ..outputs import counted, disk_problem
 from ..walk import walk_files
 from .outdir import atomic_dir, check_out
 from .labels_csv import LabelsCsvConfig, LabelRow, check_labels, refuse_if_mostly_swapped
@@ -262,10 +262,10 @@ def clean(items: list[Item], cfg: BuildConfig, bbox, log: Callable[[str], None] 
               "photos_without_time": rep.no_time, "photos_with_unreadable_time": rep.unreadable,
               "photos_not_ordered": rep.unordered, "per_date": rep.per_date})
     if rep.unreadable:
-        log(f"warning: {len(rep.unreadable)} photo(s) have a time that cannot be read, e.g. {rep.unreadable[0]}; "
+        log(f"warning: a time that cannot be read in {counted(len(rep.unreadable), 'photo')}, e.g. {rep.unreadable[0]}; "
             "the drift check leaves them out (use ISO 8601, e.g. 2024-09-23T14:05:00 or 2024-09-23T18:05:00Z)")
     if rep.unordered:
-        log(f"warning: {rep.unordered} photo(s) have a time without a zone on a day when the same device also has "
+        log(f"warning: a time without a zone in {counted(rep.unordered, 'photo')}, on a day when the same device also has "
             "times with one; the drift check compares each kind only with its own")
 
     # 3. singleton points
@@ -344,29 +344,29 @@ def build_dataset(src: str | Path, out: str | Path, cfg: BuildConfig | None = No
                 hint = ("; give their positions in a CSV (columns image,Latitude,Longitude) with "
                         f"`img2gps data build {src} {out} --labels CSV`")
             eg = next(s["file"] for s in skipped if s["reason"] == why)
-            raise DataError(f"{src}: none of the {len(files)} photo/video file(s) is usable (most common problem: {why}; "
-                            f"e.g. {eg})" + hint)
+            raise NoUsablePhotos(f"{src}: none of {counted(len(files), 'photo/video file')} is usable (most common "
+                                 f"problem: {why}; e.g. {eg})" + hint, skipped)
 
         no_gps = sum("GPS" in s["reason"] for s in skipped)
         if no_gps and not labels:
-            log(f"note: {no_gps} photo(s) skipped for want of a GPS position; to keep them, list their positions "
+            log(f"note: skipped {counted(no_gps, 'photo')} for want of a GPS position; to keep them, list their positions "
                 f"in a CSV (columns image,Latitude,Longitude): img2gps data build {src} OUT --labels CSV")
         label_findings = None
         if labels:
             unmatched = labels.summary()["rows_without_photo"]
             if unmatched:
-                log(f"warning: {len(unmatched)} --labels row(s) match no photo under {src}: "
+                log(f"warning: no photo under {src} for {counted(len(unmatched), '--labels row')}: "
                     + ", ".join(unmatched[:5]) + (" ..." if len(unmatched) > 5 else ""))
-            rows = [LabelRow(it.source, it.latitude, it.longitude, it.exif_position)
-                    for it in items if it.label_source == "csv"]
-            label_findings = check_labels(rows, cfg.labels_csv)
+            rows = [LabelRow(i.source, i.latitude, i.longitude, i.exif_position) for i in items if i.label_source == "csv"]
+            label_findings = check_labels(rows, cfg.labels_csv, [(i.latitude, i.longitude) for i in items
+                                                                 if i.label_source != "csv"])
             for line in label_findings.warnings():
                 log(f"warning: {line}")
             refuse_if_mostly_swapped(label_findings, str(cfg.labels), cfg.labels_csv)
         steps = clean(items, cfg, bbox, log)
         kept = [it for it in items if it.dropped_by is None]
         if not kept:
-            raise DataError(f"{src}: the cleaning steps dropped all {len(items)} photos; loosen or disable them")
+            raise DataError(f"{src}: the cleaning steps dropped all {counted(len(items), 'photo')}; loosen or disable them")
         for it in items:
             if it.dropped_by:
                 (images_dir / it.image).unlink()

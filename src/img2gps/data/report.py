@@ -12,6 +12,7 @@ from scipy.spatial import cKDTree
 from .. import __version__
 from ..area import describe, split_areas
 from ..geo import LocalFrame, bbox_of
+from ..outputs import counted
 from . import cleaning as cl
 
 STEP_TITLES = {"bbox": "bounding box", "drift_dates": "GPS-drift dates", "singletons": "singleton points",
@@ -70,8 +71,8 @@ def markdown(r: dict) -> str:
         if step == "bbox":
             det = f"{s['mode']}; box {s['bbox']}"
         elif step == "drift_dates":
-            det = (f"flagged dates: {', '.join(s['flagged_dates']) or 'none'} ({s['would_drop_flagged']} photos); "
-                   f"named: {', '.join(s['named_dates']) or 'none'} ({s['would_drop_named']} photos)")
+            det = (f"flagged dates: {', '.join(s['flagged_dates']) or 'none'} ({counted(s['would_drop_flagged'], 'photo')}); "
+                   f"named: {', '.join(s['named_dates']) or 'none'} ({counted(s['would_drop_named'], 'photo')})")
         elif step == "singletons":
             det = f"radius {s['radius_m']:g} m; by radius: " + ", ".join(
                 f"{k} m: {v}" for k, v in s["would_drop_by_radius_m"].items())
@@ -90,16 +91,16 @@ def markdown(r: dict) -> str:
             lines.append(f"- ... and {len(r['skipped']) - 50} more (see report.json)")
     tr = r.get("track")
     if tr:
-        est = ", ".join(f"{k}: {v['offset_s']:+.1f} s from {v['photos']} photos (median misfit {v['median_m']} m)"
+        est = ", ".join(f"{k}: {v['offset_s']:+.1f} s from {counted(v['photos'], 'photo')} (median misfit {v['median_m']} m)"
                         for k, v in tr["offset_estimate"].items() if v) or "none (no photo with both GPS and a time)"
         lines += ["", f"Track `{tr['file']}`: {tr['points']} points, {tr['span_utc'][0]} .. {tr['span_utc'][1]}, "
                       f"{tr['walked_m']:.0f} m; clock offset estimated {est}; used {tr['offset_used_s']}; "
-                      f"{tr['placed_by_time']} photos placed by time, {tr['refused_outside_track']} outside the track."]
+                      f"{counted(tr['placed_by_time'], 'photo')} placed by time, {tr['refused_outside_track']} outside the track."]
         lines += [f"- `{v}`: {s['frames']} frames of {s['decoded']} ({s['blurred']} blurred, {s['duplicates']} "
                   "near-duplicates skipped)" for v, s in tr["videos"].items()]
     lab = r.get("labels")
     if lab:
-        lines += ["", f"Labels CSV `{lab['csv']}`: {lab['rows']} rows, {lab['used']} used, "
+        lines += ["", f"Labels CSV `{lab['csv']}`: {counted(lab['rows'], 'row')}, {lab['used']} used, "
                       f"{len(lab['rows_without_photo'])} without a photo, {len(lab['bad_rows'])} invalid."]
     return "\n".join(lines) + "\n"
 
@@ -141,7 +142,7 @@ def plot_points(path: Path, items: list) -> None:
     ax.set_aspect("equal")
     ax.set_xlabel("east (m)")
     ax.set_ylabel("north (m)")
-    title = f"{len(kept)} photos around {frame.lat0:.5f}, {frame.lon0:.5f}"
+    title = f"{counted(len(kept), 'photo')} around {frame.lat0:.5f}, {frame.lon0:.5f}"
     if outside:
         title += f" ({outside} dropped off-view)"
     ax.set_title(title, fontsize=10)

@@ -14,6 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import DataError, PhotoError
+from ..outputs import counted
 from ..photos import open_image, read_bytes
 
 # Accepted spellings of the label columns (case-insensitive) -> canonical name.
@@ -192,7 +193,7 @@ class GeoDataset:
         pos = {n: i for i, n in enumerate(self.ids)}
         missing = [n for n in ids if n not in pos]
         if missing:
-            raise DataError(f"{self.name}: {len(missing)} image(s) not in the dataset, e.g. {missing[0]}")
+            raise DataError(f"{self.name}: {counted(len(missing), 'image')} not in the dataset, e.g. {missing[0]}")
         return self.subset([pos[n] for n in ids])
 
     def exclude_ids(self, ids: Sequence[str]) -> "GeoDataset":
@@ -305,7 +306,7 @@ def from_folder(folder: str | Path, labels: str | Path | None = None, check_file
         skipped += [(f"{csv} ({n})", "image file not found") for n in df.loc[~exists, "image"]]
         df = df[exists].reset_index(drop=True)
     if len(df) == 0:
-        raise DataError(f"{folder}: no usable labelled photos" + (f" ({len(skipped)} rows skipped)" if skipped else ""))
+        raise DataError(f"{folder}: no usable labelled photos" + (f" ({counted(len(skipped), 'row')} skipped)" if skipped else ""))
     return GeoDataset(df, _folder_reader(image_dir), name=str(folder), skipped=skipped)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..outputs import counted
 from ..geo import LocalFrame, pairwise_m
 from .cleaning import quantiles
 from .outdir import atomic_dir, check_out
@@ -47,7 +48,7 @@ def describe_fold(en: np.ndarray, fold: Fold, radius_m: float, buffered: bool) -
 def make_folds(ds: GeoDataset, cfg: SplitConfig) -> dict[str, Fold]:
     n = len(ds)
     if n < 2:
-        raise DataError(f"{ds.name}: {n} photo(s); a split needs at least 2")
+        raise DataError(f"{ds.name}: {counted(n, 'photo')}; a split needs at least 2")
     folds = {}
     if cfg.kind in ("both", "random"):
         folds["random"] = random_split(n, cfg.val_frac, cfg.seed)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..outputs import counted
 from ..geo import LocalFrame, pairwise_m, spatial_clusters
 
 SEED = 42
@@ -157,17 +158,24 @@ def folds_for_protocol(protocol: str, ds) -> list[Fold]:
     raise DataError(f"unknown protocol {protocol!r}; use loo, kfold:K, kfold-geo:K[:R], knndm:K or split:DIR")
 
 
-def split_from_dir(d: Path, ds) -> Fold:
+def split_rows(csv: Path, ds) -> np.ndarray:
+    """Indices in ds of the photos a split CSV names (image column; `data split` writes train.csv and val.csv),
+    in the CSV's order. DataError (one line naming the file) when it cannot be read, names no photo, or names
+    photos that ds does not hold."""
     from .sources import read_labels_csv
 
     pos = {name: i for i, name in enumerate(ds.ids)}
-    parts = []
-    for part in ("train", "val"):
-        names = read_labels_csv(d / f"{part}.csv")["image"].astype(str).tolist()
-        missing = [x for x in names if x not in pos]
-        if missing:
-            raise DataError(f"{d / (part + '.csv')}: {len(missing)} image(s) not in {ds.name}, e.g. {missing[0]}")
-        parts.append(np.array([pos[x] for x in names], int))
+    names = read_labels_csv(Path(csv))["image"].astype(str).tolist()
+    if not names:
+        raise DataError(f"{csv}: names no photo")
+    missing = [x for x in names if x not in pos]
+    if missing:
+        raise DataError(f"{csv}: {counted(len(missing), 'image')} not in {ds.name}, e.g. {missing[0]}")
+    return np.array([pos[x] for x in names], int)
+
+
+def split_from_dir(d: Path, ds) -> Fold:
+    parts = [split_rows(d / f"{part}.csv", ds) for part in ("train", "val")]
     if set(parts[0]) & set(parts[1]):
         raise DataError(f"{d}: train.csv and val.csv share images")
     return Fold(parts[0], parts[1])

@@ -14,6 +14,7 @@ import imagehash
 import numpy as np
 
 from ..errors import DataError, PhotoError
+from ..outputs import counted
 from ..photos import open_image
 from .clock import OffsetEstimate, Offsets, estimate_offset, iso_utc, utc_seconds
 from .track import Track, read_track
@@ -76,7 +77,7 @@ def place_photos(items: list, track: Track, cfg: TrackConfig, log: Callable[[str
                       naive_s=given if given is not None else (est[False].offset_s if est[False] else 0.0))
     for zoned, e in est.items():
         if e is not None:
-            log(f"clock offset estimated from {e.photos} photo(s) with GPS and a {'zoned' if zoned else 'zone-less'} "
+            log(f"clock offset estimated from {counted(e.photos, 'photo')} with GPS and a {'zoned' if zoned else 'zone-less'} "
                 f"time: {e.offset_s:+.1f} s (median misfit {e.median_m:.1f} m)"
                 + (f"; using --time-offset {given:+g} s instead" if given is not None else ""))
     refused, placed, naive_unestimated = [], 0, 0
@@ -98,7 +99,7 @@ def place_photos(items: list, track: Track, cfg: TrackConfig, log: Callable[[str
         it.latitude, it.longitude, it.travel_deg = float(lat), float(lon), _nan_none(track.travel_deg(tt))
         placed += 1
     if naive_unestimated:
-        log(f"warning: {naive_unestimated} photo(s) were placed by a time without a zone, read as UTC (no photo "
+        log(f"warning: placed {counted(naive_unestimated, 'photo')} by a time without a zone, read as UTC (no photo "
             "with GPS and such a time to estimate the zone from); pass --time-offset S if the camera ran on local time")
     report = {"file": str(track.name), "points": len(track.t), "span_utc": [iso_utc(track.t[0]), iso_utc(track.t[-1])],
               "walked_m": round(float(track.walked[-1]), 1), "time_offset_given_s": given,

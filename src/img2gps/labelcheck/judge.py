@@ -35,6 +35,7 @@ import numpy as np
 
 from ..capture_time import session_of
 from ..localization.consensus import consensus
+from ..outputs import counted
 from .evidence import OVERLAP, SAME_SPOT, TIME, Evidence, Link
 
 OK, DOUBTFUL, WRONG = "ok", "doubtful", "wrong"
@@ -219,6 +220,10 @@ def _seen_agreeing(j: int, en, ev: Evidence, tol: float, herr, cfg: JudgeConfig,
     return any(l.kind != TIME and l.j != exclude and agrees(j, l, en, tol, herr, cfg) for l in ev.links[j])
 
 
+def _agree(n: int) -> str:
+    return f"{counted(n, 'piece', 'pieces')} of evidence {'agrees' if n == 1 else 'agree'}"
+
+
 def _trust(i: int, en: np.ndarray, ev: Evidence, tol: float, herr: np.ndarray, cfg: JudgeConfig,
            exclude: int, wrong: np.ndarray | None) -> float:
     """How far photo i's own label is corroborated by its links other than `exclude` (1 .. 2; 0.2 if judged wrong)."""
@@ -290,8 +295,8 @@ def judge_photo(i: int, en: np.ndarray, ev: Evidence, tol: float, cfg: JudgeConf
     ev_d = {**kinds, "pose_fix": int(fx is not None), "agree": n_agree, "disagree": len(dis)}
     if not dis:
         if phone:
-            return Verdict(DOUBTFUL, 1.0, phone + f"; {n_agree} piece(s) of evidence agree with it", evidence=ev_d)
-        return Verdict(OK, 1.0, f"{n_agree} piece(s) of evidence agree with the label", evidence=ev_d)
+            return Verdict(DOUBTFUL, 1.0, phone + f"; {_agree(n_agree)} with it", evidence=ev_d)
+        return Verdict(OK, 1.0, f"{_agree(n_agree)} with the label", evidence=ev_d)
     pts = np.array([it.place for it in dis])
     # where the evidence places the photo: each piece counts by its weight and how sharply it places (a neighbour
     # 5 s away says "here"; one 60 s away, "within 130 m of here")
@@ -316,7 +321,7 @@ def judge_photo(i: int, en: np.ndarray, ev: Evidence, tol: float, cfg: JudgeConf
     dist = float(np.linalg.norm(prop - en[i]))
     what = ", ".join(f"{sum(1 for it in members if it.kind == k)} {k}" for k in (SAME_SPOT, OVERLAP, TIME, POSE)
                      if any(it.kind == k for it in members))
-    said = f"other photos ({what}) place it {dist:.0f} m away; {n_agree} piece(s) of evidence agree with the label"
+    said = f"other photos ({what}) place it {dist:.0f} m away; {_agree(n_agree)} with the label"
     if other >= cfg.wrong_ratio * own and other >= cfg.wrong_min:
         return Verdict(WRONG, score, said, prop, sigma, ev_d)
     if other >= own or phone:
@@ -341,8 +346,8 @@ def judge(en: np.ndarray, ev: Evidence, cfg: JudgeConfig | None = None) -> tuple
     out = [judge_photo(i, fixed, ev, tol, cfg, wrong) if ev.links[i] else first[i] for i in range(len(en))]
     for i, s in in_shift.items():
         v = out[i]
-        shift = (f"its capture session ({s.session}, {len(s.photos)} photos) is offset "
-                 f"{np.linalg.norm(s.offset_en):.0f} m from {s.links} verified views of other sessions")
+        shift = (f"its capture session ({s.session}, {counted(len(s.photos), 'photo')}) is offset "
+                 f"{np.linalg.norm(s.offset_en):.0f} m from {counted(s.links, 'verified view')} of other sessions")
         if v.verdict == WRONG and v.proposed_en is not None:
             out[i] = Verdict(WRONG, v.score, f"{shift}; then {v.reason}", v.proposed_en, v.proposed_sigma_m, v.evidence)
         else:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import PhotoError
+from ..outputs import counted
 from ..data.outdir import atomic_dir, check_out
 from . import CheckResult
 
@@ -32,15 +33,15 @@ def to_json(res: CheckResult, dataset: str) -> dict:
 def to_markdown(res: CheckResult, dataset: str) -> str:
     s = res.summary
     out = [f"# Label check: {dataset}", "",
-           f"{s['photos']} photos: {s['ok']} ok, {s['doubtful']} doubtful, {s['wrong']} wrong "
+           f"{counted(s['photos'], 'photo')}: {s['ok']} ok, {s['doubtful']} doubtful, {s['wrong']} wrong "
            f"({s['unchecked']} could not be checked: no verified view and no capture-time neighbour). "
-           f"{s['with_verified_view']} photos have at least one verified view of the same scene. "
+           f"{counted(s['with_verified_view'], 'photo')} with at least one verified view of the same scene. "
            f"Same-spot tolerance {s['same_spot_tolerance_m']} m (from the data). "
            f"Took {s['seconds']['total']} s.", ""]
     if s["shifted_sessions"]:
         out += ["## Capture sessions offset as a whole", ""]
-        out += [f"- {x['session']}: {x['photos']} photos offset {x['offset_m']} m (east, north "
-                f"{x['offset_en_m'][0]}, {x['offset_en_m'][1]} m; +-{x['se_m']} m) from {x['links']} verified views "
+        out += [f"- {x['session']}: {counted(x['photos'], 'photo')} offset {x['offset_m']} m (east, north "
+                f"{x['offset_en_m'][0]}, {x['offset_en_m'][1]} m; +-{x['se_m']} m) from {counted(x['links'], 'verified view')} "
                 "of other sessions" for x in s["shifted_sessions"]]
         out.append("")
     for verdict in ("wrong", "doubtful"):

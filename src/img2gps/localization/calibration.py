@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..outputs import counted
+
 
 @dataclass
 class RadiusModel:
@@ -73,7 +75,7 @@ def calibration_problem(lat, lon) -> str | None:
     lat, lon = np.asarray(lat, float), np.asarray(lon, float)
     n = len(lat)
     if n < MIN_CALIBRATION_PHOTOS:
-        return (f"{n} photo(s): the error radius is calibrated on held-out gallery photos and needs at least "
+        return (f"{counted(n, 'photo')}: the error radius is calibrated on held-out gallery photos and needs at least "
                 f"{MIN_CALIBRATION_PHOTOS}, at two or more places; add photos")
     en = LocalFrame.around(lat, lon).to_en(lat, lon)
     extent = float(np.hypot(*(en.max(axis=0) - en.min(axis=0))))

@@ -14,6 +14,7 @@ from ..data.sources import GeoDataset
 from ..errors import ModelError
 from ..features.indexing import IndexingConfig
 from ..modeldir import read_manifest, thumb_name, write_model_dir, write_thumbnails
+from ..outputs import counted
 from ..photos import ImageInput, open_query
 from ..types import Neighbour, Prediction, Query
 from .spec import config_from_params, config_from_saved, parse_spec, validate
@@ -74,7 +75,7 @@ class BasePredictor:
             raise ModelError(f"{self.spec}: add called before fit/load")
         clash = sorted(set(new.ids) & set(self.gallery["image"].astype(str)))
         if clash:
-            raise ModelError(f"{clash[0]}: already in the model's gallery ({len(clash)} name(s) clash)")
+            raise ModelError(f"{clash[0]}: already in the model's gallery ({counted(len(clash), 'name')} clash)")
         self._train = new  # thumbnails of the new photos; the old ones are copied by save
         self.gallery = pd.concat([self.gallery, new.table[["image", "Latitude", "Longitude"]]], ignore_index=True)
         self.gallery_fingerprint = GeoDataset(self.gallery, new.reader).fingerprint()
@@ -100,7 +101,7 @@ class BasePredictor:
         ids = self.gallery["image"].astype(str)
         unknown = sorted(drop - set(ids))
         if unknown:
-            raise ModelError(f"{unknown[0]}: not in the model's gallery ({len(unknown)} unknown name(s))")
+            raise ModelError(f"{unknown[0]}: not in the model's gallery ({counted(len(unknown), 'unknown name')})")
         keep = np.flatnonzero(~ids.isin(drop).to_numpy())
         rest = self.gallery.iloc[keep]
         problem = calibration_problem(rest["Latitude"].to_numpy(float), rest["Longitude"].to_numpy(float))
