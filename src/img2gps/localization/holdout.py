@@ -11,13 +11,9 @@
   exclusion idea of NNDM / kNNDM cross-validation: Milà et al., Methods Ecol. Evol. 2022; Linnenbrink et al.,
   GMD 2024).
 - **block**: a photo where the gallery has a hole: its whole spatial block is left out, as kfold-geo does (the
-  gallery cut by k-means on east/north metres into blocks, plus every photo within R of the block), so the
-  weak-evidence answers are calibrated on photos that really stood far from the gallery. Holes come in more than
-  one size, so each held-out photo's block is drawn once (seeded) from two scales, BLOCK_COUNTS: the gallery cut
-  into 5 blocks (a fifth of its area, as a fold of kfold-geo:5 leaves out of the whole) or into 3 (a third: a
-  fold of kfold-geo:5 leaves out a quarter of what a gallery that already has one hole keeps, and a user's hole
-  may be larger still). (Trained methods, which calibrate on inner folds, use a disc holding BLOCK_SHARE of the
-  area instead.)
+  gallery cut by k-means on east/north metres into round(1 / BLOCK_SHARE) blocks, plus every photo within R of
+  the block), so the weak-evidence answers are calibrated on photos that really stood far from the gallery.
+  (Trained methods, which calibrate on inner folds, use a disc holding BLOCK_SHARE of the area instead.)
 """
 from __future__ import annotations
 
@@ -30,7 +26,6 @@ MAX_SPOT_M = 25.0  # beyond this the calibration would leave out whole neighbour
 HOLDOUTS = ("near", "area", "block")  # the hold-outs every method calibrates its radius on
 SELF = "self"  # the photo alone held out (a user at a gallery spot): the chance's other half (conformal.CHANCE_SHARES)
 BLOCK_SHARE = 0.2  # block hold-out: a disc holding this share of the gallery's area (one fold of five)
-BLOCK_COUNTS = (5, 3)  # block hold-out scales: the gallery cut into this many blocks; each photo draws one
 
 
 BLOCK = 512  # rows per block: memory stays O(BLOCK x N) for large galleries
@@ -91,28 +86,20 @@ class HoldoutPlan:
         self.area_m = area_point_distances_m(lat, lon, seed=seed) if len(en) else np.zeros(1)
         region = split_areas(lat, lon)[0].region_m2 if len(en) else 0.0
         self.block_m = float(max(np.sqrt(BLOCK_SHARE * region / np.pi), 2 * self.spot_m))
-        rng = np.random.default_rng(seed)
-        self._area_r = rng.choice(self.area_m, len(en)) if len(en) else np.zeros(0)
-        self._scale = rng.integers(0, len(BLOCK_COUNTS), len(en))  # each photo's block scale (BLOCK_COUNTS index)
-        # the disc radius of each scale's block (a 1/count share of the area), at least two same-spot radii
-        self._block_r = np.array([max(np.sqrt(region / c / np.pi), 2 * self.spot_m) for c in BLOCK_COUNTS])
+        self._area_r = np.random.default_rng(seed).choice(self.area_m, len(en)) if len(en) else np.zeros(0)
         self._en = en
-        self._blocks = None  # (labels (S, N), the (B, N) masks each block leaves out, first mask per scale (S,))
+        self._blocks = None  # (labels (N,), per block the (N,) mask it leaves out), made on first use
 
-    def _block_masks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _block_masks(self) -> tuple[np.ndarray, np.ndarray]:
         if self._blocks is None:
             from scipy.spatial import cKDTree
 
             from ..geo import spatial_clusters
 
-            labels, masks, first = [], [], []
-            for c in BLOCK_COUNTS:
-                lab = spatial_clusters(self._en, c, seed=42)
-                first.append(len(masks))
-                masks += [cKDTree(self._en[lab == b]).query(self._en)[0] <= self.spot_m
-                          for b in range(int(lab.max()) + 1)]
-                labels.append(lab)
-            self._blocks = (np.stack(labels), np.stack(masks), np.array(first))
+            labels = spatial_clusters(self._en, int(round(1 / BLOCK_SHARE)), seed=42)
+            masks = np.stack([cKDTree(self._en[labels == b]).query(self._en)[0] <= self.spot_m
+                              for b in range(int(labels.max()) + 1)])
+            self._blocks = (labels, masks)
         return self._blocks
 
     def excluded(self, holdout: str, rows) -> np.ndarray:
@@ -121,10 +108,9 @@ class HoldoutPlan:
         rows = np.asarray(rows, int).reshape(-1)
         if holdout == SELF:
             return excluded_rows(self._en, rows, -1.0)
-        if holdout == "block" and len(self._en) >= 2 * max(BLOCK_COUNTS):
-            labels, masks, first = self._block_masks()
-            sc = self._scale[rows]
-            m = masks[first[sc] + labels[sc, rows]]
+        if holdout == "block" and len(self._en) >= 2 * round(1 / BLOCK_SHARE):
+            labels, masks = self._block_masks()
+            m = masks[labels[rows]].copy()
             m[np.arange(len(rows)), rows] = True
             return m
         return excluded_rows(self._en, rows, self.radii(holdout, rows))
@@ -137,7 +123,7 @@ class HoldoutPlan:
         if holdout == "area":
             return self._area_r[rows]
         if holdout == "block":
-            return self._block_r[self._scale[rows]]
+            return np.full(len(rows), self.block_m)
         raise ValueError(f"hold-out must be one of {HOLDOUTS}, not {holdout!r}")
 
     def inner_fold(self, holdout: str, train_idx, val_idx) -> tuple[np.ndarray, np.ndarray]:
