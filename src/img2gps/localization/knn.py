@@ -66,10 +66,27 @@ class KNNState:
             c, spread = self.en[idx[0]], 0.0
         return c, spread, idx, sims
 
-    def group(self, top_sim: float, spread10: float, area: int = 0) -> str:
-        """The difficulty bin (Mondrian group) in `area` of an answer with this top cosine similarity and top-10
-        spread (m)."""
-        return self.bins[area].group("model", {"top_sim": top_sim, "spread10": spread10})
+    def sim_drop(self, sims, idx, k: int, left_out: np.ndarray | None = None) -> float:
+        """How much less similar a query is to its top k photos (sims, idx: best first) than those photos are to
+        their own most similar other gallery photo (left_out: (N,) bool, photos a calibration hold-out removed):
+        the mean over the k of (that best similarity - the query's). A query taken at a spot the gallery covers
+        sits about as close to its neighbours as they sit to theirs (~0); one taken in a hole of the gallery, next
+        to look-alikes only, sits further (> 0). NaN without neighbours."""
+        top = np.asarray(idx[:k], int)
+        if not len(top):
+            return float("nan")
+        s = np.atleast_2d(self.index.dot(self.vectors[top])).astype(float)  # (k, N)
+        s[np.arange(len(top)), top] = -np.inf
+        if left_out is not None:
+            s[:, np.asarray(left_out, bool)] = -np.inf
+        best = s.max(1)
+        ok = np.isfinite(best)
+        return float(np.mean(best[ok] - np.asarray(sims[:k], float)[ok])) if ok.any() else float("nan")
+
+    def group(self, top_sim: float, spread10: float, area: int = 0, sim_drop: float = float("nan")) -> str:
+        """The difficulty bin (Mondrian group) in `area` of an answer with this top cosine similarity, top-10
+        spread (m) and sim_drop (the bins read whichever signal they were fitted on)."""
+        return self.bins[area].group("model", {"top_sim": top_sim, "spread10": spread10, "sim_drop": sim_drop})
 
     def radius(self, spread: float, group: str, area: int = 0) -> float:
         """Calibrated radius (m) of an answer in `area` with this neighbour spread (m) in this difficulty bin."""
