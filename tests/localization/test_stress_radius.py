@@ -93,3 +93,20 @@ def test_self_holdout_leaves_out_the_photo_alone():
     m = plan.excluded(SELF, [3, 7])
     assert m.sum() == 2 and m[0, 3] and m[1, 7]
     assert plan.excluded("near", [3]).sum() >= 1
+
+
+def test_best_other_is_exact_saved_with_the_index_and_read_by_queries(tmp_path, monkeypatch):
+    """Each photo's best similarity to another photo is stored at build, saved and loaded with the index, and a
+    query's sim_drop reads it without a second pass over the gallery."""
+    state = _gallery()
+    s = state.vectors @ state.vectors.T
+    np.fill_diagonal(s, -np.inf)
+    assert np.allclose(state.best_other, s.max(1), atol=1e-5)
+    state.save(tmp_path)
+    lat, lon = state.plane.to_latlon(state.en)
+    loaded = KNNState.load(tmp_path, "flat", pd.DataFrame({"Latitude": lat, "Longitude": lon}), {})
+    assert np.array_equal(loaded.best_other, state.best_other)
+    sims, idx = state.index.search(state.vectors[5:6] * 0.9 + state.vectors[6:7] * 0.1, 3)
+    monkeypatch.setattr(CosineIndex, "dot", lambda *a, **k: (_ for _ in ()).throw(AssertionError("second pass")))
+    want = np.mean(state.best_other[idx[0]] - sims[0])
+    assert np.isclose(loaded.sim_drop(sims[0], idx[0], 3), want, atol=1e-6)
