@@ -130,7 +130,8 @@ class KNNState:
         return c, spread, idx, sims
 
     def save(self, d: Path) -> None:
-        """The index files into folder d (embeddings.npy, index.faiss) and the area classifier, if any."""
+        """The index files into folder d (embeddings.npy, index.faiss), best_other.npy and the area classifier, if
+        any."""
         self.index.save(d)
         np.save(d / BEST_OTHER, self.best_other)
         if self.areas is not None:
