@@ -5,7 +5,9 @@ Files in the model directory: knn/{embeddings.npy, index.faiss, best_other.npy} 
 vlad_codebook.npy and vlad_gallery.npy (when vlad > 0; float16, the values the state holds: VLAD_DTYPE), near.npz
 (each photo's neighbour list); the calibration and the score statistics live in model.json's state. What fit
 computed is read back on load, not recomputed (a model saved before near.npz and the statistics were saved
-recomputes them, with the same result). """ from __future__ import annotations
+recomputes them, with the same result).
+"""
+from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
