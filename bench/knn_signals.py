@@ -35,7 +35,7 @@ def fold_records(v, ds, fold, cfg):
     for q in fold.val:
         pos, spread, idx, sims = st.answer(v[q], cfg.k, cfg.agg, SHORTLIST_N)
         s10 = positions_spread(st.en[idx[:SHORTLIST_N]])
-        r = st.radius(spread, st.group(float(sims[0]), s10))
+        r = st.radius(spread, st.group(float(sims[0]), s10, 0, st.sim_drop(sims, idx, cfg.k)))
         err = float(np.linalg.norm(pos - st.plane.areas[0].frame.to_en(ds.lat[q], ds.lon[q])))
         rows.append({"hit": err <= CHANCE_M, "inside": err <= r, "radius": r, "top_sim": float(sims[0]),
                      "spread10": s10, "chance": st.radius_models[0].pooled.chance(r)})

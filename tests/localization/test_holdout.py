@@ -56,3 +56,25 @@ def test_buffered_inner_fold_drops_the_validation_photos_siblings():
     kept = buffered_train(train, val, en, 10.0)
     assert set(kept) == set(range(6, 24))  # spots 0 and 1 are gone entirely, the rest stays
     assert len(buffered_train(np.array([1, 2]), np.array([0]), en, 10.0)) == 2  # never emptied
+
+
+def test_block_inner_fold_holds_out_one_whole_block():
+    """A trained method's block fold validates on one whole spatial block and trains on the photos outside it and
+    its same-spot buffer (a block-radius buffer around a random third would leave nothing to train on)."""
+    from img2gps.geo import LocalFrame
+    from img2gps.localization.holdout import HoldoutPlan, buffered_train
+
+    rng = np.random.default_rng(1)
+    en = rng.uniform(0, 200, (150, 2))
+    plan = HoldoutPlan(en, LocalFrame(40.0, -75.0))
+    val = rng.choice(150, 50, replace=False)
+    train = np.setdiff1d(np.arange(150), val)
+    assert len(buffered_train(train, val, en, plan.fold_radius("block"))) == len(train)  # the old fold: no buffer
+    tr, va = plan.inner_fold("block", train, val)
+    assert 15 <= len(va) <= 50 and len(tr) >= 80 and not set(tr) & set(va)
+    gap = np.linalg.norm(en[tr][:, None] - en[va][None], axis=2).min()
+    assert gap > plan.spot_m  # nothing within a same-spot radius of the block stays in training
+    # the block is compact: its photos lie closer to their own centre than the gallery's do to its centre
+    assert np.linalg.norm(en[va] - en[va].mean(0), axis=1).mean() < 0.6 * np.linalg.norm(en - en.mean(0), axis=1).mean()
+    tr_n, va_n = plan.inner_fold("near", train, val)
+    assert np.array_equal(va_n, val) and np.array_equal(tr_n, buffered_train(train, val, en, plan.spot_m))

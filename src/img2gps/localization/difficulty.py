@@ -3,7 +3,9 @@ widens where the evidence is weak (Boström & Johansson, "Mondrian conformal reg
 
 Signals (each computed the same way for a calibration record and for a real query): `top_sim`, the top global
 similarity; `spread10`, the spread (m, RMS distance from their mean) of the positions of the top-10 shortlist; for
-verified answers `inliers` of the strongest verified pair and its `parallax` (deg). The VPR uncertainty benchmark
+verified answers `inliers` of the strongest verified pair and its `parallax` (deg); `sim_drop`, how much less
+similar the query is to its top k photos than they are to their own most similar other photo
+(localization/knn.KNNState.sim_drop: ~0 at a spot the gallery covers, larger in a hole of the gallery). The VPR uncertainty benchmark
 (Zaffar et al., CVPR 2024) found inlier counts and the spread of the top-10 positions strongest; here the signal
 is *measured* per kind on the calibration records: the one whose weighted Spearman correlation with the
 nonconformity score (error / (spread + offset)) is largest in size. Its values are cut at quantiles into at most
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SIGNALS = ("top_sim", "spread10", "inliers", "parallax")
+SIGNALS = ("top_sim", "spread10", "inliers", "parallax", "sim_drop")
 MAX_BINS = 3
 MIN_BIN = 30
 SHORTLIST_N = 10

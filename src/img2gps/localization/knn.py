@@ -18,6 +18,8 @@ from .area_choice import AreaClassifier
 from .conformal import MondrianRadius
 from .difficulty import DifficultyBins
 
+BEST_OTHER = "best_other.npy"  # KNNState.best_other, beside the index files
+
 
 @dataclass
 class KNNState:
@@ -33,6 +35,8 @@ class KNNState:
     bins: list[DifficultyBins] = field(default_factory=list)  # per area: the difficulty bins of its radius model
     copy_sim: float = 2.0  # a query at least this similar to its top photo is a copy of it (2 = never)
     areas: AreaClassifier | None = None  # None for a one-area gallery
+    # (N,) each photo's similarity to its most similar other photo (sim_drop's reference; saved with the index)
+    best_other: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def choose_area(self, q: np.ndarray, sims: np.ndarray) -> int:
         """The area a query with vector q (D,) and gallery similarities sims (N,; -inf = left out) is answered in
@@ -66,10 +70,30 @@ class KNNState:
             c, spread = self.en[idx[0]], 0.0
         return c, spread, idx, sims
 
-    def group(self, top_sim: float, spread10: float, area: int = 0) -> str:
-        """The difficulty bin (Mondrian group) in `area` of an answer with this top cosine similarity and top-10
-        spread (m)."""
-        return self.bins[area].group("model", {"top_sim": top_sim, "spread10": spread10})
+    def sim_drop(self, sims, idx, k: int, left_out: np.ndarray | None = None) -> float:
+        """How much less similar a query is to its top k photos (sims, idx: best first) than those photos are to
+        their own most similar other gallery photo (left_out: (N,) bool, photos a calibration hold-out removed):
+        the mean over the k of (that best similarity - the query's). A query taken at a spot the gallery covers
+        sits about as close to its neighbours as they sit to theirs (~0); one taken in a hole of the gallery, next
+        to look-alikes only, sits further (> 0). NaN without neighbours. A query reads best_other (no second pass
+        over the gallery); a calibration record, whose hold-out removed photos, computes it without them."""
+        top = np.asarray(idx[:k], int)
+        if not len(top) or (left_out is None and len(self.best_other) != len(self.index)):
+            return float("nan")
+        if left_out is None:
+            best = self.best_other[top].astype(float)
+        else:
+            s = np.atleast_2d(self.index.dot(self.vectors[top])).astype(float)  # (k, N)
+            s[np.arange(len(top)), top] = -np.inf
+            s[:, np.asarray(left_out, bool)] = -np.inf
+            best = s.max(1)
+        ok = np.isfinite(best)
+        return float(np.mean(best[ok] - np.asarray(sims[:k], float)[ok])) if ok.any() else float("nan")
+
+    def group(self, top_sim: float, spread10: float, area: int = 0, sim_drop: float = float("nan")) -> str:
+        """The difficulty bin (Mondrian group) in `area` of an answer with this top cosine similarity, top-10
+        spread (m) and sim_drop (the bins read whichever signal they were fitted on)."""
+        return self.bins[area].group("model", {"top_sim": top_sim, "spread10": spread10, "sim_drop": sim_drop})
 
     def radius(self, spread: float, group: str, area: int = 0) -> float:
         """Calibrated radius (m) of an answer in `area` with this neighbour spread (m) in this difficulty bin."""
@@ -85,7 +109,7 @@ class KNNState:
         report = {"kind": index.kind, "n": len(index), "recall_at_10_vs_exact": index.recall_vs_exact(10)}
         plane = GalleryPlane.of(gallery["Latitude"], gallery["Longitude"])
         areas = AreaClassifier.fit(index.vectors, plane.label, plane.n_areas) if plane.n_areas > 1 else None
-        return cls(index, plane, [], report, areas=areas)
+        return cls(index, plane, [], report, areas=areas, best_other=_best_other(index))
 
     def locate(self, q: np.ndarray, k: int, agg: str, top_k: int, area: int | None = None,
                sims: np.ndarray | None = None):
@@ -106,8 +130,10 @@ class KNNState:
         return c, spread, idx, sims
 
     def save(self, d: Path) -> None:
-        """The index files into folder d (embeddings.npy, index.faiss) and the area classifier, if any."""
+        """The index files into folder d (embeddings.npy, index.faiss), best_other.npy and the area classifier, if
+        any."""
         self.index.save(d)
+        np.save(d / BEST_OTHER, self.best_other)
         if self.areas is not None:
             self.areas.save(d)
 
@@ -116,8 +142,16 @@ class KNNState:
         index = CosineIndex.load(d, kind)
         rms = [MondrianRadius.from_dict(r) for r in state.get("radius_models", [])]
         bins = [DifficultyBins.from_dict(b) for b in state.get("difficulty", [])]
+        best = np.load(d / BEST_OTHER) if (d / BEST_OTHER).exists() else _best_other(index)  # older models: computed
         return cls(index, GalleryPlane.of(gallery["Latitude"], gallery["Longitude"]), rms, state.get("index", {}),
-                   bins, copy_sim=float(state.get("copy_sim", 2.0)), areas=AreaClassifier.load(d))
+                   bins, copy_sim=float(state.get("copy_sim", 2.0)), areas=AreaClassifier.load(d), best_other=best)
+
+
+def _best_other(index: CosineIndex) -> np.ndarray:
+    """(N,) float32: each stored vector's similarity to its most similar other vector (NaN for a one-photo index)."""
+    if len(index) < 2:
+        return np.full(len(index), np.nan, np.float32)
+    return np.asarray(index.search_excluding(1)[0][:, 0], np.float32)
 
 
 def in_area(sims: np.ndarray, label: np.ndarray, n: int, area: int | None = None) -> tuple[np.ndarray, np.ndarray]:

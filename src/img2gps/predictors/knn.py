@@ -24,6 +24,7 @@ from .spec import opt
 
 
 AGGS = ("mean", "softmax", "median")
+SIGNALS = ("top_sim", "sim_drop")  # the evidence knn's difficulty bins may read (KNNState.group)
 
 
 def _embed_names():
@@ -41,7 +42,7 @@ class KNNConfig:
     # faiss index: auto (exact up to 100k vectors, then IVF-PQ) | flat | hnsw | ivfpq
     index: str = opt("auto", choices=INDEX_KINDS, export="fit")
     calib: int = opt(2000, ge=1)  # at most this many gallery photos (seeded sample) are held out for calibration
-    # at most this many difficulty bins (Mondrian groups) of the top similarity (localization/difficulty.py)
+    # at most this many difficulty bins (Mondrian groups) of the top similarity or sim_drop (localization/difficulty.py)
     sim_bands: int = opt(3, ge=1)
 
 
@@ -69,18 +70,20 @@ def copy_records(state: KNNState, rows, k: int, agg: str) -> tuple[np.ndarray, .
 def calibration_records(state: KNNState, cfg: KNNConfig) -> dict[str, np.ndarray]:
     """Held-out gallery photos, each held out every way of HOLDOUTS and alone (SELF; localization/holdout.py; each
     photo by its own area's radii), answered as a query would be: per record (N,) its "err" (m), neighbour "spread" (m), "top_sim",
-    "spread10" (m, top-10 positions), "holdout" name and "area" (the top neighbour's). Public so analyses can
-    study the evidence behind the radius and the chance."""
+    "spread10" (m, top-10 positions), "sim_drop" (KNNState.sim_drop, the hold-out's photos left out), "holdout"
+    name and "area" (the top neighbour's). Public so analyses can study the evidence behind the radius and the
+    chance."""
     n, plane = len(state.en), state.plane
     rows_all = np.arange(n) if n <= cfg.calib else np.sort(np.random.default_rng(0).choice(n, cfg.calib, replace=False))
     en = state.en
     plan = PlaneHoldouts(plane)
-    rec = {k: [] for k in ("err", "spread", "top_sim", "spread10", "holdout", "area")}
+    rec = {k: [] for k in ("err", "spread", "top_sim", "spread10", "sim_drop", "holdout", "area")}
     for h in (*HOLDOUTS, SELF):
         for r, idx, srow in _held_out(state, plan, h, rows_all, max(cfg.k, SHORTLIST_N)):
             c, s = aggregate(en[idx[:cfg.k]], srow[idx[:cfg.k]], cfg.agg)
+            drop = state.sim_drop(srow[idx], idx, cfg.k, ~np.isfinite(srow))  # -inf: left out by the hold-out
             for k, v in (("err", plane.distance_m(c, en[r])), ("spread", s), ("top_sim", float(srow[idx[0]])),
-                         ("spread10", positions_spread(en[idx[:SHORTLIST_N]])), ("holdout", h),
+                         ("spread10", positions_spread(en[idx[:SHORTLIST_N]])), ("sim_drop", drop), ("holdout", h),
                          ("area", int(plane.label[idx[0]]))):
                 rec[k].append(v)
     return {k: np.asarray(v) for k, v in rec.items()}
@@ -89,15 +92,15 @@ def calibration_records(state: KNNState, cfg: KNNConfig) -> dict[str, np.ndarray
 def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[list[MondrianRadius], list[DifficultyBins]]:
     """Per area (radius model, difficulty bins) from the held-out records (calibration_records): errors
     normalised by the neighbours' spread, grouped by the area the answer fell in and into bins of the top
-    similarity, mixed with the block hold-out at half (conformal.STRESS_SHARES; Mondrian,
-    localization/conformal.py, localization/difficulty.py). A query unlike the gallery lands in a weak-evidence bin and gets that bin's wider
-    radius."""
+    similarity or of sim_drop (SIGNALS: the one that ranks the scores better), mixed with the block hold-out at
+    half (conformal.STRESS_SHARES; Mondrian, localization/conformal.py, localization/difficulty.py). A query
+    unlike the gallery lands in a weak-evidence bin and gets that bin's wider radius."""
     n, plane = len(state.en), state.plane
     if n < 3:
         return ([MondrianRadius(pooled=RadiusModel(scale=1.0, floor_m=25.0, area_m=100.0))] * plane.n_areas,
                 [DifficultyBins() for _ in plane.areas])
     rec = calibration_records(state, cfg)
-    errs, spreads, tops, holdout, areas = (rec[k] for k in ("err", "spread", "top_sim", "holdout", "area"))
+    errs, spreads, holdout, areas = (rec[k] for k in ("err", "spread", "holdout", "area"))
     en = state.en
     models, all_bins = [], []
     for i in range(plane.n_areas):
@@ -105,12 +108,14 @@ def calibrate_radius(state: KNNState, cfg: KNNConfig) -> tuple[list[MondrianRadi
         own = en[plane.rows(i)]
         area = float(np.quantile(np.linalg.norm(own - own.mean(0), axis=1), cfg.coverage))
         score = errs[m] / (spreads[m] + 10.0)  # MondrianRadius's default offset
-        # top similarity only: the top-10 spread inverts where the gallery has a hole (bgu-west kfold-geo:5: a
-        # tight shortlist within 25 m for 16% against 94% under kfold:5), while a hole lowers the top similarity
-        # (the SELF records, which only the chance reads, stay out of the bins' edges)
-        sig = {"top_sim": tops[m]}
+        # top similarity or sim_drop, whichever ranks the scores better (weighted Spearman over the near/area/block
+        # records of the whole gallery: bgu-west -0.21 and 0.34, penn91 -0.23 and 0.31, so sim_drop; bench/results/
+        # j34-*.notes.md); not the top-10 spread, which
+        # inverts where the gallery has a hole (bgu-west kfold-geo:5: a tight shortlist within 25 m for 16%
+        # against 94% under kfold:5). The SELF records, which only the chance reads, stay out of the bins' edges.
+        sig = {s: rec[s][m] for s in SIGNALS}
         r = holdout[m] != SELF
-        bins = DifficultyBins.fit(["model"] * int(r.sum()), {"top_sim": tops[m][r]}, score[r],
+        bins = DifficultyBins.fit(["model"] * int(r.sum()), {s: v[r] for s, v in sig.items()}, score[r],
                                   mixture_weights(list(holdout[m][r]), STRESS_SHARES), cfg.sim_bands) if r.any() \
             else DifficultyBins()
         groups = bins.groups(["model"] * int(m.sum()), sig)
@@ -207,7 +212,7 @@ class KNNPredictor(BasePredictor):
         pos, spread, idx, sims = s.answer(self.embed([query])[0], c.k, c.agg, max(top_k, n, SHORTLIST_N))
         lat, lon = s.plane.to_latlon(pos)
         area = int(s.plane.label[idx[0]])
-        group = s.group(float(sims[0]), positions_spread(s.en[idx[:SHORTLIST_N]]), area)
+        group = s.group(float(sims[0]), positions_spread(s.en[idx[:SHORTLIST_N]]), area, s.sim_drop(sims, idx, c.k))
         r = s.radius(spread, group, area)
         rm = s.radius_models[area]
         return (Prediction(float(lat), float(lon), r, rm.pooled.confidence(r), False, self.spec,

@@ -106,10 +106,12 @@ class Located:
     top: tuple[int, float] | None = None  # (gallery index, global similarity) of the top retrieved photo
     signals: dict = field(default_factory=dict)  # evidence the query shows (localization/difficulty.py)
 
-    def with_signals(self, score: np.ndarray, en: np.ndarray, min_inliers: int) -> "Located":
-        """This answer with its difficulty signals set (top_sim, spread10, inliers, parallax)."""
+    def with_signals(self, score: np.ndarray, en: np.ndarray, min_inliers: int,
+                     sim_drop: float = float("nan")) -> "Located":
+        """This answer with its difficulty signals set (top_sim, spread10, inliers, parallax, sim_drop: given, from
+        KNNState.sim_drop)."""
         ver = [n for n in self.checked.values() if n >= min_inliers]
-        self.signals = {"top_sim": self.top[1] if self.top else float("nan"),
+        self.signals = {"top_sim": self.top[1] if self.top else float("nan"), "sim_drop": float(sim_drop),
                         "spread10": shortlist_spread(score, en), "inliers": float(max(ver, default=0)),
                         "parallax": float(self.parallax[0]) if self.verified and self.parallax else float("nan")}
         return self
@@ -196,6 +198,8 @@ def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.
     The answer lies in one area of the gallery (answer_area): only that area's verified photos, shortlist, top
     photo and knn neighbours are used.
     """
+    left_out = ~np.isfinite(score)  # calibration: the photos the hold-out removed (sim_drop ignores them)
+    left_out = left_out if left_out.any() else None  # a query: sim_drop reads the stored references
     checked = verify_candidates(np.argsort(-score), verify, state.near, cfg, skip=skip)
     area, checked = answer_area(state, cfg, checked, score, g_sims, q)
     rule = rules[area] if rules else RecognitionRule(cfg.rec_parallax, cfg.rec_inliers, copy_sim=2.0)
@@ -204,13 +208,14 @@ def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.
     allowed = np.where(np.isfinite(score), g_sims, -np.inf)
     top = (int(np.argmax(allowed)), float(np.max(allowed))) if len(allowed) else None
     knn = knn_answer(area)
+    drop = state.knn.sim_drop(knn[3], knn[2], cfg.k, left_out)
     if top is not None and rule.is_copy(top[1]):
         n = checked[top[0]] if top[0] in checked else verify(top[0])
         if n >= cfg.min_inliers:
             checked = {**checked, top[0]: n}
             return Located(RECOGNISED, state.en[top[0]].copy(), 0.0, np.array([top[0]]), np.array([float(n)]),
                            checked, camera_of(checked) if camera_of is not None else None, knn, [0.0], area=area,
-                           copy=True, top=top).with_signals(score, state.en, cfg.min_inliers)
+                           copy=True, top=top).with_signals(score, state.en, cfg.min_inliers, drop)
     res = resolve(checked, state.en, cfg)
     if res is not None:
         pos, spread, support = res
@@ -220,14 +225,14 @@ def locate(state: RerankState, cfg: RerankConfig, score: np.ndarray, g_sims: np.
         kind = RECOGNISED if at_gallery_spot(par, strongest, rule.max_parallax_deg, rule.min_inliers) else SCENE
         return Located(kind, pos, spread, np.array(support, int), np.array([checked[j] for j in support], float),
                        checked, camera_of(checked) if camera_of is not None else None, knn, par, area=area,
-                       top=top).with_signals(score, state.en, cfg.min_inliers)
+                       top=top).with_signals(score, state.en, cfg.min_inliers, drop)
     if cfg.fallback == KNN:
         pos, spread, idx, sims = knn
     else:
         pos, spread, idx = shortlist_median(score, state.en, cfg.fallback_k, cfg.fallback_t)
         sims = g_sims[idx]
     return Located(FALLBACK, pos, spread, idx, sims, checked, None, knn, [], area=area, top=top).with_signals(
-        score, state.en, cfg.min_inliers)
+        score, state.en, cfg.min_inliers, drop)
 
 
 def answer_area(state: RerankState, cfg: RerankConfig, checked: dict[int, int], score: np.ndarray,

@@ -1,11 +1,11 @@
 """rerank's fitted state: every array, index and store a query reads, built at fit (or `index add`) and saved.
 
-Files in the model directory: knn/{embeddings.npy, index.faiss} (the global index), keypoints.h5 (the gallery's
-keypoints, verification/store.py), content_keys.txt (the gallery photos' content hashes), vlad_codebook.npy and
-vlad_gallery.npy (when vlad > 0; float16, the values the state holds: VLAD_DTYPE), near.npz (each photo's
-neighbour list); the calibration and the score statistics live in model.json's state. What fit computed is read
-back on load, not recomputed (a model saved before near.npz and the statistics were saved recomputes them, with the
-same result).
+Files in the model directory: knn/{embeddings.npy, index.faiss, best_other.npy} (the global index), keypoints.h5
+(the gallery's keypoints, verification/store.py), content_keys.txt (the gallery photos' content hashes),
+vlad_codebook.npy and vlad_gallery.npy (when vlad > 0; float16, the values the state holds: VLAD_DTYPE), near.npz
+(each photo's neighbour list); the calibration and the score statistics live in model.json's state. What fit
+computed is read back on load, not recomputed (a model saved before near.npz and the statistics were saved
+recomputes them, with the same result).
 """
 from __future__ import annotations
 

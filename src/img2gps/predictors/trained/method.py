@@ -20,7 +20,7 @@ from ...answer_kinds import MODEL
 from ...area import describe, split_areas
 from ...localization.calibration import RadiusModel
 from ...localization.conformal import MondrianRadius
-from ...localization.holdout import HOLDOUTS, HoldoutPlan, buffered_train
+from ...localization.holdout import HOLDOUTS, HoldoutPlan
 from ...data.splits import kfold_folds, location_disjoint_split
 from ...errors import ModelError
 from .trunk import AugmentConfig, Trunk, cached_views, resolve_backbone
@@ -189,14 +189,14 @@ class TrunkHeadPredictor(BasePredictor):
         errs, spreads, holdout = [], [], []
         # Each inner fold's training photos exclude every photo near its validation photos
         # (localization/holdout.py): in turn the same-spot siblings (near), the area's typical distance (area) and
-        # a block (block), so the held-out errors look like those of photos taken anywhere and in the gallery's holes;
-        # localization/conformal.py mixes the two. No fold is trained twice.
+        # a whole block held out (block: HoldoutPlan.inner_fold), so the held-out errors look like those of photos
+        # taken anywhere and in the gallery's holes; localization/conformal.py mixes them. No fold is trained twice.
         plan = HoldoutPlan(self._en, st.frame)
         for fi, fold in enumerate(kfold_folds(n, k, c.seed)):
             h = HOLDOUTS[fi % len(HOLDOUTS)]
-            tr = buffered_train(fold.train, fold.val, self._en, plan.fold_radius(h))
+            tr, va = plan.inner_fold(h, fold.train, fold.val)
             net, _ = self._train_on(data, tr, f"calibration fold {fi + 1}/{k}")
-            e, s = self._heldout(net, data, tr, fold.val)
+            e, s = self._heldout(net, data, tr, va)
             errs.append(e)
             spreads.append(s)
             holdout += [h] * len(e)
