@@ -1,5 +1,6 @@
 """rerank's stored gallery (issue 31): each photo keeps at most `gallery_keypoints` keypoints, the store and the
 VLAD vectors are written compactly, a reloaded model answers exactly as the fitted one, the option is checked."""
+import dataclasses
 import json
 
 import numpy as np
@@ -10,6 +11,9 @@ from img2gps.data import load_dataset
 from img2gps.errors import ModelError
 from img2gps.modeldir import FORMAT_VERSION
 from img2gps.predictors import load_model, make_predictor
+from img2gps.predictors.rerank.config import RerankConfig
+from img2gps.predictors.spec import config_from_saved
+from img2gps.verification.local import GALLERY_FEATURES
 from img2gps.verification.store import KeypointStore
 from rerank_synth import pil, textured, turned
 from synth import assert_same_prediction, offset
@@ -70,3 +74,15 @@ def test_gallery_keypoints_is_validated():
         make_predictor("rerank:gallery_keypoints=-5")
     with pytest.raises(ModelError, match="gallery_keypoints='many' is not a valid int"):
         make_predictor("rerank:gallery_keypoints=many")
+
+
+def test_a_saved_model_keeps_its_detection_size_whatever_the_default():
+    """The detection size is the lever on fit time (docs/scale.md, issue 31): a saved model's config carries the
+    value it was fitted with, so when the default moves its stored keypoints still match what it expects and its
+    queries are detected at the same size."""
+    assert RerankConfig().feature_config == GALLERY_FEATURES  # one owner of the default
+    other = 896 if GALLERY_FEATURES.max_side != 896 else 1024
+    saved = dataclasses.asdict(RerankConfig()) | {"max_side": other}
+    cfg = config_from_saved(RerankConfig, saved, "model.json config")
+    assert cfg.feature_config.max_side == other
+    assert cfg.gallery_key.startswith(f"siftroot-{other}-")  # what its keypoints.h5 was written with
