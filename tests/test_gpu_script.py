@@ -104,6 +104,7 @@ def check_outputs(g, out: Path, specs: list[str]) -> None:
     assert len(preds) == n * (1 + len(specs))  # every photo predicted once per method, baseline included
 
 
+@pytest.mark.slow  # a real fine-tune of a few steps: ~8 s on 2 cores, the slowest fast test (issue 27: fast subset < 60 s)
 def test_dry_run_of_the_full_fine_tune_alone(tmp_path):
     """The cheap variant (not slow): the spec only a GPU makes affordable, through the whole script."""
     g = gpu_script()
