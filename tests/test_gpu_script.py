@@ -106,7 +106,7 @@ def check_outputs(g, out: Path, specs: list[str]) -> None:
 
 @pytest.mark.slow  # a real fine-tune of a few steps: ~8 s on 2 cores, the slowest fast test (issue 27: fast subset < 60 s)
 def test_dry_run_of_the_full_fine_tune_alone(tmp_path):
-    """The cheap variant (not slow): the spec only a GPU makes affordable, through the whole script."""
+    """The spec only a GPU makes affordable, through the whole script, with a few steps."""
     g = gpu_script()
     out = dry_run(tmp_path, "--only", "regression:mode=full")
     specs = [s for s in g.plan(dry_run=True)["specs"] if s.startswith("regression:mode=full")]
