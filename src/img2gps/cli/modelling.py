@@ -256,16 +256,16 @@ def bench(
         for p in write_outputs(json_out, result, preds, plots=plots, check=guard):
             typer.echo(wrote(p))
         if only:  # a partial run keeps its folds: a later run of more folds with this --json reuses them
-            con.print(f"kept the finished folds in {ck} for a later run of more folds")
+            typer.echo(f"kept the finished folds in {ck} for a later run of more folds")
         else:
             FoldCheckpoints.remove(ck)  # the JSON now holds every fold
         if fr and plots and len(fr) >= 2:  # error vs gallery size, with the extrapolation the data support
             from ..analysis.learning_curve import bench_learning_curve
 
             png, verdicts = bench_learning_curve(json_out, result, preds)
-            con.print(wrote(png))
+            typer.echo(wrote(png))
             for v in verdicts:
-                con.print(v)
+                typer.echo(v)
 
 
 def _quote(a: str) -> str:
