@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from img2gps.cli import main
 from synth import make_gallery
@@ -28,7 +29,8 @@ def test_eval_scores_the_photos_of_a_split(tmp_path, capsys):
     assert f"(split {val})" in out and "3 held-out photos" in out and len(names) == 3
     base_line = next(ln for ln in out.splitlines() if "(gallery centre)" in ln)
     assert "—" in base_line  # the baseline gives no radius: no coverage shown
-    m = json.loads((tmp_path / "m" / "model.json").read_text())["metrics"]
+    # model.json stays strict JSON after eval records its metrics (a baseline's missing figure was written NaN)
+    m = json.loads((tmp_path / "m" / "model.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in model.json"))["metrics"]
     (key, rec), = [(k, v) for k, v in m.items() if k.startswith("eval:")]
     assert key.endswith(f"(split {val})") and rec["n"] == 3 and rec["radius_coverage"] is not None
 

@@ -92,5 +92,5 @@ def test_predict_names_a_corrupt_exif_gps_block(gallery_dir, tmp_path, capsys):
         warnings.simplefilter("error")
         assert main(["predict", str(photo), "--model", str(model)]) == 0
     cap = capsys.readouterr()
-    assert "photo EXIF  no position (EXIF GPS block is corrupt)" in cap.out
+    assert "photo EXIF  no position: EXIF GPS block is corrupt" in cap.out
     assert "Warning" not in cap.err and "site-packages" not in cap.err

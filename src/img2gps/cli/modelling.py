@@ -352,5 +352,8 @@ def _record_metrics(model_dir: Path, data: str, m: dict) -> None:
         man = json.loads(mp.read_text())
         man.setdefault("metrics", {})[f"eval:{data}"] = m
         tmp = mp.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(man, indent=2))
+        from ..bench_outputs import strict_json
+
+        # strict JSON: a figure that does not exist (a baseline's fit time) is null, never NaN
+        tmp.write_text(json.dumps(strict_json(man), indent=2))
         os.replace(tmp, mp)

@@ -103,7 +103,7 @@ def as_text(rec: dict) -> str:
         la, lo = rec["photo_exif_position"]
         lines.append(f"  photo EXIF  {la:.6f}, {lo:.6f}   {rec['exif_distance_text']} from the prediction")
     elif rec.get("exif_problem"):
-        lines.append(f"  photo EXIF  no position ({rec['exif_problem']})")
+        lines.append(f"  photo EXIF  no position: {rec['exif_problem']}")
     neighbours = rec["neighbours"]  # best first by the score shown (types.Prediction)
     if neighbours:
         verified = rec["score_kind"] == SCORE_INLIERS
