@@ -45,6 +45,11 @@ def cell(r: dict | None, key: str, pct: bool = False) -> str:
     return f"{100 * r[key]:.0f}%" if pct else f"{r[key]:.2f}"
 
 
+def prep_label(spec: str) -> str:
+    """The column name of a rerank variant: the landed default (prep off) or one with prep steps on."""
+    return "prep off" if spec == "rerank" else "prep on"
+
+
 def rows() -> list[dict]:
     runs = {data: by_spec_kind(load(name)) for data, name in RUNS.items()}
     specs = sorted({s for rs in runs.values() for s, _ in rs}, key=lambda s: (s != "rerank", s))
@@ -57,7 +62,7 @@ def rows() -> list[dict]:
             t = target(kind)
             row = {"target (kfold:5, all folds)": f"{kind}: {key} {op} {f'{t:.0%}' if pct else t}"}
             for spec in specs:
-                prep = "prep off" if spec == "rerank" else "prep on"
+                prep = prep_label(spec)
                 p = runs["penn91"].get((spec, kind))
                 row[f"penn91 {prep}"] = cell(p, key, pct)
                 row[f"met, {prep}"] = "–" if p is None or p.get(key) is None else ("yes" if ok(p[key], t) else "no")
@@ -66,7 +71,7 @@ def rows() -> list[dict]:
         # recognised share is reported (the issue measures robustness on verified answers, recognised separately)
         row = {"target (kfold:5, all folds)": f"{kind}: recognised ratio (reported)"}
         for spec in specs:
-            prep = "prep off" if spec == "rerank" else "prep on"
+            prep = prep_label(spec)
             row[f"penn91 {prep}"] = cell(runs["penn91"].get((spec, kind)), "recognised ratio")
             row[f"met, {prep}"] = "–"
             row[f"bgu-west {prep}"] = cell(runs["bgu-west"].get((spec, kind)), "recognised ratio")
